@@ -1,0 +1,185 @@
+package gossip
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/memberlist"
+)
+
+func fullMeta() Meta {
+	return Meta{
+		Role:         RoleCoordinator,
+		Zone:         "zone-a",
+		Aggregates:   []string{"gpu", "ssd", "pci-passthrough"},
+		VTEP:         netip.MustParseAddr("2001:db8::17"),
+		VCPUs:        256,
+		RAMMiB:       1 << 20,
+		DiskGiB:      1 << 40,
+		AppliedEpoch: 1<<63 + 5,
+		APIAddr:      "https://coord-1.example:8443",
+		Drained:      true,
+	}
+}
+
+func TestMetaRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		meta Meta
+	}{
+		{"zero", Meta{}},
+		{"agent minimal", Meta{Role: RoleAgent, Zone: "z1"}},
+		{"agent ipv4 vtep", Meta{Role: RoleAgent, VTEP: netip.MustParseAddr("10.0.0.7"), VCPUs: 64, RAMMiB: 262144}},
+		{"ipv4-mapped ipv6 vtep", Meta{Role: RoleAgent, VTEP: netip.MustParseAddr("::ffff:10.0.0.7")}},
+		{"coordinator full", fullMeta()},
+		{"max values", Meta{Role: 255, VCPUs: ^uint32(0), RAMMiB: ^uint64(0), DiskGiB: ^uint64(0), AppliedEpoch: ^uint64(0)}},
+		{"empty strings in aggregates", Meta{Aggregates: []string{"", "a", ""}}},
+		{"longest string", Meta{Zone: strings.Repeat("z", MaxStringLen)}},
+		{"unknown role survives", Meta{Role: 9}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := tt.meta.Encode()
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			if b[0] != metaVersion {
+				t.Fatalf("first byte = %d, want version %d", b[0], metaVersion)
+			}
+			got, err := DecodeMeta(b)
+			if err != nil {
+				t.Fatalf("DecodeMeta: %v", err)
+			}
+			if !got.Equal(tt.meta) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tt.meta)
+			}
+		})
+	}
+}
+
+func TestMetaSizeLimits(t *testing.T) {
+	many := make([]string, 0, 40)
+	for range 40 {
+		many = append(many, strings.Repeat("a", 20))
+	}
+	tests := []struct {
+		name      string
+		meta      Meta
+		wantErr   error
+		wantField string
+	}{
+		{"string too long", Meta{Zone: strings.Repeat("z", MaxStringLen+1)}, ErrStringTooLong, "zone"},
+		{"aggregate too long", Meta{Aggregates: []string{"ok", strings.Repeat("x", 300)}}, ErrStringTooLong, "aggregates[1]"},
+		{"too many aggregates", Meta{Aggregates: many}, ErrMetaTooLarge, "aggregates[24]"},
+		{"api addr overflows", Meta{Zone: strings.Repeat("z", 255), Aggregates: []string{strings.Repeat("g", 200)}, APIAddr: strings.Repeat("h", 100)}, ErrMetaTooLarge, "api_addr"},
+		{"zoned vtep", Meta{VTEP: netip.MustParseAddr("fe80::1%eth0")}, nil, "vtep"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.meta.Encode()
+			if err == nil {
+				t.Fatal("Encode succeeded, want error")
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("error %v, want %v", err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), "field "+tt.wantField+":") {
+				t.Errorf("error %q does not name field %q", err, tt.wantField)
+			}
+		})
+	}
+
+	// Largest meta that fits: exactly at the limit is fine.
+	m := Meta{Zone: strings.Repeat("z", 255), Aggregates: []string{strings.Repeat("g", 200)}}
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.APIAddr = strings.Repeat("h", memberlist.MetaMaxSize-len(b)) // < 128: one-byte length prefix
+	if b, err = m.Encode(); err != nil || len(b) != memberlist.MetaMaxSize {
+		t.Fatalf("meta at the limit: len %d, err %v", len(b), err)
+	}
+}
+
+func TestDecodeMetaErrors(t *testing.T) {
+	good, err := fullMeta().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		in      []byte
+		wantErr error
+	}{
+		{"empty", nil, ErrTruncatedMeta},
+		{"version 0", []byte{0, 1}, ErrUnsupportedVersion},
+		{"version 2", append([]byte{2}, good[1:]...), ErrUnsupportedVersion},
+		{"truncated", good[:len(good)-1], ErrTruncatedMeta},
+		{"only version", []byte{1}, ErrTruncatedMeta},
+		{"too large", append(append([]byte{}, good...), make([]byte, memberlist.MetaMaxSize)...), ErrMetaTooLarge},
+		{"bad vtep length", []byte{1, 1, 0, 0, 5, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0}, nil},
+		{"role above 255", []byte{1, 0x80, 0x02}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeMeta(tt.in)
+			if err == nil {
+				t.Fatal("DecodeMeta succeeded, want error")
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("error %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// A newer minor writer appends fields and sets new flag bits; this reader
+// must still decode what it knows.
+func TestDecodeMetaIgnoresNewerTrailingFields(t *testing.T) {
+	want := fullMeta()
+	b, err := want.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] |= 0x40                        // unknown flag bit in the one-byte flags varint
+	b = append(b, 0x07, 3, 'n', 'e', 'w', 0xff) // unknown trailing fields
+	got, err := DecodeMeta(b)
+	if err != nil {
+		t.Fatalf("DecodeMeta: %v", err)
+	}
+	if !got.Equal(want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+func FuzzDecodeMeta(f *testing.F) {
+	for _, m := range []Meta{{}, fullMeta(), {Role: RoleAgent, VTEP: netip.MustParseAddr("192.0.2.1")}} {
+		b, err := m.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{1, 0x80, 0x80, 0x80})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m, err := DecodeMeta(in)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must re-encode (canonically, never larger than
+		// the input) and decode to the same value.
+		b, err := m.Encode()
+		if err != nil {
+			t.Fatalf("decoded %+v but Encode failed: %v", m, err)
+		}
+		m2, err := DecodeMeta(b)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if !m2.Equal(m) {
+			t.Fatalf("round trip changed meta:\n got %+v\nwant %+v", m2, m)
+		}
+	})
+}
