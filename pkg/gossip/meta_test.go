@@ -143,7 +143,7 @@ func TestDecodeMetaIgnoresNewerTrailingFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)-1] |= 0x40                        // unknown flag bit in the one-byte flags varint
+	b[len(b)-1] |= 0x40                         // unknown flag bit in the one-byte flags varint
 	b = append(b, 0x07, 3, 'n', 'e', 'w', 0xff) // unknown trailing fields
 	got, err := DecodeMeta(b)
 	if err != nil {
