@@ -1,0 +1,156 @@
+// Package config is strata-agent's configuration: defaults, then
+// /etc/strata/agent.yaml, then flags.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/config"
+)
+
+// DefaultPath is where packages install the agent's config.
+const DefaultPath = "/etc/strata/agent.yaml"
+
+// Gossip configures the agent's memberlist member.
+type Gossip struct {
+	Bind      string   `json:"bind"`      // ip:port to listen on
+	Advertise string   `json:"advertise"` // ip:port peers reach us at; empty = bind
+	Join      []string `json:"join"`
+	KeyFile   string   `json:"key_file"`
+	// Profile is "lan" for production or "local" for fast failure
+	// detection in labs and tests.
+	Profile string `json:"profile"`
+}
+
+// Reserved is capacity kept back for the host itself.
+type Reserved struct {
+	VCPUs   uint32 `json:"vcpus"`
+	RAMMiB  uint64 `json:"ram_mib"`
+	DiskGiB uint64 `json:"disk_gib"`
+}
+
+// Config is the whole agent configuration.
+type Config struct {
+	Name        string   `json:"name"`
+	Coordinator string   `json:"coordinator"`
+	TokenFile   string   `json:"token_file"`
+	StateDir    string   `json:"state_dir"`
+	Zone        string   `json:"zone"`
+	Aggregates  []string `json:"aggregates"`
+	VTEP        string   `json:"vtep"`
+	Gossip      Gossip   `json:"gossip"`
+	Reserved    Reserved `json:"reserved"`
+	MetricsAddr string   `json:"metrics_addr"`
+	LogFormat   string   `json:"log_format"`
+	LogLevel    string   `json:"log_level"`
+	// Resync is the period of the level-triggered full reconcile.
+	Resync   time.Duration `json:"resync"`
+	PollWait time.Duration `json:"poll_wait"`
+}
+
+// SetDefaults fills c with the built-in defaults.
+func (c *Config) SetDefaults() {
+	host, _ := os.Hostname()
+	*c = Config{
+		Name:        host,
+		Coordinator: "http://127.0.0.1:7070",
+		TokenFile:   "/etc/strata/agent.token",
+		StateDir:    "/var/lib/strata/agent",
+		Zone:        "default",
+		Gossip:      Gossip{Bind: "0.0.0.0:7946", Profile: "lan"},
+		Reserved:    Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
+		MetricsAddr: "127.0.0.1:9464",
+		LogFormat:   "text",
+		LogLevel:    "info",
+		Resync:      time.Minute,
+		PollWait:    30 * time.Second,
+	}
+}
+
+// BindFlags binds command-line flags to c's fields.
+func (c *Config) BindFlags(fs *pflag.FlagSet) {
+	c.SetDefaults()
+	fs.StringVar(&c.Name, "name", c.Name, "host name in the cluster")
+	fs.StringVar(&c.Coordinator, "coordinator", c.Coordinator, "coordinator API URL")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the agent's API token")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for the agent's state")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "availability zone")
+	fs.StringSliceVar(&c.Aggregates, "aggregate", c.Aggregates, "host aggregate (repeatable)")
+	fs.StringVar(&c.VTEP, "vtep", c.VTEP, "local VTEP (tunnel endpoint) address")
+	fs.StringVar(&c.Gossip.Bind, "gossip-bind", c.Gossip.Bind, "gossip listen address ip:port")
+	fs.StringVar(&c.Gossip.Advertise, "gossip-advertise", c.Gossip.Advertise, "gossip address peers use, ip:port")
+	fs.StringSliceVar(&c.Gossip.Join, "join", c.Gossip.Join, "gossip peer to join, ip:port (repeatable)")
+	fs.StringVar(&c.Gossip.KeyFile, "gossip-key-file", c.Gossip.KeyFile, "file with the base64 gossip encryption key")
+	fs.StringVar(&c.Gossip.Profile, "gossip-profile", c.Gossip.Profile, "gossip timing profile: lan or local")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.DurationVar(&c.Resync, "resync", c.Resync, "period of the full level-triggered reconcile")
+	fs.DurationVar(&c.PollWait, "poll-wait", c.PollWait, "how long one plan long-poll waits")
+}
+
+// Load merges defaults, the file at path and the flags the user set.
+func (c *Config) Load(path string, required bool, fs *pflag.FlagSet) error {
+	if err := config.Load(path, required, c, c.SetDefaults, fs); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
+// Validate checks the merged configuration; errors name the key.
+func (c *Config) Validate() error {
+	if fe := api.ValidateName("name", c.Name); fe != nil {
+		return fe
+	}
+	if c.Coordinator == "" {
+		return api.Fieldf("coordinator", "must be set")
+	}
+	if c.StateDir == "" {
+		return api.Fieldf("state_dir", "must be set")
+	}
+	if c.VTEP != "" {
+		if _, err := netip.ParseAddr(c.VTEP); err != nil {
+			return api.Fieldf("vtep", "%q is not an IP address", c.VTEP)
+		}
+	}
+	if _, err := netip.ParseAddrPort(c.Gossip.Bind); err != nil {
+		return api.Fieldf("gossip.bind", "%q is not ip:port", c.Gossip.Bind)
+	}
+	if c.Gossip.Advertise != "" {
+		if _, err := netip.ParseAddrPort(c.Gossip.Advertise); err != nil {
+			return api.Fieldf("gossip.advertise", "%q is not ip:port", c.Gossip.Advertise)
+		}
+	}
+	if c.Gossip.Profile != "lan" && c.Gossip.Profile != "local" {
+		return api.Fieldf("gossip.profile", "%q is not lan or local", c.Gossip.Profile)
+	}
+	if c.Resync < time.Second {
+		return api.Fieldf("resync", "%s is below 1s", c.Resync)
+	}
+	if c.PollWait < time.Second || c.PollWait > 5*time.Minute {
+		return api.Fieldf("poll_wait", "%s is outside 1s..5m", c.PollWait)
+	}
+	return nil
+}
+
+// Token reads the agent's API token.
+func (c *Config) Token() (string, error) {
+	b, err := os.ReadFile(c.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	return string(trimSpace(b)), nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

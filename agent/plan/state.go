@@ -1,0 +1,142 @@
+// Package plan is the agent's copy of its host plan: the resources the
+// coordinator wants on this host at one cluster epoch, kept on disk so a
+// restarted agent resumes by deltas instead of a full download.
+package plan
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// ErrStale is returned for a plan older than the one already held: after a
+// coordinator failover to a stale copy, the agent refuses to go back.
+var ErrStale = errors.New("stale plan")
+
+// State is the plan at Epoch. It is not safe for concurrent use; the
+// watcher owns it and hands out Snapshots.
+type State struct {
+	Epoch     uint64                  `json:"epoch"`
+	Resources map[string]api.Resource `json:"resources"`
+}
+
+// NewState returns an empty plan at epoch 0.
+func NewState() *State { return &State{Resources: map[string]api.Resource{}} }
+
+// Apply folds a coordinator answer into the state. A full plan replaces
+// everything; deltas must follow on from Epoch without a gap.
+func (s *State) Apply(p api.Plan) error {
+	if p.Epoch < s.Epoch {
+		return fmt.Errorf("%w: coordinator is at epoch %d, this host already applied %d", ErrStale, p.Epoch, s.Epoch)
+	}
+	if p.Full {
+		next := make(map[string]api.Resource, len(p.Resources))
+		for _, r := range p.Resources {
+			next[r.Key().String()] = r
+		}
+		s.Resources, s.Epoch = next, p.Epoch
+		return nil
+	}
+	// Check the chain before touching anything, so a bad answer changes nothing.
+	e := s.Epoch
+	for _, d := range p.Deltas {
+		if d.Epoch != e+1 {
+			return fmt.Errorf("delta chain broken: have epoch %d, got delta %d", e, d.Epoch)
+		}
+		e = d.Epoch
+	}
+	for _, d := range p.Deltas {
+		for _, c := range d.Changes {
+			k := c.Resource.Key().String()
+			switch c.Op {
+			case api.OpPut:
+				s.Resources[k] = c.Resource
+			case api.OpDelete:
+				delete(s.Resources, k)
+			}
+		}
+	}
+	s.Epoch = e
+	return nil
+}
+
+// Snapshot returns an immutable view for reconcilers.
+func (s *State) Snapshot() *Snapshot {
+	rs := make([]api.Resource, 0, len(s.Resources))
+	for _, r := range s.Resources {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Key().String() < rs[j].Key().String() })
+	return &Snapshot{Epoch: s.Epoch, Resources: rs}
+}
+
+// Load reads the state saved at path; a missing file is an empty plan.
+func Load(path string) (*State, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return NewState(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read plan %q: %w", path, err)
+	}
+	s := NewState()
+	if err := json.Unmarshal(data, s); err != nil {
+		return nil, fmt.Errorf("decode plan %q: %w", path, err)
+	}
+	if s.Resources == nil {
+		s.Resources = map[string]api.Resource{}
+	}
+	return s, nil
+}
+
+// Save writes the state atomically (temp file, fsync, rename), so a crash
+// leaves either the old or the new plan, never half of one.
+func (s *State) Save(path string) error {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".plan-*")
+	if err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save plan: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save plan: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	return nil
+}
+
+// Snapshot is a read-only plan at one epoch, sorted by key.
+type Snapshot struct {
+	Epoch     uint64
+	Resources []api.Resource
+}
+
+// Kind returns the resources of one kind.
+func (s *Snapshot) Kind(kind string) []api.Resource {
+	var out []api.Resource
+	for _, r := range s.Resources {
+		if r.Kind == kind {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -1,0 +1,103 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// Source is the coordinator side of a watch.
+type Source interface {
+	Plan(ctx context.Context, host string, since uint64, wait time.Duration) (api.Plan, error)
+}
+
+// Watcher long-polls the host's plan, keeps State current and saved, and
+// publishes a Snapshot after every change.
+type Watcher struct {
+	Host   string
+	Source Source
+	Path   string // where State is saved
+	Wait   time.Duration
+	Log    *slog.Logger
+	// OnChange is called with every new snapshot, from the Run goroutine.
+	OnChange func(*Snapshot)
+
+	state      *State
+	FullSyncs  atomic.Uint64
+	DeltaSyncs atomic.Uint64
+	LastError  atomic.Pointer[string]
+}
+
+// NewWatcher starts from the state saved at path.
+func NewWatcher(host string, src Source, path string, wait time.Duration, log *slog.Logger, onChange func(*Snapshot)) (*Watcher, error) {
+	st, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Watcher{Host: host, Source: src, Path: path, Wait: wait, Log: log, OnChange: onChange, state: st}, nil
+}
+
+// Snapshot returns the current plan (call before Run or from OnChange).
+func (w *Watcher) Snapshot() *Snapshot { return w.state.Snapshot() }
+
+// Run watches until ctx ends. Errors back off from 500 ms to 30 s.
+func (w *Watcher) Run(ctx context.Context) {
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		err := w.Step(ctx)
+		if err == nil {
+			backoff = 500 * time.Millisecond
+			w.LastError.Store(nil)
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		msg := err.Error()
+		w.LastError.Store(&msg)
+		w.Log.Warn("plan watch failed", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// Step does one long-poll and applies its answer.
+func (w *Watcher) Step(ctx context.Context) error {
+	p, err := w.Source.Plan(ctx, w.Host, w.state.Epoch, w.Wait)
+	if err != nil {
+		return err
+	}
+	if !p.Full && p.Epoch == w.state.Epoch {
+		return nil // long-poll timed out with nothing new
+	}
+	if err := w.state.Apply(p); err != nil {
+		if errors.Is(err, ErrStale) {
+			// Fencing: keep what we have and keep asking; an operator
+			// must look at a coordinator that went back in time.
+			w.Log.Error("refusing plan older than the applied one", "err", err)
+			time.Sleep(time.Second)
+		}
+		return err
+	}
+	if p.Full {
+		w.FullSyncs.Add(1)
+	} else {
+		w.DeltaSyncs.Add(1)
+	}
+	if err := w.state.Save(w.Path); err != nil {
+		return err
+	}
+	w.Log.Debug("plan updated", "epoch", p.Epoch, "full", p.Full, "deltas", len(p.Deltas))
+	if w.OnChange != nil {
+		w.OnChange(w.state.Snapshot())
+	}
+	return nil
+}

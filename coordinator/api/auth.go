@@ -1,0 +1,148 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+type principalKey struct{}
+
+func principal(r *http.Request) api.Token {
+	t, _ := r.Context().Value(principalKey{}).(api.Token)
+	return t
+}
+
+// auth resolves the bearer token; a missing or unknown one is 401.
+func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		secret, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || secret == "" {
+			writeError(w, &api.Error{Code: http.StatusUnauthorized, Message: "missing bearer token"})
+			return
+		}
+		tok, err := s.store.LookupToken(strings.TrimSpace(secret))
+		if err != nil {
+			writeError(w, &api.Error{Code: http.StatusUnauthorized, Message: "invalid token"})
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, tok)))
+	}
+}
+
+func forbidden(format string, args ...any) *api.Error {
+	return &api.Error{Code: http.StatusForbidden, Message: fmt.Sprintf(format, args...)}
+}
+
+func requireAdmin(r *http.Request) *api.Error {
+	if p := principal(r); p.Role != api.RoleAdmin {
+		return forbidden("%s token %q may not do this; an admin token is required", p.Role, p.Name)
+	}
+	return nil
+}
+
+// NewSecret returns a fresh random token secret for role.
+func NewSecret(role string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "strata_" + role + "_" + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func newID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// IssueToken creates a token and returns it with its secret.
+func IssueToken(st *store.Store, req api.TokenRequest) (api.NewToken, error) {
+	secret, err := NewSecret(req.Role)
+	if err != nil {
+		return api.NewToken{}, err
+	}
+	t := api.Token{ID: newID(), Name: req.Name, Role: req.Role, Project: req.Project, Created: time.Now().UTC()}
+	if err := st.PutToken(t, secret); err != nil {
+		return api.NewToken{}, err
+	}
+	return api.NewToken{Token: t, Secret: secret}, nil
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	if e := requireAdmin(r); e != nil {
+		writeError(w, e)
+		return
+	}
+	ts, err := s.store.Tokens()
+	if err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	if ts == nil {
+		ts = []api.Token{}
+	}
+	writeJSON(w, http.StatusOK, ts)
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	if e := requireAdmin(r); e != nil {
+		writeError(w, e)
+		return
+	}
+	var req api.TokenRequest
+	if err := decodeStrict(r, &req, ""); err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	if fe := api.ValidateName("name", req.Name); fe != nil {
+		s.errorFor(w, fe)
+		return
+	}
+	switch req.Role {
+	case api.RoleAdmin, api.RoleAgent:
+		if req.Project != "" {
+			s.errorFor(w, api.Fieldf("project", "only a %q token has a project", api.RoleProject))
+			return
+		}
+	case api.RoleProject:
+		err := s.store.View(func(tx *store.Tx) error {
+			_, err := tx.Get(api.Key{Kind: "project", Name: req.Project})
+			return err
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			s.errorFor(w, api.Fieldf("project", "project %q does not exist", req.Project))
+			return
+		}
+	default:
+		s.errorFor(w, api.Fieldf("role", "%q is not one of admin, agent, project", req.Role))
+		return
+	}
+	nt, err := IssueToken(s.store, req)
+	if err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, nt)
+}
+
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
+	if e := requireAdmin(r); e != nil {
+		writeError(w, e)
+		return
+	}
+	if err := s.store.DeleteToken(r.PathValue("id")); err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"deleted": true})
+}

@@ -1,0 +1,197 @@
+package api
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+func requireAdminOrAgent(r *http.Request) *api.Error {
+	switch p := principal(r); p.Role {
+	case api.RoleAdmin, api.RoleAgent:
+		return nil
+	default:
+		return forbidden("%s token %q may not read hosts", p.Role, p.Name)
+	}
+}
+
+// hostViews merges gossip (liveness, meta) with the last report of each
+// host; a host that reported but is no longer in gossip shows as dead.
+func (s *Server) hostViews() ([]api.Host, error) {
+	reports, err := s.store.Reports()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []api.Host
+	if s.hosts != nil {
+		for _, h := range s.hosts.Hosts() {
+			if rep, ok := reports[h.Name]; ok {
+				rep := rep
+				h.Report = &rep
+			}
+			seen[h.Name] = true
+			out = append(out, h)
+		}
+	}
+	for name, rep := range reports {
+		if seen[name] {
+			continue
+		}
+		rep := rep
+		out = append(out, api.Host{Name: name, State: api.StateDead, AppliedEpoch: rep.AppliedEpoch, Report: &rep})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if out == nil {
+		out = []api.Host{}
+	}
+	return out, nil
+}
+
+func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+	if e := requireAdminOrAgent(r); e != nil {
+		writeError(w, e)
+		return
+	}
+	hs, err := s.hostViews()
+	if err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, hs)
+}
+
+func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
+	if e := requireAdminOrAgent(r); e != nil {
+		writeError(w, e)
+		return
+	}
+	hs, err := s.hostViews()
+	if err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	for _, h := range hs {
+		if h.Name == r.PathValue("host") {
+			writeJSON(w, http.StatusOK, h)
+			return
+		}
+	}
+	writeError(w, &api.Error{Code: http.StatusNotFound, Message: "host " + r.PathValue("host") + " is not known"})
+}
+
+// Converged says whether every live agent has applied epoch.
+func Converged(epoch uint64, hosts []api.Host) api.ClusterStatus {
+	st := api.ClusterStatus{Epoch: epoch, Converged: true, Hosts: []api.HostStatusLine{}}
+	for _, h := range hosts {
+		line := api.HostStatusLine{Name: h.Name, State: h.State, AppliedEpoch: h.AppliedEpoch, Converged: h.AppliedEpoch == epoch}
+		if h.Report != nil {
+			for _, ss := range h.Report.Subsystems {
+				if !ss.OK {
+					line.Errors++
+				}
+			}
+		}
+		live := h.State == api.StateAlive || h.State == api.StateSuspect
+		if live && (!line.Converged || line.Errors > 0) {
+			st.Converged = false
+		}
+		st.Hosts = append(st.Hosts, line)
+	}
+	return st
+}
+
+func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
+	if e := requireAdmin(r); e != nil {
+		writeError(w, e)
+		return
+	}
+	hs, err := s.hostViews()
+	if err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Converged(s.store.Epoch(), hs))
+}
+
+// hostPlan long-polls: with since equal to the current epoch it waits up to
+// wait (capped by MaxWait) for the next commit, then answers with the deltas
+// after since, or the full plan when they are no longer retained.
+func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
+	if e := requireAdminOrAgent(r); e != nil {
+		writeError(w, e)
+		return
+	}
+	host := r.PathValue("host")
+	if fe := api.ValidateName("host", host); fe != nil {
+		s.errorFor(w, fe)
+		return
+	}
+	q := r.URL.Query()
+	var since uint64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			s.errorFor(w, api.Fieldf("since", "must be a non-negative integer epoch, not %q", v))
+			return
+		}
+		since = n
+	}
+	wait := time.Duration(0)
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			s.errorFor(w, api.Fieldf("wait", "must be a duration such as 30s, not %q", v))
+			return
+		}
+		wait = min(d, s.maxWait)
+	}
+	if since == s.store.Epoch() && wait > 0 {
+		changed := s.store.Changed()
+		if since == s.store.Epoch() {
+			t := time.NewTimer(wait)
+			select {
+			case <-changed:
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+			t.Stop()
+		}
+	}
+	plan, err := s.store.Plan(host, since, s.reg.PlanFilter(host))
+	if err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	s.metrics.plans(plan.Full)
+	writeJSON(w, http.StatusOK, plan)
+}
+
+func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
+	if e := requireAdminOrAgent(r); e != nil {
+		writeError(w, e)
+		return
+	}
+	var rep api.HostReport
+	if err := decodeStrict(r, &rep, ""); err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	host := r.PathValue("host")
+	if rep.Host != "" && rep.Host != host {
+		s.errorFor(w, api.Fieldf("host", "%q does not match the host in the path %q", rep.Host, host))
+		return
+	}
+	rep.Host = host
+	rep.Reported = time.Now().UTC()
+	if err := s.store.PutReport(rep); err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

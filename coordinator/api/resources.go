@@ -1,0 +1,238 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// kindHandler serves the generic routes of one kind.
+type kindHandler struct {
+	s *Server
+	k *registry.Kind
+}
+
+// access decides whether the caller may touch this kind in this project;
+// write is true for create, update and delete.
+func (h *kindHandler) access(r *http.Request, name string, write bool) *api.Error {
+	p := principal(r)
+	switch p.Role {
+	case api.RoleAdmin:
+		return nil
+	case api.RoleProject:
+		if h.k.Scope == registry.Project {
+			if proj := r.PathValue("project"); proj != p.Project {
+				return forbidden("token %q is scoped to project %q and may not reach project %q", p.Name, p.Project, proj)
+			}
+			if write && h.k.AdminWrite {
+				return forbidden("only an admin may change %s", h.k.Plural)
+			}
+			return nil
+		}
+		if write && h.k.AdminWrite {
+			return forbidden("only an admin may change %s", h.k.Plural)
+		}
+		if h.k.Name == "project" {
+			if name != "" && name != p.Project {
+				return forbidden("token %q is scoped to project %q and may not reach project %q", p.Name, p.Project, name)
+			}
+			return nil
+		}
+		if !write && !h.k.PublicRead {
+			return forbidden("project tokens may not read %s", h.k.Plural)
+		}
+		return nil
+	}
+	return forbidden("%s token %q may not use the resource API", p.Role, p.Name)
+}
+
+func (h *kindHandler) key(r *http.Request, name string) api.Key {
+	k := api.Key{Kind: h.k.Name, Name: name}
+	if h.k.Scope == registry.Project {
+		k.Project = r.PathValue("project")
+	}
+	return k
+}
+
+func (h *kindHandler) list(w http.ResponseWriter, r *http.Request) {
+	if e := h.access(r, "", false); e != nil {
+		writeError(w, e)
+		return
+	}
+	out := []api.Resource{}
+	err := h.s.store.View(func(tx *store.Tx) error {
+		rs, err := tx.List(h.k.Name, h.key(r, "").Project, false)
+		if err != nil {
+			return err
+		}
+		p := principal(r)
+		for _, res := range rs {
+			if h.k.Name == "project" && p.Role == api.RoleProject && res.Name != p.Project {
+				continue
+			}
+			res.Status = tx.Status(res.Key())
+			out = append(out, res)
+		}
+		return nil
+	})
+	if err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *kindHandler) get(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if e := h.access(r, name, false); e != nil {
+		writeError(w, e)
+		return
+	}
+	var res api.Resource
+	err := h.s.store.View(func(tx *store.Tx) error {
+		var err error
+		res, err = tx.Get(h.key(r, name))
+		res.Status = tx.Status(res.Key())
+		return err
+	})
+	if err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *kindHandler) create(w http.ResponseWriter, r *http.Request) { h.write(w, r, "", true) }
+
+func (h *kindHandler) put(w http.ResponseWriter, r *http.Request) {
+	h.write(w, r, r.PathValue("name"), false)
+}
+
+// write creates (POST: must not exist) or creates-or-updates (PUT).
+func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName string, mustBeNew bool) {
+	var req api.ResourceRequest
+	if err := decodeStrict(r, &req, ""); err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
+	name := req.Name
+	if pathName != "" {
+		if name != "" && name != pathName {
+			h.s.errorFor(w, api.Fieldf("name", "%q does not match the name in the path %q", name, pathName))
+			return
+		}
+		name = pathName
+	}
+	if fe := api.ValidateName("name", name); fe != nil {
+		h.s.errorFor(w, fe)
+		return
+	}
+	if e := h.access(r, name, true); e != nil {
+		writeError(w, e)
+		return
+	}
+	spec := h.k.NewSpec()
+	if len(req.Spec) == 0 || string(req.Spec) == "null" {
+		req.Spec = json.RawMessage(`{}`)
+	}
+	if err := decodeBytes(req.Spec, spec, "spec"); err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
+	key := h.key(r, name)
+	var result api.PutResult
+	created := false
+	epoch, changed, err := h.s.store.Update(func(tx *store.Tx) error {
+		if key.Project != "" {
+			if _, err := tx.Get(api.Key{Kind: "project", Name: key.Project}); errors.Is(err, store.ErrNotFound) {
+				return &api.Error{Code: http.StatusNotFound, Message: "project " + key.Project + " does not exist"}
+			}
+		}
+		_, getErr := tx.Get(key)
+		exists := getErr == nil
+		if mustBeNew && exists {
+			return registry.Conflictf("%s %q already exists", h.k.Name, name)
+		}
+		created = !exists
+		res := api.Resource{Kind: key.Kind, Project: key.Project, Name: name}
+		if h.k.Admit != nil {
+			if err := h.k.Admit(tx, &res, spec); err != nil {
+				return err
+			}
+		}
+		buf, err := json.Marshal(spec)
+		if err != nil {
+			return err
+		}
+		res.Spec = buf
+		stored, _, err := tx.Put(res)
+		result.Resource = stored
+		return err
+	})
+	if err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
+	result.Changed, result.Epoch = changed, epoch
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	if changed {
+		h.s.log.Info("resource written", "key", key.String(), "epoch", epoch, "created", created)
+	}
+	writeJSON(w, code, result)
+}
+
+func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if e := h.access(r, name, true); e != nil {
+		writeError(w, e)
+		return
+	}
+	key := h.key(r, name)
+	epoch, changed, err := h.s.store.Update(func(tx *store.Tx) error {
+		res, err := tx.Get(key)
+		if err != nil {
+			return err
+		}
+		if h.k.BeforeDelete != nil {
+			if err := h.k.BeforeDelete(tx, res); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Delete(key)
+		return err
+	})
+	if err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
+	h.s.log.Info("resource deleted", "key", key.String(), "epoch", epoch)
+	writeJSON(w, http.StatusOK, api.DeleteResult{Deleted: changed, Epoch: epoch})
+}
+
+// kindInfo is what stratactl learns about kinds to apply files generically.
+type kindInfo struct {
+	Name       string `json:"name"`
+	Plural     string `json:"plural"`
+	Scope      string `json:"scope"`
+	Order      int    `json:"order"`
+	AdminWrite bool   `json:"admin_write"`
+}
+
+func (s *Server) listKinds(w http.ResponseWriter, r *http.Request) {
+	out := []kindInfo{}
+	for _, k := range s.reg.Kinds() {
+		scope := "global"
+		if k.Scope == registry.Project {
+			scope = "project"
+		}
+		out = append(out, kindInfo{Name: k.Name, Plural: k.Plural, Scope: scope, Order: k.Order, AdminWrite: k.AdminWrite})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,151 @@
+// Package api is the coordinator's REST/JSON API under /v1: generic
+// resource routes built from the kind registry, host views from gossip,
+// long-polled host plans, status reports, tokens and the OpenAPI document.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// HostSource is the gossip membership view: every agent the pool knows,
+// with liveness and meta. The coordinator never polls hosts.
+type HostSource interface {
+	Hosts() []api.Host
+}
+
+// Server serves the API.
+type Server struct {
+	store   *store.Store
+	reg     *registry.Registry
+	hosts   HostSource
+	log     *slog.Logger
+	mux     *http.ServeMux
+	maxWait time.Duration
+	metrics *metrics
+}
+
+// Options configure a Server.
+type Options struct {
+	Store    *store.Store
+	Registry *registry.Registry
+	Hosts    HostSource
+	Logger   *slog.Logger
+	// MaxWait caps a plan long-poll (default 60 s).
+	MaxWait time.Duration
+	// Metrics registers the API's metrics; nil means none.
+	Metrics prometheus.Registerer
+}
+
+// MaxBodyBytes bounds request bodies.
+const MaxBodyBytes = 1 << 20
+
+// New builds the server and its routes.
+func New(o Options) *Server {
+	if o.MaxWait == 0 {
+		o.MaxWait = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{store: o.Store, reg: o.Registry, hosts: o.Hosts, log: o.Logger, mux: http.NewServeMux(), maxWait: o.MaxWait, metrics: newMetrics(o.Metrics)}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /v1/openapi.json", s.openAPI)
+	m.HandleFunc("GET /v1/status", s.auth(s.clusterStatus))
+	m.HandleFunc("GET /v1/hosts", s.auth(s.listHosts))
+	m.HandleFunc("GET /v1/hosts/{host}", s.auth(s.getHost))
+	m.HandleFunc("GET /v1/hosts/{host}/plan", s.auth(s.hostPlan))
+	m.HandleFunc("POST /v1/hosts/{host}/status", s.auth(s.hostReport))
+	m.HandleFunc("GET /v1/tokens", s.auth(s.listTokens))
+	m.HandleFunc("POST /v1/tokens", s.auth(s.createToken))
+	m.HandleFunc("DELETE /v1/tokens/{id}", s.auth(s.deleteToken))
+	m.HandleFunc("GET /v1/kinds", s.auth(s.listKinds))
+	for _, k := range s.reg.Kinds() {
+		base := "/v1/" + k.Plural
+		if k.Scope == registry.Project {
+			base = "/v1/projects/{project}/" + k.Plural
+		}
+		h := &kindHandler{s: s, k: k}
+		m.HandleFunc("GET "+base, s.auth(h.list))
+		m.HandleFunc("POST "+base, s.auth(h.create))
+		m.HandleFunc("GET "+base+"/{name}", s.auth(h.get))
+		m.HandleFunc("PUT "+base+"/{name}", s.auth(h.put))
+		m.HandleFunc("DELETE "+base+"/{name}", s.auth(h.delete))
+	}
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &api.Error{Code: http.StatusNotFound, Message: "no such path: " + r.URL.Path})
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	start := time.Now()
+	s.mux.ServeHTTP(rw, r)
+	s.metrics.observe(r, rw.code, time.Since(start))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *api.Error) {
+	if e.Code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
+	}
+	writeJSON(w, e.Code, api.ErrorBody{Error: e})
+}
+
+// errorFor maps an internal error to its HTTP answer.
+func (s *Server) errorFor(w http.ResponseWriter, err error) {
+	var fe *api.FieldError
+	var ce *registry.Conflict
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae):
+		writeError(w, ae)
+	case errors.As(err, &fe):
+		writeError(w, &api.Error{Code: http.StatusBadRequest, Field: fe.Field, Message: fe.Message})
+	case errors.As(err, &ce):
+		writeError(w, &api.Error{Code: http.StatusConflict, Message: ce.Message})
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, &api.Error{Code: http.StatusNotFound, Message: err.Error()})
+	default:
+		s.log.Error("request failed", "err", err)
+		writeError(w, &api.Error{Code: http.StatusInternalServerError, Message: "internal error: " + err.Error()})
+	}
+}

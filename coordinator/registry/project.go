@@ -1,0 +1,55 @@
+package registry
+
+import (
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// MaxDescriptionLen bounds free-text descriptions.
+const MaxDescriptionLen = 255
+
+// ProjectKind is the tenant boundary every project-scoped kind lives in.
+func ProjectKind(reg *Registry) *Kind {
+	return &Kind{
+		Name: "project", Plural: "projects", Scope: Global, Order: 0,
+		AdminWrite: true,
+		NewSpec:    func() any { return &api.ProjectSpec{} },
+		Admit: func(_ *store.Tx, _ *api.Resource, spec any) error {
+			s := spec.(*api.ProjectSpec)
+			if len(s.Description) > MaxDescriptionLen {
+				return api.Fieldf("spec.description", "is %d characters long, at most %d allowed", len(s.Description), MaxDescriptionLen)
+			}
+			return nil
+		},
+		// A project goes only when it is empty, so nothing is orphaned.
+		BeforeDelete: func(tx *store.Tx, r api.Resource) error {
+			for _, k := range reg.Kinds() {
+				if k.Scope != Project {
+					continue
+				}
+				rs, err := tx.List(k.Name, r.Name, false)
+				if err != nil {
+					return err
+				}
+				if len(rs) > 0 {
+					return Conflictf("project %q still has %d %s (first: %q); delete them first", r.Name, len(rs), k.Plural, rs[0].Name)
+				}
+			}
+			return nil
+		},
+		Schema: map[string]any{
+			"type":                 "object",
+			"additionalProperties": false,
+			"properties": map[string]any{
+				"description": map[string]any{"type": "string", "maxLength": MaxDescriptionLen},
+			},
+		},
+	}
+}
+
+// Default returns the registry of the kinds this build serves.
+func Default() *Registry {
+	reg := &Registry{byName: map[string]*Kind{}}
+	_ = reg.Add(ProjectKind(reg))
+	return reg
+}

@@ -1,0 +1,80 @@
+package api
+
+import "time"
+
+// Liveness states of a gossip member, as memberlist's SWIM sees them.
+const (
+	StateAlive   = "alive"
+	StateSuspect = "suspect"
+	StateDead    = "dead"
+	StateLeft    = "left"
+)
+
+// Capacity is what a host offers to the scheduler, after reservations.
+type Capacity struct {
+	VCPUs   uint32 `json:"vcpus"`
+	RAMMiB  uint64 `json:"ram_mib"`
+	DiskGiB uint64 `json:"disk_gib"`
+}
+
+// Host is the coordinator's view of one agent: liveness and meta from gossip,
+// the rest from the agent's last status report.
+type Host struct {
+	Name         string      `json:"name"`
+	Addr         string      `json:"addr"`
+	State        string      `json:"state"`
+	StateSince   time.Time   `json:"state_since"`
+	Zone         string      `json:"zone,omitempty"`
+	Aggregates   []string    `json:"aggregates,omitempty"`
+	VTEP         string      `json:"vtep,omitempty"`
+	Capacity     Capacity    `json:"capacity"`
+	AppliedEpoch uint64      `json:"applied_epoch"`
+	Drained      bool        `json:"drained"`
+	Report       *HostReport `json:"report,omitempty"`
+}
+
+// SubsystemStatus is the outcome of one reconciler's latest run.
+type SubsystemStatus struct {
+	Name        string    `json:"name"`
+	OK          bool      `json:"ok"`
+	Error       string    `json:"error,omitempty"`
+	Epoch       uint64    `json:"epoch"`
+	LastAttempt time.Time `json:"last_attempt"`
+	LastSuccess time.Time `json:"last_success,omitempty"`
+	Failures    int       `json:"failures"`
+}
+
+// HostReport is what an agent posts to /v1/hosts/{host}/status.
+type HostReport struct {
+	Host         string            `json:"host"`
+	AppliedEpoch uint64            `json:"applied_epoch"`
+	PlanEpoch    uint64            `json:"plan_epoch"`
+	FullSyncs    uint64            `json:"full_syncs"`
+	DeltaSyncs   uint64            `json:"delta_syncs"`
+	Version      string            `json:"version,omitempty"`
+	Subsystems   []SubsystemStatus `json:"subsystems,omitempty"`
+	Resources    []ResourceReport  `json:"resources,omitempty"`
+	Reported     time.Time         `json:"reported"`
+}
+
+// ResourceReport is a host's observation of one resource in its plan.
+type ResourceReport struct {
+	Key
+	ResourceStatus
+}
+
+// HostStatusLine is one row of the cluster status.
+type HostStatusLine struct {
+	Name         string `json:"name"`
+	State        string `json:"state"`
+	AppliedEpoch uint64 `json:"applied_epoch"`
+	Converged    bool   `json:"converged"`
+	Errors       int    `json:"errors"`
+}
+
+// ClusterStatus answers GET /v1/status.
+type ClusterStatus struct {
+	Epoch     uint64           `json:"epoch"`
+	Converged bool             `json:"converged"`
+	Hosts     []HostStatusLine `json:"hosts"`
+}

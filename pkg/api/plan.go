@@ -1,0 +1,33 @@
+package api
+
+// Op is what a change did to a resource.
+type Op string
+
+const (
+	OpPut    Op = "put"
+	OpDelete Op = "delete"
+)
+
+// Change is one resource written or removed by a commit.
+type Change struct {
+	Op       Op       `json:"op"`
+	Resource Resource `json:"resource"`
+}
+
+// Delta is everything one commit changed; its Epoch is the epoch the commit
+// created (commits and epochs are one to one).
+type Delta struct {
+	Epoch   uint64   `json:"epoch"`
+	Changes []Change `json:"changes"`
+}
+
+// Plan is the answer to a host's watch: either the deltas after the epoch it
+// asked from, or, when those are no longer retained, the full plan.
+type Plan struct {
+	Host  string `json:"host"`
+	Epoch uint64 `json:"epoch"`
+	// Full is true when Resources holds the whole plan at Epoch.
+	Full      bool       `json:"full"`
+	Resources []Resource `json:"resources,omitempty"`
+	Deltas    []Delta    `json:"deltas,omitempty"`
+}

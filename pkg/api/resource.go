@@ -1,0 +1,78 @@
+// Package api holds the wire types the coordinator, the agents and stratactl
+// share: resources, epochs and deltas, plans, host views and status reports.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Resource is one object of desired state. Spec is kept as raw JSON so the
+// store and the plan machinery stay generic; each kind decodes its own spec.
+type Resource struct {
+	Kind    string          `json:"kind"`
+	Project string          `json:"project,omitempty"`
+	Name    string          `json:"name"`
+	Spec    json.RawMessage `json:"spec,omitempty"`
+	// Epoch is the cluster epoch that last changed this resource.
+	Epoch   uint64    `json:"epoch"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+	// Status is what the hosts last reported about this resource; it is
+	// observed state and never bumps the epoch.
+	Status *ResourceStatus `json:"status,omitempty"`
+}
+
+// Key identifies a resource within the cluster.
+type Key struct {
+	Kind    string `json:"kind"`
+	Project string `json:"project,omitempty"`
+	Name    string `json:"name"`
+}
+
+// Key returns the resource's identity.
+func (r Resource) Key() Key { return Key{Kind: r.Kind, Project: r.Project, Name: r.Name} }
+
+// String renders the key as kind/project/name (kind/name when global).
+func (k Key) String() string {
+	if k.Project == "" {
+		return k.Kind + "/" + k.Name
+	}
+	return k.Kind + "/" + k.Project + "/" + k.Name
+}
+
+// ResourceStatus is the observed state of one resource on one host.
+type ResourceStatus struct {
+	Host    string    `json:"host"`
+	State   string    `json:"state"`
+	Message string    `json:"message,omitempty"`
+	Epoch   uint64    `json:"epoch"`
+	Updated time.Time `json:"updated"`
+	// Detail carries kind-specific observed facts (addresses, console tail).
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// ResourceRequest is the body of a create or update call.
+type ResourceRequest struct {
+	Name string          `json:"name"`
+	Spec json.RawMessage `json:"spec,omitempty"`
+}
+
+// PutResult answers a create or update: Changed is false when the stored
+// spec was already the one asked for, and then the epoch did not move.
+type PutResult struct {
+	Resource Resource `json:"resource"`
+	Changed  bool     `json:"changed"`
+	Epoch    uint64   `json:"epoch"`
+}
+
+// DeleteResult answers a delete.
+type DeleteResult struct {
+	Deleted bool   `json:"deleted"`
+	Epoch   uint64 `json:"epoch"`
+}
+
+// ProjectSpec is the spec of kind "project".
+type ProjectSpec struct {
+	Description string `json:"description,omitempty"`
+}

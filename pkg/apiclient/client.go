@@ -1,0 +1,100 @@
+// Package apiclient is the Go client of the coordinator API, shared by
+// stratactl and the agent.
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// Client talks to one coordinator.
+type Client struct {
+	Endpoint string // e.g. http://127.0.0.1:7070
+	Token    string
+	HTTP     *http.Client
+}
+
+// New returns a client; the HTTP timeout leaves room for plan long-polls.
+func New(endpoint, token string) *Client {
+	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Token: token, HTTP: &http.Client{Timeout: 2 * time.Minute}}
+}
+
+// Do sends a request with a JSON body (nil for none) and decodes a JSON
+// answer into out (nil to discard). Non-2xx answers come back as *api.Error.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		buf, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Endpoint+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb api.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
+			return eb.Error
+		}
+		return &api.Error{Code: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// Plan long-polls host's plan after epoch since, waiting up to wait.
+func (c *Client) Plan(ctx context.Context, host string, since uint64, wait time.Duration) (api.Plan, error) {
+	var p api.Plan
+	q := url.Values{"since": {fmt.Sprint(since)}, "wait": {wait.String()}}
+	err := c.Do(ctx, http.MethodGet, "/v1/hosts/"+url.PathEscape(host)+"/plan?"+q.Encode(), nil, &p)
+	return p, err
+}
+
+// Report posts a host's status report.
+func (c *Client) Report(ctx context.Context, rep api.HostReport) error {
+	return c.Do(ctx, http.MethodPost, "/v1/hosts/"+url.PathEscape(rep.Host)+"/status", rep, nil)
+}
+
+// ResourcePath is the URL path of a kind's collection (name "") or of one
+// resource.
+func ResourcePath(plural, project, name string) string {
+	p := "/v1/" + plural
+	if project != "" {
+		p = "/v1/projects/" + url.PathEscape(project) + "/" + plural
+	}
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
