@@ -1,0 +1,157 @@
+// Package linuxbridge is the host side of tenant L2 networks over a Linux
+// bridge and a VXLAN device per network, with l2population: remote MACs and
+// IPs come from the plan as static FDB and proxy-neighbour entries, and
+// nothing is learned by flooding.
+package linuxbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/pkg/netlinksafe"
+	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a Driver.
+type Config struct {
+	// NetNS is the namespace holding the host's networking (a name or a
+	// path); "" is the agent's own namespace.
+	NetNS  string
+	Logger *slog.Logger
+}
+
+// Driver makes bridges, VXLAN devices and their l2population entries.
+type Driver struct {
+	mu      sync.Mutex
+	h       *netlink.Handle
+	log     *slog.Logger
+	changes atomic.Int64
+}
+
+var _ network.Driver = (*Driver)(nil)
+
+// New opens a netlink handle in cfg.NetNS. It starts no goroutine.
+func New(cfg Config) (*Driver, error) {
+	h, err := netnsutil.Handle(cfg.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("linuxbridge: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{h: h, log: log.With("subsystem", "linuxbridge")}, nil
+}
+
+// Changes counts the netlink changes this driver has made.
+func (d *Driver) Changes() int64 { return d.changes.Load() }
+
+// Close releases the netlink handle; the data plane stays as it is.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h != nil {
+		d.h.Close()
+		d.h = nil
+	}
+	return nil
+}
+
+// Set converges bridges, VXLAN devices, FDB and proxy-neighbour entries to
+// st. It goes on past a failing network and returns every error.
+func (d *Driver) Set(ctx context.Context, st network.HostState) error {
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("linuxbridge: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h == nil {
+		return errors.New("linuxbridge: driver closed")
+	}
+	links, err := d.links()
+	if err != nil {
+		return err
+	}
+	underlay, err := d.underlayIndex(st.UnderlayDev, links)
+	if err != nil {
+		return err
+	}
+	nets := append([]network.Network(nil), st.Networks...)
+	sort.Slice(nets, func(i, j int) bool { return nets[i].VNI < nets[j].VNI })
+	var errs []error
+	vxlans := make(map[uint32]netlink.Link, len(nets))
+	want := make(map[uint32]bool, len(nets))
+	for _, n := range nets {
+		want[n.VNI] = true
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		vx, err := d.ensureNetwork(devicesFor(n), st, underlay, links)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %q: %w", n.ID, err))
+			continue
+		}
+		vxlans[n.VNI] = vx
+	}
+	if err := d.syncTunnels(ctx, BuildPlan(st), vxlans); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.removeStale(want, links); err != nil {
+		errs = append(errs, err)
+	}
+	if err := joinErrs(errs); err != nil {
+		return fmt.Errorf("linuxbridge: %w", err)
+	}
+	return nil
+}
+
+func (d *Driver) ensureNetwork(nd netDevices, st network.HostState, underlay int, links map[string]netlink.Link) (netlink.Link, error) {
+	br, err := d.ensureBridge(nd, links)
+	if err != nil {
+		return nil, err
+	}
+	return d.ensureVXLAN(nd, st, underlay, br, links)
+}
+
+func (d *Driver) links() (map[string]netlink.Link, error) {
+	list, err := netlinksafe.LinkList(d.h)
+	if err != nil {
+		return nil, fmt.Errorf("linuxbridge: list links: %w", err)
+	}
+	m := make(map[string]netlink.Link, len(list))
+	for _, l := range list {
+		m[l.Attrs().Name] = l
+	}
+	return m, nil
+}
+
+func (d *Driver) underlayIndex(name string, links map[string]netlink.Link) (int, error) {
+	if name == "" {
+		return 0, nil
+	}
+	l, ok := links[name]
+	if !ok {
+		return 0, fmt.Errorf("linuxbridge: underlay device %q not found", name)
+	}
+	return l.Attrs().Index, nil
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV)
+}
+
+func joinErrs(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.Join(errs...)
+}

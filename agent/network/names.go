@@ -1,0 +1,66 @@
+package network
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+)
+
+// Names of what Strata makes on a host. Link names fit IFNAMSIZ (15 bytes):
+// a 4-byte prefix and at most 8 decimal digits of a 24-bit VNI, or 11 hex
+// digits of a hash for per-port links. Each link also carries an alias
+// starting with AliasPrefix; a link is Strata's only when both its name and
+// its alias say so, and nothing else is ever changed or deleted.
+const (
+	BridgePrefix       = "sbr-" // Linux bridge of a network
+	VXLANPrefix        = "svx-" // VXLAN device of a network
+	DHCPVethPrefix     = "sdh-" // host side of the veth to a DHCP namespace
+	EndpointVethPrefix = "sep-" // host side of the veth to an endpoint
+	AliasPrefix        = "strata:"
+	DHCPNamespacePart  = "dhcp-" // after the agent's namespace prefix
+	EndpointNSPart     = "ep-"   // after the agent's namespace prefix
+	DHCPIfName         = "dhcp0" // dnsmasq's interface inside its namespace
+)
+
+// BridgeName is the bridge of the network with this VNI, e.g. "sbr-5001".
+func BridgeName(vni uint32) string { return BridgePrefix + strconv.FormatUint(uint64(vni), 10) }
+
+// VXLANName is the VXLAN device of the network with this VNI, e.g. "svx-5001".
+func VXLANName(vni uint32) string { return VXLANPrefix + strconv.FormatUint(uint64(vni), 10) }
+
+// DHCPVethName is the host side of the DHCP veth of a network, e.g. "sdh-5001".
+func DHCPVethName(vni uint32) string { return DHCPVethPrefix + strconv.FormatUint(uint64(vni), 10) }
+
+// EndpointVethName is the host side of an endpoint's veth: "sep-" and 11 hex
+// digits of the SHA-256 of the port ID.
+func EndpointVethName(portID string) string {
+	sum := sha256.Sum256([]byte(portID))
+	return EndpointVethPrefix + hex.EncodeToString(sum[:])[:11]
+}
+
+// DHCPNamespace is the namespace of a network's dnsmasq, e.g.
+// "strata-h1-dhcp-net-a".
+func DHCPNamespace(prefix, networkID string) string {
+	return prefix + DHCPNamespacePart + networkID
+}
+
+// Alias is the ownership tag a Strata link carries.
+func Alias(kind, id string) string { return AliasPrefix + kind + ":" + id }
+
+// VNIFromName returns the VNI in a bridge, VXLAN or DHCP veth name made by
+// this package, and whether name is one.
+func VNIFromName(name, prefix string) (uint32, bool) {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok || rest == "" || (len(rest) > 1 && rest[0] == '0') {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(rest, 10, 32)
+	if err != nil || v == 0 || v > MaxVNI {
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+// MaxVNI is the largest 24-bit VXLAN network identifier.
+const MaxVNI = 1<<24 - 1
