@@ -1,0 +1,158 @@
+package kerneltest_test
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/pkg/kerneltest"
+)
+
+const guestPkg = "github.com/strata-infra/strata/pkg/kerneltest/guestfeatures"
+
+// TestTrivialGuest boots the guest and runs one trivial test: the cost
+// every package that uses the harness pays.
+func TestTrivialGuest(t *testing.T) {
+	start := time.Now()
+	res := kerneltest.Run(t, guestPkg, "^TestTrivial$")
+	if !strings.Contains(res.Output, "--- PASS: TestTrivial") {
+		t.Fatalf("guest output lacks the trivial test's pass line:\n%s", res.Output)
+	}
+	t.Logf("boot to test start %s, qemu total %s, with compile and pack %s",
+		res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if res.Total > 60*time.Second {
+		t.Errorf("boot plus a trivial test took %s; the budget is 20 s", res.Total)
+	}
+}
+
+// TestKernelFeaturesInGuest loads openvswitch, ip_gre, dm-writecache,
+// dm-cache and rbd inside the guest and proves each works (see
+// guestfeatures.TestFeatures).
+func TestKernelFeaturesInGuest(t *testing.T) {
+	res := kerneltest.Run(t, guestPkg, "^TestFeatures$")
+	for _, sub := range []string{"openvswitch", "gretap", "dm-writecache", "dm-cache", "rbd"} {
+		if !strings.Contains(res.Output, "--- PASS: TestFeatures/"+sub) {
+			t.Errorf("guest output lacks the pass line of %s:\n%s", sub, res.Output)
+		}
+	}
+}
+
+// harness returns a Harness for the tests that assert on a failing guest
+// run, skipping where the host has no qemu or kernel package.
+func harness(t *testing.T) *kerneltest.Harness {
+	t.Helper()
+	h, err := kerneltest.New(".")
+	if errors.Is(err, kerneltest.ErrUnavailable) {
+		t.Skipf("kerneltest: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Logf = t.Logf
+	return h
+}
+
+// recordingTB stands in for *testing.T so that RunWith's failure can be
+// asserted on without failing this test.
+type recordingTB struct {
+	*testing.T
+	fatal string
+}
+
+func (r *recordingTB) Fatalf(format string, args ...any) {
+	r.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// TestGuestFailureFailsHost: a test failing inside the guest makes the
+// runner return ErrTestFailed with the guest's output, and fails the host
+// test that called Run with that output in its message.
+func TestGuestFailureFailsHost(t *testing.T) {
+	opts := kerneltest.Options{Env: map[string]string{"STRATA_KERNELTEST_SELFTEST": "fail"}}
+	res, err := harness(t).RunPackage(t.Context(), guestPkg, "^TestFailOnPurpose$", opts)
+	if !errors.Is(err, kerneltest.ErrTestFailed) {
+		t.Fatalf("want ErrTestFailed, got %v (result %+v)", err, res)
+	}
+	if res.ExitCode != 1 || !strings.Contains(res.Output, "--- FAIL: TestFailOnPurpose") ||
+		!strings.Contains(res.Output, "the marker the host looks for is 4c0ffee") {
+		t.Fatalf("want exit code 1 and the failure in the output, got %d:\n%s", res.ExitCode, res.Output)
+	}
+
+	// The same through Run, with a TB that records instead of failing.
+	rec := &recordingTB{T: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		kerneltest.RunWith(rec, guestPkg, "^TestFailOnPurpose$", opts)
+	}()
+	<-done
+	if rec.fatal == "" {
+		t.Fatal("a failing guest test did not fail the host test that called RunWith")
+	}
+	for _, want := range []string{
+		"exit code 1",
+		"--- guest output ---",
+		"--- FAIL: TestFailOnPurpose",
+		"the marker the host looks for is 4c0ffee",
+	} {
+		if !strings.Contains(rec.fatal, want) {
+			t.Errorf("host failure message lacks %q:\n%s", want, rec.fatal)
+		}
+	}
+	t.Logf("the host test would have failed with:\n%s", rec.fatal)
+}
+
+// TestHungGuestIsKilled: a guest whose test never returns is killed at the
+// timeout, and the runner says so.
+func TestHungGuestIsKilled(t *testing.T) {
+	const timeout = 15 * time.Second
+	res, err := harness(t).RunPackage(t.Context(), guestPkg, "^TestHangOnPurpose$", kerneltest.Options{
+		Env:     map[string]string{"STRATA_KERNELTEST_SELFTEST": "hang"},
+		Timeout: timeout,
+	})
+	if !errors.Is(err, kerneltest.ErrTimeout) || res == nil || !res.TimedOut {
+		t.Fatalf("want ErrTimeout and a timed-out result, got %v (result %+v)", err, res)
+	}
+	if res.Total < timeout || res.Total > timeout+10*time.Second {
+		t.Errorf("guest ran %s; want it killed at %s", res.Total, timeout)
+	}
+	if !strings.Contains(res.Output, "hanging on purpose") {
+		t.Logf("the guest was killed before its test started (slow boot?):\n%s", res.Console)
+	}
+	if err := syscall.Kill(res.PID, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("qemu pid %d still exists after the runner returned (kill -0: %v)", res.PID, err)
+	}
+	t.Logf("hung guest killed after %s: %v", res.Total.Round(time.Millisecond), err)
+}
+
+// TestCachedRunOnlyPacksTest: once the kernel and the base initramfs are
+// cached, a run builds neither again.
+func TestCachedRunOnlyPacksTest(t *testing.T) {
+	h := harness(t)
+	var mu sync.Mutex
+	var lines []string
+	h.Logf = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+		t.Logf(format, args...)
+	}
+	for i := range 2 {
+		mu.Lock()
+		lines = nil
+		mu.Unlock()
+		if _, err := h.RunPackage(t.Context(), guestPkg, "^TestTrivial$", kerneltest.Options{}); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "extracted vmlinux") || strings.Contains(l, "built base initramfs") {
+			t.Errorf("the second run rebuilt a cached product: %s", l)
+		}
+	}
+}

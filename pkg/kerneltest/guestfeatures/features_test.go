@@ -1,0 +1,219 @@
+package guestfeatures
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFeatures loads each kernel feature the CI kernel lacks and proves it
+// works. Run in the guest by kerneltest.TestKernelFeaturesInGuest.
+func TestFeatures(t *testing.T) {
+	requireGuest(t)
+	t.Run("openvswitch", testOpenvswitch)
+	t.Run("gretap", testGretap)
+	t.Run("dm-writecache", testWritecache)
+	t.Run("dm-cache", testDMCache)
+	t.Run("rbd", testRBD)
+}
+
+// testOpenvswitch creates a kernel datapath, adds a veth port to it and
+// lists it back.
+func testOpenvswitch(t *testing.T) {
+	modprobe(t, "openvswitch")
+	run(t, "ovs-dpctl", "add-dp", "strata-dp0")
+	defer run(t, "ovs-dpctl", "del-dp", "strata-dp0")
+	run(t, "ip", "link", "add", "strata-ovs0", "type", "veth", "peer", "name", "strata-ovs1")
+	defer run(t, "ip", "link", "del", "strata-ovs0")
+	run(t, "ovs-dpctl", "add-if", "strata-dp0", "strata-ovs0")
+	out := run(t, "ovs-dpctl", "show", "strata-dp0")
+	if !strings.Contains(out, "strata-ovs0") {
+		t.Fatalf("datapath does not list its port strata-ovs0:\n%s", out)
+	}
+	t.Logf("ovs-dpctl show:\n%s", out)
+}
+
+// testGretap joins two namespaces by a veth underlay, tunnels a gretap
+// link over it and pings across the tunnel.
+func testGretap(t *testing.T) {
+	modprobe(t, "ip_gre")
+	for _, ns := range []string{"strata-a", "strata-b"} {
+		run(t, "ip", "netns", "add", ns)
+		defer run(t, "ip", "netns", "del", ns)
+	}
+	run(t, "ip", "link", "add", "strata-u0", "netns", "strata-a", "type", "veth", "peer", "name", "strata-u1", "netns", "strata-b")
+	for i, ns := range []string{"strata-a", "strata-b"} {
+		local, remote := fmt.Sprintf("172.31.0.%d", i+1), fmt.Sprintf("172.31.0.%d", 2-i)
+		in := func(args ...string) { run(t, "ip", append([]string{"-n", ns}, args...)...) }
+		in("link", "set", "lo", "up")
+		in("addr", "add", local+"/24", "dev", fmt.Sprintf("strata-u%d", i))
+		in("link", "set", fmt.Sprintf("strata-u%d", i), "up")
+		in("link", "add", "strata-gre", "type", "gretap", "local", local, "remote", remote, "key", "4242")
+		in("addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", "strata-gre")
+		in("link", "set", "strata-gre", "up")
+	}
+	out := run(t, "ip", "-n", "strata-a", "-d", "link", "show", "strata-gre")
+	if !strings.Contains(out, "gretap") {
+		t.Fatalf("strata-gre is not a gretap link:\n%s", out)
+	}
+	run(t, "ip", "netns", "exec", "strata-a", "ping", "-c", "2", "-W", "5", "10.99.0.2")
+}
+
+// ramDisks loads brd with n RAM disks of sizeMB each, once per boot.
+func ramDisks(t *testing.T, n, sizeMB int) {
+	t.Helper()
+	if _, err := os.Stat("/sys/module/brd"); err == nil {
+		return
+	}
+	modprobe(t, "brd", "rd_nr="+strconv.Itoa(n), "rd_size="+strconv.Itoa(sizeMB*1024))
+}
+
+const (
+	diskMB    = 32
+	dataBytes = 4 << 20
+)
+
+// writePattern writes random data through dev and returns it.
+func writePattern(t *testing.T, dev string) []byte {
+	t.Helper()
+	data := make([]byte, dataBytes)
+	rand.Read(data)
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		t.Fatalf("write %s: %v", dev, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		t.Fatalf("fsync %s: %v", dev, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// checkOrigin reads the origin device directly and compares it with want.
+func checkOrigin(t *testing.T, origin string, want []byte) {
+	t.Helper()
+	f, err := os.Open(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(want))
+	if _, err := f.ReadAt(got, 0); err != nil {
+		t.Fatalf("read origin %s: %v", origin, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("origin %s does not hold the data written through the cache", origin)
+	}
+}
+
+func sectors(t *testing.T, dev string) string {
+	return strings.TrimSpace(run(t, "blockdev", "--getsz", dev))
+}
+
+// testWritecache puts a dm-writecache over two RAM disks, writes through
+// it, flushes it, removes it and reads the data back from the origin.
+func testWritecache(t *testing.T) {
+	ramDisks(t, 5, diskMB)
+	modprobe(t, "dm-writecache")
+	origin, cache := "/dev/ram0", "/dev/ram1"
+	table := fmt.Sprintf("0 %s writecache s %s %s 4096 0", sectors(t, origin), origin, cache)
+	run(t, "dmsetup", "create", "strata-wc", "--table", table)
+	removed := false
+	defer func() {
+		if !removed {
+			run(t, "dmsetup", "remove", "strata-wc")
+		}
+	}()
+	want := writePattern(t, "/dev/mapper/strata-wc")
+	run(t, "dmsetup", "message", "strata-wc", "0", "flush")
+	// status: <error> <total blocks> <free blocks> <blocks under writeback> ...
+	st := strings.Fields(run(t, "dmsetup", "status", "strata-wc"))
+	t.Logf("writecache status after flush: %v", st)
+	if len(st) < 7 || st[2] != "writecache" || st[3] != "0" || st[6] != "0" {
+		t.Fatalf("writecache status after flush: want no error and no block under writeback: %v", st)
+	}
+	run(t, "dmsetup", "remove", "strata-wc")
+	removed = true
+	checkOrigin(t, origin, want)
+}
+
+// testDMCache puts a writeback dm-cache over RAM disks, writes through it,
+// switches to the cleaner policy until no block is dirty, removes it and
+// reads the data back from the origin.
+func testDMCache(t *testing.T) {
+	ramDisks(t, 5, diskMB)
+	modprobe(t, "dm-cache")
+	modprobe(t, "dm-cache-smq")
+	meta, cache, origin := "/dev/ram2", "/dev/ram3", "/dev/ram4"
+	size := sectors(t, origin)
+	table := func(policy string) string {
+		return fmt.Sprintf("0 %s cache %s %s %s 128 1 writeback %s 0", size, meta, cache, origin, policy)
+	}
+	run(t, "dmsetup", "create", "strata-dc", "--table", table("smq"))
+	removed := false
+	defer func() {
+		if !removed {
+			run(t, "dmsetup", "remove", "strata-dc")
+		}
+	}()
+	want := writePattern(t, "/dev/mapper/strata-dc")
+	t.Logf("dm-cache status with smq: %s", run(t, "dmsetup", "status", "strata-dc"))
+
+	run(t, "dmsetup", "reload", "strata-dc", "--table", table("cleaner"))
+	run(t, "dmsetup", "suspend", "strata-dc")
+	run(t, "dmsetup", "resume", "strata-dc")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// status: <meta block size> <used>/<total meta> <cache block size>
+		// <used>/<total cache> <read hits> <read misses> <write hits>
+		// <write misses> <demotions> <promotions> <dirty> ...
+		st := strings.Fields(run(t, "dmsetup", "status", "strata-dc"))
+		if len(st) < 14 {
+			t.Fatalf("dm-cache status: %v", st)
+		}
+		if st[13] == "0" {
+			t.Logf("dm-cache status after cleaning: %v", st)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dm-cache still has %s dirty blocks after 30s: %v", st[13], st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	run(t, "dmsetup", "remove", "strata-dc")
+	removed = true
+	checkOrigin(t, origin, want)
+}
+
+// testRBD loads krbd and lists its sysfs bus, through which the agent maps
+// images.
+func testRBD(t *testing.T) {
+	modprobe(t, "rbd")
+	ents, err := os.ReadDir("/sys/bus/rbd")
+	if err != nil {
+		t.Fatalf("krbd loaded but /sys/bus/rbd: %v", err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	t.Logf("/sys/bus/rbd: %v", names)
+	for _, want := range []string{"add_single_major", "remove_single_major", "devices"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("/sys/bus/rbd lacks %s: %v", want, names)
+		}
+	}
+}
