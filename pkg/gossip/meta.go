@@ -45,6 +45,11 @@ type Meta struct {
 	AppliedEpoch uint64
 	APIAddr      string // coordinator's API URL; empty for agents
 	Drained      bool
+
+	// leaving is set only by Member.Leave, just before memberlist's leave
+	// message, so peers can tell a graceful leave from a failure: see
+	// view.NotifyLeave.
+	leaving bool
 }
 
 // Equal reports whether two metas carry the same values; a nil and an empty
@@ -54,7 +59,7 @@ func (m Meta) Equal(o Meta) bool {
 		slices.Equal(m.Aggregates, o.Aggregates) && m.VTEP == o.VTEP &&
 		m.VCPUs == o.VCPUs && m.RAMMiB == o.RAMMiB && m.DiskGiB == o.DiskGiB &&
 		m.AppliedEpoch == o.AppliedEpoch && m.APIAddr == o.APIAddr &&
-		m.Drained == o.Drained
+		m.Drained == o.Drained && m.leaving == o.leaving
 }
 
 func (m Meta) clone() Meta {
@@ -75,7 +80,7 @@ func (m Meta) clone() Meta {
 //	disk_gib   varint
 //	epoch      varint
 //	api_addr   string
-//	flags      varint; bit 0 = drained, other bits reserved
+//	flags      varint; bit 0 = drained, bit 1 = leaving, others reserved
 //
 // Compatibility rule: a newer minor writer may append fields after flags and
 // set reserved flag bits without changing the version byte; readers decode
@@ -96,7 +101,10 @@ var (
 	ErrTruncatedMeta      = errors.New("node meta is truncated")
 )
 
-const flagDrained = 1 << 0
+const (
+	flagDrained = 1 << 0
+	flagLeaving = 1 << 1
+)
 
 // Encode returns the binary form of m. It fails, naming the field, if a
 // string is longer than MaxStringLen or the result would exceed
@@ -123,6 +131,9 @@ func (m Meta) Encode() ([]byte, error) {
 	var flags uint64
 	if m.Drained {
 		flags |= flagDrained
+	}
+	if m.leaving {
+		flags |= flagLeaving
 	}
 	e.uvarint("flags", flags)
 	if e.err != nil {
@@ -197,6 +208,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 	m.APIAddr = d.str("api_addr")
 	flags := d.uvarint("flags", math.MaxUint64)
 	m.Drained = flags&flagDrained != 0
+	m.leaving = flags&flagLeaving != 0
 	if d.err != nil {
 		return Meta{}, d.err
 	}

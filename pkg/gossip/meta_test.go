@@ -38,6 +38,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"empty strings in aggregates", Meta{Aggregates: []string{"", "a", ""}}},
 		{"longest string", Meta{Zone: strings.Repeat("z", MaxStringLen)}},
 		{"unknown role survives", Meta{Role: 9}},
+		{"leaving flag", Meta{Role: RoleAgent, Drained: true, leaving: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,7 +144,7 @@ func TestDecodeMetaIgnoresNewerTrailingFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)-1] |= 0x40                         // unknown flag bit in the one-byte flags varint
+	b[len(b)-1] |= 0x40                         // reserved flag bit in the one-byte flags varint
 	b = append(b, 0x07, 3, 'n', 'e', 'w', 0xff) // unknown trailing fields
 	got, err := DecodeMeta(b)
 	if err != nil {
