@@ -17,7 +17,6 @@ import (
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Config configures a Driver.
@@ -142,11 +141,6 @@ func (d *Driver) underlayIndex(name string, links map[string]netlink.Link) (int,
 		return 0, fmt.Errorf("linuxbridge: underlay device %q not found", name)
 	}
 	return l.Attrs().Index, nil
-}
-
-func isNotFound(err error) bool {
-	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV)
 }
 
 func joinErrs(errs []error) error {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -112,7 +113,7 @@ func (d *Driver) apply(l netlink.Link, op Op) error {
 
 // forgive makes deleting what is already gone a success.
 func forgive(err error) error {
-	if err != nil && isNotFound(err) {
+	if err != nil && nlink.IsNotFound(err) {
 		return nil
 	}
 	return err

@@ -1,0 +1,302 @@
+// Package dhcp runs one dnsmasq per network that has a DHCP port on this
+// host, in namespace <prefix>dhcp-<network>, plugged into the network's
+// bridge with a veth carrying the DHCP port's MAC and addresses. Fixed
+// MAC->IP bindings and DNS names come from the ports; dnsmasq rereads them
+// on SIGHUP. A supervisor restarts a dnsmasq that died; after an agent
+// restart the running dnsmasq is adopted by its pid file, not restarted.
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/vishvananda/netlink"
+)
+
+// Config configures a Driver.
+type Config struct {
+	NetNS    string // the host's namespace; "" is the agent's own
+	NSPrefix string // namespace prefix of this agent, e.g. "strata-h1-"
+	StateDir string // leases, pid files and rendered files, one directory per network
+	Domain   string // DNS domain of port names; default "strata.internal"
+	Dnsmasq  string // binary; default "dnsmasq" from PATH
+	Logger   *slog.Logger
+}
+
+// Counters say what the driver did to dnsmasq processes.
+type Counters struct {
+	Starts, Restarts, Reloads, Stops, LinkChanges int64
+}
+
+// Driver manages the dnsmasq instances of one host.
+type Driver struct {
+	cfg  Config
+	h    *netlink.Handle
+	log  *slog.Logger
+	mu   sync.Mutex
+	runs map[string]*instance // by network ID
+
+	starts, restarts, reloads, stops, linkChanges atomic.Int64
+}
+
+// instance is the wanted dnsmasq of one network.
+type instance struct {
+	netID, ns, dir string
+	args           []string
+	proc           *process
+}
+
+var _ network.Driver = (*Driver)(nil)
+
+// New opens a netlink handle in cfg.NetNS and makes the state directory. It
+// starts no goroutine: run Supervise for restarts.
+func New(cfg Config) (*Driver, error) {
+	if cfg.NSPrefix == "" || cfg.StateDir == "" {
+		return nil, errors.New("dhcp: namespace prefix and state dir are required")
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = "strata.internal"
+	}
+	if cfg.Dnsmasq == "" {
+		bin, err := lookDnsmasq()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Dnsmasq = bin
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("dhcp: create state dir %q: %w", cfg.StateDir, err)
+	}
+	h, err := netnsutil.Handle(cfg.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{cfg: cfg, h: h, log: log.With("subsystem", "dhcp"), runs: map[string]*instance{}}, nil
+}
+
+func lookDnsmasq() (string, error) {
+	for _, p := range []string{"/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("dhcp: dnsmasq not found (apt-get install dnsmasq)")
+}
+
+// Counters returns what the driver has done so far.
+func (d *Driver) Counters() Counters {
+	return Counters{d.starts.Load(), d.restarts.Load(), d.reloads.Load(), d.stops.Load(), d.linkChanges.Load()}
+}
+
+// Namespace is the namespace of network networkID's dnsmasq.
+func (d *Driver) Namespace(networkID string) string {
+	return network.DHCPNamespace(d.cfg.NSPrefix, networkID)
+}
+
+// Close releases the netlink handle. dnsmasq processes keep running and are
+// adopted by the next driver.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h != nil {
+		d.h.Close()
+		d.h = nil
+	}
+	return nil
+}
+
+// Set runs a dnsmasq for every network with a local DHCP port and a DHCP
+// subnet, and stops those of networks no longer wanted.
+func (d *Driver) Set(ctx context.Context, st network.HostState) error {
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("dhcp: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h == nil {
+		return errors.New("dhcp: driver closed")
+	}
+	want := wanted(st)
+	var errs []error
+	for _, w := range want {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := d.ensure(w); err != nil {
+			errs = append(errs, fmt.Errorf("dhcp network %q: %w", w.net.ID, err))
+		}
+	}
+	errs = append(errs, d.removeStale(want)...)
+	return errors.Join(errs...)
+}
+
+// served is one network this host serves DHCP for.
+type served struct {
+	net   network.Network
+	port  network.Port   // the local DHCP port
+	ports []network.Port // all ports of the network
+}
+
+func wanted(st network.HostState) map[string]served {
+	out := map[string]served{}
+	nets := map[string]network.Network{}
+	for _, n := range st.Networks {
+		if len(dhcpSubnets(n)) > 0 {
+			nets[n.ID] = n
+		}
+	}
+	for _, p := range st.Ports {
+		if n, ok := nets[p.NetworkID]; ok && p.Host == st.Host && p.Owner == network.OwnerDHCP {
+			out[n.ID] = served{net: n, port: p}
+		}
+	}
+	for _, p := range st.Ports {
+		if s, ok := out[p.NetworkID]; ok {
+			s.ports = append(s.ports, p)
+			out[p.NetworkID] = s
+		}
+	}
+	return out
+}
+
+func (d *Driver) ensure(w served) error {
+	ns := d.Namespace(w.net.ID)
+	if err := d.ensureLinks(ns, w); err != nil {
+		return err
+	}
+	dir := filepath.Join(d.cfg.StateDir, w.net.ID)
+	changed, err := d.writeFiles(dir, w)
+	if err != nil {
+		return err
+	}
+	inst := d.runs[w.net.ID]
+	if inst == nil {
+		inst = &instance{netID: w.net.ID, ns: ns, dir: dir}
+		d.runs[w.net.ID] = inst
+	}
+	inst.args = Args(w.net, dir, d.cfg.Domain)
+	return d.converge(inst, changed)
+}
+
+// converge adopts, starts, restarts or reloads the dnsmasq of inst.
+func (d *Driver) converge(inst *instance, filesChanged bool) error {
+	log := d.log.With("network", inst.netID, "netns", inst.ns)
+	if inst.proc == nil || !inst.proc.alive(inst.dir) {
+		p, argv := adopt(inst.dir)
+		if p != nil && slices.Equal(argv, inst.args) {
+			inst.proc = p
+			log.Info("adopted running dnsmasq", "pid", p.pid)
+		} else if p != nil {
+			log.Info("dnsmasq command line changed, restarting", "pid", p.pid)
+			p.stop(inst.dir)
+			d.stops.Add(1)
+		}
+	}
+	if inst.proc != nil && inst.proc.alive(inst.dir) {
+		argv, _ := cmdline(inst.proc.pid)
+		if len(argv) > 0 && slices.Equal(argv[1:], inst.args) {
+			if !filesChanged {
+				return nil
+			}
+			d.reloads.Add(1)
+			log.Info("reloading dnsmasq", "pid", inst.proc.pid)
+			return inst.proc.hup(inst.dir)
+		}
+		inst.proc.stop(inst.dir)
+		d.stops.Add(1)
+	}
+	p, err := start(d.cfg.Dnsmasq, inst.ns, inst.dir, inst.args)
+	if err != nil {
+		return err
+	}
+	inst.proc = p
+	d.starts.Add(1)
+	log.Info("started dnsmasq", "pid", p.pid)
+	return nil
+}
+
+// writeFiles renders the files dnsmasq rereads on SIGHUP and reports whether
+// any changed.
+func (d *Driver) writeFiles(dir string, w served) (bool, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, fmt.Errorf("create %q: %w", dir, err)
+	}
+	mtu := w.net.MTU
+	if mtu == 0 {
+		mtu = network.DefaultMTU
+	}
+	changed := false
+	for name, content := range map[string]string{
+		hostsFile: HostsFile(w.net, w.ports),
+		addnHosts: AddnHosts(w.net, w.ports, d.cfg.Domain),
+		optsFile:  OptsFile(w.net, mtu),
+	} {
+		c, err := writeIfChanged(filepath.Join(dir, name), content)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || c
+	}
+	return changed, nil
+}
+
+func writeIfChanged(path, content string) (bool, error) {
+	if old, err := os.ReadFile(path); err == nil && string(old) == content {
+		return false, nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return false, fmt.Errorf("write %q: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return false, fmt.Errorf("rename %q: %w", tmp, err)
+	}
+	return true, nil
+}
+
+// Supervise restarts any wanted dnsmasq that died, checking every interval,
+// until ctx is done.
+func (d *Driver) Supervise(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.check()
+		}
+	}
+}
+
+func (d *Driver) check() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, inst := range d.runs {
+		if inst.proc == nil || inst.proc.alive(inst.dir) {
+			continue
+		}
+		d.log.Warn("dnsmasq died, restarting", "network", inst.netID, "pid", inst.proc.pid)
+		p, err := start(d.cfg.Dnsmasq, inst.ns, inst.dir, inst.args)
+		if err != nil {
+			d.log.Error("restart dnsmasq", "network", inst.netID, "err", err)
+			continue
+		}
+		inst.proc = p
+		d.restarts.Add(1)
+	}
+}
