@@ -1,0 +1,53 @@
+// Command strata-agent runs on every host: it converges the host on the
+// plan the coordinator holds for it and gossips its liveness and capacity.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-infra/strata/agent/config"
+	"github.com/strata-infra/strata/agent/daemon"
+	"github.com/strata-infra/strata/pkg/logging"
+)
+
+func main() {
+	var cfg config.Config
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:           "strata-agent",
+		Short:         "Strata host agent",
+		Version:       daemon.Version,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.Load(cfgPath, cmd.Flags().Changed("config"), cmd.Flags()); err != nil {
+				return err
+			}
+			log, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			a, err := daemon.New(&cfg, log)
+			if err != nil {
+				return err
+			}
+			registerSubsystems(a, &cfg, log)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return a.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "config file (YAML)")
+	cfg.BindFlags(cmd.Flags())
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "strata-agent:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,225 @@
+// Package daemon wires strata-agent together: gossip membership, the plan
+// watcher, the reconcile runner, status reports, metrics and systemd.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/strata-infra/strata/agent/config"
+	"github.com/strata-infra/strata/agent/hostinfo"
+	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/agent/reconcile"
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/apiclient"
+	"github.com/strata-infra/strata/pkg/gossip"
+	"github.com/strata-infra/strata/pkg/sdnotify"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// ReportInterval is how often an agent reports even when nothing changed.
+const ReportInterval = 10 * time.Second
+
+// Agent is one running strata-agent.
+type Agent struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	client  *apiclient.Client
+	member  *gossip.Member
+	runner  *reconcile.Runner
+	watcher *plan.Watcher
+	reg     *prometheus.Registry
+
+	readyOnce sync.Once
+	report    chan struct{}
+}
+
+// New builds an agent; subsystems are registered on Runner() before Run.
+func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
+	token, err := cfg.Token()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	a := &Agent{cfg: cfg, log: log, client: apiclient.New(cfg.Coordinator, token), reg: prometheus.NewRegistry(), report: make(chan struct{}, 1)}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.runner = reconcile.New(log.With("subsystem", "reconcile"), cfg.Resync, a.reg)
+	a.runner.OnApplied = a.applied
+	a.watcher, err = plan.NewWatcher(cfg.Name, a.client, filepath.Join(cfg.StateDir, "plan.json"), cfg.PollWait,
+		log.With("subsystem", "plan"), a.runner.Update)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Runner is where subsystems register their reconcilers.
+func (a *Agent) Runner() *reconcile.Runner { return a.runner }
+
+// Member is the agent's gossip member (valid after Run has started it).
+func (a *Agent) Member() *gossip.Member { return a.member }
+
+func (a *Agent) applied(epoch uint64) {
+	if a.member != nil {
+		if err := a.member.UpdateMeta(func(m *gossip.Meta) { m.AppliedEpoch = epoch }); err != nil {
+			a.log.Warn("publish applied epoch", "err", err)
+		}
+	}
+	a.readyOnce.Do(func() {
+		sdnotify.Ready(fmt.Sprintf("converged on epoch %d", epoch))
+		a.log.Info("agent ready", "epoch", epoch)
+	})
+	select {
+	case a.report <- struct{}{}:
+	default:
+	}
+}
+
+// Run starts gossip and every loop, and blocks until ctx ends; then it
+// leaves the pool gracefully. Host state (devices, domains) is left as it
+// is: a data plane keeps forwarding while the agent is down.
+func (a *Agent) Run(ctx context.Context) error {
+	m, err := a.startGossip()
+	if err != nil {
+		return err
+	}
+	a.member = m
+	defer m.Shutdown()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	start(func() { a.runner.Run(ctx, a.watcher.Snapshot()) })
+	start(func() { a.watcher.Run(ctx) })
+	start(func() { a.reportLoop(ctx) })
+	start(func() { a.rejoinLoop(ctx) })
+	start(func() { sdnotify.Watchdog(ctx, a.log, func() bool { return true }) })
+	var ms *http.Server
+	if a.cfg.MetricsAddr != "" {
+		ms = &http.Server{Addr: a.cfg.MetricsAddr, Handler: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		start(func() {
+			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics server", "err", err)
+			}
+		})
+	}
+	a.log.Info("agent started", "name", a.cfg.Name, "coordinator", a.cfg.Coordinator, "plan_epoch", a.watcher.Snapshot().Epoch)
+	<-ctx.Done()
+	sdnotify.Stopping()
+	a.log.Info("agent stopping")
+	if ms != nil {
+		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = ms.Shutdown(sctx)
+		c()
+	}
+	_ = m.Leave(2 * time.Second)
+	wg.Wait()
+	return nil
+}
+
+func (a *Agent) startGossip() (*gossip.Member, error) {
+	cap, err := hostinfo.Capacity(a.cfg.StateDir, api.Capacity{VCPUs: a.cfg.Reserved.VCPUs, RAMMiB: a.cfg.Reserved.RAMMiB, DiskGiB: a.cfg.Reserved.DiskGiB})
+	if err != nil {
+		return nil, err
+	}
+	meta := gossip.Meta{Role: gossip.RoleAgent, Zone: a.cfg.Zone, Aggregates: a.cfg.Aggregates,
+		VCPUs: cap.VCPUs, RAMMiB: cap.RAMMiB, DiskGiB: cap.DiskGiB}
+	if a.cfg.VTEP != "" {
+		meta.VTEP = netip.MustParseAddr(a.cfg.VTEP) // validated in config
+	}
+	gc := gossip.Config{Name: a.cfg.Name, Profile: a.cfg.Gossip.Profile, Logger: a.log.With("subsystem", "gossip"), Meta: meta}
+	if err := gc.SetAddrs(a.cfg.Gossip.Bind, a.cfg.Gossip.Advertise); err != nil {
+		return nil, err
+	}
+	if a.cfg.Gossip.KeyFile != "" {
+		if gc.Key, err = gossip.LoadKeyFile(a.cfg.Gossip.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	m, err := gossip.New(gc)
+	if err != nil {
+		return nil, err
+	}
+	a.join(m)
+	return m, nil
+}
+
+func (a *Agent) join(m *gossip.Member) bool {
+	if len(a.cfg.Gossip.Join) == 0 {
+		return true
+	}
+	n, err := m.Join(a.cfg.Gossip.Join)
+	if err != nil {
+		a.log.Warn("gossip join failed; will retry", "join", a.cfg.Gossip.Join, "err", err)
+		return false
+	}
+	a.log.Info("joined gossip pool", "contacted", n)
+	return true
+}
+
+// rejoinLoop retries the join while the agent sees nobody else, so agents
+// started before the coordinator, or cut off for a while, find the pool.
+func (a *Agent) rejoinLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			alive := 0
+			for _, p := range a.member.Peers() {
+				if p.State == gossip.StateAlive && p.Name != a.cfg.Name {
+					alive++
+				}
+			}
+			if alive == 0 {
+				a.join(a.member)
+			}
+		}
+	}
+}
+
+func (a *Agent) reportLoop(ctx context.Context) {
+	t := time.NewTicker(ReportInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.report:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := a.client.Report(rctx, a.Report()); err != nil && ctx.Err() == nil {
+			a.log.Warn("status report failed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// Report is the status report the agent sends.
+func (a *Agent) Report() api.HostReport {
+	return api.HostReport{
+		Host: a.cfg.Name, AppliedEpoch: a.runner.Applied(), PlanEpoch: a.watcher.Snapshot().Epoch,
+		FullSyncs: a.watcher.FullSyncs.Load(), DeltaSyncs: a.watcher.DeltaSyncs.Load(),
+		Version: Version, Subsystems: a.runner.Status(),
+	}
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	coordapi "github.com/strata-infra/strata/coordinator/api"
+	"github.com/strata-infra/strata/coordinator/config"
+	"github.com/strata-infra/strata/coordinator/membership"
+	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/gossip"
+	"github.com/strata-infra/strata/pkg/logging"
+	"github.com/strata-infra/strata/pkg/sdnotify"
+)
+
+// AdminTokenFile is the name, under the data dir, of the first admin token.
+const AdminTokenFile = "admin.token"
+
+func run(ctx context.Context, cfg *config.Config) error {
+	log, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, "strata.db"), store.Options{RetainDeltas: cfg.RetainDeltas})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := ensureAdminToken(st, cfg.DataDir, log); err != nil {
+		return err
+	}
+
+	member, err := startGossip(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer member.Shutdown()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	epochGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "strata_coordinator_epoch", Help: "Current cluster epoch."},
+		func() float64 { return float64(st.Epoch()) })
+	reg.MustRegister(epochGauge)
+	srv := coordapi.New(coordapi.Options{
+		Store: st, Registry: registry.Default(), Hosts: membership.View{Peers: member},
+		Logger: log.With("subsystem", "api"), MaxWait: cfg.MaxWait, Metrics: reg,
+	})
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, len(cfg.Listen)+1)
+	var servers []*http.Server
+	for _, addr := range cfg.Listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, hs)
+		go func() { errc <- hs.Serve(ln) }()
+		log.Info("API listening", "addr", addr)
+	}
+	if cfg.MetricsAddr != "" {
+		ms := &http.Server{Addr: cfg.MetricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, ms)
+		go func() { errc <- ms.ListenAndServe() }()
+	}
+
+	sdnotify.Ready(fmt.Sprintf("serving at epoch %d", st.Epoch()))
+	go sdnotify.Watchdog(ctx, log, func() bool { return true })
+	log.Info("coordinator ready", "epoch", st.Epoch(), "api", cfg.APIURL, "gossip", cfg.GossipBind)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("server failed", "err", err)
+		}
+	}
+	sdnotify.Stopping()
+	log.Info("coordinator stopping")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, hs := range servers {
+		_ = hs.Shutdown(shutCtx)
+	}
+	_ = member.Leave(2 * time.Second)
+	return nil
+}
+
+func startGossip(cfg *config.Config, log *slog.Logger) (*gossip.Member, error) {
+	gc := gossip.Config{
+		Name: cfg.Name, Profile: cfg.GossipProfile, Logger: log.With("subsystem", "gossip"),
+		Meta: gossip.Meta{Role: gossip.RoleCoordinator, APIAddr: cfg.APIURL},
+	}
+	if err := gc.SetAddrs(cfg.GossipBind, cfg.GossipAdvertise); err != nil {
+		return nil, err
+	}
+	if cfg.GossipKeyFile != "" {
+		key, err := gossip.LoadKeyFile(cfg.GossipKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		gc.Key = key
+	}
+	m, err := gossip.New(gc)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Join) > 0 {
+		// Agents join us too, so a coordinator that finds no peer yet is fine.
+		if n, err := m.Join(cfg.Join); err != nil {
+			log.Warn("gossip join found no peer yet", "join", cfg.Join, "err", err)
+		} else {
+			log.Info("joined gossip pool", "contacted", n)
+		}
+	}
+	return m, nil
+}
+
+// ensureAdminToken issues the first admin token at first start and writes
+// it where only root can read it. The store keeps only its hash.
+func ensureAdminToken(st *store.Store, dir string, log *slog.Logger) error {
+	toks, err := st.Tokens()
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.Role == api.RoleAdmin {
+			return nil
+		}
+	}
+	// Write the file before storing the hash: a crash in between leaves
+	// no admin in the store, and the next start issues a new one.
+	secret, err := coordapi.NewSecret(api.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, AdminTokenFile)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	tok := api.Token{ID: "admin", Name: "admin", Role: api.RoleAdmin, Created: time.Now().UTC()}
+	if err := st.PutToken(tok, secret); err != nil {
+		return fmt.Errorf("store admin token: %w", err)
+	}
+	log.Info("admin token created", "file", path)
+	return nil
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-infra/strata/coordinator/ctl"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+func hostsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "hosts", Short: "Hosts known through gossip"}
+	cmd.AddCommand(&cobra.Command{
+		Use: "list", Short: "List hosts with liveness, capacity and applied epoch", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var hs []api.Host
+			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/hosts", nil, &hs); err != nil {
+				return err
+			}
+			t := ctl.Table{Header: []string{"NAME", "STATE", "SINCE", "ADDR", "ZONE", "VTEP", "VCPUS", "RAM_MIB", "DISK_GIB", "EPOCH", "ERRORS"}}
+			for _, h := range hs {
+				errs := 0
+				if h.Report != nil {
+					for _, s := range h.Report.Subsystems {
+						if !s.OK {
+							errs++
+						}
+					}
+				}
+				since := "-"
+				if !h.StateSince.IsZero() {
+					since = time.Since(h.StateSince).Round(time.Second).String()
+				}
+				t.Rows = append(t.Rows, []string{h.Name, h.State, since, h.Addr, h.Zone, h.VTEP,
+					fmt.Sprint(h.Capacity.VCPUs), fmt.Sprint(h.Capacity.RAMMiB), fmt.Sprint(h.Capacity.DiskGiB),
+					fmt.Sprint(h.AppliedEpoch), fmt.Sprint(errs)})
+			}
+			return g.print(cmd, hs, t)
+		},
+	})
+	return cmd
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "status", Short: "Cluster epoch, each host's applied epoch and liveness, convergence", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var st api.ClusterStatus
+			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return g.print(cmd, st, ctl.Table{})
+			}
+			conv := "yes"
+			if !st.Converged {
+				var behind []string
+				for _, h := range st.Hosts {
+					if (h.State == api.StateAlive || h.State == api.StateSuspect) && (!h.Converged || h.Errors > 0) {
+						behind = append(behind, h.Name)
+					}
+				}
+				conv = "no (" + strings.Join(behind, ", ") + ")"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "epoch: %d\nconverged: %s\n\n", st.Epoch, conv)
+			t := ctl.Table{Header: []string{"HOST", "STATE", "APPLIED_EPOCH", "CONVERGED", "ERRORS"}}
+			for _, h := range st.Hosts {
+				t.Rows = append(t.Rows, []string{h.Name, h.State, fmt.Sprint(h.AppliedEpoch), fmt.Sprint(h.Converged), fmt.Sprint(h.Errors)})
+			}
+			return g.print(cmd, st, t)
+		},
+	}
+}
+
+func tokensCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "tokens", Short: "API tokens (admin)"}
+	var req api.TokenRequest
+	create := &cobra.Command{
+		Use: "create", Short: "Create a token; its secret is printed once", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var nt api.NewToken
+			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/tokens", req, &nt); err != nil {
+				return err
+			}
+			return g.print(cmd, nt, ctl.Table{Header: []string{"ID", "NAME", "ROLE", "PROJECT", "SECRET"},
+				Rows: [][]string{{nt.ID, nt.Name, nt.Role, nt.Project, nt.Secret}}})
+		},
+	}
+	create.Flags().StringVar(&req.Name, "name", "", "token name")
+	create.Flags().StringVar(&req.Role, "role", api.RoleProject, "admin, agent or project")
+	create.Flags().StringVar(&req.Project, "project", "", "project of a project token")
+	list := &cobra.Command{
+		Use: "list", Short: "List tokens (never their secrets)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var ts []api.Token
+			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/tokens", nil, &ts); err != nil {
+				return err
+			}
+			t := ctl.Table{Header: []string{"ID", "NAME", "ROLE", "PROJECT", "CREATED"}}
+			for _, tk := range ts {
+				t.Rows = append(t.Rows, []string{tk.ID, tk.Name, tk.Role, tk.Project, tk.Created.Format(time.RFC3339)})
+			}
+			return g.print(cmd, ts, t)
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete ID", Short: "Revoke a token", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var out map[string]bool
+			if err := c.Do(cmd.Context(), http.MethodDelete, "/v1/tokens/"+args[0], nil, &out); err != nil {
+				return err
+			}
+			return g.print(cmd, out, ctl.Table{Header: []string{"ID", "DELETED"}, Rows: [][]string{{args[0], "true"}}})
+		},
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}

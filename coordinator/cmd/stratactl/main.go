@@ -1,0 +1,69 @@
+// Command stratactl is the operator's CLI over the coordinator API.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-infra/strata/coordinator/ctl"
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/apiclient"
+)
+
+type globals struct {
+	endpoint string
+	token    string
+	output   string
+}
+
+func (g *globals) client() (*apiclient.Client, error) {
+	if g.endpoint == "" {
+		return nil, errors.New("no coordinator endpoint: set --endpoint or STRATA_ENDPOINT")
+	}
+	if g.token == "" {
+		return nil, errors.New("no token: set --token or STRATA_TOKEN")
+	}
+	return apiclient.New(g.endpoint, g.token), nil
+}
+
+func (g *globals) print(cmd *cobra.Command, v any, t ctl.Table) error {
+	return ctl.Print(cmd.OutOrStdout(), g.output, v, t)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "stratactl",
+		Short:         "Operate a Strata cluster",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.endpoint, "endpoint", envOr("STRATA_ENDPOINT", "http://127.0.0.1:7070"), "coordinator API URL (env STRATA_ENDPOINT)")
+	pf.StringVar(&g.token, "token", os.Getenv("STRATA_TOKEN"), "API token (env STRATA_TOKEN)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), applyCmd(g), deleteCmd(g))
+	return root
+}
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Field != "" {
+			fmt.Fprintf(os.Stderr, "stratactl: %s (field %s)\n", ae.Message, ae.Field)
+		} else {
+			fmt.Fprintln(os.Stderr, "stratactl:", err)
+		}
+		os.Exit(1)
+	}
+}

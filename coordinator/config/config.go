@@ -1,0 +1,111 @@
+// Package config is strata-coordinator's configuration: defaults, then
+// /etc/strata/coordinator.yaml, then flags.
+package config
+
+import (
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/config"
+)
+
+// DefaultPath is where packages install the coordinator's config.
+const DefaultPath = "/etc/strata/coordinator.yaml"
+
+// Config is the whole coordinator configuration.
+type Config struct {
+	Name    string   `json:"name"`
+	DataDir string   `json:"data_dir"`
+	Listen  []string `json:"listen"`
+	// APIURL is the URL agents and stratactl use; published in gossip.
+	APIURL          string        `json:"api_url"`
+	GossipBind      string        `json:"gossip_bind"`
+	GossipAdvertise string        `json:"gossip_advertise"`
+	Join            []string      `json:"join"`
+	GossipKeyFile   string        `json:"gossip_key_file"`
+	GossipProfile   string        `json:"gossip_profile"`
+	RetainDeltas    int           `json:"retain_deltas"`
+	MaxWait         time.Duration `json:"max_wait"`
+	MetricsAddr     string        `json:"metrics_addr"`
+	LogFormat       string        `json:"log_format"`
+	LogLevel        string        `json:"log_level"`
+}
+
+// SetDefaults fills c with the built-in defaults.
+func (c *Config) SetDefaults() {
+	host, _ := os.Hostname()
+	*c = Config{
+		Name:          host + "-coordinator",
+		DataDir:       "/var/lib/strata/coordinator",
+		Listen:        []string{"127.0.0.1:7070"},
+		GossipBind:    "0.0.0.0:7946",
+		GossipProfile: "lan",
+		RetainDeltas:  10000,
+		MaxWait:       60 * time.Second,
+		MetricsAddr:   "127.0.0.1:9465",
+		LogFormat:     "text",
+		LogLevel:      "info",
+	}
+}
+
+// BindFlags binds command-line flags to c's fields.
+func (c *Config) BindFlags(fs *pflag.FlagSet) {
+	c.SetDefaults()
+	fs.StringVar(&c.Name, "name", c.Name, "member name in the gossip pool")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the store and the admin token")
+	fs.StringSliceVar(&c.Listen, "listen", c.Listen, "API listen address ip:port (repeatable)")
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "API URL published to agents (default: http:// + first listen address)")
+	fs.StringVar(&c.GossipBind, "gossip-bind", c.GossipBind, "gossip listen address ip:port")
+	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", c.GossipAdvertise, "gossip address peers use, ip:port")
+	fs.StringSliceVar(&c.Join, "join", c.Join, "gossip peer to join, ip:port (repeatable)")
+	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", c.GossipKeyFile, "file with the base64 gossip encryption key")
+	fs.StringVar(&c.GossipProfile, "gossip-profile", c.GossipProfile, "gossip timing profile: lan or local")
+	fs.IntVar(&c.RetainDeltas, "retain-deltas", c.RetainDeltas, "deltas kept for agents to catch up by")
+	fs.DurationVar(&c.MaxWait, "max-wait", c.MaxWait, "longest plan long-poll")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+}
+
+// Load merges defaults, the file at path and the flags the user set.
+func (c *Config) Load(path string, required bool, fs *pflag.FlagSet) error {
+	if err := config.Load(path, required, c, c.SetDefaults, fs); err != nil {
+		return err
+	}
+	if c.APIURL == "" && len(c.Listen) > 0 {
+		c.APIURL = "http://" + c.Listen[0]
+	}
+	return c.Validate()
+}
+
+// Validate checks the merged configuration; errors name the key.
+func (c *Config) Validate() error {
+	if fe := api.ValidateName("name", c.Name); fe != nil {
+		return fe
+	}
+	if c.DataDir == "" {
+		return api.Fieldf("data_dir", "must be set")
+	}
+	if len(c.Listen) == 0 {
+		return api.Fieldf("listen", "needs at least one ip:port")
+	}
+	for _, l := range c.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			return api.Fieldf("listen", "%q is not ip:port", l)
+		}
+	}
+	if _, err := netip.ParseAddrPort(c.GossipBind); err != nil {
+		return api.Fieldf("gossip_bind", "%q is not ip:port", c.GossipBind)
+	}
+	if c.GossipProfile != "lan" && c.GossipProfile != "local" {
+		return api.Fieldf("gossip_profile", "%q is not lan or local", c.GossipProfile)
+	}
+	if c.RetainDeltas < 1 {
+		return api.Fieldf("retain_deltas", "must be at least 1")
+	}
+	return nil
+}

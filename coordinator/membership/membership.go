@@ -1,0 +1,50 @@
+// Package membership turns the coordinator's gossip view into host records:
+// liveness (alive, suspect, dead, left) and capacity come from SWIM and the
+// agents' node meta, never from polling hosts.
+package membership
+
+import (
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/gossip"
+)
+
+// PeerSource is the part of gossip.Member used here.
+type PeerSource interface {
+	Peers() []gossip.Peer
+}
+
+// View adapts a gossip member to the API's HostSource.
+type View struct{ Peers PeerSource }
+
+// Hosts returns every agent the pool knows, dead ones included.
+func (v View) Hosts() []api.Host {
+	var out []api.Host
+	for _, p := range v.Peers.Peers() {
+		if p.MetaErr == nil && p.Meta.Role != gossip.RoleAgent {
+			continue
+		}
+		out = append(out, HostFromPeer(p))
+	}
+	return out
+}
+
+// HostFromPeer maps one gossip peer to a host record.
+func HostFromPeer(p gossip.Peer) api.Host {
+	h := api.Host{
+		Name:       p.Name,
+		Addr:       p.Addr.String(),
+		State:      string(p.State),
+		StateSince: p.StateSince,
+	}
+	if p.MetaErr != nil {
+		return h
+	}
+	m := p.Meta
+	h.Zone, h.Aggregates, h.Drained = m.Zone, m.Aggregates, m.Drained
+	if m.VTEP.IsValid() {
+		h.VTEP = m.VTEP.String()
+	}
+	h.Capacity = api.Capacity{VCPUs: m.VCPUs, RAMMiB: m.RAMMiB, DiskGiB: m.DiskGiB}
+	h.AppliedEpoch = m.AppliedEpoch
+	return h
+}
