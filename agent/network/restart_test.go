@@ -1,0 +1,124 @@
+package network_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/agent/network/dhcp"
+	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/pkg/netnsutil"
+)
+
+// TestAgentRestartLosesNothing: fresh drivers on every host (an agent
+// restart) with the same state change nothing, and a 20/s ping across hosts
+// loses no packet meanwhile.
+func TestAgentRestartLosesNothing(t *testing.T) {
+	p := newTwoProjects(t)
+	p.setAll(t)
+	p.leaseAll(t)
+	a1, a2 := p.eps[0], p.eps[1]
+	type result struct{ sent, recv int }
+	done := make(chan result, 1)
+	go func() {
+		s, r, _ := nettest.Ping(context.Background(), a1.ns, a2.ip, 80, 50*time.Millisecond)
+		done <- result{s, r}
+	}()
+	time.Sleep(time.Second)
+	start := time.Now()
+	for i, h := range p.lab.Hosts {
+		fresh := nettest.NewAgent(t, h)
+		fresh.Set(t, p.state(h))
+		if n := fresh.LB.Changes() + fresh.EP.Changes(); n != 0 {
+			t.Errorf("host %s: restart made %d link/fdb/neigh changes, want 0", h.Name, n)
+		}
+		if c := fresh.DHCP.Counters(); c != (dhcp.Counters{}) {
+			t.Errorf("host %s: restart touched dnsmasq: %+v", h.Name, c)
+		}
+		p.agents[i] = fresh
+	}
+	t.Logf("three fresh agents re-converged in %v", time.Since(start).Round(time.Millisecond))
+	r := <-done
+	loss := 100 * float64(r.sent-r.recv) / float64(max(r.sent, 1))
+	t.Logf("ping %s -> %s at 20/s across the restart: %d sent, %d received, %.1f%% loss", a1.name, a2.name, r.sent, r.recv, loss)
+	if r.sent == 0 || r.recv != r.sent {
+		t.Errorf("lost packets during restart: sent %d received %d", r.sent, r.recv)
+	}
+}
+
+func dnsmasqPid(t *testing.T, h *nettest.Host, netID string) int {
+	b, err := os.ReadFile(filepath.Join(h.StateDir, "dhcp", netID, "pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// TestDnsmasqSupervisedAndReloaded: a killed dnsmasq is restarted by the
+// supervisor; a new port reaches dnsmasq by SIGHUP (same PID) and gets its
+// fixed IP by DHCP.
+func TestDnsmasqSupervisedAndReloaded(t *testing.T) {
+	p := newTwoProjects(t)
+	p.setAll(t)
+	h1, a := p.lab.Hosts[0], p.agents[0]
+	old := dnsmasqPid(t, h1, "proj-a")
+	if old == 0 {
+		t.Fatal("no dnsmasq pid for proj-a on h1")
+	}
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for a.DHCP.Counters().Restarts == 0 && time.Since(killed) < 10*time.Second {
+		time.Sleep(20 * time.Millisecond)
+	}
+	pid := dnsmasqPid(t, h1, "proj-a")
+	if pid == 0 || pid == old {
+		t.Fatalf("dnsmasq not restarted: pid %d (old %d), counters %+v", pid, old, a.DHCP.Counters())
+	}
+	t.Logf("killed dnsmasq %d; supervisor restarted it as %d after %v", old, pid, time.Since(killed).Round(time.Millisecond))
+	p.leaseAll(t)
+
+	a3 := port("a3", "proj-a", "h2", 13, "10.1.1.13", "")
+	p.ports = append(p.ports, a3)
+	p.eps = append(p.eps, testEndpoint{name: "a3", project: "proj-a", host: "h2", ip: "10.1.1.13", port: a3})
+	before := a.DHCP.Counters()
+	p.setAll(t)
+	after := a.DHCP.Counters()
+	if after.Reloads != before.Reloads+1 || after.Starts != before.Starts || dnsmasqPid(t, h1, "proj-a") != pid {
+		t.Errorf("new port: want one SIGHUP and the same pid %d, got %+v -> %+v pid %d", pid, before, after, dnsmasqPid(t, h1, "proj-a"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := nettest.DHCP(ctx, t, h2ns(p, "a3"), "eth0")
+	if err != nil || got != "10.1.1.13" {
+		t.Fatalf("new port a3 after SIGHUP: lease %q, err %v; want 10.1.1.13", got, err)
+	}
+	t.Logf("new port a3 got 10.1.1.13 by DHCP after a SIGHUP to pid %d", pid)
+
+	p.nets = p.nets[1:] // project A goes away: its dnsmasq and namespace too
+	p.ports = p.ports[3:6]
+	p.eps = nil
+	p.setAll(t)
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		t.Errorf("dnsmasq %d of a removed network still runs", pid)
+	}
+	if ns := a.DHCP.Namespace("proj-a"); netnsutil.Exists(ns) {
+		t.Errorf("namespace %q of a removed network remains", ns)
+	}
+}
+
+func h2ns(p *twoProjects, name string) string {
+	for _, e := range p.eps {
+		if e.name == name {
+			return e.ns
+		}
+	}
+	return ""
+}

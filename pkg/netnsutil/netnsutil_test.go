@@ -1,0 +1,59 @@
+package netnsutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+func TestCreateDoListDelete(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	prefix := fmt.Sprintf("stt%dnsu-", os.Getpid())
+	name := prefix + "a"
+	t.Cleanup(func() { _ = Delete(name) })
+	for range 2 { // the second Create finds it and succeeds
+		if err := Create(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := List(prefix); err != nil || len(got) != 1 || got[0] != name {
+		t.Fatalf("List(%q) = %v, %v", prefix, got, err)
+	}
+	var links []netlink.Link
+	err := Do(name, func() error {
+		var err error
+		links, err = netlink.LinkList()
+		return err
+	})
+	if err != nil || len(links) != 1 || links[0].Attrs().Name != "lo" {
+		t.Fatalf("inside %q: links %v, err %v; want only lo", name, links, err)
+	}
+	sentinel := errors.New("boom")
+	if err := Do(name, func() error { return sentinel }); !errors.Is(err, sentinel) {
+		t.Errorf("Do lost the closure's error: %v", err)
+	}
+	for range 2 { // deleting what is gone is success
+		if err := Delete(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if Exists(name) {
+		t.Error("namespace still exists")
+	}
+	if err := Do(name, func() error { return nil }); err == nil {
+		t.Error("Do in a deleted namespace succeeded")
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for _, bad := range []string{"", ".", "..", "a/b"} {
+		if err := Create(bad); err == nil {
+			t.Errorf("Create(%q) succeeded", bad)
+		}
+	}
+}
