@@ -153,9 +153,14 @@ func TestStatesConverge(t *testing.T) {
 			t.Fatalf("round %d: did not converge:\nwant:\n%s\ngot:\n%s", round, want, got)
 		}
 	}
+	// A link with our name pattern but without our alias is not ours.
+	if _, err := nettest.Run(context.Background(), h.NS, "ip", "link", "add", "sbr-99", "type", "bridge"); err != nil {
+		t.Fatal(err)
+	}
 	set(t, d, states[0])
-	if got := dump(t, h.NS); strings.Contains(got, network.BridgePrefix) || strings.Contains(got, network.VXLANPrefix) {
-		t.Errorf("empty state left devices:\n%s", got)
+	got := dump(t, h.NS)
+	if strings.Contains(got, network.VXLANPrefix) || strings.Count(got, network.BridgePrefix) != 1 || !strings.Contains(got, "sbr-99:") {
+		t.Errorf("empty state must leave only the foreign sbr-99:\n%s", got)
 	}
 }
 
