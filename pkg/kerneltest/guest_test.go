@@ -1,8 +1,10 @@
 package kerneltest_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -154,5 +156,43 @@ func TestCachedRunOnlyPacksTest(t *testing.T) {
 		if strings.Contains(l, "extracted vmlinux") || strings.Contains(l, "built base initramfs") {
 			t.Errorf("the second run rebuilt a cached product: %s", l)
 		}
+	}
+}
+
+// TestGuestReachesHostLoopback: a guest test reaches a TCP service that
+// the host test listens with on 127.0.0.1, at 10.0.2.2 through qemu's
+// user-mode network.
+func TestGuestReachesHostLoopback(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Write([]byte("hello from the host\n"))
+		got <- line
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	res := kerneltest.RunWith(t, guestPkg, "^TestReachHost$", kerneltest.Options{
+		Env: map[string]string{"STRATA_KERNELTEST_HOST_ADDR": fmt.Sprintf("10.0.2.2:%d", port)},
+	})
+	if !strings.Contains(res.Output, "host replied: hello from the host") {
+		t.Errorf("guest did not get the host's reply:\n%s", res.Output)
+	}
+	select {
+	case line := <-got:
+		if line != "hello from the guest\n" {
+			t.Errorf("host service read %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the host service saw no connection from the guest")
 	}
 }

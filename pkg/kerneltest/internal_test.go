@@ -3,6 +3,7 @@ package kerneltest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,5 +175,30 @@ func TestCacheKeys(t *testing.T) {
 	}
 	if more.out == def.out || tool.out == def.out {
 		t.Errorf("another module or tool must change the key: %s %s %s", def.out, more.out, tool.out)
+	}
+}
+
+// skipRecorder is a TB that records Skipf and Fatalf instead of acting.
+type skipRecorder struct {
+	*testing.T
+	skipped, fatal string
+}
+
+func (r *skipRecorder) Skipf(format string, args ...any)  { r.skipped = fmt.Sprintf(format, args...) }
+func (r *skipRecorder) Fatalf(format string, args ...any) { r.fatal = fmt.Sprintf(format, args...) }
+
+// TestSkipsWithoutQemu: with no qemu in PATH the harness is unavailable
+// and Run skips, naming what is missing.
+func TestSkipsWithoutQemu(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	if _, err := New("."); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), qemuBinary) {
+		t.Fatalf("New without qemu: err = %v, want ErrUnavailable naming %s", err, qemuBinary)
+	}
+	rec := &skipRecorder{T: t}
+	if res := Run(rec, "github.com/strata-infra/strata/pkg/kerneltest/guestfeatures", "^TestTrivial$"); res != nil {
+		t.Errorf("Run returned a result without qemu: %+v", res)
+	}
+	if rec.fatal != "" || !strings.Contains(rec.skipped, qemuBinary) {
+		t.Errorf("Run without qemu: skipped %q, fatal %q; want a skip naming %s", rec.skipped, rec.fatal, qemuBinary)
 	}
 }

@@ -32,6 +32,12 @@ func Run(t TB, pkg, run string) *Result {
 // guest dies, and otherwise logs the guest's output and returns the result.
 func RunWith(t TB, pkg, run string, opts Options) *Result {
 	t.Helper()
+	if InGuest() {
+		// A package that runs itself in the guest: the host-side test
+		// matched the guest's -test.run too.
+		t.Skipf("kerneltest: already inside the guest")
+		return nil
+	}
 	h, err := newHarnessForTest(t)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
@@ -45,8 +51,9 @@ func RunWith(t TB, pkg, run string, opts Options) *Result {
 	if dl, ok := deadline(t); ok {
 		// Leave the test framework time to report before its own
 		// -timeout panic.
+		margin := min(10*time.Second, time.Until(dl)/10)
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-10*time.Second))
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-margin))
 		defer cancel()
 	}
 	res, err := h.RunPackage(ctx, pkg, run, opts)

@@ -23,6 +23,7 @@ if [ "$(head -c 4 "$tmp" | od -An -c | tr -d ' ')" != '177ELF' ]; then
 	echo "build-kernel: extracted image from $src is not an ELF file" >&2
 	exit 1
 fi
+chmod 0644 "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
 echo "build-kernel: $out ($(du -h "$out" | cut -f1)) from $src"

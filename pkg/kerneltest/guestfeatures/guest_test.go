@@ -1,7 +1,9 @@
 package guestfeatures
 
 import (
+	"bufio"
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -94,4 +96,33 @@ func TestHangOnPurpose(t *testing.T) {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// HostAddrEnv names the host:port (as the guest sees it, 10.0.2.2:P) of a
+// TCP service the host test started on its loopback.
+const HostAddrEnv = "STRATA_KERNELTEST_HOST_ADDR"
+
+// TestReachHost connects to the host test's loopback service through the
+// guest's user-mode NIC and echoes a line, the way a guest-side test
+// reaches a Ceph monitor that the host test started.
+func TestReachHost(t *testing.T) {
+	requireGuest(t)
+	addr := os.Getenv(HostAddrEnv)
+	if addr == "" {
+		t.Skipf("only when %s is set", HostAddrEnv)
+	}
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatalf("dial host service %s: %v", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("hello from the guest\n")); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read reply from %s: %v", addr, err)
+	}
+	t.Logf("host replied: %s", strings.TrimSpace(reply))
 }
