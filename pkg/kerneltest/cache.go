@@ -61,17 +61,22 @@ func (k *keyHasher) stat(p string) error {
 	return nil
 }
 
-// resolveTool finds a tool the way build-initramfs.sh does: absolute paths
-// as they are, names in PATH.
+// resolveTool finds a tool for the guest: absolute paths as they are,
+// names in PATH, then in the sbin and bin directories a CI PATH may lack.
 func resolveTool(t string) (string, error) {
 	if filepath.IsAbs(t) {
 		return t, nil
 	}
 	p, err := exec.LookPath(t)
-	if err != nil {
-		return "", fmt.Errorf("tool %q for the guest: %w (bash testdata/kernel/deps.sh installs the defaults)", t, err)
+	if err == nil {
+		return p, nil
 	}
-	return p, nil
+	for _, d := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		if st, serr := os.Stat(filepath.Join(d, t)); serr == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return filepath.Join(d, t), nil
+		}
+	}
+	return "", fmt.Errorf("tool %q for the guest: %w (bash testdata/kernel/deps.sh installs the defaults)", t, err)
 }
 
 // fileLock is an flock(2) on a file in the cache, so that test processes of

@@ -10,6 +10,8 @@
 # data files named with -f. The test binary is packed separately by
 # pack-test.sh and concatenated, so this archive can be cached.
 set -euo pipefail
+# Some tools (modprobe, depmod, dmsetup) live in sbin, which a CI PATH may lack.
+export PATH="$PATH:/usr/sbin:/usr/bin:/sbin:/bin"
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 

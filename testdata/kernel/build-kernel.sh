@@ -4,6 +4,8 @@
 # (an xz-compressed bzImage). Booting the ELF directly under TCG skips the
 # in-guest decompression, which costs ~4 s per boot.
 set -euo pipefail
+# Some tools (modprobe, depmod, dmsetup) live in sbin, which a CI PATH may lack.
+export PATH="$PATH:/usr/sbin:/usr/bin:/sbin:/bin"
 
 ver=${1:?usage: build-kernel.sh VERSION OUT}
 out=${2:?usage: build-kernel.sh VERSION OUT}

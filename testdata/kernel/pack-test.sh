@@ -5,6 +5,8 @@
 # base name: args, env) into an uncompressed cpio archive. The runner
 # concatenates it after the cached base archive from build-initramfs.sh.
 set -euo pipefail
+# Some tools (modprobe, depmod, dmsetup) live in sbin, which a CI PATH may lack.
+export PATH="$PATH:/usr/sbin:/usr/bin:/sbin:/bin"
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
