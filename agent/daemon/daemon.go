@@ -174,27 +174,32 @@ func (a *Agent) join(m *gossip.Member) bool {
 	return true
 }
 
-// rejoinLoop retries the join while the agent sees nobody else, so agents
-// started before the coordinator, or cut off for a while, find the pool.
+// rejoinLoop re-joins the configured peers while no coordinator is alive
+// in this agent's view: agents started before the coordinator, cut off for
+// a while, or outliving a coordinator restart (whose fresh member knows
+// nobody) find the pool again within one tick.
 func (a *Agent) rejoinLoop(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			alive := 0
-			for _, p := range a.member.Peers() {
-				if p.State == gossip.StateAlive && p.Name != a.cfg.Name {
-					alive++
-				}
-			}
-			if alive == 0 {
+			if !coordinatorAlive(a.member.Peers()) {
 				a.join(a.member)
 			}
 		}
 	}
+}
+
+func coordinatorAlive(peers []gossip.Peer) bool {
+	for _, p := range peers {
+		if p.State == gossip.StateAlive && p.MetaErr == nil && p.Meta.Role == gossip.RoleCoordinator {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Agent) reportLoop(ctx context.Context) {

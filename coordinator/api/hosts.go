@@ -19,7 +19,9 @@ func requireAdminOrAgent(r *http.Request) *api.Error {
 }
 
 // hostViews merges gossip (liveness, meta) with the last report of each
-// host; a host that reported but is no longer in gossip shows as dead.
+// host. A host that reported but is not in this coordinator's gossip view
+// (a coordinator just restarted, or a dead host reaped) shows as unknown:
+// only SWIM may call a host dead.
 func (s *Server) hostViews() ([]api.Host, error) {
 	reports, err := s.store.Reports()
 	if err != nil {
@@ -42,7 +44,7 @@ func (s *Server) hostViews() ([]api.Host, error) {
 			continue
 		}
 		rep := rep
-		out = append(out, api.Host{Name: name, State: api.StateDead, AppliedEpoch: rep.AppliedEpoch, Report: &rep})
+		out = append(out, api.Host{Name: name, State: api.StateUnknown, AppliedEpoch: rep.AppliedEpoch, Report: &rep})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if out == nil {

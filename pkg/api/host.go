@@ -8,6 +8,9 @@ const (
 	StateSuspect = "suspect"
 	StateDead    = "dead"
 	StateLeft    = "left"
+	// StateUnknown is a host that reported once but is not in the
+	// coordinator's gossip view.
+	StateUnknown = "unknown"
 )
 
 // Capacity is what a host offers to the scheduler, after reservations.

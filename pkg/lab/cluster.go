@@ -1,0 +1,165 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/apiclient"
+	"github.com/strata-infra/strata/pkg/gossip"
+)
+
+func (l *Lab) coordinatorProc() proc {
+	return proc{name: "coordinator", bin: l.bin("strata-coordinator")}
+}
+func (l *Lab) agentProc(i int) proc { return proc{name: l.HostName(i), bin: l.bin("strata-agent")} }
+
+// Up brings the lab up: network, gossip key, coordinator, agent token,
+// agents. Whatever is already up is left running.
+func (l *Lab) Up(ctx context.Context) error {
+	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
+		return err
+	}
+	if err := l.upNetwork(); err != nil {
+		return err
+	}
+	keyFile := filepath.Join(l.Dir, "gossip.key")
+	if _, err := os.Stat(keyFile); err != nil {
+		key, err := gossip.GenerateKey()
+		if err != nil {
+			return err
+		}
+		if err := gossip.WriteKeyFile(keyFile, key); err != nil {
+			return err
+		}
+	}
+	if err := l.StartCoordinator(ctx); err != nil {
+		return err
+	}
+	if err := l.ensureAgentToken(ctx); err != nil {
+		return err
+	}
+	for i := 1; i <= l.Hosts; i++ {
+		if err := l.StartAgent(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartCoordinator starts the coordinator and waits for its API.
+func (l *Lab) StartCoordinator(ctx context.Context) error {
+	b := l.BridgeAddr().String()
+	argv := []string{l.bin("strata-coordinator"), "--config=",
+		"--name", "coordinator", "--data-dir", filepath.Join(l.Dir, "coordinator"),
+		"--listen", b + ":7070", "--api-url", l.Endpoint(),
+		"--gossip-bind", b + ":7946", "--gossip-profile", "local",
+		"--gossip-key-file", filepath.Join(l.Dir, "gossip.key"),
+		"--retain-deltas", fmt.Sprint(l.RetainDeltas),
+		"--metrics-addr", b + ":9465", "--log-format", "json"}
+	if l.LoopbackAPI {
+		argv = append(argv, "--listen", "127.0.0.1:7070")
+	}
+	if _, err := l.start(l.coordinatorProc(), argv); err != nil {
+		return err
+	}
+	return waitFor(ctx, 30*time.Second, "coordinator API", func() error {
+		if l.running(l.coordinatorProc()) == 0 {
+			return fmt.Errorf("coordinator exited; see %s", l.logFile("coordinator"))
+		}
+		resp, err := http.Get(l.Endpoint() + "/v1/openapi.json")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		_, err = l.AdminToken()
+		return err
+	})
+}
+
+// StopCoordinator stops the coordinator with sig.
+func (l *Lab) StopCoordinator(sig syscall.Signal) error { return l.stop(l.coordinatorProc(), sig) }
+
+func (l *Lab) agentTokenFile() string { return filepath.Join(l.Dir, "agent.token") }
+
+// ensureAgentToken gives the agents their own (agent-role) token.
+func (l *Lab) ensureAgentToken(ctx context.Context) error {
+	if _, err := os.Stat(l.agentTokenFile()); err == nil {
+		return nil
+	}
+	admin, err := l.AdminToken()
+	if err != nil {
+		return err
+	}
+	var nt api.NewToken
+	c := apiclient.New(l.Endpoint(), admin)
+	if err := c.Do(ctx, http.MethodPost, "/v1/tokens", api.TokenRequest{Name: "lab-agents", Role: api.RoleAgent}, &nt); err != nil {
+		return fmt.Errorf("create agent token: %w", err)
+	}
+	return os.WriteFile(l.agentTokenFile(), []byte(nt.Secret+"\n"), 0o600)
+}
+
+// AgentArgs is the command line of host i's agent.
+func (l *Lab) AgentArgs(i int) []string {
+	a := l.HostAddr(i).String()
+	return []string{"ip", "netns", "exec", l.Namespace(i), l.bin("strata-agent"), "--config=",
+		"--name", l.HostName(i), "--coordinator", l.Endpoint(),
+		"--token-file", l.agentTokenFile(), "--state-dir", filepath.Join(l.Dir, l.HostName(i)),
+		"--zone", "lab", "--vtep", a,
+		"--gossip-bind", a + ":7946", "--join", l.BridgeAddr().String() + ":7946",
+		"--gossip-profile", "local", "--gossip-key-file", filepath.Join(l.Dir, "gossip.key"),
+		"--metrics-addr", a + ":9464", "--poll-wait", "20s", "--log-format", "json"}
+}
+
+// StartAgent starts host i's agent in its namespace.
+func (l *Lab) StartAgent(i int) error {
+	_, err := l.start(l.agentProc(i), l.AgentArgs(i))
+	return err
+}
+
+// StopAgent stops host i's agent with sig (SIGKILL to simulate a crash).
+func (l *Lab) StopAgent(i int, sig syscall.Signal) error { return l.stop(l.agentProc(i), sig) }
+
+// AgentPID is host i's agent pid, or 0.
+func (l *Lab) AgentPID(i int) int { return l.running(l.agentProc(i)) }
+
+// Down stops every process the lab started and removes its network and
+// state. It is safe on a lab that is partly or not at all up.
+func (l *Lab) Down() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	for i := 1; i <= l.Hosts; i++ {
+		keep(l.StopAgent(i, syscall.SIGTERM))
+	}
+	keep(l.StopCoordinator(syscall.SIGTERM))
+	keep(l.downNetwork())
+	if first == nil {
+		keep(os.RemoveAll(l.Dir))
+	}
+	return first
+}
+
+func waitFor(ctx context.Context, limit time.Duration, what string, ok func() error) error {
+	deadline := time.Now().Add(limit)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = ok(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after %s: %w", what, limit, err)
+}

@@ -1,0 +1,239 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, veths and a bridge")
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// buildBinaries compiles the three commands once per test run.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, pkg := range []string{"./coordinator/cmd/strata-coordinator", "./agent/cmd/strata-agent", "./coordinator/cmd/stratactl"} {
+		cmd := exec.Command("go", "build", "-o", dir, pkg)
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return dir
+}
+
+// testLab makes a lab with names and a subnet unique to this process, and
+// tears it down even on failure, dumping logs when the test failed.
+func testLab(t *testing.T, hosts, retain int) *Lab {
+	t.Helper()
+	requireRoot(t)
+	id := os.Getpid() % 10000
+	l, err := New(Config{
+		Prefix: fmt.Sprintf("strata-t%d", id), Short: fmt.Sprintf("st%d", id), Bridge: fmt.Sprintf("st%dbr", id),
+		Hosts: hosts, Subnet: netip.MustParsePrefix(fmt.Sprintf("172.31.%d.0/24", 100+id%100)),
+		Dir: filepath.Join(t.TempDir(), "lab"), BinDir: buildBinaries(t), RetainDeltas: retain,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []string{"coordinator", "h1", "h2", "h3"} {
+				if b, err := os.ReadFile(l.logFile(n)); err == nil {
+					t.Logf("--- %s log (tail) ---\n%s", n, tail(b, 3000))
+				}
+			}
+		}
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return l
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// stratactl runs the CLI, as an operator would, and decodes its JSON.
+func stratactl(t *testing.T, l *Lab, out any, args ...string) {
+	t.Helper()
+	tok, err := l.AdminToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(l.BinDir, "stratactl"), append(args, "-o", "json")...)
+	cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.Endpoint(), "STRATA_TOKEN="+tok)
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("stratactl %v: %v %s", args, err, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("stratactl %v: %v: %s", args, err, b)
+		}
+	}
+}
+
+// waitCLI polls `stratactl status -o json` until ok holds.
+func waitCLI(t *testing.T, l *Lab, limit time.Duration, what string, ok func(api.ClusterStatus) bool) (api.ClusterStatus, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	var st api.ClusterStatus
+	for time.Since(start) < limit {
+		st = api.ClusterStatus{}
+		stratactl(t, l, &st, "status")
+		if ok(st) {
+			return st, time.Since(start)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: not reached in %s; last status %+v", what, limit, st)
+	return st, 0
+}
+
+func hostState(name, state string) func(api.ClusterStatus) bool {
+	return func(st api.ClusterStatus) bool {
+		for _, h := range st.Hosts {
+			if h.Name == name {
+				return h.State == state
+			}
+		}
+		return false
+	}
+}
+
+func createProjects(t *testing.T, l *Lab, prefix string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		stratactl(t, l, nil, "projects", "create", fmt.Sprintf("%s-%d", prefix, i))
+	}
+}
+
+func report(t *testing.T, l *Lab, host string) api.HostReport {
+	t.Helper()
+	c, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h api.Host
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/hosts/"+host, nil, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Report == nil {
+		t.Fatalf("host %s has sent no report", host)
+	}
+	return *h.Report
+}
+
+// TestLabGossipConvergence starts a coordinator and three agents in
+// namespaces and follows the cluster through an agent crash, a coordinator
+// restart and an agent offline past the retained deltas.
+func TestLabGossipConvergence(t *testing.T) {
+	const retain = 5
+	l := testLab(t, 3, retain)
+	ctx := context.Background()
+	start := time.Now()
+	if err := l.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, took := waitCLI(t, l, 30*time.Second, "3 hosts alive and converged", AllAliveAndConverged(3))
+	t.Logf("lab up to 3 hosts alive and converged on epoch %d: %s (cluster start %s)", st.Epoch, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+
+	createProjects(t, l, "a", 2)
+	st, took = waitCLI(t, l, 20*time.Second, "converged after 2 commits", AllAliveAndConverged(3))
+	if st.Epoch != 2 {
+		t.Fatalf("epoch %d after two project creates, want 2", st.Epoch)
+	}
+	t.Logf("3 hosts applied epoch %d within %s", st.Epoch, took.Round(time.Millisecond))
+
+	// Crash h3: gossip declares it dead, the rest of the fleet is converged.
+	if err := l.StopAgent(3, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, took = waitCLI(t, l, 30*time.Second, "h3 dead", hostState("h3", api.StateDead))
+	t.Logf("SIGKILLed h3 declared dead after %s", took.Round(time.Millisecond))
+
+	createProjects(t, l, "b", 2) // epochs 3, 4: within the retained deltas
+	if err := l.StartAgent(3); err != nil {
+		t.Fatal(err)
+	}
+	st, took = waitCLI(t, l, 30*time.Second, "h3 rejoined and caught up", AllAliveAndConverged(3))
+	rep := report(t, l, "h3")
+	if st.Epoch != 4 || rep.DeltaSyncs == 0 || rep.FullSyncs != 0 {
+		t.Fatalf("h3 should catch up from epoch 2 to 4 by deltas: epoch %d report %+v", st.Epoch, rep)
+	}
+	t.Logf("h3 rejoined and caught up by deltas to epoch %d in %s (delta syncs %d, full %d)", st.Epoch, took.Round(time.Millisecond), rep.DeltaSyncs, rep.FullSyncs)
+
+	// Coordinator restart loses nothing.
+	var before, after []api.Resource
+	stratactl(t, l, &before, "projects", "list")
+	if err := l.StopCoordinator(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartCoordinator(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stratactl(t, l, &after, "projects", "list")
+	if len(after) != len(before) || len(after) != 4 {
+		t.Fatalf("projects before restart %d, after %d", len(before), len(after))
+	}
+	st, took = waitCLI(t, l, 30*time.Second, "converged after coordinator restart", AllAliveAndConverged(3))
+	if st.Epoch != 4 {
+		t.Fatalf("epoch after coordinator restart = %d, want 4", st.Epoch)
+	}
+	t.Logf("coordinator restarted at epoch %d with %d projects; fleet converged again in %s", st.Epoch, len(after), took.Round(time.Millisecond))
+
+	// h2 offline past the retained deltas gets a full plan.
+	if err := l.StopAgent(2, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	createProjects(t, l, "c", retain+2)
+	if err := l.StartAgent(2); err != nil {
+		t.Fatal(err)
+	}
+	st, took = waitCLI(t, l, 30*time.Second, "h2 converged after full plan", AllAliveAndConverged(3))
+	rep = report(t, l, "h2")
+	if rep.FullSyncs != 1 || st.Epoch != 4+retain+2 {
+		t.Fatalf("h2 should have needed one full plan: epoch %d report %+v", st.Epoch, rep)
+	}
+	t.Logf("h2, %d epochs behind with %d deltas retained, converged by a full plan in %s", retain+2, retain, took.Round(time.Millisecond))
+
+	// The agents' saved plans hold exactly the cluster's projects.
+	var saved struct {
+		Epoch     uint64
+		Resources map[string]api.Resource
+	}
+	b, err := os.ReadFile(filepath.Join(l.Dir, "h2", "plan.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &saved); err != nil || saved.Epoch != st.Epoch || len(saved.Resources) != 4+retain+2 {
+		t.Fatalf("h2 saved plan epoch %d with %d resources, want %d and %d (%v)", saved.Epoch, len(saved.Resources), st.Epoch, 4+retain+2, err)
+	}
+}

@@ -1,0 +1,105 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// ip runs iproute2; the lab is a harness, so it drives the same commands an
+// operator would type.
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func linkExists(name string) bool {
+	return exec.Command("ip", "link", "show", "dev", name).Run() == nil
+}
+
+func nsExists(name string) bool {
+	_, err := os.Stat("/run/netns/" + name)
+	return err == nil
+}
+
+// upNetwork makes the bridge and, per host, a namespace with a veth whose
+// peer is on the bridge. Existing pieces are kept.
+func (l *Lab) upNetwork() error {
+	if !linkExists(l.Bridge) {
+		if err := ip("link", "add", l.Bridge, "type", "bridge"); err != nil {
+			return err
+		}
+	}
+	cidr := fmt.Sprintf("%s/%d", l.BridgeAddr(), l.Subnet.Bits())
+	if err := ip("addr", "replace", cidr, "dev", l.Bridge); err != nil {
+		return err
+	}
+	if err := ip("link", "set", l.Bridge, "up"); err != nil {
+		return err
+	}
+	for i := 1; i <= l.Hosts; i++ {
+		if err := l.upHost(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Lab) upHost(i int) error {
+	ns := l.Namespace(i)
+	if !nsExists(ns) {
+		if err := ip("netns", "add", ns); err != nil {
+			return err
+		}
+	}
+	outer := fmt.Sprintf("%sh%d", l.Short, i)
+	if !linkExists(outer) {
+		if err := ip("link", "add", outer, "type", "veth", "peer", "name", "underlay0", "netns", ns); err != nil {
+			return err
+		}
+	}
+	steps := [][]string{
+		{"link", "set", outer, "master", l.Bridge, "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "addr", "replace", fmt.Sprintf("%s/%d", l.HostAddr(i), l.Subnet.Bits()), "dev", "underlay0"},
+		{"-n", ns, "link", "set", "underlay0", "up"},
+	}
+	for _, s := range steps {
+		if err := ip(s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// downNetwork removes every namespace and link the lab made; missing ones
+// are fine. Deleting a namespace deletes the veth end inside it, and so the
+// pair.
+func (l *Lab) downNetwork() error {
+	var errs []string
+	for i := 1; i <= l.Hosts; i++ {
+		if ns := l.Namespace(i); nsExists(ns) {
+			if err := ip("netns", "delete", ns); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		if outer := fmt.Sprintf("%sh%d", l.Short, i); linkExists(outer) {
+			if err := ip("link", "delete", outer); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
+	if linkExists(l.Bridge) {
+		if err := ip("link", "delete", l.Bridge); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("lab network down: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
