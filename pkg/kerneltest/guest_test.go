@@ -33,11 +33,12 @@ func TestTrivialGuest(t *testing.T) {
 }
 
 // TestKernelFeaturesInGuest loads openvswitch, ip_gre, dm-writecache,
-// dm-cache and rbd inside the guest and proves each works (see
+// dm-cache, rbd, nf_tables and nbd inside the guest and proves each works,
+// ovs-vswitchd with a GRE port on the kernel datapath included (see
 // guestfeatures.TestFeatures).
 func TestKernelFeaturesInGuest(t *testing.T) {
 	res := kerneltest.Run(t, guestPkg, "^TestFeatures$")
-	for _, sub := range []string{"openvswitch", "gretap", "dm-writecache", "dm-cache", "rbd"} {
+	for _, sub := range []string{"openvswitch", "gretap", "dm-writecache", "dm-cache", "rbd", "ovs-vswitchd", "nf_tables", "nbd"} {
 		if !strings.Contains(res.Output, "--- PASS: TestFeatures/"+sub) {
 			t.Errorf("guest output lacks the pass line of %s:\n%s", sub, res.Output)
 		}

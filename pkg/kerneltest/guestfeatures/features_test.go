@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,6 +22,9 @@ func TestFeatures(t *testing.T) {
 	t.Run("dm-writecache", testWritecache)
 	t.Run("dm-cache", testDMCache)
 	t.Run("rbd", testRBD)
+	t.Run("ovs-vswitchd", testVswitchd)
+	t.Run("nf_tables", testNftables)
+	t.Run("nbd", testNBD)
 }
 
 // testOpenvswitch creates a kernel datapath, adds a veth port to it and
@@ -215,5 +219,87 @@ func testRBD(t *testing.T) {
 		if !slices.Contains(names, want) {
 			t.Errorf("/sys/bus/rbd lacks %s: %v", want, names)
 		}
+	}
+}
+
+// testVswitchd runs ovsdb-server and ovs-vswitchd on the kernel datapath
+// and adds a GRE tunnel port, as the agent does on a production host.
+func testVswitchd(t *testing.T) {
+	modprobe(t, "openvswitch")
+	d := t.TempDir()
+	t.Setenv("OVS_RUNDIR", d)
+	t.Setenv("OVS_LOGDIR", d)
+	t.Setenv("OVS_DBDIR", d)
+	db := "unix:" + d + "/db.sock"
+	run(t, "ovsdb-tool", "create", d+"/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
+	run(t, "ovsdb-server", d+"/conf.db", "--remote=punix:"+d+"/db.sock",
+		"--remote=db:Open_vSwitch,Open_vSwitch,manager_options", "--unixctl="+d+"/ovsdb-server.ctl",
+		"--pidfile="+d+"/ovsdb-server.pid", "--log-file="+d+"/ovsdb-server.log", "--detach")
+	defer stopDaemon(t, d+"/ovsdb-server.pid")
+	run(t, "ovs-vsctl", "--db="+db, "--no-wait", "init")
+	run(t, "ovs-vswitchd", db, "--unixctl="+d+"/ovs-vswitchd.ctl",
+		"--pidfile="+d+"/ovs-vswitchd.pid", "--log-file="+d+"/ovs-vswitchd.log", "--detach")
+	defer stopDaemon(t, d+"/ovs-vswitchd.pid")
+	vsctl := func(args ...string) string {
+		return run(t, "ovs-vsctl", append([]string{"--db=" + db, "--timeout=30"}, args...)...)
+	}
+	vsctl("add-br", "strata-br0", "--", "set", "bridge", "strata-br0", "datapath_type=system")
+	vsctl("add-port", "strata-br0", "strata-gre0", "--", "set", "interface", "strata-gre0",
+		"type=gre", "options:remote_ip=172.31.9.2", "options:key=77")
+	out := run(t, "ovs-dpctl", "show")
+	if !strings.Contains(out, "strata-br0") || !strings.Contains(out, "gre_sys") {
+		t.Fatalf("kernel datapath lacks the bridge or the GRE port:\n%s", out)
+	}
+	t.Logf("ovs-dpctl show:\n%s", out)
+	vsctl("del-br", "strata-br0")
+}
+
+// stopDaemon kills the daemon whose pid file is given and waits for it.
+func stopDaemon(t *testing.T, pidFile string) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Errorf("stop daemon: %v", err)
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Errorf("stop daemon: pid file %s: %v", pidFile, err)
+		return
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// testNftables loads a NAT table in one batch and lists it back.
+func testNftables(t *testing.T) {
+	modprobe(t, "nf_tables")
+	rules := `table ip strata_nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 10.77.0.0/24 oifname "eth0" masquerade
+	}
+}
+`
+	f := t.TempDir() + "/rules.nft"
+	if err := os.WriteFile(f, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "nft", "-f", f)
+	defer run(t, "nft", "delete", "table", "ip", "strata_nat")
+	if out := run(t, "nft", "list", "table", "ip", "strata_nat"); !strings.Contains(out, "masquerade") {
+		t.Fatalf("nft table lacks its masquerade rule:\n%s", out)
+	}
+}
+
+// testNBD loads nbd and checks its devices appear.
+func testNBD(t *testing.T) {
+	modprobe(t, "nbd", "nbds_max=2")
+	if _, err := os.Stat("/dev/nbd0"); err != nil {
+		t.Fatalf("nbd loaded but /dev/nbd0: %v", err)
 	}
 }
