@@ -150,3 +150,25 @@ func runScript(ctx context.Context, timeout time.Duration, script string, args .
 	}
 	return nil
 }
+
+// staleAfter is the age past which a work directory left in the cache's
+// tmp/ belongs to a killed run (no guest runs that long).
+const staleAfter = 2 * time.Hour
+
+// tempDir makes a work directory under the cache's tmp/, so that what a
+// killed test process leaves behind stays in the build directory; entries
+// older than staleAfter are removed on the way.
+func (h *Harness) tempDir(prefix string) (string, error) {
+	root := filepath.Join(h.cache, "tmp")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	if ents, err := os.ReadDir(root); err == nil {
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleAfter {
+				os.RemoveAll(filepath.Join(root, e.Name()))
+			}
+		}
+	}
+	return os.MkdirTemp(root, prefix)
+}

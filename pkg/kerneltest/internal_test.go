@@ -202,3 +202,26 @@ func TestSkipsWithoutQemu(t *testing.T) {
 		t.Errorf("Run without qemu: skipped %q, fatal %q; want a skip naming %s", rec.skipped, rec.fatal, qemuBinary)
 	}
 }
+
+// TestTempDirPrunesStale: work directories that a killed run left in the
+// cache are removed, fresh ones kept.
+func TestTempDirPrunesStale(t *testing.T) {
+	h := &Harness{cache: t.TempDir()}
+	old, err := h.tempDir("run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := h.tempDir("run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-3 * time.Hour)
+	os.Chtimes(old, long, long)
+	dir, err := h.tempDir("bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fileExists(old) || !fileExists(fresh) || !fileExists(dir) {
+		t.Errorf("after prune: stale %t (want false), fresh %t, new %t", fileExists(old), fileExists(fresh), fileExists(dir))
+	}
+}

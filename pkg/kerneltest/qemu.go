@@ -91,7 +91,7 @@ func (h *Harness) Exec(ctx context.Context, bin string, args []string, opts Opti
 	if err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp("", "strata-kerneltest-")
+	work, err := h.tempDir("run-")
 	if err != nil {
 		return nil, err
 	}

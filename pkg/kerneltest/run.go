@@ -71,7 +71,7 @@ func RunWith(t TB, pkg, run string, opts Options) *Result {
 // ErrTimeout or ErrNoExitCode when the guest ran but the tests did not
 // pass; the Result is then set too.
 func (h *Harness) RunPackage(ctx context.Context, pkg, run string, opts Options) (*Result, error) {
-	work, err := os.MkdirTemp("", "strata-kerneltest-bin-")
+	work, err := h.tempDir("bin-")
 	if err != nil {
 		return nil, err
 	}
