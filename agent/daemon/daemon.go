@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,11 +63,35 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	a.runner = reconcile.New(log.With("subsystem", "reconcile"), cfg.Resync, a.reg)
 	a.runner.OnApplied = a.applied
 	a.watcher, err = plan.NewWatcher(cfg.Name, a.client, filepath.Join(cfg.StateDir, "plan.json"), cfg.PollWait,
-		log.With("subsystem", "plan"), a.runner.Update)
+		log.With("subsystem", "plan"), a.planChanged)
 	if err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+func (a *Agent) planChanged(s *plan.Snapshot) {
+	a.runner.Update(s)
+	a.publishDrain(s)
+}
+
+// publishDrain mirrors the operator's drain of this host into gossip meta,
+// so every member sees it without asking the coordinator.
+func (a *Agent) publishDrain(s *plan.Snapshot) {
+	drained := false
+	for _, r := range s.Kind("hostconfig") {
+		if r.Name == a.cfg.Name {
+			var hc api.HostConfigSpec
+			_ = json.Unmarshal(r.Spec, &hc)
+			drained = hc.Drained
+		}
+	}
+	if a.member == nil || a.member.Meta().Drained == drained {
+		return
+	}
+	if err := a.member.UpdateMeta(func(m *gossip.Meta) { m.Drained = drained }); err != nil {
+		a.log.Warn("publish drain", "err", err)
+	}
 }
 
 // Runner is where subsystems register their reconcilers.

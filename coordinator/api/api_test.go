@@ -308,3 +308,33 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		}
 	}
 }
+
+func TestDrainIsCommittedAndReachesOnlyThatHost(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive}, api.Host{Name: "h2", State: api.StateAlive})
+	var pr api.PutResult
+	json.Unmarshal(f.must(f.admin, "POST", "/v1/hosts/h1/drain", `{"reason":"kernel upgrade"}`, 200), &pr)
+	if !pr.Changed || pr.Epoch != 1 {
+		t.Fatalf("drain: %+v", pr)
+	}
+	json.Unmarshal(f.must(f.admin, "POST", "/v1/hosts/h1/drain", `{"reason":"kernel upgrade"}`, 200), &pr)
+	if pr.Changed || pr.Epoch != 1 {
+		t.Fatalf("second drain should change nothing: %+v", pr)
+	}
+	var hs []api.Host
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/hosts", "", 200), &hs)
+	if !hs[0].Drained || hs[1].Drained {
+		t.Fatalf("hosts %+v", hs)
+	}
+	var p1, p2 api.Plan
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/hosts/h1/plan?since=0", "", 200), &p1)
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/hosts/h2/plan?since=0", "", 200), &p2)
+	if len(p1.Resources) != 1 || p1.Resources[0].Kind != "hostconfig" || len(p2.Resources) != 0 {
+		t.Fatalf("hostconfig should reach h1 only: h1 %+v h2 %+v", p1.Resources, p2.Resources)
+	}
+	f.must(f.admin, "POST", "/v1/hosts/h1/enable", "", 200)
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/hosts", "", 200), &hs)
+	if hs[0].Drained {
+		t.Fatal("enable did not undrain")
+	}
+	f.must(f.admin, "POST", "/v1/hosts/Bad_Host/drain", "", 400)
+}

@@ -1,11 +1,14 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"sort"
 	"strconv"
 	"time"
 
+	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -46,6 +49,18 @@ func (s *Server) hostViews() ([]api.Host, error) {
 		rep := rep
 		out = append(out, api.Host{Name: name, State: api.StateUnknown, AppliedEpoch: rep.AppliedEpoch, Report: &rep})
 	}
+	// Drained is desired state, held by the coordinator, not by gossip.
+	_ = s.store.View(func(tx *store.Tx) error {
+		cfgs, err := tx.List("hostconfig", "", false)
+		for _, c := range cfgs {
+			for i := range out {
+				if out[i].Name == c.Name {
+					out[i].Drained = registry.HostConfig(c).Drained
+				}
+			}
+		}
+		return err
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if out == nil {
 		out = []api.Host{}
@@ -196,4 +211,50 @@ func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// setDrain drains (drain=true) or enables a host: a committed change to its
+// hostconfig, so it survives coordinator restarts and reaches the agent.
+func (s *Server) setDrain(drain bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if e := requireAdmin(r); e != nil {
+			writeError(w, e)
+			return
+		}
+		host := r.PathValue("host")
+		if fe := api.ValidateName("host", host); fe != nil {
+			s.errorFor(w, fe)
+			return
+		}
+		var req struct {
+			Reason string `json:"reason,omitempty"`
+		}
+		if r.ContentLength > 0 {
+			if err := decodeStrict(r, &req, ""); err != nil {
+				s.errorFor(w, err)
+				return
+			}
+		}
+		spec := api.HostConfigSpec{Drained: drain, Reason: req.Reason}
+		if len(spec.Reason) > registry.MaxDescriptionLen {
+			s.errorFor(w, api.Fieldf("reason", "is %d characters long, at most %d allowed", len(spec.Reason), registry.MaxDescriptionLen))
+			return
+		}
+		buf, _ := json.Marshal(spec)
+		var res api.PutResult
+		epoch, changed, err := s.store.Update(func(tx *store.Tx) error {
+			var err error
+			res.Resource, _, err = tx.Put(api.Resource{Kind: "hostconfig", Name: host, Spec: buf})
+			return err
+		})
+		if err != nil {
+			s.errorFor(w, err)
+			return
+		}
+		res.Changed, res.Epoch = changed, epoch
+		if changed {
+			s.log.Info("host drain changed", "host", host, "drained", drain, "epoch", epoch)
+		}
+		writeJSON(w, http.StatusOK, res)
+	}
 }

@@ -81,6 +81,8 @@ func Document(reg *registry.Registry) obj {
 			respond("deltas after since, or the full plan", ref("Plan")), "200",
 			[]obj{pathParam("host"), queryParam("since", "integer"), queryParam("wait", "string")}, nil, "400")},
 		"/v1/hosts/{host}/status": obj{"post": op("An agent's status report", respond("recorded", nil), "204", []obj{pathParam("host")}, jsonBody(ref("HostReport")), "400")},
+		"/v1/hosts/{host}/drain":  obj{"post": op("Drain a host: no new placements", respond("hostconfig written", ref("PutResult")), "200", []obj{pathParam("host")}, nil, "400")},
+		"/v1/hosts/{host}/enable": obj{"post": op("Undrain a host", respond("hostconfig written", ref("PutResult")), "200", []obj{pathParam("host")}, nil, "400")},
 		"/v1/tokens": obj{
 			"get":  op("List tokens (never secrets)", respond("tokens", obj{"type": "array", "items": ref("Token")}), "200", nil, nil),
 			"post": op("Create a token; the secret is shown once", respond("token with secret", ref("Token")), "201", nil, jsonBody(ref("TokenRequest")), "400"),

@@ -70,6 +70,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/hosts/{host}", s.auth(s.getHost))
 	m.HandleFunc("GET /v1/hosts/{host}/plan", s.auth(s.hostPlan))
 	m.HandleFunc("POST /v1/hosts/{host}/status", s.auth(s.hostReport))
+	m.HandleFunc("POST /v1/hosts/{host}/drain", s.auth(s.setDrain(true)))
+	m.HandleFunc("POST /v1/hosts/{host}/enable", s.auth(s.setDrain(false)))
 	m.HandleFunc("GET /v1/tokens", s.auth(s.listTokens))
 	m.HandleFunc("POST /v1/tokens", s.auth(s.createToken))
 	m.HandleFunc("DELETE /v1/tokens/{id}", s.auth(s.deleteToken))

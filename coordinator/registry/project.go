@@ -51,5 +51,6 @@ func ProjectKind(reg *Registry) *Kind {
 func Default() *Registry {
 	reg := &Registry{byName: map[string]*Kind{}}
 	_ = reg.Add(ProjectKind(reg))
+	_ = reg.Add(HostConfigKind())
 	return reg
 }

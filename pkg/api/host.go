@@ -81,3 +81,10 @@ type ClusterStatus struct {
 	Converged bool             `json:"converged"`
 	Hosts     []HostStatusLine `json:"hosts"`
 }
+
+// HostConfigSpec is the spec of kind "hostconfig": an operator's settings
+// for the host of the same name.
+type HostConfigSpec struct {
+	Drained bool   `json:"drained,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}

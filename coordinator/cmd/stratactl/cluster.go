@@ -13,7 +13,43 @@ import (
 )
 
 func hostsCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "hosts", Short: "Hosts known through gossip"}
+	cmd := &cobra.Command{Use: "hosts", Aliases: []string{"host"}, Short: "Hosts known through gossip"}
+	for _, drain := range []bool{true, false} {
+		use, short, verb := "enable NAME", "Let a drained host take new placements again", "enable"
+		if drain {
+			use, short, verb = "drain NAME", "Give a host no new placements (its instances stay)", "drain"
+		}
+		var reason string
+		c := &cobra.Command{
+			Use: use, Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				var body any
+				if reason != "" {
+					body = map[string]string{"reason": reason}
+				}
+				var pr api.PutResult
+				if err := c.Do(cmd.Context(), http.MethodPost, "/v1/hosts/"+args[0]+"/"+verb, body, &pr); err != nil {
+					return err
+				}
+				state := "enabled"
+				if drain {
+					state = "drained"
+				}
+				if !pr.Changed {
+					state = "already " + state
+				}
+				return g.print(cmd, pr, ctl.Table{Header: []string{"HOST", "STATE", "EPOCH"}, Rows: [][]string{{args[0], state, fmt.Sprint(pr.Epoch)}}})
+			},
+		}
+		if drain {
+			c.Flags().StringVar(&reason, "reason", "", "why, for other operators")
+		}
+		cmd.AddCommand(c)
+	}
 	cmd.AddCommand(&cobra.Command{
 		Use: "list", Short: "List hosts with liveness, capacity and applied epoch", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -25,7 +61,7 @@ func hostsCmd(g *globals) *cobra.Command {
 			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/hosts", nil, &hs); err != nil {
 				return err
 			}
-			t := ctl.Table{Header: []string{"NAME", "STATE", "SINCE", "ADDR", "ZONE", "VTEP", "VCPUS", "RAM_MIB", "DISK_GIB", "EPOCH", "ERRORS"}}
+			t := ctl.Table{Header: []string{"NAME", "STATE", "SINCE", "ADDR", "ZONE", "VTEP", "VCPUS", "RAM_MIB", "DISK_GIB", "EPOCH", "DRAINED", "ERRORS"}}
 			for _, h := range hs {
 				errs := 0
 				if h.Report != nil {
@@ -41,7 +77,7 @@ func hostsCmd(g *globals) *cobra.Command {
 				}
 				t.Rows = append(t.Rows, []string{h.Name, h.State, since, h.Addr, h.Zone, h.VTEP,
 					fmt.Sprint(h.Capacity.VCPUs), fmt.Sprint(h.Capacity.RAMMiB), fmt.Sprint(h.Capacity.DiskGiB),
-					fmt.Sprint(h.AppliedEpoch), fmt.Sprint(errs)})
+					fmt.Sprint(h.AppliedEpoch), fmt.Sprint(h.Drained), fmt.Sprint(errs)})
 			}
 			return g.print(cmd, hs, t)
 		},

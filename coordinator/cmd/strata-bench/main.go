@@ -1,0 +1,63 @@
+// Command strata-bench measures the coordinator's hot paths and prints one
+// line per figure: "BENCH <name> <value> <unit>". Every figure that has a
+// baseline is also given as a ratio against it, run in the same process.
+// With "gotest" it instead turns `go test -bench` output on stdin into
+// BENCH lines, so `make bench` prints one table for the whole project.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "gotest" {
+		convertGoBench()
+		return
+	}
+	dir, err := os.MkdirTemp("", "strata-bench-")
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := commitThroughput(dir); err != nil {
+		fail(err)
+	}
+	if err := planFanout(dir); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "strata-bench:", err)
+	os.Exit(1)
+}
+
+func bench(name string, value float64, unit string) {
+	fmt.Printf("BENCH %s %.4g %s\n", name, value, unit)
+}
+
+// convertGoBench turns "BenchmarkX-2  10  123 ns/op  4.5 ratio" into
+// BENCH lines, one per reported metric.
+func convertGoBench() {
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			if strings.HasPrefix(line, "BENCH ") || strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "---") {
+				fmt.Println(line)
+			}
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i]
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			fmt.Printf("BENCH %s %s %s\n", name, f[i], f[i+1])
+		}
+	}
+}
