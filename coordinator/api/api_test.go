@@ -47,7 +47,7 @@ func newFixture(t *testing.T, hosts ...api.Host) *fixture {
 	err = reg.Add(&registry.Kind{
 		Name: "widget", Plural: "widgets", Scope: registry.Project, Order: 10,
 		NewSpec: func() any { return &widgetSpec{} },
-		Admit: func(_ *store.Tx, _ *api.Resource, spec any) error {
+		Admit: func(_ *registry.Admission, _ *api.Resource, spec any) error {
 			if s := spec.(*widgetSpec); s.Size < 1 || s.Size > 10 {
 				return api.Fieldf("spec.size", "%d is outside 1..10", s.Size)
 			}

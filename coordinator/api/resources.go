@@ -152,7 +152,7 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 				return &api.Error{Code: http.StatusNotFound, Message: "project " + key.Project + " does not exist"}
 			}
 		}
-		_, getErr := tx.Get(key)
+		prev, getErr := tx.Get(key)
 		exists := getErr == nil
 		if mustBeNew && exists {
 			return registry.Conflictf("%s %q already exists", h.k.Name, name)
@@ -160,7 +160,11 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		created = !exists
 		res := api.Resource{Kind: key.Kind, Project: key.Project, Name: name}
 		if h.k.Admit != nil {
-			if err := h.k.Admit(tx, &res, spec); err != nil {
+			adm := h.s.admission(r, tx)
+			if exists {
+				adm.Prev = &prev
+			}
+			if err := h.k.Admit(adm, &res, spec); err != nil {
 				return err
 			}
 		}
@@ -201,7 +205,7 @@ func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if h.k.BeforeDelete != nil {
-			if err := h.k.BeforeDelete(tx, res); err != nil {
+			if err := h.k.BeforeDelete(h.s.admission(r, tx), res); err != nil {
 				return err
 			}
 		}
@@ -235,4 +239,12 @@ func (s *Server) listKinds(w http.ResponseWriter, r *http.Request) {
 		out = append(out, kindInfo{Name: k.Name, Plural: k.Plural, Scope: scope, Order: k.Order, AdminWrite: k.AdminWrite})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) admission(r *http.Request, tx *store.Tx) *registry.Admission {
+	a := &registry.Admission{Tx: tx, Admin: principal(r).Role == api.RoleAdmin, Settings: s.reg.Settings, Hosts: func() []api.Host { return nil }}
+	if s.hosts != nil {
+		a.Hosts = s.hosts.Hosts
+	}
+	return a
 }

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"time"
@@ -30,9 +31,12 @@ type Config struct {
 	GossipProfile   string        `json:"gossip_profile"`
 	RetainDeltas    int           `json:"retain_deltas"`
 	MaxWait         time.Duration `json:"max_wait"`
-	MetricsAddr     string        `json:"metrics_addr"`
-	LogFormat       string        `json:"log_format"`
-	LogLevel        string        `json:"log_level"`
+	// VNIRange is the VXLAN IDs networks are given, "min-max".
+	VNIRange    string `json:"vni_range"`
+	UnderlayMTU int    `json:"underlay_mtu"`
+	MetricsAddr string `json:"metrics_addr"`
+	LogFormat   string `json:"log_format"`
+	LogLevel    string `json:"log_level"`
 }
 
 // SetDefaults fills c with the built-in defaults.
@@ -46,6 +50,8 @@ func (c *Config) SetDefaults() {
 		GossipProfile: "lan",
 		RetainDeltas:  10000,
 		MaxWait:       60 * time.Second,
+		VNIRange:      "1000-99999",
+		UnderlayMTU:   1500,
 		MetricsAddr:   "127.0.0.1:9465",
 		LogFormat:     "text",
 		LogLevel:      "info",
@@ -66,6 +72,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.GossipProfile, "gossip-profile", c.GossipProfile, "gossip timing profile: lan or local")
 	fs.IntVar(&c.RetainDeltas, "retain-deltas", c.RetainDeltas, "deltas kept for agents to catch up by")
 	fs.DurationVar(&c.MaxWait, "max-wait", c.MaxWait, "longest plan long-poll")
+	fs.StringVar(&c.VNIRange, "vni-range", c.VNIRange, "VXLAN IDs given to networks, min-max")
+	fs.IntVar(&c.UnderlayMTU, "underlay-mtu", c.UnderlayMTU, "hosts' underlay MTU; tenant networks get 50 less")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -104,8 +112,23 @@ func (c *Config) Validate() error {
 	if c.GossipProfile != "lan" && c.GossipProfile != "local" {
 		return api.Fieldf("gossip_profile", "%q is not lan or local", c.GossipProfile)
 	}
+	if _, _, err := c.VNIs(); err != nil {
+		return err
+	}
+	if c.UnderlayMTU < 1280 || c.UnderlayMTU > 65535 {
+		return api.Fieldf("underlay_mtu", "%d is outside 1280..65535", c.UnderlayMTU)
+	}
 	if c.RetainDeltas < 1 {
 		return api.Fieldf("retain_deltas", "must be at least 1")
 	}
 	return nil
+}
+
+// VNIs parses VNIRange.
+func (c *Config) VNIs() (uint32, uint32, error) {
+	var lo, hi uint32
+	if n, err := fmt.Sscanf(c.VNIRange, "%d-%d", &lo, &hi); err != nil || n != 2 || lo < 1 || hi < lo || hi > 1<<24-1 {
+		return 0, 0, api.Fieldf("vni_range", "%q is not min-max within 1..16777215", c.VNIRange)
+	}
+	return lo, hi, nil
 }

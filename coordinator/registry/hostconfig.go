@@ -3,7 +3,6 @@ package registry
 import (
 	"encoding/json"
 
-	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -16,7 +15,7 @@ func HostConfigKind() *Kind {
 		Name: "hostconfig", Plural: "hostconfigs", Scope: Global, Order: 1,
 		AdminWrite: true,
 		NewSpec:    func() any { return &api.HostConfigSpec{} },
-		Admit: func(_ *store.Tx, r *api.Resource, spec any) error {
+		Admit: func(_ *Admission, r *api.Resource, spec any) error {
 			s := spec.(*api.HostConfigSpec)
 			if len(s.Reason) > MaxDescriptionLen {
 				return api.Fieldf("spec.reason", "is %d characters long, at most %d allowed", len(s.Reason), MaxDescriptionLen)

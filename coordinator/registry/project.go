@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -14,7 +13,7 @@ func ProjectKind(reg *Registry) *Kind {
 		Name: "project", Plural: "projects", Scope: Global, Order: 0,
 		AdminWrite: true,
 		NewSpec:    func() any { return &api.ProjectSpec{} },
-		Admit: func(_ *store.Tx, _ *api.Resource, spec any) error {
+		Admit: func(_ *Admission, _ *api.Resource, spec any) error {
 			s := spec.(*api.ProjectSpec)
 			if len(s.Description) > MaxDescriptionLen {
 				return api.Fieldf("spec.description", "is %d characters long, at most %d allowed", len(s.Description), MaxDescriptionLen)
@@ -22,12 +21,12 @@ func ProjectKind(reg *Registry) *Kind {
 			return nil
 		},
 		// A project goes only when it is empty, so nothing is orphaned.
-		BeforeDelete: func(tx *store.Tx, r api.Resource) error {
+		BeforeDelete: func(a *Admission, r api.Resource) error {
 			for _, k := range reg.Kinds() {
 				if k.Scope != Project {
 					continue
 				}
-				rs, err := tx.List(k.Name, r.Name, false)
+				rs, err := a.Tx.List(k.Name, r.Name, false)
 				if err != nil {
 					return err
 				}
@@ -49,8 +48,11 @@ func ProjectKind(reg *Registry) *Kind {
 
 // Default returns the registry of the kinds this build serves.
 func Default() *Registry {
-	reg := &Registry{byName: map[string]*Kind{}}
+	reg := &Registry{byName: map[string]*Kind{}, Settings: DefaultSettings()}
 	_ = reg.Add(ProjectKind(reg))
 	_ = reg.Add(HostConfigKind())
+	_ = reg.Add(NetworkKind())
+	_ = reg.Add(SubnetKind())
+	_ = reg.Add(PortKind())
 	return reg
 }

@@ -38,9 +38,10 @@ type Kind struct {
 	// Admit validates a spec inside the commit transaction (references,
 	// uniqueness) and may fill in allocations; errors are *api.FieldError
 	// for bad input or *Conflict for clashes with stored state.
-	Admit func(tx *store.Tx, r *api.Resource, spec any) error
-	// BeforeDelete refuses a delete that would orphan other resources.
-	BeforeDelete func(tx *store.Tx, r api.Resource) error
+	Admit func(a *Admission, r *api.Resource, spec any) error
+	// BeforeDelete refuses a delete that would orphan other resources, or
+	// changes the resources that depend on it in the same commit.
+	BeforeDelete func(a *Admission, r api.Resource) error
 	// OnHost says whether the resource belongs in host's plan; nil means
 	// every host gets it.
 	OnHost func(r api.Resource, host string) bool
@@ -58,14 +59,39 @@ func Conflictf(format string, args ...any) *Conflict {
 	return &Conflict{Message: fmt.Sprintf(format, args...)}
 }
 
+// Settings are the cluster-wide parameters admission works with.
+type Settings struct {
+	// VNIMin and VNIMax bound the VXLAN IDs the coordinator allocates.
+	VNIMin, VNIMax uint32
+	// UnderlayMTU is the hosts' underlay MTU; tenant MTUs are 50 less.
+	UnderlayMTU int
+}
+
+// DefaultSettings suit a plain 1500-byte underlay.
+func DefaultSettings() Settings {
+	return Settings{VNIMin: 1000, VNIMax: 99999, UnderlayMTU: 1500}
+}
+
+// Admission is what Admit and BeforeDelete see: the commit's transaction,
+// who asks, the stored version being replaced, and the cluster around.
+type Admission struct {
+	Tx       *store.Tx
+	Admin    bool
+	Prev     *api.Resource
+	Settings Settings
+	// Hosts is the gossip view, for placement decisions.
+	Hosts func() []api.Host
+}
+
 // Registry is the set of kinds a coordinator serves.
 type Registry struct {
-	byName map[string]*Kind
+	byName   map[string]*Kind
+	Settings Settings
 }
 
 // New returns a registry holding the given kinds.
 func New(kinds ...*Kind) (*Registry, error) {
-	r := &Registry{byName: map[string]*Kind{}}
+	r := &Registry{byName: map[string]*Kind{}, Settings: DefaultSettings()}
 	for _, k := range kinds {
 		if err := r.Add(k); err != nil {
 			return nil, err

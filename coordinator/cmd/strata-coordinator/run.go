@@ -59,8 +59,11 @@ func run(ctx context.Context, cfg *config.Config) error {
 	epochGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "strata_coordinator_epoch", Help: "Current cluster epoch."},
 		func() float64 { return float64(st.Epoch()) })
 	reg.MustRegister(epochGauge)
+	kinds := registry.Default()
+	kinds.Settings.VNIMin, kinds.Settings.VNIMax, _ = cfg.VNIs() // validated at load
+	kinds.Settings.UnderlayMTU = cfg.UnderlayMTU
 	srv := coordapi.New(coordapi.Options{
-		Store: st, Registry: registry.Default(), Hosts: membership.View{Peers: member},
+		Store: st, Registry: kinds, Hosts: membership.View{Peers: member},
 		Logger: log.With("subsystem", "api"), MaxWait: cfg.MaxWait, Metrics: reg,
 	})
 

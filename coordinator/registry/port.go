@@ -1,0 +1,228 @@
+package registry
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// PortKind is a NIC on a network. The coordinator's IPAM gives it a MAC
+// and one address per subnet unless they are given; duplicates within a
+// network are refused.
+func PortKind() *Kind {
+	str := map[string]any{"type": "string"}
+	return &Kind{
+		Name: "port", Plural: "ports", Scope: Project, Order: 30,
+		NewSpec: func() any { return &api.PortSpec{} },
+		Admit:   admitPort,
+		Schema: map[string]any{
+			"type": "object", "additionalProperties": false, "required": []string{"network"},
+			"properties": map[string]any{
+				"network": str, "mac": str, "host": str, "dns_name": str,
+				"owner": map[string]any{"type": "string", "enum": []string{"", api.PortOwnerEndpoint, api.PortOwnerCompute, api.PortOwnerDHCP}},
+				"fixed_ips": map[string]any{"type": "array", "items": map[string]any{
+					"type": "object", "properties": map[string]any{"subnet": str, "ip": str}}},
+			},
+		},
+	}
+}
+
+type subnetInfo struct {
+	name   string
+	prefix netip.Prefix
+	gw     netip.Addr
+	spec   api.SubnetSpec
+}
+
+func admitPort(a *Admission, r *api.Resource, spec any) error {
+	s := spec.(*api.PortSpec)
+	var prev *api.PortSpec
+	if a.Prev != nil {
+		p := decode[api.PortSpec](*a.Prev)
+		prev = &p
+		if s.Network != p.Network {
+			return api.Fieldf("spec.network", "cannot change from %q to %q", p.Network, s.Network)
+		}
+	}
+	if _, _, err := getNetwork(a.Tx, r.Project, s.Network, "spec.network"); err != nil {
+		return err
+	}
+	switch s.Owner {
+	case api.PortOwnerNone, api.PortOwnerEndpoint, api.PortOwnerCompute:
+	case api.PortOwnerDHCP:
+		if !a.Admin && (prev == nil || prev.Owner != api.PortOwnerDHCP) {
+			return &api.Error{Code: http.StatusForbidden, Field: "spec.owner", Message: "DHCP ports are made by the coordinator"}
+		}
+	default:
+		return api.Fieldf("spec.owner", "%q is not one of \"\", endpoint, compute", s.Owner)
+	}
+	if s.Host != "" {
+		if fe := api.ValidateName("spec.host", s.Host); fe != nil {
+			return fe
+		}
+	}
+	if s.Owner == api.PortOwnerEndpoint && s.Host == "" {
+		return api.Fieldf("spec.host", "an endpoint port needs the host to plug it on")
+	}
+	if s.DNSName == "" {
+		s.DNSName = r.Name
+	}
+	if fe := api.ValidateName("spec.dns_name", s.DNSName); fe != nil {
+		return fe
+	}
+	others, err := portsOf(a, r.Project, s.Network)
+	if err != nil {
+		return err
+	}
+	if err := admitMAC(s, prev, r.Name, others); err != nil {
+		return err
+	}
+	subnets, err := networkSubnets(a, r.Project, s.Network)
+	if err != nil {
+		return err
+	}
+	return admitFixedIPs(s, prev, r.Name, others, subnets)
+}
+
+func admitMAC(s *api.PortSpec, prev *api.PortSpec, name string, others []api.Resource) error {
+	taken := map[string]string{}
+	for _, o := range others {
+		if o.Name != name {
+			taken[decode[api.PortSpec](o).MAC] = o.Name
+		}
+	}
+	if s.MAC == "" && prev != nil {
+		s.MAC = prev.MAC
+	}
+	if s.MAC == "" {
+		for i := 0; i < 16; i++ {
+			if m := newMAC(); taken[m] == "" {
+				s.MAC = m
+				return nil
+			}
+		}
+		return Conflictf("could not find a free MAC address")
+	}
+	hw, err := net.ParseMAC(s.MAC)
+	if err != nil || len(hw) != 6 || hw[0]&1 == 1 || hw.String() == "00:00:00:00:00:00" {
+		return api.Fieldf("spec.mac", "%q is not a unicast Ethernet address", s.MAC)
+	}
+	s.MAC = hw.String()
+	if other, dup := taken[s.MAC]; dup {
+		return api.Fieldf("spec.mac", "%s is already used by port %q on this network", s.MAC, other)
+	}
+	return nil
+}
+
+func networkSubnets(a *Admission, project, network string) ([]subnetInfo, error) {
+	rs, err := subnetsOf(a, project, network)
+	if err != nil {
+		return nil, err
+	}
+	var out []subnetInfo
+	for _, r := range rs {
+		ss := decode[api.SubnetSpec](r)
+		p, err := netip.ParsePrefix(ss.CIDR)
+		if err != nil {
+			continue
+		}
+		gw, _ := netip.ParseAddr(ss.Gateway)
+		out = append(out, subnetInfo{name: r.Name, prefix: p, gw: gw, spec: ss})
+	}
+	return out, nil
+}
+
+func admitFixedIPs(s *api.PortSpec, prev *api.PortSpec, name string, others []api.Resource, subnets []subnetInfo) error {
+	used := map[netip.Addr]string{}
+	for _, o := range others {
+		if o.Name == name {
+			continue
+		}
+		for _, ip := range decode[api.PortSpec](o).FixedIPs {
+			if a, err := netip.ParseAddr(ip.IP); err == nil {
+				used[a] = o.Name
+			}
+		}
+	}
+	if len(s.FixedIPs) == 0 && prev != nil {
+		s.FixedIPs = prev.FixedIPs
+	}
+	if len(s.FixedIPs) == 0 {
+		// One address from every subnet of the network, as neutron does.
+		for _, sn := range subnets {
+			s.FixedIPs = append(s.FixedIPs, api.FixedIP{Subnet: sn.name})
+		}
+	}
+	mine := map[netip.Addr]bool{}
+	for i := range s.FixedIPs {
+		if err := admitFixedIP(&s.FixedIPs[i], fmt.Sprintf("spec.fixed_ips[%d]", i), used, mine, subnets); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func admitFixedIP(f *api.FixedIP, field string, used map[netip.Addr]string, mine map[netip.Addr]bool, subnets []subnetInfo) error {
+	var sn *subnetInfo
+	for i := range subnets {
+		if subnets[i].name == f.Subnet {
+			sn = &subnets[i]
+		}
+	}
+	if f.Subnet != "" && sn == nil {
+		return api.Fieldf(field+".subnet", "subnet %q is not a subnet of this network", f.Subnet)
+	}
+	if f.IP == "" {
+		if sn == nil {
+			return api.Fieldf(field, "give a subnet, an ip, or both")
+		}
+		taken := map[netip.Addr]bool{}
+		for a := range used {
+			taken[a] = true
+		}
+		for a := range mine {
+			taken[a] = true
+		}
+		ip, err := allocate(sn.spec.AllocationPools, taken, sn.gw)
+		if err != nil {
+			return Conflictf("subnet %q: %v", sn.name, err)
+		}
+		f.IP = ip.String()
+		mine[ip] = true
+		return nil
+	}
+	ip, err := netip.ParseAddr(f.IP)
+	if err != nil {
+		return api.Fieldf(field+".ip", "%q is not an IP address", f.IP)
+	}
+	if sn == nil {
+		for i := range subnets {
+			if subnets[i].prefix.Contains(ip) {
+				sn = &subnets[i]
+			}
+		}
+		if sn == nil {
+			return api.Fieldf(field+".ip", "%s is outside every subnet of this network", ip)
+		}
+		f.Subnet = sn.name
+	}
+	switch {
+	case !sn.prefix.Contains(ip):
+		return api.Fieldf(field+".ip", "%s is outside subnet %q (%s)", ip, sn.name, sn.prefix)
+	case !usable(sn.prefix, ip):
+		return api.Fieldf(field+".ip", "%s is the network or broadcast address of %s", ip, sn.prefix)
+	case ip == sn.gw:
+		return api.Fieldf(field+".ip", "%s is the gateway of subnet %q", ip, sn.name)
+	case mine[ip]:
+		return api.Fieldf(field+".ip", "%s is listed twice", ip)
+	}
+	if other, dup := used[ip]; dup {
+		return api.Fieldf(field+".ip", "%s is already used by port %q", ip, other)
+	}
+	f.IP = ip.String()
+	mine[ip] = true
+	return nil
+}

@@ -1,0 +1,74 @@
+package api
+
+// NetworkSpec is the spec of kind "network": a tenant L2 network.
+type NetworkSpec struct {
+	// Type is the overlay; only "vxlan" for now.
+	Type string `json:"type,omitempty"`
+	// SegmentationID is the VNI: allocated from the coordinator's range, or
+	// given by an admin. It cannot change.
+	SegmentationID uint32 `json:"segmentation_id,omitempty"`
+	// MTU defaults to the underlay MTU less 50 (VXLAN over IPv4).
+	MTU int `json:"mtu,omitempty"`
+	// DHCPHost is the host running the network's dnsmasq; chosen among the
+	// alive agents when the first DHCP subnet is added, unless given.
+	DHCPHost string `json:"dhcp_host,omitempty"`
+}
+
+// IPRange is an inclusive range of addresses.
+type IPRange struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+// HostRoute is a static route handed to instances by DHCP.
+type HostRoute struct {
+	Destination string `json:"destination"`
+	NextHop     string `json:"nexthop"`
+}
+
+// SubnetSpec is the spec of kind "subnet": an IPv4 or IPv6 range of a network.
+type SubnetSpec struct {
+	Network string `json:"network"`
+	CIDR    string `json:"cidr"`
+	// Gateway defaults to the first address; "none" means no gateway.
+	Gateway         string      `json:"gateway,omitempty"`
+	AllocationPools []IPRange   `json:"allocation_pools,omitempty"`
+	DNSServers      []string    `json:"dns_servers,omitempty"`
+	HostRoutes      []HostRoute `json:"host_routes,omitempty"`
+	// DHCP defaults to true.
+	DHCP *bool `json:"dhcp,omitempty"`
+}
+
+// DHCPEnabled reports the subnet's DHCP setting with its default.
+func (s SubnetSpec) DHCPEnabled() bool { return s.DHCP == nil || *s.DHCP }
+
+// FixedIP is one address of a port, in a subnet of its network.
+type FixedIP struct {
+	Subnet string `json:"subnet,omitempty"`
+	IP     string `json:"ip,omitempty"`
+}
+
+// Port owners.
+const (
+	// PortOwnerNone is an instance (or unbound) port.
+	PortOwnerNone = ""
+	// PortOwnerEndpoint asks the host to plug the port into a namespace of
+	// its own (a test endpoint standing in for an instance).
+	PortOwnerEndpoint = "endpoint"
+	// PortOwnerDHCP is a network's DHCP port, made by the coordinator.
+	PortOwnerDHCP = "network:dhcp"
+	// PortOwnerCompute is an instance's NIC.
+	PortOwnerCompute = "compute"
+)
+
+// PortSpec is the spec of kind "port": a NIC on a network. MAC and fixed
+// IPs are allocated by the coordinator's IPAM when not given.
+type PortSpec struct {
+	Network  string    `json:"network"`
+	MAC      string    `json:"mac,omitempty"`
+	FixedIPs []FixedIP `json:"fixed_ips,omitempty"`
+	// Host binds the port to a host (gossip name).
+	Host    string `json:"host,omitempty"`
+	Owner   string `json:"owner,omitempty"`
+	DNSName string `json:"dns_name,omitempty"`
+}
