@@ -11,6 +11,8 @@ import (
 	"context"
 	"net"
 	"net/netip"
+
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // Driver is the door of a host network subsystem.
@@ -69,6 +71,9 @@ type Port struct {
 	HostName  string // DNS name handed out by DHCP; may be empty
 	Host      string // binding host: the gossip name of the host the port lives on
 	Owner     string // "" for an instance port, OwnerDHCP for a DHCP port
+	// SecurityGroups the port belongs to; none means no port security
+	// (nothing filtered), as neutron's port_security_enabled=false.
+	SecurityGroups []string
 }
 
 // Endpoint plugs a local port into its network: a veth whose host side is on
@@ -97,6 +102,10 @@ type HostState struct {
 	// tunnel address. A host missing here gets no tunnel entries.
 	RemoteVTEPs    map[string]netip.Addr
 	LocalEndpoints []Endpoint
+	// Routers placed on this host (router driver).
+	Routers []netspec.Router
+	// SecurityGroups referenced by ports, local or remote (secgroup driver).
+	SecurityGroups []netspec.SecurityGroup
 }
 
 // Multi runs drivers in order: put the one making bridges first.

@@ -12,7 +12,7 @@ func goodRouter(id string) Router {
 		SNAT: true,
 		Gateway: &Gateway{Bridge: "br-ex", Addr: netip.MustParsePrefix("203.0.113.10/24"),
 			NextHop: netip.MustParseAddr("203.0.113.1")},
-		Interfaces: []Interface{{ID: "if-a", NetworkID: "net-a", Addr: netip.MustParsePrefix("10.1.1.1/24")}},
+		Interfaces:  []Interface{{ID: "if-a", NetworkID: "net-a", Addr: netip.MustParsePrefix("10.1.1.1/24")}},
 		FloatingIPs: []FloatingIP{{IP: netip.MustParseAddr("203.0.113.50"), FixedIP: netip.MustParseAddr("10.1.1.10")}},
 		Firewall: &FirewallGroup{ID: "fw", Ports: []string{"if-a"}, Ingress: &FirewallPolicy{ID: "in", Rules: []FirewallRule{
 			{ID: "r1", Protocol: ProtoTCP, Source: "198.51.100.0/24", DstPorts: &PortRange{From: 22, To: 22}, Action: ActionAllow},

@@ -1,0 +1,252 @@
+// Package router is the host side of project routers (neutron's L3 agent
+// with FWaaS): one namespace per router, veth legs into the tenant bridges
+// and the external bridge, IP forwarding, routes, and one nft table per
+// router holding NAT, the firewall chains and a stateful forward filter.
+//
+// Every Set computes the difference between the desired table and the one
+// in the kernel and applies it as one nft batch; the table is never flushed,
+// so an agent restart with the same plan changes nothing and open
+// connections keep flowing.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/nftables"
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
+	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/pkg/netlinksafe"
+	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/strata-infra/strata/pkg/netspec"
+	"github.com/vishvananda/netlink"
+)
+
+// Config configures a Driver.
+type Config struct {
+	NetNS    string // the host's namespace; "" is the agent's own
+	NSPrefix string // router namespaces are NSPrefix+ID; DefaultNSPrefix when ""
+	Logger   *slog.Logger
+}
+
+// Driver makes routers. It is safe for concurrent use.
+type Driver struct {
+	mu      sync.Mutex
+	h       *netlink.Handle
+	prefix  string
+	log     *slog.Logger
+	changes atomic.Int64
+	last    map[string]nftsync.Stats
+	// beforeFlush, when set (tests only), runs on the conn before Sync
+	// reads it, to make a batch fail.
+	beforeFlush func(c *nftables.Conn)
+}
+
+var _ network.Driver = (*Driver)(nil)
+
+// New opens a netlink handle in cfg.NetNS. It starts no goroutine.
+func New(cfg Config) (*Driver, error) {
+	h, err := netnsutil.Handle(cfg.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := cfg.NSPrefix
+	if p == "" {
+		p = DefaultNSPrefix
+	}
+	return &Driver{h: h, prefix: p, log: log.With("subsystem", "router"), last: map[string]nftsync.Stats{}}, nil
+}
+
+// Namespace is the namespace of router id.
+func (d *Driver) Namespace(id string) string { return d.prefix + id }
+
+// Changes counts the link, address, route and nft operations made.
+func (d *Driver) Changes() int64 { return d.changes.Load() }
+
+// LastSync returns what the last Set changed in router id's table.
+func (d *Driver) LastSync(id string) nftsync.Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last[id]
+}
+
+// Close releases the netlink handle; routers keep forwarding.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h != nil {
+		d.h.Close()
+		d.h = nil
+	}
+	return nil
+}
+
+// Set converges the routers to st.Routers: it makes or fixes each wanted
+// router and removes Strata's routers that are no longer wanted. Invalid
+// input changes nothing. It goes on past a failing router and returns
+// every error, each naming its router.
+func (d *Driver) Set(ctx context.Context, st network.HostState) error {
+	if err := netspec.ValidateRouters(st.Routers); err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	bridges := map[string]string{}
+	for _, n := range st.Networks {
+		bridges[n.ID] = network.BridgeName(n.VNI)
+	}
+	for _, r := range st.Routers {
+		for _, in := range r.Interfaces {
+			if _, ok := bridges[in.NetworkID]; !ok {
+				return fmt.Errorf("router: router %q interface %q: network %q is not on this host", r.ID, in.ID, in.NetworkID)
+			}
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h == nil {
+		return errors.New("router: driver closed")
+	}
+	links, err := d.hostLinks()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	want := map[string]bool{}
+	for _, r := range st.Routers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		want[d.Namespace(r.ID)] = true
+		if err := d.ensure(r, bridges, links); err != nil {
+			errs = append(errs, fmt.Errorf("router %q: %w", r.ID, err))
+		}
+	}
+	errs = append(errs, d.removeStale(st.Routers, want, links)...)
+	if len(errs) > 0 {
+		return fmt.Errorf("router: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func (d *Driver) ensure(r netspec.Router, bridges map[string]string, links map[string]netlink.Link) error {
+	ns := d.Namespace(r.ID)
+	if !netnsutil.Exists(ns) {
+		if err := netnsutil.Create(ns); err != nil {
+			return err
+		}
+		d.changes.Add(1)
+		d.log.Info("created router namespace", "router", r.ID, "netns", ns)
+	}
+	if err := d.ensureLegs(r, ns, bridges, links); err != nil {
+		return err
+	}
+	if err := d.ensureInside(r, ns); err != nil {
+		return err
+	}
+	return d.syncTable(r, ns)
+}
+
+// syncTable applies the router's ruleset diff as one batch.
+func (d *Driver) syncTable(r netspec.Router, ns string) error {
+	f, err := os.Open(netnsutil.Path(ns))
+	if err != nil {
+		return fmt.Errorf("open netns %q: %w", ns, err)
+	}
+	defer f.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		return fmt.Errorf("nftables in %q: %w", ns, err)
+	}
+	if d.beforeFlush != nil {
+		d.beforeFlush(c)
+	}
+	stats, err := nftsync.Sync(c, Ruleset(r))
+	d.last[r.ID] = stats
+	d.changes.Add(int64(stats.Ops()))
+	if err != nil {
+		return fmt.Errorf("nft table %q in %q: %w", TableName, ns, err)
+	}
+	if stats.Ops() > 0 {
+		d.log.Info("applied router ruleset", "router", r.ID, "rules_added", stats.RulesAdded,
+			"rules_deleted", stats.RulesDeleted, "elements_added", stats.ElemsAdded, "elements_deleted", stats.ElemsDeleted)
+	}
+	return nil
+}
+
+func (d *Driver) hostLinks() (map[string]netlink.Link, error) {
+	list, err := netlinksafe.LinkList(d.h)
+	if err != nil {
+		return nil, fmt.Errorf("router: list links: %w", err)
+	}
+	links := make(map[string]netlink.Link, len(list))
+	for _, l := range list {
+		links[l.Attrs().Name] = l
+	}
+	return links, nil
+}
+
+// removeStale deletes the namespaces (with their legs) of routers that are
+// no longer wanted, and host legs of ours that no wanted router uses.
+func (d *Driver) removeStale(routers []netspec.Router, want map[string]bool, links map[string]netlink.Link) []error {
+	var errs []error
+	legs := map[string]bool{}
+	for _, r := range routers {
+		legs[HostGatewayLeg(r.ID)] = r.Gateway != nil
+		for _, in := range r.Interfaces {
+			legs[HostInternalLeg(r.ID, in.ID)] = true
+		}
+	}
+	for name, l := range links {
+		if legs[name] || !(nlink.Owned(l, HostInternalPrefix) || nlink.Owned(l, HostGatewayPrefix)) ||
+			!strings.HasPrefix(l.Attrs().Alias, network.Alias("router", "")) {
+			continue
+		}
+		if err := d.h.LinkDel(l); err != nil && !nlink.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete leg %q: %w", name, err))
+			continue
+		}
+		d.changes.Add(1)
+	}
+	names, err := netnsutil.List(d.prefix)
+	if err != nil {
+		return append(errs, err)
+	}
+	for _, ns := range names {
+		if want[ns] || !d.isRouterNS(ns) {
+			continue
+		}
+		if err := netnsutil.Delete(ns); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.changes.Add(1)
+		d.log.Info("deleted router namespace", "netns", ns)
+	}
+	return errs
+}
+
+// isRouterNS reports whether ns holds our table: a namespace that merely
+// shares the prefix (another driver's, when prefixes nest) is left alone.
+func (d *Driver) isRouterNS(ns string) bool {
+	f, err := os.Open(netnsutil.Path(ns))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		return false
+	}
+	t, err := c.ListTableOfFamily(TableName, nftables.TableFamilyIPv4)
+	return err == nil && t != nil
+}

@@ -1,0 +1,244 @@
+package nftsync
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"github.com/google/nftables"
+)
+
+// Table is the desired content of one nft table. Sync owns the table
+// entirely; it never touches any other table and never flushes a ruleset.
+type Table struct {
+	Family nftables.TableFamily
+	Name   string
+	Sets   []Set
+	Chains []Chain
+}
+
+// Chain is one chain; a base chain has Hook set.
+type Chain struct {
+	Name     string
+	Type     nftables.ChainType
+	Hook     *nftables.ChainHook
+	Priority *nftables.ChainPriority
+	Policy   *nftables.ChainPolicy
+	Rules    []Rule
+}
+
+// Set is a named set (or, with DataType, a map) of IPv4 addresses.
+type Set struct {
+	Name  string
+	IsMap bool // ipv4_addr : ipv4_addr
+	Elems []Elem
+}
+
+// Elem is one element; Val only in maps.
+type Elem struct{ Key, Val netip.Addr }
+
+// Stats counts what one Sync changed.
+type Stats struct {
+	RulesAdded, RulesDeleted, ElemsAdded, ElemsDeleted, Objects int
+}
+
+// Ops is the number of batch operations.
+func (s Stats) Ops() int {
+	return s.RulesAdded + s.RulesDeleted + s.ElemsAdded + s.ElemsDeleted + s.Objects
+}
+
+// commentPrefix starts every rule comment Sync writes.
+const commentPrefix = "strata:"
+
+// Key is the identity of the n-th rule with this text in its chain.
+func Key(text string, n int) string {
+	sum := sha256.Sum256([]byte(text + "\x00" + strconv.Itoa(n)))
+	return commentPrefix + hex.EncodeToString(sum[:8])
+}
+
+// Sync reads the table through c, computes the difference to want and
+// applies it as one batch (one Flush). An unchanged table makes no batch at
+// all. When the batch fails the kernel keeps the previous table entirely
+// and the error says so.
+func Sync(c *nftables.Conn, want Table) (Stats, error) {
+	var st Stats
+	t := &nftables.Table{Family: want.Family, Name: want.Name}
+	tables, err := c.ListTablesOfFamily(want.Family)
+	if err != nil {
+		return st, fmt.Errorf("list tables: %w", err)
+	}
+	exists := false
+	for _, x := range tables {
+		exists = exists || x.Name == want.Name
+	}
+	have := snapshot{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
+	if exists {
+		if have, err = read(c, t); err != nil {
+			return st, err
+		}
+	} else {
+		c.AddTable(t)
+		st.Objects++
+	}
+	var deferred []func()
+	if err := syncSets(c, t, want.Sets, have, &st, &deferred); err != nil {
+		return st, err
+	}
+	syncChains(c, t, want.Chains, have, &st, &deferred)
+	for _, f := range deferred {
+		f()
+	}
+	if st.Ops() == 0 {
+		return st, nil
+	}
+	if err := c.Flush(); err != nil {
+		return st, fmt.Errorf("apply batch of %d operations to table %q (previous ruleset kept): %w", st.Ops(), want.Name, err)
+	}
+	return st, nil
+}
+
+type snapshot struct {
+	chains map[string]*nftables.Chain
+	rules  map[string][]*nftables.Rule
+	sets   map[string]*nftables.Set
+	elems  map[string][]nftables.SetElement
+}
+
+func read(c *nftables.Conn, t *nftables.Table) (snapshot, error) {
+	s := snapshot{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{},
+		sets: map[string]*nftables.Set{}, elems: map[string][]nftables.SetElement{}}
+	chains, err := c.ListChainsOfTableFamily(t.Family)
+	if err != nil {
+		return s, fmt.Errorf("list chains of %q: %w", t.Name, err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != t.Name {
+			continue
+		}
+		s.chains[ch.Name] = ch
+		if s.rules[ch.Name], err = c.GetRules(t, ch); err != nil {
+			return s, fmt.Errorf("list rules of %q %q: %w", t.Name, ch.Name, err)
+		}
+	}
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return s, fmt.Errorf("list sets of %q: %w", t.Name, err)
+	}
+	for _, set := range sets {
+		s.sets[set.Name] = set
+		if s.elems[set.Name], err = c.GetSetElements(set); err != nil {
+			return s, fmt.Errorf("list elements of %q %q: %w", t.Name, set.Name, err)
+		}
+	}
+	return s, nil
+}
+
+func elemKey(key, val []byte) string { return string(key) + "=" + string(val) }
+
+func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have snapshot, st *Stats, deferred *[]func()) error {
+	wantNames := map[string]bool{}
+	for _, ws := range want {
+		wantNames[ws.Name] = true
+		set := &nftables.Set{Table: t, Name: ws.Name, KeyType: nftables.TypeIPAddr}
+		if ws.IsMap {
+			set.IsMap, set.DataType = true, nftables.TypeIPAddr
+		}
+		var elems []nftables.SetElement
+		wantKeys := map[string]bool{}
+		for _, e := range ws.Elems {
+			el := nftables.SetElement{Key: e.Key.AsSlice()}
+			if ws.IsMap {
+				el.Val = e.Val.AsSlice()
+			}
+			elems = append(elems, el)
+			wantKeys[elemKey(el.Key, el.Val)] = true
+		}
+		old, ok := have.sets[ws.Name]
+		if !ok || old.IsMap != ws.IsMap {
+			if ok {
+				*deferred = append(*deferred, func() { c.DelSet(old) })
+				st.Objects++
+			}
+			if err := c.AddSet(set, elems); err != nil {
+				return fmt.Errorf("add set %q: %w", ws.Name, err)
+			}
+			st.Objects++
+			st.ElemsAdded += len(elems)
+			continue
+		}
+		var del, add []nftables.SetElement
+		haveKeys := map[string]bool{}
+		for _, e := range have.elems[ws.Name] {
+			k := elemKey(e.Key, e.Val)
+			haveKeys[k] = true
+			if !wantKeys[k] {
+				del = append(del, nftables.SetElement{Key: e.Key})
+			}
+		}
+		for _, e := range elems {
+			if !haveKeys[elemKey(e.Key, e.Val)] {
+				add = append(add, e)
+			}
+		}
+		// A map entry whose value changed is deleted, then added: inside
+		// one batch nothing ever sees it missing.
+		if len(del) > 0 {
+			if err := c.SetDeleteElements(old, del); err != nil {
+				return fmt.Errorf("delete elements of %q: %w", ws.Name, err)
+			}
+		}
+		if len(add) > 0 {
+			if err := c.SetAddElements(old, add); err != nil {
+				return fmt.Errorf("add elements to %q: %w", ws.Name, err)
+			}
+		}
+		st.ElemsAdded += len(add)
+		st.ElemsDeleted += len(del)
+	}
+	for name, old := range have.sets {
+		if !wantNames[name] {
+			*deferred = append(*deferred, func() { c.DelSet(old) })
+			st.Objects++
+		}
+	}
+	return nil
+}
+
+func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have snapshot, st *Stats, deferred *[]func()) {
+	wantNames := map[string]bool{}
+	chains := make([]*nftables.Chain, len(want))
+	for i, wc := range want {
+		wantNames[wc.Name] = true
+		ch := &nftables.Chain{Table: t, Name: wc.Name, Type: wc.Type, Hooknum: wc.Hook, Priority: wc.Priority, Policy: wc.Policy}
+		chains[i] = ch
+		old, ok := have.chains[wc.Name]
+		if !ok || !sameBase(old, ch) {
+			c.AddChain(ch) // new, or an existing base chain whose policy changes
+			st.Objects++
+		}
+	}
+	// Rules of every chain after all chains exist, so jumps resolve.
+	for i, wc := range want {
+		syncRules(c, chains[i], wc.Rules, have.rules[wc.Name], st)
+	}
+	for name, old := range have.chains {
+		if wantNames[name] {
+			continue
+		}
+		// Rules jumping to it were deleted above: none is wanted.
+		*deferred = append(*deferred, func() { c.FlushChain(old); c.DelChain(old) })
+		st.Objects++
+	}
+}
+
+func sameBase(old, ch *nftables.Chain) bool {
+	if (old.Hooknum == nil) != (ch.Hooknum == nil) {
+		return false
+	}
+	if ch.Policy == nil {
+		return old.Policy == nil || *old.Policy == nftables.ChainPolicyAccept
+	}
+	return old.Policy != nil && *old.Policy == *ch.Policy
+}
