@@ -35,6 +35,19 @@ type Reserved struct {
 	DiskGiB uint64 `json:"disk_gib"`
 }
 
+// Network configures the tenant network subsystem.
+type Network struct {
+	// Driver is "linuxbridge" (VXLAN on Linux bridges) or "none".
+	Driver string `json:"driver"`
+	// UnderlayDev carries the tunnels; empty lets routing decide.
+	UnderlayDev string `json:"underlay_dev"`
+	// NetNSPrefix starts every namespace the agent makes (DHCP, test
+	// endpoints). Namespace names are global on a machine, so agents
+	// sharing one (the lab) need distinct prefixes.
+	NetNSPrefix string `json:"netns_prefix"`
+	DHCPDomain  string `json:"dhcp_domain"`
+}
+
 // Config is the whole agent configuration.
 type Config struct {
 	Name        string   `json:"name"`
@@ -46,6 +59,7 @@ type Config struct {
 	VTEP        string   `json:"vtep"`
 	Gossip      Gossip   `json:"gossip"`
 	Reserved    Reserved `json:"reserved"`
+	Network     Network  `json:"network"`
 	MetricsAddr string   `json:"metrics_addr"`
 	LogFormat   string   `json:"log_format"`
 	LogLevel    string   `json:"log_level"`
@@ -65,6 +79,7 @@ func (c *Config) SetDefaults() {
 		Zone:        "default",
 		Gossip:      Gossip{Bind: "0.0.0.0:7946", Profile: "lan"},
 		Reserved:    Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
+		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal"},
 		MetricsAddr: "127.0.0.1:9464",
 		LogFormat:   "text",
 		LogLevel:    "info",
@@ -88,6 +103,9 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.Gossip.Join, "join", c.Gossip.Join, "gossip peer to join, ip:port (repeatable)")
 	fs.StringVar(&c.Gossip.KeyFile, "gossip-key-file", c.Gossip.KeyFile, "file with the base64 gossip encryption key")
 	fs.StringVar(&c.Gossip.Profile, "gossip-profile", c.Gossip.Profile, "gossip timing profile: lan or local")
+	fs.StringVar(&c.Network.Driver, "network-driver", c.Network.Driver, "tenant network driver: linuxbridge or none")
+	fs.StringVar(&c.Network.UnderlayDev, "underlay-dev", c.Network.UnderlayDev, "device carrying the tunnels (empty: routing decides)")
+	fs.StringVar(&c.Network.NetNSPrefix, "netns-prefix", c.Network.NetNSPrefix, "prefix of every network namespace the agent makes")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -129,6 +147,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Gossip.Profile != "lan" && c.Gossip.Profile != "local" {
 		return api.Fieldf("gossip.profile", "%q is not lan or local", c.Gossip.Profile)
+	}
+	switch c.Network.Driver {
+	case "linuxbridge":
+		if c.VTEP == "" {
+			return api.Fieldf("vtep", "must be set for the linuxbridge network driver (or set network.driver: none)")
+		}
+	case "none":
+	default:
+		return api.Fieldf("network.driver", "%q is not linuxbridge or none", c.Network.Driver)
+	}
+	if c.Network.NetNSPrefix == "" || len(c.Network.NetNSPrefix) > 32 {
+		return api.Fieldf("network.netns_prefix", "must be 1..32 characters")
 	}
 	if c.Resync < time.Second {
 		return api.Fieldf("resync", "%s is below 1s", c.Resync)

@@ -45,8 +45,25 @@ type Agent struct {
 	watcher *plan.Watcher
 	reg     *prometheus.Registry
 
-	readyOnce sync.Once
-	report    chan struct{}
+	readyOnce  sync.Once
+	report     chan struct{}
+	background []func(context.Context)
+	memberMu   sync.Mutex
+}
+
+// Background adds a loop that runs while the agent runs (a subsystem's
+// supervisor, say); it must return when its context ends.
+func (a *Agent) Background(f func(context.Context)) { a.background = append(a.background, f) }
+
+// Peers is the gossip view (empty before Run has joined the pool).
+func (a *Agent) Peers() []gossip.Peer {
+	a.memberMu.Lock()
+	m := a.member
+	a.memberMu.Unlock()
+	if m == nil {
+		return nil
+	}
+	return m.Peers()
 }
 
 // New builds an agent; subsystems are registered on Runner() before Run.
@@ -124,7 +141,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.memberMu.Lock()
 	a.member = m
+	a.memberMu.Unlock()
 	defer m.Shutdown()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -136,6 +155,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	start(func() { a.reportLoop(ctx) })
 	start(func() { a.rejoinLoop(ctx) })
 	start(func() { sdnotify.Watchdog(ctx, a.log, func() bool { return true }) })
+	start(func() { a.kickOnMembership(ctx, m) })
+	for _, f := range a.background {
+		start(func() { f(ctx) })
+	}
 	var ms *http.Server
 	if a.cfg.MetricsAddr != "" {
 		ms = &http.Server{Addr: a.cfg.MetricsAddr, Handler: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
@@ -214,6 +237,25 @@ func (a *Agent) rejoinLoop(ctx context.Context) {
 			if !coordinatorAlive(a.member.Peers()) {
 				a.join(a.member)
 			}
+		}
+	}
+}
+
+// kickOnMembership re-runs the reconcilers when gossip membership or meta
+// changes, so the tunnel mesh follows hosts joining and leaving without
+// waiting for the coordinator.
+func (a *Agent) kickOnMembership(ctx context.Context, m *gossip.Member) {
+	ch, cancel := m.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+			a.runner.Kick()
 		}
 	}
 }

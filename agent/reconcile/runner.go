@@ -36,6 +36,7 @@ type Runner struct {
 	log     *slog.Logger
 	resync  time.Duration
 	updates chan *plan.Snapshot
+	kick    chan struct{}
 	metrics *metrics
 	// OnApplied is called after a pass in which every reconciler succeeded.
 	OnApplied func(epoch uint64)
@@ -47,7 +48,7 @@ type Runner struct {
 
 // New returns a runner; call Register, then Run.
 func New(log *slog.Logger, resync time.Duration, reg prometheus.Registerer) *Runner {
-	return &Runner{log: log, resync: resync, updates: make(chan *plan.Snapshot, 1), status: map[string]api.SubsystemStatus{}, metrics: newMetrics(reg)}
+	return &Runner{log: log, resync: resync, updates: make(chan *plan.Snapshot, 1), kick: make(chan struct{}, 1), status: map[string]api.SubsystemStatus{}, metrics: newMetrics(reg)}
 }
 
 // Register adds a subsystem.
@@ -70,6 +71,15 @@ func (r *Runner) Update(s *plan.Snapshot) {
 		case <-r.updates:
 		default:
 		}
+	}
+}
+
+// Kick asks for a pass on the current plan soon, e.g. because the host's
+// surroundings (gossip membership) changed rather than the plan.
+func (r *Runner) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -103,6 +113,7 @@ func (r *Runner) Run(ctx context.Context, initial *plan.Snapshot) {
 			return
 		case s := <-r.updates:
 			cur = s
+		case <-r.kick:
 		case <-timer.C:
 		}
 		if cur == nil {

@@ -94,3 +94,29 @@ func TestBackoffDoublesToCap(t *testing.T) {
 		t.Errorf("backoff(100) = %s, want %s", got, MaxBackoff)
 	}
 }
+
+func TestKickRerunsOnTheCurrentPlan(t *testing.T) {
+	r := New(slog.New(slog.DiscardHandler), time.Hour, nil)
+	rec := &flaky{name: "network"}
+	r.Register(rec)
+	applied := make(chan uint64, 10)
+	r.OnApplied = func(e uint64) { applied <- e }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx, &plan.Snapshot{Epoch: 2})
+	<-applied
+	r.Kick()
+	select {
+	case e := <-applied:
+		if e != 2 {
+			t.Fatalf("kick applied epoch %d", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("kick did not rerun")
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.runs != 2 {
+		t.Fatalf("runs %d, want 2", rec.runs)
+	}
+}

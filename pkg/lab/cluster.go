@@ -12,6 +12,7 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/apiclient"
 	"github.com/strata-infra/strata/pkg/gossip"
+	"github.com/strata-infra/strata/pkg/pidfile"
 )
 
 func (l *Lab) coordinatorProc() proc {
@@ -107,13 +108,27 @@ func (l *Lab) ensureAgentToken(ctx context.Context) error {
 // AgentArgs is the command line of host i's agent.
 func (l *Lab) AgentArgs(i int) []string {
 	a := l.HostAddr(i).String()
-	return []string{"ip", "netns", "exec", l.Namespace(i), l.bin("strata-agent"), "--config=",
+	// nsenter switches only the network namespace: the agent keeps the
+	// machine's mount namespace, so the namespaces it makes (bind mounts
+	// under /run/netns) are visible to everyone, as on a real host. "ip netns
+	// exec" would give it a private mount namespace.
+	return []string{"nsenter", "--net=/run/netns/" + l.Namespace(i), l.bin("strata-agent"), "--config=",
 		"--name", l.HostName(i), "--coordinator", l.Endpoint(),
 		"--token-file", l.agentTokenFile(), "--state-dir", filepath.Join(l.Dir, l.HostName(i)),
 		"--zone", "lab", "--vtep", a,
 		"--gossip-bind", a + ":7946", "--join", l.BridgeAddr().String() + ":7946",
 		"--gossip-profile", "local", "--gossip-key-file", filepath.Join(l.Dir, "gossip.key"),
-		"--metrics-addr", a + ":9464", "--poll-wait", "20s", "--log-format", "json"}
+		"--metrics-addr", a + ":9464", "--poll-wait", "20s", "--log-format", "json",
+		"--underlay-dev", "underlay0", "--netns-prefix", l.NetNSPrefix(i)}
+}
+
+// NetNSPrefix starts the names of the namespaces host i's agent makes
+// (DHCP, endpoints): namespace names are global on the machine.
+func (l *Lab) NetNSPrefix(i int) string { return l.Namespace(i) + "-" }
+
+// EndpointNamespace is where host i's agent plugs an endpoint port.
+func (l *Lab) EndpointNamespace(i int, project, port string) string {
+	return l.NetNSPrefix(i) + "ep-" + project + "." + port
 }
 
 // StartAgent starts host i's agent in its namespace.
@@ -141,6 +156,9 @@ func (l *Lab) Down() error {
 		keep(l.StopAgent(i, syscall.SIGTERM))
 	}
 	keep(l.StopCoordinator(syscall.SIGTERM))
+	// The agents leave their data plane running when they stop, by design:
+	// dnsmasq processes and the namespaces they made go here.
+	pidfile.KillAll(l.Dir)
 	keep(l.downNetwork())
 	if first == nil {
 		keep(os.RemoveAll(l.Dir))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 )
 
@@ -82,6 +83,12 @@ func (l *Lab) upHost(i int) error {
 func (l *Lab) downNetwork() error {
 	var errs []string
 	for i := 1; i <= l.Hosts; i++ {
+		made, _ := filepath.Glob("/run/netns/" + l.NetNSPrefix(i) + "*")
+		for _, m := range made {
+			if err := ip("netns", "delete", filepath.Base(m)); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
 		if ns := l.Namespace(i); nsExists(ns) {
 			if err := ip("netns", "delete", ns); err != nil {
 				errs = append(errs, err.Error())

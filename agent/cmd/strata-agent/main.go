@@ -38,7 +38,9 @@ func main() {
 			if err != nil {
 				return err
 			}
-			registerSubsystems(a, &cfg, log)
+			if err := registerSubsystems(a, &cfg, log); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return a.Run(ctx)

@@ -2,13 +2,29 @@ package main
 
 import (
 	"log/slog"
+	"net/netip"
 
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/daemon"
+	"github.com/strata-infra/strata/agent/network/netagent"
+	"github.com/strata-infra/strata/agent/network/planmap"
 )
 
-// registerSubsystems registers the host subsystems this build carries.
-// Each capability (network, compute, storage) adds its reconciler here.
-func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) {
-	_, _, _ = a, cfg, log
+// registerSubsystems registers the host subsystems this build carries, as
+// configured. Each capability (network, compute, storage) adds its
+// reconciler here.
+func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) error {
+	if cfg.Network.Driver == "linuxbridge" {
+		n, err := netagent.New(netagent.Config{
+			Self:        planmap.Self{Host: cfg.Name, VTEP: netip.MustParseAddr(cfg.VTEP), UnderlayDev: cfg.Network.UnderlayDev},
+			NetNSPrefix: cfg.Network.NetNSPrefix, StateDir: cfg.StateDir, DHCPDomain: cfg.Network.DHCPDomain,
+			Logger: log, Peers: a.Peers,
+		})
+		if err != nil {
+			return err
+		}
+		a.Runner().Register(n)
+		a.Background(n.Supervise)
+	}
+	return nil
 }

@@ -13,15 +13,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/strata-infra/strata/pkg/pidfile"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -157,18 +156,4 @@ func Run(ctx context.Context, ns string, name string, args ...string) (string, e
 
 // KillPidFiles sends SIGKILL to the processes named in the *.pid and "pid"
 // files under dir: test cleanup of what the test itself started.
-func KillPidFiles(dir string) {
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || (d.Name() != "pid" && !strings.HasSuffix(d.Name(), ".pid")) {
-			return nil
-		}
-		b, _ := os.ReadFile(p)
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		// Only a process that names this very file: the PID may be reused.
-		if err == nil && pid > 1 && bytes.Contains(cmdline, []byte(p)) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		return nil
-	})
-}
+func KillPidFiles(dir string) { pidfile.KillAll(dir) }

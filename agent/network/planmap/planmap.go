@@ -1,0 +1,171 @@
+// Package planmap turns the agent's plan (networks, subnets and ports of
+// every project) and the gossip membership into the network drivers'
+// desired HostState for this host. It is pure: no netlink, no I/O.
+package planmap
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// Self is this host, as the network drivers see it.
+type Self struct {
+	Host        string
+	VTEP        netip.Addr
+	UnderlayDev string
+}
+
+// NetworkID is a network's ID on hosts: its VNI, which is unique in the
+// cluster and never changes, so names built from it are short and stable.
+func NetworkID(vni uint32) string { return fmt.Sprintf("n%d", vni) }
+
+// PortID is a port's ID on hosts: project.name, or a hash when too long.
+func PortID(project, name string) string {
+	id := project + "." + name
+	if len(id) <= 63 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "p" + hex.EncodeToString(sum[:])[:31]
+}
+
+type netKey struct{ project, name string }
+
+// HostState builds this host's desired network state. Networks come to the
+// host when at least one of their ports is bound to it (its DHCP port
+// included); then every bound port of the network is listed, so remote
+// ones get FDB and neighbour entries. remote maps live peer hosts to their
+// VTEPs, from gossip.
+func HostState(s *plan.Snapshot, self Self, remote map[string]netip.Addr) (network.HostState, error) {
+	st := network.HostState{Host: self.Host, LocalVTEP: self.VTEP, UnderlayDev: self.UnderlayDev, RemoteVTEPs: map[string]netip.Addr{}}
+	for h, a := range remote {
+		if h != self.Host {
+			st.RemoteVTEPs[h] = a
+		}
+	}
+	nets := map[netKey]*network.Network{}
+	for _, r := range s.Kind("network") {
+		var ns api.NetworkSpec
+		if err := json.Unmarshal(r.Spec, &ns); err != nil {
+			return st, fmt.Errorf("network %s: %w", r.Key(), err)
+		}
+		nets[netKey{r.Project, r.Name}] = &network.Network{ID: NetworkID(ns.SegmentationID), VNI: ns.SegmentationID, MTU: ns.MTU}
+	}
+	for _, r := range s.Kind("subnet") {
+		var ss api.SubnetSpec
+		if err := json.Unmarshal(r.Spec, &ss); err != nil {
+			return st, fmt.Errorf("subnet %s: %w", r.Key(), err)
+		}
+		n := nets[netKey{r.Project, ss.Network}]
+		if n == nil {
+			continue // its network is not in the plan yet
+		}
+		sub, err := subnet(r.Name, ss)
+		if err != nil {
+			return st, fmt.Errorf("subnet %s: %w", r.Key(), err)
+		}
+		n.Subnets = append(n.Subnets, sub)
+	}
+	type boundPort struct {
+		net  netKey
+		port network.Port
+		ep   bool
+	}
+	var ports []boundPort
+	here := map[netKey]bool{}
+	for _, r := range s.Kind("port") {
+		var ps api.PortSpec
+		if err := json.Unmarshal(r.Spec, &ps); err != nil {
+			return st, fmt.Errorf("port %s: %w", r.Key(), err)
+		}
+		k := netKey{r.Project, ps.Network}
+		n := nets[k]
+		if n == nil || ps.Host == "" {
+			continue // unbound ports have no VTEP to point at
+		}
+		p, err := port(r, ps, n.ID)
+		if err != nil {
+			return st, fmt.Errorf("port %s: %w", r.Key(), err)
+		}
+		ports = append(ports, boundPort{net: k, port: p, ep: ps.Owner == api.PortOwnerEndpoint})
+		if ps.Host == self.Host {
+			here[k] = true
+		}
+	}
+	for k, n := range nets {
+		if here[k] {
+			sort.Slice(n.Subnets, func(i, j int) bool { return n.Subnets[i].ID < n.Subnets[j].ID })
+			st.Networks = append(st.Networks, *n)
+		}
+	}
+	sort.Slice(st.Networks, func(i, j int) bool { return st.Networks[i].VNI < st.Networks[j].VNI })
+	for _, bp := range ports {
+		if !here[bp.net] {
+			continue
+		}
+		st.Ports = append(st.Ports, bp.port)
+		if bp.ep && bp.port.Host == self.Host {
+			st.LocalEndpoints = append(st.LocalEndpoints, network.Endpoint{PortID: bp.port.ID, IfName: "eth0", MAC: bp.port.MAC, DHCP: true})
+		}
+	}
+	return st, nil
+}
+
+func subnet(name string, ss api.SubnetSpec) (network.Subnet, error) {
+	p, err := netip.ParsePrefix(ss.CIDR)
+	if err != nil {
+		return network.Subnet{}, err
+	}
+	sub := network.Subnet{ID: name, CIDR: p, DHCP: ss.DHCPEnabled()}
+	if gw, err := netip.ParseAddr(ss.Gateway); err == nil {
+		sub.Gateway = gw
+	}
+	for _, r := range ss.AllocationPools {
+		lo, err1 := netip.ParseAddr(r.Start)
+		hi, err2 := netip.ParseAddr(r.End)
+		if err1 == nil && err2 == nil {
+			sub.Pools = append(sub.Pools, network.Range{Start: lo, End: hi})
+		}
+	}
+	for _, d := range ss.DNSServers {
+		if a, err := netip.ParseAddr(d); err == nil {
+			sub.DNSServers = append(sub.DNSServers, a)
+		}
+	}
+	for _, hr := range ss.HostRoutes {
+		dst, err1 := netip.ParsePrefix(hr.Destination)
+		nh, err2 := netip.ParseAddr(hr.NextHop)
+		if err1 == nil && err2 == nil {
+			sub.HostRoutes = append(sub.HostRoutes, network.Route{Dest: dst, NextHop: nh})
+		}
+	}
+	return sub, nil
+}
+
+func port(r api.Resource, ps api.PortSpec, netID string) (network.Port, error) {
+	mac, err := net.ParseMAC(ps.MAC)
+	if err != nil {
+		return network.Port{}, fmt.Errorf("mac %q: %w", ps.MAC, err)
+	}
+	p := network.Port{ID: PortID(r.Project, r.Name), NetworkID: netID, MAC: mac, HostName: ps.DNSName, Host: ps.Host}
+	if ps.Owner == api.PortOwnerDHCP {
+		p.Owner = network.OwnerDHCP
+	}
+	for _, ip := range ps.FixedIPs {
+		a, err := netip.ParseAddr(ip.IP)
+		if err != nil {
+			return network.Port{}, fmt.Errorf("fixed ip %q: %w", ip.IP, err)
+		}
+		p.IPs = append(p.IPs, a)
+	}
+	return p, nil
+}

@@ -1,0 +1,36 @@
+// Package pidfile finds and stops the daemons Strata starts by their pid
+// files, never by name: a pid is only trusted when that process's command
+// line names the pid file itself, since pids are reused.
+package pidfile
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// KillAll sends SIGKILL to every process below dir whose pid file (named
+// "pid" or "*.pid") its own command line names, and returns how many.
+func KillAll(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || (d.Name() != "pid" && !strings.HasSuffix(d.Name(), ".pid")) {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 {
+			return nil
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if bytes.Contains(cmdline, []byte(p)) && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+		return nil
+	})
+	return n
+}
