@@ -1,0 +1,122 @@
+package secgroup
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+	"sort"
+
+	"github.com/google/nftables"
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/pkg/netspec"
+)
+
+// DefaultTable is the driver's one table (family inet) in the host
+// namespace.
+const DefaultTable = "strata_sg"
+
+func hash10(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:10]
+}
+
+// GroupSet is the set of member addresses of security group id.
+func GroupSet(id string) string { return "g_" + hash10(id) }
+
+// Chain names of a port: what it sends (egress) and what it receives.
+func egressChain(portID string) string  { return "o_" + hash10(portID) }
+func ingressChain(portID string) string { return "i_" + hash10(portID) }
+
+// Ruleset is the desired table for host st.Host: a set of member addresses
+// per security group (all ports, any host), and for each local port with
+// groups two chains with the rules of its groups.
+//
+// Why inet and not bridge: this kernel has no bridge conntrack
+// (CONFIG_NF_CONNTRACK_BRIDGE) and no bridge reject, and security groups are
+// stateful. Bridged IPv4 goes through the inet forward hook via
+// br_netfilter (bridge-nf-call-iptables, turned on per namespace by the
+// driver), where conntrack works; there iifname/oifname are the bridge, not
+// the port, so a port is matched by its network's bridge and its fixed IP
+// (its MAC too for what it sends). The same IP in two projects sits on two
+// bridges, so the pair is unique.
+func Ruleset(name string, st network.HostState) nftsync.Table {
+	t := nftsync.Table{Family: nftables.TableFamilyINet, Name: name}
+	members := map[string][]netip.Addr{}
+	for _, p := range st.Ports {
+		for _, g := range p.SecurityGroups {
+			members[g] = append(members[g], p.IPs...)
+		}
+	}
+	groups := map[string]netspec.SecurityGroup{}
+	ids := make([]string, 0, len(st.SecurityGroups))
+	for _, g := range st.SecurityGroups {
+		groups[g.ID] = g
+		ids = append(ids, g.ID)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		s := nftsync.Set{Name: GroupSet(id)}
+		seen := map[netip.Addr]bool{}
+		for _, a := range members[id] {
+			if a.Is4() && !seen[a] {
+				seen[a] = true
+				s.Elems = append(s.Elems, nftsync.Elem{Key: a})
+			}
+		}
+		t.Sets = append(t.Sets, s)
+	}
+	bridges := map[string]string{}
+	for _, n := range st.Networks {
+		bridges[n.ID] = network.BridgeName(n.VNI)
+	}
+	fwd := nftsync.Chain{Name: "forward", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter}
+	fwd.Rules = append(fwd.Rules, nftsync.R().CtState(nftsync.CtEstablished|nftsync.CtRelated).Accept())
+	var chains []nftsync.Chain
+	for _, p := range st.Ports {
+		if p.Host != st.Host || len(p.SecurityGroups) == 0 || len(p.IPs) == 0 || !p.IPs[0].Is4() {
+			continue
+		}
+		br, ip := bridges[p.NetworkID], p.IPs[0]
+		fwd.Rules = append(fwd.Rules,
+			nftsync.R().IIF(br).IPv4().SrcAddr(ip).EtherSrc(p.MAC).Jump(egressChain(p.ID)),
+			nftsync.R().OIF(br).IPv4().DstAddr(ip).Jump(ingressChain(p.ID)))
+		out := nftsync.Chain{Name: egressChain(p.ID)}
+		in := nftsync.Chain{Name: ingressChain(p.ID)}
+		for _, g := range p.SecurityGroups {
+			for _, r := range groups[g].Rules {
+				if r.Direction == netspec.Egress {
+					out.Rules = append(out.Rules, rule(r, false).Return())
+				} else {
+					in.Rules = append(in.Rules, rule(r, true).Accept())
+				}
+			}
+		}
+		out.Rules = append(out.Rules, nftsync.R().Drop())
+		in.Rules = append(in.Rules, nftsync.R().Drop())
+		chains = append(chains, out, in)
+	}
+	t.Chains = append([]nftsync.Chain{fwd}, chains...)
+	return t
+}
+
+// rule renders the match of one validated rule; the remote end is the
+// source for ingress and the destination for egress.
+func rule(r netspec.SecurityGroupRule, ingress bool) *nftsync.B {
+	b := nftsync.R().Proto(r.Protocol)
+	cidr, _ := netspec.ParseCIDR(r.RemoteCIDR)
+	switch {
+	case r.RemoteGroup != "" && ingress:
+		b = b.SrcIn(GroupSet(r.RemoteGroup))
+	case r.RemoteGroup != "":
+		b = b.DstIn(GroupSet(r.RemoteGroup))
+	case ingress:
+		b = b.Src(cidr)
+	default:
+		b = b.Dst(cidr)
+	}
+	if r.Ports != nil {
+		b = b.DPort(r.Ports.From, r.Ports.To)
+	}
+	return b
+}

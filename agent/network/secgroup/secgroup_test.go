@@ -1,0 +1,129 @@
+package secgroup_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/agent/network/secgroup"
+	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/strata-infra/strata/pkg/netspec"
+)
+
+func tcp(port int, remoteGroup string) netspec.SecurityGroupRule {
+	return netspec.SecurityGroupRule{Direction: netspec.Ingress, Protocol: netspec.ProtoTCP,
+		Ports: &netspec.PortRange{From: port, To: port}, RemoteGroup: remoteGroup}
+}
+
+var egressAll = netspec.SecurityGroupRule{Direction: netspec.Egress}
+
+// TestSecurityGroups: three endpoints on one network. "srv" allows TCP
+// 8080 from anyone and 5432 from members of "app" only; "cli" is in "app",
+// "other" is not until it joins. Only allowed ports pass, and the remote
+// group follows membership with one set element and no rule change.
+func TestSecurityGroups(t *testing.T) {
+	lab := nettest.NewLab(t, 1)
+	h := lab.Hosts[0]
+	ag := nettest.NewAgent(t, h)
+	n := network.Network{ID: "net-a", VNI: 5001, Subnets: []network.Subnet{{ID: "s", CIDR: netip.MustParsePrefix("10.1.1.0/24")}}}
+	ports := []network.Port{
+		{ID: "srv", IPs: []netip.Addr{netip.MustParseAddr("10.1.1.10")}, SecurityGroups: []string{"srv"}},
+		{ID: "cli", IPs: []netip.Addr{netip.MustParseAddr("10.1.1.11")}, SecurityGroups: []string{"app"}},
+		{ID: "other", IPs: []netip.Addr{netip.MustParseAddr("10.1.1.12")}, SecurityGroups: []string{"misc"}},
+	}
+	st := lab.HostState(h, []network.Network{n}, nil)
+	for i := range ports {
+		ports[i].NetworkID, ports[i].Host, ports[i].MAC = n.ID, h.Name, nettest.MAC(i+1)
+		st.LocalEndpoints = append(st.LocalEndpoints, network.Endpoint{PortID: ports[i].ID, IfName: "eth0", Addr: netip.PrefixFrom(ports[i].IPs[0], 24)})
+	}
+	st.Ports = ports
+	st.SecurityGroups = []netspec.SecurityGroup{
+		{ID: "srv", Rules: []netspec.SecurityGroupRule{egressAll, tcp(8080, ""), tcp(5432, "app")}},
+		{ID: "app", Rules: []netspec.SecurityGroupRule{egressAll}},
+		{ID: "misc", Rules: []netspec.SecurityGroupRule{egressAll}},
+	}
+	ag.Set(t, st)
+	ns := func(id string) string { return ag.EP.Namespace(network.Endpoint{PortID: id}) }
+	for _, p := range []int{8080, 8081, 5432} {
+		listen(t, ns("srv"), p)
+	}
+	d, err := secgroup.New(secgroup.Config{NetNS: h.NS, Logger: nettest.Logger(t)})
+	must(t, err)
+	set := func() {
+		t.Helper()
+		must(t, d.Set(context.Background(), st))
+	}
+	set()
+	check := func(from string, port int, want bool) {
+		t.Helper()
+		if got := connects(ns(from), "10.1.1.10", port); got != want {
+			t.Errorf("%s -> srv:%d connected=%v, want %v", from, port, got, want)
+		}
+	}
+	check("cli", 8080, true)
+	check("cli", 8081, false)
+	check("cli", 5432, true)
+	check("other", 8080, true)
+	check("other", 5432, false)
+
+	st.Ports[2].SecurityGroups = []string{"app"} // other joins app
+	set()
+	if s := d.LastSync(); s.ElemsAdded != 1 || s.RulesAdded != 0 || s.RulesDeleted != 0 {
+		t.Errorf("membership change applied as %+v, want exactly one element added", s)
+	}
+	check("other", 5432, true)
+	st.Ports[1].SecurityGroups = []string{"misc"} // cli leaves app
+	set()
+	check("cli", 5432, false)
+
+	// A fresh driver (agent restart) with the same state changes nothing.
+	d2, err := secgroup.New(secgroup.Config{NetNS: h.NS})
+	must(t, err)
+	must(t, d2.Set(context.Background(), st))
+	if s := d2.LastSync(); s.Ops() != 0 {
+		t.Errorf("restarted driver changed %+v", s)
+	}
+}
+
+func listen(t *testing.T, ns string, port int) {
+	var ln net.Listener
+	must(t, netnsutil.Do(ns, func() (err error) {
+		ln, err = net.ListenTCP("tcp4", &net.TCPAddr{Port: port})
+		return err
+	}))
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
+
+func connects(ns, ip string, port int) bool {
+	err := netnsutil.Do(ns, func() error {
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(ip, itoa(port)), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return err == nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
