@@ -163,7 +163,7 @@ func (d *Driver) syncTable(r netspec.Router, ns string) error {
 		return fmt.Errorf("open netns %q: %w", ns, err)
 	}
 	defer f.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	c, err := nftsync.Open(int(f.Fd()))
 	if err != nil {
 		return fmt.Errorf("nftables in %q: %w", ns, err)
 	}
@@ -243,7 +243,7 @@ func (d *Driver) isRouterNS(ns string) bool {
 		return false
 	}
 	defer f.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	c, err := nftsync.Open(int(f.Fd()))
 	if err != nil {
 		return false
 	}

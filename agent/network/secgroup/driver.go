@@ -110,14 +110,14 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 
 func (d *Driver) conn() (*nftables.Conn, func(), error) {
 	if d.cfg.NetNS == "" {
-		c, err := nftables.New()
+		c, err := nftsync.Open(-1)
 		return c, func() {}, err
 	}
 	f, err := os.Open(netnsutil.Path(d.cfg.NetNS))
 	if err != nil {
 		return nil, nil, fmt.Errorf("secgroup: open netns %q: %w", d.cfg.NetNS, err)
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	c, err := nftsync.Open(int(f.Fd()))
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("secgroup: nftables: %w", err)
