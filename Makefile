@@ -48,3 +48,11 @@ vet:
 
 clean:
 	rm -rf bin build
+
+## packages: strata-agent, strata-coordinator, stratactl as .deb and .rpm into
+## PKG_DIR (version from git: packaging/version.sh; PKG_VERSION overrides)
+PKG_DIR     ?= build/packages
+PKG_VERSION ?= $(shell packaging/version.sh)
+.PHONY: packages
+packages:
+	VERSION=$(PKG_VERSION) bash packaging/build.sh $(PKG_DIR)

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds strata-agent, strata-coordinator and stratactl as .deb and .rpm
+# into OUT (default build/packages): six files.
+#   packaging/build.sh [OUT]
+# VERSION (default: packaging/version.sh, from git) is both the package
+# version and the version the binaries report (daemon.Version). NFPM names
+# the nfpm binary (default: on PATH, else $(go env GOPATH)/bin/nfpm).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+export PATH=/usr/local/go/bin:$PATH
+out=$(mkdir -p "${1:-$repo/build/packages}" && cd "${1:-$repo/build/packages}" && pwd)
+export VERSION=${VERSION:-$("$repo/packaging/version.sh")}
+export ARCH=${ARCH:-$(go env GOARCH)}
+export REPO=$repo
+nfpm=${NFPM:-$(command -v nfpm || echo "$(go env GOPATH)/bin/nfpm")}
+[ -x "$nfpm" ] || { echo "build.sh: nfpm not found; run packaging/testdeps.sh" >&2; exit 1; }
+
+# Only this build's six files end up in OUT.
+rm -f "$out"/strata-agent[_-]*.deb "$out"/strata-agent-*.rpm "$out"/strata-coordinator[_-]*.deb \
+	"$out"/strata-coordinator-*.rpm "$out"/stratactl[_-]*.deb "$out"/stratactl-*.rpm
+stage=$out/.stage
+rm -rf "$stage"
+mkdir -p "$stage/bin"
+(cd "$repo" && CGO_ENABLED=${CGO_ENABLED:-1} GOARCH=$ARCH go build -trimpath -buildmode=pie \
+	-ldflags "-s -w -X github.com/strata-infra/strata/agent/daemon.Version=$VERSION" \
+	-o "$stage/bin/" ./agent/cmd/strata-agent ./coordinator/cmd/strata-coordinator ./coordinator/cmd/stratactl)
+
+# render PKG UNIT PURGE_WHAT PURGE: the maintainer scripts of one package
+# from the templates, for both formats.
+render() {
+	local pkg=$1 unit=$2 what=$3 purge=$4 d=$stage/scripts/$1 f
+	mkdir -p "$d"
+	for f in deb/postinst deb/prerm deb/postrm rpm/post rpm/preun rpm/postun; do
+		sed -e "s|@PKG@|$pkg|g" -e "s|@UNIT@|$unit|g" -e "s|@PURGE_WHAT@|$what|g" \
+			-e "s|^@PURGE@\$|$purge|" "$repo/packaging/scripts/$f.in" >"$d/$(basename "$f")"
+		chmod 0755 "$d/$(basename "$f")"
+	done
+}
+render strata-agent strata-agent.service "the agent state" \
+	'	rm -rf /var/lib/strata/agent'
+render strata-coordinator strata-coordinator.service "nothing else: the cluster store stays" \
+	'	echo "strata-coordinator: the cluster store in /var/lib/strata/coordinator is kept" >\&2'
+cp "$repo/packaging/scripts/coordinator-user.sh" "$stage/scripts/strata-coordinator/preinst"
+
+# One changelog entry for this build, in nfpm's (chglog) format: nfpm
+# renders it as changelog.Debian.gz and as the rpm %changelog.
+sha=$(cd "$repo" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+when=$(cd "$repo" && git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
+cat >"$stage/changelog.yml" <<YAML
+- semver: $VERSION-1
+  date: $when
+  packager: Strata maintainers <strata@example.org>
+  deb:
+    urgency: medium
+    distributions: [unstable]
+  changes:
+    - commit: $sha
+      note: Build of git commit $sha.
+YAML
+
+for pkg in strata-agent strata-coordinator stratactl; do
+	d=$stage/doc/$pkg
+	mkdir -p "$d"
+	cp "$repo/packaging/copyright" "$d/copyright"
+	for fmt in deb rpm; do
+		(cd "$stage" && "$nfpm" package --config "$repo/packaging/nfpm/$pkg.yaml" --packager "$fmt" --target "$out/" >/dev/null)
+	done
+done
+rm -rf "$stage"
+ls -1 "$out"
