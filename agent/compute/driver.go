@@ -232,3 +232,6 @@ func (d *Driver) notify() {
 	default:
 	}
 }
+
+// Config returns the driver's configuration with defaults filled in.
+func (d *Driver) Config() Config { return d.cfg }
