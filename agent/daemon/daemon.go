@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,10 +46,15 @@ type Agent struct {
 	watcher *plan.Watcher
 	reg     *prometheus.Registry
 
-	readyOnce  sync.Once
-	report     chan struct{}
-	background []func(context.Context)
-	memberMu   sync.Mutex
+	readyOnce sync.Once
+	report    chan struct{}
+	// What gossip meta should say; publishLoop brings it there, so a
+	// reconcile pass never waits for a gossip broadcast.
+	wantEpoch   atomic.Uint64
+	wantDrained atomic.Bool
+	metaDirty   chan struct{}
+	background  []func(context.Context)
+	memberMu    sync.Mutex
 }
 
 // Background adds a loop that runs while the agent runs (a subsystem's
@@ -75,7 +81,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, client: apiclient.New(cfg.Coordinator, token), reg: prometheus.NewRegistry(), report: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: log, client: apiclient.New(cfg.Coordinator, token), reg: prometheus.NewRegistry(), report: make(chan struct{}, 1), metaDirty: make(chan struct{}, 1)}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.runner = reconcile.New(log.With("subsystem", "reconcile"), cfg.Resync, a.reg)
 	a.runner.OnApplied = a.applied
@@ -103,12 +109,8 @@ func (a *Agent) publishDrain(s *plan.Snapshot) {
 			drained = hc.Drained
 		}
 	}
-	if a.member == nil || a.member.Meta().Drained == drained {
-		return
-	}
-	if err := a.member.UpdateMeta(func(m *gossip.Meta) { m.Drained = drained }); err != nil {
-		a.log.Warn("publish drain", "err", err)
-	}
+	a.wantDrained.Store(drained)
+	signal(a.metaDirty)
 }
 
 // Runner is where subsystems register their reconcilers.
@@ -118,18 +120,38 @@ func (a *Agent) Runner() *reconcile.Runner { return a.runner }
 func (a *Agent) Member() *gossip.Member { return a.member }
 
 func (a *Agent) applied(epoch uint64) {
-	if a.member != nil {
-		if err := a.member.UpdateMeta(func(m *gossip.Meta) { m.AppliedEpoch = epoch }); err != nil {
-			a.log.Warn("publish applied epoch", "err", err)
-		}
-	}
+	a.wantEpoch.Store(epoch)
+	signal(a.metaDirty)
 	a.readyOnce.Do(func() {
 		sdnotify.Ready(fmt.Sprintf("converged on epoch %d", epoch))
 		a.log.Info("agent ready", "epoch", epoch)
 	})
+	signal(a.report)
+}
+
+func signal(ch chan struct{}) {
 	select {
-	case a.report <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
+	}
+}
+
+// publishLoop keeps the gossip meta on the applied epoch and drain state.
+func (a *Agent) publishLoop(ctx context.Context, m *gossip.Member) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.metaDirty:
+		}
+		epoch, drained := a.wantEpoch.Load(), a.wantDrained.Load()
+		if cur := m.Meta(); cur.AppliedEpoch == epoch && cur.Drained == drained {
+			continue
+		}
+		err := m.UpdateMeta(func(meta *gossip.Meta) { meta.AppliedEpoch, meta.Drained = epoch, drained })
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("publish gossip meta", "epoch", epoch, "drained", drained, "err", err)
+		}
 	}
 }
 
@@ -156,6 +178,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	start(func() { a.rejoinLoop(ctx) })
 	start(func() { sdnotify.Watchdog(ctx, a.log, func() bool { return true }) })
 	start(func() { a.kickOnMembership(ctx, m) })
+	start(func() { a.publishLoop(ctx, m) })
 	for _, f := range a.background {
 		start(func() { f(ctx) })
 	}

@@ -17,21 +17,21 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, veths and a bridge")
 	}
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // buildBinaries compiles the three commands once per test run.
-func buildBinaries(t *testing.T) string {
+func buildBinaries(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, pkg := range []string{"./coordinator/cmd/strata-coordinator", "./agent/cmd/strata-agent", "./coordinator/cmd/stratactl"} {
@@ -46,7 +46,7 @@ func buildBinaries(t *testing.T) string {
 
 // testLab makes a lab with names and a subnet unique to this process, and
 // tears it down even on failure, dumping logs when the test failed.
-func testLab(t *testing.T, hosts, retain int) *Lab {
+func testLab(t testing.TB, hosts, retain int) *Lab {
 	t.Helper()
 	requireRoot(t)
 	id := os.Getpid() % 10000
@@ -81,7 +81,7 @@ func tail(b []byte, n int) string {
 }
 
 // stratactl runs the CLI, as an operator would, and decodes its JSON.
-func stratactl(t *testing.T, l *Lab, out any, args ...string) {
+func stratactl(t testing.TB, l *Lab, out any, args ...string) {
 	t.Helper()
 	tok, err := l.AdminToken()
 	if err != nil {
@@ -101,7 +101,7 @@ func stratactl(t *testing.T, l *Lab, out any, args ...string) {
 }
 
 // waitCLI polls `stratactl status -o json` until ok holds.
-func waitCLI(t *testing.T, l *Lab, limit time.Duration, what string, ok func(api.ClusterStatus) bool) (api.ClusterStatus, time.Duration) {
+func waitCLI(t testing.TB, l *Lab, limit time.Duration, what string, ok func(api.ClusterStatus) bool) (api.ClusterStatus, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	var st api.ClusterStatus
@@ -128,14 +128,14 @@ func hostState(name, state string) func(api.ClusterStatus) bool {
 	}
 }
 
-func createProjects(t *testing.T, l *Lab, prefix string, n int) {
+func createProjects(t testing.TB, l *Lab, prefix string, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		stratactl(t, l, nil, "projects", "create", fmt.Sprintf("%s-%d", prefix, i))
 	}
 }
 
-func report(t *testing.T, l *Lab, host string) api.HostReport {
+func report(t testing.TB, l *Lab, host string) api.HostReport {
 	t.Helper()
 	c, err := l.Client()
 	if err != nil {

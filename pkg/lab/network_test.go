@@ -72,7 +72,7 @@ name: b2
 spec: {network: net, host: h3, owner: endpoint, fixed_ips: [{ip: 10.1.1.50}]}
 `
 
-func applyManifest(t *testing.T, l *Lab, manifest string) {
+func applyManifest(t testing.TB, l *Lab, manifest string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.yaml")
 	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
@@ -81,7 +81,7 @@ func applyManifest(t *testing.T, l *Lab, manifest string) {
 	stratactl(t, l, nil, "apply", "-f", path)
 }
 
-func endpoints(t *testing.T, l *Lab, specs ...endpoint) []endpoint {
+func endpoints(t testing.TB, l *Lab, specs ...endpoint) []endpoint {
 	t.Helper()
 	c, err := l.Client()
 	if err != nil {
@@ -99,7 +99,7 @@ func endpoints(t *testing.T, l *Lab, specs ...endpoint) []endpoint {
 	return specs
 }
 
-func fdb(t *testing.T, ns string) string {
+func fdb(t testing.TB, ns string) string {
 	t.Helper()
 	out, err := exec.Command("bridge", "-n", ns, "fdb", "show").CombinedOutput()
 	if err != nil {
@@ -112,17 +112,6 @@ func fdb(t *testing.T, ns string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
-}
-
-func neighMAC(ns, ip string) string {
-	out, _ := exec.Command("ip", "-n", ns, "neigh", "show", ip).Output()
-	f := strings.Fields(string(out))
-	for i := range f {
-		if f[i] == "lladdr" && i+1 < len(f) {
-			return f[i+1]
-		}
-	}
-	return ""
 }
 
 // TestLabTwoProjectsSameCIDR runs the real agents on three lab hosts: two
@@ -180,7 +169,7 @@ func isolationMatrix(t *testing.T, l *Lab, eps []endpoint) {
 				}
 			}
 			_, recv, _ := nettest.Ping(ctx, ns, d.ip, 2, 200*time.Millisecond)
-			mac := neighMAC(ns, d.ip)
+			mac := neighMAC(ctx, ns, d.ip)
 			cell := "no reply"
 			if recv > 0 {
 				cell = "reply from " + macOwner(eps, mac)

@@ -3,10 +3,7 @@ package nettest
 import (
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/dhcp"
 	"github.com/strata-infra/strata/agent/network/endpoint"
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
+	"github.com/strata-infra/strata/pkg/netprobe"
 )
 
 // Agent is the network side of one lab host's strata-agent.
@@ -67,43 +65,11 @@ func (a *Agent) Set(t testing.TB, st network.HostState) {
 // DHCP runs busybox udhcpc in namespace ns on ifName and returns the address
 // it applied.
 func DHCP(ctx context.Context, t testing.TB, ns, ifName string) (string, error) {
-	script := filepath.Join(t.TempDir(), "udhcpc.sh")
-	must(t, os.WriteFile(script, []byte(udhcpcScript), 0o755))
-	out, err := Run(ctx, ns, "busybox", "udhcpc", "-i", ifName, "-n", "-q", "-f", "-t", "8", "-T", "1", "-A", "1", "-s", script)
-	if err != nil {
-		return "", err
-	}
-	m := leaseRE.FindStringSubmatch(out)
-	if m == nil {
-		return "", nil
-	}
-	return m[1], nil
+	return netprobe.DHCP(ctx, ns, ifName, t.TempDir())
 }
-
-var leaseRE = regexp.MustCompile(`lease of (\S+) obtained`)
-
-// udhcpcScript applies a lease with iproute2, since busybox's default script
-// is not installed.
-const udhcpcScript = `#!/bin/sh
-case "$1" in bound|renew) ;; *) exit 0;; esac
-/usr/sbin/ip addr flush dev "$interface" scope global
-/usr/sbin/ip addr add "$ip/${mask:-$subnet}" dev "$interface"
-if [ -n "$router" ]; then /usr/sbin/ip route replace default via "${router%% *}" dev "$interface"; fi
-exit 0
-`
 
 // Ping sends count pings from ns to ip every interval and returns how many
 // were sent and received.
 func Ping(ctx context.Context, ns, ip string, count int, interval time.Duration) (sent, recv int, err error) {
-	out, err := Run(ctx, ns, "busybox", "ping", "-c", strconv.Itoa(count),
-		"-i", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64), "-W", "1", ip)
-	m := pingRE.FindStringSubmatch(out)
-	if m == nil {
-		return 0, 0, err
-	}
-	sent, _ = strconv.Atoi(m[1])
-	recv, _ = strconv.Atoi(m[2])
-	return sent, recv, nil
+	return netprobe.Ping(ctx, ns, ip, count, interval)
 }
-
-var pingRE = regexp.MustCompile(`(\d+) packets transmitted, (\d+) packets received`)

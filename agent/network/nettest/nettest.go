@@ -6,23 +6,21 @@
 package nettest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/strata-infra/strata/pkg/netnsutil"
-	"github.com/strata-infra/strata/pkg/pidfile"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/strata-infra/strata/pkg/netprobe"
+	"github.com/strata-infra/strata/pkg/pidfile"
 )
 
 // RequireRoot skips t unless it runs as root.
@@ -140,18 +138,7 @@ func must(t testing.TB, err error) {
 
 // Run runs a command inside namespace ns and returns its combined output.
 func Run(ctx context.Context, ns string, name string, args ...string) (string, error) {
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = time.Second
-	err := netnsutil.Do(ns, cmd.Start)
-	if err == nil {
-		err = cmd.Wait()
-	}
-	if err != nil {
-		return out.String(), fmt.Errorf("%s %s in %q: %w: %s", name, strings.Join(args, " "), ns, err, out.String())
-	}
-	return out.String(), nil
+	return netprobe.Run(ctx, ns, name, args...)
 }
 
 // KillPidFiles sends SIGKILL to the processes named in the *.pid and "pid"

@@ -94,6 +94,10 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 			return err
 		}
 	}
+	fmt.Printf("\nTenant traffic (each endpoint is a namespace; try: ip netns exec <namespace> ping <address>):\n")
+	if err := l.DemoTraffic(ctx, os.Stdout); err != nil {
+		return err
+	}
 	fmt.Printf("\nThe lab is running. To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN=%s\n  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
 		l.OperatorEndpoint(), tok, filepath.Join(l.Dir, "logs"))
 	return nil
