@@ -48,6 +48,7 @@ func main() {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "config file (YAML)")
 	cfg.BindFlags(cmd.Flags())
+	cmd.AddCommand(doctorCmd())
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata-agent:", err)
 		os.Exit(1)
