@@ -43,6 +43,7 @@ func main() {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			reloadOnHUP(ctx, a, log)
 			return a.Run(ctx)
 		},
 	}
