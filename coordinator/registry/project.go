@@ -54,5 +54,8 @@ func Default() *Registry {
 	_ = reg.Add(NetworkKind())
 	_ = reg.Add(SubnetKind())
 	_ = reg.Add(PortKind())
+	_ = reg.Add(FlavorKind())
+	_ = reg.Add(ImageKind())
+	_ = reg.Add(InstanceKind(reg))
 	return reg
 }

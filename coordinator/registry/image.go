@@ -1,0 +1,39 @@
+package registry
+
+import (
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/computespec"
+)
+
+// ImageKind is a bootable disk image: a qcow2 or raw file at a local path
+// on the hosts that run instances of it (RBD-backed once storage lands).
+// Global, admin-written, public-read, on every host's plan (see FlavorKind).
+func ImageKind() *Kind {
+	return &Kind{
+		Name: "image", Plural: "images", Scope: Global, Order: 41,
+		AdminWrite: true, PublicRead: true,
+		NewSpec: func() any { return &api.ImageSpec{} },
+		Admit: func(a *Admission, r *api.Resource, spec any) error {
+			s := spec.(*api.ImageSpec)
+			if a.Prev != nil && *s != decode[api.ImageSpec](*a.Prev) {
+				// Disks of placed instances are backed by the old file.
+				if err := refuseIfUsed(a, *a.Prev, "image"); err != nil {
+					return err
+				}
+			}
+			return specField(imageOf(r.Name, *s).Validate())
+		},
+		BeforeDelete: func(a *Admission, r api.Resource) error { return refuseIfUsed(a, r, "image") },
+		Schema: map[string]any{
+			"type": "object", "additionalProperties": false, "required": []string{"format", "path"},
+			"properties": map[string]any{
+				"format": map[string]any{"type": "string", "enum": []string{string(computespec.FormatQCOW2), string(computespec.FormatRaw)}},
+				"path":   map[string]any{"type": "string"},
+			},
+		},
+	}
+}
+
+func imageOf(name string, s api.ImageSpec) computespec.Image {
+	return computespec.Image{ID: name, Format: computespec.ImageFormat(s.Format), Path: s.Path}
+}

@@ -1,0 +1,424 @@
+package registry
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/computespec"
+)
+
+// InstanceKind is a virtual machine of a project. Admission resolves its
+// flavor and image, places it (an admin may name the host), makes a port
+// on each of its networks and binds its own ports to the host, all in the
+// commit that creates it. Its plan goes only to its host.
+//
+// The port kind of reg, registered before, learns to refuse deleting a
+// port an instance uses (kinds compose their delete checks here, so that
+// port.go need not know about instances).
+func InstanceKind(reg *Registry) *Kind {
+	if pk, ok := reg.Get("port"); ok {
+		next := pk.BeforeDelete
+		pk.BeforeDelete = func(a *Admission, r api.Resource) error {
+			if err := portInUse(a, r); err != nil {
+				return err
+			}
+			if next != nil {
+				return next(a, r)
+			}
+			return nil
+		}
+	}
+	str := map[string]any{"type": "string"}
+	strs := map[string]any{"type": "array", "items": str}
+	return &Kind{
+		Name: "instance", Plural: "instances", Scope: Project, Order: 50,
+		NewSpec:      func() any { return &api.InstanceSpec{} },
+		Admit:        admitInstance,
+		BeforeDelete: deleteInstance,
+		OnHost: func(r api.Resource, host string) bool {
+			return decode[api.InstanceSpec](r).Host == host
+		},
+		Schema: map[string]any{
+			"type": "object", "additionalProperties": false, "required": []string{"flavor", "image"},
+			"properties": map[string]any{
+				"flavor": str, "image": str, "networks": strs, "ports": strs,
+				"user_data": map[string]any{"type": "string", "maxLength": computespec.MaxUserData},
+				"ssh_key":   str,
+				"power":     map[string]any{"type": "string", "enum": []string{"", api.PowerRunning, api.PowerStopped}},
+				"reboots":   map[string]any{"type": "integer", "minimum": 0},
+				"starts":    map[string]any{"type": "integer", "minimum": 0},
+				"host":      str, "network_ports": strs,
+			},
+		},
+	}
+}
+
+func admitInstance(a *Admission, r *api.Resource, spec any) error {
+	s := spec.(*api.InstanceSpec)
+	var prev *api.InstanceSpec
+	if a.Prev != nil {
+		p := decode[api.InstanceSpec](*a.Prev)
+		prev = &p
+		if err := keepImmutable(s, p); err != nil {
+			return err
+		}
+	} else if len(s.NetworkPorts) > 0 {
+		return api.Fieldf("spec.network_ports", "is set by the coordinator")
+	}
+	if s.Power == "" {
+		s.Power = api.PowerRunning
+		if prev != nil {
+			s.Power = prev.Power
+		}
+	}
+	fl, err := getFlavor(a.Tx, s.Flavor)
+	if err != nil {
+		return err
+	}
+	if _, err := getImage(a.Tx, s.Image); err != nil {
+		return err
+	}
+	cs := computespec.Instance{ID: api.InstanceID(r.Project, r.Name), Name: r.Name, Flavor: s.Flavor, Image: s.Image,
+		UserData: []byte(s.UserData), SSHKey: s.SSHKey, Power: computespec.PowerState(s.Power)}
+	if err := specField(cs.Validate()); err != nil {
+		return err
+	}
+	if err := noDuplicates("spec.networks", s.Networks); err != nil {
+		return err
+	}
+	if err := noDuplicates("spec.ports", s.Ports); err != nil {
+		return err
+	}
+	if prev != nil {
+		return nil // placed and plugged when it was created
+	}
+	if s.Host, err = place(a, r, s.Host, fl); err != nil {
+		return err
+	}
+	if err := bindPorts(a, r, s); err != nil {
+		return err
+	}
+	return makeNetworkPorts(a, r, s)
+}
+
+// keepImmutable carries over what an update may not change (and what the
+// coordinator filled in), and keeps the counters from going down.
+func keepImmutable(s *api.InstanceSpec, p api.InstanceSpec) error {
+	same := func(field string, ok bool) error {
+		if !ok {
+			return api.Fieldf("spec."+field, "cannot change; make a new instance")
+		}
+		return nil
+	}
+	if s.Host == "" {
+		s.Host = p.Host
+	}
+	if s.NetworkPorts == nil {
+		s.NetworkPorts = p.NetworkPorts
+	}
+	for _, err := range []error{
+		same("flavor", s.Flavor == p.Flavor), same("image", s.Image == p.Image),
+		same("networks", slices.Equal(s.Networks, p.Networks)), same("ports", slices.Equal(s.Ports, p.Ports)),
+		same("host", s.Host == p.Host), same("network_ports", slices.Equal(s.NetworkPorts, p.NetworkPorts)),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	counter := func(field string, v *uint64, old uint64) error {
+		switch {
+		case *v == 0:
+			*v = old
+		case *v < old:
+			return api.Fieldf("spec."+field, "cannot go down from %d to %d", old, *v)
+		}
+		return nil
+	}
+	if err := counter("reboots", &s.Reboots, p.Reboots); err != nil {
+		return err
+	}
+	return counter("starts", &s.Starts, p.Starts)
+}
+
+func noDuplicates(field string, names []string) error {
+	seen := map[string]bool{}
+	for i, n := range names {
+		if seen[n] {
+			return api.Fieldf(fmt.Sprintf("%s[%d]", field, i), "%q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+func getFlavor(tx *store.Tx, name string) (computespec.Flavor, error) {
+	if name == "" {
+		return computespec.Flavor{}, api.Fieldf("spec.flavor", "must name a flavor")
+	}
+	r, err := tx.Get(api.Key{Kind: "flavor", Name: name})
+	if errors.Is(err, store.ErrNotFound) {
+		return computespec.Flavor{}, api.Fieldf("spec.flavor", "unknown flavor %q", name)
+	}
+	if err != nil {
+		return computespec.Flavor{}, err
+	}
+	return flavorOf(name, decode[api.FlavorSpec](r)), nil
+}
+
+func getImage(tx *store.Tx, name string) (computespec.Image, error) {
+	if name == "" {
+		return computespec.Image{}, api.Fieldf("spec.image", "must name an image")
+	}
+	r, err := tx.Get(api.Key{Kind: "image", Name: name})
+	if errors.Is(err, store.ErrNotFound) {
+		return computespec.Image{}, api.Fieldf("spec.image", "unknown image %q", name)
+	}
+	if err != nil {
+		return computespec.Image{}, err
+	}
+	return imageOf(name, decode[api.ImageSpec](r)), nil
+}
+
+// NetworkPortName is the name of the port an instance gets on a network.
+func NetworkPortName(instance, network string) string {
+	n := instance + "-" + network
+	if len(n) <= api.MaxNameLen {
+		return n
+	}
+	sum := sha256.Sum256([]byte(n))
+	return strings.TrimRight(n[:api.MaxNameLen-9], "-") + "-" + hex.EncodeToString(sum[:])[:8]
+}
+
+// makeNetworkPorts makes the instance's port on each of its networks, with
+// the port kind's own admission (MAC and addresses from IPAM).
+func makeNetworkPorts(a *Admission, r *api.Resource, s *api.InstanceSpec) error {
+	s.NetworkPorts = nil
+	for i, nw := range s.Networks {
+		field := fmt.Sprintf("spec.networks[%d]", i)
+		name := NetworkPortName(r.Name, nw)
+		key := api.Key{Kind: "port", Project: r.Project, Name: name}
+		if _, err := a.Tx.Get(key); err == nil {
+			return &api.Error{Code: http.StatusConflict, Field: field, Message: fmt.Sprintf("port %q exists already", name)}
+		}
+		ps := &api.PortSpec{Network: nw, Host: s.Host, Owner: api.PortOwnerCompute, DNSName: r.Name}
+		pa := *a
+		pa.Prev = nil
+		pr := api.Resource{Kind: "port", Project: r.Project, Name: name}
+		if err := admitPort(&pa, &pr, ps); err != nil {
+			var fe *api.FieldError
+			if errors.As(err, &fe) && fe.Field == "spec.network" {
+				return api.Fieldf(field, "%s", fe.Message)
+			}
+			return fmt.Errorf("port on network %q: %w", nw, err)
+		}
+		if err := putSpec(a.Tx, pr, ps); err != nil {
+			return err
+		}
+		s.NetworkPorts = append(s.NetworkPorts, name)
+	}
+	return nil
+}
+
+// bindPorts binds the instance's own ports to its host, owner "compute".
+func bindPorts(a *Admission, r *api.Resource, s *api.InstanceSpec) error {
+	for i, name := range s.Ports {
+		field := fmt.Sprintf("spec.ports[%d]", i)
+		pr, err := a.Tx.Get(api.Key{Kind: "port", Project: r.Project, Name: name})
+		if errors.Is(err, store.ErrNotFound) {
+			return api.Fieldf(field, "port %q does not exist in project %q", name, r.Project)
+		}
+		if err != nil {
+			return err
+		}
+		ps := decode[api.PortSpec](pr)
+		switch ps.Owner {
+		case api.PortOwnerNone:
+		case api.PortOwnerCompute:
+			return &api.Error{Code: http.StatusConflict, Field: field, Message: fmt.Sprintf("port %q is in use by another instance", name)}
+		default:
+			return api.Fieldf(field, "port %q belongs to %q", name, ps.Owner)
+		}
+		ps.Host, ps.Owner = s.Host, api.PortOwnerCompute
+		if err := putSpec(a.Tx, pr, &ps); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putSpec(tx *store.Tx, r api.Resource, spec any) error {
+	buf, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	r.Spec = buf
+	_, _, err = tx.Put(r)
+	return err
+}
+
+// deleteInstance deletes the ports made for the instance's networks and
+// unbinds its own ports, in the commit that deletes it.
+func deleteInstance(a *Admission, r api.Resource) error {
+	s := decode[api.InstanceSpec](r)
+	for _, name := range s.NetworkPorts {
+		if _, err := a.Tx.Delete(api.Key{Kind: "port", Project: r.Project, Name: name}); err != nil {
+			return err
+		}
+	}
+	for _, name := range s.Ports {
+		pr, err := a.Tx.Get(api.Key{Kind: "port", Project: r.Project, Name: name})
+		if err != nil {
+			continue // gone already
+		}
+		ps := decode[api.PortSpec](pr)
+		if ps.Owner != api.PortOwnerCompute {
+			continue
+		}
+		ps.Host, ps.Owner = "", api.PortOwnerNone
+		if err := putSpec(a.Tx, pr, &ps); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// portInUse refuses to delete a port an instance uses; deleting the
+// instance deletes or unbinds it.
+func portInUse(a *Admission, r api.Resource) error {
+	if decode[api.PortSpec](r).Owner != api.PortOwnerCompute {
+		return nil
+	}
+	ins, err := a.Tx.List("instance", r.Project, false)
+	if err != nil {
+		return err
+	}
+	for _, in := range ins {
+		s := decode[api.InstanceSpec](in)
+		if slices.Contains(s.Ports, r.Name) || slices.Contains(s.NetworkPorts, r.Name) {
+			return Conflictf("port %q is used by instance %q; delete the instance first", r.Name, in.Name)
+		}
+	}
+	return nil
+}
+
+// hostRoom is one host's capacity for placement.
+type hostRoom struct {
+	name        string
+	total, free computespec.Capacity
+}
+
+// place picks the host for a new instance: the one given by an admin, or
+// the alive, undrained agent with the most free RAM that fits the flavor.
+// Free is the host's capacity from gossip (after its reservations) less
+// the flavors of the instances already placed on it, read in this same
+// transaction, so two creates in a row never overbook a host.
+func place(a *Admission, r *api.Resource, asked string, fl computespec.Flavor) (string, error) {
+	rooms, err := hostRooms(a, r)
+	if err != nil {
+		return "", err
+	}
+	if asked != "" {
+		if !a.Admin {
+			return "", &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may choose the host"}
+		}
+		for _, h := range rooms {
+			if h.name == asked {
+				if err := h.free.Fits(fl); err != nil {
+					return "", &api.Error{Code: http.StatusConflict, Field: "spec.flavor", Message: fmt.Sprintf("host %q has no room for flavor %q: %s", asked, fl.Name, err)}
+				}
+				return asked, nil
+			}
+		}
+		return "", api.Fieldf("spec.host", "%q is not an alive, undrained agent", asked)
+	}
+	if len(rooms) == 0 {
+		return "", Conflictf("no alive, undrained agent to place the instance on")
+	}
+	var best *hostRoom
+	for i := range rooms {
+		h := &rooms[i]
+		if h.free.Fits(fl) == nil && (best == nil || h.free.RAMMiB > best.free.RAMMiB) {
+			best = h
+		}
+	}
+	if best != nil {
+		return best.name, nil
+	}
+	if fitsSomewhere(rooms, fl) {
+		return "", &api.Error{Code: http.StatusConflict, Field: "spec.flavor",
+			Message: fmt.Sprintf("no host has room for flavor %q (%d vCPUs, %d MiB, %d GiB) now", fl.Name, fl.VCPUs, fl.RAMMiB, fl.DiskGiB)}
+	}
+	return "", api.Fieldf("spec.flavor", "flavor %q does not fit on any host: %s", fl.Name, largestMiss(rooms, fl))
+}
+
+func fitsSomewhere(rooms []hostRoom, fl computespec.Flavor) bool {
+	for _, h := range rooms {
+		if h.total.Fits(fl) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// largestMiss explains the refusal with the host of the most RAM.
+func largestMiss(rooms []hostRoom, fl computespec.Flavor) string {
+	big := rooms[0]
+	for _, h := range rooms[1:] {
+		if h.total.RAMMiB > big.total.RAMMiB {
+			big = h
+		}
+	}
+	return fmt.Sprintf("on the largest host %q, %v", big.name, big.total.Fits(fl))
+}
+
+// hostRooms lists the alive, undrained agents with their total and free
+// capacity, by name.
+func hostRooms(a *Admission, r *api.Resource) ([]hostRoom, error) {
+	drained := map[string]bool{}
+	cfgs, err := a.Tx.List("hostconfig", "", false)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cfgs {
+		drained[c.Name] = HostConfig(c).Drained
+	}
+	used := map[string]computespec.Capacity{}
+	all, err := a.Tx.List("instance", "", true)
+	if err != nil {
+		return nil, err
+	}
+	flavors := map[string]computespec.Flavor{}
+	for _, in := range all {
+		if in.Key() == r.Key() {
+			continue
+		}
+		s := decode[api.InstanceSpec](in)
+		fl, ok := flavors[s.Flavor]
+		if !ok {
+			if fl, err = getFlavor(a.Tx, s.Flavor); err != nil {
+				return nil, fmt.Errorf("flavor of %s: %w", in.Key(), err)
+			}
+			flavors[s.Flavor] = fl
+		}
+		used[s.Host] = used[s.Host].Add(fl)
+	}
+	var out []hostRoom
+	for _, h := range a.Hosts() {
+		if h.State != api.StateAlive || h.Drained || drained[h.Name] {
+			continue
+		}
+		total := computespec.Capacity{VCPUs: int(h.Capacity.VCPUs), RAMMiB: int(h.Capacity.RAMMiB), DiskGiB: int(h.Capacity.DiskGiB)}
+		out = append(out, hostRoom{name: h.Name, total: total, free: total.Sub(used[h.Name])})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
+}

@@ -1,0 +1,103 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// FlavorSpec is the spec of kind "flavor": an instance size. The flavor's
+// name is the resource name.
+type FlavorSpec struct {
+	VCPUs      int               `json:"vcpus"`
+	RAMMiB     int               `json:"ram_mib"`
+	DiskGiB    int               `json:"disk_gib"`
+	ExtraSpecs map[string]string `json:"extra_specs,omitempty"`
+}
+
+// ImageSpec is the spec of kind "image": a bootable disk image at a local
+// path that every host running an instance of it can read (RBD later).
+type ImageSpec struct {
+	// Format is "qcow2" or "raw".
+	Format string `json:"format"`
+	Path   string `json:"path"`
+}
+
+// Wanted power states of an instance.
+const (
+	PowerRunning = "running"
+	PowerStopped = "stopped"
+)
+
+// InstanceSpec is the spec of kind "instance". The coordinator fills in
+// Host (placement) and NetworkPorts (one port per entry of Networks, owner
+// "compute", bound to Host, made in the same commit).
+type InstanceSpec struct {
+	Flavor string `json:"flavor"`
+	Image  string `json:"image"`
+	// Networks are network names of the project; the coordinator makes a
+	// port on each.
+	Networks []string `json:"networks,omitempty"`
+	// Ports are existing port names of the project; the coordinator binds
+	// them to the instance's host with owner "compute".
+	Ports []string `json:"ports,omitempty"`
+	// UserData is handed to cloud-init as it is: text (cloud-config, a
+	// script), at most 64 KiB.
+	UserData string `json:"user_data,omitempty"`
+	SSHKey   string `json:"ssh_key,omitempty"`
+	// Power is the wanted power state: running (the default) or stopped.
+	Power string `json:"power,omitempty"`
+	// Reboots counts reboots asked for; the host reboots a running
+	// instance once each time it grows. It never goes down.
+	Reboots uint64 `json:"reboots,omitempty"`
+	// Starts counts start requests. A guest that stopped outside Strata
+	// (powered off inside, qemu killed) stays stopped and is reported so
+	// until the instance changes; `stratactl instances start` bumps Starts
+	// so that a start is a change even when Power already says running.
+	Starts uint64 `json:"starts,omitempty"`
+	// Host is where the instance runs: given by an admin, else chosen by
+	// placement at create. It cannot change.
+	Host string `json:"host,omitempty"`
+	// NetworkPorts are the ports the coordinator made for Networks, in
+	// the same order; it deletes them with the instance.
+	NetworkPorts []string `json:"network_ports,omitempty"`
+}
+
+// InstanceID is the instance's ID on hosts (domain and file names): the
+// name, cut to 31 characters, and 8 hex digits of a hash of project and
+// name, so that equal names in two projects never meet on a host.
+func InstanceID(project, name string) string {
+	sum := sha256.Sum256([]byte(project + "/" + name))
+	if len(name) > 31 {
+		name = name[:31]
+	}
+	return name + "-" + hex.EncodeToString(sum[:])[:8]
+}
+
+// InstanceAddress is one address of an instance, from its port.
+type InstanceAddress struct {
+	Port    string   `json:"port"`
+	Network string   `json:"network"`
+	MAC     string   `json:"mac"`
+	IPs     []string `json:"ips,omitempty"`
+}
+
+// InstanceDetail is the Detail of an instance's status: what its host
+// observes. The status State is the power state (running, stopped, paused,
+// crashed, missing) and Message says why it is not what is wanted.
+type InstanceDetail struct {
+	ID         string            `json:"id"`
+	Domain     string            `json:"domain"`
+	DomainType string            `json:"domain_type"`
+	Power      string            `json:"power"`
+	Addresses  []InstanceAddress `json:"addresses,omitempty"`
+	// ConsoleTail is the end of the serial console log.
+	ConsoleTail string `json:"console_tail,omitempty"`
+	// PowerChanged is when the host last saw the power state change.
+	PowerChanged time.Time `json:"power_changed,omitempty"`
+	// PlanReceived is when the agent first reconciled the instance at its
+	// current epoch, and Started when the Set that started its domain
+	// returned: together the agent's share of create-to-ping.
+	PlanReceived time.Time `json:"plan_received,omitempty"`
+	Started      time.Time `json:"started,omitempty"`
+}
