@@ -60,6 +60,7 @@ type Config struct {
 	Gossip      Gossip   `json:"gossip"`
 	Reserved    Reserved `json:"reserved"`
 	Network     Network  `json:"network"`
+	Compute     Compute  `json:"compute"`
 	MetricsAddr string   `json:"metrics_addr"`
 	LogFormat   string   `json:"log_format"`
 	LogLevel    string   `json:"log_level"`
@@ -80,6 +81,7 @@ func (c *Config) SetDefaults() {
 		Gossip:      Gossip{Bind: "0.0.0.0:7946", Profile: "lan"},
 		Reserved:    Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
 		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal"},
+		Compute:     DefaultCompute(),
 		MetricsAddr: "127.0.0.1:9464",
 		LogFormat:   "text",
 		LogLevel:    "info",
@@ -106,6 +108,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Network.Driver, "network-driver", c.Network.Driver, "tenant network driver: linuxbridge or none")
 	fs.StringVar(&c.Network.UnderlayDev, "underlay-dev", c.Network.UnderlayDev, "device carrying the tunnels (empty: routing decides)")
 	fs.StringVar(&c.Network.NetNSPrefix, "netns-prefix", c.Network.NetNSPrefix, "prefix of every network namespace the agent makes")
+	c.Compute.bindFlags(fs)
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -159,6 +162,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Network.NetNSPrefix == "" || len(c.Network.NetNSPrefix) > 32 {
 		return api.Fieldf("network.netns_prefix", "must be 1..32 characters")
+	}
+	if err := c.Compute.validate(); err != nil {
+		return err
 	}
 	if c.Resync < time.Second {
 		return api.Fieldf("resync", "%s is below 1s", c.Resync)

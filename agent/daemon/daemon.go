@@ -54,12 +54,17 @@ type Agent struct {
 	wantDrained atomic.Bool
 	metaDirty   chan struct{}
 	background  []func(context.Context)
+	reporters   []func(*api.HostReport)
 	memberMu    sync.Mutex
 }
 
 // Background adds a loop that runs while the agent runs (a subsystem's
 // supervisor, say); it must return when its context ends.
 func (a *Agent) Background(f func(context.Context)) { a.background = append(a.background, f) }
+
+// Reporter adds a subsystem's part to every status report: its host facts
+// and the observed state of its resources (api.HostReport.Resources).
+func (a *Agent) Reporter(f func(*api.HostReport)) { a.reporters = append(a.reporters, f) }
 
 // Peers is the gossip view (empty before Run has joined the pool).
 func (a *Agent) Peers() []gossip.Peer {
@@ -312,9 +317,13 @@ func (a *Agent) reportLoop(ctx context.Context) {
 
 // Report is the status report the agent sends.
 func (a *Agent) Report() api.HostReport {
-	return api.HostReport{
+	rep := api.HostReport{
 		Host: a.cfg.Name, AppliedEpoch: a.runner.Applied(), PlanEpoch: a.watcher.Snapshot().Epoch,
 		FullSyncs: a.watcher.FullSyncs.Load(), DeltaSyncs: a.watcher.DeltaSyncs.Load(),
 		Version: Version, Subsystems: a.runner.Status(),
 	}
+	for _, f := range a.reporters {
+		f(&rep)
+	}
+	return rep
 }

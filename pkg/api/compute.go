@@ -101,3 +101,16 @@ type InstanceDetail struct {
 	PlanReceived time.Time `json:"plan_received,omitempty"`
 	Started      time.Time `json:"started,omitempty"`
 }
+
+// ComputeHost is what a host's compute subsystem reports about itself.
+type ComputeHost struct {
+	Connected bool `json:"connected"` // libvirtd reachable
+	// DomainType is kvm where /dev/kvm works, else qemu (TCG);
+	// DomainTypeReason says why kvm is not used.
+	DomainType       string    `json:"domain_type"`
+	DomainTypeReason string    `json:"domain_type_reason,omitempty"`
+	Capacity         Capacity  `json:"capacity"` // after the host's reservations
+	Used             Capacity  `json:"used"`     // the flavors of its instances
+	Instances        int       `json:"instances"`
+	LastSweep        time.Time `json:"last_sweep,omitempty"`
+}

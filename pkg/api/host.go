@@ -57,7 +57,9 @@ type HostReport struct {
 	Version      string            `json:"version,omitempty"`
 	Subsystems   []SubsystemStatus `json:"subsystems,omitempty"`
 	Resources    []ResourceReport  `json:"resources,omitempty"`
-	Reported     time.Time         `json:"reported"`
+	// Compute is the compute subsystem's view of the host, when it runs.
+	Compute  *ComputeHost `json:"compute,omitempty"`
+	Reported time.Time    `json:"reported"`
 }
 
 // ResourceReport is a host's observation of one resource in its plan.

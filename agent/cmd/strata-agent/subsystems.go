@@ -26,5 +26,8 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 		a.Runner().Register(n)
 		a.Background(n.Supervise)
 	}
+	if cfg.Compute.Enabled {
+		return registerCompute(a, cfg, log)
+	}
 	return nil
 }

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"log/slog"
+	"path/filepath"
+
+	"github.com/strata-infra/strata/agent/compute"
+	"github.com/strata-infra/strata/agent/compute/computeagent"
+	"github.com/strata-infra/strata/agent/config"
+	"github.com/strata-infra/strata/agent/daemon"
+	"github.com/strata-infra/strata/pkg/computespec"
+)
+
+// registerCompute registers the compute subsystem after the network one,
+// so that a pass makes an instance's bridge before its domain starts.
+func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger) error {
+	cc := cfg.Compute
+	dir := cc.InstancesDir
+	if dir == "" {
+		dir = filepath.Join(cfg.StateDir, "compute")
+	}
+	drv, err := compute.New(compute.Config{
+		Hypervisor: compute.NewLibvirt(cc.LibvirtSocket, log), DomainPrefix: cc.DomainPrefix,
+		StateDir: dir, DomainType: cc.DomainType, ShutdownTimeout: cc.ShutdownTimeout,
+		// The same reservations as the capacity gossip announces.
+		Reserved: computespec.Capacity{VCPUs: int(cfg.Reserved.VCPUs), RAMMiB: int(cfg.Reserved.RAMMiB), DiskGiB: int(cfg.Reserved.DiskGiB)},
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	var boot *compute.DirectBoot
+	if b := cc.DirectBoot; b.Kernel != "" {
+		boot = &compute.DirectBoot{Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline, Firmware: b.Firmware}
+	}
+	r, err := computeagent.New(computeagent.Config{Host: cfg.Name, Driver: drv, Boot: boot,
+		StateDir: filepath.Join(cfg.StateDir, "computeagent"), Logger: log, Kick: a.Runner().Kick})
+	if err != nil {
+		return err
+	}
+	log.Info("compute subsystem", "libvirtd", cc.LibvirtSocket, "domain_type", drv.Status().DomainType,
+		"domain_type_reason", drv.Status().DomainTypeReason, "capacity", drv.Status().Capacity)
+	a.Runner().Register(r)
+	a.Background(r.Run)
+	a.Reporter(r.Report)
+	return nil
+}
