@@ -107,6 +107,9 @@ func packagesOf(t *testing.T, v string) string {
 }
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(labHelperEnv); cfg != "" {
+		os.Exit(labUpgradeMain(cfg, os.Args[1:]))
+	}
 	code := m.Run()
 	if built.root != "" {
 		os.RemoveAll(built.root)

@@ -1,0 +1,222 @@
+package packaging
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/lab"
+)
+
+func ansibleDir() string { return filepath.Join(repoRoot(), "packaging", "ansible") }
+
+func ansibleEnv(t *testing.T) []string {
+	return append(os.Environ(),
+		"ANSIBLE_ROLES_PATH="+filepath.Join(ansibleDir(), "roles"),
+		"ANSIBLE_NOCOLOR=1", "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_RETRY_FILES_ENABLED=False",
+		"ANSIBLE_LOCAL_TEMP="+t.TempDir(), "ANSIBLE_HOME="+t.TempDir())
+}
+
+// TestAnsibleLint: both playbooks pass ansible-playbook --syntax-check and
+// the roles and playbooks pass ansible-lint (production profile).
+func TestAnsibleLint(t *testing.T) {
+	playbook := tool(t, "ansible-playbook")
+	lint := tool(t, "ansible-lint")
+	for _, pb := range []string{"site.yml", "rolling-upgrade.yml"} {
+		cmd := exec.Command(playbook, "--syntax-check", "-i", "localhost,", filepath.Join("playbooks", pb))
+		cmd.Dir, cmd.Env = ansibleDir(), ansibleEnv(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("syntax-check %s: %v\n%s", pb, err, out)
+		}
+	}
+	cmd := exec.Command(lint, "--offline", "--profile", "production", "playbooks/", "roles/")
+	cmd.Dir, cmd.Env = ansibleDir(), ansibleEnv(t)
+	out, err := cmd.CombinedOutput()
+	t.Logf("ansible-lint:\n%s", out)
+	if err != nil {
+		t.Fatalf("ansible-lint: %v", err)
+	}
+}
+
+type helperEvent struct {
+	kind string
+	host int
+	at   time.Time
+}
+
+func readHelperLog(t *testing.T, path string) []helperEvent {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	var evs []helperEvent
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			continue
+		}
+		h, _ := strconv.Atoi(f[1])
+		ns, _ := strconv.ParseInt(f[2], 10, 64)
+		evs = append(evs, helperEvent{f[0], h, time.Unix(0, ns)})
+	}
+	return evs
+}
+
+// rollout runs the rolling-upgrade playbook against the lab's hosts
+// (connection local; the upgrade step swaps a host's agent binary through
+// this test binary as the helper) and returns its output and error.
+func rollout(t *testing.T, l *lab.Lab, cfgFile, version string, bins map[int]string) (string, error) {
+	t.Helper()
+	tok, err := l.AdminToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := "[strata_agents]\n"
+	for i := 1; i <= l.Hosts; i++ {
+		inv += fmt.Sprintf("%s lab_index=%d lab_agent_bin=%s\n", l.HostName(i), i, bins[i])
+	}
+	inv += "\n[strata_agents:vars]\nansible_connection=local\nansible_python_interpreter=/usr/bin/python3\n"
+	invFile := filepath.Join(t.TempDir(), "inventory.ini")
+	if err := os.WriteFile(invFile, []byte(inv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars, _ := json.Marshal(map[string]any{
+		"strata_version": version, "strata_endpoint": l.Endpoint(), "strata_token": tok,
+		"strata_ctl": filepath.Join(l.BinDir, "stratactl"), "strata_wait_delay": 1, "strata_wait_retries": 60,
+		"strata_agent_upgrade_command": fmt.Sprintf("env %s=%s %s {{ lab_index }} {{ lab_agent_bin }}", labHelperEnv, cfgFile, self),
+	})
+	varsFile := filepath.Join(t.TempDir(), "vars.json")
+	if err := os.WriteFile(varsFile, vars, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tool(t, "ansible-playbook"), "-i", invFile, "-e", "@"+varsFile, "playbooks/rolling-upgrade.yml")
+	cmd.Dir, cmd.Env = ansibleDir(), ansibleEnv(t)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestRollingUpgrade runs the rolling-upgrade playbook against a lab of
+// three hosts while an endpoint of the demo's tenant network on h1 pings
+// one on h2 across the VXLAN overlay. The first rollout upgrades the hosts
+// one at a time (drain, upgrade, alive and converged on the current
+// epoch, new version, enable) without losing a ping. The second makes
+// h2's upgrade fail: h1 is upgraded, h2 stays drained on the old version,
+// and h3 is not touched at all.
+func TestRollingUpgrade(t *testing.T) {
+	requireRoot(t)
+	tool(t, "ansible-playbook")
+	tool(t, "busybox")
+	tool(t, "dnsmasq")
+	const v1, v2, v3 = "1.0.0+roll1", "1.0.0+roll2", "1.0.0+roll3"
+	binDir := t.TempDir()
+	goBuild(t, binDir, "./coordinator/cmd/strata-coordinator", v1)
+	goBuild(t, binDir, "./coordinator/cmd/stratactl", v1)
+	buildAgent(t, binDir, v1)
+	newBin := buildAgent(t, t.TempDir(), v2)
+	newerBin := buildAgent(t, t.TempDir(), v3)
+
+	l := rollingLab(t, binDir)
+	ctx := t.Context()
+	if err := l.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ctlJSON(t, l, nil, "apply", "-f", filepath.Join(repoRoot(), "testdata", "lab", "demo.yaml"))
+	if _, err := l.WaitStatus(ctx, 60*time.Second, "demo converged", lab.AllAliveAndConverged(3)); err != nil {
+		t.Fatal(err)
+	}
+	var demo strings.Builder
+	if err := l.DemoTraffic(ctx, &demo); err != nil {
+		t.Fatalf("demo traffic: %v\n%s", err, demo.String())
+	}
+	eps, err := l.Endpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var from, to lab.Endpoint
+	for _, e := range eps {
+		switch {
+		case e.Project == "demo-a" && e.Host == "h1":
+			from = e
+		case e.Project == "demo-a" && e.Host == "h2":
+			to = e
+		}
+	}
+	if from.Namespace == "" || to.IP == "" {
+		t.Fatalf("no demo-a endpoints on h1 and h2 in %+v", eps)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "lab.json")
+	b, _ := json.Marshal(l.Config)
+	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ping := startPing(t, from.Namespace, to.IP)
+	time.Sleep(time.Second)
+
+	start := time.Now()
+	out, err := rollout(t, l, cfgFile, v2, map[int]string{1: newBin, 2: newBin, 3: newBin})
+	if err != nil {
+		t.Fatalf("rollout to %s: %v\n%s", v2, err, out)
+	}
+	took := time.Since(start)
+	evs := readHelperLog(t, cfgFile+".log")
+	if len(evs) != 6 {
+		t.Fatalf("helper log: %+v", evs)
+	}
+	for k := 0; k < 3; k++ {
+		s, d := evs[2*k], evs[2*k+1]
+		if s.kind != "start" || d.kind != "done" || s.host != k+1 || d.host != k+1 {
+			t.Fatalf("upgrades not one host at a time in order: %+v", evs)
+		}
+	}
+	hs := hostsByName(t, l)
+	for i := 1; i <= 3; i++ {
+		h := hs[l.HostName(i)]
+		if versionOf(h) != v2 || h.Drained || h.State != api.StateAlive {
+			t.Errorf("%s after the rollout: version %q drained %v state %s", h.Name, versionOf(h), h.Drained, h.State)
+		}
+	}
+	t.Logf("rollout of %s over 3 hosts, one at a time: %s", v2, took.Round(100*time.Millisecond))
+
+	// Second rollout: h2's "package" is broken.
+	pid3 := l.AgentPID(3)
+	os.Remove(cfgFile + ".log")
+	out, err = rollout(t, l, cfgFile, v3, map[int]string{1: newerBin, 2: "/nonexistent/strata-agent", 3: newerBin})
+	if err == nil {
+		t.Fatalf("rollout with a broken h2 succeeded:\n%s", out)
+	}
+	evs = readHelperLog(t, cfgFile+".log")
+	for _, e := range evs {
+		if e.host == 3 {
+			t.Errorf("h3 was touched after h2 failed: %+v", evs)
+		}
+	}
+	hs = hostsByName(t, l)
+	if h := hs["h1"]; versionOf(h) != v3 || h.Drained {
+		t.Errorf("h1: version %q drained %v, want %s enabled", versionOf(h), h.Drained, v3)
+	}
+	if h := hs["h2"]; versionOf(h) != v2 || !h.Drained {
+		t.Errorf("h2: version %q drained %v, want %s and left drained", versionOf(h), h.Drained, v2)
+	}
+	if h := hs["h3"]; versionOf(h) != v2 || h.Drained || l.AgentPID(3) != pid3 {
+		t.Errorf("h3: version %q drained %v pid %d (was %d), want untouched", versionOf(h), h.Drained, l.AgentPID(3), pid3)
+	}
+	if strings.Contains(out, "[h3]") {
+		t.Errorf("the playbook ran tasks on h3:\n%s", out)
+	}
+
+	sent, recv := ping.stop(t)
+	t.Logf("ping %s (%s on h1) -> %s (%s on h2) through both rollouts: %d sent, %d received, %d lost",
+		from.Port, from.Namespace, to.IP, to.Port, sent, recv, sent-recv)
+	if sent < 10 || recv != sent {
+		t.Errorf("tenant traffic lost %d of %d pings during the rollouts", sent-recv, sent)
+	}
+}

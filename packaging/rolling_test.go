@@ -1,0 +1,177 @@
+package packaging
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/lab"
+)
+
+// labHelperEnv, when set, makes this test binary the lab's upgrade command
+// (see TestMain): STRATA_LAB_HELPER=<lab config JSON file> <binary> <host>
+// <new strata-agent>. The playbook runs it as a real host runs apt.
+const labHelperEnv = "STRATA_LAB_HELPER"
+
+// labUpgradeMain upgrades one lab host's agent and logs start and end to
+// <config>.log, so the test can see the batches one after another.
+func labUpgradeMain(cfgFile string, args []string) int {
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "lab upgrade:", err); return 1 }
+	if len(args) != 2 {
+		return fail(fmt.Errorf("want <host index> <strata-agent binary>, got %q", args))
+	}
+	b, err := os.ReadFile(cfgFile)
+	if err != nil {
+		return fail(err)
+	}
+	var cfg lab.Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fail(err)
+	}
+	l, err := lab.New(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	i, err := strconv.Atoi(args[0])
+	if err != nil {
+		return fail(err)
+	}
+	logf, err := os.OpenFile(cfgFile+".log", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "start %d %d\n", i, time.Now().UnixNano())
+	if err := l.UpgradeAgent(i, args[1]); err != nil {
+		fmt.Fprintf(logf, "fail %d %d\n", i, time.Now().UnixNano())
+		return fail(err)
+	}
+	fmt.Fprintf(logf, "done %d %d\n", i, time.Now().UnixNano())
+	return 0
+}
+
+// buildAgent builds strata-agent reporting version v into dir.
+func buildAgent(t *testing.T, dir, v string) string {
+	t.Helper()
+	return goBuild(t, dir, "./agent/cmd/strata-agent", v)
+}
+
+func goBuild(t *testing.T, dir, pkg, v string) string {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/strata-infra/strata/agent/daemon.Version="+v, "-o", dir+"/", pkg)
+	cmd.Dir = repoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return filepath.Join(dir, filepath.Base(pkg))
+}
+
+// rollingLab brings up a lab unique to this process with the demo's
+// tenant networks, and tears it down at the end.
+func rollingLab(t *testing.T, binDir string) *lab.Lab {
+	t.Helper()
+	id := os.Getpid() % 10000
+	l, err := lab.New(lab.Config{
+		Prefix: fmt.Sprintf("strata-r%d", id), Short: fmt.Sprintf("sr%d", id), Bridge: fmt.Sprintf("sr%dbr", id),
+		Hosts: 3, Subnet: netip.MustParsePrefix(fmt.Sprintf("10.251.%d.0/24", id%250)),
+		Dir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, RetainDeltas: 10000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []string{"coordinator", "h1", "h2", "h3"} {
+				if b, err := os.ReadFile(filepath.Join(l.Dir, "logs", n+".log")); err == nil {
+					t.Logf("--- %s log (tail) ---\n%s", n, tail(b[max(0, len(b)-2500):]))
+				}
+			}
+		}
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return l
+}
+
+func ctlJSON(t *testing.T, l *lab.Lab, out any, args ...string) {
+	t.Helper()
+	tok, err := l.AdminToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(l.BinDir, "stratactl"), append(args, "-o", "json")...)
+	cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.Endpoint(), "STRATA_TOKEN="+tok)
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("stratactl %v: %v %s", args, err, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("stratactl %v: %v: %s", args, err, b)
+		}
+	}
+}
+
+func hostsByName(t *testing.T, l *lab.Lab) map[string]api.Host {
+	t.Helper()
+	var hs []api.Host
+	ctlJSON(t, l, &hs, "hosts", "list")
+	m := map[string]api.Host{}
+	for _, h := range hs {
+		m[h.Name] = h
+	}
+	return m
+}
+
+func versionOf(h api.Host) string {
+	if h.Report == nil {
+		return ""
+	}
+	return h.Report.Version
+}
+
+// pinger pings from one endpoint namespace to an address until stopped,
+// bounded in count and time, and reports packets sent and received.
+type pinger struct {
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+func startPing(t *testing.T, ns, ip string) *pinger {
+	t.Helper()
+	p := &pinger{}
+	// 5 pings a second for at most 10 minutes.
+	p.cmd = exec.Command("ip", "netns", "exec", ns, "busybox", "ping", "-i", "0.2", "-c", "3000", "-w", "600", ip)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	return p
+}
+
+var pingStats = regexp.MustCompile(`(\d+) packets transmitted, (\d+) packets received`)
+
+func (p *pinger) stop(t *testing.T) (sent, recv int) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	p.cmd.Wait()
+	m := pingStats.FindStringSubmatch(p.out.String())
+	if m == nil {
+		t.Fatalf("no ping statistics in:\n%s", p.out.String())
+	}
+	sent, _ = strconv.Atoi(m[1])
+	recv, _ = strconv.Atoi(m[2])
+	return sent, recv
+}
