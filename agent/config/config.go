@@ -46,6 +46,9 @@ type Network struct {
 	// sharing one (the lab) need distinct prefixes.
 	NetNSPrefix string `json:"netns_prefix"`
 	DHCPDomain  string `json:"dhcp_domain"`
+	// PhysicalNetworks maps the physical networks external networks name
+	// to host interfaces, each bridged by the agent (sbe-<physnet>).
+	PhysicalNetworks map[string]string `json:"physical_networks"`
 }
 
 // Config is the whole agent configuration.
@@ -80,7 +83,7 @@ func (c *Config) SetDefaults() {
 		Zone:        "default",
 		Gossip:      Gossip{Bind: "0.0.0.0:7946", Profile: "lan"},
 		Reserved:    Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
-		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal"},
+		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", PhysicalNetworks: map[string]string{}},
 		Compute:     DefaultCompute(),
 		MetricsAddr: "127.0.0.1:9464",
 		LogFormat:   "text",
@@ -108,6 +111,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Network.Driver, "network-driver", c.Network.Driver, "tenant network driver: linuxbridge or none")
 	fs.StringVar(&c.Network.UnderlayDev, "underlay-dev", c.Network.UnderlayDev, "device carrying the tunnels (empty: routing decides)")
 	fs.StringVar(&c.Network.NetNSPrefix, "netns-prefix", c.Network.NetNSPrefix, "prefix of every network namespace the agent makes")
+	fs.StringToStringVar(&c.Network.PhysicalNetworks, "physnet", c.Network.PhysicalNetworks, "physical network to host interface, physnet=dev (repeatable)")
 	c.Compute.bindFlags(fs)
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
@@ -159,6 +163,11 @@ func (c *Config) Validate() error {
 	case "none":
 	default:
 		return api.Fieldf("network.driver", "%q is not linuxbridge or none", c.Network.Driver)
+	}
+	for physnet, dev := range c.Network.PhysicalNetworks {
+		if physnet == "" || len(physnet) > 11 || dev == "" {
+			return api.Fieldf("network.physical_networks", "%q=%q: the name must be 1..11 characters and the device set", physnet, dev)
+		}
 	}
 	if c.Network.NetNSPrefix == "" || len(c.Network.NetNSPrefix) > 32 {
 		return api.Fieldf("network.netns_prefix", "must be 1..32 characters")

@@ -17,6 +17,7 @@ const (
 	VXLANPrefix        = "svx-" // VXLAN device of a network
 	DHCPVethPrefix     = "sdh-" // host side of the veth to a DHCP namespace
 	EndpointVethPrefix = "sep-" // host side of the veth to an endpoint
+	ProviderPrefix     = "sbe-" // bridge of a flat provider (external) network
 	AliasPrefix        = "strata:"
 	DHCPNamespacePart  = "dhcp-" // after the agent's namespace prefix
 	EndpointNSPart     = "ep-"   // after the agent's namespace prefix
@@ -28,6 +29,9 @@ func BridgeName(vni uint32) string { return BridgePrefix + strconv.FormatUint(ui
 
 // VXLANName is the VXLAN device of the network with this VNI, e.g. "svx-5001".
 func VXLANName(vni uint32) string { return VXLANPrefix + strconv.FormatUint(uint64(vni), 10) }
+
+// ProviderBridgeName is the bridge of a physical network, e.g. "sbe-physnet1".
+func ProviderBridgeName(physnet string) string { return ProviderPrefix + physnet }
 
 // DHCPVethName is the host side of the DHCP veth of a network, e.g. "sdh-5001".
 func DHCPVethName(vni uint32) string { return DHCPVethPrefix + strconv.FormatUint(uint64(vni), 10) }

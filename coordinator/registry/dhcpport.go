@@ -11,32 +11,12 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-// DHCPPortName is the name of a network's DHCP port.
-func DHCPPortName(network string) string {
-	if len("dhcp-"+network) <= api.MaxNameLen {
-		return "dhcp-" + network
-	}
-	h := fnv.New32a()
-	h.Write([]byte(network))
-	return "dhcp-" + network[:api.MaxNameLen-14] + "-" + hexString(h.Sum32())
-}
-
-func hexString(v uint32) string {
-	const digits = "0123456789abcdef"
-	b := make([]byte, 8)
-	for i := 7; i >= 0; i-- {
-		b[i] = digits[v&0xf]
-		v >>= 4
-	}
-	return string(b)
-}
-
 // syncDHCPPort keeps the network's DHCP port in step with one subnet: an
 // address in it while the subnet serves DHCP, none otherwise. The port is
 // made with the first DHCP subnet (placed on the network's dhcp_host, or on
 // an alive agent chosen by a hash of the network) and removed with the last.
 func syncDHCPPort(a *Admission, project, network, subnet string, s api.SubnetSpec, p netip.Prefix, gw netip.Addr) error {
-	key := api.Key{Kind: "port", Project: project, Name: DHCPPortName(network)}
+	key := api.Key{Kind: "port", Project: project, Name: api.DHCPPortName(network)}
 	cur, err := a.Tx.Get(key)
 	exists := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -16,13 +16,16 @@ func PortKind() *Kind {
 	str := map[string]any{"type": "string"}
 	return &Kind{
 		Name: "port", Plural: "ports", Scope: Project, Order: 30,
-		NewSpec: func() any { return &api.PortSpec{} },
-		Admit:   admitPort,
+		NewSpec:      func() any { return &api.PortSpec{} },
+		Admit:        admitPort,
+		BeforeDelete: deletePort,
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"network"},
 			"properties": map[string]any{
 				"network": str, "mac": str, "host": str, "dns_name": str,
-				"owner": map[string]any{"type": "string", "enum": []string{"", api.PortOwnerEndpoint, api.PortOwnerCompute, api.PortOwnerDHCP}},
+				"security_groups": map[string]any{"type": "array", "items": str},
+				"port_security":   map[string]any{"type": "boolean"},
+				"owner":           map[string]any{"type": "string", "enum": []string{"", api.PortOwnerEndpoint, api.PortOwnerCompute, api.PortOwnerDHCP}},
 				"fixed_ips": map[string]any{"type": "array", "items": map[string]any{
 					"type": "object", "properties": map[string]any{"subnet": str, "ip": str}}},
 			},
@@ -52,9 +55,9 @@ func admitPort(a *Admission, r *api.Resource, spec any) error {
 	}
 	switch s.Owner {
 	case api.PortOwnerNone, api.PortOwnerEndpoint, api.PortOwnerCompute:
-	case api.PortOwnerDHCP:
-		if !a.Admin && (prev == nil || prev.Owner != api.PortOwnerDHCP) {
-			return &api.Error{Code: http.StatusForbidden, Field: "spec.owner", Message: "DHCP ports are made by the coordinator"}
+	case api.PortOwnerDHCP, api.PortOwnerRouterInterface:
+		if prev == nil || prev.Owner != s.Owner {
+			return &api.Error{Code: http.StatusForbidden, Field: "spec.owner", Message: s.Owner + " ports are made by the coordinator"}
 		}
 	default:
 		return api.Fieldf("spec.owner", "%q is not one of \"\", endpoint, compute", s.Owner)
@@ -72,6 +75,14 @@ func admitPort(a *Admission, r *api.Resource, spec any) error {
 	}
 	if fe := api.ValidateName("spec.dns_name", s.DNSName); fe != nil {
 		return fe
+	}
+	for i, g := range s.SecurityGroups {
+		if g == DefaultSecurityGroup {
+			continue
+		}
+		if _, err := a.Tx.Get(api.Key{Kind: "securitygroup", Project: r.Project, Name: g}); err != nil {
+			return api.Fieldf(fmt.Sprintf("spec.security_groups[%d]", i), "security group %q does not exist in project %q", g, r.Project)
+		}
 	}
 	others, err := portsOf(a, r.Project, s.Network)
 	if err != nil {
@@ -224,5 +235,26 @@ func admitFixedIP(f *api.FixedIP, field string, used map[netip.Addr]string, mine
 	}
 	f.IP = ip.String()
 	mine[ip] = true
+	return nil
+}
+
+// deletePort refuses to orphan a floating IP; router and DHCP ports go
+// with their router or subnet.
+func deletePort(a *Admission, r api.Resource) error {
+	switch decode[api.PortSpec](r).Owner {
+	case api.PortOwnerDHCP, api.PortOwnerRouterInterface:
+		if !a.Admin {
+			return Conflictf("port %q is managed by the coordinator; it goes with its subnet or router", r.Name)
+		}
+	}
+	fips, err := a.Tx.List("floatingip", r.Project, false)
+	if err != nil {
+		return err
+	}
+	for _, f := range fips {
+		if decode[api.FloatingIPSpec](f).Port == r.Name {
+			return Conflictf("port %q has floating ip %q; disassociate it first", r.Name, f.Name)
+		}
+	}
 	return nil
 }

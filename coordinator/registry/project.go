@@ -57,5 +57,10 @@ func Default() *Registry {
 	_ = reg.Add(FlavorKind())
 	_ = reg.Add(ImageKind())
 	_ = reg.Add(InstanceKind(reg))
+	_ = reg.Add(SecurityGroupKind())
+	_ = reg.Add(ExternalNetworkKind())
+	_ = reg.Add(RouterKind())
+	_ = reg.Add(FloatingIPKind())
+	_ = reg.Add(FirewallGroupKind())
 	return reg
 }

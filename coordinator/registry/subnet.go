@@ -52,11 +52,11 @@ func admitSubnet(a *Admission, r *api.Resource, spec any) error {
 	if err := checkOverlap(a, r, s.Network, p); err != nil {
 		return err
 	}
-	gw, err := admitGateway(s, p)
+	gw, err := admitGateway("spec.gateway", &s.Gateway, p)
 	if err != nil {
 		return err
 	}
-	if err := admitPools(s, p, gw); err != nil {
+	if err := admitPools("spec.allocation_pools", &s.AllocationPools, p, gw); err != nil {
 		return err
 	}
 	if err := admitOptions(s, p); err != nil {
@@ -98,30 +98,35 @@ func checkOverlap(a *Admission, r *api.Resource, network string, p netip.Prefix)
 	return nil
 }
 
-func admitGateway(s *api.SubnetSpec, p netip.Prefix) (netip.Addr, error) {
-	switch s.Gateway {
+// admitGateway checks and defaults a gateway field: "" is the first
+// address, "none" no gateway.
+func admitGateway(field string, v *string, p netip.Prefix) (netip.Addr, error) {
+	switch *v {
 	case "none":
 		return netip.Addr{}, nil
 	case "":
 		gw := p.Masked().Addr().Next()
-		s.Gateway = gw.String()
+		*v = gw.String()
 		return gw, nil
 	}
-	gw, err := netip.ParseAddr(s.Gateway)
+	gw, err := netip.ParseAddr(*v)
 	if err != nil || !usable(p, gw) {
-		return gw, api.Fieldf("spec.gateway", "%q is not a usable address of %s (or \"none\")", s.Gateway, p)
+		return gw, api.Fieldf(field, "%q is not a usable address of %s (or \"none\")", *v, p)
 	}
 	return gw, nil
 }
 
-func admitPools(s *api.SubnetSpec, p netip.Prefix, gw netip.Addr) error {
-	if len(s.AllocationPools) == 0 {
-		s.AllocationPools = []api.IPRange{defaultPool(p, gw)}
+// admitPools checks and defaults allocation pools: inside p, not
+// overlapping, not holding the gateway.
+func admitPools(field string, pools *[]api.IPRange, p netip.Prefix, gw netip.Addr) error {
+	if len(*pools) == 0 {
+		*pools = []api.IPRange{defaultPool(p, gw)}
 	}
+	base := field
 	type span struct{ lo, hi netip.Addr }
 	var seen []span
-	for i, r := range s.AllocationPools {
-		field := fmt.Sprintf("spec.allocation_pools[%d]", i)
+	for i, r := range *pools {
+		field := fmt.Sprintf("%s[%d]", base, i)
 		lo, err1 := netip.ParseAddr(r.Start)
 		hi, err2 := netip.ParseAddr(r.End)
 		switch {

@@ -71,4 +71,12 @@ type PortSpec struct {
 	Host    string `json:"host,omitempty"`
 	Owner   string `json:"owner,omitempty"`
 	DNSName string `json:"dns_name,omitempty"`
+	// SecurityGroups filter the port's traffic (instance and endpoint
+	// ports); none means the project's default group.
+	SecurityGroups []string `json:"security_groups,omitempty"`
+	// PortSecurity false turns security groups off for the port.
+	PortSecurity *bool `json:"port_security,omitempty"`
 }
+
+// PortSecurityEnabled reports the port_security setting with its default.
+func (s PortSpec) PortSecurityEnabled() bool { return s.PortSecurity == nil || *s.PortSecurity }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
@@ -25,6 +26,10 @@ func Load(path string, required bool, cfg any, setDefaults func(), flags *pflag.
 	var set []setFlag
 	flags.Visit(func(f *pflag.Flag) {
 		sf := setFlag{f: f, value: f.Value.String()}
+		if f.Value.Type() == "stringToString" {
+			// Its String() wraps the pairs in brackets Set does not take.
+			sf.value = strings.TrimSuffix(strings.TrimPrefix(sf.value, "["), "]")
+		}
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
 			sf.slice = sv.GetSlice()
 		}

@@ -119,7 +119,7 @@ func (l *Lab) AgentArgs(i int) []string {
 		"--gossip-bind", a + ":7946", "--join", l.BridgeAddr().String() + ":7946",
 		"--gossip-profile", "local", "--gossip-key-file", filepath.Join(l.Dir, "gossip.key"),
 		"--metrics-addr", a + ":9464", "--poll-wait", "20s", "--log-format", "json",
-		"--underlay-dev", "underlay0", "--netns-prefix", l.NetNSPrefix(i)}
+		"--underlay-dev", "underlay0", "--netns-prefix", l.NetNSPrefix(i), "--physnet", "physnet1=ext0"}
 }
 
 // NetNSPrefix starts the names of the namespaces host i's agent makes

@@ -59,7 +59,8 @@ func testLab(t testing.TB, hosts, retain int) *Lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		// STRATA_LAB_LOGS=1 shows the logs of a passing test too.
+		if t.Failed() || os.Getenv("STRATA_LAB_LOGS") != "" {
 			for _, n := range []string{"coordinator", "h1", "h2", "h3"} {
 				if b, err := os.ReadFile(l.logFile(n)); err == nil {
 					t.Logf("--- %s log (tail) ---\n%s", n, tail(b, 3000))
@@ -236,4 +237,30 @@ func TestLabGossipConvergence(t *testing.T) {
 	if err := json.Unmarshal(b, &saved); err != nil || saved.Epoch != st.Epoch || len(saved.Resources) != 4+retain+2 {
 		t.Fatalf("h2 saved plan epoch %d with %d resources, want %d and %d (%v)", saved.Epoch, len(saved.Resources), st.Epoch, 4+retain+2, err)
 	}
+}
+
+// waitReconciled waits until host's agent has reported a successful pass
+// of every subsystem that started after since: a restarted agent has then
+// looked at the host and converged it, not just rejoined gossip.
+func waitReconciled(t testing.TB, l *Lab, host string, since time.Time) {
+	t.Helper()
+	c, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var h api.Host
+		if c.Do(context.Background(), http.MethodGet, "/v1/hosts/"+host, nil, &h) == nil && h.Report != nil && len(h.Report.Subsystems) > 0 {
+			done := true
+			for _, s := range h.Report.Subsystems {
+				done = done && s.OK && s.LastSuccess.After(since)
+			}
+			if done {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s never reported a converged pass after %s", host, since.Format(time.RFC3339Nano))
 }

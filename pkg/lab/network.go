@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,8 +43,57 @@ func (l *Lab) upNetwork() error {
 	if err := ip("link", "set", l.Bridge, "up"); err != nil {
 		return err
 	}
+	if err := l.upExternal(); err != nil {
+		return err
+	}
 	for i := 1; i <= l.Hosts; i++ {
 		if err := l.upHost(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The external (provider) network of the lab: a second bridge, with each
+// host's ext0 in it (the agents bridge it as physical network "physnet1")
+// and one namespace standing for the outside world and its router.
+func (l *Lab) extBridge() string { return l.Short + "ex" }
+
+// ExternalNamespace is the outside world's namespace.
+func (l *Lab) ExternalNamespace() string { return l.Prefix + "-ext" }
+
+// ExternalAddr is the outside world's address, also the external
+// network's gateway.
+func (l *Lab) ExternalAddr() netip.Prefix { return netip.MustParsePrefix("203.0.113.1/24") }
+
+func (l *Lab) upExternal() error {
+	br := l.extBridge()
+	if !linkExists(br) {
+		if err := ip("link", "add", br, "type", "bridge"); err != nil {
+			return err
+		}
+	}
+	if err := ip("link", "set", br, "up"); err != nil {
+		return err
+	}
+	ns, outer := l.ExternalNamespace(), l.Short+"xo"
+	if !nsExists(ns) {
+		if err := ip("netns", "add", ns); err != nil {
+			return err
+		}
+	}
+	if !linkExists(outer) {
+		if err := ip("link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
+			return err
+		}
+	}
+	for _, s := range [][]string{
+		{"link", "set", outer, "master", br, "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "addr", "replace", l.ExternalAddr().String(), "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+	} {
+		if err := ip(s...); err != nil {
 			return err
 		}
 	}
@@ -63,7 +113,14 @@ func (l *Lab) upHost(i int) error {
 			return err
 		}
 	}
+	ext := fmt.Sprintf("%sx%d", l.Short, i)
+	if !linkExists(ext) {
+		if err := ip("link", "add", ext, "type", "veth", "peer", "name", "ext0", "netns", ns); err != nil {
+			return err
+		}
+	}
 	steps := [][]string{
+		{"link", "set", ext, "master", l.extBridge(), "up"},
 		{"link", "set", outer, "master", l.Bridge, "up"},
 		{"-n", ns, "link", "set", "lo", "up"},
 		{"-n", ns, "addr", "replace", fmt.Sprintf("%s/%d", l.HostAddr(i), l.Subnet.Bits()), "dev", "underlay0"},
@@ -100,9 +157,23 @@ func (l *Lab) downNetwork() error {
 			}
 		}
 	}
-	if linkExists(l.Bridge) {
-		if err := ip("link", "delete", l.Bridge); err != nil {
+	if nsExists(l.ExternalNamespace()) {
+		if err := ip("netns", "delete", l.ExternalNamespace()); err != nil {
 			errs = append(errs, err.Error())
+		}
+	}
+	for i := 1; i <= l.Hosts; i++ {
+		if ext := fmt.Sprintf("%sx%d", l.Short, i); linkExists(ext) {
+			if err := ip("link", "delete", ext); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
+	for _, br := range []string{l.Bridge, l.extBridge()} {
+		if linkExists(br) {
+			if err := ip("link", "delete", br); err != nil {
+				errs = append(errs, err.Error())
+			}
 		}
 	}
 	if len(errs) > 0 {

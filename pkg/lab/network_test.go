@@ -210,9 +210,11 @@ func restartKeepsTraffic(t *testing.T, l *Lab, from, to endpoint) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
+	restart := time.Now()
 	if err := l.StartAgent(from.host); err != nil {
 		t.Fatal(err)
 	}
+	waitReconciled(t, l, fmt.Sprintf("h%d", from.host), restart)
 	waitCLI(t, l, 30*time.Second, "restarted agent converged", AllAliveAndConverged(3))
 	res := <-done
 	lost := res.sent - res.recv

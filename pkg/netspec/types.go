@@ -7,7 +7,10 @@
 // Only IPv4 is supported for now.
 package netspec
 
-import "net/netip"
+import (
+	"net"
+	"net/netip"
+)
 
 // Router is one project router: a namespace on the host the coordinator
 // places it on, with a leg on each project subnet it routes and one on the
@@ -40,6 +43,10 @@ type Interface struct {
 	ID        string       // the router port's ID
 	NetworkID string       // the tenant network; its bridge is where the leg goes
 	Addr      netip.Prefix // the router's address and the subnet, e.g. 10.1.1.1/24
+	// MAC of the leg inside the router; nil lets the kernel choose. The
+	// coordinator gives one so other hosts can hold it in their FDB and
+	// neighbour tables like any port's.
+	MAC net.HardwareAddr
 }
 
 // Route is a static route of a router.

@@ -18,7 +18,8 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 		n, err := netagent.New(netagent.Config{
 			Self:        planmap.Self{Host: cfg.Name, VTEP: netip.MustParseAddr(cfg.VTEP), UnderlayDev: cfg.Network.UnderlayDev},
 			NetNSPrefix: cfg.Network.NetNSPrefix, StateDir: cfg.StateDir, DHCPDomain: cfg.Network.DHCPDomain,
-			Logger: log, Peers: a.Peers,
+			PhysicalNetworks: cfg.Network.PhysicalNetworks,
+			Logger:           log, Peers: a.Peers,
 		})
 		if err != nil {
 			return err

@@ -16,6 +16,9 @@ import (
 	"github.com/strata-infra/strata/agent/network/endpoint"
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
 	"github.com/strata-infra/strata/agent/network/planmap"
+	"github.com/strata-infra/strata/agent/network/provider"
+	"github.com/strata-infra/strata/agent/network/router"
+	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/agent/plan"
 	"github.com/strata-infra/strata/pkg/gossip"
 )
@@ -26,7 +29,9 @@ type Config struct {
 	NetNSPrefix string
 	StateDir    string // the agent's; dnsmasq state goes below it
 	DHCPDomain  string
-	Logger      *slog.Logger
+	// PhysicalNetworks maps physical networks to host interfaces.
+	PhysicalNetworks map[string]string
+	Logger           *slog.Logger
 	// Peers is the gossip view, read at every pass.
 	Peers func() []gossip.Peer
 }
@@ -58,8 +63,24 @@ func New(cfg Config) (*Reconciler, error) {
 		d.Close()
 		return nil, err
 	}
-	// Bridges first: DHCP and endpoint veths plug into them.
-	return &Reconciler{cfg: cfg, drivers: network.Multi{lb, d, ep}, dhcp: d, log: log}, nil
+	pv, err := provider.New(provider.Config{Mappings: cfg.PhysicalNetworks, Logger: log})
+	if err != nil {
+		network.Multi{lb, d, ep}.Close()
+		return nil, err
+	}
+	rt, err := router.New(router.Config{NSPrefix: cfg.NetNSPrefix + "r-", Logger: log})
+	if err != nil {
+		network.Multi{lb, d, ep, pv}.Close()
+		return nil, err
+	}
+	sg, err := secgroup.New(secgroup.Config{Logger: log})
+	if err != nil {
+		network.Multi{lb, d, ep, pv, rt}.Close()
+		return nil, err
+	}
+	// Bridges first: DHCP, endpoint and router legs plug into them; the
+	// security group table last, once the ports it names exist.
+	return &Reconciler{cfg: cfg, drivers: network.Multi{lb, pv, d, ep, rt, sg}, dhcp: d, log: log}, nil
 }
 
 // Name implements reconcile.Reconciler.

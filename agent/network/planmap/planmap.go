@@ -45,8 +45,8 @@ type netKey struct{ project, name string }
 // included); then every bound port of the network is listed, so remote
 // ones get FDB and neighbour entries. remote maps live peer hosts to their
 // VTEPs, from gossip.
-func HostState(s *plan.Snapshot, self Self, remote map[string]netip.Addr) (network.HostState, error) {
-	st := network.HostState{Host: self.Host, LocalVTEP: self.VTEP, UnderlayDev: self.UnderlayDev, RemoteVTEPs: map[string]netip.Addr{}}
+func HostState(s *plan.Snapshot, self Self, remote map[string]netip.Addr) (st network.HostState, err error) {
+	st = network.HostState{Host: self.Host, LocalVTEP: self.VTEP, UnderlayDev: self.UnderlayDev, RemoteVTEPs: map[string]netip.Addr{}}
 	for h, a := range remote {
 		if h != self.Host {
 			st.RemoteVTEPs[h] = a
@@ -117,6 +117,13 @@ func HostState(s *plan.Snapshot, self Self, remote map[string]netip.Addr) (netwo
 			st.LocalEndpoints = append(st.LocalEndpoints, network.Endpoint{PortID: bp.port.ID, IfName: "eth0", MAC: bp.port.MAC, DHCP: true})
 		}
 	}
+	ix := newIndex(s)
+	if st.Routers, err = Routers(s, ix, self.Host); err != nil {
+		return st, err
+	}
+	if st.SecurityGroups, err = SecurityGroups(s, ix); err != nil {
+		return st, err
+	}
 	return st, nil
 }
 
@@ -156,7 +163,8 @@ func port(r api.Resource, ps api.PortSpec, netID string) (network.Port, error) {
 	if err != nil {
 		return network.Port{}, fmt.Errorf("mac %q: %w", ps.MAC, err)
 	}
-	p := network.Port{ID: PortID(r.Project, r.Name), NetworkID: netID, MAC: mac, HostName: ps.DNSName, Host: ps.Host}
+	p := network.Port{ID: PortID(r.Project, r.Name), NetworkID: netID, MAC: mac, HostName: ps.DNSName, Host: ps.Host,
+		SecurityGroups: portGroups(r.Project, ps)}
 	if ps.Owner == api.PortOwnerDHCP {
 		p.Owner = network.OwnerDHCP
 	}

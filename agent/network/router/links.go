@@ -25,6 +25,7 @@ const routeProto = netlink.RouteProtocol(0xb5)
 type leg struct {
 	host, inner, bridge string
 	addrs               []netip.Prefix
+	mac                 net.HardwareAddr // of the inner side; nil: any
 }
 
 func legs(r netspec.Router, bridges map[string]string) []leg {
@@ -38,7 +39,7 @@ func legs(r netspec.Router, bridges map[string]string) []leg {
 	}
 	for _, in := range r.Interfaces {
 		ls = append(ls, leg{host: HostInternalLeg(r.ID, in.ID), inner: InternalLeg(in.ID),
-			bridge: bridges[in.NetworkID], addrs: []netip.Prefix{in.Addr}})
+			bridge: bridges[in.NetworkID], addrs: []netip.Prefix{in.Addr}, mac: in.MAC})
 	}
 	return ls
 }
@@ -73,7 +74,7 @@ func (d *Driver) createVeth(lg leg, ns, alias string) (netlink.Link, error) {
 		return nil, fmt.Errorf("open netns %q: %w", ns, err)
 	}
 	defer target.Close()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: lg.host}, PeerName: lg.inner, PeerNamespace: netlink.NsFd(target)}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: lg.host}, PeerName: lg.inner, PeerNamespace: netlink.NsFd(target), PeerHardwareAddr: lg.mac}
 	return nlink.Create(d.h, v, alias, &d.changes)
 }
 
@@ -107,6 +108,13 @@ func (d *Driver) ensureInside(r netspec.Router, ns string) error {
 			if err := nlink.Fix(h, l, 0, 0, &d.changes); err != nil {
 				errs = append(errs, fmt.Errorf("%q: %w", name, err))
 				continue
+			}
+			if lg.mac != nil && l.Attrs().HardwareAddr.String() != lg.mac.String() {
+				if err := h.LinkSetHardwareAddr(l, lg.mac); err != nil {
+					errs = append(errs, fmt.Errorf("%q: set mac %s: %w", name, lg.mac, err))
+					continue
+				}
+				d.changes.Add(1)
 			}
 			errs = append(errs, d.ensureAddrs(h, l, lg.addrs))
 		case strings.HasPrefix(name, innerInternal) || strings.HasPrefix(name, innerGateway):

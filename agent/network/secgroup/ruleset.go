@@ -82,7 +82,10 @@ func Ruleset(name string, st network.HostState) nftsync.Table {
 			nftsync.R().IIF(br).IPv4().SrcAddr(ip).EtherSrc(p.MAC).Jump(egressChain(p.ID)),
 			nftsync.R().OIF(br).IPv4().DstAddr(ip).Jump(ingressChain(p.ID)))
 		out := nftsync.Chain{Name: egressChain(p.ID)}
-		in := nftsync.Chain{Name: ingressChain(p.ID)}
+		// DHCP answers are not replies conntrack knows (the request went
+		// to broadcast from 0.0.0.0), so they are let in explicitly.
+		in := nftsync.Chain{Name: ingressChain(p.ID), Rules: []nftsync.Rule{
+			nftsync.R().Proto(netspec.ProtoUDP).SPort(67, 67).DPort(68, 68).Accept()}}
 		for _, g := range p.SecurityGroups {
 			for _, r := range groups[g].Rules {
 				if r.Direction == netspec.Egress {

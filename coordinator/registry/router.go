@@ -1,0 +1,224 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"net/netip"
+	"sort"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// RouterKind is a project router: a namespace on one host routing between
+// the project's subnets and, through its gateway, the external network,
+// with SNAT and floating IPs.
+func RouterKind() *Kind {
+	str := map[string]any{"type": "string"}
+	return &Kind{
+		Name: "router", Plural: "routers", Scope: Project, Order: 40,
+		NewSpec:      func() any { return &api.RouterSpec{} },
+		Admit:        admitRouter,
+		BeforeDelete: deleteRouter,
+		Schema: map[string]any{
+			"type": "object", "additionalProperties": false,
+			"properties": map[string]any{
+				"external_network": str, "external_ip": str, "host": str,
+				"snat":       map[string]any{"type": "boolean"},
+				"interfaces": map[string]any{"type": "array", "items": map[string]any{"type": "object", "properties": map[string]any{"subnet": str}}},
+				"routes":     map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
+			},
+		},
+	}
+}
+
+func admitRouter(a *Admission, r *api.Resource, spec any) error {
+	s := spec.(*api.RouterSpec)
+	var prev api.RouterSpec
+	if a.Prev != nil {
+		prev = decode[api.RouterSpec](*a.Prev)
+	}
+	on := s.SNATEnabled()
+	s.SNAT = &on
+	if err := admitRouterHost(a, r, s, prev); err != nil {
+		return err
+	}
+	if s.ExternalNetwork != "" {
+		ext, err := getExternalNetwork(a.Tx, s.ExternalNetwork, "spec.external_network")
+		if err != nil {
+			return err
+		}
+		if s.ExternalIP == "" && prev.ExternalNetwork == s.ExternalNetwork {
+			s.ExternalIP = prev.ExternalIP
+		}
+		if err := allocateExternal(a.Tx, ext, s.ExternalNetwork, "spec.external_ip", &s.ExternalIP, r.Key()); err != nil {
+			return err
+		}
+	} else if s.ExternalIP != "" {
+		return api.Fieldf("spec.external_ip", "needs an external_network")
+	}
+	subnets, err := admitRouterInterfaces(a, r, s)
+	if err != nil {
+		return err
+	}
+	if err := admitRouterRoutes(a, s, subnets); err != nil {
+		return err
+	}
+	return syncRouterPorts(a, r, *s, prev, subnets)
+}
+
+func admitRouterHost(a *Admission, r *api.Resource, s *api.RouterSpec, prev api.RouterSpec) error {
+	if s.Host != "" && s.Host != prev.Host && !a.Admin {
+		return &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may place a router"}
+	}
+	if s.Host == "" {
+		s.Host = prev.Host
+	}
+	if s.Host != "" {
+		if fe := api.ValidateName("spec.host", s.Host); fe != nil {
+			return fe
+		}
+		return nil
+	}
+	var alive []string
+	for _, h := range a.Hosts() {
+		if h.State == api.StateAlive && !h.Drained {
+			alive = append(alive, h.Name)
+		}
+	}
+	if len(alive) == 0 {
+		return Conflictf("no alive host to place router %q on", r.Name)
+	}
+	sort.Strings(alive)
+	h := fnv.New32a()
+	h.Write([]byte(r.Project + "/" + r.Name))
+	s.Host = alive[int(h.Sum32()%uint32(len(alive)))]
+	return nil
+}
+
+// admitRouterInterfaces checks each interface's subnet: in the project,
+// with a gateway, not attached to another router, not overlapping another
+// interface of this router.
+func admitRouterInterfaces(a *Admission, r *api.Resource, s *api.RouterSpec) (map[string]subnetInfo, error) {
+	out := map[string]subnetInfo{}
+	others, err := a.Tx.List("router", r.Project, false)
+	if err != nil {
+		return nil, err
+	}
+	for i, in := range s.Interfaces {
+		field := fmt.Sprintf("spec.interfaces[%d].subnet", i)
+		sub, err := a.Tx.Get(api.Key{Kind: "subnet", Project: r.Project, Name: in.Subnet})
+		if err != nil {
+			return nil, api.Fieldf(field, "subnet %q does not exist in project %q", in.Subnet, r.Project)
+		}
+		ss := decode[api.SubnetSpec](sub)
+		p, _ := netip.ParsePrefix(ss.CIDR)
+		gw, err := netip.ParseAddr(ss.Gateway)
+		if err != nil {
+			return nil, api.Fieldf(field, "subnet %q has no gateway address for the router to take", in.Subnet)
+		}
+		if _, dup := out[in.Subnet]; dup {
+			return nil, api.Fieldf(field, "subnet %q is listed twice", in.Subnet)
+		}
+		for name, o := range out {
+			if o.prefix.Overlaps(p) {
+				return nil, api.Fieldf(field, "subnet %q (%s) overlaps interface subnet %q (%s)", in.Subnet, p, name, o.prefix)
+			}
+		}
+		for _, o := range others {
+			if o.Name == r.Name {
+				continue
+			}
+			for _, oin := range decode[api.RouterSpec](o).Interfaces {
+				if oin.Subnet == in.Subnet {
+					return nil, Conflictf("subnet %q is already attached to router %q", in.Subnet, o.Name)
+				}
+			}
+		}
+		out[in.Subnet] = subnetInfo{name: in.Subnet, prefix: p, gw: gw, spec: ss}
+	}
+	return out, nil
+}
+
+func admitRouterRoutes(a *Admission, s *api.RouterSpec, subnets map[string]subnetInfo) error {
+	var ext netip.Prefix
+	if s.ExternalNetwork != "" {
+		e, err := getExternalNetwork(a.Tx, s.ExternalNetwork, "spec.external_network")
+		if err != nil {
+			return err
+		}
+		ext = e.prefix
+	}
+	for i, rt := range s.Routes {
+		field := fmt.Sprintf("spec.routes[%d]", i)
+		if _, err := netip.ParsePrefix(rt.Destination); err != nil {
+			return api.Fieldf(field+".destination", "%q is not a CIDR", rt.Destination)
+		}
+		nh, err := netip.ParseAddr(rt.NextHop)
+		if err != nil {
+			return api.Fieldf(field+".nexthop", "%q is not an IP address", rt.NextHop)
+		}
+		ok := ext.IsValid() && ext.Contains(nh)
+		for _, sn := range subnets {
+			ok = ok || sn.prefix.Contains(nh)
+		}
+		if !ok {
+			return api.Fieldf(field+".nexthop", "%s is on none of the router's networks", nh)
+		}
+	}
+	return nil
+}
+
+// syncRouterPorts keeps one interface port per attached subnet, bound to
+// the router's host and holding the subnet's gateway address, so other
+// hosts learn the router's MAC like any port's (l2population).
+func syncRouterPorts(a *Admission, r *api.Resource, s, prev api.RouterSpec, subnets map[string]subnetInfo) error {
+	for _, in := range prev.Interfaces {
+		if _, still := subnets[in.Subnet]; !still {
+			if _, err := a.Tx.Delete(api.Key{Kind: "port", Project: r.Project, Name: api.RouterPortName(r.Name, in.Subnet)}); err != nil {
+				return err
+			}
+		}
+	}
+	for name, sn := range subnets {
+		key := api.Key{Kind: "port", Project: r.Project, Name: api.RouterPortName(r.Name, name)}
+		ps := api.PortSpec{Network: sn.spec.Network, Owner: api.PortOwnerRouterInterface, Host: s.Host, DNSName: "router",
+			FixedIPs: []api.FixedIP{{Subnet: name, IP: sn.gw.String()}}}
+		if cur, err := a.Tx.Get(key); err == nil {
+			ps.MAC = decode[api.PortSpec](cur).MAC
+		} else {
+			ps.MAC = newMAC()
+		}
+		buf, err := json.Marshal(ps)
+		if err != nil {
+			return err
+		}
+		if _, _, err := a.Tx.Put(api.Resource{Kind: "port", Project: r.Project, Name: key.Name, Spec: buf}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func deleteRouter(a *Admission, r api.Resource) error {
+	fips, err := a.Tx.List("floatingip", r.Project, false)
+	if err != nil {
+		return err
+	}
+	for _, f := range fips {
+		if decode[api.FloatingIPSpec](f).Router == r.Name {
+			return Conflictf("router %q still carries floating ip %q; disassociate it first", r.Name, f.Name)
+		}
+	}
+	fgs, err := a.Tx.List("firewallgroup", r.Project, false)
+	if err != nil {
+		return err
+	}
+	for _, g := range fgs {
+		if decode[api.FirewallGroupSpec](g).Router == r.Name {
+			return Conflictf("router %q still has firewall group %q; delete it first", r.Name, g.Name)
+		}
+	}
+	return syncRouterPorts(a, &r, api.RouterSpec{}, decode[api.RouterSpec](r), nil)
+}
