@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-infra/strata/coordinator/ctl"
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/apiclient"
+)
+
+// putResource creates (POST) or replaces (PUT) one resource and prints it.
+func putResource(cmd *cobra.Command, g *globals, plural, project, name string, spec any, create bool) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	buf, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	var pr api.PutResult
+	method, path := http.MethodPut, apiclient.ResourcePath(plural, project, name)
+	if create {
+		method, path = http.MethodPost, apiclient.ResourcePath(plural, project, "")
+	}
+	if err := c.Do(cmd.Context(), method, path, api.ResourceRequest{Name: name, Spec: buf}, &pr); err != nil {
+		return err
+	}
+	return g.print(cmd, pr, ctl.Table{Header: []string{"NAME", "CHANGED", "EPOCH"},
+		Rows: [][]string{{name, fmt.Sprint(pr.Changed), fmt.Sprint(pr.Epoch)}}})
+}
+
+func deleteResourceCmd(g *globals, plural string, project *string) *cobra.Command {
+	return &cobra.Command{
+		Use: "delete NAME", Short: "Delete a " + strings.TrimSuffix(plural, "s"), Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			p := ""
+			if project != nil {
+				p = *project
+			}
+			var dr api.DeleteResult
+			if err := c.Do(cmd.Context(), http.MethodDelete, apiclient.ResourcePath(plural, p, args[0]), nil, &dr); err != nil {
+				return err
+			}
+			return g.print(cmd, dr, ctl.Table{Header: []string{"NAME", "DELETED", "EPOCH"}, Rows: [][]string{{args[0], fmt.Sprint(dr.Deleted), fmt.Sprint(dr.Epoch)}}})
+		},
+	}
+}
+
+func listResources(ctx context.Context, g *globals, plural, project string) ([]api.Resource, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	var rs []api.Resource
+	err = c.Do(ctx, http.MethodGet, apiclient.ResourcePath(plural, project, ""), nil, &rs)
+	return rs, err
+}
+
+func flavorsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "flavors", Aliases: []string{"flavor"}, Short: "Instance sizes (admin)"}
+	var s api.FlavorSpec
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Create a flavor", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return putResource(cmd, g, "flavors", "", args[0], s, true)
+		},
+	}
+	create.Flags().IntVar(&s.VCPUs, "vcpus", 1, "virtual CPUs")
+	create.Flags().IntVar(&s.RAMMiB, "ram", 512, "RAM in MiB")
+	create.Flags().IntVar(&s.DiskGiB, "disk", 1, "root disk in GiB")
+	create.Flags().StringToStringVar(&s.ExtraSpecs, "extra-spec", nil, "extra spec key=value (repeatable)")
+	list := &cobra.Command{
+		Use: "list", Short: "List flavors", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rs, err := listResources(cmd.Context(), g, "flavors", "")
+			if err != nil {
+				return err
+			}
+			t := ctl.Table{Header: []string{"NAME", "VCPUS", "RAM_MIB", "DISK_GIB", "EXTRA_SPECS"}}
+			for _, r := range rs {
+				var f api.FlavorSpec
+				_ = json.Unmarshal(r.Spec, &f)
+				var extra []string
+				for k, v := range f.ExtraSpecs {
+					extra = append(extra, k+"="+v)
+				}
+				t.Rows = append(t.Rows, []string{r.Name, fmt.Sprint(f.VCPUs), fmt.Sprint(f.RAMMiB), fmt.Sprint(f.DiskGiB), strings.Join(extra, ",")})
+			}
+			return g.print(cmd, rs, t)
+		},
+	}
+	cmd.AddCommand(create, list, deleteResourceCmd(g, "flavors", nil))
+	return cmd
+}
+
+func imagesCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "images", Aliases: []string{"image"}, Short: "Bootable disk images (admin)"}
+	var s api.ImageSpec
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Register a qcow2 or raw image file present on the hosts", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return putResource(cmd, g, "images", "", args[0], s, true)
+		},
+	}
+	create.Flags().StringVar(&s.Format, "format", "qcow2", "qcow2 or raw")
+	create.Flags().StringVar(&s.Path, "path", "", "absolute path of the image file on the hosts")
+	list := &cobra.Command{
+		Use: "list", Short: "List images", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rs, err := listResources(cmd.Context(), g, "images", "")
+			if err != nil {
+				return err
+			}
+			t := ctl.Table{Header: []string{"NAME", "FORMAT", "PATH"}}
+			for _, r := range rs {
+				var s api.ImageSpec
+				_ = json.Unmarshal(r.Spec, &s)
+				t.Rows = append(t.Rows, []string{r.Name, s.Format, s.Path})
+			}
+			return g.print(cmd, rs, t)
+		},
+	}
+	cmd.AddCommand(create, list, deleteResourceCmd(g, "images", nil))
+	return cmd
+}
+
+func instancesCmd(g *globals) *cobra.Command {
+	var project string
+	cmd := &cobra.Command{Use: "instances", Aliases: []string{"instance"}, Short: "Virtual machines of a project"}
+	cmd.PersistentFlags().StringVarP(&project, "project", "p", envOr("STRATA_PROJECT", ""), "project (env STRATA_PROJECT)")
+	needProject := func() error {
+		if project == "" {
+			return fmt.Errorf("--project is required")
+		}
+		return nil
+	}
+	cmd.AddCommand(instanceCreateCmd(g, &project, needProject))
+	list := &cobra.Command{
+		Use: "list", Short: "List instances with their state and host", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needProject(); err != nil {
+				return err
+			}
+			rs, err := listResources(cmd.Context(), g, "instances", project)
+			if err != nil {
+				return err
+			}
+			t := ctl.Table{Header: []string{"NAME", "FLAVOR", "IMAGE", "WANTED", "STATE", "HOST", "ADDRESSES"}}
+			for _, r := range rs {
+				s, st, d := instanceParts(r)
+				t.Rows = append(t.Rows, []string{r.Name, s.Flavor, s.Image, s.Power, st, s.Host, addresses(d)})
+			}
+			return g.print(cmd, rs, t)
+		},
+	}
+	show := &cobra.Command{
+		Use: "show NAME", Short: "Show an instance: state, host, addresses, console log tail", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needProject(); err != nil {
+				return err
+			}
+			r, err := getInstance(cmd.Context(), g, project, args[0])
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return g.print(cmd, r, ctl.Table{})
+			}
+			printInstance(cmd, r)
+			return nil
+		},
+	}
+	power := func(use, short string, edit func(*api.InstanceSpec)) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := needProject(); err != nil {
+					return err
+				}
+				r, err := getInstance(cmd.Context(), g, project, args[0])
+				if err != nil {
+					return err
+				}
+				var s api.InstanceSpec
+				if err := json.Unmarshal(r.Spec, &s); err != nil {
+					return err
+				}
+				edit(&s)
+				return putResource(cmd, g, "instances", project, args[0], s, false)
+			},
+		}
+	}
+	cmd.AddCommand(list, show,
+		// A start is always a change (starts grows), so it also starts a
+		// guest that stopped outside Strata while it was wanted running.
+		power("start", "Start an instance", func(s *api.InstanceSpec) { s.Power = api.PowerRunning; s.Starts++ }),
+		power("stop", "Stop an instance (ACPI power button, then power off)", func(s *api.InstanceSpec) { s.Power = api.PowerStopped }),
+		power("reboot", "Reboot a running instance (hard reset)", func(s *api.InstanceSpec) { s.Reboots++ }),
+		deleteResourceCmd(g, "instances", &project))
+	return cmd
+}
+
+func instanceCreateCmd(g *globals, project *string, needProject func() error) *cobra.Command {
+	var s api.InstanceSpec
+	var userData, keyFile string
+	var stopped bool
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Create an instance from a flavor and an image on networks or ports", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needProject(); err != nil {
+				return err
+			}
+			if userData != "" {
+				b, err := os.ReadFile(userData)
+				if err != nil {
+					return err
+				}
+				if !utf8.Valid(b) {
+					return fmt.Errorf("user data %s is not text (UTF-8); binary user data is not supported", userData)
+				}
+				s.UserData = string(b)
+			}
+			if keyFile != "" {
+				b, err := os.ReadFile(keyFile)
+				if err != nil {
+					return err
+				}
+				s.SSHKey = strings.TrimSpace(string(b))
+			}
+			if stopped {
+				s.Power = api.PowerStopped
+			}
+			return putResource(cmd, g, "instances", *project, args[0], s, true)
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&s.Flavor, "flavor", "", "flavor name")
+	f.StringVar(&s.Image, "image", "", "image name")
+	f.StringSliceVar(&s.Networks, "network", nil, "network to put a new port on (repeatable)")
+	f.StringSliceVar(&s.Ports, "port", nil, "existing port to use (repeatable)")
+	f.StringVar(&userData, "user-data", "", "file with the cloud-init user data (text, at most 64 KiB)")
+	f.StringVar(&s.SSHKey, "ssh-key", "", "SSH public key, \"type key [comment]\"")
+	f.StringVar(&keyFile, "ssh-key-file", "", "file with the SSH public key")
+	f.StringVar(&s.Host, "host", "", "host to run on (admin only; default: placement)")
+	f.BoolVar(&stopped, "stopped", false, "create it stopped")
+	return create
+}
+
+func getInstance(ctx context.Context, g *globals, project, name string) (api.Resource, error) {
+	c, err := g.client()
+	if err != nil {
+		return api.Resource{}, err
+	}
+	var r api.Resource
+	err = c.Do(ctx, http.MethodGet, apiclient.ResourcePath("instances", project, name), nil, &r)
+	return r, err
+}
+
+// instanceParts decodes an instance's spec, observed state and detail.
+func instanceParts(r api.Resource) (api.InstanceSpec, string, api.InstanceDetail) {
+	var s api.InstanceSpec
+	_ = json.Unmarshal(r.Spec, &s)
+	var d api.InstanceDetail
+	state := "pending"
+	if r.Status != nil {
+		state = r.Status.State
+		_ = json.Unmarshal(r.Status.Detail, &d)
+		if r.Status.Epoch < r.Epoch {
+			state += " (converging)"
+		}
+	}
+	return s, state, d
+}
+
+func addresses(d api.InstanceDetail) string {
+	var out []string
+	for _, a := range d.Addresses {
+		out = append(out, a.Network+"="+strings.Join(a.IPs, ","))
+	}
+	return strings.Join(out, " ")
+}
+
+func printInstance(cmd *cobra.Command, r api.Resource) {
+	s, state, d := instanceParts(r)
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "name:        %s/%s\n", r.Project, r.Name)
+	fmt.Fprintf(w, "state:       %s (wanted %s)\n", state, s.Power)
+	if r.Status != nil && r.Status.Message != "" {
+		fmt.Fprintf(w, "message:     %s\n", r.Status.Message)
+	}
+	fmt.Fprintf(w, "host:        %s\n", s.Host)
+	fmt.Fprintf(w, "flavor:      %s\nimage:       %s\n", s.Flavor, s.Image)
+	fmt.Fprintf(w, "domain:      %s (%s)\n", d.Domain, d.DomainType)
+	fmt.Fprintf(w, "epoch:       %d\n", r.Epoch)
+	for _, a := range d.Addresses {
+		fmt.Fprintf(w, "address:     %s %s %s (port %s)\n", a.Network, strings.Join(a.IPs, ","), a.MAC, a.Port)
+	}
+	if d.ConsoleTail != "" {
+		lines := strings.Split(strings.TrimRight(d.ConsoleTail, "\n"), "\n")
+		if len(lines) > 20 {
+			lines = lines[len(lines)-20:]
+		}
+		fmt.Fprintf(w, "console log (tail):\n  %s\n", strings.Join(lines, "\n  "))
+	}
+}
