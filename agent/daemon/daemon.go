@@ -215,6 +215,10 @@ func (a *Agent) startGossip() (*gossip.Member, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !a.cfg.Compute.Enabled {
+		// A host without the compute subsystem has nothing to place on.
+		cap = api.Capacity{}
+	}
 	meta := gossip.Meta{Role: gossip.RoleAgent, Zone: a.cfg.Zone, Aggregates: a.cfg.Aggregates,
 		VCPUs: cap.VCPUs, RAMMiB: cap.RAMMiB, DiskGiB: cap.DiskGiB}
 	if a.cfg.VTEP != "" {
