@@ -133,7 +133,11 @@ func (l *Lab) EndpointNamespace(i int, project, port string) string {
 
 // StartAgent starts host i's agent in its namespace.
 func (l *Lab) StartAgent(i int) error {
-	_, err := l.start(l.agentProc(i), l.AgentArgs(i))
+	args := l.AgentArgs(i)
+	if l.AgentExtraArgs != nil {
+		args = append(args, l.AgentExtraArgs(i)...)
+	}
+	_, err := l.start(l.agentProc(i), args)
 	return err
 }
 

@@ -31,6 +31,9 @@ type Config struct {
 	// LoopbackAPI also serves the API on 127.0.0.1:7070 for the operator.
 	LoopbackAPI  bool
 	RetainDeltas int
+	// AgentExtraArgs, when set, adds flags to host i's agent (a test
+	// turning compute on for one host, say).
+	AgentExtraArgs func(i int) []string
 }
 
 // Default is the lab of the README: make lab.

@@ -1,0 +1,99 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/strata-infra/strata/agent/compute/virttest"
+)
+
+// Libvirtd is a private libvirtd in one lab host's network namespace (so
+// the taps it makes land next to that host's bridges), in a mount
+// namespace of its own, listening on a socket in its directory, started
+// and stopped by PID: agent/compute/virttest's daemon.
+type Libvirtd struct {
+	*virttest.Daemon
+	Host int
+}
+
+// LibvirtAvailable says why libvirtd and qemu cannot run here, or "".
+func LibvirtAvailable() string { return virttest.Available() }
+
+// StartLibvirtd starts a libvirtd for host i under dir (kept short: the
+// socket path must fit a sockaddr_un) and waits until it has probed qemu
+// (≈10 s the first time), so the agent's first calls are fast. The host's
+// namespace is made when the lab has not made it yet.
+func (l *Lab) StartLibvirtd(i int, dir string) (*Libvirtd, error) {
+	if ns := l.Namespace(i); !nsExists(ns) {
+		if err := ip("netns", "add", ns); err != nil {
+			return nil, err
+		}
+	}
+	d, err := virttest.New(dir, l.Namespace(i))
+	if err != nil {
+		return nil, err
+	}
+	lv := &Libvirtd{Daemon: d, Host: i}
+	if err := d.Start(); err != nil {
+		return nil, err
+	}
+	if out, err := d.Virsh("capabilities"); err != nil {
+		lv.Stop()
+		return nil, fmt.Errorf("libvirtd of h%d: %w: %s", i, err, out)
+	}
+	return lv, nil
+}
+
+// Stop kills the guests it started and stops it, by PID.
+func (lv *Libvirtd) Stop() error {
+	lv.KillGuests()
+	return lv.Daemon.Stop()
+}
+
+// QemuPID is the pid of the qemu running domain, from libvirtd's pid file.
+func (lv *Libvirtd) QemuPID(domain string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(lv.Dir, "run", "qemu", domain+".pid"))
+	if err != nil {
+		return 0, err
+	}
+	var pid int
+	_, err = fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &pid)
+	return pid, err
+}
+
+// Guest is the test guest: Debian's kernel and a busybox initramfs built by
+// testdata/guest/build.sh (cached in build/guest), and a 1 MiB raw root
+// disk image under dir.
+type Guest struct {
+	Kernel, Initrd, Image string
+}
+
+// BuildGuest builds (or finds cached) the test guest of the repository at repo.
+func BuildGuest(repo, dir string) (Guest, error) {
+	cmd := exec.Command("bash", filepath.Join(repo, "testdata", "guest", "build.sh"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return Guest{}, fmt.Errorf("build guest: %w: %s", err, stderr.String())
+	}
+	g := strings.TrimSpace(string(out))
+	img := filepath.Join(dir, "guest.raw")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+		return Guest{}, err
+	}
+	return Guest{Kernel: filepath.Join(g, "vmlinux"), Initrd: filepath.Join(g, "initramfs.cpio.gz"), Image: img}, nil
+}
+
+// ComputeArgs are the agent flags that turn compute on against lv, with
+// guests booting the test kernel directly (qboot firmware: faster).
+func ComputeArgs(lv *Libvirtd, g Guest, shutdown time.Duration) []string {
+	return []string{"--compute", "--libvirt-socket", lv.Socket,
+		"--shutdown-timeout", shutdown.String(),
+		"--guest-kernel", g.Kernel, "--guest-initrd", g.Initrd,
+		"--guest-cmdline", "console=ttyS0 panic=-1 quiet", "--guest-firmware", "/usr/share/qemu/qboot.rom"}
+}
