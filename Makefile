@@ -38,7 +38,7 @@ lab-down:
 ## bench: one "BENCH <name> <value> <unit>" line per figure
 bench: build
 	bin/strata-bench
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./agent/... 2>&1 | bin/strata-bench gotest
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./agent/... ./pkg/lab/... 2>&1 | bin/strata-bench gotest
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
