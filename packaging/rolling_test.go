@@ -23,6 +23,24 @@ import (
 // <new strata-agent>. The playbook runs it as a real host runs apt.
 const labHelperEnv = "STRATA_LAB_HELPER"
 
+// labFile is what the helper needs of the test's lab.Config (which also
+// holds a func, so it is not JSON itself).
+type labFile struct {
+	Prefix, Short, Bridge, Dir, BinDir string
+	Hosts, RetainDeltas                int
+	Subnet                             netip.Prefix
+}
+
+func newLabFile(c lab.Config) labFile {
+	return labFile{Prefix: c.Prefix, Short: c.Short, Bridge: c.Bridge, Dir: c.Dir, BinDir: c.BinDir,
+		Hosts: c.Hosts, RetainDeltas: c.RetainDeltas, Subnet: c.Subnet}
+}
+
+func (f labFile) config() lab.Config {
+	return lab.Config{Prefix: f.Prefix, Short: f.Short, Bridge: f.Bridge, Dir: f.Dir, BinDir: f.BinDir,
+		Hosts: f.Hosts, RetainDeltas: f.RetainDeltas, Subnet: f.Subnet}
+}
+
 // labUpgradeMain upgrades one lab host's agent and logs start and end to
 // <config>.log, so the test can see the batches one after another.
 func labUpgradeMain(cfgFile string, args []string) int {
@@ -34,11 +52,11 @@ func labUpgradeMain(cfgFile string, args []string) int {
 	if err != nil {
 		return fail(err)
 	}
-	var cfg lab.Config
+	var cfg labFile
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return fail(err)
 	}
-	l, err := lab.New(cfg)
+	l, err := lab.New(cfg.config())
 	if err != nil {
 		return fail(err)
 	}
@@ -161,9 +179,15 @@ func startPing(t *testing.T, ns, ip string) *pinger {
 	return p
 }
 
-var pingStats = regexp.MustCompile(`(\d+) packets transmitted, (\d+) packets received`)
+var (
+	pingStats = regexp.MustCompile(`(\d+) packets transmitted, (\d+) packets received`)
+	pingReply = regexp.MustCompile(`seq=(\d+) `)
+)
 
-func (p *pinger) stop(t *testing.T) (sent, recv int) {
+// stop ends the ping (SIGINT) and returns the packets sent and the
+// sequence numbers that got no reply, except the last one: it may have
+// been in flight when the ping was stopped.
+func (p *pinger) stop(t *testing.T) (sent int, lost []int) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGINT)
 	p.cmd.Wait()
@@ -172,6 +196,15 @@ func (p *pinger) stop(t *testing.T) (sent, recv int) {
 		t.Fatalf("no ping statistics in:\n%s", p.out.String())
 	}
 	sent, _ = strconv.Atoi(m[1])
-	recv, _ = strconv.Atoi(m[2])
-	return sent, recv
+	got := map[int]bool{}
+	for _, r := range pingReply.FindAllStringSubmatch(p.out.String(), -1) {
+		n, _ := strconv.Atoi(r[1])
+		got[n] = true
+	}
+	for seq := 0; seq < sent-1; seq++ {
+		if !got[seq] {
+			lost = append(lost, seq)
+		}
+	}
+	return sent, lost
 }
