@@ -49,6 +49,9 @@ type Network struct {
 	// PhysicalNetworks maps the physical networks external networks name
 	// to host interfaces, each bridged by the agent (sbe-<physnet>).
 	PhysicalNetworks map[string]string `json:"physical_networks"`
+	// DeadHostGrace keeps a dead host's tunnel entries this long, so an
+	// agent restart slower than failure detection cuts no traffic.
+	DeadHostGrace time.Duration `json:"dead_host_grace"`
 }
 
 // Config is the whole agent configuration.
@@ -83,7 +86,7 @@ func (c *Config) SetDefaults() {
 		Zone:        "default",
 		Gossip:      Gossip{Bind: "0.0.0.0:7946", Profile: "lan"},
 		Reserved:    Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
-		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", PhysicalNetworks: map[string]string{}},
+		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", PhysicalNetworks: map[string]string{}, DeadHostGrace: 30 * time.Second},
 		Compute:     DefaultCompute(),
 		MetricsAddr: "127.0.0.1:9464",
 		LogFormat:   "text",
@@ -111,6 +114,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Network.Driver, "network-driver", c.Network.Driver, "tenant network driver: linuxbridge or none")
 	fs.StringVar(&c.Network.UnderlayDev, "underlay-dev", c.Network.UnderlayDev, "device carrying the tunnels (empty: routing decides)")
 	fs.StringVar(&c.Network.NetNSPrefix, "netns-prefix", c.Network.NetNSPrefix, "prefix of every network namespace the agent makes")
+	fs.DurationVar(&c.Network.DeadHostGrace, "dead-host-grace", c.Network.DeadHostGrace, "how long a dead host keeps its tunnel entries")
 	fs.StringToStringVar(&c.Network.PhysicalNetworks, "physnet", c.Network.PhysicalNetworks, "physical network to host interface, physnet=dev (repeatable)")
 	c.Compute.bindFlags(fs)
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
@@ -168,6 +172,9 @@ func (c *Config) Validate() error {
 		if physnet == "" || len(physnet) > 11 || dev == "" {
 			return api.Fieldf("network.physical_networks", "%q=%q: the name must be 1..11 characters and the device set", physnet, dev)
 		}
+	}
+	if c.Network.DeadHostGrace < 0 {
+		return api.Fieldf("network.dead_host_grace", "%s is negative", c.Network.DeadHostGrace)
 	}
 	if c.Network.NetNSPrefix == "" || len(c.Network.NetNSPrefix) > 32 {
 		return api.Fieldf("network.netns_prefix", "must be 1..32 characters")

@@ -119,7 +119,10 @@ func (l *Lab) AgentArgs(i int) []string {
 		"--gossip-bind", a + ":7946", "--join", l.BridgeAddr().String() + ":7946",
 		"--gossip-profile", "local", "--gossip-key-file", filepath.Join(l.Dir, "gossip.key"),
 		"--metrics-addr", a + ":9464", "--poll-wait", "20s", "--log-format", "json",
-		"--underlay-dev", "underlay0", "--netns-prefix", l.NetNSPrefix(i), "--physnet", "physnet1=ext0"}
+		"--underlay-dev", "underlay0", "--netns-prefix", l.NetNSPrefix(i), "--physnet", "physnet1=ext0",
+		// A short grace keeps the lab's failure tests quick; restarts in
+		// the lab take well under it.
+		"--dead-host-grace", "3s"}
 }
 
 // NetNSPrefix starts the names of the namespaces host i's agent makes

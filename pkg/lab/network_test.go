@@ -255,7 +255,8 @@ func hostLeavesMesh(t *testing.T, l *Lab) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("h3 killed: its entries left h2's FDB after %s; restarted: back after %s", gone.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("h3 killed: its entries left h2's FDB after %s (failure detection, then the lab's 3s dead-host grace); restarted: back after %s",
+		gone.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	waitCLI(t, l, 30*time.Second, "converged after h3 returned", AllAliveAndConverged(3))
 }
 

@@ -19,7 +19,8 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 			Self:        planmap.Self{Host: cfg.Name, VTEP: netip.MustParseAddr(cfg.VTEP), UnderlayDev: cfg.Network.UnderlayDev},
 			NetNSPrefix: cfg.Network.NetNSPrefix, StateDir: cfg.StateDir, DHCPDomain: cfg.Network.DHCPDomain,
 			PhysicalNetworks: cfg.Network.PhysicalNetworks,
-			Logger:           log, Peers: a.Peers,
+			DeadGrace:        cfg.Network.DeadHostGrace, Kick: a.Runner().Kick,
+			Logger: log, Peers: a.Peers,
 		})
 		if err != nil {
 			return err

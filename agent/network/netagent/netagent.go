@@ -34,6 +34,12 @@ type Config struct {
 	Logger           *slog.Logger
 	// Peers is the gossip view, read at every pass.
 	Peers func() []gossip.Peer
+	// DeadGrace is how long a host declared dead keeps its tunnel entries
+	// on this one: an agent restarting slower than failure detection
+	// (an upgrade, say) must not cut its host's traffic.
+	DeadGrace time.Duration
+	// Kick asks for another pass, when a dead host's grace runs out.
+	Kick func()
 }
 
 // Reconciler converges the host's tenant networks.
@@ -42,6 +48,8 @@ type Reconciler struct {
 	drivers network.Driver
 	dhcp    *dhcp.Driver
 	log     *slog.Logger
+	mesh    map[string]netip.Addr // last remote VTEPs, to log changes
+	expiry  *time.Timer           // next end of a dead host's grace
 }
 
 // New opens the drivers. It starts no goroutine; run Supervise for the
@@ -88,7 +96,16 @@ func (r *Reconciler) Name() string { return "network" }
 
 // Reconcile implements reconcile.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, s *plan.Snapshot) error {
-	st, err := planmap.HostState(s, r.cfg.Self, RemoteVTEPs(r.cfg.Peers()))
+	peers := r.cfg.Peers()
+	remote, next := RemoteVTEPs(peers, time.Now(), r.cfg.DeadGrace)
+	r.logMesh(remote, peers)
+	if next > 0 && r.cfg.Kick != nil {
+		if r.expiry != nil {
+			r.expiry.Stop()
+		}
+		r.expiry = time.AfterFunc(next, r.cfg.Kick)
+	}
+	st, err := planmap.HostState(s, r.cfg.Self, remote)
 	if err != nil {
 		return err
 	}
@@ -98,24 +115,59 @@ func (r *Reconciler) Reconcile(ctx context.Context, s *plan.Snapshot) error {
 	return r.drivers.Set(ctx, st)
 }
 
+// logMesh logs hosts entering and leaving the tunnel mesh, with the
+// gossip state that decided it.
+func (r *Reconciler) logMesh(remote map[string]netip.Addr, peers []gossip.Peer) {
+	state := map[string]gossip.State{}
+	for _, p := range peers {
+		state[p.Name] = p.State
+	}
+	for h, a := range remote {
+		if old, ok := r.mesh[h]; !ok || old != a {
+			r.log.Info("host joins the tunnel mesh", "host", h, "vtep", a, "gossip", state[h])
+		}
+	}
+	for h := range r.mesh {
+		if _, ok := remote[h]; !ok && h != r.cfg.Self.Host {
+			r.log.Info("host leaves the tunnel mesh", "host", h, "gossip", state[h])
+		}
+	}
+	r.mesh = remote
+}
+
 // Supervise restarts dnsmasq processes that die, until ctx ends.
 func (r *Reconciler) Supervise(ctx context.Context) { r.dhcp.Supervise(ctx, time.Second) }
 
 // Close releases the drivers; the data plane stays as it is.
 func (r *Reconciler) Close() error { return r.drivers.Close() }
 
-// RemoteVTEPs maps the agents gossip holds for alive (or merely suspect)
-// to their tunnel addresses. Suspect hosts keep their entries: SWIM has not
-// ruled yet, and dropping them would flap traffic on a slow probe.
-func RemoteVTEPs(peers []gossip.Peer) map[string]netip.Addr {
+// RemoteVTEPs maps the agents gossip knows to their tunnel addresses,
+// and says when the next dead host's grace ends (0: none pending).
+//   - alive and suspect: in (SWIM has not ruled on a suspect; dropping it
+//     on a slow probe would flap traffic).
+//   - left: in. The agent stopped on purpose (systemctl stop or restart,
+//     an upgrade) and by design left its data plane forwarding. A host
+//     being retired loses its entries as its ports move away.
+//   - dead: in for grace after SWIM declared it, then out: the host
+//     stopped answering without a goodbye (crash, power, network), and
+//     its entries go unless its agent is back within grace.
+func RemoteVTEPs(peers []gossip.Peer, now time.Time, grace time.Duration) (map[string]netip.Addr, time.Duration) {
 	out := map[string]netip.Addr{}
+	var next time.Duration
 	for _, p := range peers {
 		if p.MetaErr != nil || p.Meta.Role != gossip.RoleAgent || !p.Meta.VTEP.IsValid() {
 			continue
 		}
-		if p.State == gossip.StateAlive || p.State == gossip.StateSuspect {
-			out[p.Name] = p.Meta.VTEP
+		if p.State == gossip.StateDead {
+			left := p.StateSince.Add(grace).Sub(now)
+			if left <= 0 {
+				continue
+			}
+			if next == 0 || left < next {
+				next = left
+			}
 		}
+		out[p.Name] = p.Meta.VTEP
 	}
-	return out
+	return out, next
 }
