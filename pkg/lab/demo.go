@@ -115,10 +115,73 @@ func (l *Lab) DemoTraffic(ctx context.Context, w io.Writer) error {
 		fmt.Fprintln(tw, row)
 	}
 	tw.Flush()
+	bad = append(bad, l.demoOutside(ctx, w, eps)...)
 	if len(bad) > 0 {
 		return fmt.Errorf("tenant traffic is wrong: %s", strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// demoOutside shows the external network at work: endpoints behind a
+// router reach the outside (SNAT), and the outside reaches floating IPs.
+func (l *Lab) demoOutside(ctx context.Context, w io.Writer, eps []Endpoint) []string {
+	c, err := l.Client()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	routed := map[string]bool{} // projects with a router that has a gateway
+	var fips []struct{ project, name, ip, port string }
+	for _, e := range eps {
+		if routed[e.Project] {
+			continue
+		}
+		var routers, fs []api.Resource
+		_ = c.Do(ctx, http.MethodGet, "/v1/projects/"+e.Project+"/routers", nil, &routers)
+		for _, r := range routers {
+			var rs api.RouterSpec
+			_ = json.Unmarshal(r.Spec, &rs)
+			routed[e.Project] = routed[e.Project] || rs.ExternalNetwork != ""
+		}
+		_ = c.Do(ctx, http.MethodGet, "/v1/projects/"+e.Project+"/floatingips", nil, &fs)
+		for _, f := range fs {
+			var s api.FloatingIPSpec
+			_ = json.Unmarshal(f.Spec, &s)
+			if s.Port != "" {
+				fips = append(fips, struct{ project, name, ip, port string }{e.Project, f.Name, s.IP, s.Port})
+			}
+		}
+	}
+	if len(routed) == 0 && len(fips) == 0 {
+		return nil
+	}
+	outside := l.ExternalAddr().Addr().String()
+	fmt.Fprintf(w, "\nThe outside world (namespace %s, %s):\n", l.ExternalNamespace(), outside)
+	var bad []string
+	for _, e := range eps {
+		if !routed[e.Project] {
+			continue
+		}
+		_, recv, _ := netprobe.Ping(ctx, e.Namespace, outside, 1, 100*time.Millisecond)
+		fmt.Fprintf(w, "  %s/%s -> outside %s: %s\n", e.Project, e.Port, outside, replyWord(recv))
+		if recv == 0 {
+			bad = append(bad, fmt.Sprintf("%s/%s cannot reach the outside", e.Project, e.Port))
+		}
+	}
+	for _, f := range fips {
+		_, recv, _ := netprobe.Ping(ctx, l.ExternalNamespace(), f.ip, 1, 100*time.Millisecond)
+		fmt.Fprintf(w, "  outside -> floating IP %s (%s/%s): %s\n", f.ip, f.project, f.port, replyWord(recv))
+		if recv == 0 {
+			bad = append(bad, fmt.Sprintf("the outside cannot reach floating IP %s", f.ip))
+		}
+	}
+	return bad
+}
+
+func replyWord(recv int) string {
+	if recv > 0 {
+		return "reply"
+	}
+	return "no reply"
 }
 
 func ownerOf(eps []Endpoint, mac string) *Endpoint {
