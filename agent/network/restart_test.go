@@ -102,6 +102,18 @@ func TestDnsmasqSupervisedAndReloaded(t *testing.T) {
 	}
 	t.Logf("new port a3 got 10.1.1.13 by DHCP after a SIGHUP to pid %d", pid)
 
+	// a3 goes and a4, another MAC, takes its address: a3's lease must be
+	// released, or dnsmasq would not offer 10.1.1.13 to a4.
+	a4 := port("a4", "proj-a", "h2", 14, "10.1.1.13", "")
+	p.ports[len(p.ports)-1] = a4
+	p.eps[len(p.eps)-1] = testEndpoint{name: "a4", project: "proj-a", host: "h2", ip: "10.1.1.13", port: a4}
+	p.setAll(t)
+	got, err = nettest.DHCP(ctx, t, h2ns(p, "a4"), "eth0")
+	if err != nil || got != "10.1.1.13" {
+		t.Fatalf("a4 taking deleted a3's address: lease %q, err %v; want 10.1.1.13", got, err)
+	}
+	t.Logf("a3 deleted, its lease released; a4 (new MAC) got 10.1.1.13")
+
 	p.nets = p.nets[1:] // project A goes away: its dnsmasq and namespace too
 	p.ports = p.ports[3:6]
 	p.eps = nil

@@ -179,6 +179,7 @@ func (d *Driver) ensure(w served) error {
 		return err
 	}
 	dir := filepath.Join(d.cfg.StateDir, w.net.ID)
+	before := oldHosts(dir)
 	changed, err := d.writeFiles(dir, w)
 	if err != nil {
 		return err
@@ -189,7 +190,11 @@ func (d *Driver) ensure(w served) error {
 		d.runs[w.net.ID] = inst
 	}
 	inst.args = Args(w.net, dir, d.cfg.Domain)
-	return d.converge(inst, changed)
+	if err := d.converge(inst, changed); err != nil {
+		return err
+	}
+	// After the reload, so dnsmasq no longer holds the old host lines.
+	return d.release(ns, goneLeases(before, HostsFile(w.net, w.ports)))
 }
 
 // converge adopts, starts, restarts or reloads the dnsmasq of inst.

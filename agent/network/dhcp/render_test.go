@@ -61,3 +61,15 @@ func TestArgs(t *testing.T) {
 		t.Error("ours() misjudges a command line")
 	}
 }
+
+func TestGoneLeases(t *testing.T) {
+	old := "02:5a:00:00:01:0a,10.1.1.10,a1\n02:5a:00:00:01:0b,10.1.1.11,a2\n02:5a:00:00:01:0c,[fd00::c],a3\n"
+	new := "02:5a:00:00:01:0b,10.1.1.11,a2\n02:5a:00:00:01:0d,10.1.1.10,a4\n"
+	got := goneLeases(old, new)
+	if len(got) != 1 || got[0].mac != "02:5a:00:00:01:0a" || got[0].ip.String() != "10.1.1.10" {
+		t.Fatalf("gone leases %+v, want a1's (IPv6 ones are not released)", got)
+	}
+	if len(goneLeases(new, new)) != 0 {
+		t.Fatal("an unchanged file releases something")
+	}
+}
