@@ -109,7 +109,10 @@ func (d *Daemon) wrapper(libvirtd string) string {
 	for _, m := range mounts {
 		fmt.Fprintf(&b, "mkdir -p %s\nmount --bind %s %s\n", m.target, filepath.Join(d.Dir, m.sub), m.target)
 	}
-	fmt.Fprintf(&b, "exec %s --config %s\n", libvirtd, filepath.Join(d.Dir, "etc", "libvirtd.conf"))
+	// Its own pid file: the default, /run/libvirtd.pid, is one per machine
+	// and a second daemon (another test package, a system libvirtd) would
+	// refuse to start.
+	fmt.Fprintf(&b, "exec %s --config %s --pid-file %s\n", libvirtd, filepath.Join(d.Dir, "etc", "libvirtd.conf"), filepath.Join(d.Dir, "libvirtd.pid"))
 	return b.String()
 }
 
