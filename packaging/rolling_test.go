@@ -124,20 +124,8 @@ func rollingLab(t *testing.T, binDir string) *lab.Lab {
 
 func ctlJSON(t *testing.T, l *lab.Lab, out any, args ...string) {
 	t.Helper()
-	tok, err := l.AdminToken()
-	if err != nil {
+	if err := l.Ctl(out, args...); err != nil {
 		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(l.BinDir, "stratactl"), append(args, "-o", "json")...)
-	cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.Endpoint(), "STRATA_TOKEN="+tok)
-	b, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("stratactl %v: %v %s", args, err, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("stratactl %v: %v: %s", args, err, b)
-		}
 	}
 }
 
