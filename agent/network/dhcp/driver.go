@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/vishvananda/netlink"
 )
@@ -109,15 +110,7 @@ func (d *Driver) Namespace(networkID string) string {
 
 // Close releases the netlink handle. dnsmasq processes keep running and are
 // adopted by the next driver.
-func (d *Driver) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.h != nil {
-		d.h.Close()
-		d.h = nil
-	}
-	return nil
-}
+func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 
 // Set runs a dnsmasq for every network with a local DHCP port and a DHCP
 // subnet, and stops those of networks no longer wanted.

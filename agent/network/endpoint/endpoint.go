@@ -67,15 +67,7 @@ func (d *Driver) Namespace(ep network.Endpoint) string {
 func (d *Driver) Changes() int64 { return d.changes.Load() }
 
 // Close releases the netlink handle; endpoints stay.
-func (d *Driver) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.h != nil {
-		d.h.Close()
-		d.h = nil
-	}
-	return nil
-}
+func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 
 // Set converges the endpoints to st.LocalEndpoints and removes Strata's
 // endpoints that are no longer wanted.

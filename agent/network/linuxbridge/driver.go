@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/vishvananda/netlink"
@@ -54,15 +55,7 @@ func New(cfg Config) (*Driver, error) {
 func (d *Driver) Changes() int64 { return d.changes.Load() }
 
 // Close releases the netlink handle; the data plane stays as it is.
-func (d *Driver) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.h != nil {
-		d.h.Close()
-		d.h = nil
-	}
-	return nil
-}
+func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 
 // Set converges bridges, VXLAN devices, FDB and proxy-neighbour entries to
 // st. It goes on past a failing network and returns every error.

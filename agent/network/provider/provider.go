@@ -68,15 +68,7 @@ func New(cfg Config) (*Driver, error) {
 func (d *Driver) Changes() int64 { return d.changes.Load() }
 
 // Close releases the handle; the bridges stay.
-func (d *Driver) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.h != nil {
-		d.h.Close()
-		d.h = nil
-	}
-	return nil
-}
+func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 
 // Set makes every mapped bridge and puts its interface in it; provider
 // bridges no longer mapped are removed (the interface is released, not

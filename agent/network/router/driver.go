@@ -82,15 +82,7 @@ func (d *Driver) LastSync(id string) nftsync.Stats {
 }
 
 // Close releases the netlink handle; routers keep forwarding.
-func (d *Driver) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.h != nil {
-		d.h.Close()
-		d.h = nil
-	}
-	return nil
-}
+func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 
 // Set converges the routers to st.Routers: it makes or fixes each wanted
 // router and removes Strata's routers that are no longer wanted. Invalid
