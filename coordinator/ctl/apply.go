@@ -40,15 +40,21 @@ func Kinds(ctx context.Context, c *apiclient.Client) (map[string]KindInfo, error
 	return out, nil
 }
 
+// prepare learns the coordinator's kinds and checks and orders docs.
+func prepare(ctx context.Context, c *apiclient.Client, docs []Doc) ([]Doc, map[string]KindInfo, error) {
+	kinds, err := Kinds(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	docs, err = Check(docs, kinds)
+	return docs, kinds, err
+}
+
 // Apply creates or updates every doc in dependency order. It stops at the
 // first refusal, reporting what was done before it; a second apply of the
 // same file reports every doc unchanged and moves no epoch.
 func Apply(ctx context.Context, c *apiclient.Client, docs []Doc, progress io.Writer) ([]Result, error) {
-	kinds, err := Kinds(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	docs, err = Check(docs, kinds)
+	docs, kinds, err := prepare(ctx, c, docs)
 	if err != nil {
 		return nil, err
 	}
@@ -79,11 +85,7 @@ func Apply(ctx context.Context, c *apiclient.Client, docs []Doc, progress io.Wri
 // Delete removes every doc in reverse dependency order; already-absent
 // resources are fine.
 func Delete(ctx context.Context, c *apiclient.Client, docs []Doc, progress io.Writer) ([]Result, error) {
-	kinds, err := Kinds(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	docs, err = Check(docs, kinds)
+	docs, kinds, err := prepare(ctx, c, docs)
 	if err != nil {
 		return nil, err
 	}
