@@ -11,8 +11,9 @@ import (
 // rules whose identity is gone are deleted, new ones are inserted before
 // the next rule that stays (or appended), and rules that stay but are out
 // of order (outside a longest increasing run) are moved by delete and
-// insert.
-func syncRules(c *nftables.Conn, ch *nftables.Chain, want []Rule, have []*nftables.Rule, st *Stats) {
+// insert. It returns the chain as it will be after the batch: kept rules
+// with their handles, new ones with handle 0 (the kernel assigns it).
+func syncRules(c *nftables.Conn, ch *nftables.Chain, want []Rule, have []*nftables.Rule, st *Stats) []*nftables.Rule {
 	keys := RuleKeys(want)
 	pos := make(map[string]int, len(keys))
 	for i, k := range keys {
@@ -50,12 +51,14 @@ func syncRules(c *nftables.Conn, ch *nftables.Chain, want []Rule, have []*nftabl
 			next = handle[i]
 		}
 	}
+	after := make([]*nftables.Rule, len(want))
 	for i, w := range want {
+		ud := userdata.AppendString(nil, userdata.TypeComment, keys[i])
+		after[i] = &nftables.Rule{Table: ch.Table, Chain: ch, Handle: handle[i], UserData: ud}
 		if handle[i] != 0 {
 			continue
 		}
-		r := &nftables.Rule{Table: ch.Table, Chain: ch, Exprs: w.Exprs,
-			UserData: userdata.AppendString(nil, userdata.TypeComment, keys[i])}
+		r := &nftables.Rule{Table: ch.Table, Chain: ch, Exprs: w.Exprs, UserData: ud}
 		if nextOf[i] != 0 {
 			r.Position = nextOf[i]
 			c.InsertRule(r) // before the next kept rule
@@ -64,6 +67,7 @@ func syncRules(c *nftables.Conn, ch *nftables.Chain, want []Rule, have []*nftabl
 		}
 		st.RulesAdded++
 	}
+	return after
 }
 
 func mustDel(c *nftables.Conn, r *nftables.Rule, st *Stats) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 )
@@ -61,44 +62,105 @@ func Key(text string, n int) string {
 // Sync reads the table through c, computes the difference to want and
 // applies it as one batch (one Flush). An unchanged table makes no batch at
 // all. When the batch fails the kernel keeps the previous table entirely
-// and the error says so.
+// and the error says so. Sync owns the table: operations the caller queued
+// on c before Sync go into the same batch, but then Sync does not remember
+// the result (see the generation cache in kernel.go).
 func Sync(c *nftables.Conn, want Table) (Stats, error) {
+	if c.TestDial != nil { // a fake kernel: the library's own paths only
+		return syncTable(c, nil, want)
+	}
+	k, err := dialK(c)
+	if err != nil {
+		return Stats{}, fmt.Errorf("netlink: %w", err)
+	}
+	defer k.Close()
+	return syncTable(c, k, want)
+}
+
+func syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
 	var st Stats
 	t := &nftables.Table{Family: want.Family, Name: want.Name}
-	tables, err := c.ListTablesOfFamily(want.Family)
-	if err != nil {
-		return st, fmt.Errorf("list tables: %w", err)
-	}
-	exists := false
-	for _, x := range tables {
-		exists = exists || x.Name == want.Name
-	}
-	have := snapshot{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
-	if exists {
-		if have, err = read(c, t); err != nil {
-			return st, err
+	var key cacheKey
+	var gen0 uint32
+	caching := k != nil && k.cookie != 0
+	if caching {
+		key = cacheKey{netns: k.cookie, family: want.Family, name: want.Name}
+		var err error
+		if gen0, err = k.gen(); err != nil {
+			caching = false
 		}
-	} else {
-		c.AddTable(t)
-		st.Objects++
 	}
+	have, hit := snapshot{}, false
+	if caching {
+		have, hit = cacheGet(key, gen0)
+	}
+	if !hit {
+		if caching {
+			cacheDrop(key)
+		}
+		tables, err := c.ListTablesOfFamily(want.Family)
+		if err != nil {
+			return st, fmt.Errorf("list tables: %w", err)
+		}
+		exists := false
+		for _, x := range tables {
+			exists = exists || x.Name == want.Name
+		}
+		have = snapshot{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
+		if exists {
+			if have, err = read(c, k, t); err != nil {
+				return st, err
+			}
+		} else {
+			c.AddTable(t)
+			st.Objects++
+		}
+	}
+	next := newSnapshot()
 	var deferred []func()
-	if err := syncSets(c, t, want.Sets, have, &st, &deferred); err != nil {
+	if err := syncSets(c, t, want.Sets, have, next, &st, &deferred); err != nil {
 		return st, err
 	}
-	syncChains(c, t, want.Chains, have, &st, &deferred)
+	syncChains(c, t, want.Chains, have, next, &st, &deferred)
 	for _, f := range deferred {
 		f()
 	}
 	if st.Ops() == 0 {
+		// Remember what was read, if nothing was committed while reading.
+		if caching && !hit {
+			if g, err := k.gen(); err == nil && g == gen0 {
+				cachePut(key, gen0, next)
+			}
+		}
 		return st, nil
 	}
-	if err := c.Flush(); err != nil {
-		return st, fmt.Errorf("apply batch of %d operations to table %q (previous ruleset kept): %w", st.Ops(), want.Name, err)
+	if k == nil {
+		if err := c.Flush(); err != nil {
+			return st, applyErr(st, want, err)
+		}
+		return st, nil
+	}
+	res := k.flush(c, t)
+	if res.err != nil {
+		cacheDrop(key)
+		return st, applyErr(st, want, res.err)
+	}
+	// Remember the result if our commit is the only one since gen0 was
+	// read and every new rule's handle is known.
+	if caching && !res.foreign && next.setHandles(res.handles) {
+		if g, err := k.gen(); err == nil && g == nextGen(gen0) {
+			cachePut(key, g, next)
+		}
 	}
 	return st, nil
 }
 
+func applyErr(st Stats, want Table, err error) error {
+	return fmt.Errorf("apply batch of %d operations to table %q (previous ruleset kept): %w", st.Ops(), want.Name, err)
+}
+
+// snapshot is a table as the diff needs it: chains, rules (handle and
+// comment), sets and their elements.
 type snapshot struct {
 	chains map[string]*nftables.Chain
 	rules  map[string][]*nftables.Rule
@@ -106,9 +168,35 @@ type snapshot struct {
 	elems  map[string][]nftables.SetElement
 }
 
-func read(c *nftables.Conn, t *nftables.Table) (snapshot, error) {
-	s := snapshot{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{},
+func newSnapshot() snapshot {
+	return snapshot{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{},
 		sets: map[string]*nftables.Set{}, elems: map[string][]nftables.SetElement{}}
+}
+
+// setHandles gives the new rules (handle 0) of s the handles the kernel
+// echoed; false if one is missing.
+func (s snapshot) setHandles(h map[ruleID]uint64) bool {
+	for chain, rules := range s.rules {
+		for _, r := range rules {
+			if r.Handle != 0 {
+				continue
+			}
+			key, _ := ruleKey(r)
+			if r.Handle = h[ruleID{chain, key}]; r.Handle == 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// reads counts full reads of a table (for tests).
+var reads atomic.Int64
+
+// read reads the table; with k, rules are read without their expressions.
+func read(c *nftables.Conn, k *kconn, t *nftables.Table) (snapshot, error) {
+	reads.Add(1)
+	s := newSnapshot()
 	chains, err := c.ListChainsOfTableFamily(t.Family)
 	if err != nil {
 		return s, fmt.Errorf("list chains of %q: %w", t.Name, err)
@@ -118,8 +206,16 @@ func read(c *nftables.Conn, t *nftables.Table) (snapshot, error) {
 			continue
 		}
 		s.chains[ch.Name] = ch
+		if k != nil {
+			continue
+		}
 		if s.rules[ch.Name], err = c.GetRules(t, ch); err != nil {
 			return s, fmt.Errorf("list rules of %q %q: %w", t.Name, ch.Name, err)
+		}
+	}
+	if k != nil {
+		if s.rules, err = k.rules(t); err != nil {
+			return s, fmt.Errorf("list rules of %q: %w", t.Name, err)
 		}
 	}
 	sets, err := c.GetSets(t)
@@ -137,7 +233,7 @@ func read(c *nftables.Conn, t *nftables.Table) (snapshot, error) {
 
 func elemKey(key, val []byte) string { return string(key) + "=" + string(val) }
 
-func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have snapshot, st *Stats, deferred *[]func()) error {
+func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapshot, st *Stats, deferred *[]func()) error {
 	wantNames := map[string]bool{}
 	for _, ws := range want {
 		wantNames[ws.Name] = true
@@ -155,8 +251,10 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have snapshot, st
 			elems = append(elems, el)
 			wantKeys[elemKey(el.Key, el.Val)] = true
 		}
+		next.elems[ws.Name] = elems
 		old, ok := have.sets[ws.Name]
 		if !ok || old.IsMap != ws.IsMap {
+			next.sets[ws.Name] = set
 			if ok {
 				*deferred = append(*deferred, func() { c.DelSet(old) })
 				st.Objects++
@@ -168,6 +266,7 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have snapshot, st
 			st.ElemsAdded += len(elems)
 			continue
 		}
+		next.sets[ws.Name] = old
 		var del, add []nftables.SetElement
 		haveKeys := map[string]bool{}
 		for _, e := range have.elems[ws.Name] {
@@ -206,13 +305,14 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have snapshot, st
 	return nil
 }
 
-func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have snapshot, st *Stats, deferred *[]func()) {
+func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have, next snapshot, st *Stats, deferred *[]func()) {
 	wantNames := map[string]bool{}
 	chains := make([]*nftables.Chain, len(want))
 	for i, wc := range want {
 		wantNames[wc.Name] = true
 		ch := &nftables.Chain{Table: t, Name: wc.Name, Type: wc.Type, Hooknum: wc.Hook, Priority: wc.Priority, Policy: wc.Policy}
 		chains[i] = ch
+		next.chains[wc.Name] = ch
 		old, ok := have.chains[wc.Name]
 		if !ok || !sameBase(old, ch) {
 			c.AddChain(ch) // new, or an existing base chain whose policy changes
@@ -221,7 +321,7 @@ func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have snapshot
 	}
 	// Rules of every chain after all chains exist, so jumps resolve.
 	for i, wc := range want {
-		syncRules(c, chains[i], wc.Rules, have.rules[wc.Name], st)
+		next.rules[wc.Name] = syncRules(c, chains[i], wc.Rules, have.rules[wc.Name], st)
 	}
 	for name, old := range have.chains {
 		if wantNames[name] {

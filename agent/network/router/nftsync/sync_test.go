@@ -1,0 +1,124 @@
+package nftsync_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/pkg/netnsutil"
+)
+
+func testTable(n int) nftsync.Table {
+	var rules []nftsync.Rule
+	for i := range n {
+		rules = append(rules, nftsync.R().Src(netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", i/256%256, i%256))).Proto("tcp").DPort(1000+i, 1000+i).Accept())
+	}
+	rules = append(rules, nftsync.R().Drop())
+	hook, prio, drop := nftables.ChainHookForward, nftables.ChainPriorityFilter, nftables.ChainPolicyDrop
+	return nftsync.Table{Family: nftables.TableFamilyIPv4, Name: "strata_test",
+		Sets: []nftsync.Set{{Name: "fips", Elems: []nftsync.Elem{{Key: netip.MustParseAddr("192.0.2.1")}}}},
+		Chains: []nftsync.Chain{
+			{Name: "forward", Type: nftables.ChainTypeFilter, Hook: hook, Priority: prio, Policy: &drop,
+				Rules: []nftsync.Rule{nftsync.R().IIF("eth0").Jump("fw"), nftsync.R().SrcIn("fips").Accept()}},
+			{Name: "fw", Rules: rules},
+		}}
+}
+
+// TestOutOfBandChangeRepaired: the generation cache spares the read when
+// nothing changed since our own batch, and any change made behind Sync's
+// back (here with the nft CLI) is seen and repaired by the next Sync.
+func TestOutOfBandChangeRepaired(t *testing.T) {
+	nettest.RequireRoot(t)
+	ns := nettest.Prefix(t) + "sync"
+	if err := netnsutil.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(netnsutil.Path(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	syncOnce := func() nftsync.Stats {
+		t.Helper()
+		c, err := nftsync.Open(int(f.Fd())) // a new conn each time, as the drivers do
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := nftsync.Sync(c, testTable(20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	nft := func(args ...string) string {
+		t.Helper()
+		out, err := nettest.Run(context.Background(), ns, "nft", args...)
+		if err != nil {
+			t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	list := func() string { return nft("list", "table", "ip", "strata_test") }
+
+	if st := syncOnce(); st.RulesAdded != 23 {
+		t.Fatalf("first sync: %+v", st)
+	}
+	want := list()
+	check := func(what string, wantOps int, wantRead bool) {
+		t.Helper()
+		before := nftsync.Reads()
+		st := syncOnce()
+		if st.Ops() != wantOps {
+			t.Errorf("%s: %d operations (%+v), want %d", what, st.Ops(), st, wantOps)
+		}
+		if read := nftsync.Reads() > before; read != wantRead {
+			t.Errorf("%s: read the table: %v, want %v", what, read, wantRead)
+		}
+		if got := list(); got != want {
+			t.Errorf("%s: table differs:\n%s\nwant:\n%s", what, got, want)
+		}
+	}
+	check("unchanged, cached", 0, false)
+
+	// nft delete rule: one rule of fw, by handle.
+	h := ""
+	for _, l := range strings.Split(nft("-a", "list", "chain", "ip", "strata_test", "fw"), "\n") {
+		if strings.Contains(l, "dport 1007 ") {
+			h = l[strings.LastIndex(l, " ")+1:]
+		}
+	}
+	if h == "" {
+		t.Fatal("rule not found")
+	}
+	nft("delete", "rule", "ip", "strata_test", "fw", "handle", h)
+	check("after nft delete rule", 1, true)
+	check("unchanged again, cached", 0, false)
+
+	nft("flush", "chain", "ip", "strata_test", "fw")
+	check("after nft flush chain", 21, true)
+
+	nft("add", "rule", "ip", "strata_test", "forward", "accept")
+	check("after nft add rule", 1, true)
+
+	nft("delete", "element", "ip", "strata_test", "fips", "{ 192.0.2.1 }")
+	check("after nft delete element", 1, true)
+
+	// A change to another table bumps the generation too: read, no change.
+	nft("add", "table", "ip", "other")
+	check("after a change to another table", 0, true)
+	check("unchanged, cached", 0, false)
+
+	// A fresh process (no cache) reads and changes nothing.
+	nftsync.ForgetAll()
+	check("fresh process", 0, true)
+	check("unchanged, cached", 0, false)
+
+	nft("delete", "table", "ip", "strata_test")
+	check("after nft delete table", 28, false) // gone: nothing to read, all recreated
+}
