@@ -68,27 +68,30 @@ func (s *Server) hostViews() ([]api.Host, error) {
 	return out, nil
 }
 
-func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+// readHosts answers the access check and returns the host views, or
+// writes the error and returns false.
+func (s *Server) readHosts(w http.ResponseWriter, r *http.Request) ([]api.Host, bool) {
 	if e := requireAdminOrAgent(r); e != nil {
 		writeError(w, e)
-		return
+		return nil, false
 	}
 	hs, err := s.hostViews()
 	if err != nil {
 		s.errorFor(w, err)
-		return
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, hs)
+	return hs, true
+}
+
+func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+	if hs, ok := s.readHosts(w, r); ok {
+		writeJSON(w, http.StatusOK, hs)
+	}
 }
 
 func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
-	if e := requireAdminOrAgent(r); e != nil {
-		writeError(w, e)
-		return
-	}
-	hs, err := s.hostViews()
-	if err != nil {
-		s.errorFor(w, err)
+	hs, ok := s.readHosts(w, r)
+	if !ok {
 		return
 	}
 	for _, h := range hs {
