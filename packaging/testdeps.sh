@@ -11,15 +11,8 @@ export DEBIAN_FRONTEND=noninteractive
 NFPM_VERSION=v2.45.2
 
 pkgs=(lintian rpm rpmlint debootstrap ansible-core ansible-lint systemd)
-missing=()
-for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-	echo "packaging deps: installing ${missing[*]}"
-	apt-get -o DPkg::Lock::Timeout=600 update -qq
-	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
-fi
+. "$(dirname "$0")/../testdata/apt.sh"
+apt_install_missing "packaging deps" "${pkgs[@]}"
 
 gobin="$(go env GOPATH)/bin"
 if ! "$gobin/nfpm" --version 2>/dev/null | grep -q "${NFPM_VERSION#v}"; then
