@@ -338,3 +338,46 @@ func TestDrainIsCommittedAndReachesOnlyThatHost(t *testing.T) {
 	}
 	f.must(f.admin, "POST", "/v1/hosts/Bad_Host/drain", "", 400)
 }
+
+func TestIfMatchRefusesALostUpdate(t *testing.T) {
+	f := newFixture(t)
+	f.must(f.admin, "PUT", "/v1/projects/a", `{"spec":{"description":"one"}}`, 201)
+	req, _ := http.NewRequest("GET", f.srv.URL+"/v1/projects/a", nil)
+	req.Header.Set("Authorization", "Bearer "+f.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	etag := resp.Header.Get("ETag")
+	if etag != `"1"` {
+		t.Fatalf("ETag %q, want \"1\"", etag)
+	}
+	put := func(ifMatch, body string) int {
+		req, _ := http.NewRequest("PUT", f.srv.URL+"/v1/projects/a", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+f.admin)
+		req.Header.Set("If-Match", ifMatch)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Someone else changes it; the first writer's update is refused.
+	f.must(f.admin, "PUT", "/v1/projects/a", `{"spec":{"description":"two"}}`, 200)
+	if code := put(etag, `{"spec":{"description":"three"}}`); code != 412 {
+		t.Fatalf("stale If-Match: %d, want 412", code)
+	}
+	if code := put(`"2"`, `{"spec":{"description":"three"}}`); code != 200 {
+		t.Fatalf("current If-Match: %d, want 200", code)
+	}
+	if code := put(`"x"`, `{}`); code != 400 {
+		t.Fatalf("bad If-Match: %d, want 400", code)
+	}
+	var r api.Resource
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/projects/a", "", 200), &r)
+	if d := decodeSpec[api.ProjectSpec](r).Description; d != "three" {
+		t.Fatalf("description %q, want three", d)
+	}
+}

@@ -3,7 +3,10 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
@@ -103,6 +106,9 @@ func (h *kindHandler) get(w http.ResponseWriter, r *http.Request) {
 		h.s.errorFor(w, err)
 		return
 	}
+	// The epoch that last changed the resource is its version: a client
+	// doing read-modify-write sends it back as If-Match.
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(res.Epoch, 10)))
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -144,6 +150,11 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		return
 	}
 	key := h.key(r, name)
+	ifMatch, err := parseIfMatch(r)
+	if err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
 	var result api.PutResult
 	created := false
 	epoch, changed, err := h.s.store.Update(func(tx *store.Tx) error {
@@ -156,6 +167,14 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		exists := getErr == nil
 		if mustBeNew && exists {
 			return registry.Conflictf("%s %q already exists", h.k.Name, name)
+		}
+		if ifMatch != nil && (!exists || prev.Epoch != *ifMatch) {
+			now := "is gone"
+			if exists {
+				now = fmt.Sprintf("was changed at epoch %d", prev.Epoch)
+			}
+			return &api.Error{Code: http.StatusPreconditionFailed,
+				Message: fmt.Sprintf("%s %q %s since it was read at epoch %d; read it again", h.k.Name, name, now, *ifMatch)}
 		}
 		created = !exists
 		res := api.Resource{Kind: key.Kind, Project: key.Project, Name: name}
@@ -247,4 +266,18 @@ func (s *Server) admission(r *http.Request, tx *store.Tx) *registry.Admission {
 		a.Hosts = s.hosts.Hosts
 	}
 	return a
+}
+
+// parseIfMatch reads an If-Match header holding a resource epoch ("12" or
+// 12); nil when absent.
+func parseIfMatch(r *http.Request) (*uint64, error) {
+	v := r.Header.Get("If-Match")
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
+	if err != nil {
+		return nil, api.Fieldf("If-Match", "%q is not a resource epoch (the ETag of a GET)", v)
+	}
+	return &n, nil
 }

@@ -31,6 +31,11 @@ func New(endpoint, token string) *Client {
 // Do sends a request with a JSON body (nil for none) and decodes a JSON
 // answer into out (nil to discard). Non-2xx answers come back as *api.Error.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	return c.DoHeader(ctx, method, path, nil, in, out)
+}
+
+// DoHeader is Do with extra request headers (If-Match, say).
+func (c *Client) DoHeader(ctx context.Context, method, path string, hdr http.Header, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		buf, err := json.Marshal(in)
@@ -48,6 +53,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -97,4 +105,9 @@ func ResourcePath(plural, project, name string) string {
 		p += "/" + url.PathEscape(name)
 	}
 	return p
+}
+
+// IfMatch is the header that makes a PUT apply only to the version read.
+func IfMatch(epoch uint64) http.Header {
+	return http.Header{"If-Match": {fmt.Sprintf("%q", fmt.Sprint(epoch))}}
 }

@@ -73,8 +73,9 @@ func (k *kindCmds) create(cmd *cobra.Command, name string, spec any) error {
 
 func (k *kindCmds) deleteCmd() *cobra.Command { return deleteResourceCmd(k.g, k.plural, k.project) }
 
-// replace PUTs a spec over a resource and says whether it changed.
-func (k *kindCmds) replace(cmd *cobra.Command, name string, spec any) error {
+// replace PUTs a spec over the version of a resource read at epoch (a
+// concurrent change makes it fail, not vanish) and says whether it changed.
+func (k *kindCmds) replace(cmd *cobra.Command, name string, epoch uint64, spec any) error {
 	c, err := k.g.client()
 	if err != nil {
 		return err
@@ -84,7 +85,7 @@ func (k *kindCmds) replace(cmd *cobra.Command, name string, spec any) error {
 		return err
 	}
 	var pr api.PutResult
-	if err := c.Do(cmd.Context(), http.MethodPut, apiclient.ResourcePath(k.plural, k.proj(), name), api.ResourceRequest{Name: name, Spec: buf}, &pr); err != nil {
+	if err := c.DoHeader(cmd.Context(), http.MethodPut, apiclient.ResourcePath(k.plural, k.proj(), name), apiclient.IfMatch(epoch), api.ResourceRequest{Name: name, Spec: buf}, &pr); err != nil {
 		return err
 	}
 	result := "updated"
@@ -97,7 +98,8 @@ func (k *kindCmds) replace(cmd *cobra.Command, name string, spec any) error {
 // modifyCmd is a read-modify-write command: GET the resource, let edit
 // change its spec (args[0] is the name, edit gets the rest), PUT it back.
 // The API is idempotent, so an edit that changes nothing reports
-// "unchanged". The spec is decoded strictly: a field this stratactl does
+// "unchanged"; a change by someone else in between makes the PUT fail
+// (412) instead of being overwritten. The spec is decoded strictly: a field this stratactl does
 // not know would be lost by the PUT, so it refuses instead.
 func modifyCmd[T any](k *kindCmds, use, short string, args cobra.PositionalArgs, edit func(s *T, args []string) error) *cobra.Command {
 	return &cobra.Command{
@@ -116,7 +118,7 @@ func modifyCmd[T any](k *kindCmds, use, short string, args cobra.PositionalArgs,
 			if err := edit(&s, args[1:]); err != nil {
 				return err
 			}
-			return k.replace(cmd, args[0], s)
+			return k.replace(cmd, args[0], r.Epoch, s)
 		},
 	}
 }
