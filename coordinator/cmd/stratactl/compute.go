@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -70,70 +71,41 @@ func listResources(ctx context.Context, g *globals, plural, project string) ([]a
 }
 
 func flavorsCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "flavors", Aliases: []string{"flavor"}, Short: "Instance sizes (admin)"}
+	cmd, k := newKindCmd(g, "flavors", []string{"flavor"}, "Instance sizes (admin)", false)
 	var s api.FlavorSpec
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a flavor", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return putResource(cmd, g, "flavors", "", args[0], s, true)
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return k.create(cmd, args[0], s) },
 	}
 	create.Flags().IntVar(&s.VCPUs, "vcpus", 1, "virtual CPUs")
 	create.Flags().IntVar(&s.RAMMiB, "ram", 512, "RAM in MiB")
 	create.Flags().IntVar(&s.DiskGiB, "disk", 1, "root disk in GiB")
 	create.Flags().StringToStringVar(&s.ExtraSpecs, "extra-spec", nil, "extra spec key=value (repeatable)")
-	list := &cobra.Command{
-		Use: "list", Short: "List flavors", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rs, err := listResources(cmd.Context(), g, "flavors", "")
-			if err != nil {
-				return err
-			}
-			t := ctl.Table{Header: []string{"NAME", "VCPUS", "RAM_MIB", "DISK_GIB", "EXTRA_SPECS"}}
-			for _, r := range rs {
-				var f api.FlavorSpec
-				_ = json.Unmarshal(r.Spec, &f)
-				var extra []string
-				for k, v := range f.ExtraSpecs {
-					extra = append(extra, k+"="+v)
-				}
-				t.Rows = append(t.Rows, []string{r.Name, fmt.Sprint(f.VCPUs), fmt.Sprint(f.RAMMiB), fmt.Sprint(f.DiskGiB), strings.Join(extra, ",")})
-			}
-			return g.print(cmd, rs, t)
-		},
-	}
-	cmd.AddCommand(create, list, deleteResourceCmd(g, "flavors", nil))
+	list := listCmd(k, []string{"VCPUS", "RAM_MIB", "DISK_GIB", "EXTRA_SPECS"}, func(_ api.Resource, f api.FlavorSpec) []string {
+		var extra []string
+		for k, v := range f.ExtraSpecs {
+			extra = append(extra, k+"="+v)
+		}
+		sort.Strings(extra)
+		return []string{fmt.Sprint(f.VCPUs), fmt.Sprint(f.RAMMiB), fmt.Sprint(f.DiskGiB), strings.Join(extra, ",")}
+	})
+	cmd.AddCommand(create, list, k.deleteCmd())
 	return cmd
 }
 
 func imagesCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "images", Aliases: []string{"image"}, Short: "Bootable disk images (admin)"}
+	cmd, k := newKindCmd(g, "images", []string{"image"}, "Bootable disk images (admin)", false)
 	var s api.ImageSpec
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Register a qcow2 or raw image file present on the hosts", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return putResource(cmd, g, "images", "", args[0], s, true)
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return k.create(cmd, args[0], s) },
 	}
 	create.Flags().StringVar(&s.Format, "format", "qcow2", "qcow2 or raw")
 	create.Flags().StringVar(&s.Path, "path", "", "absolute path of the image file on the hosts")
-	list := &cobra.Command{
-		Use: "list", Short: "List images", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rs, err := listResources(cmd.Context(), g, "images", "")
-			if err != nil {
-				return err
-			}
-			t := ctl.Table{Header: []string{"NAME", "FORMAT", "PATH"}}
-			for _, r := range rs {
-				var s api.ImageSpec
-				_ = json.Unmarshal(r.Spec, &s)
-				t.Rows = append(t.Rows, []string{r.Name, s.Format, s.Path})
-			}
-			return g.print(cmd, rs, t)
-		},
-	}
-	cmd.AddCommand(create, list, deleteResourceCmd(g, "images", nil))
+	list := listCmd(k, []string{"FORMAT", "PATH"}, func(_ api.Resource, s api.ImageSpec) []string {
+		return []string{s.Format, s.Path}
+	})
+	cmd.AddCommand(create, list, k.deleteCmd())
 	return cmd
 }
 
