@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/strata-infra/strata/agent/daemon.Version=$(VERSION)
 BINS    := strata-coordinator strata-agent stratactl strata-lab strata-bench
-CMDS    := ./coordinator/cmd/strata-coordinator ./agent/cmd/strata-agent ./coordinator/cmd/stratactl ./pkg/lab/cmd/strata-lab ./coordinator/cmd/strata-bench
+CMDS    := ./coordinator/cmd/strata-coordinator ./agent/cmd/strata-agent ./coordinator/cmd/stratactl ./lab/cmd/strata-lab ./coordinator/cmd/strata-bench
 # The whole suite, TCG guests included, stays well under this.
 TEST_TIMEOUT ?= 45m
 
@@ -38,7 +38,7 @@ lab-down:
 ## bench: one "BENCH <name> <value> <unit>" line per figure
 bench: build
 	bin/strata-bench
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./agent/... ./pkg/lab/... 2>&1 | bin/strata-bench gotest
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./agent/... ./lab/... 2>&1 | bin/strata-bench gotest
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

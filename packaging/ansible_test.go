@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
-	"github.com/strata-infra/strata/pkg/lab"
+	"github.com/strata-infra/strata/lab"
 )
 
 func ansibleDir() string { return filepath.Join(repoRoot(), "packaging", "ansible") }

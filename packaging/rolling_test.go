@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
-	"github.com/strata-infra/strata/pkg/lab"
+	"github.com/strata-infra/strata/lab"
 )
 
 // labHelperEnv, when set, makes this test binary the lab's upgrade command

@@ -11,7 +11,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/dhcp"
 	"github.com/strata-infra/strata/agent/network/endpoint"
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
-	"github.com/strata-infra/strata/pkg/netprobe"
+	"github.com/strata-infra/strata/internal/netprobe"
 )
 
 // Agent is the network side of one lab host's strata-agent.

@@ -19,7 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/strata-infra/strata/pkg/netnsutil"
-	"github.com/strata-infra/strata/pkg/netprobe"
+	"github.com/strata-infra/strata/internal/netprobe"
 	"github.com/strata-infra/strata/pkg/pidfile"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
-	"github.com/strata-infra/strata/pkg/netprobe"
+	"github.com/strata-infra/strata/internal/netprobe"
 )
 
 // Endpoint is an endpoint port of the lab: a namespace standing in for an

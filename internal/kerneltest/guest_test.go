@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-infra/strata/pkg/kerneltest"
+	"github.com/strata-infra/strata/internal/kerneltest"
 )
 
-const guestPkg = "github.com/strata-infra/strata/pkg/kerneltest/guestfeatures"
+const guestPkg = "github.com/strata-infra/strata/internal/kerneltest/guestfeatures"
 
 // TestTrivialGuest boots the guest and runs one trivial test: the cost
 // every package that uses the harness pays.

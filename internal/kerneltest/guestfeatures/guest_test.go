@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-infra/strata/pkg/kerneltest"
+	"github.com/strata-infra/strata/internal/kerneltest"
 )
 
 // SelftestEnv selects the harness's own failure tests: "fail" makes

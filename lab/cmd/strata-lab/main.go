@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/strata-infra/strata/pkg/lab"
+	"github.com/strata-infra/strata/lab"
 )
 
 func main() {

@@ -195,7 +195,7 @@ func TestSkipsWithoutQemu(t *testing.T) {
 		t.Fatalf("New without qemu: err = %v, want ErrUnavailable naming %s", err, qemuBinary)
 	}
 	rec := &skipRecorder{T: t}
-	if res := Run(rec, "github.com/strata-infra/strata/pkg/kerneltest/guestfeatures", "^TestTrivial$"); res != nil {
+	if res := Run(rec, "github.com/strata-infra/strata/internal/kerneltest/guestfeatures", "^TestTrivial$"); res != nil {
 		t.Errorf("Run returned a result without qemu: %+v", res)
 	}
 	if rec.fatal != "" || !strings.Contains(rec.skipped, qemuBinary) {
