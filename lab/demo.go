@@ -12,8 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/internal/netprobe"
+	"github.com/strata-infra/strata/pkg/api"
 )
 
 // Endpoint is an endpoint port of the lab: a namespace standing in for an
