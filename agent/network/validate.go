@@ -3,10 +3,12 @@ package network
 import (
 	"errors"
 	"fmt"
-	"regexp"
+
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+// idRE is the one host-side ID check, shared with the coordinator.
+var idRE = struct{ MatchString func(string) bool }{netspec.ValidID}
 
 // Validate checks st before anything on the host is touched: bad input gets a
 // clear error and changes nothing.

@@ -34,9 +34,6 @@ func ParsePortRange(field, s string) (*PortRange, error) {
 	return pr, nil
 }
 
-// GroupID is a security group's ID on hosts: project.name.
-func GroupID(project, name string) string { return project + "." + name }
-
 // FirewallRuleFromAPI converts and validates one firewall rule.
 func FirewallRuleFromAPI(field, id string, r api.FirewallRuleSpec) (FirewallRule, error) {
 	sp, err := ParsePortRange(field+".source_ports", r.SourcePorts)

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/strata-infra/strata/pkg/api"
 )
 
 func goodRouter(id string) Router {
@@ -100,5 +102,27 @@ func TestValidateSecurityGroups(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `security group "g" rule 0: `+tt.want) {
 			t.Errorf("rule %+v: got %v, want %q", tt.rule, err, tt.want)
 		}
+	}
+}
+
+// The API accepts project and resource names of up to 63 characters; the
+// IDs hosts derive from them must pass the hosts' checks at any length.
+func TestLongNamesMakeValidIDs(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	for _, c := range [][2]string{{"demo", strings.Repeat("s", 60)}, {long, long}, {"p", "default"}} {
+		id := GroupID(c[0], c[1])
+		if !ValidID(id) || len(id) > MaxIDLen {
+			t.Errorf("GroupID(%d chars, %d chars) = %q: not a valid host ID", len(c[0]), len(c[1]), id)
+		}
+		g, err := SecurityGroupFromAPI(c[0], c[1], api.SecurityGroupSpec{Rules: []api.SecurityGroupRuleSpec{{Direction: "ingress", RemoteGroup: c[1]}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ValidateSecurityGroups([]SecurityGroup{g}); err != nil {
+			t.Errorf("group %q: %v", c[1], err)
+		}
+	}
+	if ResourceID("a", "b") != "a.b" || ResourceID(long, "x") == ResourceID(long, "y") {
+		t.Fatal("ResourceID must keep short IDs readable and long ones distinct")
 	}
 }

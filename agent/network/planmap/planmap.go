@@ -4,8 +4,6 @@
 package planmap
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,6 +13,7 @@ import (
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/plan"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // Self is this host, as the network drivers see it.
@@ -24,19 +23,12 @@ type Self struct {
 	UnderlayDev string
 }
 
-// NetworkID is a network's ID on hosts: its VNI, which is unique in the
-// cluster and never changes, so names built from it are short and stable.
-func NetworkID(vni uint32) string { return fmt.Sprintf("n%d", vni) }
+// NetworkID is a network's ID on hosts (netspec derives every host ID).
+func NetworkID(vni uint32) string { return netspec.NetworkID(vni) }
 
-// PortID is a port's ID on hosts: project.name, or a hash when too long.
-func PortID(project, name string) string {
-	id := project + "." + name
-	if len(id) <= 63 {
-		return id
-	}
-	sum := sha256.Sum256([]byte(id))
-	return "p" + hex.EncodeToString(sum[:])[:31]
-}
+// PortID is a project resource's ID on hosts (ports, routers, firewall
+// groups): netspec.ResourceID.
+func PortID(project, name string) string { return netspec.ResourceID(project, name) }
 
 type netKey struct{ project, name string }
 

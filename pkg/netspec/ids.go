@@ -1,0 +1,38 @@
+package netspec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+)
+
+// IDs of resources on hosts. Every name a host derives (nft sets and
+// chains, namespaces, links) is built from one of these, so they are made
+// here and only here: the coordinator validates the same IDs the agent
+// applies. An ID is at most MaxIDLen characters and matches the host-side
+// ID check (idRE), whatever the lengths of the project and resource names
+// the API accepted (each up to 63).
+
+// MaxIDLen is the longest ID a host accepts.
+const MaxIDLen = 63
+
+// ResourceID is a project resource's ID on hosts: project.name, or "p" and
+// 31 hex digits of its SHA-256 when that is longer than MaxIDLen.
+func ResourceID(project, name string) string {
+	id := project + "." + name
+	if len(id) <= MaxIDLen {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "p" + hex.EncodeToString(sum[:])[:31]
+}
+
+// GroupID is a security group's ID on hosts.
+func GroupID(project, name string) string { return ResourceID(project, name) }
+
+// NetworkID is a network's ID on hosts: its VNI, which is unique in the
+// cluster and never changes, so names built from it are short and stable.
+func NetworkID(vni uint32) string { return fmt.Sprintf("n%d", vni) }
+
+// ValidID reports whether id is acceptable as a host-side ID.
+func ValidID(id string) bool { return idRE.MatchString(id) }
