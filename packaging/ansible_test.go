@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/lab"
+	"github.com/strata-infra/strata/pkg/api"
 )
 
 func ansibleDir() string { return filepath.Join(repoRoot(), "packaging", "ansible") }

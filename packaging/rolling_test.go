@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/lab"
+	"github.com/strata-infra/strata/pkg/api"
 )
 
 // labHelperEnv, when set, makes this test binary the lab's upgrade command

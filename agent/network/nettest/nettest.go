@@ -18,8 +18,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/internal/netprobe"
+	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/pidfile"
 )
 
