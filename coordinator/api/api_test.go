@@ -381,3 +381,34 @@ func TestIfMatchRefusesALostUpdate(t *testing.T) {
 		t.Fatalf("description %q, want three", d)
 	}
 }
+
+func TestDeleteHonoursIfMatch(t *testing.T) {
+	f := newFixture(t)
+	f.must(f.admin, "PUT", "/v1/projects/a", `{"spec":{"description":"one"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a", `{"spec":{"description":"two"}}`, 200)
+	del := func(ifMatch string) int {
+		req, _ := http.NewRequest("DELETE", f.srv.URL+"/v1/projects/a", nil)
+		req.Header.Set("Authorization", "Bearer "+f.admin)
+		req.Header.Set("If-Match", ifMatch)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := del(`"1"`); code != 412 {
+		t.Fatalf("stale If-Match on DELETE: %d, want 412", code)
+	}
+	f.must(f.admin, "GET", "/v1/projects/a", "", 200)
+	if code := del(`"x"`); code != 400 {
+		t.Fatalf("bad If-Match on DELETE: %d, want 400", code)
+	}
+	if code := del(`"2"`); code != 200 {
+		t.Fatalf("current If-Match on DELETE: %d, want 200", code)
+	}
+	if code := del(`"2"`); code != 412 {
+		t.Fatalf("If-Match on a deleted resource: %d, want 412", code)
+	}
+	f.must(f.admin, "GET", "/v1/projects/a", "", 404)
+}

@@ -107,11 +107,14 @@ func TestInstancePlacementPortsAndLifecycle(t *testing.T) {
 		t.Fatalf("instance vm2 should be in h1's plan only; flavors and images in every plan")
 	}
 
-	// Stop, then re-apply the user's spec: power and placement are kept.
+	// Stop, then re-apply the user's spec without power: the spec is
+	// applied as given (power takes its default, running); only what the
+	// coordinator assigned is kept, and the answer says which.
 	f.must(f.admin, "PUT", "/v1/projects/a/instances/vm0", `{"spec":{"flavor":"small","image":"cirros","networks":["net"],"power":"stopped","user_data":"#cloud-config\n","ssh_key":"ssh-ed25519 AAAA k"}}`, 200)
 	json.Unmarshal(f.must(f.admin, "PUT", "/v1/projects/a/instances/vm0", `{"spec":{"flavor":"small","image":"cirros","networks":["net"],"user_data":"#cloud-config\n","ssh_key":"ssh-ed25519 AAAA k"}}`, 200), &pr)
-	if s := decodeSpec[api.InstanceSpec](pr.Resource); pr.Changed || s.Power != api.PowerStopped || s.Host != "h2" {
-		t.Fatalf("re-apply: changed %v spec %+v", pr.Changed, s)
+	if s := decodeSpec[api.InstanceSpec](pr.Resource); !pr.Changed || s.Power != api.PowerRunning || s.Host != "h2" ||
+		strings.Join(pr.Kept, ",") != "spec.host,spec.network_ports" {
+		t.Fatalf("re-apply: changed %v kept %v spec %+v", pr.Changed, pr.Kept, s)
 	}
 	s := instanceSpec(t, f, "a", "vm0")
 	s.Power, s.Reboots, s.Starts = api.PowerRunning, 1, 1

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -168,13 +170,8 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		if mustBeNew && exists {
 			return registry.Conflictf("%s %q already exists", h.k.Name, name)
 		}
-		if ifMatch != nil && (!exists || prev.Epoch != *ifMatch) {
-			now := "is gone"
-			if exists {
-				now = fmt.Sprintf("was changed at epoch %d", prev.Epoch)
-			}
-			return &api.Error{Code: http.StatusPreconditionFailed,
-				Message: fmt.Sprintf("%s %q %s since it was read at epoch %d; read it again", h.k.Name, name, now, *ifMatch)}
+		if err := h.precondition(name, ifMatch, prev, exists); err != nil {
+			return err
 		}
 		created = !exists
 		res := api.Resource{Kind: key.Kind, Project: key.Project, Name: name}
@@ -192,6 +189,9 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 			return err
 		}
 		res.Spec = buf
+		if exists {
+			result.Kept = keptFields(h.k.Assigned, req.Spec, buf, prev.Spec)
+		}
 		stored, _, err := tx.Put(res)
 		result.Resource = stored
 		return err
@@ -218,8 +218,16 @@ func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := h.key(r, name)
+	ifMatch, err := parseIfMatch(r)
+	if err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
 	epoch, changed, err := h.s.store.Update(func(tx *store.Tx) error {
 		res, err := tx.Get(key)
+		if perr := h.precondition(name, ifMatch, res, err == nil); perr != nil {
+			return perr
+		}
 		if err != nil {
 			return err
 		}
@@ -280,4 +288,50 @@ func parseIfMatch(r *http.Request) (*uint64, error) {
 		return nil, api.Fieldf("If-Match", "%q is not a resource epoch (the ETag of a GET)", v)
 	}
 	return &n, nil
+}
+
+// precondition refuses a write whose If-Match names a version other than
+// the stored one (412), so a read-modify-write never overwrites, or
+// deletes, a change it did not see.
+func (h *kindHandler) precondition(name string, ifMatch *uint64, prev api.Resource, exists bool) error {
+	if ifMatch == nil || (exists && prev.Epoch == *ifMatch) {
+		return nil
+	}
+	now := "is gone"
+	if exists {
+		now = fmt.Sprintf("was changed at epoch %d", prev.Epoch)
+	}
+	return &api.Error{Code: http.StatusPreconditionFailed,
+		Message: fmt.Sprintf("%s %q %s since it was read at epoch %d; read it again", h.k.Name, name, now, *ifMatch)}
+}
+
+// keptFields names the assigned spec fields a request left out whose
+// admitted value is the stored one (segmentation id, MAC, addresses,
+// placement) that an update keeps. A write reports them, so what it
+// merged is never silent.
+func keptFields(assigned []string, request, admitted, stored json.RawMessage) []string {
+	var req, adm, old map[string]json.RawMessage
+	if json.Unmarshal(request, &req) != nil || json.Unmarshal(admitted, &adm) != nil || json.Unmarshal(stored, &old) != nil {
+		return nil
+	}
+	var kept []string
+	for _, f := range assigned {
+		v, set := adm[f]
+		if _, given := req[f]; given || !set {
+			continue
+		}
+		if o, ok := old[f]; ok && jsonSame(o, v) {
+			kept = append(kept, "spec."+f)
+		}
+	}
+	sort.Strings(kept)
+	return kept
+}
+
+func jsonSame(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,6 +148,14 @@ func (s *Server) errorFor(w http.ResponseWriter, err error) {
 		writeError(w, &api.Error{Code: http.StatusConflict, Message: ce.Message})
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, &api.Error{Code: http.StatusNotFound, Message: err.Error()})
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || strings.Contains(err.Error(), syscall.ENOSPC.Error()):
+		// (bbolt flattens some write errors to text.)
+		// Nothing was committed; the client may retry once there is room.
+		s.log.Error("store is out of space", "err", err)
+		writeError(w, &api.Error{Code: http.StatusInsufficientStorage, Message: "the coordinator's store is out of disk space; nothing was changed: " + err.Error()})
+	case errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO):
+		s.log.Error("store cannot be written", "err", err)
+		writeError(w, &api.Error{Code: http.StatusServiceUnavailable, Message: "the coordinator's store cannot be written; nothing was changed: " + err.Error()})
 	default:
 		s.log.Error("request failed", "err", err)
 		writeError(w, &api.Error{Code: http.StatusInternalServerError, Message: "internal error: " + err.Error()})

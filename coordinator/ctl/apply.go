@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/apiclient"
@@ -25,6 +26,10 @@ type Result struct {
 	Ref    string `json:"ref"`
 	Action string `json:"action"`
 	Epoch  uint64 `json:"epoch"`
+	// Kept are the fields the document left out that the update kept from
+	// the stored version (values the coordinator assigned); every other
+	// omitted field took its default.
+	Kept []string `json:"kept,omitempty"`
 }
 
 // Kinds fetches the coordinator's kinds.
@@ -50,9 +55,12 @@ func prepare(ctx context.Context, c *apiclient.Client, docs []Doc) ([]Doc, map[s
 	return docs, kinds, err
 }
 
-// Apply creates or updates every doc in dependency order. It stops at the
-// first refusal, reporting what was done before it; a second apply of the
-// same file reports every doc unchanged and moves no epoch.
+// Apply creates or updates every doc in dependency order. Each document's
+// spec replaces the stored one: fields it leaves out take their defaults,
+// except the values the coordinator assigned (a VNI, a MAC, addresses, a
+// host), which are kept and named in Result.Kept. It stops at the first
+// refusal, reporting what was done before it; a second apply of the same
+// file reports every doc unchanged and moves no epoch.
 func Apply(ctx context.Context, c *apiclient.Client, docs []Doc, progress io.Writer) ([]Result, error) {
 	docs, kinds, err := prepare(ctx, c, docs)
 	if err != nil {
@@ -67,7 +75,7 @@ func Apply(ctx context.Context, c *apiclient.Client, docs []Doc, progress io.Wri
 		if err := c.Do(ctx, http.MethodPut, path, api.ResourceRequest{Name: d.Name, Spec: d.Spec}, &pr); err != nil {
 			return out, fmt.Errorf("%s (document %d): %w", d.Ref(), d.Index, err)
 		}
-		r := Result{Ref: d.Ref(), Epoch: pr.Epoch, Action: Unchanged}
+		r := Result{Ref: d.Ref(), Epoch: pr.Epoch, Action: Unchanged, Kept: pr.Kept}
 		switch {
 		case pr.Changed && existed:
 			r.Action = Updated
@@ -76,7 +84,11 @@ func Apply(ctx context.Context, c *apiclient.Client, docs []Doc, progress io.Wri
 		}
 		out = append(out, r)
 		if progress != nil {
-			fmt.Fprintf(progress, "%s %s\n", r.Ref, r.Action)
+			kept := ""
+			if r.Action == Updated && len(r.Kept) > 0 {
+				kept = " (kept " + strings.Join(r.Kept, ", ") + ")"
+			}
+			fmt.Fprintf(progress, "%s %s%s\n", r.Ref, r.Action, kept)
 		}
 	}
 	return out, nil

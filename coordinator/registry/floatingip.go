@@ -12,8 +12,9 @@ func FloatingIPKind() *Kind {
 	str := map[string]any{"type": "string"}
 	return &Kind{
 		Name: "floatingip", Plural: "floatingips", Scope: Project, Order: 50,
-		NewSpec: func() any { return &api.FloatingIPSpec{} },
-		Admit:   admitFloatingIP,
+		NewSpec:  func() any { return &api.FloatingIPSpec{} },
+		Admit:    admitFloatingIP,
+		Assigned: []string{"ip"},
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"external_network"},
 			"properties": map[string]any{"external_network": str, "ip": str, "port": str, "router": str},

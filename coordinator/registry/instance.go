@@ -43,6 +43,7 @@ func InstanceKind(reg *Registry) *Kind {
 		Name: "instance", Plural: "instances", Scope: Project, Order: 50,
 		NewSpec:      func() any { return &api.InstanceSpec{} },
 		Admit:        admitInstance,
+		Assigned:     []string{"host", "network_ports", "reboots", "starts"},
 		BeforeDelete: deleteInstance,
 		OnHost: func(r api.Resource, host string) bool {
 			return decode[api.InstanceSpec](r).Host == host
@@ -75,10 +76,9 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 		return api.Fieldf("spec.network_ports", "is set by the coordinator")
 	}
 	if s.Power == "" {
+		// The default, even over a stopped instance: a spec is applied as
+		// given, never mixed with the stored one.
 		s.Power = api.PowerRunning
-		if prev != nil {
-			s.Power = prev.Power
-		}
 	}
 	fl, err := getFlavor(a.Tx, s.Flavor)
 	if err != nil {

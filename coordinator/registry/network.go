@@ -14,6 +14,7 @@ func NetworkKind() *Kind {
 		Name: "network", Plural: "networks", Scope: Project, Order: 10,
 		NewSpec:      func() any { return &api.NetworkSpec{} },
 		Admit:        admitNetwork,
+		Assigned:     []string{"segmentation_id", "dhcp_host"},
 		BeforeDelete: deleteNetwork,
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false,

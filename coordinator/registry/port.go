@@ -18,6 +18,7 @@ func PortKind() *Kind {
 		Name: "port", Plural: "ports", Scope: Project, Order: 30,
 		NewSpec:      func() any { return &api.PortSpec{} },
 		Admit:        admitPort,
+		Assigned:     []string{"mac", "fixed_ips"},
 		BeforeDelete: deletePort,
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"network"},

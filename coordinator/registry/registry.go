@@ -47,6 +47,11 @@ type Kind struct {
 	OnHost func(r api.Resource, host string) bool
 	// Schema is the spec's JSON Schema for the OpenAPI document.
 	Schema map[string]any
+	// Assigned are the spec fields the coordinator fills in (a VNI, a MAC,
+	// addresses, placement, counters). An update that omits one keeps the
+	// stored value and says so (api.PutResult.Kept); every other omitted
+	// field takes its default, never the stored value.
+	Assigned []string
 }
 
 // Conflict is a refusal because of stored state (HTTP 409).

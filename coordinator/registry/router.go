@@ -20,6 +20,7 @@ func RouterKind() *Kind {
 		Name: "router", Plural: "routers", Scope: Project, Order: 40,
 		NewSpec:      func() any { return &api.RouterSpec{} },
 		Admit:        admitRouter,
+		Assigned:     []string{"host", "external_ip"},
 		BeforeDelete: deleteRouter,
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false,

@@ -64,6 +64,10 @@ type PutResult struct {
 	Resource Resource `json:"resource"`
 	Changed  bool     `json:"changed"`
 	Epoch    uint64   `json:"epoch"`
+	// Kept names the spec fields the request left out that an update kept
+	// from the stored version (values the coordinator assigned: a VNI, a
+	// MAC, addresses, a host). Every other omitted field took its default.
+	Kept []string `json:"kept,omitempty"`
 }
 
 // DeleteResult answers a delete.

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -110,4 +111,34 @@ func ResourcePath(plural, project, name string) string {
 // IfMatch is the header that makes a PUT apply only to the version read.
 func IfMatch(epoch uint64) http.Header {
 	return http.Header{"If-Match": {fmt.Sprintf("%q", fmt.Sprint(epoch))}}
+}
+
+// ModifyAttempts bounds how often Modify re-reads after a 412.
+const ModifyAttempts = 8
+
+// Modify is a read-modify-write of one resource that never overwrites a
+// change it did not see: GET, edit the spec, PUT with If-Match on the
+// version read; a 412 (someone wrote in between) reads again and re-runs
+// edit on the new version, up to ModifyAttempts times.
+func (c *Client) Modify(ctx context.Context, path string, edit func(r api.Resource) (json.RawMessage, error)) (api.PutResult, error) {
+	var last error
+	for range ModifyAttempts {
+		var r api.Resource
+		if err := c.Do(ctx, http.MethodGet, path, nil, &r); err != nil {
+			return api.PutResult{}, err
+		}
+		spec, err := edit(r)
+		if err != nil {
+			return api.PutResult{}, err
+		}
+		var pr api.PutResult
+		err = c.DoHeader(ctx, http.MethodPut, path, IfMatch(r.Epoch), api.ResourceRequest{Name: r.Name, Spec: spec}, &pr)
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Code == http.StatusPreconditionFailed {
+			last = err
+			continue
+		}
+		return pr, err
+	}
+	return api.PutResult{}, fmt.Errorf("%s kept changing under %d read-modify-write attempts: %w", path, ModifyAttempts, last)
 }

@@ -162,16 +162,7 @@ func instancesCmd(g *globals) *cobra.Command {
 				if err := needProject(); err != nil {
 					return err
 				}
-				r, err := getInstance(cmd.Context(), g, project, args[0])
-				if err != nil {
-					return err
-				}
-				var s api.InstanceSpec
-				if err := json.Unmarshal(r.Spec, &s); err != nil {
-					return err
-				}
-				edit(&s)
-				return putResource(cmd, g, "instances", project, args[0], s, false)
+				return modify(cmd, g, "instances", project, args[0], func(s *api.InstanceSpec) error { edit(s); return nil })
 			},
 		}
 	}

@@ -73,54 +73,48 @@ func (k *kindCmds) create(cmd *cobra.Command, name string, spec any) error {
 
 func (k *kindCmds) deleteCmd() *cobra.Command { return deleteResourceCmd(k.g, k.plural, k.project) }
 
-// replace PUTs a spec over the version of a resource read at epoch (a
-// concurrent change makes it fail, not vanish) and says whether it changed.
-func (k *kindCmds) replace(cmd *cobra.Command, name string, epoch uint64, spec any) error {
-	c, err := k.g.client()
+// modifyCmd is a read-modify-write command: GET the resource, let edit
+// change its spec (args[0] is the name, edit gets the rest), PUT it back
+// with If-Match on the version read. The API is idempotent, so an edit that
+// changes nothing reports "unchanged"; a change by someone else in between
+// is never overwritten: the PUT fails (412) and the command reads again
+// and re-applies the edit. The spec is decoded strictly: a field this
+// stratactl does not know would be lost by the PUT, so it refuses instead.
+func modifyCmd[T any](k *kindCmds, use, short string, args cobra.PositionalArgs, edit func(s *T, args []string) error) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: args,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return modify(cmd, k.g, k.plural, k.proj(), args[0], func(s *T) error { return edit(s, args[1:]) })
+		},
+	}
+}
+
+// modify runs one read-modify-write (apiclient.Modify) and prints it.
+func modify[T any](cmd *cobra.Command, g *globals, plural, project, name string, edit func(s *T) error) error {
+	c, err := g.client()
 	if err != nil {
 		return err
 	}
-	buf, err := json.Marshal(spec)
+	pr, err := c.Modify(cmd.Context(), apiclient.ResourcePath(plural, project, name), func(r api.Resource) (json.RawMessage, error) {
+		var s T
+		dec := json.NewDecoder(bytes.NewReader(r.Spec))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			return nil, fmt.Errorf("%s %q: the coordinator's spec does not decode (%v); is stratactl older than the coordinator?", strings.TrimSuffix(plural, "s"), name, err)
+		}
+		if err := edit(&s); err != nil {
+			return nil, err
+		}
+		return json.Marshal(s)
+	})
 	if err != nil {
-		return err
-	}
-	var pr api.PutResult
-	if err := c.DoHeader(cmd.Context(), http.MethodPut, apiclient.ResourcePath(k.plural, k.proj(), name), apiclient.IfMatch(epoch), api.ResourceRequest{Name: name, Spec: buf}, &pr); err != nil {
 		return err
 	}
 	result := "updated"
 	if !pr.Changed {
 		result = "unchanged"
 	}
-	return k.g.print(cmd, pr, ctl.Table{Header: []string{"NAME", "RESULT", "EPOCH"}, Rows: [][]string{{name, result, fmt.Sprint(pr.Epoch)}}})
-}
-
-// modifyCmd is a read-modify-write command: GET the resource, let edit
-// change its spec (args[0] is the name, edit gets the rest), PUT it back.
-// The API is idempotent, so an edit that changes nothing reports
-// "unchanged"; a change by someone else in between makes the PUT fail
-// (412) instead of being overwritten. The spec is decoded strictly: a field this stratactl does
-// not know would be lost by the PUT, so it refuses instead.
-func modifyCmd[T any](k *kindCmds, use, short string, args cobra.PositionalArgs, edit func(s *T, args []string) error) *cobra.Command {
-	return &cobra.Command{
-		Use: use, Short: short, Args: args,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := k.get(cmd, args[0])
-			if err != nil {
-				return err
-			}
-			var s T
-			dec := json.NewDecoder(bytes.NewReader(r.Spec))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&s); err != nil {
-				return fmt.Errorf("%s %q: the coordinator's spec does not decode (%v); is stratactl older than the coordinator?", k.singular(), args[0], err)
-			}
-			if err := edit(&s, args[1:]); err != nil {
-				return err
-			}
-			return k.replace(cmd, args[0], r.Epoch, s)
-		},
-	}
+	return g.print(cmd, pr, ctl.Table{Header: []string{"NAME", "RESULT", "EPOCH"}, Rows: [][]string{{name, result, fmt.Sprint(pr.Epoch)}}})
 }
 
 // listCmd lists the kind's resources: JSON is the resources as the API
