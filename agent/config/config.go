@@ -29,11 +29,7 @@ type Gossip struct {
 }
 
 // Reserved is capacity kept back for the host itself.
-type Reserved struct {
-	VCPUs   uint32 `json:"vcpus"`
-	RAMMiB  uint64 `json:"ram_mib"`
-	DiskGiB uint64 `json:"disk_gib"`
-}
+type Reserved = api.Capacity
 
 // Network configures the tenant network subsystem.
 type Network struct {

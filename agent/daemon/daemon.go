@@ -211,7 +211,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) startGossip() (*gossip.Member, error) {
-	cap, err := hostinfo.Capacity(a.cfg.StateDir, api.Capacity{VCPUs: a.cfg.Reserved.VCPUs, RAMMiB: a.cfg.Reserved.RAMMiB, DiskGiB: a.cfg.Reserved.DiskGiB})
+	cap, err := hostinfo.Capacity(a.cfg.StateDir, a.cfg.Reserved)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func (a *Agent) startGossip() (*gossip.Member, error) {
 		cap = api.Capacity{}
 	}
 	meta := gossip.Meta{Role: gossip.RoleAgent, Zone: a.cfg.Zone, Aggregates: a.cfg.Aggregates,
-		VCPUs: cap.VCPUs, RAMMiB: cap.RAMMiB, DiskGiB: cap.DiskGiB}
+		VCPUs: uint32(cap.VCPUs), RAMMiB: uint64(cap.RAMMiB), DiskGiB: uint64(cap.DiskGiB)}
 	if a.cfg.VTEP != "" {
 		meta.VTEP = netip.MustParseAddr(a.cfg.VTEP) // validated in config
 	}

@@ -26,11 +26,8 @@ func Capacity(dir string, reserved api.Capacity) (api.Capacity, error) {
 		return api.Capacity{}, fmt.Errorf("statfs %q: %w", dir, err)
 	}
 	disk := st.Blocks * uint64(st.Bsize) >> 30
-	return api.Capacity{
-		VCPUs:   sub32(uint32(runtime.NumCPU()), reserved.VCPUs),
-		RAMMiB:  sub64(ram, reserved.RAMMiB),
-		DiskGiB: sub64(disk, reserved.DiskGiB),
-	}, nil
+	c := api.Capacity{VCPUs: runtime.NumCPU(), RAMMiB: int(ram), DiskGiB: int(disk)}
+	return c.Sub(reserved), nil
 }
 
 func memTotalMiB(path string) (uint64, error) {
@@ -51,18 +48,4 @@ func memTotalMiB(path string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no MemTotal line", path)
-}
-
-func sub32(a, b uint32) uint32 {
-	if b > a {
-		return 0
-	}
-	return a - b
-}
-
-func sub64(a, b uint64) uint64 {
-	if b > a {
-		return 0
-	}
-	return a - b
 }

@@ -21,7 +21,7 @@ func instanceSpec(t *testing.T, f *fixture, project, name string) api.InstanceSp
 // project a with network net and subnet sub.
 func computeFixture(t *testing.T) *fixture {
 	t.Helper()
-	capa := func(ram uint64) api.Capacity { return api.Capacity{VCPUs: 8, RAMMiB: ram, DiskGiB: 100} }
+	capa := func(ram int) api.Capacity { return api.Capacity{VCPUs: 8, RAMMiB: ram, DiskGiB: 100} }
 	f := newFixture(t,
 		api.Host{Name: "h1", State: api.StateAlive, Capacity: capa(1000)},
 		api.Host{Name: "h2", State: api.StateAlive, Capacity: capa(2000)},

@@ -44,7 +44,7 @@ func HostFromPeer(p gossip.Peer) api.Host {
 	if m.VTEP.IsValid() {
 		h.VTEP = m.VTEP.String()
 	}
-	h.Capacity = api.Capacity{VCPUs: m.VCPUs, RAMMiB: m.RAMMiB, DiskGiB: m.DiskGiB}
+	h.Capacity = api.Capacity{VCPUs: int(m.VCPUs), RAMMiB: int(m.RAMMiB), DiskGiB: int(m.DiskGiB)}
 	h.AppliedEpoch = m.AppliedEpoch
 	return h
 }

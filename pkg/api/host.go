@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/strata-infra/strata/pkg/computespec"
+)
 
 // Liveness states of a gossip member, as memberlist's SWIM sees them.
 const (
@@ -13,12 +17,10 @@ const (
 	StateUnknown = "unknown"
 )
 
-// Capacity is what a host offers to the scheduler, after reservations.
-type Capacity struct {
-	VCPUs   uint32 `json:"vcpus"`
-	RAMMiB  uint64 `json:"ram_mib"`
-	DiskGiB uint64 `json:"disk_gib"`
-}
+// Capacity is an amount of vCPUs, RAM and disk: what a host offers after
+// its reservations, what its instances use, what a flavor asks. It is the
+// one capacity type of the agent, the API and the scheduler.
+type Capacity = computespec.Capacity
 
 // Host is the coordinator's view of one agent: liveness and meta from gossip,
 // the rest from the agent's last status report.

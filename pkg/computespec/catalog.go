@@ -52,6 +52,11 @@ func (c Capacity) Sub(o Capacity) Capacity {
 	return Capacity{VCPUs: sub(c.VCPUs, o.VCPUs), RAMMiB: sub(c.RAMMiB, o.RAMMiB), DiskGiB: sub(c.DiskGiB, o.DiskGiB)}
 }
 
+// Plus returns c plus o.
+func (c Capacity) Plus(o Capacity) Capacity {
+	return Capacity{VCPUs: c.VCPUs + o.VCPUs, RAMMiB: c.RAMMiB + o.RAMMiB, DiskGiB: c.DiskGiB + o.DiskGiB}
+}
+
 // Add returns c plus the flavor's resources.
 func (c Capacity) Add(f Flavor) Capacity {
 	return Capacity{VCPUs: c.VCPUs + f.VCPUs, RAMMiB: c.RAMMiB + f.RAMMiB, DiskGiB: c.DiskGiB + f.DiskGiB}

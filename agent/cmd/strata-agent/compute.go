@@ -8,7 +8,6 @@ import (
 	"github.com/strata-infra/strata/agent/compute/computeagent"
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/daemon"
-	"github.com/strata-infra/strata/pkg/computespec"
 )
 
 // registerCompute registers the compute subsystem after the network one,
@@ -23,7 +22,7 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger) erro
 		Hypervisor: compute.NewLibvirt(cc.LibvirtSocket, log), DomainPrefix: cc.DomainPrefix,
 		StateDir: dir, DomainType: cc.DomainType, ShutdownTimeout: cc.ShutdownTimeout,
 		// The same reservations as the capacity gossip announces.
-		Reserved: computespec.Capacity{VCPUs: int(cfg.Reserved.VCPUs), RAMMiB: int(cfg.Reserved.RAMMiB), DiskGiB: int(cfg.Reserved.DiskGiB)},
+		Reserved: cfg.Reserved,
 		Logger:   log,
 	})
 	if err != nil {

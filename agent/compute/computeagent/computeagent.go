@@ -270,5 +270,5 @@ func (r *Reconciler) Report(rep *api.HostReport) {
 }
 
 func capacity(c computespec.Capacity) api.Capacity {
-	return api.Capacity{VCPUs: uint32(max(c.VCPUs, 0)), RAMMiB: uint64(max(c.RAMMiB, 0)), DiskGiB: uint64(max(c.DiskGiB, 0))}
+	return c.Sub(api.Capacity{}) // never below zero
 }
