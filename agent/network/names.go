@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // Names of what Strata makes on a host. Link names fit IFNAMSIZ (15 bytes):
@@ -13,11 +15,11 @@ import (
 // starting with AliasPrefix; a link is Strata's only when both its name and
 // its alias say so, and nothing else is ever changed or deleted.
 const (
-	BridgePrefix       = "sbr-" // Linux bridge of a network
-	VXLANPrefix        = "svx-" // VXLAN device of a network
-	DHCPVethPrefix     = "sdh-" // host side of the veth to a DHCP namespace
-	EndpointVethPrefix = "sep-" // host side of the veth to an endpoint
-	ProviderPrefix     = "sbe-" // bridge of a flat provider (external) network
+	BridgePrefix       = "sbr-"                       // Linux bridge of a network
+	VXLANPrefix        = "svx-"                       // VXLAN device of a network
+	DHCPVethPrefix     = "sdh-"                       // host side of the veth to a DHCP namespace
+	EndpointVethPrefix = "sep-"                       // host side of the veth to an endpoint
+	ProviderPrefix     = netspec.ProviderBridgePrefix // bridge of a flat provider (external) network
 	AliasPrefix        = "strata:"
 	DHCPNamespacePart  = "dhcp-" // after the agent's namespace prefix
 	EndpointNSPart     = "ep-"   // after the agent's namespace prefix
@@ -31,7 +33,7 @@ func BridgeName(vni uint32) string { return BridgePrefix + strconv.FormatUint(ui
 func VXLANName(vni uint32) string { return VXLANPrefix + strconv.FormatUint(uint64(vni), 10) }
 
 // ProviderBridgeName is the bridge of a physical network, e.g. "sbe-physnet1".
-func ProviderBridgeName(physnet string) string { return ProviderPrefix + physnet }
+func ProviderBridgeName(physnet string) string { return netspec.ProviderBridge(physnet) }
 
 // DHCPVethName is the host side of the DHCP veth of a network, e.g. "sdh-5001".
 func DHCPVethName(vni uint32) string { return DHCPVethPrefix + strconv.FormatUint(uint64(vni), 10) }

@@ -13,6 +13,7 @@ import (
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/contract"
 )
 
 // kindHandler serves the generic routes of one kind.
@@ -174,6 +175,10 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 			return err
 		}
 		created = !exists
+		before, err := h.s.contractBefore(tx, key)
+		if err != nil {
+			return err
+		}
 		res := api.Resource{Kind: key.Kind, Project: key.Project, Name: name}
 		if h.k.Admit != nil {
 			adm := h.s.admission(r, tx)
@@ -194,7 +199,10 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		}
 		stored, _, err := tx.Put(res)
 		result.Resource = stored
-		return err
+		if err != nil {
+			return err
+		}
+		return h.s.contractAfter(tx, key, before)
 	})
 	if err != nil {
 		h.s.errorFor(w, err)
@@ -231,13 +239,19 @@ func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		before, err := h.s.contractBefore(tx, key)
+		if err != nil {
+			return err
+		}
 		if h.k.BeforeDelete != nil {
 			if err := h.k.BeforeDelete(h.s.admission(r, tx), res); err != nil {
 				return err
 			}
 		}
-		_, err = tx.Delete(key)
-		return err
+		if _, err = tx.Delete(key); err != nil {
+			return err
+		}
+		return h.s.contractAfter(tx, key, before)
 	})
 	if err != nil {
 		h.s.errorFor(w, err)
@@ -274,6 +288,30 @@ func (s *Server) admission(r *http.Request, tx *store.Tx) *registry.Admission {
 		a.Hosts = s.hosts.Hosts
 	}
 	return a
+}
+
+// contractBefore is the contract's verdict before a write of k, so the
+// write is refused only for what it breaks (nil for kinds hosts do not
+// apply on the network side).
+func (s *Server) contractBefore(tx *store.Tx, k api.Key) ([]contract.Violation, error) {
+	if !registry.InContract(k.Kind) {
+		return nil, nil
+	}
+	return registry.ContractViolations(tx, k.Project, s.contractFacts())
+}
+
+// contractAfter refuses a write of k that leaves a state some host would
+// refuse to apply.
+func (s *Server) contractAfter(tx *store.Tx, k api.Key, before []contract.Violation) error {
+	if !registry.InContract(k.Kind) {
+		return nil
+	}
+	return registry.CheckContract(tx, k, before, s.contractFacts())
+}
+
+// contractFacts is what hosts reported that the contract needs.
+func (s *Server) contractFacts() *contract.Facts {
+	return nil
 }
 
 // parseIfMatch reads an If-Match header holding a resource epoch ("12" or

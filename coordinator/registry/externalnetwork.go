@@ -7,11 +7,11 @@ import (
 
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
-// MaxPhysnetLen keeps the provider bridge name, "sbe-" and the physical
-// network, within IFNAMSIZ.
-const MaxPhysnetLen = 11
+// MaxPhysnetLen keeps the provider bridge name within IFNAMSIZ.
+const MaxPhysnetLen = netspec.MaxPhysnetLen
 
 var physnetRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 

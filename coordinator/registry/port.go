@@ -242,10 +242,21 @@ func admitFixedIP(f *api.FixedIP, field string, used map[netip.Addr]string, mine
 // deletePort refuses to orphan a floating IP; router and DHCP ports go
 // with their router or subnet.
 func deletePort(a *Admission, r api.Resource) error {
-	switch decode[api.PortSpec](r).Owner {
-	case api.PortOwnerDHCP, api.PortOwnerRouterInterface:
-		if !a.Admin {
-			return Conflictf("port %q is managed by the coordinator; it goes with its subnet or router", r.Name)
+	ps := decode[api.PortSpec](r)
+	switch ps.Owner {
+	case api.PortOwnerDHCP:
+		return Conflictf("port %q is network %q's DHCP port; it goes when the network's subnets stop serving DHCP", r.Name, ps.Network)
+	case api.PortOwnerRouterInterface:
+		routers, err := a.Tx.List("router", r.Project, false)
+		if err != nil {
+			return err
+		}
+		for _, rt := range routers {
+			for _, in := range decode[api.RouterSpec](rt).Interfaces {
+				if api.RouterPortName(rt.Name, in.Subnet) == r.Name {
+					return Conflictf("port %q is router %q's interface on subnet %q; it goes with that interface (routers remove-interface)", r.Name, rt.Name, in.Subnet)
+				}
+			}
 		}
 	}
 	fips, err := a.Tx.List("floatingip", r.Project, false)

@@ -66,6 +66,9 @@ func admitRouter(a *Admission, r *api.Resource, spec any) error {
 	if err := admitRouterRoutes(a, s, subnets); err != nil {
 		return err
 	}
+	if err := keepFloatingIPs(a, r, *s); err != nil {
+		return err
+	}
 	return syncRouterPorts(a, r, *s, prev, subnets)
 }
 
@@ -118,6 +121,14 @@ func admitRouterInterfaces(a *Admission, r *api.Resource, s *api.RouterSpec) (ma
 		gw, err := netip.ParseAddr(ss.Gateway)
 		if err != nil {
 			return nil, api.Fieldf(field, "subnet %q has no gateway address for the router to take", in.Subnet)
+		}
+		if !p.Addr().Is4() {
+			return nil, api.Fieldf(field, "subnet %q (%s): routers route IPv4 subnets only", in.Subnet, p)
+		}
+		if s.ExternalNetwork != "" {
+			if ext, err := getExternalNetwork(a.Tx, s.ExternalNetwork, "spec.external_network"); err == nil && ext.prefix.Overlaps(p) {
+				return nil, api.Fieldf(field, "subnet %q (%s) overlaps external network %q (%s)", in.Subnet, p, s.ExternalNetwork, ext.prefix)
+			}
 		}
 		if _, dup := out[in.Subnet]; dup {
 			return nil, api.Fieldf(field, "subnet %q is listed twice", in.Subnet)
@@ -200,6 +211,45 @@ func syncRouterPorts(a *Admission, r *api.Resource, s, prev api.RouterSpec, subn
 		}
 	}
 	return nil
+}
+
+// keepFloatingIPs refuses a router change that takes away what an
+// associated floating IP needs: the gateway on its external network and
+// an interface on its port's subnet (as a router delete is refused).
+func keepFloatingIPs(a *Admission, r *api.Resource, s api.RouterSpec) error {
+	fips, err := a.Tx.List("floatingip", r.Project, false)
+	if err != nil {
+		return err
+	}
+	for _, f := range fips {
+		fs := decode[api.FloatingIPSpec](f)
+		if fs.Router != r.Name {
+			continue
+		}
+		if fs.ExternalNetwork != s.ExternalNetwork {
+			return &api.Error{Code: http.StatusConflict, Field: "spec.external_network",
+				Message: fmt.Sprintf("floating ip %q needs router %q's gateway on external network %q; disassociate it first", f.Name, r.Name, fs.ExternalNetwork)}
+		}
+		port, err := a.Tx.Get(api.Key{Kind: "port", Project: r.Project, Name: fs.Port})
+		if err != nil {
+			continue
+		}
+		ps := decode[api.PortSpec](port)
+		if len(ps.FixedIPs) > 0 && !routerHasSubnet(s, ps.FixedIPs[0].Subnet) {
+			return &api.Error{Code: http.StatusConflict, Field: "spec.interfaces",
+				Message: fmt.Sprintf("floating ip %q of port %q needs router %q's interface on subnet %q; disassociate it first", f.Name, fs.Port, r.Name, ps.FixedIPs[0].Subnet)}
+		}
+	}
+	return nil
+}
+
+func routerHasSubnet(s api.RouterSpec, subnet string) bool {
+	for _, in := range s.Interfaces {
+		if in.Subnet == subnet {
+			return true
+		}
+	}
+	return false
 }
 
 func deleteRouter(a *Admission, r api.Resource) error {

@@ -36,3 +36,13 @@ func NetworkID(vni uint32) string { return fmt.Sprintf("n%d", vni) }
 
 // ValidID reports whether id is acceptable as a host-side ID.
 func ValidID(id string) bool { return idRE.MatchString(id) }
+
+// ProviderBridgePrefix starts the host bridge of a physical network.
+const ProviderBridgePrefix = "sbe-"
+
+// MaxPhysnetLen keeps a provider bridge name within IFNAMSIZ (15 bytes).
+const MaxPhysnetLen = 15 - len(ProviderBridgePrefix)
+
+// ProviderBridge is the host bridge of a physical network, e.g.
+// "sbe-physnet1".
+func ProviderBridge(physnet string) string { return ProviderBridgePrefix + physnet }

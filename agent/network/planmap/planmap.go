@@ -13,6 +13,7 @@ import (
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/plan"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/contract"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 
@@ -109,11 +110,11 @@ func HostState(s *plan.Snapshot, self Self, remote map[string]netip.Addr) (st ne
 			st.LocalEndpoints = append(st.LocalEndpoints, network.Endpoint{PortID: bp.port.ID, IfName: "eth0", MAC: bp.port.MAC, DHCP: true})
 		}
 	}
-	ix := newIndex(s)
-	if st.Routers, err = Routers(s, ix, self.Host); err != nil {
+	ix := contract.NewIndex(s.Resources)
+	if st.Routers, err = ix.Routers(self.Host); err != nil {
 		return st, err
 	}
-	if st.SecurityGroups, err = SecurityGroups(s, ix); err != nil {
+	if st.SecurityGroups, err = ix.SecurityGroups(); err != nil {
 		return st, err
 	}
 	return st, nil
@@ -156,7 +157,7 @@ func port(r api.Resource, ps api.PortSpec, netID string) (network.Port, error) {
 		return network.Port{}, fmt.Errorf("mac %q: %w", ps.MAC, err)
 	}
 	p := network.Port{ID: PortID(r.Project, r.Name), NetworkID: netID, MAC: mac, HostName: ps.DNSName, Host: ps.Host,
-		SecurityGroups: portGroups(r.Project, ps)}
+		SecurityGroups: contract.PortGroups(r.Project, ps)}
 	if ps.Owner == api.PortOwnerDHCP {
 		p.Owner = network.OwnerDHCP
 	}

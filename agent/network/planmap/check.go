@@ -1,0 +1,32 @@
+package planmap
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/pkg/netspec"
+)
+
+// Check maps a committed plan for host self through every check the
+// network side runs before it touches the host: the mapping itself, the
+// HostState validation the L2, DHCP and endpoint drivers run, and the
+// router and security-group validation of their drivers. A nil error
+// means this host accepts the plan; the coordinator's admission
+// (pkg/contract) must never commit one that fails here.
+func Check(s *plan.Snapshot, self Self, remote map[string]netip.Addr) error {
+	st, err := HostState(s, self, remote)
+	if err != nil {
+		return fmt.Errorf("map plan at epoch %d: %w", s.Epoch, err)
+	}
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("host state at epoch %d: %w", s.Epoch, err)
+	}
+	if err := netspec.ValidateRouters(st.Routers); err != nil {
+		return fmt.Errorf("routers at epoch %d: %w", s.Epoch, err)
+	}
+	if err := netspec.ValidateSecurityGroups(st.SecurityGroups); err != nil {
+		return fmt.Errorf("security groups at epoch %d: %w", s.Epoch, err)
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package api
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// The holes a new operator found (issue 10): each was accepted by the API
+// and then refused by every host. Each must now be refused with a 4xx
+// naming what is in the way, and change nothing.
+func TestContractRefusesWhatHostsCannotApply(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive})
+	long := strings.Repeat("s", 60)
+	for _, c := range []struct{ path, body string }{
+		{"/v1/externalnetworks/ext", `{"spec":{"physical_network":"physnet1","cidr":"203.0.113.0/24","gateway":"203.0.113.1"}}`},
+		{"/v1/projects/demo", `{}`},
+		{"/v1/projects/demo/networks/app", `{}`},
+		{"/v1/projects/demo/subnets/s1", `{"spec":{"network":"app","cidr":"10.1.0.0/24"}}`},
+		{"/v1/projects/demo/subnets/s2", `{"spec":{"network":"app","cidr":"10.2.0.0/24"}}`},
+		{"/v1/projects/demo/subnets/near", `{"spec":{"network":"app","cidr":"203.0.113.128/25"}}`},
+		{"/v1/projects/demo/ports/vm", `{"spec":{"network":"app","host":"h1","fixed_ips":[{"subnet":"s1"}]}}`},
+		{"/v1/projects/demo/routers/r1", `{"spec":{"external_network":"ext","interfaces":[{"subnet":"s1"},{"subnet":"s2"}]}}`},
+		{"/v1/projects/demo/floatingips/f1", `{"spec":{"external_network":"ext","port":"vm"}}`},
+		// A 60-character group name passes, and its host ID is valid.
+		{"/v1/projects/demo/securitygroups/" + long, `{"spec":{"rules":[{"direction":"ingress","remote_group":"` + long + `"}]}}`},
+	} {
+		f.must(f.admin, "PUT", c.path, c.body, 201)
+	}
+	bad := []struct {
+		name, method, path, body, field, says string
+		code                                  int
+	}{
+		{"remove-interface under a floating ip", "PUT", "/v1/projects/demo/routers/r1",
+			`{"spec":{"external_network":"ext","interfaces":[{"subnet":"s2"}]}}`, "spec.interfaces", `floating ip "f1"`, 409},
+		{"clear-gateway under a floating ip", "PUT", "/v1/projects/demo/routers/r1",
+			`{"spec":{"interfaces":[{"subnet":"s1"},{"subnet":"s2"}]}}`, "spec.external_network", `floating ip "f1"`, 409},
+		{"interface overlapping the external network", "PUT", "/v1/projects/demo/routers/r1",
+			`{"spec":{"external_network":"ext","interfaces":[{"subnet":"s1"},{"subnet":"near"}]}}`, "spec.interfaces[1].subnet", "overlaps external network", 400},
+		{"delete the DHCP port by hand", "DELETE", "/v1/projects/demo/ports/" + api.DHCPPortName("app"), "", "", `network "app"`, 409},
+		{"delete a router interface port by hand", "DELETE", "/v1/projects/demo/ports/" + api.RouterPortName("r1", "s2"), "", "", `router "r1"`, 409},
+		{"delete a subnet a router uses", "DELETE", "/v1/projects/demo/subnets/s2", "", "", "", 409},
+	}
+	before := f.store.Epoch()
+	for _, c := range bad {
+		code, body := f.do(f.admin, c.method, c.path, c.body)
+		var eb api.ErrorBody
+		json.Unmarshal(body, &eb)
+		if code != c.code || eb.Error == nil || eb.Error.Field != c.field || !strings.Contains(eb.Error.Message, c.says) {
+			t.Errorf("%s: %d %s, want %d field %q saying %q", c.name, code, body, c.code, c.field, c.says)
+		}
+	}
+	if f.store.Epoch() != before {
+		t.Fatalf("refused input moved the epoch %d -> %d", before, f.store.Epoch())
+	}
+	// Disassociated first, the same changes go through.
+	f.must(f.admin, "PUT", "/v1/projects/demo/floatingips/f1", `{"spec":{"external_network":"ext"}}`, 200)
+	f.must(f.admin, "PUT", "/v1/projects/demo/routers/r1", `{"spec":{"interfaces":[{"subnet":"s2"}]}}`, 200)
+}

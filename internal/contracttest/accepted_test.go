@@ -1,0 +1,192 @@
+package contracttest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/agent/network/planmap"
+	"github.com/strata-infra/strata/agent/plan"
+	coordapi "github.com/strata-infra/strata/coordinator/api"
+	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+type staticHosts []api.Host
+
+func (h staticHosts) Hosts() []api.Host { return h }
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// coordinator is a real coordinator API on a bbolt store, served over
+// loopback HTTP, with three alive hosts in its membership view.
+type coordinator struct {
+	t     *testing.T
+	url   string
+	token string
+	hc    *http.Client
+}
+
+func newCoordinator(t *testing.T) *coordinator {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{RetainDeltas: 64, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var view staticHosts
+	for i, h := range hosts {
+		view = append(view, api.Host{Name: h, State: api.StateAlive, VTEP: fmt.Sprintf("172.31.250.%d", 11+i)})
+	}
+	srv := httptest.NewServer(coordapi.New(coordapi.Options{Store: st, Registry: registry.Default(), Hosts: view, MaxWait: time.Second}))
+	t.Cleanup(srv.Close)
+	tok, err := coordapi.IssueToken(st, api.TokenRequest{Name: "admin", Role: api.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &coordinator{t: t, url: srv.URL, token: tok.Secret, hc: srv.Client()}
+}
+
+func (c *coordinator) do(method, path string, body any) (int, []byte) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(mustJSON(body))
+	}
+	req, err := http.NewRequest(method, c.url+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// host follows its plan as an agent does (deltas since its epoch) and runs
+// the network side's checks on every epoch it reaches.
+type host struct {
+	self  planmap.Self
+	state *plan.State
+}
+
+func (c *coordinator) sync(h *host) {
+	c.t.Helper()
+	code, b := c.do(http.MethodGet, fmt.Sprintf("/v1/hosts/%s/plan?since=%d", h.self.Host, h.state.Epoch), nil)
+	if code != http.StatusOK {
+		c.t.Fatalf("plan of %s: %d %s", h.self.Host, code, b)
+	}
+	var p api.Plan
+	if err := json.Unmarshal(b, &p); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := h.state.Apply(p); err != nil {
+		c.t.Fatalf("plan of %s: %v", h.self.Host, err)
+	}
+}
+
+// seed is STRATA_CONTRACT_SEED when set, else the clock.
+func seed(t *testing.T) uint64 {
+	if v := os.Getenv("STRATA_CONTRACT_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("STRATA_CONTRACT_SEED=%q: %v", v, err)
+		}
+		return s
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// calls is STRATA_CONTRACT_CALLS when set, else 10,000.
+func calls(t *testing.T) int {
+	if v := os.Getenv("STRATA_CONTRACT_CALLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("STRATA_CONTRACT_CALLS=%q: want a positive count", v)
+		}
+		return n
+	}
+	return 10000
+}
+
+// TestAcceptedStateAlwaysApplies drives random sequences of API calls,
+// valid and invalid, against a coordinator and maps every committed state
+// through each host's own checks: no committed state may be one a host
+// refuses. Rerun a failure with STRATA_CONTRACT_SEED=<printed seed>.
+func TestAcceptedStateAlwaysApplies(t *testing.T) {
+	sd, n := seed(t), calls(t)
+	t.Logf("seed %d (STRATA_CONTRACT_SEED), %d calls (STRATA_CONTRACT_CALLS)", sd, n)
+	c := newCoordinator(t)
+	g := &gen{r: rand.New(rand.NewPCG(sd, sd^0x5eed)), projects: []string{"pa", "pb", strings.Repeat("l", 63)}}
+	for _, p := range g.projects {
+		if code, b := c.do(http.MethodPut, "/v1/projects/"+p, api.ResourceRequest{Name: p}); code >= 300 {
+			t.Fatalf("project %s: %d %s", p, code, b)
+		}
+	}
+	remote := map[string]netip.Addr{}
+	var hs []*host
+	for i, h := range hosts {
+		vtep := netip.AddrFrom4([4]byte{172, 31, 250, byte(11 + i)})
+		remote[h] = vtep
+		hs = append(hs, &host{self: planmap.Self{Host: h, VTEP: vtep, UnderlayDev: "eth0"}, state: plan.NewState()})
+	}
+	var history []string
+	codes := map[int]int{}
+	epochs, start := 0, time.Now()
+	for i := 0; i < n; i++ {
+		cl := g.next()
+		code, b := c.do(cl.method, cl.path, cl.body)
+		codes[code]++
+		history = append(history, fmt.Sprintf("%d: %s -> %d %s", i, cl, code, strings.TrimSpace(string(b))))
+		if code >= 500 {
+			t.Fatalf("seed %d call %d: server error\n%s", sd, i, tail(history))
+		}
+		if code >= 300 {
+			continue
+		}
+		epochs++
+		for _, h := range hs {
+			c.sync(h)
+			snap := &plan.Snapshot{Epoch: h.state.Epoch}
+			for _, r := range h.state.Resources {
+				snap.Resources = append(snap.Resources, r)
+			}
+			if err := planmap.Check(snap, h.self, remote); err != nil {
+				t.Fatalf("seed %d call %d: host %s refuses the committed state: %v\n%s", sd, i, h.self.Host, err, tail(history))
+			}
+		}
+	}
+	t.Logf("%d calls in %v, %d committed, answers by status: %v", n, time.Since(start).Round(time.Millisecond), epochs, codes)
+	if codes[http.StatusOK]+codes[http.StatusCreated] == 0 || epochs < n/20 {
+		t.Fatalf("only %d of %d calls committed: the generator no longer exercises the contract", epochs, n)
+	}
+}
+
+func tail(h []string) string {
+	if len(h) > 40 {
+		h = h[len(h)-40:]
+	}
+	return strings.Join(h, "\n")
+}
