@@ -27,7 +27,7 @@ func requireRoot(t testing.TB) {
 func repoRoot(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..")
 }
 
 // buildBinaries compiles the three commands once per test run.
