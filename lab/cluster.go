@@ -42,10 +42,10 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := l.StartCoordinator(ctx); err != nil {
 		return err
 	}
-	if err := l.ensureAgentToken(ctx); err != nil {
-		return err
-	}
 	for i := 1; i <= l.Hosts; i++ {
+		if err := l.ensureAgentToken(ctx, i); err != nil {
+			return err
+		}
 		if err := l.StartAgent(i); err != nil {
 			return err
 		}
@@ -86,11 +86,15 @@ func (l *Lab) StartCoordinator(ctx context.Context) error {
 // StopCoordinator stops the coordinator with sig.
 func (l *Lab) StopCoordinator(sig syscall.Signal) error { return l.stop(l.coordinatorProc(), sig) }
 
-func (l *Lab) agentTokenFile() string { return filepath.Join(l.Dir, "agent.token") }
+// AgentTokenFile holds host i's agent token.
+func (l *Lab) AgentTokenFile(i int) string {
+	return filepath.Join(l.Dir, l.HostName(i)+".token")
+}
 
-// ensureAgentToken gives the agents their own (agent-role) token.
-func (l *Lab) ensureAgentToken(ctx context.Context) error {
-	if _, err := os.Stat(l.agentTokenFile()); err == nil {
+// ensureAgentToken gives host i's agent its own token, which speaks for
+// that host only.
+func (l *Lab) ensureAgentToken(ctx context.Context, i int) error {
+	if _, err := os.Stat(l.AgentTokenFile(i)); err == nil {
 		return nil
 	}
 	admin, err := l.AdminToken()
@@ -99,10 +103,11 @@ func (l *Lab) ensureAgentToken(ctx context.Context) error {
 	}
 	var nt api.NewToken
 	c := apiclient.New(l.Endpoint(), admin)
-	if err := c.Do(ctx, http.MethodPost, "/v1/tokens", api.TokenRequest{Name: "lab-agents", Role: api.RoleAgent}, &nt); err != nil {
-		return fmt.Errorf("create agent token: %w", err)
+	req := api.TokenRequest{Name: "agent-" + l.HostName(i), Role: api.RoleAgent, Host: l.HostName(i)}
+	if err := c.Do(ctx, http.MethodPost, "/v1/tokens", req, &nt); err != nil {
+		return fmt.Errorf("create agent token of %s: %w", l.HostName(i), err)
 	}
-	return os.WriteFile(l.agentTokenFile(), []byte(nt.Secret+"\n"), 0o600)
+	return os.WriteFile(l.AgentTokenFile(i), []byte(nt.Secret+"\n"), 0o600)
 }
 
 // AgentArgs is the command line of host i's agent.
@@ -114,7 +119,7 @@ func (l *Lab) AgentArgs(i int) []string {
 	// exec" would give it a private mount namespace.
 	return []string{"nsenter", "--net=/run/netns/" + l.Namespace(i), l.bin("strata-agent"), "--config=",
 		"--name", l.HostName(i), "--coordinator", l.Endpoint(),
-		"--token-file", l.agentTokenFile(), "--state-dir", filepath.Join(l.Dir, l.HostName(i)),
+		"--token-file", l.AgentTokenFile(i), "--state-dir", filepath.Join(l.Dir, l.HostName(i)),
 		"--zone", "lab", "--vtep", a,
 		"--gossip-bind", a + ":7946", "--join", l.BridgeAddr().String() + ":7946",
 		"--gossip-profile", "local", "--gossip-key-file", filepath.Join(l.Dir, "gossip.key"),

@@ -13,7 +13,7 @@ import (
 func (e Env) agentFiles(f Files) []Result {
 	var rs []Result
 	if f.TokenFile != "" {
-		r := Result{Check: "file:token", Required: true, Fix: "write the agent token (stratactl tokens create --role agent) to " + f.TokenFile + " with mode 0600"}
+		r := Result{Check: "file:token", Required: true, Fix: "write the agent token (stratactl tokens create --role agent --host <this host>) to " + f.TokenFile + " with mode 0600"}
 		b, err := os.ReadFile(f.TokenFile)
 		switch {
 		case err != nil:

@@ -208,8 +208,8 @@ func TestProjectTokenStaysInItsProject(t *testing.T) {
 	if len(list) != 1 || list[0].Name != "w1" {
 		t.Fatalf("project b widgets changed: %+v", list)
 	}
-	// An agent token reads plans but not resources.
-	json.Unmarshal(f.must(f.admin, "POST", "/v1/tokens", `{"name":"agents","role":"agent"}`, 201), &nt)
+	// An agent token reads its host's plan but not resources.
+	json.Unmarshal(f.must(f.admin, "POST", "/v1/tokens", `{"name":"agent-h1","role":"agent","host":"h1"}`, 201), &nt)
 	f.must(nt.Secret, "GET", "/v1/hosts/h1/plan?since=0", "", 200)
 	f.must(nt.Secret, "GET", "/v1/projects", "", 403)
 }

@@ -50,6 +50,24 @@ func requireAdmin(r *http.Request) *api.Error {
 	return nil
 }
 
+// requireHost lets an admin act for any host and an agent only for the
+// host its token names; host must be a valid name either way.
+func requireHost(r *http.Request, host string) error {
+	if fe := api.ValidateName("host", host); fe != nil {
+		return fe
+	}
+	switch p := principal(r); {
+	case p.Role == api.RoleAdmin:
+		return nil
+	case p.Role == api.RoleAgent && p.Host == host:
+		return nil
+	case p.Role == api.RoleAgent:
+		return forbidden("agent token %q speaks for host %q, not %q", p.Name, p.Host, host)
+	default:
+		return forbidden("%s token %q may not act for hosts", p.Role, p.Name)
+	}
+}
+
 // NewSecret returns a fresh random token secret for role.
 func NewSecret(role string) (string, error) {
 	b := make([]byte, 32)
@@ -71,7 +89,7 @@ func IssueToken(st *store.Store, req api.TokenRequest) (api.NewToken, error) {
 	if err != nil {
 		return api.NewToken{}, err
 	}
-	t := api.Token{ID: newID(), Name: req.Name, Role: req.Role, Project: req.Project, Created: time.Now().UTC()}
+	t := api.Token{ID: newID(), Name: req.Name, Role: req.Role, Project: req.Project, Host: req.Host, Created: time.Now().UTC()}
 	if err := st.PutToken(t, secret); err != nil {
 		return api.NewToken{}, err
 	}
@@ -108,11 +126,23 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.errorFor(w, fe)
 		return
 	}
+	if req.Role != api.RoleAgent && req.Host != "" {
+		s.errorFor(w, api.Fieldf("host", "only an %q token names a host", api.RoleAgent))
+		return
+	}
 	switch req.Role {
 	case api.RoleAdmin, api.RoleAgent:
 		if req.Project != "" {
 			s.errorFor(w, api.Fieldf("project", "only a %q token has a project", api.RoleProject))
 			return
+		}
+		if req.Role == api.RoleAgent {
+			// An agent speaks for one host: its plan holds every
+			// instance's user data and keys on that host, no more.
+			if fe := api.ValidateName("host", req.Host); fe != nil {
+				s.errorFor(w, fe)
+				return
+			}
 		}
 	case api.RoleProject:
 		err := s.store.View(func(tx *store.Tx) error {

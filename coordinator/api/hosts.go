@@ -12,15 +12,6 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-func requireAdminOrAgent(r *http.Request) *api.Error {
-	switch p := principal(r); p.Role {
-	case api.RoleAdmin, api.RoleAgent:
-		return nil
-	default:
-		return forbidden("%s token %q may not read hosts", p.Role, p.Name)
-	}
-}
-
 // hostViews merges gossip (liveness, meta) with the last report of each
 // host. A host that reported but is not in this coordinator's gossip view
 // (a coordinator just restarted, or a dead host reaped) shows as unknown:
@@ -69,9 +60,10 @@ func (s *Server) hostViews() ([]api.Host, error) {
 }
 
 // readHosts answers the access check and returns the host views, or
-// writes the error and returns false.
+// writes the error and returns false. Only admins read them: reports carry
+// every host's tenants' observed state.
 func (s *Server) readHosts(w http.ResponseWriter, r *http.Request) ([]api.Host, bool) {
-	if e := requireAdminOrAgent(r); e != nil {
+	if e := requireAdmin(r); e != nil {
 		writeError(w, e)
 		return nil, false
 	}
@@ -141,13 +133,9 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 // wait (capped by MaxWait) for the next commit, then answers with the deltas
 // after since, or the full plan when they are no longer retained.
 func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
-	if e := requireAdminOrAgent(r); e != nil {
-		writeError(w, e)
-		return
-	}
 	host := r.PathValue("host")
-	if fe := api.ValidateName("host", host); fe != nil {
-		s.errorFor(w, fe)
+	if err := requireHost(r, host); err != nil {
+		s.errorFor(w, err)
 		return
 	}
 	q := r.URL.Query()
@@ -193,8 +181,9 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
-	if e := requireAdminOrAgent(r); e != nil {
-		writeError(w, e)
+	host := r.PathValue("host")
+	if err := requireHost(r, host); err != nil {
+		s.errorFor(w, err)
 		return
 	}
 	var rep api.HostReport
@@ -202,16 +191,21 @@ func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
 		s.errorFor(w, err)
 		return
 	}
-	host := r.PathValue("host")
 	if rep.Host != "" && rep.Host != host {
 		s.errorFor(w, api.Fieldf("host", "%q does not match the host in the path %q", rep.Host, host))
 		return
 	}
 	rep.Host = host
 	rep.Reported = time.Now().UTC()
-	if err := s.store.PutReport(rep); err != nil {
+	// A host reports only on what its plan gives it: status written onto
+	// any other resource would be a host speaking for another's tenants.
+	dropped, err := s.store.PutReport(rep, s.reg.PlanFilter(host))
+	if err != nil {
 		s.errorFor(w, err)
 		return
+	}
+	if len(dropped) > 0 {
+		s.log.Warn("host reported on resources outside its plan; ignored", "host", host, "resources", dropped)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -68,9 +68,9 @@ func Document(reg *registry.Registry) obj {
 		"Host":          obj{"type": "object", "properties": obj{"name": str, "addr": str, "state": obj{"type": "string", "enum": []string{"alive", "suspect", "dead", "left"}}, "applied_epoch": u64, "zone": str, "capacity": obj{"type": "object"}}},
 		"HostReport":    obj{"type": "object", "properties": obj{"host": str, "applied_epoch": u64, "plan_epoch": u64, "subsystems": obj{"type": "array", "items": obj{"type": "object"}}}},
 		"ClusterStatus": obj{"type": "object", "properties": obj{"epoch": u64, "converged": obj{"type": "boolean"}, "hosts": obj{"type": "array", "items": obj{"type": "object"}}}},
-		"Token":         obj{"type": "object", "properties": obj{"id": str, "name": str, "role": str, "project": str}},
+		"Token":         obj{"type": "object", "properties": obj{"id": str, "name": str, "role": str, "project": str, "host": str}},
 		"TokenRequest": obj{"type": "object", "required": []string{"name", "role"}, "additionalProperties": false, "properties": obj{
-			"name": str, "role": obj{"type": "string", "enum": []string{"admin", "agent", "project"}}, "project": str}},
+			"name": str, "role": obj{"type": "string", "enum": []string{"admin", "agent", "project"}}, "project": str, "host": str}},
 	}
 	paths := obj{
 		"/v1/openapi.json": obj{"get": obj{"summary": "This document", "security": []obj{}, "responses": obj{"200": respond("OpenAPI document", obj{"type": "object"})}}},

@@ -10,13 +10,17 @@ import (
 )
 
 // PutReport records an agent's status report and the per-resource statuses
-// in it. Reports are observed state: they never bump the epoch.
-func (s *Store) PutReport(r api.HostReport) error {
+// in it. Reports are observed state: they never bump the epoch. A status
+// on a resource that keep says is not the host's is dropped, and its key
+// returned: a host never writes onto another host's (tenant's) resources,
+// and one stale entry does not lose the rest of the report.
+func (s *Store) PutReport(r api.HostReport, keep Filter) (dropped []api.Key, err error) {
 	buf, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return dropped, s.db.Update(func(tx *bolt.Tx) error {
+		dropped = dropped[:0]
 		if err := tx.Bucket(bucketReports).Put([]byte(r.Host), buf); err != nil {
 			return err
 		}
@@ -24,8 +28,17 @@ func (s *Store) PutReport(r api.HostReport) error {
 		res := tx.Bucket(bucketResources)
 		for _, rr := range r.Resources {
 			k := resourceKey(rr.Key)
-			if res.Get(k) == nil {
+			v := res.Get(k)
+			if v == nil {
 				continue // deleted since the agent looked
+			}
+			var stored api.Resource
+			if err := json.Unmarshal(v, &stored); err != nil {
+				return fmt.Errorf("status of %s: %w", rr.Key, err)
+			}
+			if !keep(stored) {
+				dropped = append(dropped, rr.Key)
+				continue
 			}
 			rr.ResourceStatus.Host = r.Host
 			b, err := json.Marshal(rr.ResourceStatus)

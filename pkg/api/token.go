@@ -11,10 +11,13 @@ const (
 
 // Token describes a bearer token; the secret itself is never stored.
 type Token struct {
-	ID      string    `json:"id"`
-	Name    string    `json:"name"`
-	Role    string    `json:"role"`
-	Project string    `json:"project,omitempty"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Project string `json:"project,omitempty"`
+	// Host is the one host an agent token speaks for: it reads only that
+	// host's plan and reports only for it.
+	Host    string    `json:"host,omitempty"`
 	Created time.Time `json:"created"`
 }
 
@@ -23,6 +26,7 @@ type TokenRequest struct {
 	Name    string `json:"name"`
 	Role    string `json:"role"`
 	Project string `json:"project,omitempty"`
+	Host    string `json:"host,omitempty"`
 }
 
 // NewToken is returned once, at creation: the only time the secret is shown.

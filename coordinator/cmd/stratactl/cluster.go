@@ -134,13 +134,14 @@ func tokensCmd(g *globals) *cobra.Command {
 			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/tokens", req, &nt); err != nil {
 				return err
 			}
-			return g.print(cmd, nt, ctl.Table{Header: []string{"ID", "NAME", "ROLE", "PROJECT", "SECRET"},
-				Rows: [][]string{{nt.ID, nt.Name, nt.Role, nt.Project, nt.Secret}}})
+			return g.print(cmd, nt, ctl.Table{Header: []string{"ID", "NAME", "ROLE", "PROJECT", "HOST", "SECRET"},
+				Rows: [][]string{{nt.ID, nt.Name, nt.Role, nt.Project, nt.Host, nt.Secret}}})
 		},
 	}
 	create.Flags().StringVar(&req.Name, "name", "", "token name")
 	create.Flags().StringVar(&req.Role, "role", api.RoleProject, "admin, agent or project")
 	create.Flags().StringVar(&req.Project, "project", "", "project of a project token")
+	create.Flags().StringVar(&req.Host, "host", "", "the one host an agent token speaks for")
 	list := &cobra.Command{
 		Use: "list", Short: "List tokens (never their secrets)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -152,9 +153,9 @@ func tokensCmd(g *globals) *cobra.Command {
 			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/tokens", nil, &ts); err != nil {
 				return err
 			}
-			t := ctl.Table{Header: []string{"ID", "NAME", "ROLE", "PROJECT", "CREATED"}}
+			t := ctl.Table{Header: []string{"ID", "NAME", "ROLE", "PROJECT", "HOST", "CREATED"}}
 			for _, tk := range ts {
-				t.Rows = append(t.Rows, []string{tk.ID, tk.Name, tk.Role, tk.Project, tk.Created.Format(time.RFC3339)})
+				t.Rows = append(t.Rows, []string{tk.ID, tk.Name, tk.Role, tk.Project, tk.Host, tk.Created.Format(time.RFC3339)})
 			}
 			return g.print(cmd, ts, t)
 		},
