@@ -151,8 +151,10 @@ func (l *Lab) downNetwork() error {
 				errs = append(errs, err.Error())
 			}
 		}
+		// Deleting the namespace takes its veth end, and the kernel removes
+		// the outer end a moment later: gone by then is fine.
 		if outer := fmt.Sprintf("%sh%d", l.Short, i); linkExists(outer) {
-			if err := ip("link", "delete", outer); err != nil {
+			if err := ip("link", "delete", outer); err != nil && linkExists(outer) {
 				errs = append(errs, err.Error())
 			}
 		}
