@@ -1,5 +1,8 @@
 # Strata: build, lab, tests and benchmarks. Run as root on Debian 12.
 export PATH := /usr/local/go/bin:$(PATH)
+# bash with pipefail: a failing command on the left of a pipe fails the recipe.
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/strata-infra/strata/agent/daemon.Version=$(VERSION)

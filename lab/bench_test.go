@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
@@ -60,7 +61,9 @@ func BenchmarkLabPortToFDB(b *testing.B) {
 	b.StopTimer()
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
 	b.ReportMetric(float64(samples[len(samples)/2].Microseconds())/1000, "median_ms")
-	b.ReportMetric(float64(samples[(len(samples)*99+99)/100-1].Microseconds())/1000, "p99_ms")
+	// 20-odd samples earn no p99: the highest one is reported as the max.
+	b.ReportMetric(float64(samples[len(samples)-1].Microseconds())/1000, "max_ms")
+	b.ReportMetric(float64(len(samples)), "samples")
 }
 
 const benchManifest = `
@@ -106,7 +109,7 @@ func waitFDB(ns, dev, mac string, limit time.Duration) error {
 		return err
 	}
 	defer h.Close()
-	deadline := time.Now().Add(limit)
+	deadline := time.Now().Add(testenv.Scale(limit))
 	for time.Now().Before(deadline) {
 		if link, err := h.LinkByName(dev); err == nil {
 			neighs, err := netlinksafe.NeighList(h, link.Attrs().Index, unix.AF_BRIDGE)

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/apiclient"
 	"github.com/strata-infra/strata/pkg/gossip"
@@ -178,7 +179,10 @@ func (l *Lab) Down() error {
 	return first
 }
 
+// waitFor polls ok until it holds or limit, scaled by
+// STRATA_TIMEOUT_FACTOR, has passed.
 func waitFor(ctx context.Context, limit time.Duration, what string, ok func() error) error {
+	limit = testenv.Scale(limit)
 	deadline := time.Now().Add(limit)
 	var err error
 	for time.Now().Before(deadline) {

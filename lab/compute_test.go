@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-infra/strata/agent/compute"
 	"github.com/strata-infra/strata/agent/compute/computeagent"
+	"github.com/strata-infra/strata/agent/compute/virttest"
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/agent/network/planmap"
 	"github.com/strata-infra/strata/pkg/api"
@@ -77,9 +78,7 @@ spec:
 
 func newComputeLab(t testing.TB) *computeLab {
 	t.Helper()
-	if r := LibvirtAvailable(); r != "" {
-		t.Skip(r)
-	}
+	virttest.Require(t)
 	l := testLab(t, 2, 10000)
 	start := time.Now()
 	g, err := BuildGuest(repoRoot(t), t.TempDir())

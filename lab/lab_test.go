@@ -14,14 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veths and a bridge")
-	}
+	testenv.RequireRoot(t, "creates network namespaces, veths and a bridge")
 }
 
 func repoRoot(t testing.TB) string {
@@ -92,6 +91,7 @@ func stratactl(t testing.TB, l *Lab, out any, args ...string) {
 // waitCLI polls `stratactl status -o json` until ok holds.
 func waitCLI(t testing.TB, l *Lab, limit time.Duration, what string, ok func(api.ClusterStatus) bool) (api.ClusterStatus, time.Duration) {
 	t.Helper()
+	limit = testenv.Scale(limit)
 	start := time.Now()
 	var st api.ClusterStatus
 	for time.Since(start) < limit {

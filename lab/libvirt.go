@@ -20,8 +20,9 @@ type Libvirtd struct {
 	Host int
 }
 
-// LibvirtAvailable says why libvirtd and qemu cannot run here, or "".
-func LibvirtAvailable() string { return virttest.Available() }
+// LibvirtAvailable names the part that keeps libvirtd and qemu from running
+// here and why, or returns "".
+func LibvirtAvailable() (part, reason string) { return virttest.Available() }
 
 // StartLibvirtd starts a libvirtd for host i under dir (kept short: the
 // socket path must fit a sockaddr_un) and waits until it has probed qemu

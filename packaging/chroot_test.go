@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"fmt"
+	"github.com/strata-infra/strata/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,7 +141,7 @@ func overlay(t *testing.T, base string) string {
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", base, upper, work)
 	if err := syscall.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		t.Skipf("overlayfs unavailable (%v): cannot work on a copy of the cached chroot", err)
+		testenv.Missing(t, "overlayfs", fmt.Sprintf("mount failed (%v): cannot work on a copy of the cached chroot", err))
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(merged, 0); err != nil {

@@ -5,6 +5,7 @@ package packaging
 
 import (
 	"fmt"
+	"github.com/strata-infra/strata/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,9 +32,7 @@ func repoRoot() string {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: package builds run maintainer scripts, chroots and mounts")
-	}
+	testenv.RequireRoot(t, "package builds run maintainer scripts, chroots and mounts")
 }
 
 // tool finds a binary or skips: packaging/testdeps.sh installs them all,
@@ -49,7 +48,7 @@ func tool(t *testing.T, name string) string {
 			return p
 		}
 	}
-	t.Skipf("%s is not installed: run packaging/testdeps.sh", name)
+	testenv.Missing(t, name, "not installed: run packaging/testdeps.sh")
 	return ""
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 	"github.com/strata-infra/strata/agent/compute/virttest"
 	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -37,13 +38,13 @@ type testEnv struct {
 }
 
 var (
-	env        *testEnv
-	skipReason string
+	env                     *testEnv
+	missingPart, skipReason string
 )
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		if skipReason = virttest.Available(); skipReason != "" {
+		if missingPart, skipReason = virttest.Available(); missingPart != "" {
 			return m.Run()
 		}
 		e, err := setup()
@@ -57,11 +58,12 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// requireEnv skips t when libvirtd cannot run here.
+// requireEnv skips t when libvirtd cannot run here (fails it under
+// STRATA_STRICT=1).
 func requireEnv(t *testing.T) *testEnv {
 	t.Helper()
 	if env == nil {
-		t.Skip(skipReason)
+		testenv.Missing(t, missingPart, skipReason)
 	}
 	return env
 }
@@ -208,9 +210,11 @@ func plugUnderlay(h *nettest.Host, ulh *netlink.Handle, ul string, br netlink.Li
 	return errors.Join(ulh.LinkSetMaster(p, br), ulh.LinkSetUp(p))
 }
 
-// waitFor polls cond every 100 ms until it holds or timeout passes.
+// waitFor polls cond every 100 ms until it holds or timeout (scaled by
+// STRATA_TIMEOUT_FACTOR) passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
+	timeout = testenv.Scale(timeout)
 	start := time.Now()
 	for time.Since(start) < timeout {
 		if cond() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/internal/kerneltest"
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 const guestPkg = "github.com/strata-infra/strata/internal/kerneltest/guestfeatures"
@@ -51,7 +52,7 @@ func harness(t *testing.T) *kerneltest.Harness {
 	t.Helper()
 	h, err := kerneltest.New(".")
 	if errors.Is(err, kerneltest.ErrUnavailable) {
-		t.Skipf("kerneltest: %v", err)
+		testenv.Missing(t, "kernel test guest", err.Error())
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/strata-infra/strata/internal/testenv"
 	"os"
 	"path/filepath"
 	"slices"
@@ -152,7 +153,7 @@ func TestLockFileHonoursContext(t *testing.T) {
 func TestCacheKeys(t *testing.T) {
 	h, err := New(".")
 	if errors.Is(err, ErrUnavailable) {
-		t.Skipf("kerneltest: %v", err)
+		testenv.Missing(t, "kernel test guest", err.Error())
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -188,18 +189,26 @@ func (r *skipRecorder) Skipf(format string, args ...any)  { r.skipped = fmt.Spri
 func (r *skipRecorder) Fatalf(format string, args ...any) { r.fatal = fmt.Sprintf(format, args...) }
 
 // TestSkipsWithoutQemu: with no qemu in PATH the harness is unavailable
-// and Run skips, naming what is missing.
+// and Run skips, naming what is missing; under STRATA_STRICT=1 it fails
+// naming it instead.
 func TestSkipsWithoutQemu(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	if _, err := New("."); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), qemuBinary) {
 		t.Fatalf("New without qemu: err = %v, want ErrUnavailable naming %s", err, qemuBinary)
 	}
-	rec := &skipRecorder{T: t}
-	if res := Run(rec, "github.com/strata-infra/strata/internal/kerneltest/guestfeatures", "^TestTrivial$"); res != nil {
-		t.Errorf("Run returned a result without qemu: %+v", res)
-	}
-	if rec.fatal != "" || !strings.Contains(rec.skipped, qemuBinary) {
-		t.Errorf("Run without qemu: skipped %q, fatal %q; want a skip naming %s", rec.skipped, rec.fatal, qemuBinary)
+	for _, strict := range []string{"", "1"} {
+		t.Setenv(testenv.StrictEnv, strict)
+		rec := &skipRecorder{T: t}
+		if res := Run(rec, "github.com/strata-infra/strata/internal/kerneltest/guestfeatures", "^TestTrivial$"); res != nil {
+			t.Errorf("Run returned a result without qemu: %+v", res)
+		}
+		got, other := rec.skipped, rec.fatal
+		if strict == "1" {
+			got, other = rec.fatal, rec.skipped
+		}
+		if other != "" || !strings.Contains(got, qemuBinary) {
+			t.Errorf("Run without qemu, %s=%q: skipped %q, fatal %q; want one naming %s", testenv.StrictEnv, strict, rec.skipped, rec.fatal, qemuBinary)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/strata-infra/strata/internal/testenv"
 	"os"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ func RunWith(t TB, pkg, run string, opts Options) *Result {
 	h, err := newHarnessForTest(t)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
-			t.Skipf("kerneltest: %v", err)
+			testenv.Missing(t, "kernel test guest", err.Error())
 		} else {
 			t.Fatalf("kerneltest: %v", err)
 		}

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"fmt"
+	"github.com/strata-infra/strata/internal/testenv"
 	"net"
 	"net/netip"
 	"strconv"
@@ -84,6 +85,7 @@ func startPool(t *testing.T, n int, key []byte) ([]*Member, []int) {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
+	within = testenv.Scale(within)
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > within {

@@ -6,13 +6,12 @@ import (
 	"os"
 	"testing"
 
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/vishvananda/netlink"
 )
 
 func TestCreateDoListDelete(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
+	testenv.RequireRoot(t, "creates network namespaces")
 	prefix := fmt.Sprintf("stt%dnsu-", os.Getpid())
 	name := prefix + "a"
 	t.Cleanup(func() { _ = Delete(name) })

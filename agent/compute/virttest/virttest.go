@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 )
 
@@ -30,17 +31,27 @@ type Daemon struct {
 	exited chan struct{}
 }
 
-// Available reports why libvirtd or qemu cannot run here, or "" when they can.
-func Available() string {
+// Available names the part that keeps libvirtd or qemu from running here
+// and why, or returns "" when they can.
+func Available() (part, reason string) {
 	if os.Geteuid() != 0 {
-		return "needs root: runs libvirtd, creates namespaces and bridges"
+		return "root", "needs root: runs libvirtd, creates namespaces and bridges"
 	}
 	for _, b := range []string{"libvirtd", "qemu-system-x86_64", "qemu-img"} {
 		if _, err := lookPath(b); err != nil {
-			return fmt.Sprintf("%s not installed (bash agent/compute/testdeps.sh)", b)
+			return b, "not installed (bash agent/compute/testdeps.sh)"
 		}
 	}
-	return ""
+	return "", ""
+}
+
+// Require ends t (a skip, or a failure under STRATA_STRICT=1) when
+// libvirtd or qemu cannot run here.
+func Require(t testenv.TB) {
+	t.Helper()
+	if part, reason := Available(); part != "" {
+		testenv.Missing(t, part, reason)
+	}
 }
 
 func lookPath(b string) (string, error) {

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/strata-infra/strata/internal/netprobe"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/pidfile"
 )
@@ -26,9 +27,7 @@ import (
 // RequireRoot skips t unless it runs as root.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, bridges, VXLAN devices and runs dnsmasq")
-	}
+	testenv.RequireRoot(t, "creates network namespaces, bridges, VXLAN devices and runs dnsmasq")
 }
 
 var labSeq atomic.Int32

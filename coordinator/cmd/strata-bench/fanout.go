@@ -52,7 +52,8 @@ func planFanout(dir string) error {
 	}
 	bench("plan_fanout_1_watcher_median", ms(pct(one, 50)), "ms")
 	bench("plan_fanout_100_watchers_median", ms(pct(hundred, 50)), "ms")
-	bench("plan_fanout_100_watchers_p99", ms(pct(hundred, 99)), "ms")
+	// rounds (30) samples earn no p99: the highest one is the max.
+	bench(fmt.Sprintf("plan_fanout_100_watchers_max_of_%d", len(hundred)), ms(pct(hundred, 100)), "ms")
 	bench("plan_fanout_100_vs_1_watcher", float64(pct(hundred, 50))/float64(pct(one, 50)), "ratio")
 	return nil
 }

@@ -40,14 +40,20 @@ func bench(name string, value float64, unit string) {
 }
 
 // convertGoBench turns "BenchmarkX-2  10  123 ns/op  4.5 ratio" into
-// BENCH lines, one per reported metric.
+// BENCH lines, one per reported metric. It exits 1 when the input reports
+// a failure, so a failed benchmark fails the pipe even without pipefail.
 func convertGoBench() {
 	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	failed := false
 	for sc.Scan() {
 		line := sc.Text()
 		f := strings.Fields(line)
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-			if strings.HasPrefix(line, "BENCH ") || strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "---") {
+			if strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "--- FAIL") || strings.HasPrefix(line, "panic:") {
+				failed = true
+			}
+			if strings.HasPrefix(line, "BENCH ") || strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "---") || strings.HasPrefix(line, "panic:") {
 				fmt.Println(line)
 			}
 			continue
@@ -59,5 +65,9 @@ func convertGoBench() {
 		for i := 2; i+1 < len(f); i += 2 {
 			fmt.Printf("BENCH %s %s %s\n", name, f[i], f[i+1])
 		}
+	}
+	if sc.Err() != nil || failed {
+		fmt.Fprintln(os.Stderr, "strata-bench: a benchmark failed")
+		os.Exit(1)
 	}
 }

@@ -1,0 +1,117 @@
+package testenv
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// childEnv makes this test binary, run again, act as the child of
+// TestStrictModeFailsOnMissingPart: it then requires the binary named here.
+const childEnv = "STRATA_TESTENV_CHILD_PART"
+
+func TestChildRequiresPart(t *testing.T) {
+	part := os.Getenv(childEnv)
+	if part == "" {
+		t.Skip("runs only as the child of TestStrictModeFailsOnMissingPart")
+	}
+	RequireBinary(t, part)
+	t.Log("child: found", part)
+}
+
+// runChild runs TestChildRequiresPart in a new process with PATH and
+// STRATA_STRICT as given, and returns its verbose output and whether it
+// exited zero.
+func runChild(t *testing.T, part, path, strict string) (string, bool) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestChildRequiresPart$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+part, "PATH="+path, StrictEnv+"="+strict)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run child: %v", err)
+	}
+	return string(out), err == nil
+}
+
+// TestStrictModeFailsOnMissingPart: with a real part (qemu-img, which the
+// compute and lab tests need) hidden from PATH, the helper fails the test
+// naming the part under STRATA_STRICT=1 and skips it, naming the part too,
+// without. A part that is present passes either way.
+func TestStrictModeFailsOnMissingPart(t *testing.T) {
+	empty := t.TempDir()
+	const part = "qemu-img"
+
+	out, ok := runChild(t, part, empty, "1")
+	if ok || !strings.Contains(out, "--- FAIL: TestChildRequiresPart") || !strings.Contains(out, "missing "+part) {
+		t.Errorf("strict, %s hidden: want a failure naming %s, exit ok=%v:\n%s", part, part, ok, out)
+	}
+	out, ok = runChild(t, part, empty, "")
+	if !ok || !strings.Contains(out, "--- SKIP: TestChildRequiresPart") || !strings.Contains(out, "missing "+part) {
+		t.Errorf("not strict, %s hidden: want a skip naming %s, exit ok=%v:\n%s", part, part, ok, out)
+	}
+
+	// A stand-in that is present: the helper finds it and the test runs.
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "s21-part"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, ok = runChild(t, "s21-part", bin, "1")
+	if !ok || !strings.Contains(out, "--- PASS: TestChildRequiresPart") {
+		t.Errorf("strict, part present: want a pass, exit ok=%v:\n%s", ok, out)
+	}
+}
+
+type recorder struct {
+	skipped, failed string
+}
+
+func (r *recorder) Helper()                          {}
+func (r *recorder) Skipf(format string, args ...any) { r.skipped = format }
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.failed = format
+}
+
+func TestMissingFollowsStrict(t *testing.T) {
+	t.Setenv(StrictEnv, "1")
+	var r recorder
+	Missing(&r, "libvirtd", "not installed")
+	if r.failed == "" || r.skipped != "" {
+		t.Errorf("strict: %+v, want a failure", r)
+	}
+	t.Setenv(StrictEnv, "0")
+	r = recorder{}
+	Missing(&r, "libvirtd", "not installed")
+	if r.skipped == "" || r.failed != "" {
+		t.Errorf("not strict: %+v, want a skip", r)
+	}
+}
+
+func TestFactorScalesWaits(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want time.Duration
+	}{{"", time.Second}, {"1", time.Second}, {"2.5", 2500 * time.Millisecond}, {"-3", time.Second}, {"x", time.Second}} {
+		t.Setenv(FactorEnv, c.env)
+		if got := Scale(time.Second); got != c.want {
+			t.Errorf("%s=%q: Scale(1s) = %s, want %s", FactorEnv, c.env, got, c.want)
+		}
+	}
+	t.Setenv(FactorEnv, "1")
+	n := 0
+	if d, err := Poll(5*time.Second, func() error {
+		if n++; n < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}); err != nil || n != 3 || d > 5*time.Second {
+		t.Errorf("Poll: %v after %d calls, %s", err, n, d)
+	}
+	if _, err := Poll(50*time.Millisecond, func() error { return errors.New("never") }); err == nil || !strings.Contains(err.Error(), "never") {
+		t.Errorf("Poll of a false condition: %v, want its last error", err)
+	}
+}
