@@ -134,3 +134,50 @@ func h2ns(p *twoProjects, name string) string {
 	}
 	return ""
 }
+
+// TestHungDnsmasqRestarted: a dnsmasq that still runs but answers nothing
+// (SIGSTOP) fails its DNS liveness probes, is killed and restarted, the
+// status says why, and DHCP works again.
+func TestHungDnsmasqRestarted(t *testing.T) {
+	p := newTwoProjects(t)
+	p.setAll(t)
+	h1, a := p.lab.Hosts[0], p.agents[0]
+	old := dnsmasqPid(t, h1, "proj-a")
+	if old == 0 {
+		t.Fatal("no dnsmasq pid for proj-a on h1")
+	}
+	// Healthy dnsmasq processes pass their probes: nothing is restarted.
+	time.Sleep(time.Second)
+	if c := a.DHCP.Counters(); c.Hung != 0 || c.Restarts != 0 {
+		t.Fatalf("healthy dnsmasq restarted: %+v", c)
+	}
+	if err := syscall.Kill(old, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	for a.DHCP.Counters().Hung == 0 && time.Since(stopped) < 20*time.Second {
+		time.Sleep(20 * time.Millisecond)
+	}
+	healed := time.Since(stopped)
+	pid := dnsmasqPid(t, h1, "proj-a")
+	if pid == 0 || pid == old {
+		t.Fatalf("hung dnsmasq not restarted after %v: pid %d (old %d), counters %+v", healed, pid, old, a.DHCP.Counters())
+	}
+	if err := syscall.Kill(old, 0); err == nil {
+		t.Errorf("the hung dnsmasq %d still exists after its restart", old)
+	}
+	var found bool
+	for _, sp := range a.DHCP.Processes() {
+		if sp.Name == "dnsmasq network proj-a" {
+			found = true
+			if sp.Restarts != 1 || sp.PID != pid || !strings.HasPrefix(sp.LastReason, "hung") || sp.LastRestart.IsZero() {
+				t.Errorf("status of the restarted dnsmasq: %+v", sp)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no status for dnsmasq of proj-a: %+v", a.DHCP.Processes())
+	}
+	t.Logf("SIGSTOPped dnsmasq %d detected hung and restarted as %d after %v", old, pid, healed.Round(time.Millisecond))
+	p.leaseAll(t)
+}

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -76,7 +78,38 @@ func (s *State) Snapshot() *Snapshot {
 	return &Snapshot{Epoch: s.Epoch, Resources: rs}
 }
 
+// ErrCorrupt marks a saved plan that cannot be decoded.
+var ErrCorrupt = errors.New("corrupt plan file")
+
+// LoadOrSetAside is Load for an agent starting up: a plan file that cannot
+// be decoded is not fatal; it is renamed aside (kept for a post-mortem)
+// with a log line, and the agent starts from an empty plan, which makes its
+// first watch a full plan from the coordinator.
+func LoadOrSetAside(path string, log *slog.Logger) (*State, error) {
+	s, err := Load(path)
+	if !errors.Is(err, ErrCorrupt) {
+		return s, err
+	}
+	aside, serr := SetAside(path)
+	if serr != nil {
+		return nil, fmt.Errorf("%w; and setting it aside failed: %w", err, serr)
+	}
+	log.Error("saved plan is unreadable; set it aside and starting from a full plan", "err", err, "moved_to", aside)
+	return NewState(), nil
+}
+
+// SetAside renames an untrustworthy state file to <path>.corrupt-<time>
+// and returns the new name.
+func SetAside(path string) (string, error) {
+	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := os.Rename(path, aside); err != nil {
+		return "", fmt.Errorf("set aside %q: %w", path, err)
+	}
+	return aside, nil
+}
+
 // Load reads the state saved at path; a missing file is an empty plan.
+// A file that does not decode is an ErrCorrupt error.
 func Load(path string) (*State, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -87,7 +120,7 @@ func Load(path string) (*State, error) {
 	}
 	s := NewState()
 	if err := json.Unmarshal(data, s); err != nil {
-		return nil, fmt.Errorf("decode plan %q: %w", path, err)
+		return nil, fmt.Errorf("%w %q: %w", ErrCorrupt, path, err)
 	}
 	if s.Resources == nil {
 		s.Resources = map[string]api.Resource{}

@@ -34,7 +34,7 @@ type Watcher struct {
 
 // NewWatcher starts from the state saved at path.
 func NewWatcher(host string, src Source, path string, wait time.Duration, log *slog.Logger, onChange func(*Snapshot)) (*Watcher, error) {
-	st, err := Load(path)
+	st, err := LoadOrSetAside(path, log)
 	if err != nil {
 		return nil, err
 	}

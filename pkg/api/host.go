@@ -60,8 +60,22 @@ type HostReport struct {
 	Subsystems   []SubsystemStatus `json:"subsystems,omitempty"`
 	Resources    []ResourceReport  `json:"resources,omitempty"`
 	// Compute is the compute subsystem's view of the host, when it runs.
-	Compute  *ComputeHost `json:"compute,omitempty"`
-	Reported time.Time    `json:"reported"`
+	Compute *ComputeHost `json:"compute,omitempty"`
+	// Processes are the children the agent supervises (dnsmasq), with
+	// the restarts its liveness checks made.
+	Processes []SupervisedProcess `json:"processes,omitempty"`
+	Reported  time.Time           `json:"reported"`
+}
+
+// SupervisedProcess is one child the agent watches: restarted when it
+// exits or stops answering its liveness probe.
+type SupervisedProcess struct {
+	Name          string    `json:"name"`
+	PID           int       `json:"pid,omitempty"` // 0: not running now
+	Restarts      int       `json:"restarts"`
+	LastRestart   time.Time `json:"last_restart,omitzero"`
+	LastReason    string    `json:"last_reason,omitempty"` // "exited", "hung: no DNS answer to 3 probes"
+	ProbeFailures int       `json:"probe_failures,omitempty"`
 }
 
 // ResourceReport is a host's observation of one resource in its plan.

@@ -27,6 +27,7 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 		}
 		a.Runner().Register(n)
 		a.Background(n.Supervise)
+		a.Reporter(n.Report)
 	}
 	if cfg.Compute.Enabled {
 		return registerCompute(a, cfg, log)

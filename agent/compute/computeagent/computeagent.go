@@ -85,7 +85,14 @@ func New(cfg Config) (*Reconciler, error) {
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(b, &r.seen); err != nil {
-			return nil, fmt.Errorf("computeagent: %s: %w", r.seenFile(), err)
+			// Not fatal: what it held (when each guest was last seen
+			// running) is rebuilt from the next passes.
+			aside, serr := plan.SetAside(r.seenFile())
+			if serr != nil {
+				return nil, fmt.Errorf("computeagent: %s unreadable (%v): %w", r.seenFile(), err, serr)
+			}
+			r.log.Error("running-state file is unreadable; set it aside", "err", err, "moved_to", aside)
+			r.seen = map[string]uint64{}
 		}
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("computeagent: %w", err)

@@ -11,15 +11,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
+	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/vishvananda/netlink"
 )
@@ -34,9 +38,10 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Counters say what the driver did to dnsmasq processes.
+// Counters say what the driver did to dnsmasq processes. Restarts counts
+// the supervisor's (died or hung), Hung those of a live but hung dnsmasq.
 type Counters struct {
-	Starts, Restarts, Reloads, Stops, LinkChanges int64
+	Starts, Restarts, Reloads, Stops, LinkChanges, Hung int64
 }
 
 // Driver manages the dnsmasq instances of one host.
@@ -47,7 +52,7 @@ type Driver struct {
 	mu   sync.Mutex
 	runs map[string]*instance // by network ID
 
-	starts, restarts, reloads, stops, linkChanges atomic.Int64
+	starts, restarts, reloads, stops, linkChanges, hung atomic.Int64
 }
 
 // instance is the wanted dnsmasq of one network.
@@ -55,7 +60,20 @@ type instance struct {
 	netID, ns, dir string
 	args           []string
 	proc           *process
+	probeAddr      netip.Addr // the DHCP port's address, where DNS is probed
+	failures       int        // consecutive failed liveness probes
+	restarts       int        // by the supervisor: died or hung
+	lastRestart    time.Time
+	lastReason     string
 }
+
+// Liveness: a dnsmasq that answers no DNS probe HungAfter times in a row
+// (one probe per supervisor tick, each waiting ProbeTimeout) is hung, and
+// is killed and restarted.
+const (
+	HungAfter    = 3
+	ProbeTimeout = time.Second
+)
 
 var _ network.Driver = (*Driver)(nil)
 
@@ -100,7 +118,7 @@ func lookDnsmasq() (string, error) {
 
 // Counters returns what the driver has done so far.
 func (d *Driver) Counters() Counters {
-	return Counters{d.starts.Load(), d.restarts.Load(), d.reloads.Load(), d.stops.Load(), d.linkChanges.Load()}
+	return Counters{d.starts.Load(), d.restarts.Load(), d.reloads.Load(), d.stops.Load(), d.linkChanges.Load(), d.hung.Load()}
 }
 
 // Namespace is the namespace of network networkID's dnsmasq.
@@ -183,6 +201,7 @@ func (d *Driver) ensure(w served) error {
 		d.runs[w.net.ID] = inst
 	}
 	inst.args = Args(w.net, dir, d.cfg.Domain)
+	inst.probeAddr = probeAddr(w.port)
 	if err := d.converge(inst, changed); err != nil {
 		return err
 	}
@@ -266,7 +285,8 @@ func writeIfChanged(path, content string) (bool, error) {
 	return true, nil
 }
 
-// Supervise restarts any wanted dnsmasq that died, checking every interval,
+// Supervise restarts any wanted dnsmasq that died or hangs (answers no
+// DNS liveness probe HungAfter times in a row), checking every interval,
 // until ctx is done.
 func (d *Driver) Supervise(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
@@ -281,20 +301,108 @@ func (d *Driver) Supervise(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// check restarts every wanted dnsmasq that died or hangs. Probes run
+// without the driver's lock, so a hung dnsmasq never stalls a Set.
 func (d *Driver) check() {
+	type probe struct {
+		inst *instance
+		proc *process
+		ns   string
+		addr netip.Addr
+		err  error
+	}
+	var probes []probe
+	d.mu.Lock()
+	for _, inst := range d.runs {
+		if inst.proc == nil {
+			continue
+		}
+		if !inst.proc.alive(inst.dir) {
+			d.restart(inst, "exited")
+			continue
+		}
+		probes = append(probes, probe{inst: inst, proc: inst.proc, ns: inst.ns, addr: inst.probeAddr})
+	}
+	d.mu.Unlock()
+	for i := range probes {
+		p := &probes[i]
+		if !p.addr.IsValid() {
+			p.err = errNoProbeAddr
+			continue
+		}
+		p.err = probeDNS(p.ns, p.addr, d.cfg.Domain, ProbeTimeout)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, inst := range d.runs {
-		if inst.proc == nil || inst.proc.alive(inst.dir) {
+	for _, p := range probes {
+		if d.runs[p.inst.netID] != p.inst || p.inst.proc != p.proc || errors.Is(p.err, errNoProbeAddr) {
+			continue // changed meanwhile, or nothing to probe
+		}
+		if p.err == nil {
+			p.inst.failures = 0
 			continue
 		}
-		d.log.Warn("dnsmasq died, restarting", "network", inst.netID, "pid", inst.proc.pid)
-		p, err := start(d.cfg.Dnsmasq, inst.ns, inst.dir, inst.args)
-		if err != nil {
-			d.log.Error("restart dnsmasq", "network", inst.netID, "err", err)
-			continue
+		p.inst.failures++
+		d.log.Warn("dnsmasq liveness probe failed", "network", p.inst.netID, "pid", p.proc.pid, "failures", p.inst.failures, "err", p.err)
+		if p.inst.failures >= HungAfter {
+			d.restart(p.inst, fmt.Sprintf("hung: no DNS answer to %d probes", p.inst.failures))
 		}
-		inst.proc = p
-		d.restarts.Add(1)
 	}
+}
+
+// restart kills what is left of inst's dnsmasq and starts a new one
+// (called with d.mu held).
+func (d *Driver) restart(inst *instance, reason string) {
+	d.log.Warn("dnsmasq "+reason+", restarting", "network", inst.netID, "pid", inst.proc.pid)
+	hung := inst.proc.alive(inst.dir)
+	if hung {
+		// SIGKILL: a stopped or wedged process does not act on SIGTERM.
+		_ = syscall.Kill(inst.proc.pid, syscall.SIGKILL)
+		inst.proc.stop(inst.dir)
+	}
+	inst.failures = 0
+	inst.restarts++
+	inst.lastRestart, inst.lastReason = time.Now().UTC(), reason
+	p, err := start(d.cfg.Dnsmasq, inst.ns, inst.dir, inst.args)
+	if err != nil {
+		d.log.Error("restart dnsmasq", "network", inst.netID, "err", err)
+		return
+	}
+	d.log.Info("dnsmasq restarted", "network", inst.netID, "pid", p.pid, "reason", reason)
+	inst.proc = p
+	d.restarts.Add(1)
+	if hung {
+		d.hung.Add(1)
+	}
+}
+
+// Processes reports each supervised dnsmasq for the host status.
+func (d *Driver) Processes() []api.SupervisedProcess {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := []api.SupervisedProcess{}
+	for _, inst := range d.runs {
+		sp := api.SupervisedProcess{Name: "dnsmasq network " + inst.netID, Restarts: inst.restarts,
+			LastRestart: inst.lastRestart, LastReason: inst.lastReason, ProbeFailures: inst.failures}
+		if inst.proc != nil && inst.proc.alive(inst.dir) {
+			sp.PID = inst.proc.pid
+		}
+		out = append(out, sp)
+	}
+	slices.SortFunc(out, func(a, b api.SupervisedProcess) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// probeAddr is where the DNS liveness probe goes: the DHCP port's first
+// IPv4 address, else its first address.
+func probeAddr(p network.Port) netip.Addr {
+	for _, a := range p.IPs {
+		if a.Is4() {
+			return a
+		}
+	}
+	if len(p.IPs) > 0 {
+		return p.IPs[0]
+	}
+	return netip.Addr{}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/router"
 	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/gossip"
 )
 
@@ -135,8 +136,13 @@ func (r *Reconciler) logMesh(remote map[string]netip.Addr, peers []gossip.Peer) 
 	r.mesh = remote
 }
 
-// Supervise restarts dnsmasq processes that die, until ctx ends.
+// Supervise restarts dnsmasq processes that die or hang, until ctx ends.
 func (r *Reconciler) Supervise(ctx context.Context) { r.dhcp.Supervise(ctx, time.Second) }
+
+// Report adds the supervised dnsmasq processes to the host's status.
+func (r *Reconciler) Report(rep *api.HostReport) {
+	rep.Processes = append(rep.Processes, r.dhcp.Processes()...)
+}
 
 // Close releases the drivers; the data plane stays as it is.
 func (r *Reconciler) Close() error { return r.drivers.Close() }
