@@ -283,7 +283,8 @@ func (s *Server) listKinds(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) admission(r *http.Request, tx *store.Tx) *registry.Admission {
-	a := &registry.Admission{Tx: tx, Admin: principal(r).Role == api.RoleAdmin, Settings: s.reg.Settings, Hosts: func() []api.Host { return nil }}
+	a := &registry.Admission{Tx: tx, Admin: principal(r).Role == api.RoleAdmin, Settings: s.reg.Settings, Hosts: func() []api.Host { return nil },
+		Scheduler: s.reg.Scheduler}
 	if s.hosts != nil {
 		a.Hosts = s.hosts.Hosts
 	}

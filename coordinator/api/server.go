@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/strata-infra/strata/coordinator/membership"
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
@@ -60,6 +61,16 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{store: o.Store, reg: o.Registry, hosts: o.Hosts, log: o.Logger, mux: http.NewServeMux(), maxWait: o.MaxWait, metrics: newMetrics(o.Metrics)}
+	if sched := o.Registry.Scheduler; sched != nil && o.Store != nil {
+		// The scheduler follows the store's commits from here on, and the
+		// hosts from gossip (membership.FeedScheduler keeps them current).
+		if err := o.Registry.Attach(o.Store); err != nil {
+			o.Logger.Error("scheduler cannot read the store; placements will fail", "err", err)
+		}
+		if o.Hosts != nil {
+			sched.SetHosts(membership.SchedulerHosts(o.Hosts.Hosts()))
+		}
+	}
 	s.routes()
 	return s
 }

@@ -4,6 +4,10 @@
 package membership
 
 import (
+	"context"
+	"time"
+
+	"github.com/strata-infra/strata/coordinator/scheduler"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/gossip"
 )
@@ -47,4 +51,44 @@ func HostFromPeer(p gossip.Peer) api.Host {
 	h.Capacity = api.Capacity{VCPUs: int(m.VCPUs), RAMMiB: int(m.RAMMiB), DiskGiB: int(m.DiskGiB)}
 	h.AppliedEpoch = m.AppliedEpoch
 	return h
+}
+
+// SchedulerHosts maps the agents of the gossip view to the scheduler's
+// hosts: alive from SWIM, drain, zone and capacity from their meta.
+func SchedulerHosts(hosts []api.Host) []scheduler.Host {
+	out := make([]scheduler.Host, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, scheduler.Host{Name: h.Name, Alive: h.State == api.StateAlive, Drained: h.Drained,
+			Zone: h.Zone, Capacity: h.Capacity})
+	}
+	return out
+}
+
+// FeedScheduler keeps sched's hosts current from the gossip pool until
+// ctx ends: once now, then after membership or meta changes, at most
+// every interval (meta changes with every applied epoch, and a sync
+// compares every host).
+func FeedScheduler(ctx context.Context, m Subscriber, sched *scheduler.State, interval time.Duration) {
+	ch, cancel := m.Subscribe()
+	defer cancel()
+	v := View{Peers: m}
+	for {
+		sched.SetHosts(SchedulerHosts(v.Hosts()))
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Subscriber is a peer source that signals changes (a gossip.Member).
+type Subscriber interface {
+	PeerSource
+	Subscribe() (<-chan struct{}, func())
 }

@@ -21,14 +21,19 @@ func ImageKind() *Kind {
 					return err
 				}
 			}
+			if s.HypervisorType != "" && s.HypervisorType != "kvm" && s.HypervisorType != "qemu" {
+				return api.Fieldf("spec.hypervisor_type", "%q: want kvm, qemu or empty", s.HypervisorType)
+			}
 			return specField(imageOf(r.Name, *s).Validate())
 		},
 		BeforeDelete: func(a *Admission, r api.Resource) error { return refuseIfUsed(a, r, "image") },
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"format", "path"},
 			"properties": map[string]any{
-				"format": map[string]any{"type": "string", "enum": []string{string(computespec.FormatQCOW2), string(computespec.FormatRaw)}},
-				"path":   map[string]any{"type": "string"},
+				"format":          map[string]any{"type": "string", "enum": []string{string(computespec.FormatQCOW2), string(computespec.FormatRaw)}},
+				"path":            map[string]any{"type": "string"},
+				"architecture":    map[string]any{"type": "string"},
+				"hypervisor_type": map[string]any{"type": "string", "enum": []string{"", "kvm", "qemu"}},
 			},
 		},
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/strata-infra/strata/coordinator/store"
@@ -17,7 +16,8 @@ import (
 )
 
 // InstanceKind is a virtual machine of a project. Admission resolves its
-// flavor and image, places it (an admin may name the host), makes a port
+// flavor and image, has the scheduler place it (an admin may name the
+// host; a stopped one may be resized or migrated), makes a port
 // on each of its networks and binds its own ports to the host, all in the
 // commit that creates it. Its plan goes only to its host.
 //
@@ -58,6 +58,7 @@ func InstanceKind(reg *Registry) *Kind {
 				"reboots":   map[string]any{"type": "integer", "minimum": 0},
 				"starts":    map[string]any{"type": "integer", "minimum": 0},
 				"host":      str, "network_ports": strs,
+				"zone": str, "group": str, "migrations": map[string]any{"type": "integer", "minimum": 0},
 			},
 		},
 	}
@@ -87,6 +88,11 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 	if _, err := getImage(a.Tx, s.Image); err != nil {
 		return err
 	}
+	imgRes, err := a.Tx.Get(api.Key{Kind: "image", Name: s.Image})
+	if err != nil {
+		return err
+	}
+	img := decode[api.ImageSpec](imgRes)
 	cs := computespec.Instance{ID: api.InstanceID(r.Project, r.Name), Name: r.Name, Flavor: s.Flavor, Image: s.Image,
 		UserData: []byte(s.UserData), SSHKey: s.SSHKey, Power: computespec.PowerState(s.Power)}
 	if err := specField(cs.Validate()); err != nil {
@@ -98,10 +104,20 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 	if err := noDuplicates("spec.ports", s.Ports); err != nil {
 		return err
 	}
-	if prev != nil {
-		return nil // placed and plugged when it was created
+	if s.Group != "" {
+		if _, err := a.Tx.Get(api.Key{Kind: "servergroup", Project: r.Project, Name: s.Group}); errors.Is(err, store.ErrNotFound) {
+			return api.Fieldf("spec.group", "server group %q does not exist in project %q", s.Group, r.Project)
+		} else if err != nil {
+			return err
+		}
 	}
-	if s.Host, err = place(a, r, s.Host, fl); err != nil {
+	if prev != nil {
+		return move(a, r, s, *prev, fl, img) // plugged when it was created
+	}
+	if s.Host != "" && !a.Admin {
+		return &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may choose the host"}
+	}
+	if s.Host, err = schedule(a, r, s, fl, img, s.Host, ""); err != nil {
 		return err
 	}
 	if err := bindPorts(a, r, s); err != nil {
@@ -126,9 +142,9 @@ func keepImmutable(s *api.InstanceSpec, p api.InstanceSpec) error {
 		s.NetworkPorts = p.NetworkPorts
 	}
 	for _, err := range []error{
-		same("flavor", s.Flavor == p.Flavor), same("image", s.Image == p.Image),
+		same("image", s.Image == p.Image), same("zone", s.Zone == p.Zone), same("group", s.Group == p.Group),
 		same("networks", slices.Equal(s.Networks, p.Networks)), same("ports", slices.Equal(s.Ports, p.Ports)),
-		same("host", s.Host == p.Host), same("network_ports", slices.Equal(s.NetworkPorts, p.NetworkPorts)),
+		same("network_ports", slices.Equal(s.NetworkPorts, p.NetworkPorts)),
 	} {
 		if err != nil {
 			return err
@@ -146,7 +162,62 @@ func keepImmutable(s *api.InstanceSpec, p api.InstanceSpec) error {
 	if err := counter("reboots", &s.Reboots, p.Reboots); err != nil {
 		return err
 	}
+	if err := counter("migrations", &s.Migrations, p.Migrations); err != nil {
+		return err
+	}
 	return counter("starts", &s.Starts, p.Starts)
+}
+
+// move resizes (new flavor) or cold-migrates (more migrations, or an
+// admin naming another host) a stopped instance through the scheduler,
+// and rebinds its ports to the new host in the same commit. The instance's
+// disk is made again from its image on the new host: local disks do not
+// travel (volumes will).
+func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec, fl computespec.Flavor, img api.ImageSpec) error {
+	resize, migrate, named := s.Flavor != p.Flavor, s.Migrations > p.Migrations, s.Host != p.Host
+	if !resize && !migrate && !named {
+		return nil
+	}
+	field := "spec.flavor"
+	switch {
+	case named:
+		field = "spec.host"
+	case migrate:
+		field = "spec.migrations"
+	}
+	if p.Power != api.PowerStopped || s.Power != api.PowerStopped {
+		return api.Fieldf(field, "can change only while the instance is stopped; stop it first")
+	}
+	if named && !a.Admin {
+		return &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may choose the host"}
+	}
+	asked, avoid := "", ""
+	switch {
+	case named:
+		asked = s.Host
+	case migrate:
+		avoid = p.Host
+	}
+	host, err := schedule(a, r, s, fl, img, asked, avoid)
+	if err != nil {
+		return err
+	}
+	s.Host = host
+	if host == p.Host {
+		return nil
+	}
+	for _, name := range append(slices.Clone(s.Ports), s.NetworkPorts...) {
+		pr, err := a.Tx.Get(api.Key{Kind: "port", Project: r.Project, Name: name})
+		if err != nil {
+			return fmt.Errorf("port %q of the instance: %w", name, err)
+		}
+		ps := decode[api.PortSpec](pr)
+		ps.Host = host
+		if err := putSpec(a.Tx, pr, &ps); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func noDuplicates(field string, names []string) error {
@@ -308,117 +379,4 @@ func portInUse(a *Admission, r api.Resource) error {
 		}
 	}
 	return nil
-}
-
-// hostRoom is one host's capacity for placement.
-type hostRoom struct {
-	name        string
-	total, free computespec.Capacity
-}
-
-// place picks the host for a new instance: the one given by an admin, or
-// the alive, undrained agent with the most free RAM that fits the flavor.
-// Free is the host's capacity from gossip (after its reservations) less
-// the flavors of the instances already placed on it, read in this same
-// transaction, so two creates in a row never overbook a host.
-func place(a *Admission, r *api.Resource, asked string, fl computespec.Flavor) (string, error) {
-	rooms, err := hostRooms(a, r)
-	if err != nil {
-		return "", err
-	}
-	if asked != "" {
-		if !a.Admin {
-			return "", &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may choose the host"}
-		}
-		for _, h := range rooms {
-			if h.name == asked {
-				if err := h.free.Fits(fl); err != nil {
-					return "", &api.Error{Code: http.StatusConflict, Field: "spec.flavor", Message: fmt.Sprintf("host %q has no room for flavor %q: %s", asked, fl.Name, err)}
-				}
-				return asked, nil
-			}
-		}
-		return "", api.Fieldf("spec.host", "%q is not an alive, undrained agent", asked)
-	}
-	if len(rooms) == 0 {
-		return "", Conflictf("no alive, undrained agent to place the instance on")
-	}
-	var best *hostRoom
-	for i := range rooms {
-		h := &rooms[i]
-		if h.free.Fits(fl) == nil && (best == nil || h.free.RAMMiB > best.free.RAMMiB) {
-			best = h
-		}
-	}
-	if best != nil {
-		return best.name, nil
-	}
-	if fitsSomewhere(rooms, fl) {
-		return "", &api.Error{Code: http.StatusConflict, Field: "spec.flavor",
-			Message: fmt.Sprintf("no host has room for flavor %q (%d vCPUs, %d MiB, %d GiB) now", fl.Name, fl.VCPUs, fl.RAMMiB, fl.DiskGiB)}
-	}
-	return "", api.Fieldf("spec.flavor", "flavor %q does not fit on any host: %s", fl.Name, largestMiss(rooms, fl))
-}
-
-func fitsSomewhere(rooms []hostRoom, fl computespec.Flavor) bool {
-	for _, h := range rooms {
-		if h.total.Fits(fl) == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// largestMiss explains the refusal with the host of the most RAM.
-func largestMiss(rooms []hostRoom, fl computespec.Flavor) string {
-	big := rooms[0]
-	for _, h := range rooms[1:] {
-		if h.total.RAMMiB > big.total.RAMMiB {
-			big = h
-		}
-	}
-	return fmt.Sprintf("on the largest host %q, %v", big.name, big.total.Fits(fl))
-}
-
-// hostRooms lists the alive, undrained agents with their total and free
-// capacity, by name.
-func hostRooms(a *Admission, r *api.Resource) ([]hostRoom, error) {
-	drained := map[string]bool{}
-	cfgs, err := a.Tx.List("hostconfig", "", false)
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range cfgs {
-		drained[c.Name] = HostConfig(c).Drained
-	}
-	used := map[string]computespec.Capacity{}
-	all, err := a.Tx.List("instance", "", true)
-	if err != nil {
-		return nil, err
-	}
-	flavors := map[string]computespec.Flavor{}
-	for _, in := range all {
-		if in.Key() == r.Key() {
-			continue
-		}
-		s := decode[api.InstanceSpec](in)
-		fl, ok := flavors[s.Flavor]
-		if !ok {
-			if fl, err = getFlavor(a.Tx, s.Flavor); err != nil {
-				return nil, fmt.Errorf("flavor of %s: %w", in.Key(), err)
-			}
-			flavors[s.Flavor] = fl
-		}
-		used[s.Host] = used[s.Host].Add(fl)
-	}
-	var out []hostRoom
-	for _, h := range a.Hosts() {
-		if h.State != api.StateAlive || h.Drained || drained[h.Name] {
-			continue
-		}
-		total := computespec.Capacity{VCPUs: int(h.Capacity.VCPUs), RAMMiB: int(h.Capacity.RAMMiB), DiskGiB: int(h.Capacity.DiskGiB)}
-		out = append(out, hostRoom{name: h.Name, total: total, free: total.Sub(used[h.Name])})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out, nil
 }

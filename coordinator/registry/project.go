@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/strata-infra/strata/coordinator/scheduler"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -48,7 +49,7 @@ func ProjectKind(reg *Registry) *Kind {
 
 // Default returns the registry of the kinds this build serves.
 func Default() *Registry {
-	reg := &Registry{byName: map[string]*Kind{}, Settings: DefaultSettings()}
+	reg := &Registry{byName: map[string]*Kind{}, Settings: DefaultSettings(), Scheduler: scheduler.New(scheduler.DefaultConfig())}
 	_ = reg.Add(ProjectKind(reg))
 	_ = reg.Add(HostConfigKind())
 	_ = reg.Add(NetworkKind())
@@ -56,6 +57,8 @@ func Default() *Registry {
 	_ = reg.Add(PortKind())
 	_ = reg.Add(FlavorKind())
 	_ = reg.Add(ImageKind())
+	_ = reg.Add(AggregateKind())
+	_ = reg.Add(ServerGroupKind())
 	_ = reg.Add(InstanceKind(reg))
 	_ = reg.Add(SecurityGroupKind())
 	_ = reg.Add(ExternalNetworkKind())

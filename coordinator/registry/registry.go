@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/strata-infra/strata/coordinator/scheduler"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -86,17 +87,21 @@ type Admission struct {
 	Settings Settings
 	// Hosts is the gossip view, for placement decisions.
 	Hosts func() []api.Host
+	// Scheduler places instances.
+	Scheduler *scheduler.State
 }
 
 // Registry is the set of kinds a coordinator serves.
 type Registry struct {
 	byName   map[string]*Kind
 	Settings Settings
+	// Scheduler places instances; Attach keeps it current from a store.
+	Scheduler *scheduler.State
 }
 
 // New returns a registry holding the given kinds.
 func New(kinds ...*Kind) (*Registry, error) {
-	r := &Registry{byName: map[string]*Kind{}, Settings: DefaultSettings()}
+	r := &Registry{byName: map[string]*Kind{}, Settings: DefaultSettings(), Scheduler: scheduler.New(scheduler.DefaultConfig())}
 	for _, k := range kinds {
 		if err := r.Add(k); err != nil {
 			return nil, err

@@ -84,10 +84,41 @@ func New(cfg Config) *State {
 	return s
 }
 
+// SetHosts makes the hosts' gossip attributes those given, in one lock
+// hold; a host missing from hosts is no longer alive (its load stays).
+// Hosts whose attributes did not change are left alone.
+func (s *State) SetHosts(hosts []Host) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		seen[h.Name] = true
+		if hs, ok := s.hosts[h.Name]; !ok || !sameHost(hs.Host, h) {
+			s.setHost(h)
+		}
+	}
+	for _, hs := range s.list {
+		if !seen[hs.Name] && hs.Alive {
+			hs.Alive = false
+			hs.gen++
+		}
+	}
+}
+
+func sameHost(a, b Host) bool {
+	return a.Name == b.Name && a.Alive == b.Alive && a.Drained == b.Drained && a.Zone == b.Zone &&
+		a.Capacity == b.Capacity && a.Arch == b.Arch && a.Hypervisor == b.Hypervisor &&
+		slices.Equal(a.Physnets, b.Physnets) && slices.Equal(a.Storage, b.Storage)
+}
+
 // SetHost adds or updates a host (from gossip); used and claims stay.
 func (s *State) SetHost(h Host) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.setHost(h)
+}
+
+func (s *State) setHost(h Host) {
 	hs, ok := s.hosts[h.Name]
 	if !ok {
 		hs = &HostState{idx: len(s.list)}
@@ -343,4 +374,20 @@ func (s *State) GroupHosts(key string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// FitsAnyHost reports whether r fits on some alive, undrained host when
+// it is empty: false means the request is larger than any host.
+func (s *State) FitsAnyHost(r Resources) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := &Context{Req: &Request{Resources: r}}
+	for _, hs := range s.list {
+		empty := *hs
+		empty.Used = Resources{}
+		if s.passes(&empty, c) < 0 {
+			return true
+		}
+	}
+	return false
 }

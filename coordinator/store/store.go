@@ -50,6 +50,20 @@ type Store struct {
 	mu      sync.Mutex
 	epoch   uint64
 	changed chan struct{} // closed and replaced on every epoch bump
+
+	// commitMu orders commits with their observers' calls.
+	commitMu  sync.Mutex
+	observers []func(epoch uint64, changes []api.Change)
+}
+
+// Observe registers fn to be called after every commit that changed
+// something, in commit order, with what it changed (a delete carries the
+// resource as it was). In-memory views (the scheduler's) follow the store
+// this way instead of reading it per request. Register before serving.
+func (s *Store) Observe(fn func(epoch uint64, changes []api.Change)) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.observers = append(s.observers, fn)
 }
 
 // Open opens or creates the store at path.
@@ -111,8 +125,11 @@ func (s *Store) bumped(epoch uint64) {
 func (s *Store) Update(fn func(tx *Tx) error) (uint64, bool, error) {
 	var epoch uint64
 	var changed bool
+	var tx *Tx
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	err := s.db.Update(func(btx *bolt.Tx) error {
-		tx := &Tx{btx: btx, epoch: readEpoch(btx) + 1, now: time.Now().UTC()}
+		tx = &Tx{btx: btx, epoch: readEpoch(btx) + 1, now: time.Now().UTC()}
 		if err := fn(tx); err != nil {
 			return err
 		}
@@ -126,10 +143,25 @@ func (s *Store) Update(fn func(tx *Tx) error) (uint64, bool, error) {
 		epoch, changed = tx.epoch, true
 		return nil
 	})
+	if (err != nil || !changed) && tx != nil {
+		for _, undo := range tx.rollback {
+			undo()
+		}
+	}
 	if err != nil {
 		return 0, false, err
 	}
 	if changed {
+		observed := make([]api.Change, len(tx.changes))
+		for i, ch := range tx.changes {
+			observed[i] = api.Change{Op: ch.Op, Resource: ch.New}
+			if ch.Op == api.OpDelete && ch.Prev != nil {
+				observed[i].Resource = *ch.Prev
+			}
+		}
+		for _, fn := range s.observers {
+			fn(epoch, observed)
+		}
 		s.bumped(epoch)
 	}
 	return epoch, changed, nil

@@ -18,7 +18,14 @@ type Tx struct {
 	now      time.Time
 	readOnly bool
 	changes  []storedChange
+	// rollback runs when the transaction does not commit (OnRollback).
+	rollback []func()
 }
+
+// OnRollback registers fn to run if this transaction does not commit a
+// change,
+// to undo what was reserved outside the store for it (a scheduler claim).
+func (tx *Tx) OnRollback(fn func()) { tx.rollback = append(tx.rollback, fn) }
 
 // Epoch is the epoch a read-write transaction will create, or the current
 // epoch in a read-only one.

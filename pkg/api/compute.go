@@ -21,6 +21,10 @@ type ImageSpec struct {
 	// Format is "qcow2" or "raw".
 	Format string `json:"format"`
 	Path   string `json:"path"`
+	// Architecture ("x86_64", "aarch64") and HypervisorType ("kvm",
+	// "qemu") restrict the hosts its instances are placed on; empty is any.
+	Architecture   string `json:"architecture,omitempty"`
+	HypervisorType string `json:"hypervisor_type,omitempty"`
 }
 
 // Wanted power states of an instance.
@@ -55,12 +59,38 @@ type InstanceSpec struct {
 	// until the instance changes; `stratactl instances start` bumps Starts
 	// so that a start is a change even when Power already says running.
 	Starts uint64 `json:"starts,omitempty"`
+	// Zone asks for an availability zone (a host's zone comes from its
+	// agent config); empty is any. It cannot change.
+	Zone string `json:"zone,omitempty"`
+	// Group is a server group of the project whose policy the placement
+	// keeps. It cannot change.
+	Group string `json:"group,omitempty"`
 	// Host is where the instance runs: given by an admin, else chosen by
-	// placement at create. It cannot change.
+	// the scheduler at create. While the instance is stopped, an admin may
+	// move it by naming another host, and anyone may by raising
+	// Migrations (the scheduler picks another host) or changing Flavor (a
+	// resize, on any host with room).
 	Host string `json:"host,omitempty"`
+	// Migrations counts cold migrations asked for; it never goes down.
+	Migrations uint64 `json:"migrations,omitempty"`
 	// NetworkPorts are the ports the coordinator made for Networks, in
 	// the same order; it deletes them with the instance.
 	NetworkPorts []string `json:"network_ports,omitempty"`
+}
+
+// AggregateSpec is the spec of kind "aggregate" (admin, global): a named
+// set of hosts with key/value metadata, matched against flavors' extra
+// specs ("disk": "ssd", or scoped "aggregate_instance_extra_specs:disk").
+type AggregateSpec struct {
+	Hosts    []string          `json:"hosts,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// ServerGroupSpec is the spec of kind "servergroup" (project): instances
+// naming the group are placed by its policy: affinity, anti-affinity,
+// soft-affinity or soft-anti-affinity. The policy cannot change.
+type ServerGroupSpec struct {
+	Policy string `json:"policy"`
 }
 
 // InstanceID is the instance's ID on hosts (domain and file names): the

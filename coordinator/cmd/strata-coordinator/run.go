@@ -69,6 +69,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go membership.FeedScheduler(ctx, member, kinds.Scheduler, 200*time.Millisecond)
 	errc := make(chan error, len(cfg.Listen)+1)
 	var servers []*http.Server
 	for _, addr := range cfg.Listen {
