@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,10 @@ import (
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 )
+
+// TestMain sweeps up after the package: t.Cleanup does not run after a
+// panic or a -timeout.
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func requireRoot(t testing.TB) {
 	t.Helper()
@@ -43,17 +46,15 @@ func buildBinaries(t testing.TB) string {
 	return dir
 }
 
-// testLab makes a lab with names and a subnet unique to this process, and
-// tears it down even on failure, dumping logs when the test failed.
+// testLab makes a lab with names and a subnet unique to this process and
+// test (see UniqueConfig), and tears it down even on failure, dumping logs
+// when the test failed.
 func testLab(t testing.TB, hosts, retain int) *Lab {
 	t.Helper()
 	requireRoot(t)
-	id := os.Getpid() % 10000
-	l, err := New(Config{
-		Prefix: fmt.Sprintf("strata-t%d", id), Short: fmt.Sprintf("st%d", id), Bridge: fmt.Sprintf("st%dbr", id),
-		Hosts: hosts, Subnet: netip.MustParsePrefix(fmt.Sprintf("172.31.%d.0/24", 100+id%100)),
-		Dir: filepath.Join(t.TempDir(), "lab"), BinDir: buildBinaries(t), RetainDeltas: retain,
-	})
+	l, err := New(UniqueConfig(t, 't', Config{
+		Hosts: hosts, Dir: filepath.Join(t.TempDir(), "lab"), BinDir: buildBinaries(t), RetainDeltas: retain,
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

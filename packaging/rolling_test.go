@@ -98,12 +98,9 @@ func goBuild(t *testing.T, dir, pkg, v string) string {
 // tenant networks, and tears it down at the end.
 func rollingLab(t *testing.T, binDir string) *lab.Lab {
 	t.Helper()
-	id := os.Getpid() % 10000
-	l, err := lab.New(lab.Config{
-		Prefix: fmt.Sprintf("strata-r%d", id), Short: fmt.Sprintf("sr%d", id), Bridge: fmt.Sprintf("sr%dbr", id),
-		Hosts: 3, Subnet: netip.MustParsePrefix(fmt.Sprintf("10.251.%d.0/24", id%250)),
-		Dir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, RetainDeltas: 10000,
-	})
+	l, err := lab.New(lab.UniqueConfig(t, 'r', lab.Config{
+		Hosts: 3, Dir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, RetainDeltas: 10000,
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

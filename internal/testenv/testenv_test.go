@@ -115,3 +115,61 @@ func TestFactorScalesWaits(t *testing.T) {
 		t.Errorf("Poll of a false condition: %v, want its last error", err)
 	}
 }
+
+func TestTagCarriesFullPID(t *testing.T) {
+	a, b := Tag('t'), Tag('t')
+	if a == b || len(a) > 8 {
+		t.Fatalf("tags %q %q: want distinct, at most 8 characters", a, b)
+	}
+	if pid, ok := TagPID(a); !ok || pid != os.Getpid() {
+		t.Errorf("TagPID(%q) = %d, %v; want %d", a, pid, ok, os.Getpid())
+	}
+	for _, c := range []struct {
+		name string
+		ns   bool
+		want int
+	}{
+		{"strata-" + a + "-h1", true, os.Getpid()},
+		{"strata-" + a + "-h1-r-x", true, os.Getpid()},
+		{"stt4242a3-h1", true, 4242},
+		{"stc77-h2", true, 77},
+		{"strata-lab-h1", true, 0},
+		{a + "br", false, os.Getpid()},
+		{a + "h3", false, os.Getpid()},
+		{"eth0", false, 0},
+		{"tap0123", false, 0},
+	} {
+		ps := linkPatterns
+		if c.ns {
+			ps = nsPatterns
+		}
+		if pid, _ := owner(ps, c.name); pid != c.want {
+			t.Errorf("owner of %q = %d, want %d", c.name, pid, c.want)
+		}
+	}
+}
+
+func TestClaimSubnetIsExclusive(t *testing.T) {
+	claimDir = t.TempDir()
+	seen := map[string]bool{}
+	for range 20 {
+		p, release, err := ClaimSubnet()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release()
+		if seen[p.String()] || overlapsAny(p, hostPrefixes()) {
+			t.Fatalf("subnet %s claimed twice or used by the host", p)
+		}
+		seen[p.String()] = true
+	}
+	// A dead holder's claim is taken over.
+	f := filepath.Join(claimDir, "dead")
+	os.WriteFile(f, []byte("2147483646\n"), 0o644)
+	if !claim(f) {
+		t.Errorf("a dead process's claim was not taken over")
+	}
+	if claim(f) {
+		t.Errorf("a live process's claim was taken twice")
+	}
+}

@@ -32,10 +32,16 @@ func RequireRoot(t testing.TB) {
 
 var labSeq atomic.Int32
 
-// Prefix returns a namespace prefix unique to this process and call, e.g.
-// "stt4242a3-", and registers the removal of every namespace starting with it.
+// Prefix returns a namespace prefix unique to this process and call (the
+// full pid and a counter), e.g. "stt4242a3-", and registers the removal of
+// every namespace starting with it. It fails t when one exists already: a
+// test never adopts what another left behind.
 func Prefix(t testing.TB) string {
+	t.Helper()
 	p := fmt.Sprintf("stt%d%c%d-", os.Getpid(), 'a', labSeq.Add(1))
+	if left, _ := netnsutil.List(p); len(left) > 0 {
+		t.Fatalf("refusing to reuse namespaces under the test prefix %s: %v", p, left)
+	}
 	t.Cleanup(func() { RemoveNamespaces(t, p) })
 	return p
 }
