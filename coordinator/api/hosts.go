@@ -46,7 +46,15 @@ func (s *Server) hostViews() ([]api.Host, error) {
 		for _, c := range cfgs {
 			for i := range out {
 				if out[i].Name == c.Name {
-					out[i].Drained = registry.HostConfig(c).Drained
+					hc := registry.HostConfig(c)
+					out[i].Drained, out[i].Reason = hc.Drained, hc.Reason
+				}
+			}
+		}
+		for _, f := range tx.Failing("") {
+			for i := range out {
+				if out[i].Name == f.Host {
+					out[i].Failing = append(out[i].Failing, f)
 				}
 			}
 		}
@@ -57,6 +65,17 @@ func (s *Server) hostViews() ([]api.Host, error) {
 		out = []api.Host{}
 	}
 	return out, nil
+}
+
+// knownHost reports whether gossip or a report knows the host.
+func (s *Server) knownHost(name string) (bool, error) {
+	hs, err := s.hostViews()
+	for _, h := range hs {
+		if h.Name == name {
+			return true, err
+		}
+	}
+	return false, err
 }
 
 // readHosts answers the access check and returns the host views, or
@@ -107,6 +126,8 @@ func Converged(epoch uint64, hosts []api.Host) api.ClusterStatus {
 				}
 			}
 		}
+		line.Errors += len(h.Failing)
+		st.Failing = append(st.Failing, h.Failing...)
 		live := h.State == api.StateAlive || h.State == api.StateSuspect
 		if live && (!line.Converged || line.Errors > 0) {
 			st.Converged = false
@@ -237,10 +258,25 @@ func (s *Server) setDrain(drain bool) http.HandlerFunc {
 			s.errorFor(w, api.Fieldf("reason", "is %d characters long, at most %d allowed", len(spec.Reason), registry.MaxDescriptionLen))
 			return
 		}
-		buf, _ := json.Marshal(spec)
+		known, err := s.knownHost(host)
+		if err != nil {
+			s.errorFor(w, err)
+			return
+		}
 		var res api.PutResult
 		epoch, changed, err := s.store.Update(func(tx *store.Tx) error {
-			var err error
+			cur, err := tx.Get(api.Key{Kind: "hostconfig", Name: host})
+			exists := err == nil
+			switch {
+			case !exists && !known:
+				return &api.Error{Code: http.StatusNotFound, Message: "host " + host + " is not known"}
+			case !exists && !drain:
+				res.Resource = api.Resource{Kind: "hostconfig", Name: host}
+				return nil // never drained: enabling changes nothing
+			case exists && drain && spec.Reason == "" && registry.HostConfig(cur).Drained:
+				spec.Reason = registry.HostConfig(cur).Reason // drained again: keep why
+			}
+			buf, _ := json.Marshal(spec)
 			res.Resource, _, err = tx.Put(api.Resource{Kind: "hostconfig", Name: host, Spec: buf})
 			return err
 		})

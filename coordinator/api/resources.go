@@ -70,6 +70,7 @@ func (h *kindHandler) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []api.Resource{}
+	hosts := h.s.hostsForStatus()
 	err := h.s.store.View(func(tx *store.Tx) error {
 		rs, err := tx.List(h.k.Name, h.key(r, "").Project, false)
 		if err != nil {
@@ -80,8 +81,7 @@ func (h *kindHandler) list(w http.ResponseWriter, r *http.Request) {
 			if h.k.Name == "project" && p.Role == api.RoleProject && res.Name != p.Project {
 				continue
 			}
-			res.Status = tx.Status(res.Key())
-			out = append(out, res)
+			out = append(out, h.s.withStatus(tx, res, hosts))
 		}
 		return nil
 	})
@@ -99,11 +99,14 @@ func (h *kindHandler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var res api.Resource
+	hosts := h.s.hostsForStatus()
 	err := h.s.store.View(func(tx *store.Tx) error {
 		var err error
-		res, err = tx.Get(h.key(r, name))
-		res.Status = tx.Status(res.Key())
-		return err
+		if res, err = tx.Get(h.key(r, name)); err != nil {
+			return err
+		}
+		res = h.s.withStatus(tx, res, hosts)
+		return nil
 	})
 	if err != nil {
 		h.s.errorFor(w, err)

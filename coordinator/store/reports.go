@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -45,7 +46,7 @@ func (s *Store) PutReport(r api.HostReport, keep Filter) (dropped []api.Key, err
 			if err != nil {
 				return err
 			}
-			if err := st.Put(k, b); err != nil {
+			if err := st.Put(statusKey(rr.Key, r.Host), b); err != nil {
 				return fmt.Errorf("status of %s: %w", rr.Key, err)
 			}
 		}
@@ -69,15 +70,72 @@ func (s *Store) Reports() (map[string]api.HostReport, error) {
 	return out, err
 }
 
-// Status returns the observed status of a resource, if any host reported one.
+// statusKey keys one host's status of a resource: the resource's key, NUL,
+// the host.
+func statusKey(k api.Key, host string) []byte {
+	return append(append(resourceKey(k), 0), host...)
+}
+
+// HostStatuses returns what each host last reported about a resource, in
+// host order.
+func (tx *Tx) HostStatuses(k api.Key) []api.ResourceStatus {
+	prefix := append(resourceKey(k), 0)
+	var out []api.ResourceStatus
+	c := tx.btx.Bucket(bucketStatus).Cursor()
+	for key, v := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, v = c.Next() {
+		var st api.ResourceStatus
+		if json.Unmarshal(v, &st) == nil {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// Status returns the status that matters most of a resource: a host's
+// error if any host has one, else the latest report; nil when no host
+// reported on it.
 func (tx *Tx) Status(k api.Key) *api.ResourceStatus {
-	v := tx.btx.Bucket(bucketStatus).Get(resourceKey(k))
-	if v == nil {
-		return nil
+	var best *api.ResourceStatus
+	for _, st := range tx.HostStatuses(k) {
+		switch {
+		case best == nil,
+			st.State == api.ResourceError && best.State != api.ResourceError,
+			(st.State == api.ResourceError) == (best.State == api.ResourceError) && st.Updated.After(best.Updated):
+			best = &st
+		}
 	}
-	var st api.ResourceStatus
-	if json.Unmarshal(v, &st) != nil {
+	return best
+}
+
+// Failing returns every resource a host reports in error; host "" means
+// all hosts.
+func (tx *Tx) Failing(host string) []api.ResourceReport {
+	var out []api.ResourceReport
+	_ = tx.btx.Bucket(bucketStatus).ForEach(func(key, v []byte) error {
+		parts := bytes.SplitN(key, []byte{0}, 4)
+		if len(parts) != 4 || (host != "" && string(parts[3]) != host) {
+			return nil
+		}
+		var st api.ResourceStatus
+		if json.Unmarshal(v, &st) != nil || st.State != api.ResourceError {
+			return nil
+		}
+		out = append(out, api.ResourceReport{Key: api.Key{Kind: string(parts[0]), Project: string(parts[1]), Name: string(parts[2])}, ResourceStatus: st})
 		return nil
+	})
+	return out
+}
+
+// deleteStatuses drops every host's status of a resource that is gone.
+func (tx *Tx) deleteStatuses(k api.Key) {
+	prefix := append(resourceKey(k), 0)
+	b := tx.btx.Bucket(bucketStatus)
+	c := b.Cursor()
+	var keys [][]byte
+	for key, _ := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), key...))
 	}
-	return &st
+	for _, key := range keys {
+		_ = b.Delete(key)
+	}
 }

@@ -115,7 +115,7 @@ func (tx *Tx) Delete(k api.Key) (bool, error) {
 	if err := tx.btx.Bucket(bucketResources).Delete(resourceKey(k)); err != nil {
 		return false, fmt.Errorf("delete %s: %w", k, err)
 	}
-	_ = tx.btx.Bucket(bucketStatus).Delete(resourceKey(k))
+	tx.deleteStatuses(k)
 	tx.changes = append(tx.changes, storedChange{Op: api.OpDelete, New: api.Resource{Kind: k.Kind, Project: k.Project, Name: k.Name, Epoch: tx.epoch}, Prev: &prev})
 	return true, nil
 }

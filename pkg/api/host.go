@@ -35,7 +35,11 @@ type Host struct {
 	Capacity     Capacity    `json:"capacity"`
 	AppliedEpoch uint64      `json:"applied_epoch"`
 	Drained      bool        `json:"drained"`
-	Report       *HostReport `json:"report,omitempty"`
+	// Reason is why an operator drained the host.
+	Reason string      `json:"reason,omitempty"`
+	Report *HostReport `json:"report,omitempty"`
+	// Failing are the resources this host reports it cannot apply.
+	Failing []ResourceReport `json:"failing,omitempty"`
 }
 
 // SubsystemStatus is the outcome of one reconciler's latest run.
@@ -98,6 +102,8 @@ type ClusterStatus struct {
 	Epoch     uint64           `json:"epoch"`
 	Converged bool             `json:"converged"`
 	Hosts     []HostStatusLine `json:"hosts"`
+	// Failing are the resources some host cannot apply, with its error.
+	Failing []ResourceReport `json:"failing,omitempty"`
 }
 
 // HostConfigSpec is the spec of kind "hostconfig": an operator's settings

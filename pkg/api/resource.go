@@ -18,9 +18,13 @@ type Resource struct {
 	Epoch   uint64    `json:"epoch"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
-	// Status is what the hosts last reported about this resource; it is
-	// observed state and never bumps the epoch.
+	// Status is what the hosts last reported about this resource (a
+	// host's error first); it is observed state and never bumps the epoch.
 	Status *ResourceStatus `json:"status,omitempty"`
+	// Hosts is the resource's state on each host whose plan carries it:
+	// applied (at the host's applied epoch), pending, or error with the
+	// host's message.
+	Hosts []ResourceStatus `json:"hosts,omitempty"`
 }
 
 // Key identifies a resource within the cluster.
@@ -40,6 +44,13 @@ func (k Key) String() string {
 	}
 	return k.Kind + "/" + k.Project + "/" + k.Name
 }
+
+// States of a resource on a host.
+const (
+	ResourceApplied = "applied" // the host applied the resource's epoch
+	ResourcePending = "pending" // the host has not reached the resource's epoch yet
+	ResourceError   = "error"   // the host could not apply it; Message says why
+)
 
 // ResourceStatus is the observed state of one resource on one host.
 type ResourceStatus struct {

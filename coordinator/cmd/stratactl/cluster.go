@@ -61,28 +61,85 @@ func hostsCmd(g *globals) *cobra.Command {
 			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/hosts", nil, &hs); err != nil {
 				return err
 			}
-			t := ctl.Table{Header: []string{"NAME", "STATE", "SINCE", "ADDR", "ZONE", "VTEP", "VCPUS", "RAM_MIB", "DISK_GIB", "EPOCH", "DRAINED", "ERRORS"}}
+			t := ctl.Table{Header: []string{"NAME", "STATE", "SINCE", "ADDR", "ZONE", "VTEP", "VCPUS", "RAM_MIB", "DISK_GIB", "EPOCH", "DRAINED", "ERRORS", "REASON"}}
 			for _, h := range hs {
-				errs := 0
-				if h.Report != nil {
-					for _, s := range h.Report.Subsystems {
-						if !s.OK {
-							errs++
-						}
-					}
-				}
-				since := "-"
-				if !h.StateSince.IsZero() {
-					since = time.Since(h.StateSince).Round(time.Second).String()
-				}
-				t.Rows = append(t.Rows, []string{h.Name, h.State, since, h.Addr, h.Zone, h.VTEP,
+				t.Rows = append(t.Rows, []string{h.Name, h.State, since(h), h.Addr, h.Zone, h.VTEP,
 					fmt.Sprint(h.Capacity.VCPUs), fmt.Sprint(h.Capacity.RAMMiB), fmt.Sprint(h.Capacity.DiskGiB),
-					fmt.Sprint(h.AppliedEpoch), fmt.Sprint(h.Drained), fmt.Sprint(errs)})
+					fmt.Sprint(h.AppliedEpoch), fmt.Sprint(h.Drained), fmt.Sprint(hostErrors(h)), or(h.Reason, "-")})
 			}
 			return g.print(cmd, hs, t)
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use: "show NAME", Short: "Show a host: liveness, epoch, drain reason, failing subsystems and resources", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var h api.Host
+			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/hosts/"+args[0], nil, &h); err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return g.print(cmd, h, ctl.Table{})
+			}
+			w := cmd.OutOrStdout()
+			drained := "no"
+			if h.Drained {
+				drained = "yes (" + or(h.Reason, "no reason given") + ")"
+			}
+			fields{{"name", h.Name}, {"state", h.State + " for " + since(h)}, {"addr", or(h.Addr, "-")}, {"zone", or(h.Zone, "-")},
+				{"vtep", or(h.VTEP, "-")}, {"applied_epoch", fmt.Sprint(h.AppliedEpoch)}, {"drained", drained}}.print(w)
+			st := ctl.Table{Header: []string{"SUBSYSTEM", "OK", "EPOCH", "FAILURES", "ERROR"}}
+			if h.Report != nil {
+				for _, ss := range h.Report.Subsystems {
+					st.Rows = append(st.Rows, []string{ss.Name, fmt.Sprint(ss.OK), fmt.Sprint(ss.Epoch), fmt.Sprint(ss.Failures), or(ss.Error, "-")})
+				}
+			}
+			table(w, "subsystems", st)
+			table(w, "failing resources", failingTable(h.Failing, false))
+			return nil
+		},
+	})
 	return cmd
+}
+
+func since(h api.Host) string {
+	if h.StateSince.IsZero() {
+		return "-"
+	}
+	return time.Since(h.StateSince).Round(time.Second).String()
+}
+
+// hostErrors counts a host's failing subsystems and resources.
+func hostErrors(h api.Host) int {
+	n := len(h.Failing)
+	if h.Report != nil {
+		for _, s := range h.Report.Subsystems {
+			if !s.OK {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// failingTable lists failing resources with their errors; withHost adds
+// the host column.
+func failingTable(fs []api.ResourceReport, withHost bool) ctl.Table {
+	t := ctl.Table{Header: []string{"RESOURCE", "EPOCH", "ERROR"}}
+	if withHost {
+		t.Header = []string{"RESOURCE", "HOST", "EPOCH", "ERROR"}
+	}
+	for _, f := range fs {
+		row := []string{f.Key.String(), fmt.Sprint(f.Epoch), f.Message}
+		if withHost {
+			row = []string{f.Key.String(), f.Host, fmt.Sprint(f.Epoch), f.Message}
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	return t
 }
 
 func statusCmd(g *globals) *cobra.Command {
@@ -115,7 +172,14 @@ func statusCmd(g *globals) *cobra.Command {
 			for _, h := range st.Hosts {
 				t.Rows = append(t.Rows, []string{h.Name, h.State, fmt.Sprint(h.AppliedEpoch), fmt.Sprint(h.Converged), fmt.Sprint(h.Errors)})
 			}
-			return g.print(cmd, st, t)
+			if err := g.print(cmd, st, t); err != nil {
+				return err
+			}
+			if len(st.Failing) > 0 {
+				fmt.Fprintln(cmd.OutOrStdout())
+				table(cmd.OutOrStdout(), "failing resources", failingTable(st.Failing, true))
+			}
+			return nil
 		},
 	}
 }

@@ -4,7 +4,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -55,17 +57,51 @@ func newRoot() *cobra.Command {
 	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), applyCmd(g), deleteCmd(g))
 	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g))
 	root.AddCommand(networksCmd(g), subnetsCmd(g), portsCmd(g), securityGroupsCmd(g), externalNetworksCmd(g), routersCmd(g), floatingIPsCmd(g), firewallGroupsCmd(g))
+	requireSubcommands(root)
 	return root
 }
 
-func main() {
-	if err := newRoot().Execute(); err != nil {
+func main() { os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// execute runs stratactl with args and returns its exit code: 0, or 1
+// with the error on errw.
+func execute(args []string, out, errw io.Writer) int {
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(out)
+	root.SetErr(errw)
+	if err := root.Execute(); err != nil {
 		var ae *api.Error
 		if errors.As(err, &ae) && ae.Field != "" {
-			fmt.Fprintf(os.Stderr, "stratactl: %s (field %s)\n", ae.Message, ae.Field)
+			fmt.Fprintf(errw, "stratactl: %s (field %s)\n", ae.Message, ae.Field)
 		} else {
-			fmt.Fprintln(os.Stderr, "stratactl:", err)
+			fmt.Fprintln(errw, "stratactl:", err)
 		}
-		os.Exit(1)
+		return 1
+	}
+	return 0
+}
+
+// requireSubcommands makes every command that only groups others fail on
+// a missing or unknown subcommand, instead of printing help and exiting 0.
+func requireSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		requireSubcommands(c)
+	}
+	if !cmd.HasSubCommands() || cmd.Run != nil || cmd.RunE != nil {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		var names []string
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		if len(args) == 0 {
+			return fmt.Errorf("%s needs a subcommand: %s", c.CommandPath(), strings.Join(names, ", "))
+		}
+		return fmt.Errorf("unknown command %q for %q; want one of: %s", args[0], c.CommandPath(), strings.Join(names, ", "))
 	}
 }

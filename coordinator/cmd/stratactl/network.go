@@ -162,7 +162,7 @@ func showCmd[T any](k *kindCmds, describe func(s T) fields, extra func(w io.Writ
 				name = r.Project + "/" + r.Name
 			}
 			f := fields{{"name", name}, {"epoch", fmt.Sprint(r.Epoch)}}
-			if st := r.Status; st != nil {
+			if st := r.Status; st != nil && len(r.Hosts) == 0 {
 				state := st.State
 				if st.Epoch < r.Epoch {
 					state += " (converging)"
@@ -176,9 +176,21 @@ func showCmd[T any](k *kindCmds, describe func(s T) fields, extra func(w io.Writ
 			if extra != nil {
 				extra(w, s)
 			}
+			if len(r.Hosts) > 0 {
+				table(w, "hosts", hostStates(r.Hosts))
+			}
 			return nil
 		},
 	}
+}
+
+// hostStates is a resource's state on each host, with the host's error.
+func hostStates(hs []api.ResourceStatus) ctl.Table {
+	t := ctl.Table{Header: []string{"HOST", "STATE", "EPOCH", "ERROR"}}
+	for _, h := range hs {
+		t.Rows = append(t.Rows, []string{h.Host, h.State, fmt.Sprint(h.Epoch), or(h.Message, "-")})
+	}
+	return t
 }
 
 // fields are "key: value" lines, aligned.
