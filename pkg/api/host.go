@@ -25,16 +25,16 @@ type Capacity = computespec.Capacity
 // Host is the coordinator's view of one agent: liveness and meta from gossip,
 // the rest from the agent's last status report.
 type Host struct {
-	Name         string      `json:"name"`
-	Addr         string      `json:"addr"`
-	State        string      `json:"state"`
-	StateSince   time.Time   `json:"state_since"`
-	Zone         string      `json:"zone,omitempty"`
-	Aggregates   []string    `json:"aggregates,omitempty"`
-	VTEP         string      `json:"vtep,omitempty"`
-	Capacity     Capacity    `json:"capacity"`
-	AppliedEpoch uint64      `json:"applied_epoch"`
-	Drained      bool        `json:"drained"`
+	Name         string    `json:"name"`
+	Addr         string    `json:"addr"`
+	State        string    `json:"state"`
+	StateSince   time.Time `json:"state_since"`
+	Zone         string    `json:"zone,omitempty"`
+	Aggregates   []string  `json:"aggregates,omitempty"`
+	VTEP         string    `json:"vtep,omitempty"`
+	Capacity     Capacity  `json:"capacity"`
+	AppliedEpoch uint64    `json:"applied_epoch"`
+	Drained      bool      `json:"drained"`
 	// Reason is why an operator drained the host.
 	Reason string      `json:"reason,omitempty"`
 	Report *HostReport `json:"report,omitempty"`
