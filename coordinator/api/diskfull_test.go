@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -19,12 +20,7 @@ import (
 // checks writes are answered 507 (never 500), change nothing, and work
 // again once there is room.
 func TestFullDiskAnswers507(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("STRATA_STRICT") == "1" {
-			t.Fatal("STRATA_STRICT=1: needs root to mount a tmpfs")
-		}
-		t.Skip("needs root: mounts a small tmpfs to fill")
-	}
+	testenv.RequireRoot(t, "mounts a small tmpfs to fill")
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
 		t.Fatalf("mount tmpfs: %v", err)
