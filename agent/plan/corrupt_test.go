@@ -16,7 +16,7 @@ import (
 // fullSource answers every watch with the full plan at its epoch.
 type fullSource struct{ plan api.Plan }
 
-func (f fullSource) Plan(_ context.Context, _ string, since uint64, _ time.Duration) (api.Plan, error) {
+func (f fullSource) Plan(_ context.Context, _ string, since uint64, _ string, _ time.Duration) (api.Plan, error) {
 	if since == f.plan.Epoch {
 		return api.Plan{Epoch: since}, nil
 	}

@@ -24,7 +24,10 @@ var ErrStale = errors.New("stale plan")
 // State is the plan at Epoch. It is not safe for concurrent use; the
 // watcher owns it and hands out Snapshots.
 type State struct {
-	Epoch     uint64                  `json:"epoch"`
+	Epoch uint64 `json:"epoch"`
+	// History is the coordinator store's line of epochs this plan is from
+	// (api.Plan.History); "" before the first plan.
+	History   string                  `json:"history,omitempty"`
 	Resources map[string]api.Resource `json:"resources"`
 }
 
@@ -33,16 +36,23 @@ func NewState() *State { return &State{Resources: map[string]api.Resource{}} }
 
 // Apply folds a coordinator answer into the state. A full plan replaces
 // everything; deltas must follow on from Epoch without a gap.
+//
+// A full plan from another history (the coordinator's store was restored
+// from a backup) replaces everything whatever its epoch: the operator
+// chose that state. Within one history epochs never go back.
 func (s *State) Apply(p api.Plan) error {
+	if p.Full && p.History != "" && s.History != "" && p.History != s.History {
+		s.replace(p)
+		return nil
+	}
 	if p.Epoch < s.Epoch {
 		return fmt.Errorf("%w: coordinator is at epoch %d, this host already applied %d", ErrStale, p.Epoch, s.Epoch)
 	}
+	if p.History != "" && s.History != "" && p.History != s.History {
+		return fmt.Errorf("deltas of history %s do not follow on from history %s", p.History, s.History)
+	}
 	if p.Full {
-		next := make(map[string]api.Resource, len(p.Resources))
-		for _, r := range p.Resources {
-			next[r.Key().String()] = r
-		}
-		s.Resources, s.Epoch = next, p.Epoch
+		s.replace(p)
 		return nil
 	}
 	// Check the chain before touching anything, so a bad answer changes nothing.
@@ -65,7 +75,21 @@ func (s *State) Apply(p api.Plan) error {
 		}
 	}
 	s.Epoch = e
+	if p.History != "" {
+		s.History = p.History
+	}
 	return nil
+}
+
+func (s *State) replace(p api.Plan) {
+	next := make(map[string]api.Resource, len(p.Resources))
+	for _, r := range p.Resources {
+		next[r.Key().String()] = r
+	}
+	s.Resources, s.Epoch = next, p.Epoch
+	if p.History != "" {
+		s.History = p.History
+	}
 }
 
 // Snapshot returns an immutable view for reconcilers.

@@ -77,3 +77,31 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		t.Fatalf("missing file: %+v %v", empty, err)
 	}
 }
+
+// TestApplyAcrossARestore: within one history a plan never goes back; a
+// full plan of a new history (the coordinator's store was restored)
+// replaces everything; deltas never cross histories.
+func TestApplyAcrossARestore(t *testing.T) {
+	s := NewState()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Apply(api.Plan{Epoch: 5, Full: true, History: "h-old", Resources: []api.Resource{res("a", 1), res("late", 5)}}))
+	if err := s.Apply(api.Plan{Epoch: 3, Full: true, History: "h-old", Resources: []api.Resource{res("a", 1)}}); !errors.Is(err, ErrStale) {
+		t.Fatalf("older copy of the same history: %v, want ErrStale", err)
+	}
+	if err := s.Apply(api.Plan{Epoch: 6, History: "h-new", Deltas: []api.Delta{{Epoch: 6}}}); err == nil {
+		t.Fatal("deltas of another history were applied")
+	}
+	must(s.Apply(api.Plan{Epoch: 6, Full: true, History: "h-new", Resources: []api.Resource{res("a", 1)}}))
+	if s.History != "h-new" || s.Epoch != 6 || len(s.Resources) != 1 {
+		t.Fatalf("after the restore: %+v", s)
+	}
+	must(s.Apply(api.Plan{Epoch: 7, History: "h-new", Deltas: []api.Delta{{Epoch: 7, Changes: []api.Change{put(res("b", 7))}}}}))
+	if s.Epoch != 7 || len(s.Resources) != 2 {
+		t.Fatalf("delta after the restore: %+v", s)
+	}
+}

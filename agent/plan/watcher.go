@@ -12,7 +12,8 @@ import (
 
 // Source is the coordinator side of a watch.
 type Source interface {
-	Plan(ctx context.Context, host string, since uint64, wait time.Duration) (api.Plan, error)
+	// Plan long-polls host's plan after epoch since of history.
+	Plan(ctx context.Context, host string, since uint64, history string, wait time.Duration) (api.Plan, error)
 }
 
 // Watcher long-polls the host's plan, keeps State current and saved, and
@@ -71,9 +72,13 @@ func (w *Watcher) Run(ctx context.Context) {
 
 // Step does one long-poll and applies its answer.
 func (w *Watcher) Step(ctx context.Context) error {
-	p, err := w.Source.Plan(ctx, w.Host, w.state.Epoch, w.Wait)
+	p, err := w.Source.Plan(ctx, w.Host, w.state.Epoch, w.state.History, w.Wait)
 	if err != nil {
 		return err
+	}
+	if p.Full && p.History != "" && w.state.History != "" && p.History != w.state.History {
+		w.Log.Warn("coordinator store was restored from a backup: taking its full plan", "history", p.History,
+			"previous_history", w.state.History, "epoch", p.Epoch, "previous_epoch", w.state.Epoch)
 	}
 	if !p.Full && p.Epoch == w.state.Epoch {
 		return nil // long-poll timed out with nothing new

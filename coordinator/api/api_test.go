@@ -43,8 +43,20 @@ func newFixture(t *testing.T, hosts ...api.Host) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	f := serve(t, st, hosts...)
+	tok, err := IssueToken(st, api.TokenRequest{Name: "admin", Role: api.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.admin = tok.Secret
+	return f
+}
+
+// serve serves st with the default kinds plus "widget".
+func serve(t *testing.T, st *store.Store, hosts ...api.Host) *fixture {
+	t.Helper()
 	reg := registry.Default()
-	err = reg.Add(&registry.Kind{
+	err := reg.Add(&registry.Kind{
 		Name: "widget", Plural: "widgets", Scope: registry.Project, Order: 10,
 		NewSpec: func() any { return &widgetSpec{} },
 		Admit: func(_ *registry.Admission, _ *api.Resource, spec any) error {
@@ -64,11 +76,7 @@ func newFixture(t *testing.T, hosts ...api.Host) *fixture {
 	}
 	srv := httptest.NewServer(New(Options{Store: st, Registry: reg, Hosts: staticHosts(hosts), MaxWait: 5 * time.Second}))
 	t.Cleanup(srv.Close)
-	tok, err := IssueToken(st, api.TokenRequest{Name: "admin", Role: api.RoleAdmin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, srv: srv, store: st, admin: tok.Secret}
+	return &fixture{t: t, srv: srv, store: st}
 }
 
 func (f *fixture) do(token, method, path, body string) (int, []byte) {

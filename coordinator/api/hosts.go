@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -178,6 +179,22 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(d, s.maxWait)
 	}
+	if h := q.Get("history"); h != "" && h != s.store.History() {
+		// The host's plan is from before a restore: epochs jump past it
+		// and it gets the whole restored plan.
+		s.restoredHost(w, host, since)
+		return
+	}
+	if since > s.store.Epoch() {
+		// Same history, yet the host applied epochs this store never
+		// reached: this is an older copy of the store, started by mistake.
+		// Serving it would undo every change after the copy; refuse.
+		s.log.Error("store is older than a host's plan: refusing to serve it; restore it on purpose with `strata-coordinator restore`, or start from the current store",
+			"host", host, "host_epoch", since, "store_epoch", s.store.Epoch())
+		writeError(w, &api.Error{Code: http.StatusConflict, Field: "since",
+			Message: fmt.Sprintf("this coordinator's store is at epoch %d but host %s applied epoch %d of the same history: the store is an older copy; the host keeps its plan", s.store.Epoch(), host, since)})
+		return
+	}
 	if since == s.store.Epoch() && wait > 0 {
 		changed := s.store.Changed()
 		if since == s.store.Epoch() {
@@ -198,6 +215,28 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.plans(plan.Full)
+	writeJSON(w, http.StatusOK, plan)
+}
+
+// restoredHost answers a host whose plan is from the history before a
+// restore: the epoch jumps past the host's (never backwards on a host),
+// and the host gets the full restored plan.
+func (s *Server) restoredHost(w http.ResponseWriter, host string, since uint64) {
+	before := s.store.Epoch()
+	epoch, err := s.store.JumpEpoch(since + 1)
+	if err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	if epoch != before {
+		s.log.Warn("host is ahead of the restored store: epoch jumped past it", "host", host, "host_epoch", since, "from", before, "to", epoch)
+	}
+	plan, err := s.store.Plan(host, 0, s.reg.PlanFilter(host))
+	if err != nil {
+		s.errorFor(w, err)
+		return
+	}
+	s.metrics.plans(true)
 	writeJSON(w, http.StatusOK, plan)
 }
 

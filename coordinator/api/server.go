@@ -89,6 +89,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/tokens", s.auth(s.createToken))
 	m.HandleFunc("DELETE /v1/tokens/{id}", s.auth(s.deleteToken))
 	m.HandleFunc("GET /v1/kinds", s.auth(s.listKinds))
+	m.HandleFunc("GET /v1/backup", s.auth(s.backup))
 	for _, k := range s.reg.Kinds() {
 		base := "/v1/" + k.Plural
 		if k.Scope == registry.Project {

@@ -18,7 +18,7 @@ type Filter func(api.Resource) bool
 func (s *Store) Plan(host string, since uint64, keep Filter) (api.Plan, error) {
 	var p api.Plan
 	err := s.View(func(tx *Tx) error {
-		p = api.Plan{Host: host, Epoch: tx.epoch}
+		p = api.Plan{Host: host, Epoch: tx.epoch, History: s.history}
 		if since == tx.epoch {
 			return nil
 		}
@@ -55,7 +55,11 @@ func (tx *Tx) deltasAfter(since uint64, keep Filter) ([]api.Delta, bool, error) 
 		return nil, false, nil
 	}
 	out := []api.Delta{}
-	for ; k != nil; k, v = c.Next() {
+	for next := since + 1; k != nil; k, v = c.Next() {
+		if binary.BigEndian.Uint64(k) != next {
+			return nil, false, nil // a gap (an epoch jump after a restore): full plan
+		}
+		next++
 		var sd storedDelta
 		if err := json.Unmarshal(v, &sd); err != nil {
 			return nil, false, fmt.Errorf("decode delta %d: %w", binary.BigEndian.Uint64(k), err)

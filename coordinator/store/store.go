@@ -26,6 +26,10 @@ var (
 	bucketStatus    = []byte("resource_status")
 
 	keyEpoch = []byte("epoch")
+	// keyHistory names this store's line of epochs. A restore starts a new
+	// one, so agents can tell a restore (new history: take its full plan)
+	// from an older copy of the same history (refuse it).
+	keyHistory = []byte("history")
 )
 
 // ErrNotFound is returned when a resource or token does not exist.
@@ -44,8 +48,9 @@ type Options struct {
 
 // Store is the coordinator's embedded database.
 type Store struct {
-	db     *bolt.DB
-	retain int
+	db      *bolt.DB
+	retain  int
+	history string
 
 	mu      sync.Mutex
 	epoch   uint64
@@ -68,9 +73,9 @@ func (s *Store) Observe(fn func(epoch uint64, changes []api.Change)) {
 
 // Open opens or creates the store at path.
 func Open(path string, opts Options) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync})
+	db, err := openChecked(path, &bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync})
 	if err != nil {
-		return nil, fmt.Errorf("open store %q: %w", path, err)
+		return nil, err
 	}
 	if opts.RetainDeltas <= 0 {
 		opts.RetainDeltas = DefaultRetainDeltas
@@ -83,6 +88,11 @@ func Open(path string, opts Options) (*Store, error) {
 			}
 		}
 		s.epoch = readEpoch(tx)
+		s.history = string(tx.Bucket(bucketMeta).Get(keyHistory))
+		if s.history == "" {
+			s.history = newHistory()
+			return tx.Bucket(bucketMeta).Put(keyHistory, []byte(s.history))
+		}
 		return nil
 	})
 	if err != nil {

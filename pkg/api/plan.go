@@ -27,7 +27,12 @@ type Plan struct {
 	Host  string `json:"host"`
 	Epoch uint64 `json:"epoch"`
 	// Full is true when Resources holds the whole plan at Epoch.
-	Full      bool       `json:"full"`
+	Full bool `json:"full"`
+	// History names the store's line of epochs; it changes when a backup
+	// is restored. A host sends it back (?history=), so the coordinator
+	// tells a host from before a restore (full plan, epoch moved past
+	// it) from one ahead of an older copy of the store (refused).
+	History   string     `json:"history,omitempty"`
 	Resources []Resource `json:"resources,omitempty"`
 	Deltas    []Delta    `json:"deltas,omitempty"`
 }

@@ -82,10 +82,14 @@ func (c *Client) DoHeader(ctx context.Context, method, path string, hdr http.Hea
 	return nil
 }
 
-// Plan long-polls host's plan after epoch since, waiting up to wait.
-func (c *Client) Plan(ctx context.Context, host string, since uint64, wait time.Duration) (api.Plan, error) {
+// Plan long-polls host's plan after epoch since of history ("" before
+// the first plan), waiting up to wait.
+func (c *Client) Plan(ctx context.Context, host string, since uint64, history string, wait time.Duration) (api.Plan, error) {
 	var p api.Plan
 	q := url.Values{"since": {fmt.Sprint(since)}, "wait": {wait.String()}}
+	if history != "" {
+		q.Set("history", history)
+	}
 	err := c.Do(ctx, http.MethodGet, "/v1/hosts/"+url.PathEscape(host)+"/plan?"+q.Encode(), nil, &p)
 	return p, err
 }

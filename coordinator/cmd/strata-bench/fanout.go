@@ -81,7 +81,7 @@ func fanoutRounds(st *store.Store, endpoint, token string, n int) ([]time.Durati
 					ready.Done()
 					first = false
 				}
-				p, err := c.Plan(ctx, host, epoch, 30*time.Second)
+				p, err := c.Plan(ctx, host, epoch, "", 30*time.Second)
 				if err != nil {
 					return
 				}

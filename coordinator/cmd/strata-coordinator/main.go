@@ -30,6 +30,7 @@ func main() {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "config file (YAML)")
 	cfg.BindFlags(cmd.Flags())
+	cmd.AddCommand(backupCmd(), restoreCmd())
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata-coordinator:", err)
 		os.Exit(1)

@@ -39,7 +39,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "strata.db"), store.Options{RetainDeltas: cfg.RetainDeltas})
+	st, err := store.Open(filepath.Join(cfg.DataDir, StoreFile), store.Options{RetainDeltas: cfg.RetainDeltas})
 	if err != nil {
 		return err
 	}
