@@ -117,14 +117,12 @@ func syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
 		}
 	}
 	next := newSnapshot()
-	var deferred []func()
-	if err := syncSets(c, t, want.Sets, have, next, &st, &deferred); err != nil {
+	var del deletions
+	if err := syncSets(c, t, want.Sets, have, next, &st, &del); err != nil {
 		return st, err
 	}
-	syncChains(c, t, want.Chains, have, next, &st, &deferred)
-	for _, f := range deferred {
-		f()
-	}
+	syncChains(c, t, want.Chains, have, next, &st, &del)
+	del.queue()
 	if st.Ops() == 0 {
 		// Remember what was read, if nothing was committed while reading.
 		if caching && !hit {
@@ -231,9 +229,26 @@ func read(c *nftables.Conn, k *kconn, t *nftables.Table) (snapshot, error) {
 	return s, nil
 }
 
+// deletions are the objects a batch removes, queued after every add and
+// rule change in dependency order: the rules of the chains that go (which
+// may jump to each other or name a set), then those chains, then sets and
+// maps, which nothing left refers to. Deleting in another order is what
+// makes the kernel answer "device or resource busy".
+type deletions struct {
+	flush, chains, sets []func()
+}
+
+func (d *deletions) queue() {
+	for _, fs := range [][]func(){d.flush, d.chains, d.sets} {
+		for _, f := range fs {
+			f()
+		}
+	}
+}
+
 func elemKey(key, val []byte) string { return string(key) + "=" + string(val) }
 
-func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapshot, st *Stats, deferred *[]func()) error {
+func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapshot, st *Stats, del *deletions) error {
 	wantNames := map[string]bool{}
 	for _, ws := range want {
 		wantNames[ws.Name] = true
@@ -256,7 +271,7 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 		if !ok || old.IsMap != ws.IsMap {
 			next.sets[ws.Name] = set
 			if ok {
-				*deferred = append(*deferred, func() { c.DelSet(old) })
+				del.sets = append(del.sets, func() { c.DelSet(old) })
 				st.Objects++
 			}
 			if err := c.AddSet(set, elems); err != nil {
@@ -298,14 +313,14 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 	}
 	for name, old := range have.sets {
 		if !wantNames[name] {
-			*deferred = append(*deferred, func() { c.DelSet(old) })
+			del.sets = append(del.sets, func() { c.DelSet(old) })
 			st.Objects++
 		}
 	}
 	return nil
 }
 
-func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have, next snapshot, st *Stats, deferred *[]func()) {
+func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have, next snapshot, st *Stats, del *deletions) {
 	wantNames := map[string]bool{}
 	chains := make([]*nftables.Chain, len(want))
 	for i, wc := range want {
@@ -327,8 +342,10 @@ func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have, next sn
 		if wantNames[name] {
 			continue
 		}
-		// Rules jumping to it were deleted above: none is wanted.
-		*deferred = append(*deferred, func() { c.FlushChain(old); c.DelChain(old) })
+		// Rules jumping to it from kept chains were deleted above; those
+		// in other chains that go are flushed before any chain is deleted.
+		del.flush = append(del.flush, func() { c.FlushChain(old) })
+		del.chains = append(del.chains, func() { c.DelChain(old) })
 		st.Objects++
 	}
 }

@@ -122,3 +122,46 @@ func TestOutOfBandChangeRepaired(t *testing.T) {
 	nft("delete", "table", "ip", "strata_test")
 	check("after nft delete table", 28, false) // gone: nothing to read, all recreated
 }
+
+// TestTeardownDeletesInDependencyOrder: chains that jump to each other and
+// name sets all go in one batch, again and again (map order varies), and
+// the kernel never answers "device or resource busy": rules, then chains,
+// then sets.
+func TestTeardownDeletesInDependencyOrder(t *testing.T) {
+	nettest.RequireRoot(t)
+	ns := nettest.Prefix(t) + "order"
+	if err := netnsutil.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(netnsutil.Path(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hook, prio := nftables.ChainHookForward, nftables.ChainPriorityFilter
+	base := nftsync.Chain{Name: "forward", Type: nftables.ChainTypeFilter, Hook: hook, Priority: prio}
+	full := nftsync.Table{Family: nftables.TableFamilyINet, Name: "strata_order"}
+	fwd := base
+	for i := range 8 {
+		set := fmt.Sprintf("g%d", i)
+		full.Sets = append(full.Sets, nftsync.Set{Name: set, Elems: []nftsync.Elem{{Key: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})}}})
+		out, in := fmt.Sprintf("o%d", i), fmt.Sprintf("i%d", i)
+		fwd.Rules = append(fwd.Rules, nftsync.R().IIF(fmt.Sprintf("br%d", i)).Jump(out))
+		full.Chains = append(full.Chains,
+			nftsync.Chain{Name: out, Rules: []nftsync.Rule{nftsync.R().DstIn(set).Jump(in), nftsync.R().Drop()}},
+			nftsync.Chain{Name: in, Rules: []nftsync.Rule{nftsync.R().SrcIn(set).Accept(), nftsync.R().Drop()}})
+	}
+	full.Chains = append([]nftsync.Chain{fwd}, full.Chains...)
+	empty := nftsync.Table{Family: nftables.TableFamilyINet, Name: "strata_order", Chains: []nftsync.Chain{base}}
+	for i := range 20 {
+		for _, want := range []nftsync.Table{full, empty} {
+			c, err := nftsync.Open(int(f.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nftsync.Sync(c, want); err != nil {
+				t.Fatalf("round %d, %d chains: %v", i, len(want.Chains), err)
+			}
+		}
+	}
+}
