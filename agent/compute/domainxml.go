@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/pkg/computespec"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -94,14 +94,22 @@ func domainXML(in Instance, name, domainType string, f instanceFiles) (string, e
 		MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
 	}
 	for _, p := range in.Spec.Ports {
-		devs.Interfaces = append(devs.Interfaces, libvirtxml.DomainInterface{
+		if p.Bridge == "" {
+			return "", fmt.Errorf("domain %q port %q: no bridge to plug into", name, p.ID)
+		}
+		nic := libvirtxml.DomainInterface{
 			MAC:    &libvirtxml.DomainInterfaceMAC{Address: p.MAC.String()},
-			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: network.BridgeName(p.VNI)}},
+			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: p.Bridge}},
 			Target: &libvirtxml.DomainInterfaceTarget{Dev: TapName(p.ID)},
 			Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
 			// No option ROM: iPXE is of no use to a direct or disk boot.
 			ROM: &libvirtxml.DomainROM{Enabled: "no"},
-		})
+		}
+		if p.Switch == computespec.SwitchOpenVSwitch {
+			nic.VirtualPort = &libvirtxml.DomainInterfaceVirtualPort{Params: &libvirtxml.DomainInterfaceVirtualPortParams{
+				OpenVSwitch: &libvirtxml.DomainInterfaceVirtualPortParamsOpenVSwitch{}}}
+		}
+		devs.Interfaces = append(devs.Interfaces, nic)
 	}
 	meta := domainMeta{ID: in.Spec.ID, Hash: configHash(in, domainType)}
 	for _, p := range in.Spec.Ports {

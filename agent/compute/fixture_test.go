@@ -110,7 +110,7 @@ func newNet(t *testing.T) *testNet {
 	}
 	return &testNet{
 		vni:     vni,
-		port:    computespec.Port{ID: ports[1].ID, NetworkID: nw.ID, VNI: vni, MAC: mac},
+		port:    computespec.Port{ID: ports[1].ID, NetworkID: nw.ID, VNI: vni, MAC: mac, Bridge: network.BridgeName(vni)},
 		guestIP: "10.77.0.10",
 		epNS:    e.hostB.Prefix + network.EndpointNSPart + ports[2].ID,
 	}

@@ -87,7 +87,7 @@ func fakeInstance(t *testing.T, id string) Instance {
 	os.WriteFile(img, make([]byte, 4096), 0o644)
 	return Instance{
 		Spec: computespec.Instance{ID: id, Flavor: "f", Image: "i", Power: computespec.PowerRunning,
-			Ports: []computespec.Port{{ID: "p-" + id, VNI: 5001, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}}}},
+			Ports: []computespec.Port{{ID: "p-" + id, VNI: 5001, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Bridge: "sbr-5001"}}},
 		Flavor: computespec.Flavor{Name: "f", VCPUs: 1, RAMMiB: 128},
 		Image:  computespec.Image{ID: "i", Format: computespec.FormatRaw, Path: img},
 	}

@@ -12,12 +12,13 @@ import (
 
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/agent/reconcile"
 )
 
 type countingReconciler struct{ passes atomic.Int32 }
 
 func (c *countingReconciler) Name() string { return "count" }
-func (c *countingReconciler) Reconcile(context.Context, *plan.Snapshot) error {
+func (c *countingReconciler) Ensure(context.Context, *plan.Host) error {
 	c.passes.Add(1)
 	return nil
 }
@@ -37,7 +38,7 @@ func TestResyncRunsAPassNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &countingReconciler{}
-	a.Runner().Register(rec)
+	a.Runner().Register(reconcile.OrderNetwork, rec)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.Runner().Run(ctx, a.watcher.Snapshot())

@@ -9,6 +9,8 @@ package network
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -35,6 +37,53 @@ type Network struct {
 	VNI     uint32 // 1..16777215
 	MTU     int    // tenant MTU; 0 means DefaultMTU
 	Subnets []Subnet
+	// L2 is where this network's ports plug in on the host, filled by the
+	// host's L2 driver (Bind) before any other driver sees the state:
+	// DHCP, endpoints, router legs and security groups read it and never
+	// name a bridge themselves.
+	L2 L2Binding
+}
+
+// L2Binding is where a port of a network plugs in on this host: the
+// switch a tap or veth is attached to, and what kind of switch it is.
+type L2Binding struct {
+	Bridge string
+	Type   L2Type
+}
+
+// L2Type is the kind of switch a network's ports plug into.
+type L2Type string
+
+// The L2 drivers' switches.
+const (
+	L2LinuxBridge L2Type = "linuxbridge" // a Linux bridge: ports are enslaved to it by netlink
+	L2OpenVSwitch L2Type = "openvswitch" // an OVS bridge: ports are added through OVSDB; libvirt's <virtualport type='openvswitch'/>
+)
+
+// L2 is the host's L2 driver: it makes each network's switch and tunnels
+// (Set), and says where the network's ports plug in (Binding). Linux
+// bridge + VXLAN is one; Open vSwitch is another.
+type L2 interface {
+	Driver
+	// Binding is where the ports of n plug in on this host. It is pure: it
+	// depends on n alone, so it can be asked before or after Set.
+	Binding(n Network) L2Binding
+}
+
+// Bind fills every network's L2 binding from the host's L2 driver.
+func Bind(st *HostState, l2 L2) {
+	for i := range st.Networks {
+		st.Networks[i].L2 = l2.Binding(st.Networks[i])
+	}
+}
+
+// Bridge is the switch the network's ports plug into, or an error naming
+// the network when no L2 driver has bound it.
+func (n Network) Bridge() (string, error) {
+	if n.L2.Bridge == "" {
+		return "", fmt.Errorf("network %q has no L2 binding", n.ID)
+	}
+	return n.L2.Bridge, nil
 }
 
 // DefaultMTU is a 1500-byte underlay less the 50 bytes of VXLAN over IPv4.
@@ -111,14 +160,18 @@ type HostState struct {
 // Multi runs drivers in order: put the one making bridges first.
 type Multi []Driver
 
-// Set calls Set on every driver in order, stopping at the first error.
+// Set calls Set on every driver in order and joins their errors: one
+// failing driver (a router this host refuses) never stops the others (the
+// security groups behind it).
 func (m Multi) Set(ctx context.Context, st HostState) error {
+	var errs []error
 	for _, d := range m {
-		if err := d.Set(ctx, st); err != nil {
-			return err
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
 		}
+		errs = append(errs, d.Set(ctx, st))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Close closes every driver and returns the first error.
@@ -130,4 +183,39 @@ func (m Multi) Close() error {
 		}
 	}
 	return first
+}
+
+// ResourceError is the failure of one resource on the host. Drivers wrap a
+// per-resource failure in it and go on with the rest, so the agent reports
+// the failure against its own resource and retries it, while everything
+// else converges.
+type ResourceError struct {
+	Kind string // "router", "securitygroup", "port", "network"
+	ID   string // the resource's ID on hosts (Router.ID, SecurityGroup.ID, Port.ID, Network.ID)
+	Err  error
+}
+
+func (e *ResourceError) Error() string { return fmt.Sprintf("%s %q: %v", e.Kind, e.ID, e.Err) }
+func (e *ResourceError) Unwrap() error { return e.Err }
+
+// ResourceErrors returns every ResourceError in err, through wrapping and
+// errors.Join.
+func ResourceErrors(err error) []*ResourceError {
+	var out []*ResourceError
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *ResourceError:
+			out = append(out, e)
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return out
 }

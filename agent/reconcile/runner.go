@@ -2,11 +2,20 @@
 // plan with what is actually on the host and converges, level-triggered.
 // The runner re-runs them on every plan change, on a resync period, and
 // after failures with exponential backoff, and keeps their status.
+//
+// A pass decodes the plan once (plan.Decode) and hands every subsystem the
+// same typed host plan. Subsystems run in an explicit order: Ensure
+// forward (network, storage, compute: a bridge and a volume are there
+// before a domain starts), then Prune in reverse (compute, storage,
+// network: a domain is gone before its volume is detached). A subsystem
+// that fails does not stop the others; the pass's errors are joined.
 package reconcile
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -16,13 +25,34 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-// Reconciler is one subsystem (network, compute, storage). Reconcile must be
-// idempotent: running it twice on the same plan changes nothing the second
-// time.
+// Reconciler is one subsystem (network, compute, storage). Ensure creates
+// and updates what the plan wants; a subsystem that has no separate Prune
+// step (it does not implement Pruner) also removes what the plan no longer
+// wants there. Both must be idempotent: running them twice on the same
+// plan changes nothing the second time.
 type Reconciler interface {
 	Name() string
-	Reconcile(ctx context.Context, p *plan.Snapshot) error
+	Ensure(ctx context.Context, p *plan.Host) error
 }
+
+// Pruner is a subsystem that removes what the plan no longer wants in its
+// own step, run after every subsystem's Ensure, in reverse order, and only
+// when every subsystem after it (which may still use what it removes) has
+// converged in this pass.
+type Pruner interface {
+	Prune(ctx context.Context, p *plan.Host) error
+}
+
+// Order places a subsystem in a pass; lower ensures first and prunes last.
+type Order int
+
+// The subsystems' places. A new one picks a place between these by what it
+// must exist before (ensure) and outlive (prune).
+const (
+	OrderNetwork Order = 100 // bridges, ports and filters before anything plugs into them
+	OrderStorage Order = 200 // volumes attached before a domain starts, detached after it is gone
+	OrderCompute Order = 300 // domains last up, first down
+)
 
 // Backoff bounds for failed passes.
 const (
@@ -32,7 +62,7 @@ const (
 
 // Runner drives the registered reconcilers.
 type Runner struct {
-	recs    []Reconciler
+	recs    []registered
 	log     *slog.Logger
 	resync  time.Duration
 	updates chan *plan.Snapshot
@@ -46,14 +76,21 @@ type Runner struct {
 	applied uint64
 }
 
+type registered struct {
+	order Order
+	Reconciler
+}
+
 // New returns a runner; call Register, then Run.
 func New(log *slog.Logger, resync time.Duration, reg prometheus.Registerer) *Runner {
 	return &Runner{log: log, resync: resync, updates: make(chan *plan.Snapshot, 1), kick: make(chan struct{}, 1), status: map[string]api.SubsystemStatus{}, metrics: newMetrics(reg)}
 }
 
-// Register adds a subsystem.
-func (r *Runner) Register(rec Reconciler) {
-	r.recs = append(r.recs, rec)
+// Register adds a subsystem at its place in the order; subsystems of the
+// same order keep their registration order.
+func (r *Runner) Register(order Order, rec Reconciler) {
+	r.recs = append(r.recs, registered{order, rec})
+	sort.SliceStable(r.recs, func(i, j int) bool { return r.recs[i].order < r.recs[j].order })
 	r.mu.Lock()
 	r.status[rec.Name()] = api.SubsystemStatus{Name: rec.Name()}
 	r.mu.Unlock()
@@ -90,7 +127,7 @@ func (r *Runner) Applied() uint64 {
 	return r.applied
 }
 
-// Status returns each subsystem's latest outcome, in registration order.
+// Status returns each subsystem's latest outcome, in pass order.
 func (r *Runner) Status() []api.SubsystemStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -148,28 +185,27 @@ func backoff(failures int) time.Duration {
 	return min(d, MaxBackoff)
 }
 
-// pass runs every reconciler once; it reports whether all succeeded.
+// pass runs every subsystem once: Ensure in order, then Prune in reverse.
+// It reports whether all succeeded.
 func (r *Runner) pass(ctx context.Context, s *plan.Snapshot) bool {
-	ok := true
-	for _, rec := range r.recs {
-		start := time.Now()
-		err := rec.Reconcile(ctx, s)
-		r.metrics.observe(rec.Name(), err, time.Since(start))
-		r.mu.Lock()
-		st := r.status[rec.Name()]
-		st.LastAttempt, st.Epoch = time.Now().UTC(), s.Epoch
-		if err != nil {
-			ok = false
-			st.OK, st.Error = false, err.Error()
-			st.Failures++
-			r.log.Warn("reconcile failed", "subsystem", rec.Name(), "epoch", s.Epoch, "err", err, "failures", st.Failures)
-		} else {
-			st.OK, st.Error, st.Failures, st.LastSuccess = true, "", 0, st.LastAttempt
-		}
-		r.status[rec.Name()] = st
-		r.mu.Unlock()
+	h := plan.Decode(s)
+	errs := make([]error, len(r.recs))
+	for i, rec := range r.recs {
+		errs[i] = r.run(rec.Name(), "ensure", func() error { return rec.Ensure(ctx, h) })
 	}
-	if !ok {
+	// Down the order: a subsystem prunes only once everything after it
+	// (which may still use what it would remove) has converged.
+	later := true
+	for i := len(r.recs) - 1; i >= 0; i-- {
+		if p, ok := r.recs[i].Reconciler.(Pruner); ok && errs[i] == nil && later {
+			errs[i] = r.run(r.recs[i].Name(), "prune", func() error { return p.Prune(ctx, h) })
+		}
+		later = later && errs[i] == nil
+	}
+	for i, rec := range r.recs {
+		r.record(rec.Name(), s.Epoch, errs[i])
+	}
+	if err := errors.Join(errs...); err != nil {
 		return false
 	}
 	r.mu.Lock()
@@ -184,4 +220,30 @@ func (r *Runner) pass(ctx context.Context, s *plan.Snapshot) bool {
 		r.OnApplied(s.Epoch)
 	}
 	return true
+}
+
+// run times one step of a subsystem.
+func (r *Runner) run(name, step string, f func() error) error {
+	start := time.Now()
+	err := f()
+	r.metrics.observe(name, err, time.Since(start))
+	if err != nil {
+		r.log.Warn("reconcile failed", "subsystem", name, "step", step, "err", err)
+	}
+	return err
+}
+
+// record keeps a subsystem's outcome of one pass.
+func (r *Runner) record(name string, epoch uint64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.status[name]
+	st.LastAttempt, st.Epoch = time.Now().UTC(), epoch
+	if err != nil {
+		st.OK, st.Error = false, err.Error()
+		st.Failures++
+	} else {
+		st.OK, st.Error, st.Failures, st.LastSuccess = true, "", 0, st.LastAttempt
+	}
+	r.status[name] = st
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -21,7 +22,7 @@ type flaky struct {
 }
 
 func (f *flaky) Name() string { return f.name }
-func (f *flaky) Reconcile(_ context.Context, s *plan.Snapshot) error {
+func (f *flaky) Ensure(_ context.Context, s *plan.Host) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.runs++
@@ -36,8 +37,8 @@ func TestRunnerRetriesAndReportsApplied(t *testing.T) {
 	r := New(slog.New(slog.DiscardHandler), time.Hour, nil)
 	good := &flaky{name: "network"}
 	bad := &flaky{name: "compute", failN: 2}
-	r.Register(good)
-	r.Register(bad)
+	r.Register(OrderNetwork, good)
+	r.Register(OrderCompute, bad)
 	applied := make(chan uint64, 10)
 	r.OnApplied = func(e uint64) { applied <- e }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,7 +74,7 @@ func TestRunnerRetriesAndReportsApplied(t *testing.T) {
 
 func TestFailingSubsystemKeepsAppliedBack(t *testing.T) {
 	r := New(slog.New(slog.DiscardHandler), time.Hour, nil)
-	r.Register(&flaky{name: "storage", failN: 1000})
+	r.Register(OrderStorage, &flaky{name: "storage", failN: 1000})
 	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
 	defer cancel()
 	r.Run(ctx, &plan.Snapshot{Epoch: 5})
@@ -98,7 +99,7 @@ func TestBackoffDoublesToCap(t *testing.T) {
 func TestKickRerunsOnTheCurrentPlan(t *testing.T) {
 	r := New(slog.New(slog.DiscardHandler), time.Hour, nil)
 	rec := &flaky{name: "network"}
-	r.Register(rec)
+	r.Register(OrderNetwork, rec)
 	applied := make(chan uint64, 10)
 	r.OnApplied = func(e uint64) { applied <- e }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -118,5 +119,53 @@ func TestKickRerunsOnTheCurrentPlan(t *testing.T) {
 	defer rec.mu.Unlock()
 	if rec.runs != 2 {
 		t.Fatalf("runs %d, want 2", rec.runs)
+	}
+}
+
+// step records the order of Ensure and Prune calls across subsystems.
+type step struct {
+	name   string
+	log    *[]string
+	failEn bool
+}
+
+func (s step) Name() string { return s.name }
+func (s step) Ensure(context.Context, *plan.Host) error {
+	*s.log = append(*s.log, "ensure "+s.name)
+	if s.failEn {
+		return errors.New(s.name + " failed")
+	}
+	return nil
+}
+func (s step) Prune(context.Context, *plan.Host) error {
+	*s.log = append(*s.log, "prune "+s.name)
+	return nil
+}
+
+// TestPassOrder: ensure forward by order whatever the registration order,
+// prune in reverse; a failing subsystem stops neither the others' Ensure
+// nor the pass, but nothing before it in the order prunes (a volume is not
+// detached while its domain may still be there).
+func TestPassOrder(t *testing.T) {
+	for _, tc := range []struct {
+		failCompute bool
+		want        string
+	}{
+		{false, "[ensure network ensure storage ensure compute prune compute prune storage prune network]"},
+		{true, "[ensure network ensure storage ensure compute]"},
+	} {
+		var log []string
+		r := New(slog.New(slog.DiscardHandler), time.Hour, nil)
+		r.Register(OrderCompute, step{name: "compute", log: &log, failEn: tc.failCompute})
+		r.Register(OrderNetwork, step{name: "network", log: &log})
+		r.Register(OrderStorage, step{name: "storage", log: &log})
+		ok := r.pass(context.Background(), &plan.Snapshot{Epoch: 1})
+		if got := fmt.Sprint(log); got != tc.want || ok == tc.failCompute {
+			t.Errorf("compute fails %v: steps %s ok %v, want %s", tc.failCompute, got, ok, tc.want)
+		}
+		st := r.Status()
+		if st[0].Name != "network" || st[2].Name != "compute" || st[2].OK == tc.failCompute || !st[0].OK {
+			t.Errorf("status %+v", st)
+		}
 	}
 }

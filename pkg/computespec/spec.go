@@ -57,14 +57,20 @@ type Image struct {
 	Path   string      `json:"path"`
 }
 
-// Port is one NIC of an instance: a port of a network whose bridge is
-// sbr-<VNI> on the host.
+// Port is one NIC of an instance: a port of a network, plugged where the
+// host's network side says (Bridge, and Switch, the kind of bridge:
+// "linuxbridge" or "openvswitch").
 type Port struct {
 	ID        string           `json:"id"`
 	NetworkID string           `json:"network_id"`
 	VNI       uint32           `json:"vni"`
 	MAC       net.HardwareAddr `json:"mac"`
+	Bridge    string           `json:"bridge,omitempty"`
+	Switch    string           `json:"switch,omitempty"`
 }
+
+// SwitchOpenVSwitch is Port.Switch for an Open vSwitch bridge.
+const SwitchOpenVSwitch = "openvswitch"
 
 // Instance is what an instance is wanted to be.
 type Instance struct {

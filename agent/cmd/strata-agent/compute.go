@@ -8,11 +8,13 @@ import (
 	"github.com/strata-infra/strata/agent/compute/computeagent"
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/daemon"
+	"github.com/strata-infra/strata/agent/reconcile"
 )
 
-// registerCompute registers the compute subsystem after the network one,
-// so that a pass makes an instance's bridge before its domain starts.
-func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger) error {
+// registerCompute registers the compute subsystem, which runs after the
+// network one (reconcile.OrderCompute): a pass makes an instance's bridge
+// and filter before its domain starts, and l2 says where its taps plug in.
+func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 computeagent.L2) error {
 	cc := cfg.Compute
 	dir := cc.InstancesDir
 	if dir == "" {
@@ -33,13 +35,13 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger) erro
 		boot = &compute.DirectBoot{Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline, Firmware: b.Firmware}
 	}
 	r, err := computeagent.New(computeagent.Config{Host: cfg.Name, Driver: drv, Boot: boot,
-		StateDir: filepath.Join(cfg.StateDir, "computeagent"), Logger: log, Kick: a.Runner().Kick})
+		StateDir: filepath.Join(cfg.StateDir, "computeagent"), Logger: log, Kick: a.Runner().Kick, L2: l2})
 	if err != nil {
 		return err
 	}
 	log.Info("compute subsystem", "libvirtd", cc.LibvirtSocket, "domain_type", drv.Status().DomainType,
 		"domain_type_reason", drv.Status().DomainTypeReason, "capacity", drv.Status().Capacity)
-	a.Runner().Register(r)
+	a.Runner().Register(reconcile.OrderCompute, r)
 	a.Background(r.Run)
 	a.Reporter(r.Report)
 	return nil

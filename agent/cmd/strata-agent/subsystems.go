@@ -4,16 +4,19 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/strata-infra/strata/agent/compute/computeagent"
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/daemon"
 	"github.com/strata-infra/strata/agent/network/netagent"
 	"github.com/strata-infra/strata/agent/network/planmap"
+	"github.com/strata-infra/strata/agent/reconcile"
 )
 
 // registerSubsystems registers the host subsystems this build carries, as
 // configured. Each capability (network, compute, storage) adds its
 // reconciler here.
 func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) error {
+	var l2 computeagent.L2
 	if cfg.Network.Driver == "linuxbridge" {
 		n, err := netagent.New(netagent.Config{
 			Self:        planmap.Self{Host: cfg.Name, VTEP: netip.MustParseAddr(cfg.VTEP), UnderlayDev: cfg.Network.UnderlayDev},
@@ -25,12 +28,13 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 		if err != nil {
 			return err
 		}
-		a.Runner().Register(n)
+		a.Runner().Register(reconcile.OrderNetwork, n)
 		a.Background(n.Supervise)
 		a.Reporter(n.Report)
+		l2 = n
 	}
 	if cfg.Compute.Enabled {
-		return registerCompute(a, cfg, log)
+		return registerCompute(a, cfg, log, l2)
 	}
 	return nil
 }

@@ -47,6 +47,9 @@ type Config struct {
 	// Kick asks the agent for a reconcile pass (and so a status report)
 	// after the driver saw a change.
 	Kick func()
+	// L2 is the network side: where each NIC plugs in. Without one, an
+	// instance with ports is reported and not started.
+	L2 L2
 }
 
 // StoppedOutside is the status message of a guest that stopped behind
@@ -105,13 +108,12 @@ func (r *Reconciler) seenFile() string { return filepath.Join(r.cfg.StateDir, "r
 // Name implements reconcile.Reconciler.
 func (r *Reconciler) Name() string { return "compute" }
 
-// Reconcile implements reconcile.Reconciler: the driver's Set with this
-// host's instances, a guest stopped outside Strata held stopped.
-func (r *Reconciler) Reconcile(ctx context.Context, s *plan.Snapshot) error {
-	ws, err := desired(s, r.cfg.Host, r.cfg.Boot)
-	if err != nil {
-		return err
-	}
+// Ensure implements reconcile.Reconciler: the driver's Set with this
+// host's instances, a guest stopped outside Strata held stopped. Set also
+// removes the domains no longer wanted (compute has no separate Prune: it
+// is last up and first down).
+func (r *Reconciler) Ensure(ctx context.Context, h *plan.Host) error {
+	ws := desired(h, r.cfg.Host, r.cfg.Boot, r.cfg.L2)
 	before := powers(r.cfg.Driver.Status())
 	now := time.Now()
 	r.mu.Lock()

@@ -1,11 +1,11 @@
 package computeagent
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 
 	"github.com/strata-infra/strata/agent/compute"
+	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/planmap"
 	"github.com/strata-infra/strata/agent/plan"
 	"github.com/strata-infra/strata/pkg/api"
@@ -25,47 +25,29 @@ type wanted struct {
 	Err string
 }
 
+// L2 is the network side, asked where each NIC plugs in.
+type L2 interface {
+	// L2Binding is where port portID of network networkID (both as named
+	// on hosts) plugs in, or why it must not be plugged yet.
+	L2Binding(networkID, portID string) (network.L2Binding, error)
+}
+
 // desired maps the plan's instances bound to host, with their flavors,
-// images and ports, onto the driver's instances. It is pure.
-func desired(s *plan.Snapshot, host string, boot *compute.DirectBoot) ([]wanted, error) {
+// images and ports, onto the driver's instances; l2 says where each NIC
+// plugs in. It reads no host state of its own.
+func desired(h *plan.Host, host string, boot *compute.DirectBoot, l2 L2) []wanted {
 	flavors := map[string]computespec.Flavor{}
-	for _, r := range s.Kind("flavor") {
-		var fs api.FlavorSpec
-		if err := json.Unmarshal(r.Spec, &fs); err != nil {
-			return nil, fmt.Errorf("flavor %s: %w", r.Name, err)
-		}
+	for _, r := range h.Flavors.Items {
+		fs := r.Spec
 		flavors[r.Name] = computespec.Flavor{Name: r.Name, VCPUs: fs.VCPUs, RAMMiB: fs.RAMMiB, DiskGiB: fs.DiskGiB, ExtraSpecs: fs.ExtraSpecs}
 	}
 	images := map[string]computespec.Image{}
-	for _, r := range s.Kind("image") {
-		var is api.ImageSpec
-		if err := json.Unmarshal(r.Spec, &is); err != nil {
-			return nil, fmt.Errorf("image %s: %w", r.Name, err)
-		}
-		images[r.Name] = computespec.Image{ID: r.Name, Format: computespec.ImageFormat(is.Format), Path: is.Path}
-	}
-	vnis := map[api.Key]uint32{}
-	for _, r := range s.Kind("network") {
-		var ns api.NetworkSpec
-		if err := json.Unmarshal(r.Spec, &ns); err != nil {
-			return nil, fmt.Errorf("network %s: %w", r.Key(), err)
-		}
-		vnis[r.Key()] = ns.SegmentationID
-	}
-	ports := map[api.Key]api.PortSpec{}
-	for _, r := range s.Kind("port") {
-		var ps api.PortSpec
-		if err := json.Unmarshal(r.Spec, &ps); err != nil {
-			return nil, fmt.Errorf("port %s: %w", r.Key(), err)
-		}
-		ports[r.Key()] = ps
+	for _, r := range h.Images.Items {
+		images[r.Name] = computespec.Image{ID: r.Name, Format: computespec.ImageFormat(r.Spec.Format), Path: r.Spec.Path}
 	}
 	var out []wanted
-	for _, r := range s.Kind("instance") {
-		var is api.InstanceSpec
-		if err := json.Unmarshal(r.Spec, &is); err != nil {
-			return nil, fmt.Errorf("instance %s: %w", r.Key(), err)
-		}
+	for _, r := range h.Instances.Items {
+		is := r.Spec
 		if is.Host != host {
 			continue
 		}
@@ -86,7 +68,7 @@ func desired(s *plan.Snapshot, host string, boot *compute.DirectBoot) ([]wanted,
 		}
 		// The guest's NICs: one per network first, then its own ports.
 		for _, name := range append(append([]string{}, is.NetworkPorts...), is.Ports...) {
-			p, addr, err := nic(r.Project, name, ports, vnis)
+			p, addr, err := nic(h, r.Project, name, l2)
 			if err != nil {
 				errs = append(errs, err.Error())
 				continue
@@ -94,24 +76,29 @@ func desired(s *plan.Snapshot, host string, boot *compute.DirectBoot) ([]wanted,
 			w.In.Spec.Ports = append(w.In.Spec.Ports, p)
 			w.Addrs = append(w.Addrs, addr)
 		}
+		if err := h.Invalid[r.Key()]; err != nil {
+			errs = append(errs, err.Error())
+		}
 		if len(errs) > 0 {
 			w.Err = fmt.Sprint(errs)
 			w.In.Flavor = computespec.Flavor{} // invalid: the driver keeps, but does not touch, its domain
 		}
 		out = append(out, w)
 	}
-	return out, nil
+	return out
 }
 
-func nic(project, name string, ports map[api.Key]api.PortSpec, vnis map[api.Key]uint32) (computespec.Port, api.InstanceAddress, error) {
-	ps, ok := ports[api.Key{Kind: "port", Project: project, Name: name}]
+func nic(h *plan.Host, project, name string, l2 L2) (computespec.Port, api.InstanceAddress, error) {
+	pr, ok := h.Ports.Get(project, name)
 	if !ok {
 		return computespec.Port{}, api.InstanceAddress{}, fmt.Errorf("port %q is not in the plan", name)
 	}
-	vni, ok := vnis[api.Key{Kind: "network", Project: project, Name: ps.Network}]
+	ps := pr.Spec
+	n, ok := h.Networks.Get(project, ps.Network)
 	if !ok {
 		return computespec.Port{}, api.InstanceAddress{}, fmt.Errorf("network %q of port %q is not in the plan", ps.Network, name)
 	}
+	vni := n.Spec.SegmentationID
 	mac, err := net.ParseMAC(ps.MAC)
 	if err != nil {
 		return computespec.Port{}, api.InstanceAddress{}, fmt.Errorf("port %q: mac %q: %w", name, ps.MAC, err)
@@ -122,5 +109,14 @@ func nic(project, name string, ports map[api.Key]api.PortSpec, vnis map[api.Key]
 	}
 	// The port ID is the network subsystem's, so the tap's name matches
 	// the port the bridge and DHCP know.
-	return computespec.Port{ID: planmap.PortID(project, name), NetworkID: planmap.NetworkID(vni), VNI: vni, MAC: mac}, addr, nil
+	p := computespec.Port{ID: planmap.PortID(project, name), NetworkID: planmap.NetworkID(vni), VNI: vni, MAC: mac}
+	if l2 == nil {
+		return p, addr, fmt.Errorf("port %q: no network subsystem on this host to plug it into", name)
+	}
+	b, err := l2.L2Binding(p.NetworkID, p.ID)
+	if err != nil {
+		return p, addr, fmt.Errorf("port %q: %w", name, err)
+	}
+	p.Bridge, p.Switch = b.Bridge, string(b.Type)
+	return p, addr, nil
 }

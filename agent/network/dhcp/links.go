@@ -25,7 +25,11 @@ func (d *Driver) ensureLinks(ns string, w served) error {
 		}
 		d.linkChanges.Add(1)
 	}
-	brName, name := network.BridgeName(w.net.VNI), network.DHCPVethName(w.net.VNI)
+	brName, err := w.net.Bridge()
+	if err != nil {
+		return err
+	}
+	name := network.DHCPVethName(w.net.VNI)
 	br, err := d.h.LinkByName(brName)
 	if err != nil {
 		return fmt.Errorf("bridge %q: %w", brName, err)

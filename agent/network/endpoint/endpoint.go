@@ -127,9 +127,13 @@ func (d *Driver) ensure(ep network.Endpoint, port network.Port, n network.Networ
 	if len(ep.MAC) == 0 {
 		ep.MAC = port.MAC
 	}
-	br, ok := links[network.BridgeName(n.VNI)]
+	brName, err := n.Bridge()
+	if err != nil {
+		return err
+	}
+	br, ok := links[brName]
 	if !ok {
-		return fmt.Errorf("bridge %q not found", network.BridgeName(n.VNI))
+		return fmt.Errorf("bridge %q not found", brName)
 	}
 	if !netnsutil.Exists(ns) {
 		if err := netnsutil.Create(ns); err != nil {

@@ -36,7 +36,16 @@ type Driver struct {
 	changes atomic.Int64
 }
 
-var _ network.Driver = (*Driver)(nil)
+var _ network.L2 = (*Driver)(nil)
+
+// Binding implements network.L2: a network's ports plug into its Linux
+// bridge, sbr-<VNI>.
+func (d *Driver) Binding(n network.Network) network.L2Binding { return Binding(n) }
+
+// Binding is where a network's ports plug in with this driver.
+func Binding(n network.Network) network.L2Binding {
+	return network.L2Binding{Bridge: network.BridgeName(n.VNI), Type: network.L2LinuxBridge}
+}
 
 // New opens a netlink handle in cfg.NetNS. It starts no goroutine.
 func New(cfg Config) (*Driver, error) {

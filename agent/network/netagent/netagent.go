@@ -5,6 +5,7 @@ package netagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -46,11 +47,18 @@ type Config struct {
 // Reconciler converges the host's tenant networks.
 type Reconciler struct {
 	cfg     Config
-	drivers network.Driver
+	l2      network.L2
+	drivers []named // in order: L2 first, security groups before anything plugs a port
 	dhcp    *dhcp.Driver
 	log     *slog.Logger
 	mesh    map[string]netip.Addr // last remote VTEPs, to log changes
 	expiry  *time.Timer           // next end of a dead host's grace
+	status  resourceStatus
+}
+
+type named struct {
+	name string
+	network.Driver
 }
 
 // New opens the drivers. It starts no goroutine; run Supervise for the
@@ -87,16 +95,22 @@ func New(cfg Config) (*Reconciler, error) {
 		network.Multi{lb, d, ep, pv, rt}.Close()
 		return nil, err
 	}
-	// Bridges first: DHCP, endpoint and router legs plug into them; the
-	// security group table last, once the ports it names exist.
-	return &Reconciler{cfg: cfg, drivers: network.Multi{lb, pv, d, ep, rt, sg}, dhcp: d, log: log}, nil
+	// The L2 driver first: DHCP, endpoint and router legs plug into its
+	// bridges. Security groups next, before anything plugs a port: a
+	// port's filter is in force before its first packet (fail closed).
+	return &Reconciler{cfg: cfg, l2: lb, drivers: []named{{"l2", lb}, {"provider", pv}, {"secgroup", sg}, {"dhcp", d},
+		{"endpoint", ep}, {"router", rt}}, dhcp: d, log: log, status: newResourceStatus()}, nil
 }
 
 // Name implements reconcile.Reconciler.
 func (r *Reconciler) Name() string { return "network" }
 
-// Reconcile implements reconcile.Reconciler.
-func (r *Reconciler) Reconcile(ctx context.Context, s *plan.Snapshot) error {
+// Ensure implements reconcile.Reconciler: it maps the plan onto this host,
+// binds every network to the L2 driver and converges every driver. A
+// resource that cannot be mapped or applied is left out or kept closed,
+// reported in its own status and retried with the pass; every driver runs
+// whatever another one did, and the errors are joined.
+func (r *Reconciler) Ensure(ctx context.Context, h *plan.Host) error {
 	peers := r.cfg.Peers()
 	remote, next := RemoteVTEPs(peers, time.Now(), r.cfg.DeadGrace)
 	r.logMesh(remote, peers)
@@ -106,14 +120,61 @@ func (r *Reconciler) Reconcile(ctx context.Context, s *plan.Snapshot) error {
 		}
 		r.expiry = time.AfterFunc(next, r.cfg.Kick)
 	}
-	st, err := planmap.HostState(s, r.cfg.Self, remote)
-	if err != nil {
-		return err
-	}
+	st, probs := planmap.HostState(h, r.cfg.Self, remote)
+	network.Bind(&st, r.l2)
 	if err := st.Validate(); err != nil {
-		return fmt.Errorf("plan at epoch %d: %w", s.Epoch, err)
+		r.status.pass(h, st, probs, nil, false)
+		return fmt.Errorf("plan at epoch %d: %w", h.Epoch, err)
 	}
-	return r.drivers.Set(ctx, st)
+	var errs []error
+	sgOK := true
+	for _, d := range r.drivers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := d.Set(ctx, st)
+		if err != nil && d.name == "secgroup" && !onlyResources(err) {
+			sgOK = false
+		}
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	r.status.pass(h, st, probs, network.ResourceErrors(err), sgOK)
+	if len(probs) > 0 {
+		err = errors.Join(err, probs.Err())
+	}
+	return err
+}
+
+// onlyResources reports whether every error in err is one resource's.
+func onlyResources(err error) bool {
+	var n int
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *network.ResourceError:
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		default:
+			n++
+		}
+	}
+	walk(err)
+	return n == 0
+}
+
+// L2Binding answers where the tap of port portID (as named on hosts) on
+// network networkID plugs in: the network's binding from this host's last
+// pass. It refuses a network the last pass did not set up here, and a
+// port with security groups while the group table could not be applied:
+// a port is never plugged before its filter is in force.
+func (r *Reconciler) L2Binding(networkID, portID string) (network.L2Binding, error) {
+	return r.status.binding(networkID, portID)
 }
 
 // logMesh logs hosts entering and leaving the tunnel mesh, with the
@@ -139,13 +200,22 @@ func (r *Reconciler) logMesh(remote map[string]netip.Addr, peers []gossip.Peer) 
 // Supervise restarts dnsmasq processes that die or hang, until ctx ends.
 func (r *Reconciler) Supervise(ctx context.Context) { r.dhcp.Supervise(ctx, time.Second) }
 
-// Report adds the supervised dnsmasq processes to the host's status.
+// Report adds the supervised dnsmasq processes to the host's status, and
+// the network resources that failed on this host (and those that failed
+// before and have since been applied).
 func (r *Reconciler) Report(rep *api.HostReport) {
 	rep.Processes = append(rep.Processes, r.dhcp.Processes()...)
+	r.status.report(rep)
 }
 
 // Close releases the drivers; the data plane stays as it is.
-func (r *Reconciler) Close() error { return r.drivers.Close() }
+func (r *Reconciler) Close() error {
+	var m network.Multi
+	for _, d := range r.drivers {
+		m = append(m, d.Driver)
+	}
+	return m.Close()
+}
 
 // RemoteVTEPs maps the agents gossip knows to their tunnel addresses,
 // and says when the next dead host's grace ends (0: none pending).

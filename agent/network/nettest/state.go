@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/linuxbridge"
 )
 
 // MAC returns a locally administered unicast MAC 02:00:00:00:hi:lo.
@@ -22,10 +23,15 @@ func (lab *Lab) HostState(h *Host, nets []network.Network, ports []network.Port)
 			remote[o.Name] = o.VTEP
 		}
 	}
-	return network.HostState{
+	st := network.HostState{
 		Host: h.Name, LocalVTEP: h.VTEP, UnderlayDev: UnderlayDev,
-		Networks: nets, Ports: ports, RemoteVTEPs: remote,
+		Networks: append([]network.Network(nil), nets...), Ports: ports, RemoteVTEPs: remote,
 	}
+	// The test lab's L2 is Linux bridges, bound as the agent binds them.
+	for i := range st.Networks {
+		st.Networks[i].L2 = linuxbridge.Binding(st.Networks[i])
+	}
+	return st
 }
 
 // Scale returns nNets networks (VNI 10000+i) with nPorts ports spread

@@ -15,9 +15,9 @@ import (
 // means this host accepts the plan; the coordinator's admission
 // (pkg/contract) must never commit one that fails here.
 func Check(s *plan.Snapshot, self Self, remote map[string]netip.Addr) error {
-	st, err := HostState(s, self, remote)
-	if err != nil {
-		return fmt.Errorf("map plan at epoch %d: %w", s.Epoch, err)
+	st, probs := HostState(plan.Decode(s), self, remote)
+	if len(probs) > 0 {
+		return fmt.Errorf("map plan at epoch %d: %w", s.Epoch, probs.Err())
 	}
 	if err := st.Validate(); err != nil {
 		return fmt.Errorf("host state at epoch %d: %w", s.Epoch, err)

@@ -4,7 +4,7 @@
 package planmap
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -33,38 +33,48 @@ func PortID(project, name string) string { return netspec.ResourceID(project, na
 
 type netKey struct{ project, name string }
 
+// Problems are the resources this host cannot map, each with why. They are
+// left out of the state (a security group is replaced by one that allows
+// nothing: its ports fail closed) and reported against their own resource;
+// everything else maps and converges.
+type Problems map[api.Key]error
+
+func (p Problems) add(k api.Key, err error) {
+	if _, dup := p[k]; !dup {
+		p[k] = err
+	}
+}
+
 // HostState builds this host's desired network state. Networks come to the
 // host when at least one of their ports is bound to it (its DHCP port
 // included); then every bound port of the network is listed, so remote
 // ones get FDB and neighbour entries. remote maps live peer hosts to their
-// VTEPs, from gossip.
-func HostState(s *plan.Snapshot, self Self, remote map[string]netip.Addr) (st network.HostState, err error) {
-	st = network.HostState{Host: self.Host, LocalVTEP: self.VTEP, UnderlayDev: self.UnderlayDev, RemoteVTEPs: map[string]netip.Addr{}}
+// VTEPs, from gossip. A resource that cannot be mapped is left out and
+// named in Problems.
+func HostState(h *plan.Host, self Self, remote map[string]netip.Addr) (network.HostState, Problems) {
+	probs := Problems{}
+	for k, err := range h.Invalid {
+		probs.add(k, err)
+	}
+	st := network.HostState{Host: self.Host, LocalVTEP: self.VTEP, UnderlayDev: self.UnderlayDev, RemoteVTEPs: map[string]netip.Addr{}}
 	for h, a := range remote {
 		if h != self.Host {
 			st.RemoteVTEPs[h] = a
 		}
 	}
 	nets := map[netKey]*network.Network{}
-	for _, r := range s.Kind("network") {
-		var ns api.NetworkSpec
-		if err := json.Unmarshal(r.Spec, &ns); err != nil {
-			return st, fmt.Errorf("network %s: %w", r.Key(), err)
-		}
-		nets[netKey{r.Project, r.Name}] = &network.Network{ID: NetworkID(ns.SegmentationID), VNI: ns.SegmentationID, MTU: ns.MTU}
+	for _, r := range h.Networks.Items {
+		nets[netKey{r.Project, r.Name}] = &network.Network{ID: NetworkID(r.Spec.SegmentationID), VNI: r.Spec.SegmentationID, MTU: r.Spec.MTU}
 	}
-	for _, r := range s.Kind("subnet") {
-		var ss api.SubnetSpec
-		if err := json.Unmarshal(r.Spec, &ss); err != nil {
-			return st, fmt.Errorf("subnet %s: %w", r.Key(), err)
-		}
-		n := nets[netKey{r.Project, ss.Network}]
+	for _, r := range h.Subnets.Items {
+		n := nets[netKey{r.Project, r.Spec.Network}]
 		if n == nil {
 			continue // its network is not in the plan yet
 		}
-		sub, err := subnet(r.Name, ss)
+		sub, err := subnet(r.Name, r.Spec)
 		if err != nil {
-			return st, fmt.Errorf("subnet %s: %w", r.Key(), err)
+			probs.add(r.Key(), fmt.Errorf("subnet %s: %w", r.Key(), err))
+			continue
 		}
 		n.Subnets = append(n.Subnets, sub)
 	}
@@ -75,19 +85,17 @@ func HostState(s *plan.Snapshot, self Self, remote map[string]netip.Addr) (st ne
 	}
 	var ports []boundPort
 	here := map[netKey]bool{}
-	for _, r := range s.Kind("port") {
-		var ps api.PortSpec
-		if err := json.Unmarshal(r.Spec, &ps); err != nil {
-			return st, fmt.Errorf("port %s: %w", r.Key(), err)
-		}
+	for _, r := range h.Ports.Items {
+		ps := r.Spec
 		k := netKey{r.Project, ps.Network}
 		n := nets[k]
 		if n == nil || ps.Host == "" {
 			continue // unbound ports have no VTEP to point at
 		}
-		p, err := port(r, ps, n.ID)
+		p, err := port(r.Resource, ps, n.ID)
 		if err != nil {
-			return st, fmt.Errorf("port %s: %w", r.Key(), err)
+			probs.add(r.Key(), fmt.Errorf("port %s: %w", r.Key(), err))
+			continue
 		}
 		ports = append(ports, boundPort{net: k, port: p, ep: ps.Owner == api.PortOwnerEndpoint})
 		if ps.Host == self.Host {
@@ -110,14 +118,9 @@ func HostState(s *plan.Snapshot, self Self, remote map[string]netip.Addr) (st ne
 			st.LocalEndpoints = append(st.LocalEndpoints, network.Endpoint{PortID: bp.port.ID, IfName: "eth0", MAC: bp.port.MAC, DHCP: true})
 		}
 	}
-	ix := contract.NewIndex(s.Resources)
-	if st.Routers, err = ix.Routers(self.Host); err != nil {
-		return st, err
-	}
-	if st.SecurityGroups, err = ix.SecurityGroups(); err != nil {
-		return st, err
-	}
-	return st, nil
+	st.Routers = routers(h, self.Host, probs)
+	st.SecurityGroups = securityGroups(h, probs)
+	return st, probs
 }
 
 func subnet(name string, ss api.SubnetSpec) (network.Subnet, error) {
@@ -169,4 +172,18 @@ func port(r api.Resource, ps api.PortSpec, netID string) (network.Port, error) {
 		p.IPs = append(p.IPs, a)
 	}
 	return p, nil
+}
+
+// Err joins the problems, sorted by resource, into one error (nil if none).
+func (p Problems) Err() error {
+	keys := make([]api.Key, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	errs := make([]error, len(keys))
+	for i, k := range keys {
+		errs[i] = p[k]
+	}
+	return errors.Join(errs...)
 }

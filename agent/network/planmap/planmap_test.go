@@ -29,9 +29,9 @@ func TestHostStateCarriesOnlyNetworksWithLocalPorts(t *testing.T) {
 	}}
 	self := Self{Host: "h1", VTEP: netip.MustParseAddr("172.31.250.11")}
 	remote := map[string]netip.Addr{"h1": self.VTEP, "h2": netip.MustParseAddr("172.31.250.12")}
-	st, err := HostState(snap, self, remote)
-	if err != nil {
-		t.Fatal(err)
+	st, probs := HostState(plan.Decode(snap), self, remote)
+	if len(probs) > 0 {
+		t.Fatal(probs.Err())
 	}
 	if err := st.Validate(); err != nil {
 		t.Fatalf("built state does not validate: %v", err)
@@ -53,7 +53,7 @@ func TestHostStateCarriesOnlyNetworksWithLocalPorts(t *testing.T) {
 		t.Fatalf("remote vteps %+v", st.RemoteVTEPs)
 	}
 	// h3 has only project b's port: it gets b's network and nothing of a's.
-	st3, _ := HostState(snap, Self{Host: "h3", VTEP: netip.MustParseAddr("172.31.250.13")}, remote)
+	st3, _ := HostState(plan.Decode(snap), Self{Host: "h3", VTEP: netip.MustParseAddr("172.31.250.13")}, remote)
 	if len(st3.Networks) != 1 || st3.Networks[0].VNI != 1001 || !st3.Networks[0].Subnets[0].DHCP || st3.Networks[0].Subnets[0].Gateway.IsValid() {
 		t.Fatalf("h3 networks %+v", st3.Networks)
 	}

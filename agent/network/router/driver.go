@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -86,21 +87,13 @@ func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 
 // Set converges the routers to st.Routers: it makes or fixes each wanted
 // router and removes Strata's routers that are no longer wanted. Invalid
-// input changes nothing. It goes on past a failing router and returns
-// every error, each naming its router.
+// input changes nothing for that router. It goes on past a failing router
+// and returns every error, each a network.ResourceError naming its router.
 func (d *Driver) Set(ctx context.Context, st network.HostState) error {
-	if err := netspec.ValidateRouters(st.Routers); err != nil {
-		return fmt.Errorf("router: %w", err)
-	}
 	bridges := map[string]string{}
 	for _, n := range st.Networks {
-		bridges[n.ID] = network.BridgeName(n.VNI)
-	}
-	for _, r := range st.Routers {
-		for _, in := range r.Interfaces {
-			if _, ok := bridges[in.NetworkID]; !ok {
-				return fmt.Errorf("router: router %q interface %q: network %q is not on this host", r.ID, in.ID, in.NetworkID)
-			}
+		if n.L2.Bridge != "" {
+			bridges[n.ID] = n.L2.Bridge
 		}
 	}
 	d.mu.Lock()
@@ -114,13 +107,20 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	}
 	var errs []error
 	want := map[string]bool{}
+	fips := map[netip.Addr]string{}
 	for _, r := range st.Routers {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// A router this host cannot apply is reported and left as it is
+		// (removed only when it leaves the plan); the others go on.
 		want[d.Namespace(r.ID)] = true
+		if err := check(r, bridges, fips); err != nil {
+			errs = append(errs, &network.ResourceError{Kind: "router", ID: r.ID, Err: err})
+			continue
+		}
 		if err := d.ensure(r, bridges, links); err != nil {
-			errs = append(errs, fmt.Errorf("router %q: %w", r.ID, err))
+			errs = append(errs, &network.ResourceError{Kind: "router", ID: r.ID, Err: err})
 		}
 	}
 	errs = append(errs, d.removeStale(st.Routers, want, links)...)
@@ -139,6 +139,9 @@ func (d *Driver) ensure(r netspec.Router, bridges map[string]string, links map[s
 		d.changes.Add(1)
 		d.log.Info("created router namespace", "router", r.ID, "netns", ns)
 	}
+	if err := tagNamespace(ns, r.ID); err != nil {
+		return err
+	}
 	if err := d.ensureLegs(r, ns, bridges, links); err != nil {
 		return err
 	}
@@ -146,6 +149,29 @@ func (d *Driver) ensure(r netspec.Router, bridges map[string]string, links map[s
 		return err
 	}
 	return d.syncTable(r, ns)
+}
+
+// check validates one router against this host: its fields, its
+// interfaces' networks being here, and its floating IPs not taken by a
+// router checked before it.
+func check(r netspec.Router, bridges map[string]string, fips map[netip.Addr]string) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	for _, in := range r.Interfaces {
+		if _, ok := bridges[in.NetworkID]; !ok {
+			return fmt.Errorf("interface %q: network %q is not on this host", in.ID, in.NetworkID)
+		}
+	}
+	for _, f := range r.FloatingIPs {
+		if other, ok := fips[f.IP]; ok && other != r.ID {
+			return fmt.Errorf("floating ip %s: already taken by router %q", f.IP, other)
+		}
+	}
+	for _, f := range r.FloatingIPs {
+		fips[f.IP] = r.ID
+	}
+	return nil
 }
 
 // syncTable applies the router's ruleset diff as one batch.
@@ -227,9 +253,42 @@ func (d *Driver) removeStale(routers []netspec.Router, want map[string]bool, lin
 	return errs
 }
 
-// isRouterNS reports whether ns holds our table: a namespace that merely
-// shares the prefix (another driver's, when prefixes nest) is left alone.
+// nsTag is the alias of a router namespace's loopback: it marks the
+// namespace as one this driver made before anything else goes in, so a
+// router that failed half-way (no table yet) is still removed with its
+// resource, whatever is inside.
+func nsTag(id string) string { return network.Alias("router", id) }
+
+func tagNamespace(ns, id string) error {
+	h, err := netnsutil.Handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback in %q: %w", ns, err)
+	}
+	if lo.Attrs().Alias == nsTag(id) {
+		return nil
+	}
+	if err := h.LinkSetAlias(lo, nsTag(id)); err != nil {
+		return fmt.Errorf("tag namespace %q: %w", ns, err)
+	}
+	return nil
+}
+
+// isRouterNS reports whether ns is one this driver made: tagged, or (made
+// before tags) holding our table. A namespace that merely shares the
+// prefix (another driver's, when prefixes nest) is left alone.
 func (d *Driver) isRouterNS(ns string) bool {
+	if h, err := netnsutil.Handle(ns); err == nil {
+		lo, err := h.LinkByName("lo")
+		h.Close()
+		if err == nil && strings.HasPrefix(lo.Attrs().Alias, nsTag("")) {
+			return true
+		}
+	}
 	f, err := os.Open(netnsutil.Path(ns))
 	if err != nil {
 		return false

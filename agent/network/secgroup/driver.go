@@ -64,22 +64,17 @@ func (d *Driver) Close() error {
 	return nil
 }
 
-// Set converges the table to st's ports and groups in one batch.
+// Set converges the table to st's ports and groups in one batch. One bad
+// group or port never holds back the rest, and never leaves a port open:
+//   - a group that does not validate is applied with no rules, so its
+//     ports receive and send nothing (a port naming an unknown group
+//     likewise), and reported as a network.ResourceError;
+//   - a batch the kernel refuses is split: every local port is first
+//     applied closed (nothing in or out), then ports are opened to their
+//     groups' rules by halves, until only the ones the kernel refuses
+//     stay closed, each reported.
 func (d *Driver) Set(ctx context.Context, st network.HostState) error {
-	if err := netspec.ValidateSecurityGroups(st.SecurityGroups); err != nil {
-		return fmt.Errorf("secgroup: %w", err)
-	}
-	known := map[string]bool{}
-	for _, g := range st.SecurityGroups {
-		known[g.ID] = true
-	}
-	for _, p := range st.Ports {
-		for _, g := range p.SecurityGroups {
-			if !known[g] {
-				return fmt.Errorf("secgroup: port %q: unknown security group %q", p.ID, g)
-			}
-		}
-	}
+	st, errs := usable(st)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -91,21 +86,129 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	if err := netnsutil.Do(d.cfg.NetNS, bridgeNetfilterOn); err != nil {
 		return fmt.Errorf("secgroup: %w", err)
 	}
-	c, done, err := d.conn()
+	stats, err := d.sync(st, nil)
 	if err != nil {
-		return err
+		d.log.Warn("security group batch refused; splitting it", "err", err)
+		stats, err = d.split(st)
 	}
-	defer done()
-	stats, err := nftsync.Sync(c, Ruleset(d.cfg.Table, st))
 	d.last = stats
-	if err != nil {
-		return fmt.Errorf("secgroup: %w", err)
-	}
 	if stats.Ops() > 0 {
 		d.log.Info("applied security groups", "rules_added", stats.RulesAdded, "rules_deleted", stats.RulesDeleted,
 			"elements_added", stats.ElemsAdded, "elements_deleted", stats.ElemsDeleted)
 	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("secgroup: %w", errors.Join(errs...))
+	}
 	return nil
+}
+
+// sync applies the table with the ports in closed shut.
+func (d *Driver) sync(st network.HostState, closed map[string]bool) (nftsync.Stats, error) {
+	c, done, err := d.conn()
+	if err != nil {
+		return nftsync.Stats{}, err
+	}
+	defer done()
+	return nftsync.Sync(c, ruleset(d.cfg.Table, st, closed))
+}
+
+// split applies st with every local filtered port closed, then opens the
+// ports by halves; it returns the stats of the last batch that applied and
+// an error for each port the kernel refused.
+func (d *Driver) split(st network.HostState) (nftsync.Stats, error) {
+	var ports []string
+	closed := map[string]bool{}
+	for _, p := range st.Ports {
+		if filtered(st, p) {
+			ports = append(ports, p.ID)
+			closed[p.ID] = true
+		}
+	}
+	stats, err := d.sync(st, closed)
+	if err != nil {
+		return stats, fmt.Errorf("with every port closed: %w", err)
+	}
+	var errs []error
+	var open func(ids []string)
+	open = func(ids []string) {
+		for _, id := range ids {
+			delete(closed, id)
+		}
+		s, err := d.sync(st, closed)
+		if err == nil {
+			stats = s
+			return
+		}
+		for _, id := range ids {
+			closed[id] = true
+		}
+		if len(ids) == 1 {
+			errs = append(errs, &network.ResourceError{Kind: "port", ID: ids[0], Err: fmt.Errorf("security groups (port kept closed): %w", err)})
+			return
+		}
+		open(ids[:len(ids)/2])
+		open(ids[len(ids)/2:])
+	}
+	open(ports)
+	return stats, errors.Join(errs...)
+}
+
+// usable returns st with what cannot be applied made closed, and an error
+// for each such group or port.
+func usable(st network.HostState) (network.HostState, []error) {
+	var errs []error
+	ids := map[string]bool{}
+	for _, g := range st.SecurityGroups {
+		ids[g.ID] = true
+	}
+	groups := make([]netspec.SecurityGroup, 0, len(st.SecurityGroups))
+	seen := map[string]bool{}
+	for _, g := range st.SecurityGroups {
+		if seen[g.ID] {
+			errs = append(errs, &network.ResourceError{Kind: "securitygroup", ID: g.ID, Err: errors.New("listed twice")})
+			continue
+		}
+		seen[g.ID] = true
+		if err := netspec.ValidateSecurityGroups([]netspec.SecurityGroup{g}); err != nil && !onlyRemotes(g, ids) {
+			errs = append(errs, &network.ResourceError{Kind: "securitygroup", ID: g.ID, Err: fmt.Errorf("%w (its ports are kept closed)", err)})
+			g = netspec.SecurityGroup{ID: g.ID}
+		}
+		groups = append(groups, g)
+	}
+	for _, p := range st.Ports {
+		for _, g := range p.SecurityGroups {
+			if !seen[g] {
+				seen[g] = true
+				groups = append(groups, netspec.SecurityGroup{ID: g})
+				errs = append(errs, &network.ResourceError{Kind: "port", ID: p.ID, Err: fmt.Errorf("unknown security group %q (port kept closed)", g)})
+			}
+		}
+	}
+	st.SecurityGroups = groups
+	return st, errs
+}
+
+// onlyRemotes reports whether g is valid once its remote groups are
+// checked against all of ids rather than g alone.
+func onlyRemotes(g netspec.SecurityGroup, ids map[string]bool) bool {
+	all := []netspec.SecurityGroup{g}
+	for _, r := range g.Rules {
+		if r.RemoteGroup != "" && r.RemoteGroup != g.ID && ids[r.RemoteGroup] {
+			all = append(all, netspec.SecurityGroup{ID: r.RemoteGroup})
+		}
+	}
+	seen := map[string]bool{}
+	var uniq []netspec.SecurityGroup
+	for _, x := range all {
+		if !seen[x.ID] {
+			seen[x.ID] = true
+			uniq = append(uniq, x)
+		}
+	}
+	return netspec.ValidateSecurityGroups(uniq) == nil
 }
 
 func (d *Driver) conn() (*nftables.Conn, func(), error) {

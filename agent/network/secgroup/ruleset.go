@@ -40,7 +40,16 @@ func ingressChain(portID string) string { return "i_" + hash10(portID) }
 // the port, so a port is matched by its network's bridge and its fixed IP
 // (its MAC too for what it sends). The same IP in two projects sits on two
 // bridges, so the pair is unique.
-func Ruleset(name string, st network.HostState) nftsync.Table {
+func Ruleset(name string, st network.HostState) nftsync.Table { return ruleset(name, st, nil) }
+
+// filtered reports whether port p is on this host and filtered here.
+func filtered(st network.HostState, p network.Port) bool {
+	return p.Host == st.Host && len(p.SecurityGroups) > 0 && len(p.IPs) > 0 && p.IPs[0].Is4()
+}
+
+// ruleset is Ruleset with the ports in closed shut: their chains drop
+// everything (but DHCP answers), whatever their groups say.
+func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.Table {
 	t := nftsync.Table{Family: nftables.TableFamilyINet, Name: name}
 	members := map[string][]netip.Addr{}
 	for _, p := range st.Ports {
@@ -68,25 +77,33 @@ func Ruleset(name string, st network.HostState) nftsync.Table {
 	}
 	bridges := map[string]string{}
 	for _, n := range st.Networks {
-		bridges[n.ID] = network.BridgeName(n.VNI)
+		bridges[n.ID] = n.L2.Bridge
 	}
 	fwd := nftsync.Chain{Name: "forward", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter}
 	fwd.Rules = append(fwd.Rules, nftsync.R().CtState(nftsync.CtEstablished|nftsync.CtRelated).Accept())
+	// Every source is checked first, then every egress, then every
+	// ingress: a port's egress rules hold even towards a local port whose
+	// ingress would accept.
+	fwd.Rules = append(fwd.Rules, nftsync.R().Jump(sourcesChain))
 	var chains []nftsync.Chain
+	var ingress []nftsync.Rule
 	for _, p := range st.Ports {
-		if p.Host != st.Host || len(p.SecurityGroups) == 0 || len(p.IPs) == 0 || !p.IPs[0].Is4() {
+		br, ip := bridges[p.NetworkID], netip.Addr{}
+		if !filtered(st, p) || br == "" {
 			continue
 		}
-		br, ip := bridges[p.NetworkID], p.IPs[0]
-		fwd.Rules = append(fwd.Rules,
-			nftsync.R().IIF(br).IPv4().SrcAddr(ip).EtherSrc(p.MAC).Jump(egressChain(p.ID)),
-			nftsync.R().OIF(br).IPv4().DstAddr(ip).Jump(ingressChain(p.ID)))
+		ip = p.IPs[0]
+		fwd.Rules = append(fwd.Rules, nftsync.R().IIF(br).IPv4().SrcAddr(ip).EtherSrc(p.MAC).Jump(egressChain(p.ID)))
+		ingress = append(ingress, nftsync.R().OIF(br).IPv4().DstAddr(ip).Jump(ingressChain(p.ID)))
 		out := nftsync.Chain{Name: egressChain(p.ID)}
 		// DHCP answers are not replies conntrack knows (the request went
 		// to broadcast from 0.0.0.0), so they are let in explicitly.
 		in := nftsync.Chain{Name: ingressChain(p.ID), Rules: []nftsync.Rule{
 			nftsync.R().Proto(netspec.ProtoUDP).SPort(67, 67).DPort(68, 68).Accept()}}
 		for _, g := range p.SecurityGroups {
+			if closed[p.ID] {
+				break
+			}
 			for _, r := range groups[g].Rules {
 				if r.Direction == netspec.Egress {
 					out.Rules = append(out.Rules, rule(r, false).Return())
@@ -99,8 +116,46 @@ func Ruleset(name string, st network.HostState) nftsync.Table {
 		in.Rules = append(in.Rules, nftsync.R().Drop())
 		chains = append(chains, out, in)
 	}
-	t.Chains = append([]nftsync.Chain{fwd}, chains...)
+	fwd.Rules = append(fwd.Rules, ingress...)
+	t.Chains = append([]nftsync.Chain{fwd, {Name: sourcesChain, Rules: sources(st, bridges)}}, chains...)
 	return t
+}
+
+// sourcesChain checks where what enters the forward hook from a bridge
+// of ours comes from.
+const sourcesChain = "sources"
+
+// sources makes the forward chain closed on Strata's bridges: a filtered
+// local port may send from its own address and MAC (its egress rules come
+// next), any other port of the plan from its MAC (port security off, DHCP,
+// router legs, ports filtered on their own hosts), anyone a DHCP request;
+// anything else from a bridge of ours is dropped. So a port the table does
+// not know yet (plugged before its filter, or whose filter failed) sends
+// nothing, rather than everything. Traffic on other devices is not touched.
+func sources(st network.HostState, bridges map[string]string) []nftsync.Rule {
+	var rules []nftsync.Rule
+	rules = append(rules, nftsync.R().Proto(netspec.ProtoUDP).SPort(68, 68).DPort(67, 67).Return())
+	for _, p := range st.Ports {
+		br := bridges[p.NetworkID]
+		switch {
+		case br == "":
+		case filtered(st, p):
+			rules = append(rules, nftsync.R().IIF(br).IPv4().SrcAddr(p.IPs[0]).EtherSrc(p.MAC).Return())
+		default:
+			rules = append(rules, nftsync.R().IIF(br).EtherSrc(p.MAC).Return())
+		}
+	}
+	var names []string
+	for _, n := range st.Networks {
+		if br := bridges[n.ID]; br != "" {
+			names = append(names, br)
+		}
+	}
+	sort.Strings(names)
+	for _, br := range names {
+		rules = append(rules, nftsync.R().IIF(br).Drop())
+	}
+	return rules
 }
 
 // rule renders the match of one validated rule; the remote end is the

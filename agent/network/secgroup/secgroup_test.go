@@ -88,6 +88,34 @@ func TestSecurityGroups(t *testing.T) {
 	if s := d2.LastSync(); s.Ops() != 0 {
 		t.Errorf("restarted driver changed %+v", s)
 	}
+
+	// A group the host cannot apply is reported against itself, its port
+	// is kept closed (it sends nothing), and every other port's rules
+	// still apply.
+	st.SecurityGroups = append(st.SecurityGroups, netspec.SecurityGroup{ID: "bad", Rules: []netspec.SecurityGroupRule{{Direction: "sideways"}}})
+	st.Ports[2].SecurityGroups = []string{"bad"}
+	err = d.Set(context.Background(), st)
+	if res := network.ResourceErrors(err); len(res) != 1 || res[0].Kind != "securitygroup" || res[0].ID != "bad" {
+		t.Fatalf("bad group: %v", err)
+	}
+	check("other", 8080, false)
+	check("cli", 8080, true)
+	st.Ports[2].SecurityGroups = []string{"app"}
+	st.SecurityGroups = st.SecurityGroups[:3]
+	set()
+	check("other", 8080, true)
+
+	// A port plugged before the table knows it sends nothing (the forward
+	// chain ends closed on Strata's bridges); once known, its rules apply.
+	known := st
+	st.Ports = append(st.Ports, network.Port{ID: "late", NetworkID: n.ID, Host: h.Name, MAC: nettest.MAC(9),
+		IPs: []netip.Addr{netip.MustParseAddr("10.1.1.19")}, SecurityGroups: []string{"app"}})
+	st.LocalEndpoints = append(st.LocalEndpoints, network.Endpoint{PortID: "late", IfName: "eth0", Addr: netip.MustParsePrefix("10.1.1.19/24")})
+	ag.Set(t, st)
+	must(t, d.Set(context.Background(), known))
+	check("late", 8080, false)
+	set()
+	check("late", 8080, true)
 }
 
 func listen(t *testing.T, ns string, port int) {
