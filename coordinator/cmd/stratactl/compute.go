@@ -102,6 +102,8 @@ func imagesCmd(g *globals) *cobra.Command {
 	}
 	create.Flags().StringVar(&s.Format, "format", "qcow2", "qcow2 or raw")
 	create.Flags().StringVar(&s.Path, "path", "", "absolute path of the image file on the hosts")
+	create.Flags().StringVar(&s.Architecture, "architecture", "", "architecture its instances need (x86_64, aarch64; default any)")
+	create.Flags().StringVar(&s.HypervisorType, "hypervisor-type", "", "hypervisor its instances need (kvm, qemu; default any)")
 	list := listCmd(k, []string{"FORMAT", "PATH"}, func(_ api.Resource, s api.ImageSpec) []string {
 		return []string{s.Format, s.Path}
 	})
@@ -173,6 +175,7 @@ func instancesCmd(g *globals) *cobra.Command {
 		power("stop", "Stop an instance (ACPI power button, then power off)", func(s *api.InstanceSpec) { s.Power = api.PowerStopped }),
 		power("reboot", "Reboot a running instance (hard reset)", func(s *api.InstanceSpec) { s.Reboots++ }),
 		deleteResourceCmd(g, "instances", &project))
+	cmd.AddCommand(moveCmds(g, &project, needProject)...)
 	return cmd
 }
 
@@ -217,7 +220,9 @@ func instanceCreateCmd(g *globals, project *string, needProject func() error) *c
 	f.StringVar(&userData, "user-data", "", "file with the cloud-init user data (text, at most 64 KiB)")
 	f.StringVar(&s.SSHKey, "ssh-key", "", "SSH public key, \"type key [comment]\"")
 	f.StringVar(&keyFile, "ssh-key-file", "", "file with the SSH public key")
-	f.StringVar(&s.Host, "host", "", "host to run on (admin only; default: placement)")
+	f.StringVar(&s.Host, "host", "", "host to run on (admin only; default: the scheduler's choice)")
+	f.StringVar(&s.Zone, "zone", "", "availability zone to run in")
+	f.StringVar(&s.Group, "group", "", "server group whose policy places it")
 	f.BoolVar(&stopped, "stopped", false, "create it stopped")
 	return create
 }

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	coordapi "github.com/strata-infra/strata/coordinator/api"
+	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// threeHosts is a gossip view of three alive hosts with room.
+type threeHosts struct{}
+
+func (threeHosts) Hosts() []api.Host {
+	var out []api.Host
+	for _, n := range []string{"h1", "h2", "h3"} {
+		out = append(out, api.Host{Name: n, State: api.StateAlive, Zone: "az1", Capacity: api.Capacity{VCPUs: 4, RAMMiB: 4096, DiskGiB: 40}})
+	}
+	return out
+}
+
+func TestSchedulingCommands(t *testing.T) {
+	t.Setenv("STRATA_PROJECT", "")
+	st, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := httptest.NewServer(coordapi.New(coordapi.Options{Store: st, Registry: registry.Default(), Hosts: threeHosts{}}))
+	t.Cleanup(srv.Close)
+	tok, err := coordapi.IssueToken(st, api.TokenRequest{Name: "admin", Role: api.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, url: srv.URL, token: tok.Secret}
+	c.must("projects", "create", "p")
+	c.must("flavors", "create", "small", "--vcpus", "1", "--ram", "256", "--disk", "1")
+	c.must("flavors", "create", "fast", "--vcpus", "1", "--ram", "256", "--extra-spec", "disk=ssd")
+	c.must("images", "create", "tiny", "--format", "raw", "--path", "/var/lib/strata/images/tiny.raw")
+	c.must("aggregates", "create", "ssd", "--host", "h1", "--meta", "disk=nvme")
+	c.must("aggregates", "add-host", "ssd", "h3")
+	c.must("aggregates", "remove-host", "ssd", "h1")
+	c.must("aggregates", "set", "ssd", "disk=ssd")
+	if out := c.must("aggregates", "list"); !strings.Contains(out, "h3") || !strings.Contains(out, "disk=ssd") || strings.Contains(out, "h1") {
+		t.Fatalf("aggregates list:\n%s", out)
+	}
+	c.must("instances", "create", "-p", "p", "f", "--flavor", "fast", "--image", "tiny")
+	if out := c.must("instances", "show", "-p", "p", "f"); !strings.Contains(out, "h3") {
+		t.Fatalf("fast flavor not on the ssd host h3:\n%s", out)
+	}
+	c.must("servergroups", "create", "-p", "p", "web", "--policy", "anti-affinity")
+	for _, n := range []string{"w1", "w2", "w3"} {
+		c.must("instances", "create", "-p", "p", n, "--flavor", "small", "--image", "tiny", "--group", "web", "--zone", "az1")
+	}
+	out, err := c.run("instances", "create", "-p", "p", "w4", "--flavor", "small", "--image", "tiny", "--group", "web")
+	if err == nil || !strings.Contains(out+err.Error(), "0 of 3 hosts: 3 already holding a member of anti-affinity group web") {
+		t.Fatalf("fourth member: %v\n%s", err, out)
+	}
+	if _, err := c.run("instances", "migrate", "-p", "p", "f"); err == nil || !strings.Contains(err.Error(), "stop it first") {
+		t.Fatalf("migrate running: %v", err)
+	}
+	c.must("instances", "stop", "-p", "p", "f")
+	c.must("flavors", "create", "fast2", "--vcpus", "2", "--ram", "512", "--extra-spec", "disk=ssd")
+	c.must("instances", "resize", "-p", "p", "f", "fast2")
+	// h3 is the only ssd host: a migration has nowhere to go, and says why.
+	if _, err := c.run("instances", "migrate", "-p", "p", "f"); err == nil ||
+		!strings.Contains(err.Error(), "0 of 3 hosts: 1 the instance's current host, 2 not in an aggregate matching the flavor") {
+		t.Fatalf("migrate with nowhere to go: %v", err)
+	}
+	c.must("instances", "resize", "-p", "p", "f", "small")
+	c.must("instances", "migrate", "-p", "p", "f")
+	if out := c.must("instances", "show", "-p", "p", "f"); strings.Contains(out, "h3") {
+		t.Fatalf("migrated instance still on h3:\n%s", out)
+	}
+}
