@@ -21,7 +21,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 shopt -s nullglob
-for s in agent/*/testdeps.sh agent/*/*/testdeps.sh coordinator/*/testdeps.sh pkg/*/testdeps.sh lab/testdeps.sh internal/*/testdeps.sh packaging/testdeps.sh testdata/*/deps.sh; do
+for s in agent/*/testdeps.sh agent/*/*/testdeps.sh agent/*/*/*/testdeps.sh coordinator/*/testdeps.sh pkg/*/testdeps.sh lab/testdeps.sh internal/*/testdeps.sh packaging/testdeps.sh testdata/*/deps.sh; do
 	[ -f "$s" ] || continue # a literal name (no wildcard) that is absent
 	echo "deps: $s"
 	bash "$s"

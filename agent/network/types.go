@@ -31,11 +31,14 @@ type Driver interface {
 // is bound to runs that network's dnsmasq, with the port's MAC and addresses.
 const OwnerDHCP = "network:dhcp"
 
-// Network is one tenant L2 network, carried over VXLAN.
+// Network is one tenant L2 network, carried over VXLAN or GRE.
 type Network struct {
-	ID      string
-	VNI     uint32 // 1..16777215
-	MTU     int    // tenant MTU; 0 means DefaultMTU
+	ID  string
+	VNI uint32 // 1..16777215: the VXLAN ID or GRE key
+	// Type is the overlay: TypeVXLAN ("" means VXLAN too) or TypeGRE.
+	// Only the ovs driver carries GRE.
+	Type    string
+	MTU     int // tenant MTU; 0 means DefaultMTU
 	Subnets []Subnet
 	// L2 is where this network's ports plug in on the host, filled by the
 	// host's L2 driver (Bind) before any other driver sees the state:
@@ -85,6 +88,15 @@ func (n Network) Bridge() (string, error) {
 	}
 	return n.L2.Bridge, nil
 }
+
+// Network types (the API's spec.type).
+const (
+	TypeVXLAN = "vxlan"
+	TypeGRE   = "gre"
+)
+
+// IsGRE reports whether the network is carried over GRE.
+func (n Network) IsGRE() bool { return n.Type == TypeGRE }
 
 // DefaultMTU is a 1500-byte underlay less the 50 bytes of VXLAN over IPv4.
 const DefaultMTU = 1450

@@ -43,6 +43,8 @@ func (n Network) validate() error {
 		return fmt.Errorf("network %q: vni %d out of range 1..%d", n.ID, n.VNI, MaxVNI)
 	case n.MTU != 0 && (n.MTU < 576 || n.MTU > 65000):
 		return fmt.Errorf("network %q: mtu %d out of range", n.ID, n.MTU)
+	case n.Type != "" && n.Type != TypeVXLAN && n.Type != TypeGRE:
+		return fmt.Errorf("network %q: type %q is not vxlan or gre", n.ID, n.Type)
 	}
 	for _, s := range n.Subnets {
 		if !s.CIDR.IsValid() || s.CIDR != s.CIDR.Masked() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,13 +12,22 @@ import (
 	"github.com/strata-infra/strata/agent/network/dhcp"
 	"github.com/strata-infra/strata/agent/network/endpoint"
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
+	"github.com/strata-infra/strata/agent/network/ovs"
 	"github.com/strata-infra/strata/internal/netprobe"
 )
+
+// L2 is the driver that makes a host's bridges and tunnels.
+type L2 interface {
+	network.Driver
+	Changes() int64
+}
 
 // Agent is the network side of one lab host's strata-agent.
 type Agent struct {
 	Host *Host
-	LB   *linuxbridge.Driver
+	L2   L2                  // LB or OVS
+	LB   *linuxbridge.Driver // nil on an ovs host
+	OVS  *ovs.Driver         // nil on a linuxbridge host
 	DHCP *dhcp.Driver
 	EP   *endpoint.Driver
 	All  network.Multi
@@ -38,19 +48,30 @@ func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p
 func NewAgent(t testing.TB, h *Host) *Agent {
 	t.Helper()
 	log := Logger(t).With("host", h.Name)
-	lb, err := linuxbridge.New(linuxbridge.Config{NetNS: h.NS, Logger: log})
-	must(t, err)
+	a := &Agent{Host: h}
+	if h.Driver == "ovs" {
+		o, err := ovs.New(context.Background(), ovs.Config{NetNS: h.NS, DB: h.OVS.DB(), RunDir: h.OVS.Dir, Datapath: "netdev", Logger: log})
+		must(t, err)
+		a.OVS, a.L2 = o, o
+	} else {
+		lb, err := linuxbridge.New(linuxbridge.Config{NetNS: h.NS, Logger: log})
+		must(t, err)
+		a.LB, a.L2 = lb, lb
+	}
 	d, err := dhcp.New(dhcp.Config{NetNS: h.NS, NSPrefix: h.Prefix, StateDir: filepath.Join(h.StateDir, "dhcp"), Logger: log})
 	must(t, err)
 	ep, err := endpoint.New(endpoint.Config{NetNS: h.NS, NSPrefix: h.Prefix, Logger: log})
 	must(t, err)
-	a := &Agent{Host: h, LB: lb, DHCP: d, EP: ep, All: network.Multi{lb, d, ep}}
+	a.DHCP, a.EP, a.All = d, ep, network.Multi{a.L2, d, ep}
 	t.Cleanup(func() { KillPidFiles(h.StateDir) })
 	t.Cleanup(func() { a.All.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); d.Supervise(ctx, 100*time.Millisecond) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Supervise(ctx, 100*time.Millisecond) })
+	if a.OVS != nil {
+		wg.Go(func() { a.OVS.Watch(ctx, 100*time.Millisecond) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	return a
 }
 

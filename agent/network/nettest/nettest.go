@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/strata-infra/strata/agent/network/ovs/ovstest"
 	"github.com/strata-infra/strata/internal/netprobe"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/netnsutil"
@@ -66,6 +67,10 @@ type Host struct {
 	VTEP     netip.Addr // address on the underlay
 	Prefix   string     // namespace prefix of its agent, e.g. "stt42a1-h1-"
 	StateDir string
+	// Driver is the host's L2 driver: "linuxbridge" ("" too) or "ovs".
+	Driver string
+	// OVS is the host's Open vSwitch when Driver is "ovs".
+	OVS *ovstest.Switch
 }
 
 // Lab is a set of hosts on one underlay.

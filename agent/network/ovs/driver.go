@@ -1,0 +1,421 @@
+// Package ovs is the host side of tenant L2 networks over Open vSwitch: one
+// integration bridge with a local VLAN per network, VXLAN and GRE tunnel
+// ports (key = segmentation ID) to exactly the remote hosts that share a
+// network, and l2population as OpenFlow 1.3 flows: a known remote MAC goes
+// straight to its host's tunnel, broadcast and unknown unicast only to the
+// hosts that have the network, ARP for known remote ports answered on the
+// host. The bridge is fail_mode=secure and no flow uses NORMAL.
+//
+// OVSDB is spoken through libovsdb (models for the four tables used, a
+// monitored cache, reconnects when ovsdb-server restarts); flows go in
+// through `ovs-ofctl --bundle replace-flows`, one atomic bundle tagged with
+// a new generation cookie, and only when the wanted set differs from the
+// installed one: an agent restart changes no flow. A canary flow tells
+// Watch that ovs-vswitchd lost its flows (a restart), and they are put back
+// before other_config:flow-restore-wait is cleared.
+package ovs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
+	"github.com/strata-infra/strata/pkg/netlinksafe"
+	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/vishvananda/netlink"
+)
+
+// Config configures a Driver.
+type Config struct {
+	// NetNS is the namespace holding the host's networking; "" is the
+	// agent's own.
+	NetNS string
+	// DB is the OVSDB endpoint; default unix:/run/openvswitch/db.sock.
+	DB string
+	// RunDir holds the bridge's OpenFlow socket <bridge>.mgmt; default
+	// /run/openvswitch.
+	RunDir string
+	// Bridge is the integration bridge; default DefaultBridge.
+	Bridge string
+	// Datapath is "system" (kernel) or "netdev" (userspace); "" detects.
+	Datapath string
+	// Ofctl is the ovs-ofctl binary; default "ovs-ofctl".
+	Ofctl  string
+	Logger *slog.Logger
+}
+
+// DefaultBridge is the integration bridge's name.
+const DefaultBridge = "strata-int"
+
+// Driver converges the integration bridge, its ports and flows.
+type Driver struct {
+	mu       sync.Mutex
+	h        *netlink.Handle
+	netns    string
+	db       *db
+	of       ofctl
+	bridge   string
+	datapath string
+	dpid     string
+	log      *slog.Logger
+	changes  atomic.Int64
+	applies  atomic.Int64
+	restores atomic.Int64
+	gen      uint32
+	last     *network.HostState
+}
+
+var _ network.Driver = (*Driver)(nil)
+
+// New connects to OVSDB and opens a netlink handle. It starts no goroutine
+// of its own beyond libovsdb's connection; run Watch for the canary.
+func New(ctx context.Context, cfg Config) (*Driver, error) {
+	if cfg.DB == "" {
+		cfg.DB = "unix:/run/openvswitch/db.sock"
+	}
+	if cfg.RunDir == "" {
+		cfg.RunDir = "/run/openvswitch"
+	}
+	if cfg.Bridge == "" {
+		cfg.Bridge = DefaultBridge
+	}
+	if cfg.Ofctl == "" {
+		cfg.Ofctl = "ovs-ofctl"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dp, why := cfg.Datapath, "configured"
+	if dp == "" {
+		dp, why = DetectDatapath()
+	}
+	if dp != "system" && dp != "netdev" {
+		return nil, fmt.Errorf("ovs: datapath %q is not system or netdev", dp)
+	}
+	h, err := netnsutil.Handle(cfg.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("ovs: %w", err)
+	}
+	c, err := dialDB(ctx, cfg.DB)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("ovs: %w", err)
+	}
+	d := &Driver{
+		h: h, netns: cfg.NetNS, db: c, bridge: cfg.Bridge, datapath: dp,
+		of:   ofctl{bin: cfg.Ofctl, target: "unix:" + filepath.Join(cfg.RunDir, cfg.Bridge+".mgmt")},
+		dpid: datapathID(cfg.Bridge, cfg.NetNS),
+		log:  log.With("subsystem", "ovs", "bridge", cfg.Bridge),
+	}
+	d.log.Info("ovs driver ready", "datapath", dp, "why", why)
+	return d, nil
+}
+
+// DetectDatapath says which datapath this host can run: "system" when the
+// kernel has the openvswitch module, else "netdev" (userspace), and why.
+func DetectDatapath() (string, string) {
+	if _, err := netlink.GenlFamilyGet("ovs_datapath"); err == nil {
+		return "system", "the kernel's openvswitch datapath is loaded"
+	}
+	if u, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		if _, err := os.Stat(filepath.Join("/lib/modules", string(trimNL(u)), "kernel/net/openvswitch")); err == nil {
+			return "system", "the kernel has an openvswitch module"
+		}
+	}
+	return "netdev", "the kernel has no openvswitch module: userspace datapath"
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// datapathID pins the bridge's datapath ID, so adding ports does not change
+// it (and drop the OpenFlow connection) as OVS's MAC-derived default would.
+func datapathID(bridge, netns string) string {
+	h := fnv.New64a()
+	h.Write([]byte(bridge + "\x00" + netns))
+	return fmt.Sprintf("%016x", h.Sum64()&0x0000ffffffffffff|0x5300000000000000)
+}
+
+// Datapath is the datapath type the bridge uses ("system" or "netdev").
+func (d *Driver) Datapath() string { return d.datapath }
+
+// Changes counts the changes this driver made: links, OVSDB transactions
+// and flow bundles.
+func (d *Driver) Changes() int64 { return d.changes.Load() }
+
+// FlowApplies counts the flow bundles applied.
+func (d *Driver) FlowApplies() int64 { return d.applies.Load() }
+
+// Restores counts the times Watch found the flows lost and put them back.
+func (d *Driver) Restores() int64 { return d.restores.Load() }
+
+// Generation is the generation of the flows last applied or found.
+func (d *Driver) Generation() uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.gen
+}
+
+// DumpFlows returns the integration bridge's flows without statistics.
+func (d *Driver) DumpFlows(ctx context.Context) (string, error) { return d.of.Dump(ctx) }
+
+// Close disconnects from OVSDB and releases the netlink handle; bridges,
+// ports and flows stay as they are.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	if d.db != nil {
+		d.db.close()
+		d.db = nil
+	}
+	d.mu.Unlock()
+	return nlink.CloseHandle(&d.mu, &d.h)
+}
+
+// Set converges the Linux bridges, the integration bridge's ports and its
+// flows to st. It goes on past a failing network and returns every error.
+func (d *Driver) Set(ctx context.Context, st network.HostState) error {
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("ovs: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h == nil || d.db == nil {
+		return errors.New("ovs: driver closed")
+	}
+	err := d.set(ctx, st)
+	if err == nil {
+		cp := st
+		d.last = &cp
+	}
+	if err != nil {
+		return fmt.Errorf("ovs: %w", err)
+	}
+	return nil
+}
+
+func (d *Driver) set(ctx context.Context, st network.HostState) error {
+	list, err := netlinksafe.LinkList(d.h)
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	links := make(map[string]netlink.Link, len(list))
+	for _, l := range list {
+		links[l.Attrs().Name] = l
+	}
+	nets := append([]network.Network(nil), st.Networks...)
+	sort.Slice(nets, func(i, j int) bool { return nets[i].VNI < nets[j].VNI })
+	var errs []error
+	want := map[uint32]bool{}
+	var ready []network.Network
+	for _, n := range nets {
+		want[n.VNI] = true
+		if err := d.ensureLinux(n, links); err != nil {
+			errs = append(errs, fmt.Errorf("network %q: %w", n.ID, err))
+			continue
+		}
+		ready = append(ready, n)
+	}
+	errs = append(errs, d.removeStaleLinux(want, links)...)
+	if err := d.converge(ctx, st, ready); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// converge makes the integration bridge's ports, then its flows.
+func (d *Driver) converge(ctx context.Context, st network.HostState, nets []network.Network) error {
+	s, err := d.db.read(ctx, d.bridge)
+	if err != nil {
+		return err
+	}
+	t := &tx{d: d.db}
+	brUUID, err := t.ensureBridge(s, wantBridge{name: d.bridge, datapath: d.datapath, dpid: d.dpid})
+	if err != nil {
+		return err
+	}
+	lay := buildLayout(st, nets, s.ports)
+	for name, p := range s.ports {
+		if _, ok := lay.ports[name]; ok || !owned(p.ExternalIDs) || p.ExternalIDs[kindKey] == "" {
+			continue
+		}
+		if err := t.deletePort(brUUID, p); err != nil {
+			return fmt.Errorf("delete port %q: %w", name, err)
+		}
+		d.log.Info("deleting port", "port", name)
+	}
+	names := make([]string, 0, len(lay.ports))
+	for name := range lay.ports {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := t.ensurePort(s, brUUID, lay.ports[name]); err != nil {
+			return fmt.Errorf("port %q: %w", name, err)
+		}
+	}
+	if err := t.commit(ctx); err != nil {
+		return err
+	}
+	if len(t.ops) > 0 {
+		d.changes.Add(1)
+	}
+	s, ofports, err := d.waitOfports(ctx, names)
+	if err != nil {
+		return err
+	}
+	return d.applyFlows(ctx, s, lay.flows(ofports))
+}
+
+// waitOfports waits until ovs-vswitchd has given every named port an
+// OpenFlow port number, and returns the snapshot that shows them.
+func (d *Driver) waitOfports(ctx context.Context, names []string) (snapshot, map[string]int, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s, err := d.db.read(ctx, d.bridge)
+		if err != nil {
+			return s, nil, err
+		}
+		ofports := map[string]int{}
+		var missing []string
+		for _, n := range names {
+			i, ok := s.ifaces[n]
+			if ok && i.Ofport != nil && *i.Ofport > 0 {
+				ofports[n] = *i.Ofport
+				continue
+			}
+			why := "no ofport yet"
+			if ok && i.Error != nil {
+				why = *i.Error
+			}
+			missing = append(missing, n+": "+why)
+		}
+		if len(missing) == 0 && s.bridge != nil {
+			return s, ofports, nil
+		}
+		if time.Now().After(deadline) {
+			return s, nil, fmt.Errorf("ports without an OpenFlow port (is ovs-vswitchd running?): %v", missing)
+		}
+		select {
+		case <-ctx.Done():
+			return s, nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// applyFlows installs flows as a new generation unless exactly that set of
+// the recorded generation is what the bridge has.
+func (d *Driver) applyFlows(ctx context.Context, s snapshot, flows []string) error {
+	hash := FlowsHash(flows)
+	gen64, _ := strconv.ParseUint(s.bridge.ExternalIDs[genKey], 10, 32)
+	gen := uint32(gen64)
+	if s.bridge.ExternalIDs[hashKey] == hash {
+		total, err := d.of.Count(ctx, "")
+		if err != nil {
+			return err
+		}
+		ours, err := d.of.Count(ctx, cookieMatch(gen))
+		if err != nil {
+			return err
+		}
+		if total == len(flows) && ours == len(flows) {
+			d.gen = gen
+			return d.clearRestoreWait(ctx, s)
+		}
+	}
+	gen++
+	start := time.Now()
+	if err := d.of.Replace(ctx, WithCookie(flows, gen)); err != nil {
+		return err
+	}
+	d.applies.Add(1)
+	d.changes.Add(1)
+	t := &tx{d: d.db}
+	if err := t.setBridgeIDs(*s.bridge, map[string]string{genKey: strconv.FormatUint(uint64(gen), 10), hashKey: hash}); err != nil {
+		return err
+	}
+	if err := t.commit(ctx); err != nil {
+		return err
+	}
+	d.gen = gen
+	d.log.Info("flows applied", "generation", gen, "flows", len(flows), "took", time.Since(start))
+	return d.clearRestoreWait(ctx, s)
+}
+
+func (d *Driver) clearRestoreWait(ctx context.Context, s snapshot) error {
+	cleared, err := d.db.clearFlowRestoreWait(ctx, s.root)
+	if cleared {
+		d.changes.Add(1)
+		d.log.Info("flows in place: cleared flow-restore-wait")
+	}
+	return err
+}
+
+// Watch checks the canary flow every interval until ctx ends: when the
+// current generation's canary is gone, ovs-vswitchd has lost its flows (it
+// restarted), and the last state is applied again.
+func (d *Driver) Watch(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	lost := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		last, gen := d.last, d.gen
+		d.mu.Unlock()
+		if last == nil {
+			continue
+		}
+		n, err := d.of.Count(ctx, fmt.Sprintf("table=%d,%s", TableCanary, cookieMatch(gen)))
+		if err == nil && n == 1 {
+			continue
+		}
+		if !lost {
+			d.log.Warn("canary flow gone: restoring flows", "generation", gen, "err", err)
+		}
+		lost = true
+		if err := d.Set(ctx, *last); err != nil {
+			continue
+		}
+		lost = false
+		d.restores.Add(1)
+		d.log.Info("flows restored", "generation", d.Generation())
+	}
+}
+
+// tunnelName is the port of the tunnel of type typ to vtep: "stv-" (VXLAN)
+// or "stg-" (GRE) and the IPv4 address in hex, or a hash of an IPv6 one.
+func tunnelName(typ string, vtep netip.Addr) string {
+	p := "stv-"
+	if typ == TypeGRE {
+		p = "stg-"
+	}
+	if vtep.Is4() {
+		b := vtep.As4()
+		return fmt.Sprintf("%s%02x%02x%02x%02x", p, b[0], b[1], b[2], b[3])
+	}
+	h := fnv.New64a()
+	h.Write(vtep.AsSlice())
+	return fmt.Sprintf("%s%011x", p, h.Sum64()&(1<<44-1))
+}

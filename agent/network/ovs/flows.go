@@ -1,0 +1,166 @@
+package ovs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The OpenFlow tables of the integration bridge. Nothing on it uses the
+// NORMAL action: every packet is steered by these flows, so a broadcast
+// from one tunnel never goes back out of another.
+const (
+	TableClassify   = 0   // which port a packet came in on
+	TableFromTunnel = 4   // tunnel key -> the network's local port
+	TableARP        = 10  // ARP for known remote ports answered here
+	TableToTunnel   = 20  // known MAC -> its host's tunnel; the rest flooded to the network's hosts
+	TableCanary     = 250 // one flow of the current generation: gone means ovs-vswitchd lost its flows
+)
+
+// Tunnel types, also network types.
+const (
+	TypeVXLAN = "vxlan"
+	TypeGRE   = "gre"
+)
+
+// tunnelTypeReg is the value REG0 carries from table 0 to table 4 for
+// packets from a tunnel of each type, so a VXLAN key never reaches a GRE
+// network with the same number (or the reverse).
+var tunnelTypeReg = map[string]int{TypeVXLAN: 1, TypeGRE: 2}
+
+// CookieTag marks Strata's flows in the upper 32 bits of the cookie; the
+// lower 32 bits are the generation.
+const CookieTag uint64 = 0x53545241 << 32 // "STRA"
+
+// Cookie is the cookie of every flow of generation gen.
+func Cookie(gen uint32) uint64 { return CookieTag | uint64(gen) }
+
+// FlowNetwork is what the flows need to know of one network on this host.
+type FlowNetwork struct {
+	VNI   uint32
+	Type  string // TypeVXLAN or TypeGRE
+	LVID  int    // local VLAN on the integration bridge, 1..4094
+	Patch int    // ofport of the network's port on the integration bridge
+	// Unicast maps a remote port's MAC to the ofport of its host's tunnel.
+	Unicast map[string]int
+	// Flood is the tunnels to the hosts with ports on the network.
+	Flood []int
+	// ARP maps a remote port's IPv4 address to its MAC.
+	ARP map[netip.Addr]string
+}
+
+// FlowTunnel is one tunnel port of the integration bridge.
+type FlowTunnel struct {
+	Ofport int
+	Type   string
+}
+
+// Flows renders the integration bridge's flows, without cookie, in a
+// stable order: the same input gives the same text.
+func Flows(nets []FlowNetwork, tunnels []FlowTunnel) []string {
+	var out []string
+	add := func(table, prio int, match, actions string) {
+		f := "table=" + strconv.Itoa(table) + ",priority=" + strconv.Itoa(prio)
+		if match != "" {
+			f += "," + match
+		}
+		out = append(out, f+",actions="+actions)
+	}
+	add(TableClassify, 0, "", "drop")
+	add(TableFromTunnel, 0, "", "drop")
+	add(TableARP, 0, "", "goto_table:"+strconv.Itoa(TableToTunnel))
+	add(TableToTunnel, 0, "", "drop")
+	add(TableCanary, 0, "", "drop")
+	tuns := append([]FlowTunnel(nil), tunnels...)
+	sort.Slice(tuns, func(i, j int) bool { return tuns[i].Ofport < tuns[j].Ofport })
+	for _, t := range tuns {
+		add(TableClassify, 100, "in_port="+strconv.Itoa(t.Ofport),
+			fmt.Sprintf("set_field:%d->reg0,goto_table:%d", tunnelTypeReg[t.Type], TableFromTunnel))
+	}
+	ns := append([]FlowNetwork(nil), nets...)
+	sort.Slice(ns, func(i, j int) bool { return ns[i].VNI < ns[j].VNI })
+	for _, n := range ns {
+		out = append(out, networkFlows(n)...)
+	}
+	return out
+}
+
+func networkFlows(n FlowNetwork) []string {
+	var out []string
+	add := func(table, prio int, match, actions string) {
+		out = append(out, fmt.Sprintf("table=%d,priority=%d,%s,actions=%s", table, prio, match, actions))
+	}
+	vlan := fmt.Sprintf("dl_vlan=%d", n.LVID)
+	toTunnel := fmt.Sprintf("pop_vlan,set_field:%d->tun_id", n.VNI)
+	add(TableClassify, 100, "in_port="+strconv.Itoa(n.Patch),
+		fmt.Sprintf("push_vlan:0x8100,set_field:%d->vlan_vid,goto_table:%d", 0x1000|n.LVID, TableARP))
+	add(TableFromTunnel, 100, fmt.Sprintf("reg0=%d,tun_id=%d", tunnelTypeReg[n.Type], n.VNI), "output:"+strconv.Itoa(n.Patch))
+	ips := make([]netip.Addr, 0, len(n.ARP))
+	for ip := range n.ARP {
+		if ip.Is4() {
+			ips = append(ips, ip)
+		}
+	}
+	sort.Slice(ips, func(i, j int) bool { return ips[i].Less(ips[j]) })
+	for _, ip := range ips {
+		mac := n.ARP[ip]
+		// An ARP request for a known remote port becomes its reply, sent
+		// back where it came from: the tunnels carry no ARP for it.
+		add(TableARP, 100, vlan+",arp,arp_op=1,arp_tpa="+ip.String(), strings.Join([]string{
+			"move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]",
+			"set_field:" + mac + "->eth_src",
+			"set_field:2->arp_op",
+			"move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[]",
+			"move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[]",
+			"set_field:" + mac + "->arp_sha",
+			"set_field:" + ip.String() + "->arp_spa",
+			"pop_vlan",
+			"IN_PORT",
+		}, ","))
+	}
+	macs := make([]string, 0, len(n.Unicast))
+	for mac := range n.Unicast {
+		macs = append(macs, mac)
+	}
+	sort.Strings(macs)
+	for _, mac := range macs {
+		add(TableToTunnel, 50, vlan+",dl_dst="+mac, toTunnel+",output:"+strconv.Itoa(n.Unicast[mac]))
+	}
+	if len(n.Flood) > 0 {
+		flood := append([]int(nil), n.Flood...)
+		sort.Ints(flood)
+		acts := toTunnel
+		for _, p := range flood {
+			acts += ",output:" + strconv.Itoa(p)
+		}
+		add(TableToTunnel, 10, vlan, acts)
+	}
+	return out
+}
+
+// FlowsHash identifies a flow set, so an agent restart can tell that what
+// is installed is already what it wants.
+func FlowsHash(flows []string) string {
+	h := sha256.New()
+	for _, f := range flows {
+		h.Write([]byte(f))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// WithCookie prefixes every flow with the generation's cookie.
+func WithCookie(flows []string, gen uint32) string {
+	var b strings.Builder
+	c := "cookie=0x" + strconv.FormatUint(Cookie(gen), 16) + ","
+	for _, f := range flows {
+		b.WriteString(c)
+		b.WriteString(f)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
