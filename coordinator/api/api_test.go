@@ -288,7 +288,13 @@ func TestStatusConvergence(t *testing.T) {
 	}
 	st = Converged(1, []api.Host{{Name: "h1", State: api.StateAlive, AppliedEpoch: 1}, {Name: "h3", State: api.StateDead}})
 	if !st.Converged {
-		t.Fatalf("dead hosts must not block convergence: %+v", st)
+		t.Fatalf("dead hosts with nothing on them must not block convergence: %+v", st)
+	}
+	for _, state := range []string{api.StateDead, api.StateLeft, api.StateUnknown} {
+		st = Converged(1, []api.Host{{Name: "h1", State: api.StateAlive, AppliedEpoch: 1}, {Name: "h3", State: state, AppliedEpoch: 1, Resources: 2}})
+		if st.Converged || len(st.Reasons) != 1 || st.Reasons[0] != "h3: host is "+state+" with 2 resources placed on it" {
+			t.Fatalf("%s host with resources: %+v", state, st)
+		}
 	}
 	rep := api.HostReport{Host: "h1", AppliedEpoch: 1, Subsystems: []api.SubsystemStatus{{Name: "network", OK: false, Error: "boom"}}}
 	b, _ := json.Marshal(rep)
@@ -419,4 +425,35 @@ func TestDeleteHonoursIfMatch(t *testing.T) {
 		t.Fatalf("If-Match on a deleted resource: %d, want 412", code)
 	}
 	f.must(f.admin, "GET", "/v1/projects/a", "", 404)
+}
+
+// TestNoGhostHosts: a host known only by an old report (not in gossip)
+// is listed, as unknown, only while resources are placed on it, and then
+// it keeps the fleet from converging; with nothing on it, it is gone.
+func TestNoGhostHosts(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive, AppliedEpoch: 0})
+	rep, _ := json.Marshal(api.HostReport{Host: "gone", AppliedEpoch: 0})
+	f.must(f.admin, "POST", "/v1/hosts/gone/status", string(rep), 204)
+	names := func() []string {
+		var hs []api.Host
+		json.Unmarshal(f.must(f.admin, "GET", "/v1/hosts", "", 200), &hs)
+		var out []string
+		for _, h := range hs {
+			out = append(out, h.Name+"="+h.State)
+		}
+		return out
+	}
+	if got := strings.Join(names(), ","); got != "h1=alive" {
+		t.Fatalf("hosts %s: a reported host with nothing on it and not in gossip must not be listed", got)
+	}
+	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/widgets/w", `{"spec":{"size":1,"host":"gone"}}`, 201)
+	if got := strings.Join(names(), ","); got != "gone=unknown,h1=alive" {
+		t.Fatalf("hosts %s: want the unknown host that has a resource", got)
+	}
+	var st api.ClusterStatus
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/status", "", 200), &st)
+	if st.Converged || !strings.Contains(strings.Join(st.Reasons, ";"), "gone: host is unknown with 1 resources placed on it") {
+		t.Fatalf("status %+v", st)
+	}
 }

@@ -15,8 +15,9 @@ import (
 
 // hostViews merges gossip (liveness, meta) with the last report of each
 // host. A host that reported but is not in this coordinator's gossip view
-// (a coordinator just restarted, or a dead host reaped) shows as unknown:
-// only SWIM may call a host dead.
+// (a coordinator just restarted, or a dead host reaped) shows as unknown
+// while resources are placed on it: only SWIM may call a host dead. One
+// with nothing on it is gone and not listed: no ghost entries.
 func (s *Server) hostViews() ([]api.Host, error) {
 	reports, err := s.store.Reports()
 	if err != nil {
@@ -41,6 +42,16 @@ func (s *Server) hostViews() ([]api.Host, error) {
 		rep := rep
 		out = append(out, api.Host{Name: name, State: api.StateUnknown, AppliedEpoch: rep.AppliedEpoch, Report: &rep})
 	}
+	if err := s.countPlaced(out); err != nil {
+		return nil, err
+	}
+	kept := out[:0]
+	for _, h := range out {
+		if h.State != api.StateUnknown || h.Resources > 0 {
+			kept = append(kept, h)
+		}
+	}
+	out = kept
 	// Drained is desired state, held by the coordinator, not by gossip.
 	_ = s.store.View(func(tx *store.Tx) error {
 		cfgs, err := tx.List("hostconfig", "", false)
@@ -129,13 +140,38 @@ func Converged(epoch uint64, hosts []api.Host) api.ClusterStatus {
 		}
 		line.Errors += len(h.Failing)
 		st.Failing = append(st.Failing, h.Failing...)
+		line.Resources = h.Resources
 		live := h.State == api.StateAlive || h.State == api.StateSuspect
-		if live && (!line.Converged || line.Errors > 0) {
+		switch {
+		case live && !line.Converged:
+			line.Reason = fmt.Sprintf("applied epoch %d of %d", h.AppliedEpoch, epoch)
+		case live && line.Errors > 0:
+			line.Reason = fmt.Sprintf("%d errors", line.Errors)
+		case !live && h.Resources > 0:
+			// Its resources are not served, whatever epoch it last applied.
+			line.Reason = fmt.Sprintf("host is %s with %d resources placed on it", h.State, h.Resources)
+		}
+		if line.Reason != "" {
 			st.Converged = false
+			st.Reasons = append(st.Reasons, h.Name+": "+line.Reason)
 		}
 		st.Hosts = append(st.Hosts, line)
 	}
 	return st
+}
+
+// countPlaced fills each host's count of resources placed on it.
+func (s *Server) countPlaced(hosts []api.Host) error {
+	return s.store.View(func(tx *store.Tx) error {
+		return tx.All(func(r api.Resource) error {
+			for i := range hosts {
+				if s.reg.PlacedOn(r, hosts[i].Name) {
+					hosts[i].Resources++
+				}
+			}
+			return nil
+		})
+	})
 }
 
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {

@@ -74,6 +74,7 @@ func Document(reg *registry.Registry) obj {
 	}
 	paths := obj{
 		"/v1/openapi.json": obj{"get": obj{"summary": "This document", "security": []obj{}, "responses": obj{"200": respond("OpenAPI document", obj{"type": "object"})}}},
+		"/v1/backup":       obj{"get": op("A consistent copy of the store (bbolt file; admin)", respond("the store file", obj{"type": "string", "format": "binary"}), "200", nil, nil)},
 		"/v1/status":       obj{"get": op("Cluster epoch, each host's applied epoch and liveness, convergence", respond("status", ref("ClusterStatus")), "200", nil, nil)},
 		"/v1/hosts":        obj{"get": op("Hosts from gossip with their last reports", respond("hosts", obj{"type": "array", "items": ref("Host")}), "200", nil, nil)},
 		"/v1/hosts/{host}": obj{"get": op("One host", respond("host", ref("Host")), "200", []obj{pathParam("host")}, nil, "404")},

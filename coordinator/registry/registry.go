@@ -144,6 +144,13 @@ func (r *Registry) Kinds() []*Kind {
 }
 
 // PlanFilter returns the store filter for host's plan.
+// PlacedOn says whether a resource is placed on host: a kind with a
+// placement (OnHost) other than the host's own configuration.
+func (r *Registry) PlacedOn(res api.Resource, host string) bool {
+	k, ok := r.byName[res.Kind]
+	return ok && k.OnHost != nil && k.Name != "hostconfig" && k.OnHost(res, host)
+}
+
 func (r *Registry) PlanFilter(host string) store.Filter {
 	return func(res api.Resource) bool {
 		k, ok := r.byName[res.Kind]

@@ -40,6 +40,9 @@ type Host struct {
 	Report *HostReport `json:"report,omitempty"`
 	// Failing are the resources this host reports it cannot apply.
 	Failing []ResourceReport `json:"failing,omitempty"`
+	// Resources counts the resources placed on this host (ports,
+	// instances, routers, DHCP of networks).
+	Resources int `json:"resources"`
 }
 
 // SubsystemStatus is the outcome of one reconciler's latest run.
@@ -95,13 +98,18 @@ type HostStatusLine struct {
 	AppliedEpoch uint64 `json:"applied_epoch"`
 	Converged    bool   `json:"converged"`
 	Errors       int    `json:"errors"`
+	Resources    int    `json:"resources"`
+	// Reason says why this host keeps the fleet from converging.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ClusterStatus answers GET /v1/status.
 type ClusterStatus struct {
-	Epoch     uint64           `json:"epoch"`
-	Converged bool             `json:"converged"`
-	Hosts     []HostStatusLine `json:"hosts"`
+	Epoch     uint64 `json:"epoch"`
+	Converged bool   `json:"converged"`
+	// Reasons say, host by host, what keeps the fleet from converging.
+	Reasons []string         `json:"reasons,omitempty"`
+	Hosts   []HostStatusLine `json:"hosts"`
 	// Failing are the resources some host cannot apply, with its error.
 	Failing []ResourceReport `json:"failing,omitempty"`
 }

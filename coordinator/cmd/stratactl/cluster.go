@@ -159,18 +159,12 @@ func statusCmd(g *globals) *cobra.Command {
 			}
 			conv := "yes"
 			if !st.Converged {
-				var behind []string
-				for _, h := range st.Hosts {
-					if (h.State == api.StateAlive || h.State == api.StateSuspect) && (!h.Converged || h.Errors > 0) {
-						behind = append(behind, h.Name)
-					}
-				}
-				conv = "no (" + strings.Join(behind, ", ") + ")"
+				conv = "no (" + strings.Join(st.Reasons, "; ") + ")"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "epoch: %d\nconverged: %s\n\n", st.Epoch, conv)
-			t := ctl.Table{Header: []string{"HOST", "STATE", "APPLIED_EPOCH", "CONVERGED", "ERRORS"}}
+			t := ctl.Table{Header: []string{"HOST", "STATE", "APPLIED_EPOCH", "CONVERGED", "ERRORS", "RESOURCES"}}
 			for _, h := range st.Hosts {
-				t.Rows = append(t.Rows, []string{h.Name, h.State, fmt.Sprint(h.AppliedEpoch), fmt.Sprint(h.Converged), fmt.Sprint(h.Errors)})
+				t.Rows = append(t.Rows, []string{h.Name, h.State, fmt.Sprint(h.AppliedEpoch), fmt.Sprint(h.Converged), fmt.Sprint(h.Errors), fmt.Sprint(h.Resources)})
 			}
 			if err := g.print(cmd, st, t); err != nil {
 				return err
