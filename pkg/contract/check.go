@@ -204,8 +204,7 @@ func (c *checker) routers() {
 				c.add(r, field, "interface port %q is missing", api.RouterPortName(r.Name, in.Subnet))
 			}
 		}
-		one := NewIndex(c.routerScope(r))
-		rts, err := one.Routers("")
+		rts, err := c.ix.routersWhere(func(o api.Resource, _ api.RouterSpec) bool { return o.Key() == r.Key() })
 		if err == nil && len(rts) == 1 {
 			err = rts[0].Validate()
 			byHost[rs.Host] = append(byHost[rs.Host], rts[0])
@@ -219,19 +218,6 @@ func (c *checker) routers() {
 			c.out = append(c.out, Violation{Key: api.Key{Kind: "host", Name: host}, Message: fmt.Sprintf("routers on this host: %v", err)})
 		}
 	}
-}
-
-// routerScope is everything but the other routers, so one router is
-// mapped and validated on its own and its errors are its own.
-func (c *checker) routerScope(r api.Resource) []api.Resource {
-	out := make([]api.Resource, 0, len(c.ix.all))
-	for _, o := range c.ix.all {
-		if o.Kind == "router" && o.Key() != r.Key() {
-			continue
-		}
-		out = append(out, o)
-	}
-	return out
 }
 
 func (f *Facts) maps(host, physnet string) bool {

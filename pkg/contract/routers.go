@@ -15,6 +15,11 @@ import (
 // the interface port) are left out: a host plan may lag; Check reports
 // what the coordinator must never commit.
 func (ix *Index) Routers(host string) ([]netspec.Router, error) {
+	return ix.routersWhere(func(_ api.Resource, rs api.RouterSpec) bool { return host == "" || rs.Host == host })
+}
+
+// routersWhere builds the routers keep selects.
+func (ix *Index) routersWhere(keep func(api.Resource, api.RouterSpec) bool) ([]netspec.Router, error) {
 	fips := map[key][]api.FloatingIPSpec{}
 	fgs := map[key]api.FirewallGroupSpec{}
 	fgNames := map[key]string{}
@@ -34,7 +39,7 @@ func (ix *Index) Routers(host string) ([]netspec.Router, error) {
 	var out []netspec.Router
 	for _, r := range ix.Kind("router") {
 		rs := Decode[api.RouterSpec](r)
-		if host != "" && rs.Host != host {
+		if !keep(r, rs) {
 			continue
 		}
 		k := key{r.Project, r.Name}
