@@ -15,8 +15,10 @@ var errPreflight = errors.New("preflight failed: a required check is missing")
 
 // doctorCmd is `strata-agent doctor`: the preflight of this host for the
 // drivers it will run, as a table or JSON. It exits 1 when a required check
-// is missing. The network driver comes from the agent config unless
-// --network is given; the others are flags until the config carries them.
+// is missing. The network and compute drivers come from the agent config
+// unless --network or --compute is given (storage and cache are flags until
+// the config carries them); the config also names the coordinator, VTEP,
+// underlay and physical network devices, which are checked.
 func doctorCmd() *cobra.Command {
 	d := doctor.DefaultDrivers()
 	var cfgPath, output string
@@ -29,6 +31,12 @@ func doctorCmd() *cobra.Command {
 			loadErr := cfg.Load(cfgPath, cmd.Flags().Changed("config"), pflag.NewFlagSet("doctor", pflag.ContinueOnError))
 			if loadErr == nil && !cmd.Flags().Changed("network") {
 				d.Network = cfg.Network.Driver
+			}
+			if loadErr == nil && !cmd.Flags().Changed("compute") {
+				d.Compute = "none" // a network-only host has no libvirt to check
+				if cfg.Compute.Enabled {
+					d.Compute = "libvirt"
+				}
 			}
 			if err := d.Validate(); err != nil {
 				return err
@@ -43,7 +51,12 @@ func doctorCmd() *cobra.Command {
 				def.SetDefaults()
 				files = doctor.Files{TokenFile: def.TokenFile, StateDir: def.StateDir}
 			}
-			rep := doctor.NewReport(append(pre, doctor.Run(doctor.Host(), d, files)...))
+			checks := append(pre, doctor.Run(doctor.Host(), d, files)...)
+			if loadErr == nil {
+				checks = append(checks, doctor.SetupChecks(doctor.HostProbe(), doctor.Setup{Coordinator: cfg.Coordinator, VTEP: cfg.VTEP,
+					UnderlayDev: cfg.Network.UnderlayDev, Physnets: cfg.Network.PhysicalNetworks}, d)...)
+			}
+			rep := doctor.NewReport(checks)
 			if err := rep.Print(cmd.OutOrStdout(), output); err != nil {
 				return err
 			}
@@ -56,7 +69,7 @@ func doctorCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfgPath, "config", config.DefaultPath, "agent config file (YAML): network driver, token, gossip key and state dir")
 	f.StringVar(&d.Network, "network", d.Network, "network driver: linuxbridge, ovs or none (default: the config's network.driver)")
-	f.StringVar(&d.Compute, "compute", d.Compute, "compute driver: libvirt or none")
+	f.StringVar(&d.Compute, "compute", d.Compute, "compute driver: libvirt or none (default: libvirt when the config's compute.enabled)")
 	f.StringVar(&d.Storage, "storage", d.Storage, "storage driver: none, librbd or krbd")
 	f.StringVar(&d.Cache, "cache", d.Cache, "SSD cache for krbd volumes: none, writecache or cache")
 	f.StringVarP(&output, "output", "o", "table", "output: table or json")
