@@ -44,11 +44,25 @@ func port(id, netID, host string, mac byte, ip string, owner string) network.Por
 	}
 }
 
+// forEachDriver runs f as a subtest per L2 driver, every host of the lab
+// on that driver: the driver-agnostic tests pass on both.
+func forEachDriver(t *testing.T, f func(t *testing.T, p *twoProjects)) {
+	for _, d := range nettest.Drivers {
+		t.Run(d, func(t *testing.T) { f(t, newTwoProjectsOn(t, d, d, d)) })
+	}
+}
+
 // newTwoProjects places A's DHCP on h1 and endpoints on h2 and h3; B's DHCP
 // and one endpoint on h3 (same host) and the other on h1. A1 and B1 have the
 // same IP 10.1.1.10.
 func newTwoProjects(t *testing.T) *twoProjects {
-	lab := nettest.NewLab(t, 3)
+	return newTwoProjectsOn(t, "linuxbridge", "linuxbridge", "linuxbridge")
+}
+
+// newTwoProjectsOn is newTwoProjects with host i running drivers[i]
+// ("linuxbridge" or "ovs").
+func newTwoProjectsOn(t *testing.T, drivers ...string) *twoProjects {
+	lab := nettest.NewLabDrivers(t, drivers...)
 	p := &twoProjects{lab: lab}
 	p.nets = []network.Network{
 		{ID: "proj-a", VNI: 5001, Subnets: []network.Subnet{subnet()}},

@@ -18,8 +18,9 @@ import (
 // TestAgentRestartLosesNothing: fresh drivers on every host (an agent
 // restart) with the same state change nothing, and a 20/s ping across hosts
 // loses no packet meanwhile.
-func TestAgentRestartLosesNothing(t *testing.T) {
-	p := newTwoProjects(t)
+func TestAgentRestartLosesNothing(t *testing.T) { forEachDriver(t, testAgentRestartLosesNothing) }
+
+func testAgentRestartLosesNothing(t *testing.T, p *twoProjects) {
 	p.setAll(t)
 	p.leaseAll(t)
 	a1, a2 := p.eps[0], p.eps[1]
@@ -34,7 +35,7 @@ func TestAgentRestartLosesNothing(t *testing.T) {
 	for i, h := range p.lab.Hosts {
 		fresh := nettest.NewAgent(t, h)
 		fresh.Set(t, p.state(h))
-		if n := fresh.LB.Changes() + fresh.EP.Changes(); n != 0 {
+		if n := fresh.L2.Changes() + fresh.EP.Changes(); n != 0 {
 			t.Errorf("host %s: restart made %d link/fdb/neigh changes, want 0", h.Name, n)
 		}
 		if c := fresh.DHCP.Counters(); c != (dhcp.Counters{}) {
@@ -64,7 +65,10 @@ func dnsmasqPid(t *testing.T, h *nettest.Host, netID string) int {
 // supervisor; a new port reaches dnsmasq by SIGHUP (same PID) and gets its
 // fixed IP by DHCP.
 func TestDnsmasqSupervisedAndReloaded(t *testing.T) {
-	p := newTwoProjects(t)
+	forEachDriver(t, testDnsmasqSupervisedAndReloaded)
+}
+
+func testDnsmasqSupervisedAndReloaded(t *testing.T, p *twoProjects) {
 	p.setAll(t)
 	h1, a := p.lab.Hosts[0], p.agents[0]
 	old := dnsmasqPid(t, h1, "proj-a")

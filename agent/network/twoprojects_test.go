@@ -13,8 +13,15 @@ import (
 // different VNIs over three hosts; endpoints get their addresses by DHCP and
 // reach exactly their own project. A ping to an IP both projects use must be
 // answered by the MAC of the sender's own project.
-func TestTwoProjectsSameCIDR(t *testing.T) {
-	p := newTwoProjects(t)
+func TestTwoProjectsSameCIDR(t *testing.T) { forEachDriver(t, testTwoProjectsSameCIDR) }
+
+// TestMixedFleet: h1 on linuxbridge, h2 and h3 on ovs; VXLAN networks
+// interoperate and the two projects on one CIDR stay isolated.
+func TestMixedFleet(t *testing.T) {
+	testTwoProjectsSameCIDR(t, newTwoProjectsOn(t, "linuxbridge", "ovs", "ovs"))
+}
+
+func testTwoProjectsSameCIDR(t *testing.T, p *twoProjects) {
 	start := time.Now()
 	p.setAll(t)
 	t.Logf("three hosts converged in %v", time.Since(start).Round(time.Millisecond))

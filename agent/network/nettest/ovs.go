@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/agent/network/ovs/ovstest"
 )
 
@@ -22,11 +23,24 @@ func NewLabDrivers(t testing.TB, drivers ...string) *Lab {
 		}
 	}
 	lab := NewLab(t, len(drivers))
+	anyOVS := false
 	for i, h := range lab.Hosts {
 		h.Driver = drivers[i]
 		if h.Driver == "ovs" {
+			anyOVS = true
 			h.OVS = ovstest.Start(t, h.NS)
 			h.OVS.Underlay(t, UnderlayDev, netip.PrefixFrom(h.VTEP, 24))
+		}
+	}
+	if !anyOVS {
+		return lab
+	}
+	// A real NIC puts full checksums on the wire; a veth underlay passes
+	// the kernel's unfinished ones along, which OVS's userspace datapath
+	// reads as bad. Make the linuxbridge hosts' underlay finish them.
+	for _, h := range lab.Hosts {
+		if h.Driver != "ovs" {
+			must(t, nlink.TxChecksumOff(h.NS, UnderlayDev))
 		}
 	}
 	return lab

@@ -3,13 +3,10 @@ package ovs
 import (
 	"fmt"
 	"strconv"
-	"unsafe"
 
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
-	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Each network keeps its Linux bridge sbr-<vni>, where instances, DHCP and
@@ -107,27 +104,11 @@ func (d *Driver) removeStaleLinux(want map[uint32]bool, links map[string]netlink
 	return errs
 }
 
-// txChecksumOff turns TX checksum offload off on link name through the
-// ethtool ioctl (ETHTOOL_STXCSUM), inside the host's namespace.
+// txChecksumOff turns TX checksum offload off on link name.
 func (d *Driver) txChecksumOff(name string) error {
-	return netnsutil.Do(d.netns, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		val := struct{ cmd, data uint32 }{cmd: unix.ETHTOOL_STXCSUM, data: 0}
-		var ifr struct {
-			name [unix.IFNAMSIZ]byte
-			data uintptr
-			_    [16]byte
-		}
-		copy(ifr.name[:], name)
-		ifr.data = uintptr(unsafe.Pointer(&val))
-		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-			return fmt.Errorf("turn tx checksum offload off on %q: %w", name, errno)
-		}
-		d.changes.Add(1)
-		return nil
-	})
+	if err := nlink.TxChecksumOff(d.netns, name); err != nil {
+		return err
+	}
+	d.changes.Add(1)
+	return nil
 }

@@ -49,7 +49,13 @@ var (
 // 10.1.1.<host>), and applies the L2 drivers.
 func newRLab(t *testing.T, eps map[string]string) *rlab {
 	t.Helper()
-	lab := nettest.NewLab(t, 1)
+	return newRLabOn(t, "linuxbridge", eps)
+}
+
+// newRLabOn is newRLab on a host running L2 driver driver.
+func newRLabOn(t *testing.T, driver string, eps map[string]string) *rlab {
+	t.Helper()
+	lab := nettest.NewLabWith(t, 1, driver)
 	l := &rlab{lab: lab, h: lab.Hosts[0], eps: map[string]string{}}
 	l.agent = nettest.NewAgent(t, l.h)
 	sub := network.Subnet{ID: "s", CIDR: pfx("10.1.1.0/24"), Gateway: adr(tenantGW)}

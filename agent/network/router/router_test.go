@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 
@@ -76,7 +77,13 @@ func TestRouterSNATAndFloatingIP(t *testing.T) {
 // outside as its own gateway IP and neither reaches the other.
 func TestTwoProjectsSameCIDRTwoRouters(t *testing.T) {
 	requireRoot(t)
-	l := newRLab(t, map[string]string{"a1": "10.1.1.10", "b1": "10.1.1.10", "b2": "10.1.1.20"})
+	for _, drv := range nettest.Drivers {
+		t.Run(drv, func(t *testing.T) { testTwoProjectsSameCIDRTwoRouters(t, drv) })
+	}
+}
+
+func testTwoProjectsSameCIDRTwoRouters(t *testing.T, drv string) {
+	l := newRLabOn(t, drv, map[string]string{"a1": "10.1.1.10", "b1": "10.1.1.10", "b2": "10.1.1.20"})
 	l.routers = []netspec.Router{newRouter("ra", "proj-a", 10), newRouter("rb", "proj-b", 11)}
 	serve(t, l.ext, ":9000")
 	serve(t, l.eps["b2"], ":7000")

@@ -27,7 +27,13 @@ var egressAll = netspec.SecurityGroupRule{Direction: netspec.Egress}
 // "other" is not until it joins. Only allowed ports pass, and the remote
 // group follows membership with one set element and no rule change.
 func TestSecurityGroups(t *testing.T) {
-	lab := nettest.NewLab(t, 1)
+	for _, drv := range nettest.Drivers {
+		t.Run(drv, func(t *testing.T) { testSecurityGroups(t, drv) })
+	}
+}
+
+func testSecurityGroups(t *testing.T, drv string) {
+	lab := nettest.NewLabWith(t, 1, drv)
 	h := lab.Hosts[0]
 	ag := nettest.NewAgent(t, h)
 	n := network.Network{ID: "net-a", VNI: 5001, Subnets: []network.Subnet{{ID: "s", CIDR: netip.MustParsePrefix("10.1.1.0/24")}}}
