@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
@@ -26,7 +28,11 @@ func (l *Lab) WaitStatus(ctx context.Context, limit time.Duration, what string, 
 		return api.ClusterStatus{}, err
 	}
 	var st api.ClusterStatus
+	var exited error
 	err = waitFor(ctx, limit, what, func() error {
+		if exited = l.Exited(); exited != nil {
+			return nil // no point waiting: say why at once
+		}
 		st = api.ClusterStatus{}
 		if err := c.Do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
 			return err
@@ -36,7 +42,31 @@ func (l *Lab) WaitStatus(ctx context.Context, limit time.Duration, what string, 
 		}
 		return nil
 	})
+	if exited != nil {
+		return st, fmt.Errorf("%s: %w", what, exited)
+	}
 	return st, err
+}
+
+// Exited names the first lab process (coordinator or agent) that is no
+// longer running, with the tail of its log; nil when all run.
+func (l *Lab) Exited() error {
+	procs := []proc{l.coordinatorProc()}
+	for i := 1; i <= l.Hosts; i++ {
+		procs = append(procs, l.agentProc(i))
+	}
+	for _, p := range procs {
+		if l.running(p) != 0 {
+			continue
+		}
+		b, _ := os.ReadFile(l.logFile(p.name))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 5 {
+			lines = lines[len(lines)-5:]
+		}
+		return fmt.Errorf("%s exited; last lines of %s:\n%s", p.name, l.logFile(p.name), strings.Join(lines, "\n"))
+	}
+	return nil
 }
 
 // AllAliveAndConverged is true when n hosts are alive and on the epoch.

@@ -46,8 +46,12 @@ type Agent struct {
 	watcher *plan.Watcher
 	reg     *prometheus.Registry
 
-	readyOnce sync.Once
-	report    chan struct{}
+	report     chan struct{}
+	readyCheck chan struct{}
+	// ReadyWait bounds how long READY waits for the coordinator: a host
+	// that cannot reach it still serves its saved plan, and systemd must
+	// not fail the unit for that.
+	ReadyWait time.Duration
 	// What gossip meta should say; publishLoop brings it there, so a
 	// reconcile pass never waits for a gossip broadcast.
 	wantEpoch   atomic.Uint64
@@ -86,7 +90,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, client: apiclient.New(cfg.Coordinator, token), reg: prometheus.NewRegistry(), report: make(chan struct{}, 1), metaDirty: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: log, client: apiclient.New(cfg.Coordinator, token), reg: prometheus.NewRegistry(), report: make(chan struct{}, 1), readyCheck: make(chan struct{}, 1), metaDirty: make(chan struct{}, 1), ReadyWait: 2 * time.Minute}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.runner = reconcile.New(log.With("subsystem", "reconcile"), cfg.Resync, a.reg)
 	a.runner.OnApplied = a.applied
@@ -127,11 +131,8 @@ func (a *Agent) Member() *gossip.Member { return a.member }
 func (a *Agent) applied(epoch uint64) {
 	a.wantEpoch.Store(epoch)
 	signal(a.metaDirty)
-	a.readyOnce.Do(func() {
-		sdnotify.Ready(fmt.Sprintf("converged on epoch %d", epoch))
-		a.log.Info("agent ready", "epoch", epoch)
-	})
 	signal(a.report)
+	signal(a.readyCheck)
 }
 
 func signal(ch chan struct{}) {
@@ -183,6 +184,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	start(func() { a.rejoinLoop(ctx) })
 	start(func() { sdnotify.Watchdog(ctx, a.log, func() bool { return true }) })
 	start(func() { a.kickOnMembership(ctx, m) })
+	start(func() { a.readyLoop(ctx) })
 	start(func() { a.publishLoop(ctx, m) })
 	for _, f := range a.background {
 		start(func() { f(ctx) })
@@ -279,6 +281,7 @@ func (a *Agent) rejoinLoop(ctx context.Context) {
 func (a *Agent) kickOnMembership(ctx context.Context, m *gossip.Member) {
 	ch, cancel := m.Subscribe()
 	defer cancel()
+	wasAlive := coordinatorAlive(m.Peers())
 	for {
 		select {
 		case <-ctx.Done():
@@ -288,6 +291,44 @@ func (a *Agent) kickOnMembership(ctx context.Context, m *gossip.Member) {
 				return
 			}
 			a.runner.Kick()
+			alive := coordinatorAlive(m.Peers())
+			if alive && !wasAlive {
+				// A restarted coordinator: watch and report now, not
+				// when a back-off of up to 30 s runs out.
+				a.watcher.Wake()
+				signal(a.report)
+			}
+			wasAlive = alive
+		}
+	}
+}
+
+// readyLoop sends READY once the agent has applied the coordinator's
+// current epoch (a watch has succeeded since start and every subsystem
+// converged on its answer), or after ReadyWait without the coordinator,
+// saying so: the host then serves the plan it saved.
+func (a *Agent) readyLoop(ctx context.Context) {
+	deadline := time.NewTimer(a.ReadyWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			applied := a.runner.Applied()
+			sdnotify.Ready(fmt.Sprintf("coordinator not reached in %s; serving the saved plan at epoch %d", a.ReadyWait, applied))
+			a.log.Warn("agent ready without the coordinator", "waited", a.ReadyWait, "applied_epoch", applied)
+			return
+		case <-a.readyCheck:
+		case <-tick.C:
+		}
+		want, ok := a.watcher.CoordinatorEpoch()
+		if applied := a.runner.Applied(); ok && applied >= want {
+			sdnotify.Ready(fmt.Sprintf("converged on epoch %d", applied))
+			a.log.Info("agent ready", "epoch", applied, "coordinator_epoch", want)
+			return
 		}
 	}
 }

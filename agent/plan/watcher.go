@@ -28,6 +28,9 @@ type Watcher struct {
 	OnChange func(*Snapshot)
 
 	state      *State
+	wake       chan struct{}
+	synced     atomic.Bool   // a watch has succeeded since start
+	coordEpoch atomic.Uint64 // the coordinator's epoch at the last successful watch
 	FullSyncs  atomic.Uint64
 	DeltaSyncs atomic.Uint64
 	LastError  atomic.Pointer[string]
@@ -39,13 +42,29 @@ func NewWatcher(host string, src Source, path string, wait time.Duration, log *s
 	if err != nil {
 		return nil, err
 	}
-	return &Watcher{Host: host, Source: src, Path: path, Wait: wait, Log: log, OnChange: onChange, state: st}, nil
+	return &Watcher{Host: host, Source: src, Path: path, Wait: wait, Log: log, OnChange: onChange, state: st, wake: make(chan struct{}, 1)}, nil
+}
+
+// Wake cuts a retry's back-off short: the caller has seen the coordinator
+// come back (gossip), so the next watch goes out now, not in up to 30 s.
+func (w *Watcher) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// CoordinatorEpoch is the coordinator's epoch at the last successful
+// watch; ok is false until one has succeeded since start.
+func (w *Watcher) CoordinatorEpoch() (epoch uint64, ok bool) {
+	return w.coordEpoch.Load(), w.synced.Load()
 }
 
 // Snapshot returns the current plan (call before Run or from OnChange).
 func (w *Watcher) Snapshot() *Snapshot { return w.state.Snapshot() }
 
-// Run watches until ctx ends. Errors back off from 500 ms to 30 s.
+// Run watches until ctx ends. Errors back off from 500 ms to 30 s; Wake
+// ends a back-off at once.
 func (w *Watcher) Run(ctx context.Context) {
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
@@ -61,12 +80,18 @@ func (w *Watcher) Run(ctx context.Context) {
 		msg := err.Error()
 		w.LastError.Store(&msg)
 		w.Log.Warn("plan watch failed", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(backoff):
+		case <-t.C:
+			backoff = min(backoff*2, 30*time.Second)
+		case <-w.wake:
+			t.Stop()
+			w.Log.Info("coordinator is back: watching again now")
+			backoff = 500 * time.Millisecond
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 
@@ -81,6 +106,7 @@ func (w *Watcher) Step(ctx context.Context) error {
 			"previous_history", w.state.History, "epoch", p.Epoch, "previous_epoch", w.state.Epoch)
 	}
 	if !p.Full && p.Epoch == w.state.Epoch {
+		w.caughtUp(p.Epoch)
 		return nil // long-poll timed out with nothing new
 	}
 	if err := w.state.Apply(p); err != nil {
@@ -101,8 +127,14 @@ func (w *Watcher) Step(ctx context.Context) error {
 		return err
 	}
 	w.Log.Debug("plan updated", "epoch", p.Epoch, "full", p.Full, "deltas", len(p.Deltas))
+	w.caughtUp(p.Epoch)
 	if w.OnChange != nil {
 		w.OnChange(w.state.Snapshot())
 	}
 	return nil
+}
+
+func (w *Watcher) caughtUp(epoch uint64) {
+	w.coordEpoch.Store(epoch)
+	w.synced.Store(true)
 }
