@@ -80,7 +80,7 @@ func (c *Config) SetDefaults() {
 		TokenFile:   "/etc/strata/agent.token",
 		StateDir:    "/var/lib/strata/agent",
 		Zone:        "default",
-		Gossip:      Gossip{Bind: "0.0.0.0:7946", Profile: "lan"},
+		Gossip:      Gossip{Bind: "0.0.0.0:7946", Profile: "lan", KeyFile: "/etc/strata/gossip.key"},
 		Reserved:    Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
 		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", PhysicalNetworks: map[string]string{}, DeadHostGrace: 30 * time.Second},
 		Compute:     DefaultCompute(),
@@ -151,6 +151,9 @@ func (c *Config) Validate() error {
 		if _, err := netip.ParseAddrPort(c.Gossip.Advertise); err != nil {
 			return api.Fieldf("gossip.advertise", "%q is not ip:port", c.Gossip.Advertise)
 		}
+	}
+	if c.Gossip.KeyFile == "" {
+		return api.Fieldf("gossip.key_file", "must be set: the gossip pool admits only members holding the cluster key")
 	}
 	if c.Gossip.Profile != "lan" && c.Gossip.Profile != "local" {
 		return api.Fieldf("gossip.profile", "%q is not lan or local", c.Gossip.Profile)

@@ -3,6 +3,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -103,6 +105,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 }
 
 func (a *Agent) planChanged(s *plan.Snapshot) {
+	a.applyPool(s)
 	a.runner.Update(s)
 	a.publishDrain(s)
 }
@@ -173,6 +176,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.member = m
 	a.memberMu.Unlock()
 	defer m.Shutdown()
+	// A plan that arrived while gossip was starting.
+	a.applyPool(a.watcher.Snapshot())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -182,6 +187,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	start(func() { a.watcher.Run(ctx) })
 	start(func() { a.reportLoop(ctx) })
 	start(func() { a.rejoinLoop(ctx) })
+	start(func() { a.registerLoop(ctx, m) })
 	start(func() { sdnotify.Watchdog(ctx, a.log, func() bool { return true }) })
 	start(func() { a.kickOnMembership(ctx, m) })
 	start(func() { a.readyLoop(ctx) })
@@ -230,17 +236,110 @@ func (a *Agent) startGossip() (*gossip.Member, error) {
 	if err := gc.SetAddrs(a.cfg.Gossip.Bind, a.cfg.Gossip.Advertise); err != nil {
 		return nil, err
 	}
-	if a.cfg.Gossip.KeyFile != "" {
-		if gc.Key, err = gossip.LoadKeyFile(a.cfg.Gossip.KeyFile); err != nil {
-			return nil, err
-		}
+	if err := a.poolFromPlan(&gc, a.watcher.Snapshot()); err != nil {
+		return nil, err
 	}
 	m, err := gossip.New(gc)
 	if err != nil {
 		return nil, err
 	}
+	// Register before joining, so peers admit us from our first message.
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := a.register(rctx, m); err != nil {
+		a.log.Warn("host identity not registered yet; will retry", "err", err)
+	}
+	cancel()
 	a.join(m)
 	return m, nil
+}
+
+// poolFromPlan fills the gossip keys and admitted hosts from the last plan
+// kept on disk (the keys may have been rotated since the key file was
+// written), falling back to the key file.
+func (a *Agent) poolFromPlan(gc *gossip.Config, s *plan.Snapshot) error {
+	if rings := s.Kind("gossipkeyring"); len(rings) == 1 {
+		var spec api.GossipKeyringSpec
+		if json.Unmarshal(rings[0].Spec, &spec) == nil {
+			if keys, primary, err := gossip.DecodeKeyring(spec); err == nil {
+				gc.Key = primary
+				for _, k := range keys {
+					if !bytes.Equal(k, primary) {
+						gc.ExtraKeys = append(gc.ExtraKeys, k)
+					}
+				}
+			}
+		}
+	}
+	if gc.Key == nil {
+		key, err := gossip.LoadKeyFile(a.cfg.Gossip.KeyFile)
+		if err != nil {
+			return fmt.Errorf("gossip key (required: the pool admits only members holding it): %w", err)
+		}
+		gc.Key = key
+	}
+	if ids := s.Kind("hostidentity"); len(ids) > 0 {
+		gc.Identities = gossip.Identities(ids)
+	}
+	return nil
+}
+
+// applyPool brings the gossip member to the plan's keyring and registered
+// hosts: a rotation step, or a host (re-)registering.
+func (a *Agent) applyPool(s *plan.Snapshot) {
+	a.memberMu.Lock()
+	m := a.member
+	a.memberMu.Unlock()
+	if m == nil {
+		return
+	}
+	if ids := s.Kind("hostidentity"); len(ids) > 0 {
+		m.SetIdentities(gossip.Identities(ids))
+	}
+	rings := s.Kind("gossipkeyring")
+	if len(rings) != 1 {
+		return
+	}
+	var spec api.GossipKeyringSpec
+	err := json.Unmarshal(rings[0].Spec, &spec)
+	var keys [][]byte
+	var primary []byte
+	if err == nil {
+		keys, primary, err = gossip.DecodeKeyring(spec)
+	}
+	if err == nil {
+		err = m.SetKeys(keys, primary)
+	}
+	if err != nil {
+		a.log.Error("gossip keyring from the plan not applied", "epoch", s.Epoch, "err", err)
+	}
+}
+
+// register binds this host's gossip address and VTEP to its name at the
+// coordinator, with the host's own credential.
+func (a *Agent) register(ctx context.Context, m *gossip.Member) error {
+	spec := api.HostIdentitySpec{Addr: m.LocalAddr().Addr().String(), VTEP: a.cfg.VTEP}
+	if spec.VTEP != "" {
+		spec.VTEP = netip.MustParseAddr(spec.VTEP).String() // validated in config
+	}
+	return a.client.Do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(a.cfg.Name)+"/identity", spec, nil)
+}
+
+// registerLoop retries the registration until it is done once (the
+// coordinator may be down when the agent starts).
+func (a *Agent) registerLoop(ctx context.Context, m *gossip.Member) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := a.register(rctx, m)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func (a *Agent) join(m *gossip.Member) bool {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,6 +36,9 @@ type Server struct {
 	mux     *http.ServeMux
 	maxWait time.Duration
 	metrics *metrics
+
+	keysApplied func() uint64
+	rotateMu    sync.Mutex // one gossip key rotation at a time
 }
 
 // Options configure a Server.
@@ -47,6 +51,9 @@ type Options struct {
 	MaxWait time.Duration
 	// Metrics registers the API's metrics; nil means none.
 	Metrics prometheus.Registerer
+	// KeysApplied is the last epoch whose gossip keyring the coordinator's
+	// own member holds (nil: not waited for).
+	KeysApplied func() uint64
 }
 
 // MaxBodyBytes bounds request bodies.
@@ -60,7 +67,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{store: o.Store, reg: o.Registry, hosts: o.Hosts, log: o.Logger, mux: http.NewServeMux(), maxWait: o.MaxWait, metrics: newMetrics(o.Metrics)}
+	s := &Server{store: o.Store, reg: o.Registry, hosts: o.Hosts, log: o.Logger, mux: http.NewServeMux(), maxWait: o.MaxWait, metrics: newMetrics(o.Metrics), keysApplied: o.KeysApplied}
 	if sched := o.Registry.Scheduler; sched != nil && o.Store != nil {
 		// The scheduler follows the store's commits from here on, and the
 		// hosts from gossip (membership.FeedScheduler keeps them current).
@@ -83,6 +90,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/hosts/{host}", s.auth(s.getHost))
 	m.HandleFunc("GET /v1/hosts/{host}/plan", s.auth(s.hostPlan))
 	m.HandleFunc("POST /v1/hosts/{host}/status", s.auth(s.hostReport))
+	m.HandleFunc("PUT /v1/hosts/{host}/identity", s.auth(s.registerIdentity))
+	m.HandleFunc("POST /v1/gossip/rotate-key", s.auth(s.rotateGossipKey))
 	m.HandleFunc("POST /v1/hosts/{host}/drain", s.auth(s.setDrain(true)))
 	m.HandleFunc("POST /v1/hosts/{host}/enable", s.auth(s.setDrain(false)))
 	m.HandleFunc("GET /v1/tokens", s.auth(s.listTokens))

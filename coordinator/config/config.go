@@ -48,6 +48,7 @@ func (c *Config) SetDefaults() {
 		Listen:        []string{"127.0.0.1:7070"},
 		GossipBind:    "0.0.0.0:7946",
 		GossipProfile: "lan",
+		GossipKeyFile: "/etc/strata/gossip.key",
 		RetainDeltas:  10000,
 		MaxWait:       60 * time.Second,
 		VNIRange:      "1000-99999",
@@ -108,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := netip.ParseAddrPort(c.GossipBind); err != nil {
 		return api.Fieldf("gossip_bind", "%q is not ip:port", c.GossipBind)
+	}
+	if c.GossipKeyFile == "" {
+		return api.Fieldf("gossip_key_file", "must be set: the gossip pool admits only members holding the cluster key (base64 of 32 random bytes, mode 0600)")
 	}
 	if c.GossipProfile != "lan" && c.GossipProfile != "local" {
 		return api.Fieldf("gossip_profile", "%q is not lan or local", c.GossipProfile)

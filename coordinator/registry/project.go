@@ -52,6 +52,8 @@ func Default() *Registry {
 	reg := &Registry{byName: map[string]*Kind{}, Settings: DefaultSettings(), Scheduler: scheduler.New(scheduler.DefaultConfig())}
 	_ = reg.Add(ProjectKind(reg))
 	_ = reg.Add(HostConfigKind())
+	_ = reg.Add(HostIdentityKind())
+	_ = reg.Add(GossipKeyringKind())
 	_ = reg.Add(NetworkKind())
 	_ = reg.Add(SubnetKind())
 	_ = reg.Add(PortKind())

@@ -120,3 +120,29 @@ type HostConfigSpec struct {
 	Drained bool   `json:"drained,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 }
+
+// HostIdentitySpec is the spec of kind "hostidentity", named after its
+// host: the address the host gossips from and its VTEP, registered by the
+// host's own agent credential. Gossip members claiming the host's name
+// with anything else are ignored by the coordinator and every agent.
+type HostIdentitySpec struct {
+	Addr string `json:"addr"`
+	VTEP string `json:"vtep,omitempty"`
+}
+
+// GossipKeyringName is the one resource of kind "gossipkeyring".
+const GossipKeyringName = "cluster"
+
+// GossipKeyringSpec is the spec of kind "gossipkeyring": the keys (base64)
+// every member decrypts with, and the one it encrypts with. Agents get it
+// in their plans; `stratactl gossip rotate-key` changes it.
+type GossipKeyringSpec struct {
+	Keys    []string `json:"keys"`
+	Primary string   `json:"primary"`
+}
+
+// GossipRotateResult answers POST /v1/gossip/rotate-key.
+type GossipRotateResult struct {
+	Primary string `json:"primary"` // fingerprint of the new key
+	Epoch   uint64 `json:"epoch"`
+}

@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"math"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -44,18 +45,26 @@ type Config struct {
 	BindPort      int    // default 7946
 	AdvertiseAddr string // default: derived by memberlist from BindAddr
 	AdvertisePort int    // default BindPort
-	Key           []byte // 16, 24 or 32 bytes; nil for an unencrypted pool
-	Profile       string // ProfileLAN (default) or ProfileLocal
-	Logger        *slog.Logger
-	Meta          Meta
-	ReapAfter     time.Duration // default DefaultReapAfter
+	Key           []byte // 16, 24 or 32 bytes, the primary key; required
+	// ExtraKeys also decrypt (a rotation under way when this member
+	// started).
+	ExtraKeys [][]byte
+	// Identities, when not nil, are the registered hosts from the start
+	// (see SetIdentities); nil admits every keyed member until then.
+	Identities map[string]Identity
+	Profile    string // ProfileLAN (default) or ProfileLocal
+	Logger     *slog.Logger
+	Meta       Meta
+	ReapAfter  time.Duration // default DefaultReapAfter
 }
 
 // Member is this process's membership in the gossip pool.
 type Member struct {
-	name string
-	ml   *memberlist.Memberlist
-	view *view
+	name    string
+	ml      *memberlist.Memberlist
+	view    *view
+	admit   *admission
+	keyring *memberlist.Keyring
 	// suspectTTL inputs, from the memberlist config.
 	probeInterval         time.Duration
 	suspicionMult, maxMul int
@@ -101,12 +110,21 @@ func memberlistConfig(cfg Config) (*memberlist.Config, error) {
 	if cfg.AdvertisePort != 0 {
 		mc.AdvertisePort = cfg.AdvertisePort
 	}
-	if cfg.Key != nil {
-		if err := checkKey(cfg.Key); err != nil {
+	if len(cfg.Key) == 0 {
+		return nil, ErrNoKey
+	}
+	for _, k := range append([][]byte{cfg.Key}, cfg.ExtraKeys...) {
+		if err := checkKey(k); err != nil {
 			return nil, err
 		}
-		mc.SecretKey = cfg.Key
 	}
+	kr, err := memberlist.NewKeyring(cfg.ExtraKeys, cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	mc.Keyring = kr
+	// Refuse anything not encrypted with a key of ours, both ways.
+	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	return mc, nil
 }
 
@@ -154,6 +172,12 @@ func New(cfg Config) (*Member, error) {
 		subs:          make(map[chan struct{}]struct{}),
 	}
 	m.view = newView(cfg.Name, reap, m.signal)
+	m.keyring = mc.Keyring
+	m.admit = &admission{local: cfg.Name, log: logger, logged: map[string]bool{}}
+	if cfg.Identities != nil {
+		m.admit.set(cfg.Identities)
+	}
+	mc.Alive = m.admit
 	mc.Delegate = metaDelegate{m}
 	mc.Events = m.view
 	mc.Ping = m.view
@@ -170,6 +194,13 @@ func New(cfg Config) (*Member, error) {
 
 // Name is the local node's name.
 func (m *Member) Name() string { return m.name }
+
+// LocalAddr is the address and port peers reach this member at.
+func (m *Member) LocalAddr() netip.AddrPort {
+	n := m.ml.LocalNode()
+	a, _ := netip.AddrFromSlice(n.Addr)
+	return netip.AddrPortFrom(a.Unmap(), n.Port)
+}
 
 // Join contacts the given host:port addresses and merges their view of the
 // pool. It returns how many were reached; the error is set only if none was.
@@ -230,11 +261,21 @@ func (m *Member) updateMeta(fn func(*Meta), timeout time.Duration) error {
 	return nil
 }
 
-// Peers returns every node this member knows, itself included, sorted by
-// name: alive and suspect ones, and dead or left ones until reaped.
+// Peers returns every node this member knows and admits (see
+// SetIdentities), itself included, sorted by name: alive and suspect ones,
+// and dead or left ones until reaped.
 func (m *Member) Peers() []Peer {
-	return m.view.snapshot(time.Now(), m.suspectTTL(m.ml.NumMembers()))
+	all := m.view.snapshot(timeNow(), m.suspectTTL(m.ml.NumMembers()))
+	out := all[:0]
+	for _, p := range all {
+		if m.admit.check(p) == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
+
+var timeNow = time.Now
 
 // suspectTTL is memberlist's longest suspicion timeout for a pool of n
 // (state.go suspicionTimeout times SuspicionMaxTimeoutMult) plus one probe.

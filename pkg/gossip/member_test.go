@@ -50,8 +50,14 @@ func agentMeta(name string, epoch uint64) Meta {
 		DiskGiB: 900, AppliedEpoch: epoch, APIAddr: "", Drained: false}
 }
 
+// testKey is the pool key of tests that pass none.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
 func startMember(t *testing.T, name string, port int, meta Meta, key []byte) *Member {
 	t.Helper()
+	if key == nil {
+		key = testKey
+	}
 	m, err := New(Config{Name: name, BindAddr: "127.0.0.1", BindPort: port,
 		Key: key, Profile: ProfileLocal, Logger: discardLogger(), Meta: meta})
 	if err != nil {
@@ -129,7 +135,7 @@ func TestPoolConvergesAndPropagatesMeta(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		key  []byte
-	}{{"plain", nil}, {"encrypted", key}} {
+	}{{"shared test key", nil}, {"fresh key", key}} {
 		t.Run(tt.name, func(t *testing.T) {
 			ms, ports := startPool(t, 3, tt.key)
 			d := waitFor(t, 5*time.Second, "three members converge", func() bool { return converged(ms) })
@@ -262,8 +268,6 @@ func TestKeyMismatchDoesNotJoin(t *testing.T) {
 		poolKey, key []byte
 	}{
 		{"different keys", k1, k2},
-		{"plain into encrypted", k1, nil},
-		{"encrypted into plain", nil, k2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,6 +335,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no role", Config{Name: "x", Meta: Meta{}}},
 		{"bad profile", Config{Name: "x", Meta: ok, Profile: "wan"}},
 		{"bad key", Config{Name: "x", Meta: ok, Key: []byte("short")}},
+		{"no key", Config{Name: "x", Meta: ok}},
+		{"bad extra key", Config{Name: "x", Meta: ok, Key: testKey, ExtraKeys: [][]byte{[]byte("short")}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,11 +50,15 @@ func run(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 
-	member, err := startGossip(cfg, log)
+	member, err := startGossip(cfg, st, log)
 	if err != nil {
 		return err
 	}
 	defer member.Shutdown()
+	gsync := &membership.Sync{Store: st, Member: member, Log: log.With("subsystem", "gossip")}
+	if err := gsync.Once(); err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -65,11 +71,13 @@ func run(ctx context.Context, cfg *config.Config) error {
 	srv := coordapi.New(coordapi.Options{
 		Store: st, Registry: kinds, Hosts: membership.View{Peers: member},
 		Logger: log.With("subsystem", "api"), MaxWait: cfg.MaxWait, Metrics: reg,
+		KeysApplied: gsync.Applied,
 	})
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go membership.FeedScheduler(ctx, member, kinds.Scheduler, 200*time.Millisecond)
+	go gsync.Run(ctx)
 	errc := make(chan error, len(cfg.Listen)+1)
 	var servers []*http.Server
 	for _, addr := range cfg.Listen {
@@ -110,7 +118,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-func startGossip(cfg *config.Config, log *slog.Logger) (*gossip.Member, error) {
+func startGossip(cfg *config.Config, st *store.Store, log *slog.Logger) (*gossip.Member, error) {
 	gc := gossip.Config{
 		Name: cfg.Name, Profile: cfg.GossipProfile, Logger: log.With("subsystem", "gossip"),
 		Meta: gossip.Meta{Role: gossip.RoleCoordinator, APIAddr: cfg.APIURL},
@@ -118,12 +126,24 @@ func startGossip(cfg *config.Config, log *slog.Logger) (*gossip.Member, error) {
 	if err := gc.SetAddrs(cfg.GossipBind, cfg.GossipAdvertise); err != nil {
 		return nil, err
 	}
-	if cfg.GossipKeyFile != "" {
-		key, err := gossip.LoadKeyFile(cfg.GossipKeyFile)
-		if err != nil {
-			return nil, err
+	keys, primary, err := gossipKeyring(cfg, st, log)
+	if err != nil {
+		return nil, err
+	}
+	gc.Key = primary
+	for _, k := range keys {
+		if !bytes.Equal(k, primary) {
+			gc.ExtraKeys = append(gc.ExtraKeys, k)
 		}
-		gc.Key = key
+	}
+	// Admit only registered hosts from the first packet on.
+	err = st.View(func(tx *store.Tx) error {
+		rs, err := tx.List("hostidentity", "", false)
+		gc.Identities = gossip.Identities(rs)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	m, err := gossip.New(gc)
 	if err != nil {
@@ -138,6 +158,39 @@ func startGossip(cfg *config.Config, log *slog.Logger) (*gossip.Member, error) {
 		}
 	}
 	return m, nil
+}
+
+// gossipKeyring is the pool's keyring: the committed one (it may have been
+// rotated since the key file was written), else the key file's key,
+// committed now so agents get it in their plans and rotation can start.
+func gossipKeyring(cfg *config.Config, st *store.Store, log *slog.Logger) ([][]byte, []byte, error) {
+	var spec api.GossipKeyringSpec
+	err := st.View(func(tx *store.Tx) error {
+		r, err := tx.Get(api.Key{Kind: "gossipkeyring", Name: api.GossipKeyringName})
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(r.Spec, &spec)
+	})
+	if err == nil {
+		return gossip.DecodeKeyring(spec)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, err
+	}
+	key, err := gossip.LoadKeyFile(cfg.GossipKeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	buf, _ := json.Marshal(gossip.EncodeKeyring([][]byte{key}, key))
+	if _, _, err := st.Update(func(tx *store.Tx) error {
+		_, _, err := tx.Put(api.Resource{Kind: "gossipkeyring", Name: api.GossipKeyringName, Spec: buf})
+		return err
+	}); err != nil {
+		return nil, nil, fmt.Errorf("store gossip keyring: %w", err)
+	}
+	log.Info("gossip keyring stored from the key file", "primary", coordapi.KeyFingerprint(key))
+	return [][]byte{key}, key, nil
 }
 
 // ensureAdminToken issues the first admin token at first start and writes

@@ -235,3 +235,32 @@ func tokensCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(create, list, del)
 	return cmd
 }
+
+func gossipCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "gossip", Short: "The gossip pool (admin)"}
+	var timeout time.Duration
+	rotate := &cobra.Command{
+		Use:   "rotate-key",
+		Short: "Move the pool to a fresh gossip key without restarts",
+		Long: "Installs a new key on every member beside the old one, makes it the key members\n" +
+			"encrypt with, then removes the old one; each step waits until the coordinator and\n" +
+			"every live host hold it. Hosts down meanwhile get the keyring in their plan.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var res api.GossipRotateResult
+			path := "/v1/gossip/rotate-key?timeout=" + timeout.String()
+			if err := c.Do(cmd.Context(), http.MethodPost, path, nil, &res); err != nil {
+				return err
+			}
+			return g.print(cmd, res, ctl.Table{Header: []string{"PRIMARY", "EPOCH"},
+				Rows: [][]string{{res.Primary, fmt.Sprint(res.Epoch)}}})
+		},
+	}
+	rotate.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long each step waits for the hosts")
+	cmd.AddCommand(rotate)
+	return cmd
+}

@@ -54,7 +54,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.endpoint, "endpoint", envOr("STRATA_ENDPOINT", "http://127.0.0.1:7070"), "coordinator API URL (env STRATA_ENDPOINT)")
 	pf.StringVar(&g.token, "token", os.Getenv("STRATA_TOKEN"), "API token (env STRATA_TOKEN)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), applyCmd(g), deleteCmd(g))
+	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), gossipCmd(g), applyCmd(g), deleteCmd(g))
 	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g), aggregatesCmd(g), serverGroupsCmd(g))
 	root.AddCommand(networksCmd(g), subnetsCmd(g), portsCmd(g), securityGroupsCmd(g), externalNetworksCmd(g), routersCmd(g), floatingIPsCmd(g), firewallGroupsCmd(g))
 	requireSubcommands(root)

@@ -1,0 +1,121 @@
+package gossip
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Identity is what the coordinator holds for a registered host: the
+// address it gossips from and its VTEP. A host registers them with its own
+// (per-host) API credential, so a member holding only the gossip key
+// cannot pass for it.
+type Identity struct {
+	Addr netip.Addr
+	VTEP netip.Addr
+}
+
+// admission is the member's rule for who counts as a host: an agent
+// member must carry the name, address and VTEP of a registered host.
+// memberlist asks it for every alive message (so a refused member never
+// enters the pool's state here, and cannot hold a real host's name), and
+// Peers filters by it again, so a registration that changes later is
+// honoured for members already known.
+type admission struct {
+	local string
+	log   *slog.Logger
+
+	loggedMu sync.Mutex
+	logged   map[string]bool // refusals already logged, by name and address
+
+	mu    sync.RWMutex
+	known bool // false until the first registry arrives: admit all
+	ids   map[string]Identity
+}
+
+func (a *admission) set(ids map[string]Identity) {
+	cp := make(map[string]Identity, len(ids))
+	for k, v := range ids {
+		cp[k] = v
+	}
+	a.mu.Lock()
+	a.known, a.ids = true, cp
+	a.mu.Unlock()
+}
+
+// check says why p may not count as a member, or nil.
+func (a *admission) check(p Peer) error {
+	if p.Name == a.local {
+		return nil
+	}
+	if p.MetaErr != nil {
+		return fmt.Errorf("member %q: meta does not decode: %w", p.Name, p.MetaErr)
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if !a.known {
+		return nil
+	}
+	id, registered := a.ids[p.Name]
+	switch {
+	case p.Meta.Role == RoleCoordinator && registered:
+		return fmt.Errorf("coordinator member %q takes a registered host's name", p.Name)
+	case p.Meta.Role == RoleCoordinator:
+		return nil
+	case !registered:
+		return fmt.Errorf("member %q is not a registered host", p.Name)
+	case p.Addr.Addr() != id.Addr:
+		return fmt.Errorf("member %q gossips from %s, host %q is registered at %s", p.Name, p.Addr.Addr(), p.Name, id.Addr)
+	case p.Meta.VTEP != id.VTEP:
+		return fmt.Errorf("member %q advertises VTEP %s, host %q is registered with %s", p.Name, p.Meta.VTEP, p.Name, id.VTEP)
+	}
+	return nil
+}
+
+// NotifyAlive implements memberlist.AliveDelegate: an error drops the
+// alive message, so the member never joins this node's view.
+func (a *admission) NotifyAlive(n *memberlist.Node) error {
+	p := peerFromNode(n)
+	err := a.check(p)
+	if err != nil {
+		a.logRefusal(p, err)
+	}
+	return err
+}
+
+// logRefusal logs each refused name and address once (up to a bound, so
+// a flood of made-up names cannot flood the log).
+func (a *admission) logRefusal(p Peer, err error) {
+	k := p.Name + "@" + p.Addr.String()
+	a.loggedMu.Lock()
+	fresh := !a.logged[k] && len(a.logged) < 1024
+	if fresh {
+		a.logged[k] = true
+	}
+	a.loggedMu.Unlock()
+	if fresh {
+		a.log.Warn("refused gossip member", "member", p.Name, "addr", p.Addr, "reason", err)
+	}
+}
+
+// SetIdentities installs the registered hosts; from then on only agent
+// members matching one count, here and in Peers.
+func (m *Member) SetIdentities(ids map[string]Identity) {
+	m.admit.set(ids)
+	m.signal()
+}
+
+// Refused lists the members known to memberlist's view here that the
+// admission rule refuses (registered later, or changed since), with why.
+func (m *Member) Refused() map[string]error {
+	out := map[string]error{}
+	for _, p := range m.view.snapshot(timeNow(), m.suspectTTL(m.ml.NumMembers())) {
+		if err := m.admit.check(p); err != nil {
+			out[p.Name] = err
+		}
+	}
+	return out
+}
