@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -228,6 +230,7 @@ func (a *Agent) startGossip() (*gossip.Member, error) {
 		cap = api.Capacity{}
 	}
 	meta := gossip.Meta{Role: gossip.RoleAgent, Zone: a.cfg.Zone, Aggregates: a.cfg.Aggregates,
+		Arch: hostinfo.Arch(), Physnets: slices.Sorted(maps.Keys(a.cfg.Network.PhysicalNetworks)),
 		VCPUs: uint32(cap.VCPUs), RAMMiB: uint64(cap.RAMMiB), DiskGiB: uint64(cap.DiskGiB)}
 	if a.cfg.VTEP != "" {
 		meta.VTEP = netip.MustParseAddr(a.cfg.VTEP) // validated in config

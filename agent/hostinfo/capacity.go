@@ -49,3 +49,16 @@ func memTotalMiB(path string) (uint64, error) {
 	}
 	return 0, fmt.Errorf("%s: no MemTotal line", path)
 }
+
+// Arch is the host's machine architecture as images name it (uname -m).
+func Arch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	case "386":
+		return "i686"
+	}
+	return runtime.GOARCH
+}

@@ -50,6 +50,7 @@ func HostFromPeer(p gossip.Peer) api.Host {
 	}
 	h.Capacity = api.Capacity{VCPUs: int(m.VCPUs), RAMMiB: int(m.RAMMiB), DiskGiB: int(m.DiskGiB)}
 	h.AppliedEpoch = m.AppliedEpoch
+	h.Arch, h.Physnets = m.Arch, m.Physnets
 	return h
 }
 
@@ -59,7 +60,7 @@ func SchedulerHosts(hosts []api.Host) []scheduler.Host {
 	out := make([]scheduler.Host, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, scheduler.Host{Name: h.Name, Alive: h.State == api.StateAlive, Drained: h.Drained,
-			Zone: h.Zone, Capacity: h.Capacity})
+			Zone: h.Zone, Capacity: h.Capacity, Arch: h.Arch, Physnets: h.Physnets})
 	}
 	return out
 }

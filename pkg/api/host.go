@@ -35,6 +35,9 @@ type Host struct {
 	Capacity     Capacity  `json:"capacity"`
 	AppliedEpoch uint64    `json:"applied_epoch"`
 	Drained      bool      `json:"drained"`
+	// Arch and Physnets come from the agent (gossip meta), for placement.
+	Arch     string   `json:"arch,omitempty"`
+	Physnets []string `json:"physnets,omitempty"`
 	// Reason is why an operator drained the host.
 	Reason string      `json:"reason,omitempty"`
 	Report *HostReport `json:"report,omitempty"`

@@ -45,6 +45,10 @@ type Meta struct {
 	AppliedEpoch uint64
 	APIAddr      string // coordinator's API URL; empty for agents
 	Drained      bool
+	// Arch is the host's machine architecture ("x86_64") and Physnets the
+	// physical networks it bridges, for the scheduler (minor version 1.1).
+	Arch     string
+	Physnets []string
 
 	// leaving is set only by Member.Leave, just before memberlist's leave
 	// message, so peers can tell a graceful leave from a failure: see
@@ -59,11 +63,13 @@ func (m Meta) Equal(o Meta) bool {
 		slices.Equal(m.Aggregates, o.Aggregates) && m.VTEP == o.VTEP &&
 		m.VCPUs == o.VCPUs && m.RAMMiB == o.RAMMiB && m.DiskGiB == o.DiskGiB &&
 		m.AppliedEpoch == o.AppliedEpoch && m.APIAddr == o.APIAddr &&
-		m.Drained == o.Drained && m.leaving == o.leaving
+		m.Drained == o.Drained && m.leaving == o.leaving &&
+		m.Arch == o.Arch && slices.Equal(m.Physnets, o.Physnets)
 }
 
 func (m Meta) clone() Meta {
 	m.Aggregates = slices.Clone(m.Aggregates)
+	m.Physnets = slices.Clone(m.Physnets)
 	return m
 }
 
@@ -81,6 +87,12 @@ func (m Meta) clone() Meta {
 //	epoch      varint
 //	api_addr   string
 //	flags      varint; bit 0 = drained, bit 1 = leaving, others reserved
+//
+// Appended in minor version 1.1, written only when one is set (so a meta
+// without them encodes as before):
+//
+//	arch       string
+//	physnets   varint count, then that many strings
 //
 // Compatibility rule: a newer minor writer may append fields after flags and
 // set reserved flag bits without changing the version byte; readers decode
@@ -136,6 +148,13 @@ func (m Meta) Encode() ([]byte, error) {
 		flags |= flagLeaving
 	}
 	e.uvarint("flags", flags)
+	if m.Arch != "" || len(m.Physnets) > 0 {
+		e.str("arch", -1, m.Arch)
+		e.uvarint("physnets", uint64(len(m.Physnets)))
+		for i, p := range m.Physnets {
+			e.str("physnets", i, p)
+		}
+	}
 	if e.err != nil {
 		return nil, e.err
 	}
@@ -209,6 +228,15 @@ func DecodeMeta(b []byte) (Meta, error) {
 	flags := d.uvarint("flags", math.MaxUint64)
 	m.Drained = flags&flagDrained != 0
 	m.leaving = flags&flagLeaving != 0
+	if d.err == nil && len(d.buf) > 0 {
+		m.Arch = d.str("arch")
+		if n := d.uvarint("physnets", uint64(len(d.buf))); n > 0 {
+			m.Physnets = make([]string, 0, n)
+			for range n {
+				m.Physnets = append(m.Physnets, d.str("physnets"))
+			}
+		}
+	}
 	if d.err != nil {
 		return Meta{}, d.err
 	}

@@ -39,6 +39,8 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"longest string", Meta{Zone: strings.Repeat("z", MaxStringLen)}},
 		{"unknown role survives", Meta{Role: 9}},
 		{"leaving flag", Meta{Role: RoleAgent, Drained: true, leaving: true}},
+		{"arch and physnets", Meta{Role: RoleAgent, Arch: "aarch64", Physnets: []string{"physnet1", "physnet2"}}},
+		{"physnets only", Meta{Role: RoleAgent, Physnets: []string{"p"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,8 +146,11 @@ func TestDecodeMetaIgnoresNewerTrailingFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)-1] |= 0x40                         // reserved flag bit in the one-byte flags varint
-	b = append(b, 0x07, 3, 'n', 'e', 'w', 0xff) // unknown trailing fields
+	b[len(b)-1] |= 0x40 // reserved flag bit in the one-byte flags varint
+	// Version 1.1 fields, then fields this reader does not know.
+	want.Arch, want.Physnets = "x86_64", []string{"physnet1"}
+	b = append(b, 6, 'x', '8', '6', '_', '6', '4', 1, 8, 'p', 'h', 'y', 's', 'n', 'e', 't', '1')
+	b = append(b, 0x07, 3, 'n', 'e', 'w', 0xff)
 	got, err := DecodeMeta(b)
 	if err != nil {
 		t.Fatalf("DecodeMeta: %v", err)
