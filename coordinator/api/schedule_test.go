@@ -51,8 +51,8 @@ func TestSchedulerAntiAffinityAndReasons(t *testing.T) {
 	before := f.store.Epoch()
 	code, body, _ := createVM(f, "web3", `,"group":"web"`)
 	want := "0 of 4 hosts: 1 drained or dead, 3 already holding a member of anti-affinity group web"
-	if code != 409 || !strings.Contains(body, want) {
-		t.Fatalf("fourth member: %d %s, want 409 with %q", code, body, want)
+	if code != 409 || !strings.Contains(body, want) || !strings.Contains(body, `"field": "spec.group"`) {
+		t.Fatalf("fourth member: %d %s, want 409 naming spec.group with %q", code, body, want)
 	}
 	if f.store.Epoch() != before {
 		t.Fatal("a refused create changed the store")
@@ -66,7 +66,7 @@ func TestSchedulerAntiAffinityAndReasons(t *testing.T) {
 		t.Fatalf("zone az2: %d %s", code, body)
 	}
 	code, body, _ = createVM(f, "z2", `,"zone":"az9"`)
-	if code != 409 || !strings.Contains(body, "0 of 4 hosts: 1 drained or dead, 3 in another zone") {
+	if code != 409 || !strings.Contains(body, "0 of 4 hosts: 1 drained or dead, 3 in another zone") || !strings.Contains(body, `"field": "spec.zone"`) {
 		t.Fatalf("unknown zone: %d %s", code, body)
 	}
 	// A create that fails after placement (its port's network is unknown)

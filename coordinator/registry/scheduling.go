@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/strata-infra/strata/coordinator/scheduler"
 	"github.com/strata-infra/strata/coordinator/store"
@@ -133,5 +134,28 @@ func noHost(nh *scheduler.NoHostError, sched *scheduler.State, req scheduler.Req
 		return api.Fieldf("spec.flavor", "larger than any alive host (%d vCPUs, %d MiB, %d GiB): %s",
 			req.Resources.VCPUs, req.Resources.RAMMiB, req.Resources.DiskGiB, msg)
 	}
-	return &api.Error{Code: http.StatusConflict, Field: "spec.flavor", Message: msg}
+	return &api.Error{Code: http.StatusConflict, Field: blame(nh), Message: msg}
+}
+
+// blame names the request field behind the filter that removed the most
+// of the live hosts: the zone, the group, the image, or the flavor (its
+// size or extra specs); none when every host is dead or drained.
+func blame(nh *scheduler.NoHostError) string {
+	var top scheduler.Removal
+	for _, r := range nh.Removed {
+		if r.Hosts > top.Hosts && r.Reason != (scheduler.AliveFilter{}).Reason(nil) {
+			top = r
+		}
+	}
+	switch {
+	case top.Reason == (scheduler.ZoneFilter{}).Reason(nil):
+		return "spec.zone"
+	case strings.Contains(top.Reason, " group "):
+		return "spec.group"
+	case top.Reason == (scheduler.ImageFilter{}).Reason(nil):
+		return "spec.image"
+	case top.Hosts == 0, strings.HasPrefix(top.Reason, "without "), strings.Contains(top.Reason, "current host"):
+		return ""
+	}
+	return "spec.flavor"
 }
