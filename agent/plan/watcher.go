@@ -29,8 +29,9 @@ type Watcher struct {
 
 	state      *State
 	wake       chan struct{}
-	synced     atomic.Bool   // a watch has succeeded since start
-	coordEpoch atomic.Uint64 // the coordinator's epoch at the last successful watch
+	synced     atomic.Bool              // a watch has succeeded since start
+	coordEpoch atomic.Uint64            // the coordinator's epoch at the last successful watch
+	cur        atomic.Pointer[Snapshot] // the state's latest snapshot, for other goroutines
 	FullSyncs  atomic.Uint64
 	DeltaSyncs atomic.Uint64
 	LastError  atomic.Pointer[string]
@@ -42,7 +43,9 @@ func NewWatcher(host string, src Source, path string, wait time.Duration, log *s
 	if err != nil {
 		return nil, err
 	}
-	return &Watcher{Host: host, Source: src, Path: path, Wait: wait, Log: log, OnChange: onChange, state: st, wake: make(chan struct{}, 1)}, nil
+	w := &Watcher{Host: host, Source: src, Path: path, Wait: wait, Log: log, OnChange: onChange, state: st, wake: make(chan struct{}, 1)}
+	w.cur.Store(st.Snapshot())
+	return w, nil
 }
 
 // Wake cuts a retry's back-off short: the caller has seen the coordinator
@@ -60,8 +63,15 @@ func (w *Watcher) CoordinatorEpoch() (epoch uint64, ok bool) {
 	return w.coordEpoch.Load(), w.synced.Load()
 }
 
-// Snapshot returns the current plan (call before Run or from OnChange).
-func (w *Watcher) Snapshot() *Snapshot { return w.state.Snapshot() }
+// Snapshot returns the current plan. It is safe from any goroutine: the
+// state itself is Run's alone (a status report reading it while a delta
+// applies crashed the agent with a concurrent map access).
+func (w *Watcher) Snapshot() *Snapshot {
+	if s := w.cur.Load(); s != nil {
+		return s
+	}
+	return w.state.Snapshot()
+}
 
 // Run watches until ctx ends. Errors back off from 500 ms to 30 s; Wake
 // ends a back-off at once.
@@ -127,9 +137,11 @@ func (w *Watcher) Step(ctx context.Context) error {
 		return err
 	}
 	w.Log.Debug("plan updated", "epoch", p.Epoch, "full", p.Full, "deltas", len(p.Deltas))
+	snap := w.state.Snapshot()
+	w.cur.Store(snap)
 	w.caughtUp(p.Epoch)
 	if w.OnChange != nil {
-		w.OnChange(w.state.Snapshot())
+		w.OnChange(snap)
 	}
 	return nil
 }
