@@ -5,13 +5,20 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/agent/network/planmap"
 	"github.com/strata-infra/strata/agent/network/router"
+	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -237,5 +244,218 @@ func TestLabFailClosed(t *testing.T) {
 	bringUpB(t, l)
 	if b, err := os.ReadFile(l.logFile("h1")); err != nil || !strings.Contains(string(b), "not Strata's") {
 		t.Fatalf("h1's log does not show the refused router (%v)", err)
+	}
+}
+
+const teardownExternal = `
+kind: externalnetwork
+name: ext
+spec:
+  physical_network: physnet1
+  cidr: 203.0.113.0/24
+  gateway: 203.0.113.1
+  allocation_pools: [{start: 203.0.113.10, end: 203.0.113.99}]
+`
+
+// teardownProject has a bit of everything a teardown must remove in
+// order: endpoint ports on both hosts, a security group, a router with a
+// gateway and a floating IP.
+const teardownProject = `
+kind: project
+name: td
+---
+kind: network
+project: td
+name: net
+---
+kind: subnet
+project: td
+name: sub
+spec: {network: net, cidr: 10.50.0.0/24}
+---
+kind: securitygroup
+project: td
+name: web
+spec:
+  rules:
+  - {direction: egress}
+  - {direction: ingress, protocol: tcp, ports: "8080", remote_group: web}
+---
+kind: port
+project: td
+name: p1
+spec: {network: net, host: h1, owner: endpoint, security_groups: [web]}
+---
+kind: port
+project: td
+name: p2
+spec: {network: net, host: h2, owner: endpoint, security_groups: [web]}
+---
+kind: router
+project: td
+name: rt
+spec:
+  external_network: ext
+  interfaces: [{subnet: sub}]
+  host: h1
+---
+kind: floatingip
+project: td
+name: fip
+spec: {external_network: ext, port: p2}
+`
+
+// bigProject is 50 networks and 100 ports: 10 endpoints, the rest bound
+// ports filtered by the default group, spread over both hosts; DHCP on 5
+// of the subnets.
+func bigProject() string {
+	var b strings.Builder
+	b.WriteString("kind: project\nname: big\n")
+	for i := range 50 {
+		dhcp := "false"
+		if i%10 == 0 {
+			dhcp = "true"
+		}
+		fmt.Fprintf(&b, "---\nkind: network\nproject: big\nname: n%d\n---\nkind: subnet\nproject: big\nname: s%d\nspec: {network: n%d, cidr: 10.60.%d.0/24, dhcp: %s}\n", i, i, i, i, dhcp)
+	}
+	for i := range 100 {
+		host, owner := 1+i%2, ""
+		if i < 10 {
+			owner = ", owner: endpoint"
+		}
+		fmt.Fprintf(&b, "---\nkind: port\nproject: big\nname: p%d\nspec: {network: n%d, host: h%d%s}\n", i, i%50, host, owner)
+	}
+	return b.String()
+}
+
+// leftovers lists what Strata made on the lab's hosts beyond the provider
+// bridge and the empty security group table: namespaces, links, nft
+// chains and sets.
+func leftovers(t testing.TB, l *Lab, hosts int) []string {
+	t.Helper()
+	var left []string
+	ents, _ := os.ReadDir("/run/netns")
+	for i := 1; i <= hosts; i++ {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), l.NetNSPrefix(i)) {
+				left = append(left, "netns "+e.Name())
+			}
+		}
+		out, err := exec.Command("ip", "-n", l.Namespace(i), "-o", "link", "show").CombinedOutput()
+		if err != nil {
+			t.Fatalf("links of h%d: %v %s", i, err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			for _, p := range []string{network.BridgePrefix, network.VXLANPrefix, network.DHCPVethPrefix, network.EndpointVethPrefix,
+				router.HostInternalPrefix, router.HostGatewayPrefix} {
+				if strings.HasPrefix(name, p) {
+					left = append(left, fmt.Sprintf("h%d link %s", i, name))
+				}
+			}
+		}
+		f, err := os.Open("/run/netns/" + l.Namespace(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := nftsync.Open(int(f.Fd()))
+		if err != nil {
+			f.Close()
+			t.Fatal(err)
+		}
+		tab := &nftables.Table{Family: nftables.TableFamilyINet, Name: secgroup.DefaultTable}
+		chains, _ := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		for _, ch := range chains {
+			if ch.Table.Name == tab.Name && ch.Name != "forward" && ch.Name != "sources" {
+				left = append(left, fmt.Sprintf("h%d nft chain %s", i, ch.Name))
+			}
+		}
+		sets, _ := c.GetSets(tab)
+		for _, s := range sets {
+			left = append(left, fmt.Sprintf("h%d nft set %s", i, s.Name))
+		}
+		f.Close()
+	}
+	return left
+}
+
+// TestLabTeardownConverges: 20 cycles of applying and then deleting (one
+// delete call after another, no waiting in between) a project with
+// endpoint ports, a security group, a router and a floating IP; then a
+// project of 50 networks and 100 ports deleted in one go. After each
+// delete every host converges, with nothing left behind and no "busy" in
+// any agent's log. The big delete reaches one host all at once (its agent
+// is stopped while the deletes are issued), so it tears everything down in
+// a single pass and one security group batch.
+func TestLabTeardownConverges(t *testing.T) {
+	l := testLab(t, 2, 10000)
+	if err := l.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitCLI(t, l, 30*time.Second, "hosts up", AllAliveAndConverged(2))
+	applyManifest(t, l, teardownExternal)
+	dir := t.TempDir()
+	file := func(name, m string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(m), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	td := file("td.yaml", teardownProject)
+	const cycles = 20
+	start := time.Now()
+	var up, down time.Duration
+	for i := range cycles {
+		stratactl(t, l, nil, "apply", "-f", td)
+		_, took := waitCLI(t, l, 60*time.Second, fmt.Sprintf("cycle %d: applied", i), AllAliveAndConverged(2))
+		up += took
+		if i == 0 && !nsExists(l.EndpointNamespace(2, "td", "p2")) {
+			t.Fatal("cycle 0: td/p2's endpoint was not made")
+		}
+		stratactl(t, l, nil, "delete", "-f", td)
+		_, took = waitCLI(t, l, 60*time.Second, fmt.Sprintf("cycle %d: deleted", i), AllAliveAndConverged(2))
+		down += took
+		if left := leftovers(t, l, 2); len(left) > 0 {
+			t.Fatalf("cycle %d: left behind after the delete converged: %v", i, left)
+		}
+	}
+	t.Logf("%d create-then-delete cycles in %s: converged %s after the applies, %s after the deletes (totals)",
+		cycles, time.Since(start).Round(time.Millisecond), up.Round(time.Millisecond), down.Round(time.Millisecond))
+
+	big := file("big.yaml", bigProject())
+	start = time.Now()
+	stratactl(t, l, nil, "apply", "-f", big)
+	_, took := waitCLI(t, l, 180*time.Second, "50 networks and 100 ports applied", AllAliveAndConverged(2))
+	t.Logf("50 networks, 100 ports: applied in %s, hosts converged %s later", (time.Since(start) - took).Round(time.Millisecond), took.Round(time.Millisecond))
+	// h1 applies the whole delete in one pass: its agent is stopped while
+	// the deletes are issued, and started again after them.
+	if err := l.StopAgent(1, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	stratactl(t, l, nil, "delete", "-f", big)
+	deleted := time.Since(start)
+	if err := l.StartAgent(1); err != nil {
+		t.Fatal(err)
+	}
+	_, took = waitCLI(t, l, 180*time.Second, "50 networks and 100 ports deleted", AllAliveAndConverged(2))
+	t.Logf("50 networks, 100 ports: deleted in %s with h1's agent stopped; h1 restarted and both hosts converged %s later", deleted.Round(time.Millisecond), took.Round(time.Millisecond))
+	if left := leftovers(t, l, 2); len(left) > 0 {
+		t.Fatalf("left behind after the big delete converged: %v", left)
+	}
+	for _, h := range []string{"h1", "h2"} {
+		b, err := os.ReadFile(l.logFile(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.Index(string(b), "busy"); i >= 0 {
+			lo, hi := max(0, i-300), min(len(b), i+100)
+			t.Errorf("%s's log says busy: ...%s...", h, b[lo:hi])
+		}
 	}
 }
