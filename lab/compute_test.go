@@ -19,6 +19,7 @@ import (
 	"github.com/strata-infra/strata/agent/compute/virttest"
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/agent/network/planmap"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/apiclient"
 	"github.com/strata-infra/strata/pkg/netnsutil"
@@ -225,8 +226,8 @@ func (cl *computeLab) deleteAndWait(t testing.TB, name string) {
 		if err == nil && !strings.Contains(out, d.Domain) && os.IsNotExist(statErr) && !cl.tapExists(t, tap) {
 			return
 		}
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("instance %s not gone 30 s after delete: domains %q (%v), dir %s (%v), tap %s there: %v",
+		if time.Since(start) > testenv.Scale(30*time.Second) {
+			t.Fatalf("instance %s not gone 30 s (times the factor) after delete: domains %q (%v), dir %s (%v), tap %s there: %v",
 				name, out, err, dir, statErr, tap, cl.tapExists(t, tap))
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -250,6 +251,7 @@ func (cl *computeLab) consoleCount(t testing.TB, name, what string) int {
 
 func (cl *computeLab) waitConsole(t testing.TB, name, what string, n int, limit time.Duration) {
 	t.Helper()
+	limit = testenv.Scale(limit)
 	start := time.Now()
 	for cl.consoleCount(t, name, what) < n {
 		if time.Since(start) > limit {
@@ -272,8 +274,9 @@ func TestLabInstanceBootsAndPings(t *testing.T) {
 	split, ip := cl.createAndPing(t, "vm", "")
 	t.Logf("create -> ping %s: %s = coordinator (stratactl apply, API commit) %s + agent (plan delivered, bridge, define, start) %s + guest boot to first reply %s",
 		ip, split.total.Round(time.Millisecond), split.coordinator.Round(time.Millisecond), split.agent.Round(time.Millisecond), split.boot.Round(time.Millisecond))
-	// The console tail rides on the agent's reports (every 10 s at most).
-	cl.waitConsole(t, "vm", "strata-guest: lease "+ip, 1, 15*time.Second)
+	// The console tail rides on the agent's reports (every 10 s at most):
+	// wait for three report periods, not one and a half.
+	cl.waitConsole(t, "vm", "strata-guest: lease "+ip, 1, 30*time.Second)
 	r, _, d := cl.instance(t, "vm")
 	if d.DomainType != "qemu" || len(d.Addresses) != 1 || d.Addresses[0].IPs[0] != ip {
 		t.Fatalf("status of vm: %+v detail %+v", r.Status, d)
@@ -320,7 +323,7 @@ func TestLabInstanceBootsAndPings(t *testing.T) {
 	stratactl(t, cl.Lab, nil, "instances", "reboot", "vm", "-p", "c")
 	start := time.Now()
 	for count("strata-guest: boot") < 3 || count("strata-guest: lease "+ip) < 3 {
-		if time.Since(start) > 60*time.Second {
+		if time.Since(start) > testenv.Scale(60*time.Second) {
 			b, _ := os.ReadFile(console)
 			t.Fatalf("no third boot and lease within 60 s of the reboot:\n%s", b)
 		}

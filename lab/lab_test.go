@@ -246,7 +246,7 @@ func waitReconciled(t testing.TB, l *Lab, host string, since time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testenv.Scale(30 * time.Second))
 	for time.Now().Before(deadline) {
 		var h api.Host
 		if c.Do(context.Background(), http.MethodGet, "/v1/hosts/"+host, nil, &h) == nil && h.Report != nil && len(h.Report.Subsystems) > 0 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -239,7 +240,7 @@ func hostLeavesMesh(t *testing.T, l *Lab) {
 	}
 	start := time.Now()
 	for strings.Contains(fdb(t, ns2), "dst "+h3) {
-		if time.Since(start) > 30*time.Second {
+		if time.Since(start) > testenv.Scale(30*time.Second) {
 			t.Fatalf("h2 still points at dead h3 after 30s:\n%s", fdb(t, ns2))
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -250,7 +251,7 @@ func hostLeavesMesh(t *testing.T, l *Lab) {
 	}
 	start = time.Now()
 	for !strings.Contains(fdb(t, ns2), "dst "+h3) {
-		if time.Since(start) > 30*time.Second {
+		if time.Since(start) > testenv.Scale(30*time.Second) {
 			t.Fatalf("h2 never got h3's entries back:\n%s", fdb(t, ns2))
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 )
@@ -122,7 +123,7 @@ func seenAs(t testing.TB, ns string, ln net.Listener) string {
 	select {
 	case s := <-got:
 		return s
-	case <-time.After(5 * time.Second):
+	case <-time.After(testenv.Scale(10 * time.Second)):
 		t.Fatal("the outside saw no connection")
 	}
 	return ""
@@ -262,7 +263,7 @@ func openEcho(t testing.TB, ns string, ln net.Listener) net.Conn {
 
 func echo(t testing.TB, c net.Conn, msg string) {
 	t.Helper()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(testenv.Scale(5 * time.Second)))
 	if _, err := fmt.Fprintln(c, msg); err != nil {
 		t.Fatalf("send %q: %v", msg, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/plan"
 	"github.com/strata-infra/strata/agent/reconcile"
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 type countingReconciler struct{ passes atomic.Int32 }
@@ -44,7 +45,7 @@ func TestResyncRunsAPassNow(t *testing.T) {
 	go a.Runner().Run(ctx, a.watcher.Snapshot())
 	waitPasses := func(n int32) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(testenv.Scale(10 * time.Second))
 		for rec.passes.Load() < n {
 			if time.Now().After(deadline) {
 				t.Fatalf("%d passes, want %d", rec.passes.Load(), n)

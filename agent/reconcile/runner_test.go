@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // flaky fails its first n runs.
@@ -51,7 +52,7 @@ func TestRunnerRetriesAndReportsApplied(t *testing.T) {
 		if e != 3 {
 			t.Fatalf("applied %d, want 3", e)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testenv.Scale(10 * time.Second)):
 		t.Fatalf("never applied; status %+v", r.Status())
 	}
 	st := r.Status()
@@ -67,7 +68,7 @@ func TestRunnerRetriesAndReportsApplied(t *testing.T) {
 		if e != 4 {
 			t.Fatalf("applied %d, want 4", e)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testenv.Scale(5 * time.Second)):
 		t.Fatal("update not applied")
 	}
 }
@@ -75,9 +76,17 @@ func TestRunnerRetriesAndReportsApplied(t *testing.T) {
 func TestFailingSubsystemKeepsAppliedBack(t *testing.T) {
 	r := New(slog.New(slog.DiscardHandler), time.Hour, nil)
 	r.Register(OrderStorage, &flaky{name: "storage", failN: 1000})
-	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
-	defer cancel()
-	r.Run(ctx, &plan.Snapshot{Epoch: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx, &plan.Snapshot{Epoch: 5}) }()
+	// Wait for the second failure (one backoff after the first), not for
+	// a wall-clock guess.
+	testenv.WaitTrue(t, 10*time.Second, "a second failure", func() bool {
+		st := r.Status()
+		return len(st) == 1 && st[0].Failures >= 2
+	})
+	cancel()
+	<-done
 	st := r.Status()
 	if r.Applied() != 0 || st[0].OK || st[0].Error != "device busy" || st[0].Failures < 2 {
 		t.Fatalf("applied %d status %+v", r.Applied(), st)
@@ -112,7 +121,7 @@ func TestKickRerunsOnTheCurrentPlan(t *testing.T) {
 		if e != 2 {
 			t.Fatalf("kick applied epoch %d", e)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testenv.Scale(5 * time.Second)):
 		t.Fatal("kick did not rerun")
 	}
 	rec.mu.Lock()

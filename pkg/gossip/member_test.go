@@ -138,7 +138,7 @@ func TestPoolConvergesAndPropagatesMeta(t *testing.T) {
 	}{{"shared test key", nil}, {"fresh key", key}} {
 		t.Run(tt.name, func(t *testing.T) {
 			ms, ports := startPool(t, 3, tt.key)
-			d := waitFor(t, 5*time.Second, "three members converge", func() bool { return converged(ms) })
+			d := waitFor(t, 20*time.Second, "three members converge", func() bool { return converged(ms) })
 			t.Logf("converged in %v", d)
 			if p, _ := peer(ms[0], "node-2"); p.Addr != netip.MustParseAddrPort(addrOf(ports[2])) {
 				t.Fatalf("node-2 address %v, want %s", p.Addr, addrOf(ports[2]))
@@ -157,10 +157,10 @@ func TestPoolConvergesAndPropagatesMeta(t *testing.T) {
 			}
 			select {
 			case <-events:
-			case <-time.After(5 * time.Second):
+			case <-time.After(testenv.Scale(20 * time.Second)):
 				t.Fatal("no change signal for a peer's meta update")
 			}
-			waitFor(t, 5*time.Second, "meta update propagates", func() bool {
+			waitFor(t, 20*time.Second, "meta update propagates", func() bool {
 				return seesAlive(ms[0], "node-2", want) && seesAlive(ms[1], "node-2", want)
 			})
 			t.Logf("meta update propagated to both peers in %v", time.Since(start))
@@ -189,7 +189,7 @@ func TestUpdateMetaTooLargeKeepsOldMeta(t *testing.T) {
 
 func TestFailureDetectionAndRestart(t *testing.T) {
 	ms, ports := startPool(t, 3, nil)
-	waitFor(t, 5*time.Second, "converge", func() bool { return converged(ms) })
+	waitFor(t, 20*time.Second, "converge", func() bool { return converged(ms) })
 
 	killed := time.Now()
 	if err := ms[2].Shutdown(); err != nil {
@@ -198,7 +198,7 @@ func TestFailureDetectionAndRestart(t *testing.T) {
 	survivors := ms[:2]
 	suspectAt := map[string]time.Duration{}
 	deadAt := map[string]time.Duration{}
-	waitFor(t, 15*time.Second, "killed node declared dead by both survivors", func() bool {
+	waitFor(t, 30*time.Second, "killed node declared dead by both survivors", func() bool {
 		for _, m := range survivors {
 			p, _ := peer(m, "node-2")
 			switch _, seen := suspectAt[m.Name()]; {
@@ -230,7 +230,7 @@ func TestFailureDetectionAndRestart(t *testing.T) {
 	if _, err := r.Join([]string{addrOf(ports[0])}); err != nil {
 		t.Fatalf("rejoin: %v", err)
 	}
-	waitFor(t, 5*time.Second, "restarted node alive with new meta", func() bool {
+	waitFor(t, 20*time.Second, "restarted node alive with new meta", func() bool {
 		return seesAlive(ms[0], "node-2", restartedMeta) && seesAlive(ms[1], "node-2", restartedMeta)
 	})
 	t.Logf("restarted node-2 alive with new meta after %v", time.Since(start))
@@ -238,12 +238,12 @@ func TestFailureDetectionAndRestart(t *testing.T) {
 
 func TestLeaveIsSeenAsLeft(t *testing.T) {
 	ms, _ := startPool(t, 3, nil)
-	waitFor(t, 5*time.Second, "converge", func() bool { return converged(ms) })
+	waitFor(t, 20*time.Second, "converge", func() bool { return converged(ms) })
 	start := time.Now()
 	if err := ms[1].Leave(2 * time.Second); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
-	waitFor(t, 5*time.Second, "node-1 seen as left", func() bool {
+	waitFor(t, 20*time.Second, "node-1 seen as left", func() bool {
 		for _, m := range []*Member{ms[0], ms[2]} {
 			if p, _ := peer(m, "node-1"); p.State != StateLeft {
 				return false

@@ -6,6 +6,7 @@ package sdnotify
 import (
 	"context"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -23,11 +24,12 @@ func Status(s string) { notify("STATUS=" + s) }
 func notify(state string) { _, _ = daemon.SdNotify(false, state) }
 
 // Watchdog pings systemd at half of WatchdogSec while healthy() holds, until
-// ctx ends; it returns at once when the unit has no watchdog. A process
-// whose main loop is stuck stops pinging and systemd restarts it.
+// ctx ends; it returns at once when the unit has no watchdog or there is
+// no notify socket to ping (a WATCHDOG_USEC inherited outside systemd). A
+// process whose main loop is stuck stops pinging and systemd restarts it.
 func Watchdog(ctx context.Context, log *slog.Logger, healthy func() bool) {
 	interval, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || interval == 0 {
+	if err != nil || interval == 0 || os.Getenv("NOTIFY_SOCKET") == "" {
 		return
 	}
 	t := time.NewTicker(interval / 2)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // listen stands in for systemd: a unixgram socket set as NOTIFY_SOCKET.
@@ -26,7 +28,7 @@ func listen(t *testing.T) *net.UnixConn {
 func read(t *testing.T, c *net.UnixConn) string {
 	t.Helper()
 	buf := make([]byte, 4096)
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(testenv.Scale(5 * time.Second)))
 	n, err := c.Read(buf)
 	if err != nil {
 		t.Fatalf("no notify message: %v", err)
@@ -55,9 +57,37 @@ func TestReadyStoppingAndWatchdog(t *testing.T) {
 	}
 }
 
+// TestNoSocketIsNoop: without NOTIFY_SOCKET (not run by systemd) nothing
+// is sent anywhere, even with a watchdog interval in the environment, and
+// Watchdog returns at once instead of ticking until its context ends.
 func TestNoSocketIsNoop(t *testing.T) {
+	c := listen(t) // a listener that must hear nothing
 	t.Setenv("NOTIFY_SOCKET", "")
+	t.Setenv("WATCHDOG_USEC", "20000")
 	Ready("x")
 	Stopping()
-	Watchdog(context.Background(), slog.New(slog.DiscardHandler), func() bool { return true }) // returns at once
+	Status("y")
+	done := make(chan struct{})
+	healthy := make(chan struct{}, 1)
+	go func() {
+		defer close(done)
+		Watchdog(context.Background(), slog.New(slog.DiscardHandler), func() bool {
+			select {
+			case healthy <- struct{}{}:
+			default:
+			}
+			return true
+		})
+	}()
+	select {
+	case <-done:
+	case <-healthy:
+		t.Fatal("Watchdog checked health without a notify socket")
+	case <-time.After(testenv.Scale(5 * time.Second)):
+		t.Fatal("Watchdog without a notify socket did not return")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 4096)); err == nil {
+		t.Fatalf("a message was sent without NOTIFY_SOCKET (%d bytes)", n)
+	}
 }

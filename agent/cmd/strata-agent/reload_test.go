@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/strata-infra/strata/internal/testenv"
 	"io"
 	"log/slog"
 	"syscall"
@@ -25,7 +26,7 @@ func TestSIGHUPResyncs(t *testing.T) {
 		}
 		select {
 		case <-c:
-		case <-time.After(5 * time.Second):
+		case <-time.After(testenv.Scale(10 * time.Second)):
 			t.Fatalf("SIGHUP %d: no resync", i+1)
 		}
 	}
