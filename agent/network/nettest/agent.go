@@ -31,6 +31,9 @@ type Agent struct {
 	DHCP *dhcp.Driver
 	EP   *endpoint.Driver
 	All  network.Multi
+
+	once sync.Once
+	stop func()
 }
 
 // Logger is a test logger at warning level, to keep test output short.
@@ -64,15 +67,22 @@ func NewAgent(t testing.TB, h *Host) *Agent {
 	must(t, err)
 	a.DHCP, a.EP, a.All = d, ep, network.Multi{a.L2, d, ep}
 	t.Cleanup(func() { KillPidFiles(h.StateDir) })
-	t.Cleanup(func() { a.All.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { d.Supervise(ctx, 100*time.Millisecond) })
 	if a.OVS != nil {
 		wg.Go(func() { a.OVS.Watch(ctx, 100*time.Millisecond) })
 	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	a.stop = func() { cancel(); wg.Wait(); a.All.Close() }
+	t.Cleanup(a.Stop)
 	return a
+}
+
+// Stop ends the agent as its process exiting would: the dnsmasq supervisor
+// and the OVS watcher stop and the drivers close, while what they made on the host (links,
+// FDB entries, dnsmasq processes) stays. Calling it again does nothing.
+func (a *Agent) Stop() {
+	a.once.Do(a.stop)
 }
 
 // Set applies st and fails t on error.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/internal/netprobe"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 
@@ -148,10 +150,12 @@ func TestFirewallOrderAndExistingConnections(t *testing.T) {
 	}
 }
 
-// TestRouterRestartKeepsConnections: a fresh driver (a restarted agent:
-// new objects, no memory) with the same plan makes zero changes, the table
-// dump is byte-for-byte the same, and open TCP connections through SNAT
-// and through a floating IP keep passing data.
+// TestRouterRestartKeepsConnections: the driver is closed (the agent
+// stops) and a fresh one (a restarted agent: new objects, no memory) with
+// the same plan makes zero changes, the table dump is byte-for-byte the
+// same, open TCP connections through SNAT and through a floating IP keep
+// passing data, and a 20/s ping through SNAT running from before the stop
+// until after the new driver has converged loses nothing.
 func TestRouterRestartKeepsConnections(t *testing.T) {
 	l, _ := fipLab(t)
 	d := l.driver(t)
@@ -164,10 +168,22 @@ func TestRouterRestartKeepsConnections(t *testing.T) {
 	defer in.c.Close()
 	must(t, out.echo("before restart"))
 	before := l.dump(t, d, "ra")
+	ping := netprobe.StartWindow(l.eps["a1"], extIP)
+	time.Sleep(time.Second)
+	stopped := time.Now()
 	must(t, d.Close())
 
 	d2 := l.driver(t)
 	l.set(t, d2)
+	converged := time.Now()
+	time.Sleep(time.Second)
+	ping.Stop()
+	if err := ping.Covers(stopped, converged); err != nil {
+		t.Errorf("ping through SNAT across the restart: %v", err)
+	}
+	t.Logf("restart re-converged in %s; ping %d/%d answered from %s before the stop to %s after",
+		converged.Sub(stopped).Round(time.Millisecond), ping.Recv, ping.Sent,
+		stopped.Sub(ping.Begin).Round(time.Millisecond), ping.End.Sub(converged).Round(time.Millisecond))
 	if n := d2.Changes(); n != 0 {
 		t.Errorf("restarted driver made %d changes, want 0 (last sync %+v)", n, d2.LastSync("ra"))
 	}
