@@ -113,6 +113,12 @@ func TestMain(m *testing.M) {
 	if built.root != "" {
 		os.RemoveAll(built.root)
 	}
+	// t.Cleanup does not run after a panic or a -timeout.
+	if os.Geteuid() == 0 {
+		for _, l := range testenv.Sweep(os.Getpid()) {
+			fmt.Fprintln(os.Stderr, "testenv sweep: removed", l)
+		}
+	}
 	os.Exit(code)
 }
 

@@ -1,6 +1,8 @@
 package packaging
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,51 +11,95 @@ import (
 	"testing"
 )
 
-// stubs writes deb-systemd-helper, deb-systemd-invoke and systemctl that
-// log their arguments, one call a line, to the returned log file.
-func stubs(t *testing.T) (dir, log string) {
+// stubs writes deb-systemd-helper, deb-systemd-invoke and systemctl into
+// a new directory; inside the script's root that directory is /stubs, and
+// each stub logs its arguments, one call a line, to /stubs/calls.
+func stubs(t *testing.T) (dir string) {
 	t.Helper()
 	dir = t.TempDir()
-	log = filepath.Join(dir, "calls")
 	for _, n := range []string{"deb-systemd-helper", "deb-systemd-invoke", "systemctl"} {
-		s := "#!/bin/sh\necho \"" + n + " $*\" >>" + log + "\nexit 0\n"
+		s := "#!/bin/sh\necho \"" + n + " $*\" >>/stubs/calls\nexit 0\n"
 		if err := os.WriteFile(filepath.Join(dir, n), []byte(s), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return dir, log
+	return dir
 }
 
-// runScript runs one maintainer script with args and returns the helper
-// calls it made. With systemd true it runs in a private mount namespace
-// where /run/systemd/system exists, as on a booted host; otherwise it runs
-// where it does not (this machine, like a chroot, has no systemd as PID 1).
+// scriptRoot is the shell that runs a maintainer script in a throwaway
+// root, never on the host: in a private mount namespace it mounts a tmpfs
+// on $1, binds the host's /usr read-only into it (the script's shell and
+// tools) and /dev/null, zero and urandom, binds the stubs directory $2 on
+// /stubs, seeds the agent's state
+// directory, adds /run/systemd/system when $3 is 1 (a booted host), and
+// chroots. After the script it records whether the state survived.
+const scriptRoot = `set -e
+root=$1 stubs=$2 systemd=$3
+shift 3
+mount -t tmpfs s21-scriptlet "$root"
+mkdir -p "$root/usr" "$root/stubs" "$root/tmp" "$root/etc/strata" "$root/var/lib/strata/agent" "$root/run"
+mount --bind /usr "$root/usr"
+mount -o remount,bind,ro "$root/usr"
+mount --bind "$stubs" "$root/stubs"
+mkdir "$root/dev"
+for d in null zero urandom; do : >"$root/dev/$d"; mount --bind "/dev/$d" "$root/dev/$d"; done
+for d in bin sbin lib lib64; do
+	if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$root/$d"
+	elif [ -d "/$d" ]; then mkdir "$root/$d"; mount --bind "/$d" "$root/$d"; mount -o remount,bind,ro "$root/$d"
+	fi
+done
+echo state >"$root/var/lib/strata/agent/state"
+if [ "$systemd" = 1 ]; then mkdir -p "$root/run/systemd/system"; fi
+rc=0
+chroot "$root" /bin/sh /stubs/script "$@" || rc=$?
+if [ -e "$root/var/lib/strata/agent/state" ]; then echo kept >"$root/stubs/state"; else echo removed >"$root/stubs/state"; fi
+exit $rc
+`
+
+// scriptRun is what one maintainer script run did.
+type scriptRun struct {
+	calls        []string // helper calls, in order
+	stateRemoved bool     // the script removed the agent state in its root
+}
+
+// runScript runs one maintainer script with args in a throwaway root (see
+// scriptRoot) and returns the helper calls it made. With systemd true the
+// root has /run/systemd/system, as on a booted host; otherwise it has not
+// (as in a chroot, or this machine without systemd as PID 1).
 func runScript(t *testing.T, script string, systemd bool, args ...string) []string {
 	t.Helper()
-	dir, log := stubs(t)
-	path := filepath.Join(dir, "script")
-	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+	return runScriptIn(t, script, systemd, args...).calls
+}
+
+func runScriptIn(t *testing.T, script string, systemd bool, args ...string) scriptRun {
+	t.Helper()
+	dir := stubs(t)
+	if err := os.WriteFile(filepath.Join(dir, "script"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var cmd *exec.Cmd
+	sd := "0"
 	if systemd {
-		sh := `mount -t tmpfs strata-test /run/systemd && mkdir /run/systemd/system && exec sh "$0" "$@"`
-		cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", sh, path}, args...)...)
-	} else {
-		cmd = exec.Command("sh", append([]string{path}, args...)...)
+		sd = "1"
 	}
-	cmd.Env = []string{"PATH=" + dir + ":/usr/sbin:/usr/bin:/sbin:/bin"}
+	root := t.TempDir()
+	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", scriptRoot, "sh", root, dir, sd}, args...)...)
+	cmd.Env = []string{"PATH=/stubs:/usr/sbin:/usr/bin:/sbin:/bin"}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", args, err, out)
 	}
-	b, _ := os.ReadFile(log)
-	var calls []string
+	var r scriptRun
+	b, _ := os.ReadFile(filepath.Join(dir, "calls"))
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		if l != "" {
-			calls = append(calls, l)
+			r.calls = append(r.calls, l)
 		}
 	}
-	return calls
+	st, err := os.ReadFile(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatalf("the script's root left no state record: %v", err)
+	}
+	r.stateRemoved = strings.TrimSpace(string(st)) == "removed"
+	return r
 }
 
 // debScripts extracts a .deb's maintainer scripts.
@@ -154,6 +200,65 @@ func TestDebScriptletArguments(t *testing.T) {
 	if !strings.Contains(c["preinst"], "useradd --system") {
 		t.Errorf("coordinator preinst does not create the strata user:\n%s", c["preinst"])
 	}
+}
+
+// TestScriptletsTouchNothingOutsideChroot runs the agent's postrm purge,
+// which removes /var/lib/strata/agent, with a marker planted there on the
+// host: the purge empties the state of its own root and leaves the host's
+// marker untouched. The test creates the marker (and its directories) only
+// where absent, and removes only what it created.
+func TestScriptletsTouchNothingOutsideChroot(t *testing.T) {
+	requireRoot(t)
+	tool(t, "unshare")
+	s := debScripts(t, debFile(packagesOf(t, oldVersion), "strata-agent", oldVersion))
+	marker := "/var/lib/strata/agent/marker"
+	want := fmt.Sprintf("s21 %d\n", os.Getpid())
+	made := plant(t, marker, want)
+	for _, systemd := range []bool{false, true} {
+		r := runScriptIn(t, s["postrm"], systemd, "purge")
+		if !r.stateRemoved {
+			t.Errorf("postrm purge (systemd %v) kept the agent state in its root: the purge did not run", systemd)
+		}
+		got, err := os.ReadFile(marker)
+		if err != nil || (made && string(got) != want) {
+			t.Fatalf("postrm purge (systemd %v) touched the host: %s: %q, %v", systemd, marker, got, err)
+		}
+	}
+}
+
+// plant makes path with content unless it exists, creating only the
+// directories that are missing, and registers the removal of exactly what
+// it made. It reports whether it made the file.
+func plant(t *testing.T, path, content string) bool {
+	t.Helper()
+	var made []string
+	for d := filepath.Dir(path); !fileExists(d); d = filepath.Dir(d) {
+		made = append(made, d)
+	}
+	t.Cleanup(func() {
+		for _, d := range made { // deepest first; Remove keeps a non-empty one
+			os.Remove(d)
+		}
+	})
+	for i := len(made) - 1; i >= 0; i-- {
+		if err := os.Mkdir(made[i], 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		t.Logf("%s already exists: checking it stays", path)
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(path) })
+	_, err = f.WriteString(content)
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return true
 }
 
 // TestRPMScriptletArguments checks `rpm -qp --scripts` of the agent's rpm
