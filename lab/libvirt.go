@@ -66,9 +66,10 @@ func (lv *Libvirtd) QemuPID(domain string) (int, error) {
 	return pid, err
 }
 
-// Guest is the test guest: Debian's kernel and a busybox initramfs built by
-// testdata/guest/build.sh (cached in build/guest), and a 1 MiB raw root
-// disk image under dir.
+// Guest is the test guest built by testdata/guest/build.sh (cached in
+// build/guest): Debian's kernel, an initramfs that only loads drivers and
+// mounts the root filesystem from the instance's disk, and the image: a raw
+// ext2 root filesystem whose /sbin/init reads the NoCloud seed.
 type Guest struct {
 	Kernel, Initrd, Image string
 }
@@ -83,11 +84,7 @@ func BuildGuest(repo, dir string) (Guest, error) {
 		return Guest{}, fmt.Errorf("build guest: %w: %s", err, stderr.String())
 	}
 	g := strings.TrimSpace(string(out))
-	img := filepath.Join(dir, "guest.raw")
-	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
-		return Guest{}, err
-	}
-	return Guest{Kernel: filepath.Join(g, "vmlinux"), Initrd: filepath.Join(g, "initramfs.cpio.gz"), Image: img}, nil
+	return Guest{Kernel: filepath.Join(g, "vmlinux"), Initrd: filepath.Join(g, "initramfs.cpio.gz"), Image: filepath.Join(g, "root.img")}, nil
 }
 
 // ComputeArgs are the agent flags that turn compute on against lv, with

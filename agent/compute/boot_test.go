@@ -59,3 +59,37 @@ func median(ds []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// TestGuestReadsCloudInit: the TCG guest boots from its image (the
+// initramfs only loads drivers, then mounts the root filesystem from the
+// instance's disk and runs the image's /sbin/init), mounts the NoCloud seed
+// from the CD-ROM libvirt attaches and prints its instance-id, hostname and
+// the user-data marker on the serial console.
+func TestGuestReadsCloudInit(t *testing.T) {
+	d := newDriver(t, 5*time.Second)
+	in := instance("cloudinit")
+	in.Spec.Name = "s21-seeded"
+	if err := d.Set(context.Background(), []compute.Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"strata-guest: root /dev/vda strata test image",
+		"strata-guest: seed /dev/sr0 instance-id cloudinit",
+		"strata-guest: seed hostname s21-seeded",
+		"strata-guest: user-data strata-marker: cloudinit-user-data",
+	}
+	took := waitFor(t, 90*time.Second, "the seed's lines on the console", func() bool {
+		log := d.status("cloudinit").ConsoleLog
+		for _, w := range want {
+			if !strings.Contains(log, w) {
+				return false
+			}
+		}
+		return true
+	})
+	log := d.status("cloudinit").ConsoleLog
+	if strings.Contains(log, "no NoCloud seed") || strings.Contains(log, "no root filesystem") {
+		t.Errorf("console:\n%s", log)
+	}
+	t.Logf("seed read and printed %s after start:\n%s", took.Round(time.Millisecond), log)
+}

@@ -80,10 +80,9 @@ func setup() (*testEnv, error) {
 	}
 	g := strings.TrimSpace(string(out))
 	e.kernel, e.initrd = filepath.Join(g, "vmlinux"), filepath.Join(g, "initramfs.cpio.gz")
-	e.image = filepath.Join(dir, "image.raw")
-	if err := os.WriteFile(e.image, make([]byte, 1<<20), 0o644); err != nil {
-		return e, err
-	}
+	// The guest's image: an ext2 root filesystem whose /sbin/init reads
+	// the NoCloud seed (testdata/guest/build.sh).
+	e.image = filepath.Join(g, "root.img")
 	if e.lab, err = newLab(fmt.Sprintf("stc%d-", os.Getpid()), dir); err != nil {
 		return e, err
 	}

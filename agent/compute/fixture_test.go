@@ -116,13 +116,15 @@ func newNet(t *testing.T) *testNet {
 	}
 }
 
-// instance is a 1-vCPU TCG guest booting the test kernel directly, with
-// the raw test image as its root disk.
+// instance is a 1-vCPU TCG guest booting the test kernel directly, whose
+// initramfs mounts the root filesystem from its disk (made from the raw
+// test image); the guest prints the seed's user-data marker line,
+// "strata-marker: <id>-user-data", on its console.
 func instance(id string, ports ...computespec.Port) compute.Instance {
 	e := env
 	return compute.Instance{
 		Spec: computespec.Instance{ID: id, Flavor: "tiny", Image: "raw", Ports: ports, Power: computespec.PowerRunning,
-			UserData: []byte("#cloud-config\n"), SSHKey: "ssh-ed25519 AAAAtest test@strata"},
+			UserData: []byte("#cloud-config\n# strata-marker: " + id + "-user-data\n"), SSHKey: "ssh-ed25519 AAAAtest test@strata"},
 		Flavor: computespec.Flavor{Name: "tiny", VCPUs: 1, RAMMiB: 160, DiskGiB: 1},
 		Image:  computespec.Image{ID: "raw", Format: computespec.FormatRaw, Path: e.image},
 		Boot: &compute.DirectBoot{Kernel: e.kernel, Initrd: e.initrd, Firmware: "/usr/share/qemu/qboot.rom",
