@@ -33,8 +33,11 @@ type Reserved = api.Capacity
 
 // Network configures the tenant network subsystem.
 type Network struct {
-	// Driver is "linuxbridge" (VXLAN on Linux bridges) or "none".
+	// Driver is "linuxbridge" (VXLAN on Linux bridges), "ovs" (Open
+	// vSwitch with VXLAN and GRE tunnel ports) or "none".
 	Driver string `json:"driver"`
+	// OVS configures the ovs driver.
+	OVS OVS `json:"ovs"`
 	// UnderlayDev carries the tunnels; empty lets routing decide.
 	UnderlayDev string `json:"underlay_dev"`
 	// NetNSPrefix starts every namespace the agent makes (DHCP, test
@@ -48,6 +51,18 @@ type Network struct {
 	// DeadHostGrace keeps a dead host's tunnel entries this long, so an
 	// agent restart slower than failure detection cuts no traffic.
 	DeadHostGrace time.Duration `json:"dead_host_grace"`
+}
+
+// OVS configures the Open vSwitch L2 driver.
+type OVS struct {
+	// DB is the OVSDB endpoint; default unix:/run/openvswitch/db.sock.
+	DB string `json:"db"`
+	// RunDir holds the bridges' OpenFlow sockets; default /run/openvswitch.
+	RunDir string `json:"run_dir"`
+	// Bridge is the integration bridge; default strata-int.
+	Bridge string `json:"bridge"`
+	// Datapath is "system" (kernel), "netdev" (userspace) or "" to detect.
+	Datapath string `json:"datapath"`
 }
 
 // Config is the whole agent configuration.
@@ -107,7 +122,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.Gossip.Join, "join", c.Gossip.Join, "gossip peer to join, ip:port (repeatable)")
 	fs.StringVar(&c.Gossip.KeyFile, "gossip-key-file", c.Gossip.KeyFile, "file with the base64 gossip encryption key")
 	fs.StringVar(&c.Gossip.Profile, "gossip-profile", c.Gossip.Profile, "gossip timing profile: lan or local")
-	fs.StringVar(&c.Network.Driver, "network-driver", c.Network.Driver, "tenant network driver: linuxbridge or none")
+	fs.StringVar(&c.Network.Driver, "network-driver", c.Network.Driver, "tenant network driver: linuxbridge, ovs or none")
 	fs.StringVar(&c.Network.UnderlayDev, "underlay-dev", c.Network.UnderlayDev, "device carrying the tunnels (empty: routing decides)")
 	fs.StringVar(&c.Network.NetNSPrefix, "netns-prefix", c.Network.NetNSPrefix, "prefix of every network namespace the agent makes")
 	fs.DurationVar(&c.Network.DeadHostGrace, "dead-host-grace", c.Network.DeadHostGrace, "how long a dead host keeps its tunnel entries")
@@ -159,13 +174,19 @@ func (c *Config) Validate() error {
 		return api.Fieldf("gossip.profile", "%q is not lan or local", c.Gossip.Profile)
 	}
 	switch c.Network.Driver {
-	case "linuxbridge":
+	case "linuxbridge", "ovs":
 		if c.VTEP == "" {
-			return api.Fieldf("vtep", "must be set for the linuxbridge network driver (or set network.driver: none)")
+			return api.Fieldf("vtep", "must be set for the %s network driver (or set network.driver: none)", c.Network.Driver)
 		}
 	case "none":
 	default:
-		return api.Fieldf("network.driver", "%q is not linuxbridge or none", c.Network.Driver)
+		return api.Fieldf("network.driver", "%q is not linuxbridge, ovs or none", c.Network.Driver)
+	}
+	if d := c.Network.OVS.Datapath; d != "" && d != "system" && d != "netdev" {
+		return api.Fieldf("network.ovs.datapath", "%q is not system, netdev or empty (detect)", d)
+	}
+	if b := c.Network.OVS.Bridge; len(b) > 15 {
+		return api.Fieldf("network.ovs.bridge", "%q is longer than 15 characters", b)
 	}
 	for physnet, dev := range c.Network.PhysicalNetworks {
 		if physnet == "" || len(physnet) > 11 || dev == "" {

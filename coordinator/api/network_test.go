@@ -74,6 +74,8 @@ func TestNetworksSubnetsPortsAndIPAM(t *testing.T) {
 		{"vni above 24 bits", "/v1/projects/a/networks/net2", `{"spec":{"segmentation_id":16777216}}`, "spec.segmentation_id", 400},
 		{"vni change", "/v1/projects/a/networks/net1", `{"spec":{"segmentation_id":4000}}`, "spec.segmentation_id", 400},
 		{"vni taken", "/v1/projects/a/networks/net2", `{"spec":{"segmentation_id":1001}}`, "", 409},
+		{"unknown type", "/v1/projects/a/networks/net2", `{"spec":{"type":"geneve"}}`, "spec.type", 400},
+		{"type change", "/v1/projects/a/networks/net1", `{"spec":{"type":"gre"}}`, "spec.type", 400},
 	}
 	before := f.store.Epoch()
 	for _, c := range bad {
@@ -86,6 +88,16 @@ func TestNetworksSubnetsPortsAndIPAM(t *testing.T) {
 	}
 	if f.store.Epoch() != before {
 		t.Fatalf("refused input moved the epoch %d -> %d", before, f.store.Epoch())
+	}
+
+	// A GRE network beside the VXLAN ones: its key comes from the same
+	// segmentation ID range, and its type stays when a later apply omits it.
+	f.must(f.admin, "PUT", "/v1/projects/a/networks/gre1", `{"spec":{"type":"gre"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/networks/gre1", `{"spec":{"mtu":1400}}`, 200)
+	var gr api.Resource
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/projects/a/networks/gre1", "", 200), &gr)
+	if gs := decodeSpec[api.NetworkSpec](gr); gs.Type != "gre" || gs.SegmentationID == 0 || gs.SegmentationID == sa.SegmentationID {
+		t.Errorf("gre network %+v", gs)
 	}
 
 	// A project token may not pick a VNI, and stays in its project.

@@ -37,11 +37,17 @@ func admitNetwork(a *Admission, r *api.Resource, spec any) error {
 	if a.Prev != nil {
 		prev = decode[api.NetworkSpec](*a.Prev)
 	}
-	if s.Type == "" {
+	switch {
+	case s.Type == "" && a.Prev != nil && prev.Type != "":
+		s.Type = prev.Type
+	case s.Type == "":
 		s.Type = "vxlan"
 	}
-	if s.Type != "vxlan" {
-		return api.Fieldf("spec.type", "%q is not supported; use vxlan", s.Type)
+	if s.Type != "vxlan" && s.Type != "gre" {
+		return api.Fieldf("spec.type", "%q is not supported; use vxlan or gre (gre needs hosts on the ovs driver)", s.Type)
+	}
+	if a.Prev != nil && prev.Type != "" && s.Type != prev.Type {
+		return api.Fieldf("spec.type", "cannot change from %s to %s; make a new network", prev.Type, s.Type)
 	}
 	if s.DHCPHost == "" && a.Prev != nil {
 		s.DHCPHost = prev.DHCPHost

@@ -71,10 +71,23 @@ type HostReport struct {
 	Resources    []ResourceReport  `json:"resources,omitempty"`
 	// Compute is the compute subsystem's view of the host, when it runs.
 	Compute *ComputeHost `json:"compute,omitempty"`
+	// Network is the network subsystem's view of the host, when it runs.
+	Network *NetworkHost `json:"network,omitempty"`
 	// Processes are the children the agent supervises (dnsmasq), with
 	// the restarts its liveness checks made.
 	Processes []SupervisedProcess `json:"processes,omitempty"`
 	Reported  time.Time           `json:"reported"`
+}
+
+// NetworkHost is how a host carries tenant networks.
+type NetworkHost struct {
+	L2Driver string `json:"l2_driver"` // "linuxbridge" or "ovs"
+	// Datapath is the OVS datapath: "system" (kernel) or "netdev"
+	// (userspace, where the kernel has no openvswitch module).
+	Datapath       string `json:"datapath,omitempty"`
+	DatapathReason string `json:"datapath_reason,omitempty"`
+	FlowGeneration uint32 `json:"flow_generation,omitempty"`
+	FlowRestores   int64  `json:"flow_restores,omitempty"` // flow tables put back after an ovs-vswitchd restart
 }
 
 // SupervisedProcess is one child the agent watches: restarted when it

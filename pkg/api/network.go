@@ -2,7 +2,9 @@ package api
 
 // NetworkSpec is the spec of kind "network": a tenant L2 network.
 type NetworkSpec struct {
-	// Type is the overlay; only "vxlan" for now.
+	// Type is the overlay: "vxlan" (default) or "gre" (carried by hosts
+	// on the ovs driver; the segmentation ID is the GRE key). It cannot
+	// change.
 	Type string `json:"type,omitempty"`
 	// SegmentationID is the VNI: allocated from the coordinator's range, or
 	// given by an admin. It cannot change.

@@ -8,6 +8,7 @@ import (
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/daemon"
 	"github.com/strata-infra/strata/agent/network/netagent"
+	"github.com/strata-infra/strata/agent/network/ovs"
 	"github.com/strata-infra/strata/agent/network/planmap"
 	"github.com/strata-infra/strata/agent/reconcile"
 )
@@ -17,8 +18,11 @@ import (
 // reconciler here.
 func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) error {
 	var l2 computeagent.L2
-	if cfg.Network.Driver == "linuxbridge" {
+	if cfg.Network.Driver == "linuxbridge" || cfg.Network.Driver == "ovs" {
 		n, err := netagent.New(netagent.Config{
+			L2Driver: cfg.Network.Driver,
+			OVS: ovs.Config{DB: cfg.Network.OVS.DB, RunDir: cfg.Network.OVS.RunDir, Bridge: cfg.Network.OVS.Bridge,
+				Datapath: cfg.Network.OVS.Datapath},
 			Self:        planmap.Self{Host: cfg.Name, VTEP: netip.MustParseAddr(cfg.VTEP), UnderlayDev: cfg.Network.UnderlayDev},
 			NetNSPrefix: cfg.Network.NetNSPrefix, StateDir: cfg.StateDir, DHCPDomain: cfg.Network.DHCPDomain,
 			PhysicalNetworks: cfg.Network.PhysicalNetworks,

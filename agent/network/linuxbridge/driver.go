@@ -95,6 +95,13 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if n.IsGRE() {
+			// The kernel's gretap would need one device per remote host;
+			// GRE networks are the ovs driver's.
+			errs = append(errs, &network.ResourceError{Kind: "network", ID: n.ID,
+				Err: errors.New("gre networks need the ovs L2 driver (network.driver: ovs) on this host")})
+			continue
+		}
 		vx, err := d.ensureNetwork(devicesFor(n), st, underlay, links)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("network %q: %w", n.ID, err))

@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/dhcp"
 	"github.com/strata-infra/strata/agent/network/endpoint"
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
+	"github.com/strata-infra/strata/agent/network/ovs"
 	"github.com/strata-infra/strata/agent/network/planmap"
 	"github.com/strata-infra/strata/agent/network/provider"
 	"github.com/strata-infra/strata/agent/network/router"
@@ -27,6 +29,10 @@ import (
 
 // Config configures the subsystem.
 type Config struct {
+	// L2Driver is "linuxbridge" ("" too) or "ovs".
+	L2Driver string
+	// OVS configures the ovs driver (its Logger is set here).
+	OVS         ovs.Config
 	Self        planmap.Self
 	NetNSPrefix string
 	StateDir    string // the agent's; dnsmasq state goes below it
@@ -65,7 +71,7 @@ type named struct {
 // dnsmasq supervisor.
 func New(cfg Config) (*Reconciler, error) {
 	log := cfg.Logger.With("subsystem", "network")
-	lb, err := linuxbridge.New(linuxbridge.Config{Logger: log})
+	lb, err := newL2(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +106,18 @@ func New(cfg Config) (*Reconciler, error) {
 	// port's filter is in force before its first packet (fail closed).
 	return &Reconciler{cfg: cfg, l2: lb, drivers: []named{{"l2", lb}, {"provider", pv}, {"secgroup", sg}, {"dhcp", d},
 		{"endpoint", ep}, {"router", rt}}, dhcp: d, log: log, status: newResourceStatus()}, nil
+}
+
+// newL2 opens the configured L2 driver.
+func newL2(cfg Config, log *slog.Logger) (network.L2, error) {
+	if cfg.L2Driver != "ovs" {
+		return linuxbridge.New(linuxbridge.Config{Logger: log})
+	}
+	oc := cfg.OVS
+	oc.Logger = log
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return ovs.New(ctx, oc)
 }
 
 // Name implements reconcile.Reconciler.
@@ -198,13 +216,27 @@ func (r *Reconciler) logMesh(remote map[string]netip.Addr, peers []gossip.Peer) 
 }
 
 // Supervise restarts dnsmasq processes that die or hang, until ctx ends.
-func (r *Reconciler) Supervise(ctx context.Context) { r.dhcp.Supervise(ctx, time.Second) }
+// On ovs hosts it also watches the canary flow, to restore the flows an
+// ovs-vswitchd restart lost.
+func (r *Reconciler) Supervise(ctx context.Context) {
+	var wg sync.WaitGroup
+	if o, ok := r.l2.(*ovs.Driver); ok {
+		wg.Go(func() { o.Watch(ctx, time.Second) })
+	}
+	r.dhcp.Supervise(ctx, time.Second)
+	wg.Wait()
+}
 
 // Report adds the supervised dnsmasq processes to the host's status, and
 // the network resources that failed on this host (and those that failed
 // before and have since been applied).
 func (r *Reconciler) Report(rep *api.HostReport) {
 	rep.Processes = append(rep.Processes, r.dhcp.Processes()...)
+	rep.Network = &api.NetworkHost{L2Driver: "linuxbridge"}
+	if o, ok := r.l2.(*ovs.Driver); ok {
+		rep.Network = &api.NetworkHost{L2Driver: "ovs", Datapath: o.Datapath(), DatapathReason: o.DatapathReason(),
+			FlowGeneration: o.Generation(), FlowRestores: o.Restores()}
+	}
 	r.status.report(rep)
 }
 

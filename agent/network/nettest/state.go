@@ -7,6 +7,7 @@ import (
 
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
+	"github.com/strata-infra/strata/agent/network/ovs"
 )
 
 // MAC returns a locally administered unicast MAC 02:00:00:00:hi:lo.
@@ -27,9 +28,13 @@ func (lab *Lab) HostState(h *Host, nets []network.Network, ports []network.Port)
 		Host: h.Name, LocalVTEP: h.VTEP, UnderlayDev: UnderlayDev,
 		Networks: append([]network.Network(nil), nets...), Ports: ports, RemoteVTEPs: remote,
 	}
-	// The test lab's L2 is Linux bridges, bound as the agent binds them.
+	// Bound as the agent binds them, by the host's L2 driver.
 	for i := range st.Networks {
-		st.Networks[i].L2 = linuxbridge.Binding(st.Networks[i])
+		if h.Driver == "ovs" {
+			st.Networks[i].L2 = ovs.Binding(st.Networks[i])
+		} else {
+			st.Networks[i].L2 = linuxbridge.Binding(st.Networks[i])
+		}
 	}
 	return st
 }

@@ -68,6 +68,7 @@ type Driver struct {
 	of       ofctl
 	bridge   string
 	datapath string
+	dpWhy    string
 	dpid     string
 	log      *slog.Logger
 	changes  atomic.Int64
@@ -77,7 +78,18 @@ type Driver struct {
 	last     *network.HostState
 }
 
-var _ network.Driver = (*Driver)(nil)
+var _ network.L2 = (*Driver)(nil)
+
+// Binding implements network.L2. Ports plug into the network's Linux
+// bridge, which a veth joins to the integration bridge (a hybrid plug per
+// network): security groups stay nftables rules on bridged traffic, the
+// same on both drivers, and libvirt attaches taps to a Linux bridge.
+func (d *Driver) Binding(n network.Network) network.L2Binding { return Binding(n) }
+
+// Binding is where a network's ports plug in with this driver.
+func Binding(n network.Network) network.L2Binding {
+	return network.L2Binding{Bridge: network.BridgeName(n.VNI), Type: network.L2LinuxBridge}
+}
 
 // New connects to OVSDB and opens a netlink handle. It starts no goroutine
 // of its own beyond libovsdb's connection; run Watch for the canary.
@@ -115,7 +127,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("ovs: %w", err)
 	}
 	d := &Driver{
-		h: h, netns: cfg.NetNS, db: c, bridge: cfg.Bridge, datapath: dp,
+		h: h, netns: cfg.NetNS, db: c, bridge: cfg.Bridge, datapath: dp, dpWhy: why,
 		of:   ofctl{bin: cfg.Ofctl, target: "unix:" + filepath.Join(cfg.RunDir, cfg.Bridge+".mgmt")},
 		dpid: datapathID(cfg.Bridge, cfg.NetNS),
 		log:  log.With("subsystem", "ovs", "bridge", cfg.Bridge),
@@ -155,6 +167,9 @@ func datapathID(bridge, netns string) string {
 
 // Datapath is the datapath type the bridge uses ("system" or "netdev").
 func (d *Driver) Datapath() string { return d.datapath }
+
+// DatapathReason says why the datapath was chosen.
+func (d *Driver) DatapathReason() string { return d.dpWhy }
 
 // Changes counts the changes this driver made: links, OVSDB transactions
 // and flow bundles.
@@ -227,7 +242,7 @@ func (d *Driver) set(ctx context.Context, st network.HostState) error {
 	for _, n := range nets {
 		want[n.VNI] = true
 		if err := d.ensureLinux(n, links); err != nil {
-			errs = append(errs, fmt.Errorf("network %q: %w", n.ID, err))
+			errs = append(errs, &network.ResourceError{Kind: "network", ID: n.ID, Err: err})
 			continue
 		}
 		ready = append(ready, n)

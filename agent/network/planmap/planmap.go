@@ -64,7 +64,7 @@ func HostState(h *plan.Host, self Self, remote map[string]netip.Addr) (network.H
 	}
 	nets := map[netKey]*network.Network{}
 	for _, r := range h.Networks.Items {
-		nets[netKey{r.Project, r.Name}] = &network.Network{ID: NetworkID(r.Spec.SegmentationID), VNI: r.Spec.SegmentationID, MTU: r.Spec.MTU}
+		nets[netKey{r.Project, r.Name}] = &network.Network{ID: NetworkID(r.Spec.SegmentationID), VNI: r.Spec.SegmentationID, Type: r.Spec.Type, MTU: r.Spec.MTU}
 	}
 	for _, r := range h.Subnets.Items {
 		n := nets[netKey{r.Project, r.Spec.Network}]

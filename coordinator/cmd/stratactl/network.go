@@ -258,7 +258,8 @@ func networksCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error { return k.create(cmd, args[0], s) },
 	}
 	f := create.Flags()
-	f.Uint32Var(&s.SegmentationID, "segmentation-id", 0, "VXLAN ID (admin; default: allocated)")
+	f.StringVar(&s.Type, "type", "", "overlay: vxlan (default) or gre (hosts on the ovs driver)")
+	f.Uint32Var(&s.SegmentationID, "segmentation-id", 0, "VXLAN ID or GRE key (admin; default: allocated)")
 	f.IntVar(&s.MTU, "mtu", 0, "MTU (default: the underlay MTU less 50)")
 	f.StringVar(&s.DHCPHost, "dhcp-host", "", "host to run the network's DHCP server on (default: placed)")
 	list := listCmd(k, []string{"TYPE", "VNI", "MTU", "DHCP_HOST"}, func(_ api.Resource, s api.NetworkSpec) []string {
