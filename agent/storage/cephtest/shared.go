@@ -1,0 +1,61 @@
+package cephtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+)
+
+// The one cluster of a test package, started by Main.
+var (
+	shared    *Cluster
+	sharedErr error
+)
+
+// Main starts one cluster for the whole test package (call it from
+// TestMain), runs the tests and stops the cluster by PID afterwards. When
+// the cluster cannot start, the tests that need it skip (or fail under
+// STRATA_STRICT=1) with the reason; the others still run.
+func Main(m *testing.M, tag string, pools ...string) {
+	os.Exit(runMain(m, tag, pools))
+}
+
+func runMain(m *testing.M, tag string, pools []string) int {
+	if why := Available(); why != "" {
+		sharedErr = fmt.Errorf("%s", why)
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", tag+"-ceph-")
+	if err != nil {
+		sharedErr = err
+		return m.Run()
+	}
+	defer os.RemoveAll(dir)
+	shared, sharedErr = Start(context.Background(), Options{
+		Dir: dir, Name: fmt.Sprintf("%s%d", tag, os.Getpid()%100000), Pools: pools,
+	})
+	if sharedErr == nil {
+		fmt.Printf("cephtest: cluster at %s up in %.1fs (pools %v)\n", shared.MonHost(), shared.BringUp.Seconds(), pools)
+		defer shared.Stop()
+	}
+	return m.Run()
+}
+
+// Require returns the package's cluster, or skips the test with the reason
+// it is missing (fails under STRATA_STRICT=1).
+func Require(t testing.TB) *Cluster {
+	t.Helper()
+	if shared != nil {
+		return shared
+	}
+	msg := "no Ceph cluster: TestMain did not call cephtest.Main"
+	if sharedErr != nil {
+		msg = "no Ceph cluster: " + sharedErr.Error()
+	}
+	if os.Getenv("STRATA_STRICT") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return nil
+}
