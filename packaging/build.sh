@@ -21,7 +21,7 @@ rm -f "$out"/strata-agent[_-]*.deb "$out"/strata-agent-*.rpm "$out"/strata-coord
 stage=$out/.stage
 rm -rf "$stage"
 mkdir -p "$stage/bin"
-(cd "$repo" && CGO_ENABLED=${CGO_ENABLED:-1} GOARCH=$ARCH go build -trimpath -buildmode=pie \
+(cd "$repo" && CGO_ENABLED=${CGO_ENABLED:-1} GOARCH=$ARCH go build -tags "${GOTAGS-pacific}" -trimpath -buildmode=pie \
 	-ldflags "-s -w -X github.com/strata-infra/strata/agent/daemon.Version=$VERSION" \
 	-o "$stage/bin/" ./agent/cmd/strata-agent ./coordinator/cmd/strata-coordinator ./coordinator/cmd/stratactl)
 

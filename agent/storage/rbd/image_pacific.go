@@ -1,0 +1,223 @@
+//go:build pacific
+
+package rbd
+
+import (
+	"errors"
+	"fmt"
+
+	librbd "github.com/ceph/go-ceph/rbd"
+)
+
+// Features of every image Strata makes: layering for copy-on-write clones,
+// exclusive-lock so two hosts never write one image at once, object-map and
+// fast-diff for cheap usage and flatten, deep-flatten so a flattened clone
+// also drops its snapshots' parent references.
+const features = librbd.FeatureLayering | librbd.FeatureExclusiveLock | librbd.FeatureObjectMap |
+	librbd.FeatureFastDiff | librbd.FeatureDeepFlatten
+
+func imageOptions() *librbd.ImageOptions {
+	o := librbd.NewRbdImageOptions()
+	o.SetUint64(librbd.ImageOptionFeatures, features)
+	o.SetUint64(librbd.ImageOptionOrder, 22) // 4 MiB objects
+	return o
+}
+
+// Create makes an empty image of size bytes owned by owner. It is
+// idempotent: an image of that name with the same owner is success.
+func (c *Conn) Create(r Ref, size uint64, owner string) error {
+	io, err := c.ioctx(r.Pool)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	o := imageOptions()
+	defer o.Destroy()
+	if err := librbd.CreateImage(io, r.Image, size, o); err != nil {
+		if err = mapErr(r, err); errors.Is(err, ErrExists) {
+			return c.checkOwner(r, owner)
+		}
+		return err
+	}
+	return c.setOwner(r, owner)
+}
+
+// Clone makes child a copy-on-write clone of parent's snapshot (which is
+// protected first if it is not). Idempotent like Create.
+func (c *Conn) Clone(parent, child Ref, owner string) error {
+	if parent.Snap == "" {
+		return fmt.Errorf("clone %s from %s: the parent needs a snapshot", child, parent)
+	}
+	if err := c.protect(parent); err != nil {
+		return err
+	}
+	pio, err := c.ioctx(parent.Pool)
+	if err != nil {
+		return err
+	}
+	defer pio.Destroy()
+	cio, err := c.ioctx(child.Pool)
+	if err != nil {
+		return err
+	}
+	defer cio.Destroy()
+	o := imageOptions()
+	defer o.Destroy()
+	if err := librbd.CloneImage(pio, parent.Image, parent.Snap, cio, child.Image, o); err != nil {
+		if err = mapErr(child, err); errors.Is(err, ErrExists) {
+			return c.checkOwner(child, owner)
+		}
+		return fmt.Errorf("clone %s from %s: %w", child, parent, err)
+	}
+	return c.setOwner(child, owner)
+}
+
+// Copy makes dst a full, independent copy of src (the baseline a clone is
+// measured against, and what a copy between clusters would be).
+func (c *Conn) Copy(src, dst Ref, owner string) error {
+	img, done, err := c.open(src)
+	if err != nil {
+		return err
+	}
+	defer done()
+	io, err := c.ioctx(dst.Pool)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	if err := img.Copy(io, dst.Image); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, mapErr(dst, err))
+	}
+	return c.setOwner(dst, owner)
+}
+
+// Resize grows an image to size bytes; growing to the current size is
+// success and a smaller size is ErrShrink, before anything changes. An
+// attached volume grows online: librbd tells the running qemu.
+func (c *Conn) Resize(r Ref, size uint64) error {
+	img, done, err := c.open(r)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cur, err := img.GetSize()
+	if err != nil {
+		return mapErr(r, err)
+	}
+	switch {
+	case size == cur:
+		return nil
+	case size < cur:
+		return fmt.Errorf("resize %s from %d to %d bytes: %w", r, cur, size, ErrShrink)
+	}
+	if err := img.Resize(size); err != nil {
+		return fmt.Errorf("resize %s: %w", r, mapErr(r, err))
+	}
+	return nil
+}
+
+// Flatten copies the parent's data into a clone so it no longer depends on
+// it. A clone without a parent is success.
+func (c *Conn) Flatten(r Ref) error {
+	img, done, err := c.open(r)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if _, err := img.GetParent(); err != nil {
+		if errors.Is(mapErr(r, err), ErrNotFound) {
+			return nil // no parent
+		}
+		return mapErr(r, err)
+	}
+	if err := img.Flatten(); err != nil {
+		return fmt.Errorf("flatten %s: %w", r, mapErr(r, err))
+	}
+	return nil
+}
+
+// Remove deletes an image with all its snapshots. It refuses while the
+// image has watchers (ErrInUse) or while clones depend on one of its
+// snapshots (ErrHasChildren), unless flattenChildren, which flattens them
+// first. An image that is not there is success; one with another owner is
+// ErrNotOwned (an empty owner skips the check).
+func (c *Conn) Remove(r Ref, owner string, flattenChildren bool) error {
+	st, err := c.Status(r)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if owner != "" && st.Owner != owner {
+		return fmt.Errorf("remove %s (owner %q, want %q): %w", r, st.Owner, owner, ErrNotOwned)
+	}
+	if len(st.Watchers) > 0 {
+		return fmt.Errorf("remove %s: watched by %v: %w", r, st.Watchers, ErrInUse)
+	}
+	var children []Ref
+	for _, s := range st.Snapshots {
+		children = append(children, s.Children...)
+	}
+	if len(children) > 0 && !flattenChildren {
+		return fmt.Errorf("remove %s: clones %v: %w", r, children, ErrHasChildren)
+	}
+	for _, ch := range children {
+		if err := c.Flatten(ch); err != nil {
+			return err
+		}
+	}
+	for _, s := range st.Snapshots {
+		if err := c.RemoveSnapshot(Ref{Pool: r.Pool, Image: r.Image, Snap: s.Name}); err != nil {
+			return err
+		}
+	}
+	io, err := c.ioctx(r.Pool)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	if err := librbd.RemoveImage(io, r.Image); err != nil {
+		if err = mapErr(r, err); errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("remove %s: %w", r, err)
+	}
+	return nil
+}
+
+func (c *Conn) setOwner(r Ref, owner string) error {
+	img, done, err := c.open(r)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := img.SetMetadata(OwnerKey, owner); err != nil {
+		return fmt.Errorf("tag %s with its owner: %w", r, mapErr(r, err))
+	}
+	return nil
+}
+
+func (c *Conn) checkOwner(r Ref, owner string) error {
+	img, done, err := c.open(r)
+	if err != nil {
+		return err
+	}
+	defer done()
+	got, err := img.GetMetadata(OwnerKey)
+	if err != nil && !errors.Is(mapErr(r, err), ErrNotFound) {
+		return mapErr(r, err)
+	}
+	switch got {
+	case owner:
+		return nil
+	case "":
+		// Made by a create that died before it tagged the image (the two
+		// are separate librbd calls): the name is the owner's, adopt it.
+		if err := img.SetMetadata(OwnerKey, owner); err != nil {
+			return fmt.Errorf("tag %s with its owner: %w", r, mapErr(r, err))
+		}
+		return nil
+	}
+	return fmt.Errorf("image %s (owner %q, want %q): %w", r, got, owner, ErrNotOwned)
+}

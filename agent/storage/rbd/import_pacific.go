@@ -1,0 +1,91 @@
+//go:build pacific
+
+package rbd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// importChunk is one RBD object: each write fills one object, and all-zero
+// chunks are skipped so the image stays thin.
+const (
+	importChunk   = 4 << 20
+	importWorkers = 4
+)
+
+// importRaw writes a raw image of size bytes from src into a new image dst
+// owned by owner, then takes the protected BaseSnap. A failure removes the
+// half-written image again.
+func (c *Conn) importRaw(ctx context.Context, src io.ReaderAt, size uint64, dst Ref, owner string, progress Progress) (err error) {
+	if err := c.Create(dst, size, owner); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			c.Remove(dst, owner, false)
+		}
+	}()
+	img, done, err := c.open(dst)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var (
+		next, written atomic.Uint64
+		wg            sync.WaitGroup
+		mu            sync.Mutex
+		firstErr      error
+	)
+	fail := func(e error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = e
+		}
+		mu.Unlock()
+	}
+	zero := make([]byte, importChunk)
+	for range importWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, importChunk)
+			for {
+				off := next.Add(importChunk) - importChunk
+				if off >= size || ctx.Err() != nil {
+					return
+				}
+				n := min(uint64(importChunk), size-off)
+				if _, err := src.ReadAt(buf[:n], int64(off)); err != nil && err != io.EOF {
+					fail(fmt.Errorf("read source at %d: %w", off, err))
+					return
+				}
+				if !bytes.Equal(buf[:n], zero[:n]) {
+					if _, err := img.WriteAt(buf[:n], int64(off)); err != nil {
+						fail(fmt.Errorf("write %s at %d: %w", dst, off, mapErr(dst, err)))
+						return
+					}
+				}
+				d := written.Add(n)
+				if progress != nil {
+					progress(d, size)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := img.Flush(); err != nil {
+		return fmt.Errorf("flush %s: %w", dst, mapErr(dst, err))
+	}
+	return c.Snapshot(Ref{Pool: dst.Pool, Image: dst.Image, Snap: BaseSnap}, true)
+}

@@ -1,0 +1,107 @@
+//go:build pacific
+
+package rbd
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+const (
+	leaseLock  = "strata-lease"
+	epochXattr = "strata.epoch"
+)
+
+// Lease takes or renews an expiring exclusive RADOS lock on object oid in
+// pool, as cookie (the host name). It returns whether this connection
+// holds it and, when another does, who (cookie and address). A holder that
+// dies stops renewing and the lock expires after ttl.
+func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (held bool, holder LeaseHolder, err error) {
+	io, err := c.ioctx(pool)
+	if err != nil {
+		return false, holder, err
+	}
+	defer io.Destroy()
+	renew := byte(1) // LIBRADOS_LOCK_FLAG_MAY_RENEW
+	ret, err := io.LockExclusive(oid, leaseLock, cookie, "strata storage controller", ttl, &renew)
+	if err == nil && ret == 0 {
+		return true, LeaseHolder{Cookie: cookie}, nil
+	}
+	info, lerr := io.ListLockers(oid, leaseLock)
+	if lerr != nil {
+		return false, holder, fmt.Errorf("lease %s/%s: %w (lockers: %v)", pool, oid, err, lerr)
+	}
+	if info.NumLockers > 0 && len(info.Cookies) > 0 {
+		holder = LeaseHolder{Cookie: info.Cookies[0]}
+		if len(info.Addrs) > 0 {
+			holder.Addr = info.Addrs[0]
+		}
+		return false, holder, nil
+	}
+	return false, holder, fmt.Errorf("lease %s/%s: %w", pool, oid, err)
+}
+
+// ReleaseLease gives the lease up (a clean stop), so another host takes
+// over without waiting for it to expire.
+func (c *Conn) ReleaseLease(pool, oid, cookie string) error {
+	io, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	if _, err := io.Unlock(oid, leaseLock, cookie); err != nil {
+		return fmt.Errorf("release lease %s/%s: %w", pool, oid, err)
+	}
+	return nil
+}
+
+// FenceEpoch records that the lease holder acts on the plan at epoch and
+// refuses (ErrStaleEpoch) when a holder before it already acted on a newer
+// one: a controller fed by a coordinator that failed over to an older copy
+// of the state must not undo newer work. Only the lease holder calls it.
+func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error {
+	io, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	buf := make([]byte, 32)
+	n, err := io.GetXattr(oid, epochXattr, buf)
+	switch {
+	case err == nil:
+		if prev, perr := strconv.ParseUint(string(buf[:n]), 10, 64); perr == nil && prev > epoch {
+			return fmt.Errorf("plan epoch %d, but a controller already acted on epoch %d: %w", epoch, prev, ErrStaleEpoch)
+		}
+	case errnoOf(err) == syscall.ENOENT || errnoOf(err) == syscall.ENODATA:
+		// nothing recorded yet
+	default:
+		return fmt.Errorf("read fencing epoch of %s/%s: %w", pool, oid, err)
+	}
+	if err := io.SetXattr(oid, epochXattr, []byte(strconv.FormatUint(epoch, 10))); err != nil {
+		return fmt.Errorf("write fencing epoch of %s/%s: %w", pool, oid, err)
+	}
+	return nil
+}
+
+// Blocklist fences a client address out of the cluster: its in-flight and
+// future writes are refused by the OSDs (used on a previous lease holder
+// before taking over).
+func (c *Conn) Blocklist(addr string) error {
+	cmd, _ := json.Marshal(map[string]string{"prefix": "osd blocklist", "blocklistop": "add", "addr": addr})
+	if _, st, err := c.rados.MonCommand(cmd); err != nil {
+		return fmt.Errorf("blocklist %s: %w: %s", addr, err, st)
+	}
+	return nil
+}
+
+// Addr is this connection's client address, as lockers and watchers show it.
+func (c *Conn) Addr() string {
+	a, err := c.rados.GetAddrs()
+	if err != nil {
+		return ""
+	}
+	return a
+}
