@@ -3,6 +3,7 @@ package registry
 import (
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/computespec"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // ImageKind is a bootable disk image: a qcow2 or raw file at a local path
@@ -24,9 +25,25 @@ func ImageKind() *Kind {
 			if s.HypervisorType != "" && s.HypervisorType != "kvm" && s.HypervisorType != "qemu" {
 				return api.Fieldf("spec.hypervisor_type", "%q: want kvm, qemu or empty", s.HypervisorType)
 			}
-			return specField(imageOf(r.Name, *s).Validate())
+			if err := specField(imageOf(r.Name, *s).Validate()); err != nil {
+				return err
+			}
+			if s.Pool != "" {
+				if fe := storagespec.ValidatePool("spec.pool", s.Pool); fe != nil {
+					return fe
+				}
+				if s.Format != string(computespec.FormatRaw) {
+					return api.Fieldf("spec.format", "an image in Ceph is raw, not %q", s.Format)
+				}
+			}
+			return nil
 		},
-		BeforeDelete: func(a *Admission, r api.Resource) error { return refuseIfUsed(a, r, "image") },
+		BeforeDelete: func(a *Admission, r api.Resource) error {
+			if err := refuseIfUsed(a, r, "image"); err != nil {
+				return err
+			}
+			return refuseIfCloned(a, r)
+		},
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"format", "path"},
 			"properties": map[string]any{
@@ -34,6 +51,8 @@ func ImageKind() *Kind {
 				"path":            map[string]any{"type": "string"},
 				"architecture":    map[string]any{"type": "string"},
 				"hypervisor_type": map[string]any{"type": "string", "enum": []string{"", "kvm", "qemu"}},
+				"pool":            map[string]any{"type": "string"},
+				"size_bytes":      map[string]any{"type": "integer", "minimum": 0},
 			},
 		},
 	}

@@ -15,12 +15,22 @@ type FlavorSpec struct {
 	ExtraSpecs map[string]string `json:"extra_specs,omitempty"`
 }
 
-// ImageSpec is the spec of kind "image": a bootable disk image at a local
-// path that every host running an instance of it can read (RBD later).
+// ImageSpec is the spec of kind "image": a bootable disk image, either a
+// file at a local path that every host running an instance of it can read,
+// or (with Pool) an RBD image in Ceph that volumes and root disks are
+// copy-on-write clones of.
 type ImageSpec struct {
-	// Format is "qcow2" or "raw".
+	// Format is "qcow2" or "raw" (an image in Ceph is raw).
 	Format string `json:"format"`
-	Path   string `json:"path"`
+	// Path is the file; for an image in Ceph, the file it was imported from.
+	Path string `json:"path"`
+	// Pool, when set, is the Ceph pool holding the image as RBD image
+	// "image-<name>" with the protected snapshot "base" (`stratactl images
+	// import` puts it there).
+	Pool string `json:"pool,omitempty"`
+	// SizeBytes is the image's virtual size (set by import): volumes made
+	// from it are at least this large.
+	SizeBytes uint64 `json:"size_bytes,omitempty"`
 	// Architecture ("x86_64", "aarch64") and HypervisorType ("kvm",
 	// "qemu") restrict the hosts its instances are placed on; empty is any.
 	Architecture   string `json:"architecture,omitempty"`

@@ -1,0 +1,75 @@
+package api
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// TestVolumesAdmission: volume types, volumes, snapshots and images in Ceph
+// through the API: what is accepted, and each bad input refused with a 4xx
+// naming the field (or a 409 saying what depends on it) and nothing changed.
+func TestVolumesAdmission(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive})
+	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
+	f.must(f.admin, "PUT", "/v1/volumetypes/default", `{"spec":{"pool":"volumes"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/images/tiny", `{"spec":{"format":"raw","path":"/src/tiny.raw","pool":"images","size_bytes":2147483648}}`, 201)
+	f.must(f.admin, "PUT", "/v1/images/local", `{"spec":{"format":"raw","path":"/var/lib/strata/images/l.raw"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v1", `{"spec":{"size_gib":1}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/root", `{"spec":{"size_gib":2,"image":"tiny"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumesnapshots/s1", `{"spec":{"volume":"v1"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/fromsnap", `{"spec":{"size_gib":1,"snapshot":"s1"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/fromvol", `{"spec":{"size_gib":3,"volume":"v1"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v1", `{"spec":{"size_gib":4}}`, 200) // grows
+
+	bad := []struct{ method, path, body, field string }{
+		{"PUT", "/v1/volumetypes/x", `{"spec":{"pool":"no/slash"}}`, "spec.pool"},
+		{"PUT", "/v1/volumetypes/x", `{"spec":{"pool":"p","cache_mode":"writeback"}}`, "spec.cache_mode"},
+		{"PUT", "/v1/volumetypes/x", `{"spec":{"pool":"p","attach_mode":"nbd"}}`, "spec.attach_mode"},
+		{"PUT", "/v1/volumetypes/default", `{"spec":{"pool":"other"}}`, "spec.pool"},
+		{"PUT", "/v1/images/y", `{"spec":{"format":"qcow2","path":"/y","pool":"images"}}`, "spec.format"},
+		{"PUT", "/v1/projects/a/volumes/v1", `{"spec":{"size_gib":2}}`, "spec.size_gib"}, // shrink
+		{"PUT", "/v1/projects/a/volumes/x", `{"spec":{"size_gib":0}}`, "spec.size_gib"},
+		{"PUT", "/v1/projects/a/volumes/x", `{"spec":{"size_gib":1,"type":"gold"}}`, "spec.type"},
+		{"PUT", "/v1/projects/a/volumes/x", `{"spec":{"size_gib":1,"image":"nope"}}`, "spec.image"},
+		{"PUT", "/v1/projects/a/volumes/x", `{"spec":{"size_gib":1,"image":"local"}}`, "spec.image"},
+		{"PUT", "/v1/projects/a/volumes/x", `{"spec":{"size_gib":1,"image":"tiny"}}`, "spec.size_gib"}, // image is 2 GiB
+		{"PUT", "/v1/projects/a/volumes/x", `{"spec":{"size_gib":1,"image":"tiny","volume":"v1"}}`, "spec.image"},
+		{"PUT", "/v1/projects/a/volumes/x", `{"spec":{"size_gib":1,"snapshot":"nope"}}`, "spec.snapshot"},
+		{"PUT", "/v1/projects/a/volumes/x", `{"spec":{"size_gib":1,"volume":"v1"}}`, "spec.size_gib"}, // v1 is 4 GiB
+		{"PUT", "/v1/projects/a/volumes/root", `{"spec":{"size_gib":2,"image":"local"}}`, "spec.image"},
+		{"PUT", "/v1/projects/a/volumesnapshots/x", `{"spec":{"volume":"nope"}}`, "spec.volume"},
+	}
+	for _, b := range bad {
+		before := f.must(f.admin, "GET", "/v1/projects/a/volumes", "", 200)
+		code, body := f.do(f.admin, b.method, b.path, b.body)
+		var eb api.ErrorBody
+		json.Unmarshal(body, &eb)
+		if code != 400 || eb.Error == nil || eb.Error.Field != b.field {
+			t.Errorf("%s %s %s: %d %s, want 400 naming %s", b.method, b.path, b.body, code, body, b.field)
+		}
+		if after := f.must(f.admin, "GET", "/v1/projects/a/volumes", "", 200); string(after) != string(before) {
+			t.Errorf("%s %s changed the volumes", b.method, b.path)
+		}
+	}
+	// Deletes refused while something depends on the resource.
+	for _, path := range []string{
+		"/v1/projects/a/volumes/v1",         // has a snapshot and a clone
+		"/v1/projects/a/volumesnapshots/s1", // fromsnap is cloned from it
+		"/v1/images/tiny",                   // root is cloned from it
+		"/v1/volumetypes/default",           // volumes use it
+	} {
+		if code, body := f.do(f.admin, "DELETE", path, ""); code != 409 {
+			t.Errorf("DELETE %s: %d %s, want 409", path, code, body)
+		}
+	}
+	// Marked flatten, a clone no longer holds its source.
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/fromsnap", `{"spec":{"size_gib":1,"snapshot":"s1","flatten":true}}`, 200)
+	if code, body := f.do(f.admin, "PUT", "/v1/projects/a/volumes/fromsnap", `{"spec":{"size_gib":1,"snapshot":"s1"}}`); code != 400 {
+		t.Errorf("un-flatten: %d %s, want 400", code, body)
+	}
+	f.must(f.admin, "DELETE", "/v1/projects/a/volumesnapshots/s1", "", 200)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/fromvol", `{"spec":{"size_gib":3,"volume":"v1","flatten":true}}`, 200)
+	f.must(f.admin, "DELETE", "/v1/projects/a/volumes/v1", "", 200)
+}

@@ -1,0 +1,139 @@
+// Package storagespec holds the pure rules of volumes, volume types,
+// volume snapshots and images in Ceph that the coordinator checks before a
+// commit and the agent's storage controller checks before it touches a
+// pool: one copy of each check, so what the API accepts every host can
+// apply. It also derives the RBD names, in one place.
+package storagespec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// Limits.
+const (
+	MaxVolumeGiB = 64 << 10 // 64 TiB
+	// MaxCloneDepth is the longest chain of clones the controller keeps:
+	// a volume cloned from a clone of this depth is flattened in the
+	// background once made, so reads never walk more than this many
+	// parents.
+	MaxCloneDepth = 4
+	// DefaultType is the volume type a volume without one gets.
+	DefaultType = "default"
+	GiB         = 1 << 30
+)
+
+var poolRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$`)
+
+// ValidatePool checks a Ceph pool name.
+func ValidatePool(field, pool string) *api.FieldError {
+	if !poolRE.MatchString(pool) {
+		return api.Fieldf(field, "%q is not a pool name (letters, digits, '_', '.', '-'; 1..63)", pool)
+	}
+	return nil
+}
+
+// ValidateType checks a volume type's spec.
+func ValidateType(s api.VolumeTypeSpec) *api.FieldError {
+	if fe := ValidatePool("spec.pool", s.Pool); fe != nil {
+		return fe
+	}
+	switch s.AttachMode {
+	case "", "librbd", "krbd":
+	default:
+		return api.Fieldf("spec.attach_mode", "%q is not librbd or krbd", s.AttachMode)
+	}
+	switch s.CacheMode {
+	case "", "none":
+	case "writeback", "writethrough":
+		if s.AttachMode != "krbd" {
+			return api.Fieldf("spec.cache_mode", "%q needs attach_mode krbd (the cache sits on a kernel block device)", s.CacheMode)
+		}
+	default:
+		return api.Fieldf("spec.cache_mode", "%q is not none, writeback or writethrough", s.CacheMode)
+	}
+	return nil
+}
+
+// ValidateVolume checks a volume's spec on its own; prev is the stored
+// version for an update. References (type, image, snapshot, volume) are the
+// caller's to resolve.
+func ValidateVolume(s api.VolumeSpec, prev *api.VolumeSpec) *api.FieldError {
+	if s.SizeGiB < 1 || s.SizeGiB > MaxVolumeGiB {
+		return api.Fieldf("spec.size_gib", "%d is outside 1..%d", s.SizeGiB, MaxVolumeGiB)
+	}
+	n := 0
+	for _, v := range []string{s.Image, s.Snapshot, s.Volume} {
+		if v != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return api.Fieldf("spec.image", "image, snapshot and volume are alternatives: set at most one")
+	}
+	if prev == nil {
+		return nil
+	}
+	if s.SizeGiB < prev.SizeGiB {
+		return api.Fieldf("spec.size_gib", "%d is below the current %d: a volume never shrinks", s.SizeGiB, prev.SizeGiB)
+	}
+	for _, f := range []struct{ field, now, was string }{
+		{"type", s.Type, prev.Type}, {"image", s.Image, prev.Image},
+		{"snapshot", s.Snapshot, prev.Snapshot}, {"volume", s.Volume, prev.Volume},
+	} {
+		if f.now != f.was {
+			return api.Fieldf("spec."+f.field, "cannot change from %q to %q; make a new volume", f.was, f.now)
+		}
+	}
+	if prev.Flatten && !s.Flatten {
+		return api.Fieldf("spec.flatten", "cannot be undone once set")
+	}
+	return nil
+}
+
+// TypeOf is the volume type a volume spec uses.
+func TypeOf(s api.VolumeSpec) string {
+	if s.Type == "" {
+		return DefaultType
+	}
+	return s.Type
+}
+
+// VolumeImage is the RBD image name of a project's volume: the name cut to
+// 31 characters and 8 hex digits of a hash of project and name, so that
+// equal names in two projects never meet in a pool.
+func VolumeImage(project, name string) string { return "volume-" + hashed(project, name) }
+
+// SnapshotName is the RBD snapshot name of a volumesnapshot.
+func SnapshotName(project, name string) string { return "snap-" + hashed(project, name) }
+
+// CloneSnapshot is the snapshot a volume cloned from another volume is
+// made from: one per clone, so deleting the clone frees it.
+func CloneSnapshot(project, clone string) string { return "clone-" + hashed(project, clone) }
+
+// ImageName is the RBD image name of an image (kind image, global).
+func ImageName(name string) string { return "image-" + name }
+
+// Owner is the value of the owner metadata Strata puts on every RBD image
+// it makes; the controller changes and deletes only images it owns.
+func Owner(kind, project, name string) string {
+	if project == "" {
+		return fmt.Sprintf("strata:%s/%s", kind, name)
+	}
+	return fmt.Sprintf("strata:%s/%s/%s", kind, project, name)
+}
+
+// OwnerPrefix starts every owner value.
+const OwnerPrefix = "strata:"
+
+func hashed(project, name string) string {
+	sum := sha256.Sum256([]byte(project + "/" + name))
+	if len(name) > 31 {
+		name = name[:31]
+	}
+	return name + "-" + hex.EncodeToString(sum[:])[:8]
+}

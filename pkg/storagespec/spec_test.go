@@ -1,0 +1,53 @@
+package storagespec
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+func TestValidate(t *testing.T) {
+	prev := &api.VolumeSpec{SizeGiB: 10, Image: "tiny"}
+	for _, tt := range []struct {
+		fe    *api.FieldError
+		field string
+	}{
+		{ValidateType(api.VolumeTypeSpec{Pool: ""}), "spec.pool"},
+		{ValidateType(api.VolumeTypeSpec{Pool: "v", AttachMode: "nbd"}), "spec.attach_mode"},
+		{ValidateType(api.VolumeTypeSpec{Pool: "v", CacheMode: "writeback"}), "spec.cache_mode"},
+		{ValidateType(api.VolumeTypeSpec{Pool: "v", AttachMode: "krbd", CacheMode: "wb"}), "spec.cache_mode"},
+		{ValidateVolume(api.VolumeSpec{SizeGiB: 0}, nil), "spec.size_gib"},
+		{ValidateVolume(api.VolumeSpec{SizeGiB: MaxVolumeGiB + 1}, nil), "spec.size_gib"},
+		{ValidateVolume(api.VolumeSpec{SizeGiB: 1, Image: "a", Snapshot: "b"}, nil), "spec.image"},
+		{ValidateVolume(api.VolumeSpec{SizeGiB: 9, Image: "tiny"}, prev), "spec.size_gib"},
+		{ValidateVolume(api.VolumeSpec{SizeGiB: 10, Image: "other"}, prev), "spec.image"},
+		{ValidateVolume(api.VolumeSpec{SizeGiB: 10, Image: "tiny", Type: "gold"}, prev), "spec.type"},
+	} {
+		if tt.fe == nil || tt.fe.Field != tt.field {
+			t.Errorf("got %v, want an error naming %s", tt.fe, tt.field)
+		}
+	}
+	for _, fe := range []*api.FieldError{
+		ValidateType(api.VolumeTypeSpec{Pool: "volumes"}),
+		ValidateType(api.VolumeTypeSpec{Pool: "ssd.pool-1", AttachMode: "krbd", CacheMode: "writeback"}),
+		ValidateVolume(api.VolumeSpec{SizeGiB: 11, Image: "tiny", Flatten: true}, prev),
+	} {
+		if fe != nil {
+			t.Errorf("valid spec refused: %v", fe)
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	long := strings.Repeat("x", 63)
+	if a, b := VolumeImage("p1", "v"), VolumeImage("p2", "v"); a == b || !strings.HasPrefix(a, "volume-v-") {
+		t.Errorf("volume images %q and %q", a, b)
+	}
+	if n := VolumeImage("p", long); len(n) != len("volume-")+31+9 {
+		t.Errorf("long name: %q", n)
+	}
+	if SnapshotName("p", "s") == CloneSnapshot("p", "s") {
+		t.Error("snapshot and clone snapshot names meet")
+	}
+}
