@@ -78,6 +78,7 @@ type Config struct {
 	Reserved    Reserved `json:"reserved"`
 	Network     Network  `json:"network"`
 	Compute     Compute  `json:"compute"`
+	Storage     Storage  `json:"storage"`
 	MetricsAddr string   `json:"metrics_addr"`
 	LogFormat   string   `json:"log_format"`
 	LogLevel    string   `json:"log_level"`
@@ -99,6 +100,7 @@ func (c *Config) SetDefaults() {
 		Reserved:    Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
 		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", PhysicalNetworks: map[string]string{}, DeadHostGrace: 30 * time.Second},
 		Compute:     DefaultCompute(),
+		Storage:     DefaultStorage(),
 		MetricsAddr: "127.0.0.1:9464",
 		LogFormat:   "text",
 		LogLevel:    "info",
@@ -128,6 +130,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.Network.DeadHostGrace, "dead-host-grace", c.Network.DeadHostGrace, "how long a dead host keeps its tunnel entries")
 	fs.StringToStringVar(&c.Network.PhysicalNetworks, "physnet", c.Network.PhysicalNetworks, "physical network to host interface, physnet=dev (repeatable)")
 	c.Compute.bindFlags(fs)
+	c.Storage.bindFlags(fs)
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -200,6 +203,9 @@ func (c *Config) Validate() error {
 		return api.Fieldf("network.netns_prefix", "must be 1..32 characters")
 	}
 	if err := c.Compute.validate(); err != nil {
+		return err
+	}
+	if err := c.Storage.validate(); err != nil {
 		return err
 	}
 	if c.Resync < time.Second {

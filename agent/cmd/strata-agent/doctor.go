@@ -55,6 +55,7 @@ func doctorCmd() *cobra.Command {
 			if loadErr == nil {
 				checks = append(checks, doctor.SetupChecks(doctor.HostProbe(), doctor.Setup{Coordinator: cfg.Coordinator, VTEP: cfg.VTEP,
 					UnderlayDev: cfg.Network.UnderlayDev, Physnets: cfg.Network.PhysicalNetworks}, d)...)
+				checks = append(checks, storageChecks(cfg.Storage)...)
 			}
 			rep := doctor.NewReport(checks)
 			if err := rep.Print(cmd.OutOrStdout(), output); err != nil {

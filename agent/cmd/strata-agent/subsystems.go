@@ -37,6 +37,9 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 		a.Reporter(n.Report)
 		l2 = n
 	}
+	if err := registerStorage(a, cfg, log); err != nil {
+		return err
+	}
 	if cfg.Compute.Enabled {
 		return registerCompute(a, cfg, log, l2)
 	}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// Storage configures how this host reaches Ceph and whether it may run the
+// storage controller (pool operations; one host active at a time).
+type Storage struct {
+	// Controller lets this host run the storage controller.
+	Controller bool `json:"controller"`
+	// Ceph is how the host reaches the cluster: nothing is read from
+	// /etc/ceph, so what is used is what is here.
+	Ceph Ceph `json:"ceph"`
+	// ImagesPool holds the images (stratactl images import);
+	// VolumesPool is where the default volume type lives and holds the
+	// controller lease.
+	ImagesPool  string `json:"images_pool"`
+	VolumesPool string `json:"volumes_pool"`
+	// LeaseTTL is how long the controller lease outlives a dead holder.
+	LeaseTTL time.Duration `json:"lease_ttl"`
+}
+
+// Ceph is one host's Ceph client configuration.
+type Ceph struct {
+	// MonHost is Ceph's "mon host" value: the monitors' addresses.
+	MonHost string `json:"mon_host"`
+	// User is the cephx id without "client." (e.g. strata).
+	User string `json:"user"`
+	// Keyring is the user's keyring file (mode 0600).
+	Keyring string `json:"keyring"`
+	// Timeout bounds each monitor and OSD operation.
+	Timeout time.Duration `json:"timeout"`
+}
+
+// DefaultStorage is the storage section's defaults: no Ceph.
+func DefaultStorage() Storage {
+	return Storage{
+		Ceph:       Ceph{User: "strata", Keyring: "/etc/ceph/ceph.client.strata.keyring", Timeout: 30 * time.Second},
+		ImagesPool: "images", VolumesPool: "volumes", LeaseTTL: 15 * time.Second,
+	}
+}
+
+// Enabled reports whether the host is configured for Ceph at all.
+func (s Storage) Enabled() bool { return s.Ceph.MonHost != "" }
+
+func (s *Storage) bindFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&s.Controller, "storage-controller", s.Controller, "run the storage controller (pool operations; one host active at a time)")
+	fs.StringVar(&s.Ceph.MonHost, "ceph-mon-host", s.Ceph.MonHost, "Ceph monitor addresses (mon host syntax); empty: no Ceph on this host")
+	fs.StringVar(&s.Ceph.User, "ceph-user", s.Ceph.User, "cephx user id, without \"client.\"")
+	fs.StringVar(&s.Ceph.Keyring, "ceph-keyring", s.Ceph.Keyring, "keyring file of the cephx user")
+	fs.StringVar(&s.ImagesPool, "images-pool", s.ImagesPool, "Ceph pool of the images")
+	fs.StringVar(&s.VolumesPool, "volumes-pool", s.VolumesPool, "Ceph pool of the default volume type and the controller lease")
+}
+
+func (s *Storage) validate() error {
+	if !s.Enabled() {
+		if s.Controller {
+			return api.Fieldf("storage.ceph.mon_host", "must be set to run the storage controller")
+		}
+		return nil
+	}
+	switch {
+	case s.Ceph.User == "" || strings.HasPrefix(s.Ceph.User, "client."):
+		return api.Fieldf("storage.ceph.user", "%q: want the cephx id without \"client.\"", s.Ceph.User)
+	case !strings.HasPrefix(s.Ceph.Keyring, "/"):
+		return api.Fieldf("storage.ceph.keyring", "%q is not an absolute path", s.Ceph.Keyring)
+	case s.ImagesPool == "":
+		return api.Fieldf("storage.images_pool", "must be set")
+	case s.VolumesPool == "":
+		return api.Fieldf("storage.volumes_pool", "must be set")
+	case s.LeaseTTL < 3*time.Second:
+		return api.Fieldf("storage.lease_ttl", "%s is below 3s", s.LeaseTTL)
+	case s.Ceph.Timeout < time.Second:
+		return api.Fieldf("storage.ceph.timeout", "%s is below 1s", s.Ceph.Timeout)
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/strata-infra/strata/agent/storage/rbd"
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/storagespec"
+)
+
+// Volume states in status.
+const (
+	StateAvailable = "available"
+	StateError     = "error"
+	StatePending   = "pending" // waits for its source
+)
+
+// apply converges snapshots and volumes (sources before clones) and
+// returns their statuses and the failures.
+func (c *Controller) apply(ctx context.Context, p Pool, d desiredState) ([]api.ResourceReport, []string) {
+	now := time.Now().UTC()
+	var reports []api.ResourceReport
+	var failed []string
+	report := func(k api.Key, epoch uint64, state, msg string, st *rbd.ImageStatus) {
+		rs := api.ResourceStatus{State: state, Message: msg, Epoch: epoch, Updated: now}
+		if st != nil {
+			rs.Detail = detail(c.cfg.Host, *st)
+		}
+		reports = append(reports, api.ResourceReport{Key: k, ResourceStatus: rs})
+		if state == StateError {
+			failed = append(failed, fmt.Sprintf("%s: %s", k, msg))
+		}
+	}
+	// A volume's snapshots are taken right after the volume is made, so
+	// that clones of them (which come later in the order) find them.
+	snapsOf := map[rbd.Ref][]snapshot{}
+	for _, sn := range d.Snapshots {
+		if sn.Err != "" {
+			report(sn.Key, sn.Epoch, StateError, sn.Err, nil)
+			continue
+		}
+		img := rbd.Ref{Pool: sn.Ref.Pool, Image: sn.Ref.Image}
+		snapsOf[img] = append(snapsOf[img], sn)
+	}
+	made := map[api.Key]bool{}
+	for _, v := range d.Volumes {
+		if ctx.Err() != nil {
+			break
+		}
+		if v.Err != "" {
+			report(v.Key, v.Epoch, StateError, v.Err, nil)
+			continue
+		}
+		if v.ParentOfVolume != nil && !made[*v.ParentOfVolume] {
+			report(v.Key, v.Epoch, StatePending, fmt.Sprintf("waits for volume %q", v.ParentOfVolume.Name), nil)
+			continue
+		}
+		st, err := c.ensureVolume(p, v)
+		if err != nil {
+			report(v.Key, v.Epoch, StateError, err.Error(), nil)
+			continue
+		}
+		made[v.Key] = true
+		report(v.Key, v.Epoch, StateAvailable, "", &st)
+		for _, sn := range snapsOf[v.Ref] {
+			if err := p.Snapshot(sn.Ref, true); err != nil {
+				report(sn.Key, sn.Epoch, StateError, err.Error(), nil)
+				continue
+			}
+			report(sn.Key, sn.Epoch, StateAvailable, "", nil)
+		}
+		delete(snapsOf, v.Ref)
+	}
+	for _, sns := range snapsOf {
+		for _, sn := range sns {
+			report(sn.Key, sn.Epoch, StatePending, "waits for its volume", nil)
+		}
+	}
+	return reports, failed
+}
+
+// ensureVolume makes the volume's image if it is missing (empty, or a
+// clone of its parent snapshot), grows it to the wanted size, and flattens
+// it when asked to or when its clone chain is too deep.
+func (c *Controller) ensureVolume(p Pool, v volume) (rbd.ImageStatus, error) {
+	st, err := p.Status(v.Ref)
+	if errors.Is(err, rbd.ErrNotFound) {
+		if v.SourceGone != "" {
+			return st, fmt.Errorf("cannot be made: %s", v.SourceGone)
+		}
+		if err := c.create(p, v); err != nil {
+			return st, err
+		}
+		st, err = p.Status(v.Ref)
+	}
+	if err != nil {
+		return st, err
+	}
+	if st.Owner == "" {
+		// A create that died before tagging it: Create adopts it.
+		if err := p.Create(v.Ref, v.Size, v.Owner); err != nil {
+			return st, err
+		}
+		st.Owner = v.Owner
+	}
+	if st.Owner != v.Owner {
+		return st, fmt.Errorf("image %s belongs to %q: %w", v.Ref, st.Owner, rbd.ErrNotOwned)
+	}
+	if st.Size < v.Size {
+		// Online for an attached volume: librbd tells the qemu that has it open.
+		if err := p.Resize(v.Ref, v.Size); err != nil {
+			return st, err
+		}
+		st.Size = v.Size
+	}
+	if st.Parent != nil && (v.Flatten || st.Depth > storagespec.MaxCloneDepth) {
+		if err := p.Flatten(v.Ref); err != nil {
+			return st, err
+		}
+		c.cfg.Logger.Info("flattened volume", "volume", v.Key, "depth", st.Depth, "asked", v.Flatten)
+		if st, err = p.Status(v.Ref); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+func (c *Controller) create(p Pool, v volume) error {
+	if v.Parent == nil {
+		return p.Create(v.Ref, v.Size, v.Owner)
+	}
+	if v.ParentOfVolume != nil {
+		// A clone of a volume goes through a snapshot of its own.
+		if err := p.Snapshot(*v.Parent, true); err != nil {
+			return err
+		}
+	}
+	if err := p.Clone(*v.Parent, v.Ref, v.Owner); err != nil {
+		return err
+	}
+	// A clone starts at its parent's size; grow it to what was asked.
+	return p.Resize(v.Ref, v.Size)
+}
+
+// prune deletes the Strata volumes no longer in the plan (flattening any
+// clone still hanging on them) and their snapshots no longer wanted. Only
+// images named and tagged as Strata's are touched.
+func (c *Controller) prune(p Pool, d desiredState) error {
+	wantImage := map[rbd.Ref]bool{}
+	wantSnap := map[rbd.Ref]bool{}
+	for _, v := range d.Volumes {
+		wantImage[v.Ref] = true
+		if v.ParentOfVolume != nil && v.Parent != nil {
+			wantSnap[*v.Parent] = true
+		}
+	}
+	for _, s := range d.Snapshots {
+		wantSnap[s.Ref] = true
+	}
+	var errs []string
+	for _, pool := range d.Pools {
+		names, err := p.List(pool)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		for _, n := range names {
+			if !isStrata(n) {
+				continue
+			}
+			ref := rbd.Ref{Pool: pool, Image: n}
+			st, err := p.Status(ref)
+			if errors.Is(err, rbd.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			if !strings.HasPrefix(st.Owner, storagespec.OwnerPrefix+"volume/") {
+				continue // not ours
+			}
+			if !wantImage[ref] {
+				if err := p.Remove(ref, st.Owner, true); err != nil {
+					errs = append(errs, err.Error())
+				} else {
+					c.cfg.Logger.Info("deleted volume image", "image", ref, "owner", st.Owner)
+				}
+				continue
+			}
+			for _, s := range st.Snapshots {
+				sref := rbd.Ref{Pool: pool, Image: n, Snap: s.Name}
+				if wantSnap[sref] || !(strings.HasPrefix(s.Name, "snap-") || strings.HasPrefix(s.Name, "clone-")) {
+					continue
+				}
+				for _, ch := range s.Children {
+					// Its clones keep their data: flatten them before the
+					// snapshot goes.
+					if err := p.Flatten(ch); err != nil {
+						errs = append(errs, err.Error())
+					}
+				}
+				if err := p.RemoveSnapshot(sref); err != nil {
+					errs = append(errs, err.Error())
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("prune: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}

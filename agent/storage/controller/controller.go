@@ -1,0 +1,295 @@
+// Package controller is the storage controller that runs inside
+// strata-agent on hosts configured for it: it makes the plan's volumes and
+// volume snapshots real in Ceph (create, clone, snapshot, resize, flatten,
+// delete) and reports their status. Any number of hosts may run it; one is
+// active at a time, the holder of an expiring RADOS lock (the lease), and
+// every pass is fenced by the cluster epoch so that a controller fed an
+// older plan than one already acted on refuses to act.
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/agent/storage/rbd"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// Pool is what the controller does in Ceph; *rbd.Conn implements it.
+type Pool interface {
+	Create(r rbd.Ref, size uint64, owner string) error
+	Clone(parent, child rbd.Ref, owner string) error
+	Resize(r rbd.Ref, size uint64) error
+	Flatten(r rbd.Ref) error
+	Remove(r rbd.Ref, owner string, flattenChildren bool) error
+	Snapshot(r rbd.Ref, protect bool) error
+	RemoveSnapshot(r rbd.Ref) error
+	Status(r rbd.Ref) (rbd.ImageStatus, error)
+	List(pool string) ([]string, error)
+	Lease(pool, oid, cookie string, ttl time.Duration) (bool, rbd.LeaseHolder, error)
+	ReleaseLease(pool, oid, cookie string) error
+	FenceEpoch(pool, oid string, epoch uint64) error
+	Blocklist(addr string) error
+	Close()
+}
+
+// LeaseObject is the RADOS object whose lock is the controller lease.
+const LeaseObject = "strata.storage-controller"
+
+// Config configures a controller.
+type Config struct {
+	Host string // this host: the lease cookie
+	// Connect opens the Ceph connection; it is called again after a failure.
+	Connect func() (Pool, error)
+	// LeasePool holds the lease object (the volumes pool).
+	LeasePool string
+	// LeaseTTL is how long a lease outlives its holder's last renewal.
+	LeaseTTL time.Duration
+	Logger   *slog.Logger
+	// Kick asks the runner for a pass (when the lease is won).
+	Kick func()
+}
+
+// Controller is the storage subsystem's reconciler.
+type Controller struct {
+	cfg Config
+
+	mu       sync.Mutex
+	pool     Pool
+	active   bool
+	holder   rbd.LeaseHolder // the other holder while standby
+	lastErr  string
+	statuses []api.ResourceReport
+}
+
+// New returns a controller; register it with the runner and run Renew in
+// the background.
+func New(cfg Config) (*Controller, error) {
+	if cfg.Host == "" || cfg.Connect == nil || cfg.LeasePool == "" {
+		return nil, errors.New("storage controller: host, connect and lease pool are required")
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 15 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Kick == nil {
+		cfg.Kick = func() {}
+	}
+	return &Controller{cfg: cfg}, nil
+}
+
+// Name is the subsystem's name.
+func (c *Controller) Name() string { return "storage" }
+
+// Active reports whether this host holds the lease.
+func (c *Controller) Active() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.active
+}
+
+func (c *Controller) conn() (Pool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pool != nil {
+		return c.pool, nil
+	}
+	p, err := c.cfg.Connect()
+	if err != nil {
+		return nil, err
+	}
+	c.pool = p
+	return p, nil
+}
+
+// dropConn forgets a connection that failed, so the next call reconnects.
+func (c *Controller) dropConn(p Pool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pool == p {
+		c.pool.Close()
+		c.pool, c.active = nil, false
+	}
+}
+
+// renew takes or renews the lease once. Winning it from another holder
+// blocklists that holder's client first, so that a paused controller can
+// never write again.
+func (c *Controller) renew() error {
+	p, err := c.conn()
+	if err != nil {
+		c.setErr(fmt.Sprintf("ceph unreachable: %v", err))
+		return err
+	}
+	held, holder, err := p.Lease(c.cfg.LeasePool, LeaseObject, c.cfg.Host, c.cfg.LeaseTTL)
+	if err != nil {
+		c.dropConn(p)
+		c.setErr(fmt.Sprintf("ceph unreachable: %v", err))
+		return err
+	}
+	c.mu.Lock()
+	was, prev := c.active, c.holder
+	c.active = held
+	if !held {
+		c.holder = holder
+	}
+	c.mu.Unlock()
+	if held && !was {
+		if prev.Addr != "" && prev.Cookie != c.cfg.Host {
+			if err := p.Blocklist(prev.Addr); err != nil {
+				c.cfg.Logger.Warn("blocklist the previous storage controller", "holder", prev.Cookie, "addr", prev.Addr, "err", err)
+			}
+		}
+		c.cfg.Logger.Info("storage controller active", "previous", prev.Cookie)
+		c.cfg.Kick()
+	}
+	if !held && was {
+		c.cfg.Logger.Warn("storage controller lease lost", "holder", holder.Cookie)
+	}
+	return nil
+}
+
+// Renew keeps the lease until ctx ends, renewing it three times per TTL,
+// and releases it on the way out so another host takes over at once.
+func (c *Controller) Renew(ctx context.Context) {
+	t := time.NewTicker(c.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		_ = c.renew()
+		select {
+		case <-ctx.Done():
+			c.mu.Lock()
+			p, active := c.pool, c.active
+			c.active = false
+			c.mu.Unlock()
+			if p != nil && active {
+				_ = p.ReleaseLease(c.cfg.LeasePool, LeaseObject, c.cfg.Host)
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Controller) setErr(s string) {
+	c.mu.Lock()
+	c.lastErr = s
+	c.mu.Unlock()
+}
+
+// Ensure makes the plan's volumes and snapshots in Ceph when this host is
+// the active controller; a standby does nothing. One volume failing is
+// reported in its own status and retried; the others still converge.
+func (c *Controller) Ensure(ctx context.Context, p *plan.Host) error {
+	return c.ensure(ctx, p.Snapshot)
+}
+
+// Prune deletes what the plan no longer wants, after compute has pruned
+// (a volume still open by a domain is refused, never deleted under it).
+func (c *Controller) Prune(ctx context.Context, p *plan.Host) error {
+	return c.prunePass(p.Snapshot)
+}
+
+// Reconcile is Ensure then Prune on a plan snapshot.
+func (c *Controller) Reconcile(ctx context.Context, s *plan.Snapshot) error {
+	if err := c.ensure(ctx, s); err != nil {
+		return err
+	}
+	return c.prunePass(s)
+}
+
+func (c *Controller) ensure(ctx context.Context, s *plan.Snapshot) error {
+	if err := c.renew(); err != nil {
+		c.markUnreachable(err)
+		return err
+	}
+	if !c.Active() {
+		c.mu.Lock()
+		c.statuses = nil
+		c.mu.Unlock()
+		return nil
+	}
+	p, err := c.conn()
+	if err != nil {
+		return err
+	}
+	if err := p.FenceEpoch(c.cfg.LeasePool, LeaseObject, s.Epoch); err != nil {
+		return err
+	}
+	d, err := desired(s)
+	if err != nil {
+		return err
+	}
+	reports, failed := c.apply(ctx, p, d)
+	c.mu.Lock()
+	c.statuses, c.lastErr = reports, ""
+	c.mu.Unlock()
+	if len(failed) > 0 {
+		return fmt.Errorf("%d storage operations failed: %s", len(failed), strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+func (c *Controller) prunePass(s *plan.Snapshot) error {
+	if !c.Active() {
+		return nil
+	}
+	p, err := c.conn()
+	if err != nil {
+		return err
+	}
+	// Fenced again: the lease may have moved since Ensure.
+	if err := p.FenceEpoch(c.cfg.LeasePool, LeaseObject, s.Epoch); err != nil {
+		return err
+	}
+	d, err := desired(s)
+	if err != nil {
+		return err
+	}
+	return c.prune(p, d)
+}
+
+// markUnreachable turns the last statuses into errors that say so: the
+// resources stay as they were in Ceph, and the next pass retries.
+func (c *Controller) markUnreachable(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.statuses {
+		c.statuses[i].State, c.statuses[i].Message = "error", "ceph unreachable: "+err.Error()
+	}
+}
+
+// Report adds the volumes' and snapshots' statuses while this host is the
+// active controller.
+func (c *Controller) Report(rep *api.HostReport) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rep.Resources = append(rep.Resources, c.statuses...)
+}
+
+func detail(host string, st rbd.ImageStatus) json.RawMessage {
+	d := api.VolumeDetail{Pool: st.Pool, RBDImage: st.Image, SizeBytes: st.Size, UsedBytes: st.Used, Depth: st.Depth,
+		Watchers: st.Watchers, LockOwners: st.LockOwners, Controller: host}
+	if st.Parent != nil {
+		d.Parent = st.Parent.String()
+	}
+	for _, s := range st.Snapshots {
+		d.Snapshots = append(d.Snapshots, s.Name)
+	}
+	b, _ := json.Marshal(d)
+	return b
+}
+
+// isStrata reports whether an image name is one Strata derives.
+func isStrata(name string) bool {
+	return strings.HasPrefix(name, "volume-")
+}
