@@ -6,7 +6,7 @@ import (
 
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/doctor"
-	"github.com/strata-infra/strata/agent/storage/rbd"
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // qemuRBD is qemu's rbd block driver module (Debian: qemu-block-extra),

@@ -7,7 +7,7 @@ import (
 	"github.com/strata-infra/strata/agent/daemon"
 	"github.com/strata-infra/strata/agent/reconcile"
 	"github.com/strata-infra/strata/agent/storage/controller"
-	"github.com/strata-infra/strata/agent/storage/rbd"
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 var _ controller.Pool = (*rbd.Conn)(nil)

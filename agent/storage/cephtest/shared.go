@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // The one cluster of a test package, started by Main.
@@ -49,13 +51,10 @@ func Require(t testing.TB) *Cluster {
 	if shared != nil {
 		return shared
 	}
-	msg := "no Ceph cluster: TestMain did not call cephtest.Main"
+	msg := "TestMain did not call cephtest.Main"
 	if sharedErr != nil {
-		msg = "no Ceph cluster: " + sharedErr.Error()
+		msg = sharedErr.Error()
 	}
-	if os.Getenv("STRATA_STRICT") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Missing(t, "Ceph cluster", msg)
 	return nil
 }

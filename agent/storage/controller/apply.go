@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/strata-infra/strata/agent/storage/rbd"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/rbd"
 	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
@@ -151,6 +151,9 @@ func (c *Controller) create(p Pool, v volume) error {
 // images named and tagged as Strata's are touched.
 func (c *Controller) prune(p Pool, d desiredState) error {
 	wantImage := map[rbd.Ref]bool{}
+	for _, im := range d.Images {
+		wantImage[im] = true
+	}
 	wantSnap := map[rbd.Ref]bool{}
 	for _, v := range d.Volumes {
 		wantImage[v.Ref] = true
@@ -181,7 +184,7 @@ func (c *Controller) prune(p Pool, d desiredState) error {
 				errs = append(errs, err.Error())
 				continue
 			}
-			if !strings.HasPrefix(st.Owner, storagespec.OwnerPrefix+"volume/") {
+			if !strings.HasPrefix(st.Owner, storagespec.OwnerPrefix+"volume/") && !strings.HasPrefix(st.Owner, storagespec.OwnerPrefix+"image/") {
 				continue // not ours
 			}
 			if !wantImage[ref] {

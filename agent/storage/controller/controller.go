@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/plan"
-	"github.com/strata-infra/strata/agent/storage/rbd"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // Pool is what the controller does in Ceph; *rbd.Conn implements it.
@@ -291,5 +291,5 @@ func detail(host string, st rbd.ImageStatus) json.RawMessage {
 
 // isStrata reports whether an image name is one Strata derives.
 func isStrata(name string) bool {
-	return strings.HasPrefix(name, "volume-")
+	return strings.HasPrefix(name, "volume-") || strings.HasPrefix(name, "image-")
 }

@@ -15,8 +15,8 @@ import (
 
 	"github.com/strata-infra/strata/agent/plan"
 	"github.com/strata-infra/strata/agent/storage/cephtest"
-	"github.com/strata-infra/strata/agent/storage/rbd"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/rbd"
 	"github.com/strata-infra/strata/pkg/storagespec"
 )
 

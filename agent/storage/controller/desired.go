@@ -3,11 +3,12 @@ package controller
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/strata-infra/strata/agent/plan"
-	"github.com/strata-infra/strata/agent/storage/rbd"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/rbd"
 	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
@@ -44,7 +45,8 @@ type snapshot struct {
 type desiredState struct {
 	Volumes   []volume // sources before their clones
 	Snapshots []snapshot
-	Pools     []string // the pools Strata's volumes may live in
+	Pools     []string  // the pools Strata's volumes and images may live in
+	Images    []rbd.Ref // the images in Ceph the plan holds
 }
 
 // desired maps the plan's volume types, images, volumes and snapshots. It
@@ -59,11 +61,10 @@ func desired(s *plan.Snapshot) (desiredState, error) {
 			return d, fmt.Errorf("volumetype %s: %w", r.Name, err)
 		}
 		types[r.Name] = ts
-		if storagespec.ValidateType(ts) == nil {
+		if storagespec.ValidateType(ts) == nil && !slices.Contains(d.Pools, ts.Pool) {
 			d.Pools = append(d.Pools, ts.Pool)
 		}
 	}
-	sort.Strings(d.Pools)
 	images := map[string]api.ImageSpec{}
 	for _, r := range s.Kind("image") {
 		var is api.ImageSpec
@@ -71,7 +72,14 @@ func desired(s *plan.Snapshot) (desiredState, error) {
 			return d, fmt.Errorf("image %s: %w", r.Name, err)
 		}
 		images[r.Name] = is
+		if is.Pool != "" && storagespec.ValidatePool("spec.pool", is.Pool) == nil {
+			d.Images = append(d.Images, rbd.Ref{Pool: is.Pool, Image: storagespec.ImageName(r.Name)})
+			if !slices.Contains(d.Pools, is.Pool) {
+				d.Pools = append(d.Pools, is.Pool)
+			}
+		}
 	}
+	sort.Strings(d.Pools)
 	specs := map[api.Key]api.VolumeSpec{}
 	refs := map[api.Key]rbd.Ref{}
 	for _, r := range s.Kind("volume") {

@@ -5,6 +5,7 @@ package rbd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -22,6 +23,12 @@ const (
 // owned by owner, then takes the protected BaseSnap. A failure removes the
 // half-written image again.
 func (c *Conn) importRaw(ctx context.Context, src io.ReaderAt, size uint64, dst Ref, owner string, progress Progress) (err error) {
+	// Never write into an existing image: it may have clones.
+	if _, err := c.Status(dst); err == nil {
+		return fmt.Errorf("import into %s: %w", dst, ErrExists)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
 	if err := c.Create(dst, size, owner); err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/strata-infra/strata/agent/storage/cephtest"
-	"github.com/strata-infra/strata/agent/storage/rbd"
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 func TestMain(m *testing.M) { cephtest.Main(m, "s13r", "images", "volumes") }
