@@ -104,10 +104,14 @@ func imagesCmd(g *globals) *cobra.Command {
 	create.Flags().StringVar(&s.Path, "path", "", "absolute path of the image file on the hosts")
 	create.Flags().StringVar(&s.Architecture, "architecture", "", "architecture its instances need (x86_64, aarch64; default any)")
 	create.Flags().StringVar(&s.HypervisorType, "hypervisor-type", "", "hypervisor its instances need (kvm, qemu; default any)")
-	list := listCmd(k, []string{"FORMAT", "PATH"}, func(_ api.Resource, s api.ImageSpec) []string {
-		return []string{s.Format, s.Path}
+	list := listCmd(k, []string{"FORMAT", "PATH", "POOL", "SIZE"}, func(_ api.Resource, s api.ImageSpec) []string {
+		size := ""
+		if s.SizeBytes > 0 {
+			size = fmt.Sprint(s.SizeBytes)
+		}
+		return []string{s.Format, s.Path, s.Pool, size}
 	})
-	cmd.AddCommand(create, list, k.deleteCmd())
+	cmd.AddCommand(create, list, imageImportCmd(g), k.deleteCmd())
 	return cmd
 }
 
