@@ -42,6 +42,7 @@ func (c *Conn) importRaw(ctx context.Context, src io.ReaderAt, size uint64, dst 
 func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (bool, LeaseHolder, error) {
 	return false, LeaseHolder{}, ErrNoCeph
 }
+func (c *Conn) Holder(pool, oid string) (LeaseHolder, error)    { return LeaseHolder{}, ErrNoCeph }
 func (c *Conn) ReleaseLease(pool, oid, cookie string) error     { return ErrNoCeph }
 func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error { return ErrNoCeph }
 func (c *Conn) Blocklist(addr string) error                     { return ErrNoCeph }

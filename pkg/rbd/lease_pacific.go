@@ -27,21 +27,46 @@ func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (held bool, ho
 	defer io.Destroy()
 	renew := byte(1) // LIBRADOS_LOCK_FLAG_MAY_RENEW
 	ret, err := io.LockExclusive(oid, leaseLock, cookie, "strata storage controller", ttl, &renew)
-	if err == nil && ret == 0 {
-		return true, LeaseHolder{Cookie: cookie}, nil
+	if err != nil {
+		return false, holder, fmt.Errorf("lease %s/%s: %w", pool, oid, err)
 	}
-	info, lerr := io.ListLockers(oid, leaseLock)
-	if lerr != nil {
-		return false, holder, fmt.Errorf("lease %s/%s: %w (lockers: %v)", pool, oid, err, lerr)
+	if ret == 0 || syscall.Errno(-ret) == syscall.EEXIST {
+		return true, LeaseHolder{Cookie: cookie}, nil // taken, or renewed
+	}
+	// EBUSY: another holds it; say who. An empty answer means it expired
+	// in between: not held, try again on the next renewal.
+	info, err := io.ListLockers(oid, leaseLock)
+	if err != nil {
+		return false, holder, fmt.Errorf("lease %s/%s: lockers: %w", pool, oid, err)
 	}
 	if info.NumLockers > 0 && len(info.Cookies) > 0 {
 		holder = LeaseHolder{Cookie: info.Cookies[0]}
 		if len(info.Addrs) > 0 {
 			holder.Addr = info.Addrs[0]
 		}
-		return false, holder, nil
 	}
-	return false, holder, fmt.Errorf("lease %s/%s: %w", pool, oid, err)
+	return false, holder, nil
+}
+
+// Holder reads who holds the lease, without trying to take it.
+func (c *Conn) Holder(pool, oid string) (LeaseHolder, error) {
+	io, err := c.ioctx(pool)
+	if err != nil {
+		return LeaseHolder{}, err
+	}
+	defer io.Destroy()
+	info, err := io.ListLockers(oid, leaseLock)
+	if err != nil {
+		return LeaseHolder{}, fmt.Errorf("lease %s/%s: lockers: %w", pool, oid, err)
+	}
+	var h LeaseHolder
+	if info.NumLockers > 0 && len(info.Cookies) > 0 {
+		h.Cookie = info.Cookies[0]
+		if len(info.Addrs) > 0 {
+			h.Addr = info.Addrs[0]
+		}
+	}
+	return h, nil
 }
 
 // ReleaseLease gives the lease up (a clean stop), so another host takes

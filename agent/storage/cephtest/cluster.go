@@ -321,8 +321,9 @@ func (c *Cluster) spawn(name, bin string, args ...string) error {
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a ^C to the test does not reach it first, and
-	// Stop ends it in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Stop ends it in order. A test binary that dies without Stop (a
+	// timeout panic, SIGKILL) takes its daemons with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", name, err)

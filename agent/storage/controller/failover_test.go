@@ -116,11 +116,8 @@ func TestStorageControllerFailover(t *testing.T) {
 
 	// Wait until h1 is active (it made the lease object).
 	waitFor(t, 60*time.Second, "h1 to take the lease", func() bool {
-		held, holder, err := f.conn.Lease(f.pool, LeaseObject, "probe", time.Second)
-		if held {
-			f.conn.ReleaseLease(f.pool, LeaseObject, "probe")
-		}
-		return err == nil && !held && holder.Cookie == "h1"
+		h, err := f.conn.Holder(f.pool, LeaseObject)
+		return err == nil && h.Cookie == "h1"
 	})
 
 	b := f.controller(t, "h2", ttl)
