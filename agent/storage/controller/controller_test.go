@@ -247,7 +247,9 @@ func TestControllerVolumes(t *testing.T) {
 func TestControllerLease(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	ttl := 3 * time.Second
+	// Long enough that a loaded machine's pass never outlasts it; the
+	// takeover below waits for expiry, however long.
+	ttl := 10 * time.Second
 	a, b := f.controller(t, "h1", ttl), f.controller(t, "h2", ttl)
 	p := planOf(t, 5, res{"volumetype", "", "default", api.VolumeTypeSpec{Pool: f.pool}},
 		res{"volume", "p", "v1", api.VolumeSpec{SizeGiB: 1}})
@@ -266,7 +268,7 @@ func TestControllerLease(t *testing.T) {
 	// a stops renewing (as if its agent hung); b takes over once the lease expires.
 	aConn, _ := a.conn()
 	start := time.Now()
-	deadline := time.Now().Add(ttl + 20*time.Second)
+	deadline := time.Now().Add(ttl + 60*time.Second)
 	for !b.Active() {
 		if time.Now().After(deadline) {
 			t.Fatalf("standby not active %s after the holder stopped renewing", time.Since(start))
