@@ -541,7 +541,9 @@ func chaosCheckHosts(t *testing.T, l *Lab, ports []chaosPort) {
 		if err != nil {
 			t.Fatalf("nft in %s: %v %s", l.Namespace(i), err, nftOut)
 		}
-		for _, w := range strings.FieldsFunc(string(nftOut), func(r rune) bool { return r == '"' || r == ' ' || r == '\n' || r == '\t' || r == ',' || r == '{' || r == '}' }) {
+		for _, w := range strings.FieldsFunc(string(nftOut), func(r rune) bool {
+			return r == '"' || r == ' ' || r == '\n' || r == '\t' || r == ',' || r == '{' || r == '}'
+		}) {
 			if strings.HasPrefix(w, "sep-") && !slices.Contains(veths, w) {
 				t.Errorf("h%d: nft ruleset still names %s, a link that is gone", i, w)
 			}
