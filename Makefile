@@ -29,7 +29,7 @@ build:
 	@mkdir -p bin
 	$(GO) build -tags "$(GOTAGS)" -ldflags "$(LDFLAGS)" -o bin/ $(CMDS)
 
-## test: the whole suite (root runs the kernel, lab, libvirt and Ceph tests
+## test: the whole suite (root runs the kernel-guest, lab, libvirt and Ceph tests
 ## too), then a sweep of what test processes that are gone left behind
 ## (a -timeout or a panic skips t.Cleanup); it prints what it removed.
 ## STRATA_STRICT=1 fails tests whose real parts are missing instead of

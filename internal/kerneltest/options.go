@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // GuestEnv is set to "1" by the guest's /init for the test binary.
@@ -45,7 +47,7 @@ type Options struct {
 	// Args are passed to the test binary after -test.v and -test.run.
 	Args []string
 	// Timeout bounds the guest from qemu's start to its exit; the guest is
-	// killed when it passes. Default 3 minutes.
+	// killed when it passes. Default 3 minutes times STRATA_TIMEOUT_FACTOR.
 	Timeout time.Duration
 	// MemoryMB is the guest's RAM. Default 512.
 	MemoryMB int
@@ -65,7 +67,7 @@ func (o Options) timeout() time.Duration {
 	if o.Timeout > 0 {
 		return o.Timeout
 	}
-	return defaultTimeout
+	return testenv.Scale(defaultTimeout)
 }
 
 func (o Options) memoryMB() int {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,7 +224,10 @@ func testRBD(t *testing.T) {
 }
 
 // testVswitchd runs ovsdb-server and ovs-vswitchd on the kernel datapath
-// and adds a GRE tunnel port, as the agent does on a production host.
+// and adds a GRE tunnel port, as the agent does on a production host, then
+// pings across it: the bridge's own port (10.98.0.1) reaches a kernel
+// gretap device (10.98.0.2) in a namespace at the far end of a veth
+// underlay, so the GRE port carries traffic both ways.
 func testVswitchd(t *testing.T) {
 	modprobe(t, "openvswitch")
 	d := t.TempDir()
@@ -243,15 +247,47 @@ func testVswitchd(t *testing.T) {
 	vsctl := func(args ...string) string {
 		return run(t, "ovs-vsctl", append([]string{"--db=" + db, "--timeout=30"}, args...)...)
 	}
+	// The underlay: 172.31.9.1 here, 172.31.9.2 in the far namespace,
+	// where a kernel gretap device ends the tunnel.
+	modprobe(t, "ip_gre")
+	run(t, "ip", "netns", "add", "strata-far")
+	defer run(t, "ip", "netns", "del", "strata-far")
+	run(t, "ip", "link", "add", "strata-gu0", "type", "veth", "peer", "name", "strata-gu1", "netns", "strata-far")
+	defer run(t, "ip", "link", "del", "strata-gu0")
+	run(t, "ip", "addr", "add", "172.31.9.1/24", "dev", "strata-gu0")
+	run(t, "ip", "link", "set", "strata-gu0", "up")
+	far := func(args ...string) { run(t, "ip", append([]string{"-n", "strata-far"}, args...)...) }
+	far("link", "set", "lo", "up")
+	far("addr", "add", "172.31.9.2/24", "dev", "strata-gu1")
+	far("link", "set", "strata-gu1", "up")
+	far("link", "add", "strata-gt", "type", "gretap", "local", "172.31.9.2", "remote", "172.31.9.1", "key", "77")
+	far("addr", "add", "10.98.0.2/24", "dev", "strata-gt")
+	far("link", "set", "strata-gt", "up")
+
 	vsctl("add-br", "strata-br0", "--", "set", "bridge", "strata-br0", "datapath_type=system")
+	defer vsctl("--if-exists", "del-br", "strata-br0")
 	vsctl("add-port", "strata-br0", "strata-gre0", "--", "set", "interface", "strata-gre0",
 		"type=gre", "options:remote_ip=172.31.9.2", "options:key=77")
 	out := run(t, "ovs-dpctl", "show")
 	if !strings.Contains(out, "strata-br0") || !strings.Contains(out, "gre_sys") {
 		t.Fatalf("kernel datapath lacks the bridge or the GRE port:\n%s", out)
 	}
-	t.Logf("ovs-dpctl show:\n%s", out)
-	vsctl("del-br", "strata-br0")
+	run(t, "ip", "addr", "add", "10.98.0.1/24", "dev", "strata-br0")
+	run(t, "ip", "link", "set", "strata-br0", "up")
+	// The first packets may go while vswitchd learns the tunnel route.
+	var ping string
+	for i := 0; ; i++ {
+		b, err := exec.Command("ping", "-c", "3", "-W", "2", "10.98.0.2").CombinedOutput()
+		if err == nil {
+			ping = string(b)
+			break
+		}
+		if i == 5 {
+			t.Fatalf("no ping across the OVS GRE port: %v\n%s\n%s", err, b, run(t, "ovs-dpctl", "dump-flows"))
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("ovs-dpctl show:\n%s\nping across the GRE port:\n%s", run(t, "ovs-dpctl", "show"), ping)
 }
 
 // stopDaemon kills the daemon whose pid file is given and waits for it.
