@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -467,8 +468,12 @@ func (a *Agent) Report() api.HostReport {
 	rep := api.HostReport{
 		Host: a.cfg.Name, AppliedEpoch: a.runner.Applied(), PlanEpoch: a.watcher.Snapshot().Epoch,
 		FullSyncs: a.watcher.FullSyncs.Load(), DeltaSyncs: a.watcher.DeltaSyncs.Load(),
-		Version: Version, Subsystems: a.runner.Status(),
+		Version: Version, Subsystems: a.runner.Status(), Physnets: []string{},
 	}
+	for p := range a.cfg.Network.PhysicalNetworks {
+		rep.Physnets = append(rep.Physnets, p)
+	}
+	sort.Strings(rep.Physnets)
 	for _, f := range a.reporters {
 		f(&rep)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -58,4 +59,39 @@ func TestContractRefusesWhatHostsCannotApply(t *testing.T) {
 	// Disassociated first, the same changes go through.
 	f.must(f.admin, "PUT", "/v1/projects/demo/floatingips/f1", `{"spec":{"external_network":"ext"}}`, 200)
 	f.must(f.admin, "PUT", "/v1/projects/demo/routers/r1", `{"spec":{"interfaces":[{"subnet":"s2"}]}}`, 200)
+}
+
+// A router on an external network goes only to a host that bridges its
+// physical network; with none, the write is refused naming the field.
+func TestRouterPlacedOnlyWherePhysnetIsBridged(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive}, api.Host{Name: "h2", State: api.StateAlive})
+	for host, nets := range map[string][]string{"h1": {}, "h2": {"physnet1"}} {
+		b, _ := json.Marshal(api.HostReport{Host: host, Physnets: nets})
+		f.must(f.admin, "POST", "/v1/hosts/"+host+"/status", string(b), 204)
+	}
+	f.must(f.admin, "PUT", "/v1/externalnetworks/ext1", `{"spec":{"physical_network":"physnet1","cidr":"203.0.113.0/24"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/externalnetworks/ext2", `{"spec":{"physical_network":"physnet2","cidr":"198.51.100.0/24"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/demo", `{}`, 201)
+	for i := 0; i < 4; i++ {
+		var pr api.PutResult
+		json.Unmarshal(f.must(f.admin, "PUT", fmt.Sprintf("/v1/projects/demo/routers/r%d", i), `{"spec":{"external_network":"ext1"}}`, 201), &pr)
+		if h := decodeSpec[api.RouterSpec](pr.Resource).Host; h != "h2" {
+			t.Fatalf("router r%d placed on %s, which does not bridge physnet1", i, h)
+		}
+	}
+	before := f.store.Epoch()
+	for _, c := range []struct{ body, says string }{
+		{`{"spec":{"external_network":"ext2"}}`, "no alive host bridges physical network"},
+		{`{"spec":{"external_network":"ext1","host":"h1"}}`, `host "h1" does not map physical network "physnet1"`},
+	} {
+		code, body := f.do(f.admin, "PUT", "/v1/projects/demo/routers/bad", c.body)
+		var eb api.ErrorBody
+		json.Unmarshal(body, &eb)
+		if code != 409 || eb.Error == nil || eb.Error.Field != "spec.external_network" || !strings.Contains(eb.Error.Message, c.says) {
+			t.Errorf("%s: %d %s", c.body, code, body)
+		}
+	}
+	if f.store.Epoch() != before {
+		t.Fatal("refused routers moved the epoch")
+	}
 }

@@ -163,6 +163,7 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 	}
 	var result api.PutResult
 	created := false
+	facts := h.s.contractFacts(key.Kind) // read outside the write transaction (bbolt)
 	epoch, changed, err := h.s.store.Update(func(tx *store.Tx) error {
 		if key.Project != "" {
 			if _, err := tx.Get(api.Key{Kind: "project", Name: key.Project}); errors.Is(err, store.ErrNotFound) {
@@ -178,13 +179,14 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 			return err
 		}
 		created = !exists
-		before, err := h.s.contractBefore(tx, key)
+		before, err := h.s.contractBefore(tx, key, facts)
 		if err != nil {
 			return err
 		}
 		res := api.Resource{Kind: key.Kind, Project: key.Project, Name: name}
 		if h.k.Admit != nil {
 			adm := h.s.admission(r, tx)
+			adm.Facts = facts
 			if exists {
 				adm.Prev = &prev
 			}
@@ -205,7 +207,7 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		if err != nil {
 			return err
 		}
-		return h.s.contractAfter(tx, key, before)
+		return h.s.contractAfter(tx, key, before, facts)
 	})
 	if err != nil {
 		h.s.errorFor(w, err)
@@ -234,6 +236,7 @@ func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {
 		h.s.errorFor(w, err)
 		return
 	}
+	facts := h.s.contractFacts(key.Kind)
 	epoch, changed, err := h.s.store.Update(func(tx *store.Tx) error {
 		res, err := tx.Get(key)
 		if perr := h.precondition(name, ifMatch, res, err == nil); perr != nil {
@@ -242,7 +245,7 @@ func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		before, err := h.s.contractBefore(tx, key)
+		before, err := h.s.contractBefore(tx, key, facts)
 		if err != nil {
 			return err
 		}
@@ -254,7 +257,7 @@ func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {
 		if _, err = tx.Delete(key); err != nil {
 			return err
 		}
-		return h.s.contractAfter(tx, key, before)
+		return h.s.contractAfter(tx, key, before, facts)
 	})
 	if err != nil {
 		h.s.errorFor(w, err)
@@ -297,25 +300,42 @@ func (s *Server) admission(r *http.Request, tx *store.Tx) *registry.Admission {
 // contractBefore is the contract's verdict before a write of k, so the
 // write is refused only for what it breaks (nil for kinds hosts do not
 // apply on the network side).
-func (s *Server) contractBefore(tx *store.Tx, k api.Key) ([]contract.Violation, error) {
+func (s *Server) contractBefore(tx *store.Tx, k api.Key, facts *contract.Facts) ([]contract.Violation, error) {
 	if !registry.InContract(k.Kind) {
 		return nil, nil
 	}
-	return registry.ContractViolations(tx, k.Project, s.contractFacts())
+	return registry.ContractViolations(tx, k.Project, facts)
 }
 
 // contractAfter refuses a write of k that leaves a state some host would
 // refuse to apply.
-func (s *Server) contractAfter(tx *store.Tx, k api.Key, before []contract.Violation) error {
+func (s *Server) contractAfter(tx *store.Tx, k api.Key, before []contract.Violation, facts *contract.Facts) error {
 	if !registry.InContract(k.Kind) {
 		return nil
 	}
-	return registry.CheckContract(tx, k, before, s.contractFacts())
+	return registry.CheckContract(tx, k, before, facts)
 }
 
-// contractFacts is what hosts reported that the contract needs.
-func (s *Server) contractFacts() *contract.Facts {
-	return nil
+// contractFacts is what hosts reported that the contract needs: the
+// physical networks each host maps (hosts whose reports do not say are
+// not checked). It reads the store, so call it outside a write
+// transaction.
+func (s *Server) contractFacts(kind string) *contract.Facts {
+	if !registry.InContract(kind) {
+		return nil
+	}
+	reps, err := s.store.Reports()
+	if err != nil {
+		s.log.Warn("host reports for admission", "err", err)
+		return nil
+	}
+	f := &contract.Facts{Physnets: map[string][]string{}}
+	for h, rep := range reps {
+		if rep.Physnets != nil {
+			f.Physnets[h] = rep.Physnets
+		}
+	}
+	return f
 }
 
 // parseIfMatch reads an If-Match header holding a resource epoch ("12" or

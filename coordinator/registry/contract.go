@@ -16,7 +16,7 @@ var contractKinds = []string{"network", "subnet", "port", "router", "floatingip"
 
 // InContract reports whether a write of kind can break the contract.
 func InContract(kind string) bool {
-	if kind == "externalnetwork" || kind == "instance" {
+	if kind == "externalnetwork" {
 		return true
 	}
 	for _, k := range contractKinds {

@@ -11,6 +11,7 @@ import (
 	"github.com/strata-infra/strata/coordinator/scheduler"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/contract"
 )
 
 // Scope says where a kind's names live.
@@ -87,6 +88,9 @@ type Admission struct {
 	Settings Settings
 	// Hosts is the gossip view, for placement decisions.
 	Hosts func() []api.Host
+	// Facts are what hosts reported that placement and the contract
+	// need (the physical networks each maps); nil when not known.
+	Facts *contract.Facts
 	// Scheduler places instances.
 	Scheduler *scheduler.State
 }

@@ -85,11 +85,23 @@ func admitRouterHost(a *Admission, r *api.Resource, s *api.RouterSpec, prev api.
 		}
 		return nil
 	}
+	// A gateway needs the external network's physical network bridged
+	// on the router's host.
+	physnet := ""
+	if s.ExternalNetwork != "" {
+		if ext, err := getExternalNetwork(a.Tx, s.ExternalNetwork, "spec.external_network"); err == nil {
+			physnet = ext.spec.PhysicalNetwork
+		}
+	}
 	var alive []string
 	for _, h := range a.Hosts() {
-		if h.State == api.StateAlive && !h.Drained {
+		if h.State == api.StateAlive && !h.Drained && (physnet == "" || a.Facts.Maps(h.Name, physnet)) {
 			alive = append(alive, h.Name)
 		}
+	}
+	if len(alive) == 0 && physnet != "" {
+		return &api.Error{Code: http.StatusConflict, Field: "spec.external_network",
+			Message: fmt.Sprintf("no alive host bridges physical network %q of external network %q; map it in an agent's network.physical_networks", physnet, s.ExternalNetwork)}
 	}
 	if len(alive) == 0 {
 		return Conflictf("no alive host to place router %q on", r.Name)

@@ -73,6 +73,11 @@ type HostReport struct {
 	Compute *ComputeHost `json:"compute,omitempty"`
 	// Network is the network subsystem's view of the host, when it runs.
 	Network *NetworkHost `json:"network,omitempty"`
+	// Physnets are the physical networks the host bridges (its config's
+	// network.physical_networks), sorted; [] for none, nil when the agent
+	// does not say. Routers on an external network go only to hosts that
+	// bridge its physical network.
+	Physnets []string `json:"physnets"`
 	// Processes are the children the agent supervises (dnsmasq), with
 	// the restarts its liveness checks made.
 	Processes []SupervisedProcess `json:"processes,omitempty"`

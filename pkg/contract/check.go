@@ -186,7 +186,7 @@ func (c *checker) routers() {
 			switch {
 			case !ok:
 				c.add(r, "spec.external_network", "external network %q does not exist", rs.ExternalNetwork)
-			case c.facts != nil && rs.Host != "" && !c.facts.maps(rs.Host, ext.PhysicalNetwork):
+			case c.facts != nil && rs.Host != "" && !c.facts.Maps(rs.Host, ext.PhysicalNetwork):
 				c.add(r, "spec.external_network", "host %q does not map physical network %q of external network %q", rs.Host, ext.PhysicalNetwork, rs.ExternalNetwork)
 			}
 		}
@@ -220,7 +220,12 @@ func (c *checker) routers() {
 	}
 }
 
-func (f *Facts) maps(host, physnet string) bool {
+// Maps reports whether host bridges physnet; a host that did not say
+// which it bridges (or nil Facts) counts as yes.
+func (f *Facts) Maps(host, physnet string) bool {
+	if f == nil {
+		return true
+	}
 	nets, known := f.Physnets[host]
 	if !known {
 		return true

@@ -73,7 +73,7 @@ func TestHostsDrainReasonAndFailingResources(t *testing.T) {
 	}
 	resp.Body.Close()
 	c.steps([]step{
-		{args: "status", want: []string{"converged: no (h1)", "failing resources:", "securitygroup/p/web", "h1", "nft: table busy"}},
+		{args: "status", want: []string{"converged: no (h1", "failing resources:", "securitygroup/p/web", "h1", "nft: table busy"}},
 		{args: "hosts show h1", want: []string{"failing resources:", "securitygroup/p/web", "nft: table busy"}},
 		{args: "securitygroups show web -p p", want: []string{"hosts:", "HOST", "h1", "error", "nft: table busy"}},
 	})
