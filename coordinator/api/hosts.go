@@ -42,7 +42,8 @@ func (s *Server) hostViews() ([]api.Host, error) {
 		rep := rep
 		out = append(out, api.Host{Name: name, State: api.StateUnknown, AppliedEpoch: rep.AppliedEpoch, Report: &rep})
 	}
-	if err := s.countPlaced(out); err != nil {
+	out, err = s.countPlaced(out, seen, reports)
+	if err != nil {
 		return nil, err
 	}
 	kept := out[:0]
@@ -160,9 +161,29 @@ func Converged(epoch uint64, hosts []api.Host) api.ClusterStatus {
 	return st
 }
 
-// countPlaced fills each host's count of resources placed on it.
-func (s *Server) countPlaced(hosts []api.Host) error {
-	return s.store.View(func(tx *store.Tx) error {
+// countPlaced fills each host's count of resources placed on it, and adds
+// as unknown the hosts that resources name (spec.host, spec.dhcp_host)
+// but neither gossip nor a report knows: a coordinator just restarted
+// must not call a fleet converged because it has not heard of its hosts.
+func (s *Server) countPlaced(hosts []api.Host, seen map[string]bool, reports map[string]api.HostReport) ([]api.Host, error) {
+	err := s.store.View(func(tx *store.Tx) error {
+		err := tx.All(func(r api.Resource) error {
+			var named struct {
+				Host     string `json:"host"`
+				DHCPHost string `json:"dhcp_host"`
+			}
+			_ = json.Unmarshal(r.Spec, &named)
+			for _, n := range []string{named.Host, named.DHCPHost} {
+				if _, rep := reports[n]; n != "" && !seen[n] && !rep && s.reg.PlacedOn(r, n) {
+					seen[n] = true
+					hosts = append(hosts, api.Host{Name: n, State: api.StateUnknown})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 		return tx.All(func(r api.Resource) error {
 			for i := range hosts {
 				if s.reg.PlacedOn(r, hosts[i].Name) {
@@ -172,6 +193,7 @@ func (s *Server) countPlaced(hosts []api.Host) error {
 			return nil
 		})
 	})
+	return hosts, err
 }
 
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
