@@ -33,6 +33,9 @@ type Driver struct {
 	log    *slog.Logger
 	last   nftsync.Stats
 	closed bool
+	// beforeSync, when set (tests only), sees each batch's desired table
+	// and may queue an operation that makes the kernel refuse it.
+	beforeSync func(c *nftables.Conn, want nftsync.Table)
 }
 
 var _ network.Driver = (*Driver)(nil)
@@ -112,7 +115,11 @@ func (d *Driver) sync(st network.HostState, closed map[string]bool) (nftsync.Sta
 		return nftsync.Stats{}, err
 	}
 	defer done()
-	return nftsync.Sync(c, ruleset(d.cfg.Table, st, closed))
+	want := ruleset(d.cfg.Table, st, closed)
+	if d.beforeSync != nil {
+		d.beforeSync(c, want)
+	}
+	return nftsync.Sync(c, want)
 }
 
 // split applies st with every local filtered port closed, then opens the

@@ -4,12 +4,15 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/agent/network/router/nftsync"
 	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
@@ -160,4 +163,53 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRefusedBatchIsSplit: when the kernel refuses the shared table's
+// batch because of one port (here: any batch that opens port "bad" to its
+// group's rules gets an operation the kernel rejects), the driver applies
+// the table with every port closed, then opens ports by halves: every
+// other port gets its rules, "bad" stays closed, and the error names it.
+func TestRefusedBatchIsSplit(t *testing.T) {
+	lab := nettest.NewLab(t, 1)
+	h := lab.Hosts[0]
+	n := network.Network{ID: "net-a", VNI: 5001, Subnets: []network.Subnet{{ID: "s", CIDR: netip.MustParsePrefix("10.1.1.0/24")}}}
+	st := lab.HostState(h, []network.Network{n}, nil)
+	for i, id := range []string{"p0", "p1", "bad", "p3", "p4"} {
+		st.Ports = append(st.Ports, network.Port{ID: id, NetworkID: n.ID, Host: h.Name, MAC: nettest.MAC(i + 1),
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, 1, byte(10 + i)})}, SecurityGroups: []string{"web"}})
+	}
+	st.SecurityGroups = []netspec.SecurityGroup{{ID: "web", Rules: []netspec.SecurityGroupRule{egressAll, tcp(8080, "")}}}
+	d, err := secgroup.New(secgroup.Config{NetNS: h.NS, Logger: nettest.Logger(t)})
+	must(t, err)
+	batches := 0
+	d.SetBeforeSync(func(c *nftables.Conn, want nftsync.Table) {
+		batches++
+		for _, ch := range want.Chains {
+			if ch.Name == secgroup.IngressChain("bad") && len(ch.Rules) > 2 {
+				tab := &nftables.Table{Family: nftables.TableFamilyINet, Name: secgroup.DefaultTable}
+				c.DelChain(&nftables.Chain{Table: tab, Name: "no-such-chain"}) // ENOENT: the whole batch is refused
+			}
+		}
+	})
+	err = d.Set(context.Background(), st)
+	res := network.ResourceErrors(err)
+	if len(res) != 1 || res[0].Kind != "port" || res[0].ID != "bad" {
+		t.Fatalf("want one error naming port bad, got %v", err)
+	}
+	f, err := os.Open(netnsutil.Path(h.NS))
+	must(t, err)
+	defer f.Close()
+	c, err := nftsync.Open(int(f.Fd()))
+	must(t, err)
+	tab := &nftables.Table{Family: nftables.TableFamilyINet, Name: secgroup.DefaultTable}
+	for _, id := range []string{"p0", "p1", "bad", "p3", "p4"} {
+		rules, err := c.GetRules(tab, &nftables.Chain{Table: tab, Name: secgroup.IngressChain(id)})
+		must(t, err)
+		open := len(rules) > 2 // DHCP answers and the final drop when closed
+		if open != (id != "bad") {
+			t.Errorf("port %s: %d ingress rules (open %v)", id, len(rules), open)
+		}
+	}
+	t.Logf("one refused port among 5: %d batches to find it", batches)
 }

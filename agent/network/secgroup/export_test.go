@@ -1,0 +1,17 @@
+package secgroup
+
+import (
+	"github.com/google/nftables"
+	"github.com/strata-infra/strata/agent/network/router/nftsync"
+)
+
+// SetBeforeSync lets tests see each batch's table and add an operation
+// that makes the kernel refuse it.
+func (d *Driver) SetBeforeSync(f func(c *nftables.Conn, want nftsync.Table)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.beforeSync = f
+}
+
+// IngressChain is the chain of what port id receives.
+func IngressChain(id string) string { return ingressChain(id) }
