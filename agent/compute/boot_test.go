@@ -33,7 +33,7 @@ func TestInstanceBootsAndPings(t *testing.T) {
 			t.Fatal(err)
 		}
 		agent := time.Since(start)
-		boot := pingUntil(t, nw.epNS, nw.guestIP, 60*time.Second)
+		boot := pingUntil(t, nw.epNS, nw.guestIP, 120*time.Second)
 		agents, boots = append(agents, agent), append(boots, boot)
 	}
 	agent, boot := median(agents), median(boots)
@@ -78,7 +78,7 @@ func TestGuestReadsCloudInit(t *testing.T) {
 		"strata-guest: seed hostname s21-seeded",
 		"strata-guest: user-data strata-marker: cloudinit-user-data",
 	}
-	took := waitFor(t, 90*time.Second, "the seed's lines on the console", func() bool {
+	took := waitFor(t, 120*time.Second, "the seed's lines on the console", func() bool {
 		log := d.status("cloudinit").ConsoleLog
 		for _, w := range want {
 			if !strings.Contains(log, w) {

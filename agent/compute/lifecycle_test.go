@@ -44,7 +44,7 @@ func TestInstanceLifecycle(t *testing.T) {
 	nw := newNet(t)
 	in := instance("life", nw.port)
 	set(t, d, in)
-	pingUntil(t, nw.epNS, nw.guestIP, 60*time.Second)
+	pingUntil(t, nw.epNS, nw.guestIP, 120*time.Second)
 	tap := compute.TapName(nw.port.ID)
 	if !tapExists(t, tap) {
 		t.Fatalf("tap %s not on host h1", tap)
@@ -56,22 +56,22 @@ func TestInstanceLifecycle(t *testing.T) {
 
 	in.Spec.Power = computespec.PowerStopped
 	set(t, d, in)
-	waitPower(t, d, "life", computespec.PowerStopped, 5*time.Second)
+	waitPower(t, d, "life", computespec.PowerStopped, 20*time.Second)
 	if tapExists(t, tap) {
 		t.Errorf("tap %s still there after stop", tap)
 	}
 
 	in.Spec.Power = computespec.PowerRunning
 	set(t, d, in)
-	waitPower(t, d, "life", computespec.PowerRunning, 5*time.Second)
-	pingUntil(t, nw.epNS, nw.guestIP, 60*time.Second)
+	waitPower(t, d, "life", computespec.PowerRunning, 20*time.Second)
+	pingUntil(t, nw.epNS, nw.guestIP, 120*time.Second)
 
 	in.Spec.Reboots++
 	set(t, d, in)
-	waitFor(t, 30*time.Second, "reboot shows on the console", func() bool {
+	waitFor(t, 120*time.Second, "reboot shows on the console", func() bool {
 		return strings.Count(d.status("life").ConsoleLog, "strata-guest: boot") >= 3
 	})
-	pingUntil(t, nw.epNS, nw.guestIP, 60*time.Second)
+	pingUntil(t, nw.epNS, nw.guestIP, 120*time.Second)
 
 	dir := filepath.Join(d.Config().StateDir, "instances", "life")
 	for _, f := range []string{"seed.iso", "console.log", "disk"} {

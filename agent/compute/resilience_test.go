@@ -53,11 +53,11 @@ func TestKilledQemuAndForeignDomains(t *testing.T) {
 	handMade(t, "notstrata-"+strconv.Itoa(os.Getpid()))
 	in := instance("victim")
 	set(t, d, in)
-	waitPower(t, d, "victim", computespec.PowerRunning, 5*time.Second)
+	waitPower(t, d, "victim", computespec.PowerRunning, 20*time.Second)
 	if err := syscall.Kill(qemuPID(t, d.prefix+"victim"), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	took := waitPower(t, d, "victim", computespec.PowerStopped, 10*time.Second)
+	took := waitPower(t, d, "victim", computespec.PowerStopped, 30*time.Second)
 	t.Logf("killed qemu reported stopped after %v", took.Round(time.Millisecond))
 	for _, s := range d.Status().Instances {
 		if strings.Contains(s.ID, "byhand") {
@@ -86,7 +86,7 @@ func TestLibvirtdRestart(t *testing.T) {
 	d := newDriver(t, time.Hour)
 	in := instance("survivor")
 	set(t, d, in)
-	waitFor(t, 30*time.Second, "guest boots", func() bool {
+	waitFor(t, 120*time.Second, "guest boots", func() bool {
 		return strings.Contains(d.status("survivor").ConsoleLog, "strata-guest: nic")
 	})
 	pid := qemuPID(t, d.prefix+"survivor")
@@ -95,7 +95,7 @@ func TestLibvirtdRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("libvirtd stopped in %v", time.Since(start).Round(time.Millisecond))
-	waitFor(t, 10*time.Second, "driver sees libvirtd gone", func() bool {
+	waitFor(t, 30*time.Second, "driver sees libvirtd gone", func() bool {
 		d.Set(context.Background(), []compute.Instance{in})
 		return !d.Status().Connected
 	})
@@ -103,7 +103,7 @@ func TestLibvirtdRestart(t *testing.T) {
 	if err := env.daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, 20*time.Second, "driver reconnects", func() bool { return d.Status().Connected })
+	took := waitFor(t, 60*time.Second, "driver reconnects", func() bool { return d.Status().Connected })
 	t.Logf("libvirtd restarted; agent reconnected %v after start", took.Round(time.Millisecond))
 	set(t, d, in)
 	if got := qemuPID(t, d.prefix+"survivor"); got != pid {
@@ -115,6 +115,6 @@ func TestLibvirtdRestart(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitPower(t, d, "survivor", computespec.PowerStopped, 10*time.Second)
+	waitPower(t, d, "survivor", computespec.PowerStopped, 30*time.Second)
 	t.Logf("total %v", time.Since(start).Round(time.Millisecond))
 }
