@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 )
 
@@ -33,13 +34,31 @@ func (c *Conn) Create(r Ref, size uint64, owner string) error {
 	defer io.Destroy()
 	o := imageOptions()
 	defer o.Destroy()
-	if err := librbd.CreateImage(io, r.Image, size, o); err != nil {
-		if err = mapErr(r, err); errors.Is(err, ErrExists) {
-			return c.checkOwner(r, owner)
+	err = librbd.CreateImage(io, r.Image, size, o)
+	if err != nil && errors.Is(mapErr(r, err), ErrExists) {
+		if err = c.checkOwner(r, owner); !errors.Is(err, ErrNotFound) {
+			return err
 		}
-		return err
+		// Listed but not openable: a create killed half-way (the name is
+		// in the pool's directory, the header is not). It holds no data:
+		// remove what there is and create again.
+		if err := c.removeHalfMade(io, r); err != nil {
+			return err
+		}
+		err = librbd.CreateImage(io, r.Image, size, o)
+	}
+	if err != nil {
+		return mapErr(r, err)
 	}
 	return c.setOwner(r, owner)
+}
+
+// removeHalfMade removes the remains of an image whose creation died.
+func (c *Conn) removeHalfMade(io *rados.IOContext, r Ref) error {
+	if err := librbd.RemoveImage(io, r.Image); err != nil && !errors.Is(mapErr(r, err), ErrNotFound) {
+		return fmt.Errorf("remove the remains of a half-made %s: %w", r, mapErr(r, err))
+	}
+	return nil
 }
 
 // Clone makes child a copy-on-write clone of parent's snapshot (which is
@@ -63,11 +82,18 @@ func (c *Conn) Clone(parent, child Ref, owner string) error {
 	defer cio.Destroy()
 	o := imageOptions()
 	defer o.Destroy()
-	if err := librbd.CloneImage(pio, parent.Image, parent.Snap, cio, child.Image, o); err != nil {
-		if err = mapErr(child, err); errors.Is(err, ErrExists) {
-			return c.checkOwner(child, owner)
+	err = librbd.CloneImage(pio, parent.Image, parent.Snap, cio, child.Image, o)
+	if err != nil && errors.Is(mapErr(child, err), ErrExists) {
+		if err = c.checkOwner(child, owner); !errors.Is(err, ErrNotFound) {
+			return err
 		}
-		return fmt.Errorf("clone %s from %s: %w", child, parent, err)
+		if err := c.removeHalfMade(cio, child); err != nil {
+			return err
+		}
+		err = librbd.CloneImage(pio, parent.Image, parent.Snap, cio, child.Image, o)
+	}
+	if err != nil {
+		return fmt.Errorf("clone %s from %s: %w", child, parent, mapErr(child, err))
 	}
 	return c.setOwner(child, owner)
 }

@@ -101,7 +101,9 @@ func TestHotPlugRBDVolumes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build the test guest: %v", err)
 	}
-	guest := strings.TrimSpace(string(out))
+	// The directory is the last line (a rebuild may print more).
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	guest := strings.TrimSpace(lines[len(lines)-1])
 	dir := t.TempDir()
 	d, err := virttest.New(dir+"/libvirt", "")
 	if err != nil {
