@@ -80,23 +80,6 @@ func TestHotPlugRBDVolumes(t *testing.T) {
 		t.Cleanup(func() { conn.Remove(v, "", false) })
 	}
 
-	// The root disk: a copy-on-write clone of an image, as an instance boots from.
-	img := rbd.Ref{Pool: "volumes", Image: tag + "-img"}
-	root := rbd.Ref{Pool: "volumes", Image: tag + "-root"}
-	if err := conn.Create(img, 32<<20, "test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Snapshot(rbd.Ref{Pool: img.Pool, Image: img.Image, Snap: "base"}, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Clone(rbd.Ref{Pool: img.Pool, Image: img.Image, Snap: "base"}, root, "test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Resize(root, 48<<20); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Remove(root, "", false); conn.Remove(img, "", true) })
-
 	out, err := exec.Command("bash", "../../../testdata/guest/build.sh").Output()
 	if err != nil {
 		t.Fatalf("build the test guest: %v", err)
@@ -104,6 +87,22 @@ func TestHotPlugRBDVolumes(t *testing.T) {
 	// The directory is the last line (a rebuild may print more).
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	guest := strings.TrimSpace(lines[len(lines)-1])
+
+	// The guest's image (an ext2 root filesystem) imported into Ceph, and
+	// the root disk a copy-on-write clone of it, as an instance boots from.
+	img := rbd.Ref{Pool: "volumes", Image: tag + "-img"}
+	root := rbd.Ref{Pool: "volumes", Image: tag + "-root"}
+	if _, err := conn.ImportFile(ctx, guest+"/root.img", "raw", img, "test", t.TempDir(), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Remove(img, "", true) })
+	if err := conn.Clone(rbd.Ref{Pool: img.Pool, Image: img.Image, Snap: rbd.BaseSnap}, root, "test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Remove(root, "", false) })
+	if err := conn.Resize(root, 48<<20); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	d, err := virttest.New(dir+"/libvirt", "")
 	if err != nil {
@@ -155,11 +154,13 @@ func TestHotPlugRBDVolumes(t *testing.T) {
 	if err := l.DomainCreate(dom); err != nil {
 		t.Fatal(err)
 	}
-	// The guest reads its root disk through qemu's rbd driver: it lists vda
-	// at the clone's size (48 MiB = 98304 sectors), then loads its modules.
-	testenv.WaitTrue(t, 180*time.Second, "the guest to boot and see its RBD root disk", func() bool {
+	// The guest mounts its root filesystem from the clone through qemu's
+	// rbd driver, switches to it, and its init lists vda at the clone's size
+	// (48 MiB = 98304 sectors).
+	testenv.WaitTrue(t, 240*time.Second, "the guest to boot from its RBD clone", func() bool {
 		b, _ := os.ReadFile(console)
-		return strings.Contains(string(b), "strata-guest: disk vda 98304 sectors") && strings.Contains(string(b), "strata-guest: nic")
+		return strings.Contains(string(b), "strata-guest: root /dev/vda strata test image") &&
+			strings.Contains(string(b), "strata-guest: disk vda 98304 sectors") && strings.Contains(string(b), "strata-guest: nic")
 	})
 	watched := func(r rbd.Ref) bool {
 		st, err := conn.Status(r)
