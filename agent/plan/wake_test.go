@@ -40,8 +40,9 @@ func TestWakeEndsTheBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.Run(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
 	// 0.5 + 1 + 2 s of back-off: the wait after the fourth failure is 4 s.
 	deadline := time.Now().Add(10 * time.Second)
 	for src.calls.Load() < 4 && time.Now().Before(deadline) {
