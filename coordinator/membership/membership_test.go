@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/gossip"
 )
 
@@ -30,5 +31,17 @@ func TestHostsKeepsAgentsWithLiveness(t *testing.T) {
 	}
 	if hs[1].State != "dead" || hs[2].State != "suspect" {
 		t.Fatalf("states %s %s", hs[1].State, hs[2].State)
+	}
+}
+
+func TestSchedulerHosts(t *testing.T) {
+	got := SchedulerHosts([]api.Host{
+		{Name: "a", State: api.StateAlive, Zone: "az1", Drained: true, Arch: "x86_64", Physnets: []string{"physnet1"},
+			Capacity: api.Capacity{VCPUs: 4, RAMMiB: 2048, DiskGiB: 20}},
+		{Name: "b", State: api.StateSuspect},
+	})
+	if len(got) != 2 || got[0].Name != "a" || !got[0].Alive || !got[0].Drained || got[0].Zone != "az1" || got[0].Arch != "x86_64" ||
+		got[0].Physnets[0] != "physnet1" || got[0].Capacity.RAMMiB != 2048 || got[1].Alive {
+		t.Fatalf("SchedulerHosts = %+v", got)
 	}
 }

@@ -245,3 +245,25 @@ func TestConcurrentCreatesNeverOvercommit(t *testing.T) {
 	}
 	t.Logf("placed %d, refused %d (e.g. %v), %d claims retried after losing a race", len(placed), len(refusals), refusals[0], s.Conflicts())
 }
+
+// TestSetHostsFollowsGossip: a host gone from the gossip view is no longer
+// alive (its load stays counted); one back with a new zone is re-indexed.
+func TestSetHostsFollowsGossip(t *testing.T) {
+	s := New(DefaultConfig())
+	c := Resources{VCPUs: 2, RAMMiB: 1024, DiskGiB: 10}
+	s.SetHosts([]Host{{Name: "a", Alive: true, Zone: "az1", Capacity: c}, {Name: "b", Alive: true, Zone: "az1", Capacity: c}})
+	s.Record("p/x", "b", Resources{VCPUs: 1, RAMMiB: 512}, "")
+	s.SetHosts([]Host{{Name: "a", Alive: true, Zone: "az1", Capacity: c}})
+	_, err := s.Place(Request{Instance: "p/y", Zone: "az1", Resources: Resources{VCPUs: 1, RAMMiB: 1024}, Avoid: "a"})
+	if want := "0 of 2 hosts: 1 the instance's current host, 1 drained or dead"; err == nil || err.Error() != want {
+		t.Fatalf("b left gossip: %v, want %q", err, want)
+	}
+	s.SetHosts([]Host{{Name: "a", Alive: true, Zone: "az1", Capacity: c}, {Name: "b", Alive: true, Zone: "az2", Capacity: c}})
+	cl, err := s.Place(Request{Instance: "p/y", Zone: "az2", Resources: Resources{VCPUs: 1, RAMMiB: 512}})
+	if err != nil || cl.Host != "b" {
+		t.Fatalf("b back in az2: %+v %v", cl, err)
+	}
+	if u := s.Usage()["b"]; u.Used.RAMMiB != 1024 {
+		t.Fatalf("b's load after it returned: %+v", u.Used)
+	}
+}
