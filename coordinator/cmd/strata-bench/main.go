@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -22,6 +23,12 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(dir)
+	if os.Getenv("STRATA_BENCH_ONLY") != "gossip" {
+		schedulerThroughput()
+	}
+	if err := gossipBench(gossipSizes(), 5*time.Second, 4*time.Minute); err != nil {
+		fail(err)
+	}
 	if err := commitThroughput(dir); err != nil {
 		fail(err)
 	}
@@ -70,4 +77,24 @@ func convertGoBench() {
 		fmt.Fprintln(os.Stderr, "strata-bench: a benchmark failed")
 		os.Exit(1)
 	}
+}
+
+// gossipSizes are the pool sizes of the gossip load figures: 100, 500 and
+// 1,000, or STRATA_BENCH_GOSSIP="n1,n2,..." (its first size is then also
+// the propagation pool), for machines where those do not form.
+func gossipSizes() []int {
+	v := os.Getenv("STRATA_BENCH_GOSSIP")
+	if v == "" {
+		return []int{100, 500, 1000}
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		var n int
+		if _, err := fmt.Sscan(f, &n); err != nil || n < 2 {
+			fail(fmt.Errorf("STRATA_BENCH_GOSSIP %q: want sizes of 2 or more, comma separated", v))
+		}
+		out = append(out, n)
+	}
+	propagationPool = out[0]
+	return out
 }
