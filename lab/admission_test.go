@@ -144,6 +144,32 @@ func TestGossipRejectsImpostor(t *testing.T) {
 		t.Fatalf("h2 after its return: %+v", h)
 	}
 	t.Logf("keyless member refused at join; impostor h2 at %s (VTEP %s, 4096 vCPUs) refused by the coordinator and h1; real h2 back at %s", l.BridgeAddr(), impostorVTEP, h.Addr)
+
+	// Rotate the key under the running pool: it keeps gossiping, a member
+	// with the old key is out, and an agent restarted with only the old
+	// key file comes back on the keyring its saved plan holds.
+	var rot api.GossipRotateResult
+	start := time.Now()
+	stratactl(t, l, &rot, "gossip", "rotate-key", "--timeout", "60s")
+	t.Logf("gossip key rotated to %s at epoch %d in %s", rot.Primary, rot.Epoch, time.Since(start).Round(time.Millisecond))
+	stale, err := gossip.New(gossip.Config{Name: "h8", BindAddr: l.BridgeAddr().String(), BindPort: 7952,
+		Key: key, Profile: gossip.ProfileLocal, Meta: gossip.Meta{Role: gossip.RoleCoordinator}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.Shutdown()
+	if _, err := stale.Join(join); err == nil {
+		t.Fatal("a member with the old key joined after rotation")
+	}
+	if err := l.StopAgent(1, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitCLI(t, l, 30*time.Second, "h1 left", hostState("h1", api.StateLeft))
+	if err := l.StartAgent(1); err != nil {
+		t.Fatal(err)
+	}
+	createProjects(t, l, "rotated", 1)
+	waitCLI(t, l, 60*time.Second, "both hosts alive and converged on the new key", AllAliveAndConverged(2))
 }
 
 type rawJSON string

@@ -116,8 +116,11 @@ func TestLabChaos(t *testing.T) {
 	for w := 0; w < chaosWriters; w++ {
 		want[w] = map[string]*api.PortSpec{}
 		wrng := rand.New(rand.NewPCG(seed, uint64(w+1)))
-		c := apiclient.New(l.Endpoint(), admin)
-		c.HTTP = &http.Client{Timeout: 10 * time.Second}
+		c, err := apiclient.NewPinned(l.Endpoint(), admin, l.CAFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.HTTP.Timeout = 10 * time.Second
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

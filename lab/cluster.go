@@ -74,11 +74,13 @@ func (l *Lab) StartCoordinator(ctx context.Context) error {
 		if l.running(l.coordinatorProc()) == 0 {
 			return fmt.Errorf("coordinator exited; see %s", l.logFile("coordinator"))
 		}
-		resp, err := http.Get(l.Endpoint() + "/v1/openapi.json")
+		c, err := apiclient.NewPinned(l.Endpoint(), "", l.CAFile())
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		if err := c.Do(ctx, http.MethodGet, "/v1/openapi.json", nil, nil); err != nil {
+			return err
+		}
 		_, err = l.AdminToken()
 		return err
 	})
@@ -103,7 +105,10 @@ func (l *Lab) ensureAgentToken(ctx context.Context, i int) error {
 		return err
 	}
 	var nt api.NewToken
-	c := apiclient.New(l.Endpoint(), admin)
+	c, err := apiclient.NewPinned(l.Endpoint(), admin, l.CAFile())
+	if err != nil {
+		return err
+	}
 	req := api.TokenRequest{Name: "agent-" + l.HostName(i), Role: api.RoleAgent, Host: l.HostName(i)}
 	if err := c.Do(ctx, http.MethodPost, "/v1/tokens", req, &nt); err != nil {
 		return fmt.Errorf("create agent token of %s: %w", l.HostName(i), err)
@@ -119,7 +124,7 @@ func (l *Lab) AgentArgs(i int) []string {
 	// under /run/netns) are visible to everyone, as on a real host. "ip netns
 	// exec" would give it a private mount namespace.
 	return []string{"nsenter", "--net=/run/netns/" + l.Namespace(i), l.bin("strata-agent"), "--config=",
-		"--name", l.HostName(i), "--coordinator", l.Endpoint(),
+		"--name", l.HostName(i), "--coordinator", l.Endpoint(), "--coordinator-ca-file", l.CAFile(),
 		"--token-file", l.AgentTokenFile(i), "--state-dir", filepath.Join(l.Dir, l.HostName(i)),
 		"--zone", "lab", "--vtep", a,
 		"--gossip-bind", a + ":7946", "--join", l.BridgeAddr().String() + ":7946",

@@ -394,7 +394,7 @@ func stratactlCmd(t testing.TB, l *Lab, args ...string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(l.BinDir, "stratactl"), args...)
-	cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.Endpoint(), "STRATA_TOKEN="+tok)
+	cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.Endpoint(), "STRATA_TOKEN="+tok, "STRATA_CA_FILE="+l.CAFile())
 	return cmd
 }
 

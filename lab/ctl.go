@@ -17,7 +17,7 @@ func (l *Lab) Ctl(out any, args ...string) error {
 		return err
 	}
 	cmd := exec.Command(filepath.Join(l.BinDir, "stratactl"), append(args, "-o", "json")...)
-	cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.Endpoint(), "STRATA_TOKEN="+tok)
+	cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.Endpoint(), "STRATA_TOKEN="+tok, "STRATA_CA_FILE="+l.CAFile())
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()

@@ -87,12 +87,16 @@ func (l *Lab) BridgeAddr() netip.Addr { return l.nth(1) }
 func (l *Lab) HostAddr(i int) netip.Addr { return l.nth(10 + i) }
 
 // Endpoint is the coordinator API URL on the underlay.
-func (l *Lab) Endpoint() string { return fmt.Sprintf("http://%s:7070", l.BridgeAddr()) }
+func (l *Lab) Endpoint() string { return fmt.Sprintf("https://%s:7070", l.BridgeAddr()) }
+
+// CAFile is the coordinator's CA (made at its first start), which the
+// agents, stratactl and the lab's own client pin.
+func (l *Lab) CAFile() string { return filepath.Join(l.Dir, "coordinator", "ca.crt") }
 
 // OperatorEndpoint is the URL printed for the operator.
 func (l *Lab) OperatorEndpoint() string {
 	if l.LoopbackAPI {
-		return "http://127.0.0.1:7070"
+		return "https://127.0.0.1:7070"
 	}
 	return l.Endpoint()
 }

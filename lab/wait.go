@@ -18,7 +18,7 @@ func (l *Lab) Client() (*apiclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return apiclient.New(l.Endpoint(), tok), nil
+	return apiclient.NewPinned(l.Endpoint(), tok, l.CAFile())
 }
 
 // WaitStatus polls /v1/status until ok holds, returning the last status.

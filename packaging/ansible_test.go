@@ -90,7 +90,7 @@ func rollout(t *testing.T, l *lab.Lab, cfgFile, version string, bins map[int]str
 		t.Fatal(err)
 	}
 	vars, _ := json.Marshal(map[string]any{
-		"strata_version": version, "strata_endpoint": l.Endpoint(), "strata_token": tok,
+		"strata_version": version, "strata_endpoint": l.Endpoint(), "strata_token": tok, "strata_ca_file": l.CAFile(),
 		"strata_ctl": filepath.Join(l.BinDir, "stratactl"), "strata_wait_delay": 1, "strata_wait_retries": 60,
 		"strata_agent_upgrade_command": fmt.Sprintf("env %s=%s %s {{ lab_index }} {{ lab_agent_bin }}", labHelperEnv, cfgFile, self),
 	})

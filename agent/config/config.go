@@ -67,21 +67,24 @@ type OVS struct {
 
 // Config is the whole agent configuration.
 type Config struct {
-	Name        string   `json:"name"`
-	Coordinator string   `json:"coordinator"`
-	TokenFile   string   `json:"token_file"`
-	StateDir    string   `json:"state_dir"`
-	Zone        string   `json:"zone"`
-	Aggregates  []string `json:"aggregates"`
-	VTEP        string   `json:"vtep"`
-	Gossip      Gossip   `json:"gossip"`
-	Reserved    Reserved `json:"reserved"`
-	Network     Network  `json:"network"`
-	Compute     Compute  `json:"compute"`
-	Storage     Storage  `json:"storage"`
-	MetricsAddr string   `json:"metrics_addr"`
-	LogFormat   string   `json:"log_format"`
-	LogLevel    string   `json:"log_level"`
+	Name        string `json:"name"`
+	Coordinator string `json:"coordinator"`
+	// CoordinatorCAFile is the coordinator's CA (its data dir's ca.crt),
+	// the only one the agent trusts; empty trusts the system's roots.
+	CoordinatorCAFile string   `json:"coordinator_ca_file"`
+	TokenFile         string   `json:"token_file"`
+	StateDir          string   `json:"state_dir"`
+	Zone              string   `json:"zone"`
+	Aggregates        []string `json:"aggregates"`
+	VTEP              string   `json:"vtep"`
+	Gossip            Gossip   `json:"gossip"`
+	Reserved          Reserved `json:"reserved"`
+	Network           Network  `json:"network"`
+	Compute           Compute  `json:"compute"`
+	Storage           Storage  `json:"storage"`
+	MetricsAddr       string   `json:"metrics_addr"`
+	LogFormat         string   `json:"log_format"`
+	LogLevel          string   `json:"log_level"`
 	// Resync is the period of the level-triggered full reconcile.
 	Resync   time.Duration `json:"resync"`
 	PollWait time.Duration `json:"poll_wait"`
@@ -91,21 +94,22 @@ type Config struct {
 func (c *Config) SetDefaults() {
 	host, _ := os.Hostname()
 	*c = Config{
-		Name:        host,
-		Coordinator: "http://127.0.0.1:7070",
-		TokenFile:   "/etc/strata/agent.token",
-		StateDir:    "/var/lib/strata/agent",
-		Zone:        "default",
-		Gossip:      Gossip{Bind: "0.0.0.0:7946", Profile: "lan", KeyFile: "/etc/strata/gossip.key"},
-		Reserved:    Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
-		Network:     Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", PhysicalNetworks: map[string]string{}, DeadHostGrace: 30 * time.Second},
-		Compute:     DefaultCompute(),
-		Storage:     DefaultStorage(),
-		MetricsAddr: "127.0.0.1:9464",
-		LogFormat:   "text",
-		LogLevel:    "info",
-		Resync:      time.Minute,
-		PollWait:    30 * time.Second,
+		Name:              host,
+		Coordinator:       "https://127.0.0.1:7070",
+		CoordinatorCAFile: "/etc/strata/ca.crt",
+		TokenFile:         "/etc/strata/agent.token",
+		StateDir:          "/var/lib/strata/agent",
+		Zone:              "default",
+		Gossip:            Gossip{Bind: "0.0.0.0:7946", Profile: "lan", KeyFile: "/etc/strata/gossip.key"},
+		Reserved:          Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
+		Network:           Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", PhysicalNetworks: map[string]string{}, DeadHostGrace: 30 * time.Second},
+		Compute:           DefaultCompute(),
+		Storage:           DefaultStorage(),
+		MetricsAddr:       "127.0.0.1:9464",
+		LogFormat:         "text",
+		LogLevel:          "info",
+		Resync:            time.Minute,
+		PollWait:          30 * time.Second,
 	}
 }
 
@@ -113,7 +117,8 @@ func (c *Config) SetDefaults() {
 func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	c.SetDefaults()
 	fs.StringVar(&c.Name, "name", c.Name, "host name in the cluster")
-	fs.StringVar(&c.Coordinator, "coordinator", c.Coordinator, "coordinator API URL")
+	fs.StringVar(&c.Coordinator, "coordinator", c.Coordinator, "coordinator API URL (https; http only to a loopback address)")
+	fs.StringVar(&c.CoordinatorCAFile, "coordinator-ca-file", c.CoordinatorCAFile, "the coordinator's CA certificate, pinned (empty: the system's roots)")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the agent's API token")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for the agent's state")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "availability zone")

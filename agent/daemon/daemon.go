@@ -95,7 +95,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, client: apiclient.New(cfg.Coordinator, token), reg: prometheus.NewRegistry(), report: make(chan struct{}, 1), readyCheck: make(chan struct{}, 1), metaDirty: make(chan struct{}, 1), ReadyWait: 2 * time.Minute}
+	client, err := apiclient.NewPinned(cfg.Coordinator, token, cfg.CoordinatorCAFile)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: log, client: client, reg: prometheus.NewRegistry(), report: make(chan struct{}, 1), readyCheck: make(chan struct{}, 1), metaDirty: make(chan struct{}, 1), ReadyWait: 2 * time.Minute}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.runner = reconcile.New(log.With("subsystem", "reconcile"), cfg.Resync, a.reg)
 	a.runner.OnApplied = a.applied

@@ -23,7 +23,20 @@ type Config struct {
 	DataDir string   `json:"data_dir"`
 	Listen  []string `json:"listen"`
 	// APIURL is the URL agents and stratactl use; published in gossip.
-	APIURL          string        `json:"api_url"`
+	APIURL string `json:"api_url"`
+	// TLSCertFile and TLSKeyFile are the operator's API certificate;
+	// empty makes the coordinator issue its own from a CA it keeps in
+	// the data dir (ca.crt, which clients pin). TLSCAFile is the CA
+	// clients should pin with the operator's certificate (for the log).
+	TLSCertFile string   `json:"tls_cert_file"`
+	TLSKeyFile  string   `json:"tls_key_file"`
+	TLSCAFile   string   `json:"tls_ca_file"`
+	TLSNames    []string `json:"tls_names"`
+	// InsecureHTTP serves plain HTTP; allowed only when every listen
+	// address is loopback.
+	InsecureHTTP bool `json:"insecure_http"`
+	// MaxConns bounds the API's open connections.
+	MaxConns        int           `json:"max_conns"`
 	GossipBind      string        `json:"gossip_bind"`
 	GossipAdvertise string        `json:"gossip_advertise"`
 	Join            []string      `json:"join"`
@@ -54,6 +67,7 @@ func (c *Config) SetDefaults() {
 		VNIRange:      "1000-99999",
 		UnderlayMTU:   1500,
 		MetricsAddr:   "127.0.0.1:9465",
+		MaxConns:      4096,
 		LogFormat:     "text",
 		LogLevel:      "info",
 	}
@@ -65,7 +79,13 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Name, "name", c.Name, "member name in the gossip pool")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the store and the admin token")
 	fs.StringSliceVar(&c.Listen, "listen", c.Listen, "API listen address ip:port (repeatable)")
-	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "API URL published to agents (default: http:// + first listen address)")
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "API URL published to agents (default: https:// + first listen address)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "API certificate (PEM; empty: issue one from the coordinator's own CA in the data dir)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "key of --tls-cert-file (PEM)")
+	fs.StringVar(&c.TLSCAFile, "tls-ca-file", c.TLSCAFile, "CA clients pin with the operator's certificate (its fingerprint is logged)")
+	fs.StringSliceVar(&c.TLSNames, "tls-name", c.TLSNames, "extra DNS name or IP in the issued API certificate (repeatable)")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "serve plain HTTP (only when every listen address is loopback)")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open API connections")
 	fs.StringVar(&c.GossipBind, "gossip-bind", c.GossipBind, "gossip listen address ip:port")
 	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", c.GossipAdvertise, "gossip address peers use, ip:port")
 	fs.StringSliceVar(&c.Join, "join", c.Join, "gossip peer to join, ip:port (repeatable)")
@@ -86,7 +106,10 @@ func (c *Config) Load(path string, required bool, fs *pflag.FlagSet) error {
 		return err
 	}
 	if c.APIURL == "" && len(c.Listen) > 0 {
-		c.APIURL = "http://" + c.Listen[0]
+		c.APIURL = "https://" + c.Listen[0]
+		if c.InsecureHTTP {
+			c.APIURL = "http://" + c.Listen[0]
+		}
 	}
 	return c.Validate()
 }
@@ -109,6 +132,19 @@ func (c *Config) Validate() error {
 	}
 	if _, err := netip.ParseAddrPort(c.GossipBind); err != nil {
 		return api.Fieldf("gossip_bind", "%q is not ip:port", c.GossipBind)
+	}
+	if c.InsecureHTTP {
+		for _, l := range c.Listen {
+			if ap, _ := netip.ParseAddrPort(l); !ap.Addr().IsLoopback() {
+				return api.Fieldf("insecure_http", "plain HTTP only on loopback; listen address %s is not (tokens and plans would cross the network in clear)", l)
+			}
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return api.Fieldf("tls_cert_file", "tls_cert_file and tls_key_file go together")
+	}
+	if c.MaxConns < 16 {
+		return api.Fieldf("max_conns", "%d is below 16", c.MaxConns)
 	}
 	if c.GossipKeyFile == "" {
 		return api.Fieldf("gossip_key_file", "must be set: the gossip pool admits only members holding the cluster key (base64 of 32 random bytes, mode 0600)")

@@ -5,12 +5,16 @@ package apiclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +31,60 @@ type Client struct {
 // New returns a client; the HTTP timeout leaves room for plan long-polls.
 func New(endpoint, token string) *Client {
 	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Token: token, HTTP: &http.Client{Timeout: 2 * time.Minute}}
+}
+
+// NewPinned returns a client that trusts only the CA certificates in
+// caFile (PEM): the coordinator's own CA, pinned. An empty caFile trusts
+// the system's roots. A plain http:// endpoint is refused unless its host
+// is a loopback address, where the coordinator may serve without TLS.
+func NewPinned(endpoint, token, caFile string) (*Client, error) {
+	c := New(endpoint, token)
+	u, err := url.Parse(c.Endpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("coordinator endpoint %q: want https://host:port", endpoint)
+	}
+	if u.Scheme == "http" {
+		if !IsLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("coordinator endpoint %q: plain http only on a loopback address; use https", endpoint)
+		}
+		return c, nil
+	}
+	tc, err := PinnedTLS(caFile)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	c.HTTP.Transport = tr
+	return c, nil
+}
+
+// PinnedTLS is the client TLS configuration trusting only caFile's
+// certificates (the system's roots when caFile is "").
+func PinnedTLS(caFile string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return tc, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("coordinator CA %q: no PEM certificate in it", caFile)
+	}
+	tc.RootCAs = pool
+	return tc, nil
+}
+
+// IsLoopback says whether host (a name or an address) is loopback.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // Do sends a request with a JSON body (nil for none) and decodes a JSON

@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -80,15 +80,21 @@ func run(ctx context.Context, cfg *config.Config) error {
 	go gsync.Run(ctx)
 	errc := make(chan error, len(cfg.Listen)+1)
 	var servers []*http.Server
+	var tc *tls.Config
+	if cfg.InsecureHTTP {
+		log.Warn("API serves plain HTTP (insecure_http), on loopback only")
+	} else if tc, err = apiTLS(cfg, log); err != nil {
+		return err
+	}
 	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := listenAPI(addr, cfg.MaxConns, tc)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", addr, err)
+			return err
 		}
-		hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+		hs := apiServer(srv)
 		servers = append(servers, hs)
 		go func() { errc <- hs.Serve(ln) }()
-		log.Info("API listening", "addr", addr)
+		log.Info("API listening", "addr", addr, "tls", tc != nil)
 	}
 	if cfg.MetricsAddr != "" {
 		ms := &http.Server{Addr: cfg.MetricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}

@@ -14,7 +14,7 @@ import (
 // exit runs stratactl as main does and returns its exit code and output.
 func (c *cli) exit(args ...string) (int, string) {
 	var out, errw bytes.Buffer
-	code := execute(append([]string{"--endpoint", c.url, "--token", c.token}, args...), &out, &errw)
+	code := execute(append([]string{"--endpoint", c.url, "--token-file", c.tokenFile}, args...), &out, &errw)
 	return code, out.String() + errw.String()
 }
 

@@ -16,19 +16,32 @@ import (
 )
 
 type globals struct {
-	endpoint string
-	token    string
-	output   string
+	endpoint  string
+	tokenFile string
+	caFile    string
+	output    string
 }
 
 func (g *globals) client() (*apiclient.Client, error) {
 	if g.endpoint == "" {
 		return nil, errors.New("no coordinator endpoint: set --endpoint or STRATA_ENDPOINT")
 	}
-	if g.token == "" {
-		return nil, errors.New("no token: set --token or STRATA_TOKEN")
+	// A file or the environment: no secret in argv, help or history.
+	tok := ""
+	if g.tokenFile != "" {
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("token file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
 	}
-	return apiclient.New(g.endpoint, g.token), nil
+	if tok == "" {
+		tok = os.Getenv("STRATA_TOKEN")
+	}
+	if tok == "" {
+		return nil, errors.New("no token: set --token-file, STRATA_TOKEN_FILE or STRATA_TOKEN")
+	}
+	return apiclient.NewPinned(g.endpoint, tok, g.caFile)
 }
 
 func (g *globals) print(cmd *cobra.Command, v any, t ctl.Table) error {
@@ -51,8 +64,10 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.endpoint, "endpoint", envOr("STRATA_ENDPOINT", "http://127.0.0.1:7070"), "coordinator API URL (env STRATA_ENDPOINT)")
-	pf.StringVar(&g.token, "token", os.Getenv("STRATA_TOKEN"), "API token (env STRATA_TOKEN)")
+	pf.StringVar(&g.endpoint, "endpoint", envOr("STRATA_ENDPOINT", "https://127.0.0.1:7070"), "coordinator API URL (env STRATA_ENDPOINT)")
+	// Defaults name files, never secrets: help prints defaults.
+	pf.StringVar(&g.tokenFile, "token-file", os.Getenv("STRATA_TOKEN_FILE"), "file holding the API token (env STRATA_TOKEN_FILE; or the token itself in STRATA_TOKEN)")
+	pf.StringVar(&g.caFile, "ca-file", envOr("STRATA_CA_FILE", "/etc/strata/ca.crt"), "the coordinator's CA certificate, pinned; empty trusts the system's roots (env STRATA_CA_FILE)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), gossipCmd(g), applyCmd(g), deleteCmd(g))
 	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g), aggregatesCmd(g), serverGroupsCmd(g))

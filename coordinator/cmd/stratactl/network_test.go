@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,8 +26,9 @@ func (oneHost) Hosts() []api.Host { return []api.Host{{Name: "h1", State: api.St
 
 // cli runs stratactl's real commands against a real coordinator API.
 type cli struct {
-	t          *testing.T
-	url, token string
+	t              *testing.T
+	url, tokenFile string
+	token          string // the secret, for direct API calls in tests
 }
 
 func newCLI(t *testing.T) *cli {
@@ -43,9 +45,19 @@ func newCLI(t *testing.T) *cli {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cli{t: t, url: srv.URL, token: tok.Secret}
+	c := cliFor(t, srv.URL, tok.Secret)
 	c.must("projects", "create", "p")
 	return c
+}
+
+// cliFor runs stratactl against url with the token in a file, as an
+// operator would (never in argv).
+func cliFor(t *testing.T, url, secret string) *cli {
+	tf := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tf, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &cli{t: t, url: url, tokenFile: tf, token: secret}
 }
 
 func (c *cli) run(args ...string) (string, error) {
@@ -53,7 +65,7 @@ func (c *cli) run(args ...string) (string, error) {
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
-	root.SetArgs(append([]string{"--endpoint", c.url, "--token", c.token}, args...))
+	root.SetArgs(append([]string{"--endpoint", c.url, "--token-file", c.tokenFile}, args...))
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
 }

@@ -36,7 +36,7 @@ func TestSchedulingCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cli{t: t, url: srv.URL, token: tok.Secret}
+	c := cliFor(t, srv.URL, tok.Secret)
 	c.must("projects", "create", "p")
 	c.must("flavors", "create", "small", "--vcpus", "1", "--ram", "256", "--disk", "1")
 	c.must("flavors", "create", "fast", "--vcpus", "1", "--ram", "256", "--extra-spec", "disk=ssd")

@@ -75,7 +75,7 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 	}
 	ctl := func(args ...string) error {
 		cmd := exec.Command(filepath.Join(l.BinDir, "stratactl"), args...)
-		cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.OperatorEndpoint(), "STRATA_TOKEN="+tok)
+		cmd.Env = append(os.Environ(), "STRATA_ENDPOINT="+l.OperatorEndpoint(), "STRATA_TOKEN="+tok, "STRATA_CA_FILE="+l.CAFile())
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		return cmd.Run()
 	}
@@ -98,8 +98,8 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 	if err := l.DemoTraffic(ctx, os.Stdout); err != nil {
 		return err
 	}
-	fmt.Printf("\nThe lab is running. To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN=%s\n  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
-		l.OperatorEndpoint(), tok, filepath.Join(l.Dir, "logs"))
+	fmt.Printf("\nThe lab is running (TLS; pin its CA). To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN_FILE=%s\n  export STRATA_CA_FILE=%s\n  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
+		l.OperatorEndpoint(), filepath.Join(l.Dir, "coordinator", "admin.token"), l.CAFile(), filepath.Join(l.Dir, "logs"))
 	return nil
 }
 
