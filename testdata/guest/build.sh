@@ -54,7 +54,7 @@ for a in sh mount umount cat cut ip udhcpc sleep seq echo ls sed grep hostname m
 install -m 0755 "$here/sbin-init" "$img/sbin/init"
 install -m 0755 "$here/udhcpc.sh" "$img/etc/udhcpc.sh"
 echo "strata test image $key" >"$img/etc/strata-image"
-"$mke2fs" -q -F -t ext2 -L strata-root -E root_owner=0:0 -d "$img" "$work/root.img" 16M
+"$mke2fs" -q -F -t ext2 -L strata-root -E root_owner=0:0 -d "$img" "$work/root.img" 16M >&2 # stdout carries only the result dir
 
 # The initramfs: drivers, then switch_root to /dev/vda.
 root=$work/root
