@@ -255,3 +255,40 @@ func TestOVSRestartKeepsTraffic(t *testing.T) {
 		t.Errorf("flow-restore-wait still set: %s", out)
 	}
 }
+
+// TestOVSDBRestartReconnects: ovsdb-server is SIGKILLed and started again
+// on its database; the driver's libovsdb client reconnects and the next
+// change (a new port, so a new flow set) goes through.
+func TestOVSDBRestartReconnects(t *testing.T) {
+	l := newTunnelLab(t)
+	l.setAll(t)
+	h1, a1 := l.lab.Hosts[0], l.agents[0]
+	gen := a1.OVS.Generation()
+	h1.OVS.Kill(t, "ovsdb-server")
+	h1.OVS.StartDB(t)
+	l.ports = append(l.ports, ep("v4", "vx1", "h2", 14, "10.1.1.14"))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var err error
+	for time.Since(start) < 30*time.Second {
+		if err = a1.OVS.Set(ctx, l.state(h1)); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("no change through a restarted ovsdb-server within 30 s: %v", err)
+	}
+	t.Logf("ovsdb-server restarted; the next change went through %v later", time.Since(start).Round(time.Millisecond))
+	if a1.OVS.Generation() == gen {
+		t.Errorf("a new remote port, but the flow generation stayed %d", gen)
+	}
+	flows, err := a1.OVS.DumpFlows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(flows, "dl_dst=02:5b:00:00:31:0e") {
+		t.Errorf("no unicast flow for the new port v4:\n%s", flows)
+	}
+}
