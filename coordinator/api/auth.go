@@ -31,6 +31,17 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		tok, err := s.store.LookupToken(strings.TrimSpace(secret))
+		if err == nil && tok.Role == api.RoleProject {
+			// The token belongs to the project it was made for, by
+			// identity: deleted (or deleted and made again), it is void.
+			err = s.store.View(func(tx *store.Tx) error {
+				p, err := tx.Get(api.Key{Kind: "project", Name: tok.Project})
+				if err == nil && !p.Created.Equal(tok.ProjectCreated) {
+					err = store.ErrNotFound
+				}
+				return err
+			})
+		}
 		if err != nil {
 			writeError(w, &api.Error{Code: http.StatusUnauthorized, Message: "invalid token"})
 			return
@@ -90,6 +101,16 @@ func IssueToken(st *store.Store, req api.TokenRequest) (api.NewToken, error) {
 		return api.NewToken{}, err
 	}
 	t := api.Token{ID: newID(), Name: req.Name, Role: req.Role, Project: req.Project, Host: req.Host, Created: time.Now().UTC()}
+	if req.Role == api.RoleProject {
+		err := st.View(func(tx *store.Tx) error {
+			p, err := tx.Get(api.Key{Kind: "project", Name: req.Project})
+			t.ProjectCreated = p.Created
+			return err
+		})
+		if err != nil {
+			return api.NewToken{}, err
+		}
+	}
 	if err := st.PutToken(t, secret); err != nil {
 		return api.NewToken{}, err
 	}

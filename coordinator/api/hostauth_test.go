@@ -72,3 +72,20 @@ func TestAgentTokenScopedToHost(t *testing.T) {
 	pt := token(`{"name":"b-ci","role":"project","project":"b"}`)
 	f.must(pt, "GET", "/v1/hosts/ha/plan?since=0", "", 403)
 }
+
+// TestProjectDeleteRevokesTokens: a project token dies with its project
+// and does not come back when a project of the same name is made again.
+func TestProjectDeleteRevokesTokens(t *testing.T) {
+	f := newFixture(t)
+	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
+	var nt api.NewToken
+	json.Unmarshal(f.must(f.admin, "POST", "/v1/tokens", `{"name":"a-ci","role":"project","project":"a"}`, 201), &nt)
+	f.must(nt.Secret, "GET", "/v1/projects/a", "", 200)
+	f.must(f.admin, "DELETE", "/v1/projects/a", "", 200)
+	f.must(nt.Secret, "GET", "/v1/projects/a", "", 401)
+	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
+	f.must(nt.Secret, "GET", "/v1/projects/a", "", 401)
+	f.must(nt.Secret, "PUT", "/v1/projects/a/widgets/w", `{"spec":{"size":1}}`, 401)
+	json.Unmarshal(f.must(f.admin, "POST", "/v1/tokens", `{"name":"a-ci2","role":"project","project":"a"}`, 201), &nt)
+	f.must(nt.Secret, "GET", "/v1/projects/a", "", 200)
+}

@@ -17,8 +17,12 @@ type Token struct {
 	Project string `json:"project,omitempty"`
 	// Host is the one host an agent token speaks for: it reads only that
 	// host's plan and reports only for it.
-	Host    string    `json:"host,omitempty"`
-	Created time.Time `json:"created"`
+	Host string `json:"host,omitempty"`
+	// ProjectCreated binds a project token to its project's identity (the
+	// creation time), not its name: a project deleted and made again
+	// under the same name does not take the old tokens.
+	ProjectCreated time.Time `json:"project_created,omitempty"`
+	Created        time.Time `json:"created"`
 }
 
 // TokenRequest asks for a new token.
