@@ -396,27 +396,41 @@ func (d *Driver) Watch(ctx context.Context, every time.Duration) {
 			return
 		case <-tick.C:
 		}
-		d.mu.Lock()
-		last, gen := d.last, d.gen
-		d.mu.Unlock()
-		if last == nil {
+		restored, err := d.checkCanary(ctx)
+		if err != nil {
+			if !lost {
+				d.log.Warn("canary flow gone; restoring flows failed, retrying", "err", err)
+			}
+			lost = true
 			continue
 		}
-		n, err := d.of.Count(ctx, fmt.Sprintf("table=%d,%s", TableCanary, cookieMatch(gen)))
-		if err == nil && n == 1 {
-			continue
-		}
-		if !lost {
-			d.log.Warn("canary flow gone: restoring flows", "generation", gen, "err", err)
-		}
-		lost = true
-		if err := d.Set(ctx, *last); err != nil {
+		if !restored {
 			continue
 		}
 		lost = false
 		d.restores.Add(1)
 		d.log.Info("flows restored", "generation", d.Generation())
 	}
+}
+
+// checkCanary restores the last state's flows when the current
+// generation's canary is gone. It holds the driver's lock throughout, so
+// it never re-applies a state an overlapping Set has replaced.
+func (d *Driver) checkCanary(ctx context.Context) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last == nil || d.h == nil || d.db == nil {
+		return false, nil
+	}
+	n, err := d.of.Count(ctx, fmt.Sprintf("table=%d,%s", TableCanary, cookieMatch(d.gen)))
+	if err == nil && n == 1 {
+		return false, nil
+	}
+	d.log.Warn("canary flow gone: restoring flows", "generation", d.gen, "err", err)
+	if err := d.set(ctx, *d.last); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // tunnelName is the port of the tunnel of type typ to vtep: "stv-" (VXLAN)
