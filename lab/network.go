@@ -165,8 +165,10 @@ func (l *Lab) downNetwork() error {
 		}
 	}
 	for i := 1; i <= l.Hosts; i++ {
+		// Its peer went with the host's namespace: the kernel may remove
+		// it between the check and the delete, and gone is fine.
 		if ext := fmt.Sprintf("%sx%d", l.Short, i); linkExists(ext) {
-			if err := ip("link", "delete", ext); err != nil {
+			if err := ip("link", "delete", ext); err != nil && linkExists(ext) {
 				errs = append(errs, err.Error())
 			}
 		}
