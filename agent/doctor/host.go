@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sort"
 	"time"
+
+	"github.com/strata-infra/strata/pkg/apiclient"
 )
 
 // Setup is what the agent's config says about this host beyond its
@@ -29,11 +31,19 @@ type Probe struct {
 	Link func(name string) bool
 }
 
-// HostProbe is the Probe of the machine the doctor runs on.
-func HostProbe() Probe {
-	hc := &http.Client{Timeout: 3 * time.Second}
+// HostProbe is the Probe of the machine the doctor runs on. It trusts the
+// coordinator's CA the agent pins (caFile; the system's roots when ""), as
+// the agent itself does, so a TLS coordinator with its own CA answers.
+func HostProbe(caFile string) Probe {
+	tc, tlsErr := apiclient.PinnedTLS(caFile)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	hc := &http.Client{Timeout: 3 * time.Second, Transport: tr}
 	return Probe{
 		Get: func(url string) (int, error) {
+			if tlsErr != nil {
+				return 0, tlsErr
+			}
 			resp, err := hc.Get(url)
 			if err != nil {
 				return 0, err

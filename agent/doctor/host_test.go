@@ -1,10 +1,13 @@
 package doctor
 
 import (
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -84,9 +87,10 @@ func TestNetworkOnlyHostSkipsLibvirt(t *testing.T) {
 }
 
 // The real probe against this machine: loopback is a device with
-// 127.0.0.1 on it, and a coordinator stand-in answers on loopback.
+// 127.0.0.1 on it, and a coordinator stand-in answers TLS on loopback
+// with a certificate of its own, which the probe trusts only when pinned.
 func TestHostProbeOnThisMachine(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/openapi.json" {
 			http.NotFound(w, r)
 			return
@@ -94,15 +98,22 @@ func TestHostProbeOnThisMachine(t *testing.T) {
 		w.Write([]byte("{}"))
 	}))
 	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	d := Drivers{Network: "linuxbridge", Compute: "none", Storage: "none", Cache: "none"}
-	got := byCheck(SetupChecks(HostProbe(), Setup{Coordinator: srv.URL, VTEP: "127.0.0.1", UnderlayDev: "lo", Physnets: map[string]string{"p1": "lo"}}, d))
+	if got := byCheck(SetupChecks(HostProbe(""), Setup{Coordinator: srv.URL}, d)); got["coordinator"].Status != Missing {
+		t.Errorf("coordinator with a CA the probe was not given: %+v", got["coordinator"])
+	}
+	got := byCheck(SetupChecks(HostProbe(ca), Setup{Coordinator: srv.URL, VTEP: "127.0.0.1", UnderlayDev: "lo", Physnets: map[string]string{"p1": "lo"}}, d))
 	for _, c := range []string{"coordinator", "vtep", "underlay", "physnet:p1"} {
 		if got[c].Status != OK {
 			t.Errorf("%s: %+v", c, got[c])
 		}
 	}
 	srv.Close()
-	got = byCheck(SetupChecks(HostProbe(), Setup{Coordinator: srv.URL, VTEP: "192.0.2.77", UnderlayDev: "s10a-nodev"}, d))
+	got = byCheck(SetupChecks(HostProbe(ca), Setup{Coordinator: srv.URL, VTEP: "192.0.2.77", UnderlayDev: "s10a-nodev"}, d))
 	for _, c := range []string{"coordinator", "vtep", "underlay"} {
 		if got[c].Status != Missing {
 			t.Errorf("%s after the coordinator stopped / on a foreign address / absent device: %+v", c, got[c])
