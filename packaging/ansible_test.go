@@ -129,6 +129,10 @@ func TestRollingUpgrade(t *testing.T) {
 	if err := l.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The coordinator refuses a DHCP subnet while no host is alive to run it.
+	if _, err := l.WaitStatus(ctx, 60*time.Second, "hosts alive", lab.AllAliveAndConverged(3)); err != nil {
+		t.Fatal(err)
+	}
 	ctlJSON(t, l, nil, "apply", "-f", filepath.Join(repoRoot(), "testdata", "lab", "demo.yaml"))
 	if _, err := l.WaitStatus(ctx, 60*time.Second, "demo converged", lab.AllAliveAndConverged(3)); err != nil {
 		t.Fatal(err)
