@@ -58,18 +58,21 @@ func debMirror() string {
 }
 
 // chrootBase returns a Debian chroot (minbase) with the agent's runtime
-// dependencies installed, made once per machine under build/debootstrap
+// dependencies installed, made once per machine under chrootCache()
 // and keyed by suite and dependency list. It is only ever read: each test
 // works on an overlay of it.
 func chrootBase(t *testing.T, depends string) string {
 	t.Helper()
 	debootstrap := tool(t, "debootstrap")
 	sum := sha256.Sum256([]byte(depends))
-	dir := filepath.Join(repoRoot(), "build", "debootstrap", fmt.Sprintf("%s-minbase-%x", suite, sum[:4]))
+	dir := filepath.Join(chrootCache(), fmt.Sprintf("%s-minbase-%x", suite, sum[:4]))
 	if fileExists(filepath.Join(dir, ".complete")) {
 		return dir
 	}
 	os.RemoveAll(dir)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	args := []string{"--variant=minbase", suite, dir}
 	if m := debMirror(); m != "" {
@@ -105,6 +108,17 @@ func chrootBase(t *testing.T, depends string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// chrootCache is where base chroots are kept between runs:
+// STRATA_TEST_CACHE, else /var/cache/strata-test/debootstrap. It lies
+// outside the checkout because CI clones afresh each run, and the base (a
+// debootstrap plus the agent's dependencies) takes minutes to make.
+func chrootCache() string {
+	if d := os.Getenv("STRATA_TEST_CACHE"); d != "" {
+		return filepath.Join(d, "debootstrap")
+	}
+	return "/var/cache/strata-test/debootstrap"
 }
 
 func chrootRun(t *testing.T, root string, argv ...string) string {
