@@ -14,6 +14,8 @@ import (
 
 	"github.com/strata-infra/strata/coordinator/config"
 	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/coordinator/tlsca"
+	"github.com/strata-infra/strata/pkg/apiclient"
 )
 
 // StoreFile is the name, under the data dir, of the bbolt store.
@@ -90,7 +92,21 @@ func backup(ctx context.Context, cfg *config.Config, out, apiURL, tokenFile stri
 		return "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	resp, err := http.DefaultClient.Do(req)
+	// The coordinator's own CA (the operator's, or the one made in the data
+	// dir at first start) is what the API's certificate chains to.
+	caFile := cfg.TLSCAFile
+	if caFile == "" {
+		if p := filepath.Join(cfg.DataDir, tlsca.CAFile); statOK(p) {
+			caFile = p
+		}
+	}
+	tc, err := apiclient.PinnedTLS(caFile)
+	if err != nil {
+		return "", fmt.Errorf("online backup: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return "", fmt.Errorf("online backup: %w", err)
 	}
@@ -153,4 +169,9 @@ every agent that is ahead of it.`,
 	})
 	cmd.Flags().StringVar(&from, "from", "", "backup file to restore")
 	return cmd
+}
+
+func statOK(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
