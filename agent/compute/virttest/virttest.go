@@ -11,6 +11,7 @@ package virttest
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,7 +150,10 @@ func (d *Daemon) Start() error {
 	go func() { cmd.Wait(); close(d.exited) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(d.Socket); err == nil {
+		// The socket file appears at bind(), before listen(): only a
+		// connection that goes through says libvirtd is ready.
+		if c, err := net.Dial("unix", d.Socket); err == nil {
+			c.Close()
 			return nil
 		}
 		select {
