@@ -193,7 +193,13 @@ func TestMembershipChangesTunnels(t *testing.T) {
 		t.Error("v1 still reaches v3 after h3 left the membership")
 	}
 	l.agents[0].Set(t, l.state(h1))
-	if !pingOK(ctx, l.ns("v1"), "10.1.1.12") {
+	// The new tunnel port needs its ofport and v1 a fresh ARP answer after
+	// the failed pings: wait for the path to come back, within ctx.
+	back := false
+	for !back && ctx.Err() == nil {
+		back = pingOK(ctx, l.ns("v1"), "10.1.1.12")
+	}
+	if !back {
 		t.Error("v1 does not reach v3 after h3 came back")
 	}
 	fmt.Fprint(nopWriter{}, out)
