@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/strata-infra/strata/internal/testenv"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -42,10 +43,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	cl := cephtest.Require(t)
 	if !rbd.Supported {
-		if os.Getenv("STRATA_STRICT") == "1" {
-			t.Fatal(rbd.ErrNoCeph)
-		}
-		t.Skip(rbd.ErrNoCeph)
+		testenv.Missing(t, "Ceph support in this build", rbd.ErrNoCeph.Error())
 	}
 	ctx := context.Background()
 	pool := fmt.Sprintf("s13-%d-%d", os.Getpid(), runCounter.Add(1))
