@@ -33,15 +33,27 @@ func (l *Lab) running(p proc) int {
 	if err != nil || pid <= 0 {
 		return 0
 	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte(filepath.Base(p.bin))) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
 		return 0
 	}
-	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// A zombie (state Z) is dead for our purposes.
-		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+	// A zombie is dead for our purposes once its other threads are gone
+	// too: a killed leader turns Z while they may still finish a syscall.
+	if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+		if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err != nil || len(tasks) <= 1 {
 			return 0
 		}
+	}
+	// A process that is exiting has released its memory, so its cmdline
+	// reads empty while its last threads may still finish a syscall (a
+	// rename of a state file, say): that is still running. Only a
+	// non-empty cmdline naming another program means the pid was reused.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return 0
+	}
+	if len(cmdline) > 0 && !bytes.Contains(cmdline, []byte(filepath.Base(p.bin))) {
+		return 0
 	}
 	return pid
 }
