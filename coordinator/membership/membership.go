@@ -60,7 +60,7 @@ func SchedulerHosts(hosts []api.Host) []scheduler.Host {
 	out := make([]scheduler.Host, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, scheduler.Host{Name: h.Name, Alive: h.State == api.StateAlive, Drained: h.Drained,
-			Zone: h.Zone, Capacity: h.Capacity, Arch: h.Arch, Physnets: h.Physnets})
+			Zone: h.Zone, Capacity: h.Capacity, Arch: h.Arch, Physnets: h.Physnets, Aggregates: h.Aggregates})
 	}
 	return out
 }

@@ -267,3 +267,45 @@ func TestSetHostsFollowsGossip(t *testing.T) {
 		t.Fatalf("b's load after it returned: %+v", u.Used)
 	}
 }
+
+// TestAggregatesFromAgentConfig: a host whose agent config names an
+// aggregate is its member as if the aggregate listed it, before and
+// after the aggregate is made, and leaves it when its config drops it.
+func TestAggregatesFromAgentConfig(t *testing.T) {
+	s := New(DefaultConfig())
+	c := Resources{VCPUs: 4, RAMMiB: 4096, DiskGiB: 40}
+	s.SetHosts([]Host{{Name: "a", Alive: true, Capacity: c}, {Name: "b", Alive: true, Capacity: c, Aggregates: []string{"fast"}}})
+	ssd := Request{Instance: "p/x", Resources: Resources{VCPUs: 1, RAMMiB: 64}, ExtraSpecs: map[string]string{"disk": "ssd"}}
+	if _, err := s.Place(ssd); err == nil || err.Error() != "0 of 2 hosts: 2 not in an aggregate matching the flavor" {
+		t.Fatalf("before the aggregate exists: %v", err)
+	}
+	s.SetAggregate(Aggregate{Name: "fast", Metadata: map[string]string{"disk": "ssd"}})
+	for i := range 3 {
+		ssd.Instance = fmt.Sprintf("p/x%d", i)
+		cl, err := s.Place(ssd)
+		if err != nil || cl.Host != "b" {
+			t.Fatalf("placement %d: %+v %v, want host b (declared in fast)", i, cl, err)
+		}
+	}
+	// The API lists a; b stays a member by its config.
+	s.SetAggregate(Aggregate{Name: "fast", Hosts: []string{"a"}, Metadata: map[string]string{"disk": "ssd"}})
+	got := map[string]bool{}
+	for i := range 20 {
+		ssd.Instance = fmt.Sprintf("p/y%d", i)
+		cl, err := s.Place(ssd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[cl.Host] = true
+	}
+	if !got["a"] || !got["b"] {
+		t.Fatalf("listed and declared members: placed on %v, want both", got)
+	}
+	// b's agent drops the aggregate from its config; the API drops a.
+	s.SetHosts([]Host{{Name: "a", Alive: true, Capacity: c}, {Name: "b", Alive: true, Capacity: c}})
+	s.SetAggregate(Aggregate{Name: "fast", Metadata: map[string]string{"disk": "ssd"}})
+	ssd.Instance = "p/z"
+	if _, err := s.Place(ssd); err == nil || err.Error() != "0 of 2 hosts: 2 not in an aggregate matching the flavor" {
+		t.Fatalf("after b's config dropped it: %v", err)
+	}
+}

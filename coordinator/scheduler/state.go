@@ -64,10 +64,13 @@ type State struct {
 	list       []*HostState
 	byZone     map[string][]*HostState
 	aggregates map[string]*Aggregate
-	groups     map[string]*group
-	placed     map[string]placement // instance -> placement
-	rngPool    sync.Pool
-	conflicts  atomic.Uint64
+	// declared indexes the aggregates hosts' agent configs name:
+	// aggregate -> hosts.
+	declared  map[string]map[string]bool
+	groups    map[string]*group
+	placed    map[string]placement // instance -> placement
+	rngPool   sync.Pool
+	conflicts atomic.Uint64
 }
 
 // New returns an empty state with the standard filters and weighers.
@@ -77,7 +80,7 @@ func New(cfg Config) *State {
 	}
 	s := &State{cfg: cfg, now: time.Now,
 		hosts: map[string]*HostState{}, byZone: map[string][]*HostState{},
-		aggregates: map[string]*Aggregate{}, groups: map[string]*group{}, placed: map[string]placement{}}
+		aggregates: map[string]*Aggregate{}, declared: map[string]map[string]bool{}, groups: map[string]*group{}, placed: map[string]placement{}}
 	s.filters = StandardFilters(cfg.Ratios)
 	s.weigher = StandardWeighers(cfg)
 	s.rngPool.New = func() any { return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) }
@@ -108,7 +111,8 @@ func (s *State) SetHosts(hosts []Host) {
 func sameHost(a, b Host) bool {
 	return a.Name == b.Name && a.Alive == b.Alive && a.Drained == b.Drained && a.Zone == b.Zone &&
 		a.Capacity == b.Capacity && a.Arch == b.Arch && a.Hypervisor == b.Hypervisor &&
-		slices.Equal(a.Physnets, b.Physnets) && slices.Equal(a.Storage, b.Storage)
+		slices.Equal(a.Physnets, b.Physnets) && slices.Equal(a.Storage, b.Storage) &&
+		slices.Equal(a.Aggregates, b.Aggregates)
 }
 
 // SetHost adds or updates a host (from gossip); used and claims stay.
@@ -128,12 +132,31 @@ func (s *State) setHost(h Host) {
 		s.unindexZone(hs)
 	}
 	zoneChanged := !ok || hs.Zone != h.Zone
+	s.undeclare(hs)
+	h.Aggregates = slices.Clone(h.Aggregates)
 	hs.Host = h
 	hs.gen++
 	if zoneChanged {
 		s.byZone[h.Zone] = append(s.byZone[h.Zone], hs)
 	}
+	for _, a := range h.Aggregates {
+		if s.declared[a] == nil {
+			s.declared[a] = map[string]bool{}
+		}
+		s.declared[a][h.Name] = true
+	}
 	hs.Aggregates = s.aggregatesOf(h.Name)
+}
+
+// undeclare drops the aggregates hs's agent config declared from the
+// index; s.mu held.
+func (s *State) undeclare(hs *HostState) {
+	for _, a := range hs.Host.Aggregates {
+		delete(s.declared[a], hs.Name)
+		if len(s.declared[a]) == 0 {
+			delete(s.declared, a)
+		}
+	}
 }
 
 // SetDrained sets a host's drain flag from the operator's host config.
@@ -167,6 +190,7 @@ func (s *State) RemoveHost(name string) {
 		return
 	}
 	s.unindexZone(hs)
+	s.undeclare(hs)
 	last := s.list[len(s.list)-1]
 	s.list[hs.idx], last.idx = last, hs.idx
 	s.list = s.list[:len(s.list)-1]
@@ -204,23 +228,34 @@ func (s *State) RemoveAggregate(name string) {
 	s.refreshAggregates(old, nil)
 }
 
+// refreshAggregates recomputes the aggregates of every host an old or
+// new aggregate lists, and of every host whose agent declares it.
 func (s *State) refreshAggregates(aggs ...*Aggregate) {
+	refresh := func(h string) {
+		if hs, ok := s.hosts[h]; ok {
+			hs.Aggregates = s.aggregatesOf(h)
+			hs.gen++
+		}
+	}
 	for _, a := range aggs {
 		if a == nil {
 			continue
 		}
 		for _, h := range a.Hosts {
-			if hs, ok := s.hosts[h]; ok {
-				hs.Aggregates = s.aggregatesOf(h)
-			}
+			refresh(h)
+		}
+		for h := range s.declared[a.Name] {
+			refresh(h)
 		}
 	}
 }
 
+// aggregatesOf is the aggregates that list host or that its agent
+// config declares; s.mu held.
 func (s *State) aggregatesOf(host string) []*Aggregate {
 	var out []*Aggregate
-	for _, a := range s.aggregates {
-		if slices.Contains(a.Hosts, host) {
+	for name, a := range s.aggregates {
+		if slices.Contains(a.Hosts, host) || s.declared[name][host] {
 			out = append(out, a)
 		}
 	}

@@ -40,6 +40,11 @@ type Host struct {
 	Physnets []string
 	// Storage are the storage backends the host can attach ("local", "rbd").
 	Storage []string
+	// Aggregates are the aggregates the host's agent config puts it in:
+	// the host is a member of each as if the aggregate listed it, and
+	// takes the aggregate's metadata from the API (a name no aggregate
+	// has yet carries no metadata until one is made).
+	Aggregates []string
 }
 
 // Group policies of a server group.
