@@ -34,6 +34,10 @@ type Config struct {
 	// AgentExtraArgs, when set, adds flags to host i's agent (a test
 	// turning compute on for one host, say).
 	AgentExtraArgs func(i int) []string
+	// Env, when set, adds environment variables to a process the lab
+	// starts, by its name: "coordinator", "h1"... (a test standing in
+	// for systemd's NOTIFY_SOCKET, say).
+	Env func(name string) []string
 }
 
 // Default is the lab of the README: make lab.

@@ -75,6 +75,9 @@ func (l *Lab) start(p proc, argv []string) (int, error) {
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if l.Env != nil {
+		cmd.Env = append(os.Environ(), l.Env(p.name)...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", p.name, err)
