@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -48,6 +49,19 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, tok)))
 	}
+}
+
+// actor names who made a change, for the log line that records it.
+func actor(r *http.Request) slog.Attr {
+	p := principal(r)
+	attrs := []any{"token", p.Name, "token_id", p.ID, "role", p.Role}
+	if p.Project != "" {
+		attrs = append(attrs, "project", p.Project)
+	}
+	if p.Host != "" {
+		attrs = append(attrs, "host", p.Host)
+	}
+	return slog.Group("by", attrs...)
 }
 
 func forbidden(format string, args ...any) *api.Error {
@@ -183,6 +197,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.errorFor(w, err)
 		return
 	}
+	s.log.Info("token created", "id", nt.ID, "name", nt.Name, "role", nt.Role, "project", nt.Project, "host", nt.Host, actor(r))
 	writeJSON(w, http.StatusCreated, nt)
 }
 
@@ -195,5 +210,6 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 		s.errorFor(w, err)
 		return
 	}
+	s.log.Info("token deleted", "id", r.PathValue("id"), actor(r))
 	writeJSON(w, http.StatusOK, map[string]bool{"deleted": true})
 }

@@ -29,5 +29,5 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	w.Header().Set("X-Strata-Epoch", strconv.FormatUint(epoch, 10))
-	s.log.Info("backup served", "epoch", epoch)
+	s.log.Info("backup served", "epoch", epoch, actor(r))
 }

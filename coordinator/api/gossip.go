@@ -52,7 +52,7 @@ func (s *Server) registerIdentity(w http.ResponseWriter, r *http.Request) {
 	}
 	res.Changed, res.Epoch = changed, epoch
 	if changed {
-		s.log.Info("host identity registered", "host", host, "addr", spec.Addr, "vtep", spec.VTEP, "by", principal(r).Name, "epoch", epoch)
+		s.log.Info("host identity registered", "host", host, "addr", spec.Addr, "vtep", spec.VTEP, "epoch", epoch, actor(r))
 	}
 	writeJSON(w, http.StatusOK, res)
 }
@@ -137,7 +137,7 @@ func (s *Server) rotateGossipKey(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Info("gossip key rotation step done", "step", st.what, "epoch", epoch)
 	}
-	s.log.Info("gossip key rotated", "primary", KeyFingerprint(fresh), "epoch", epoch)
+	s.log.Info("gossip key rotated", "primary", KeyFingerprint(fresh), "epoch", epoch, actor(r))
 	writeJSON(w, http.StatusOK, api.GossipRotateResult{Primary: KeyFingerprint(fresh), Epoch: epoch})
 }
 

@@ -387,7 +387,7 @@ func (s *Server) setDrain(drain bool) http.HandlerFunc {
 		}
 		res.Changed, res.Epoch = changed, epoch
 		if changed {
-			s.log.Info("host drain changed", "host", host, "drained", drain, "epoch", epoch)
+			s.log.Info("host drain changed", "host", host, "drained", drain, "epoch", epoch, actor(r))
 		}
 		writeJSON(w, http.StatusOK, res)
 	}

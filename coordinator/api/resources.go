@@ -219,7 +219,7 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		code = http.StatusCreated
 	}
 	if changed {
-		h.s.log.Info("resource written", "key", key.String(), "epoch", epoch, "created", created)
+		h.s.log.Info("resource written", "key", key.String(), "epoch", epoch, "created", created, actor(r))
 	}
 	writeJSON(w, code, result)
 }
@@ -263,7 +263,7 @@ func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {
 		h.s.errorFor(w, err)
 		return
 	}
-	h.s.log.Info("resource deleted", "key", key.String(), "epoch", epoch)
+	h.s.log.Info("resource deleted", "key", key.String(), "epoch", epoch, "deleted", changed, actor(r))
 	writeJSON(w, http.StatusOK, api.DeleteResult{Deleted: changed, Epoch: epoch})
 }
 
