@@ -2,10 +2,18 @@ package lab
 
 import (
 	"fmt"
-	"testing"
 
 	"github.com/strata-infra/strata/internal/testenv"
 )
+
+// TB is the part of testing.TB that UniqueConfig uses (*testing.T
+// satisfies it), so that the lab package, which strata-lab links, does not
+// import the testing package.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
 
 // UniqueConfig fills cfg's names and underlay subnet for a test: names from
 // testenv.Tag (kind, the full pid and a per-process counter, e.g.
@@ -13,13 +21,13 @@ import (
 // testenv.ClaimSubnet so that concurrent test processes never share one.
 // It fails t when anything by those names exists already: a test never
 // adopts what another left behind. The claim is released at cleanup.
-func UniqueConfig(t testing.TB, kind byte, cfg Config) Config {
+func UniqueConfig(t TB, kind byte, cfg Config) Config {
 	t.Helper()
 	tag := testenv.Tag(kind)
 	cfg.Prefix, cfg.Short, cfg.Bridge = "strata-"+tag, tag, tag+"br"
 	subnet, release, err := testenv.ClaimSubnet()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("claim a test subnet: %v", err)
 	}
 	t.Cleanup(release)
 	cfg.Subnet = subnet

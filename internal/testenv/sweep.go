@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 )
 
 // A leftover is a resource a test made, named with the pid of the process
@@ -109,12 +108,16 @@ func killIn(ns string) string {
 	return ", killed " + strings.Join(pids, " ")
 }
 
+// Runner is the part of *testing.M that Main uses, so that this package
+// does not link the testing package into what imports it.
+type Runner interface{ Run() int }
+
 // Main runs a package's tests and then sweeps what they left behind
 // (t.Cleanup does not run after a panic or a -timeout), printing what it
 // removed. Use it as TestMain in packages that make host resources:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
-func Main(m *testing.M) {
+func Main(m Runner) {
 	code := m.Run()
 	if os.Geteuid() == 0 {
 		for _, l := range Sweep(os.Getpid()) {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +173,33 @@ func TestClaimSubnetIsExclusive(t *testing.T) {
 	}
 	if claim(f) {
 		t.Errorf("a live process's claim was taken twice")
+	}
+}
+
+// TestOnlyTestPackagesImportTesting: no package that a binary may link
+// imports "testing", except the test-support packages whose names end in
+// "test" (nettest, ovstest, cephtest, kerneltest, …); this one included.
+func TestOnlyTestPackagesImportTesting(t *testing.T) {
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if p, err := exec.LookPath("go"); err == nil {
+		gobin = p
+	}
+	cmd := exec.Command(gobin, "list", "-tags", "pacific", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		n++
+		if len(f) == 0 || strings.HasSuffix(f[0], "test") || !slices.Contains(f[1:], "testing") {
+			continue
+		}
+		t.Errorf("%s imports \"testing\" but is not a test-support package (its name does not end in \"test\")", f[0])
+	}
+	if n < 20 {
+		t.Fatalf("go list saw only %d packages:\n%s", n, out)
 	}
 }
