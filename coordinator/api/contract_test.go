@@ -95,3 +95,54 @@ func TestRouterPlacedOnlyWherePhysnetIsBridged(t *testing.T) {
 		t.Fatal("refused routers moved the epoch")
 	}
 }
+
+// A port's host, a network's DHCP host and a router's host must be hosts
+// the coordinator knows (registered by an agent token, seen by gossip, or
+// reporting): anything else is refused naming the field, and nothing
+// changes. A host known only by its agent token is accepted.
+func TestContractRefusesUnknownHosts(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive})
+	if _, err := IssueToken(f.store, api.TokenRequest{Name: "h2", Role: api.RoleAgent, Host: "h2"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(api.HostReport{Host: "h3"})
+	f.must(f.admin, "POST", "/v1/hosts/h3/status", string(b), 204)
+	f.must(f.admin, "PUT", "/v1/projects/demo", `{}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/demo/networks/app", `{"spec":{"dhcp_host":"h1"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/demo/subnets/s1", `{"spec":{"network":"app","cidr":"10.1.0.0/24"}}`, 201)
+	before := f.store.Epoch()
+	for _, c := range []struct{ path, body, field string }{
+		{"/v1/projects/demo/ports/p", `{"spec":{"network":"app","host":"nosuch"}}`, "spec.host"},
+		{"/v1/projects/demo/networks/other", `{"spec":{"dhcp_host":"nosuch"}}`, "spec.dhcp_host"},
+		{"/v1/projects/demo/routers/r", `{"spec":{"host":"nosuch","interfaces":[{"subnet":"s1"}]}}`, "spec.host"},
+	} {
+		code, body := f.do(f.admin, "PUT", c.path, c.body)
+		var eb api.ErrorBody
+		json.Unmarshal(body, &eb)
+		if code < 400 || code >= 500 || eb.Error == nil || eb.Error.Field != c.field || !strings.Contains(eb.Error.Message, `host "nosuch" is not known`) {
+			t.Errorf("PUT %s %s: %d %s, want a 4xx naming %s", c.path, c.body, code, body, c.field)
+		}
+	}
+	if f.store.Epoch() != before {
+		t.Fatalf("refused input moved the epoch %d -> %d", before, f.store.Epoch())
+	}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		f.must(f.admin, "PUT", "/v1/projects/demo/ports/on-"+h, `{"spec":{"network":"app","host":"`+h+`"}}`, 201)
+	}
+}
+
+// An instance's write goes through the contract too, and so does any
+// write that would take an instance's NIC away from its host.
+func TestContractCoversInstances(t *testing.T) {
+	f := computeFixture(t)
+	f.must(f.admin, "PUT", "/v1/projects/a/instances/vm", `{"spec":{"flavor":"small","image":"cirros","networks":["net"],"host":"h1"}}`, 201)
+	nic := instanceSpec(t, f, "a", "vm").NetworkPorts[0]
+	before := f.store.Epoch()
+	code, body := f.do(f.admin, "PUT", "/v1/projects/a/ports/"+nic, `{"spec":{"network":"net","host":"h2","owner":"compute"}}`)
+	if code != 409 || !strings.Contains(string(body), "instance") || !strings.Contains(string(body), "spec.network_ports[0]") {
+		t.Fatalf("moving an instance's NIC to another host: %d %s, want 409 naming the instance's spec.network_ports[0]", code, body)
+	}
+	if f.store.Epoch() != before {
+		t.Fatal("refused write moved the epoch")
+	}
+}

@@ -123,9 +123,11 @@ func TestDHCPNeedsAnAliveHost(t *testing.T) {
 	f.must(f.admin, "PUT", "/v1/projects/a/networks/n", `{}`, 201)
 	f.must(f.admin, "PUT", "/v1/projects/a/subnets/s", `{"spec":{"network":"n","cidr":"10.0.0.0/24"}}`, 409)
 	f.must(f.admin, "PUT", "/v1/projects/a/subnets/s", `{"spec":{"network":"n","cidr":"10.0.0.0/24","dhcp":false}}`, 201)
-	f.must(f.admin, "PUT", "/v1/projects/a/networks/m", `{"spec":{"dhcp_host":"h9"}}`, 201)
+	// A named DHCP host may be down (it is known); one nobody knows is refused.
+	f.must(f.admin, "PUT", "/v1/projects/a/networks/m", `{"spec":{"dhcp_host":"h9"}}`, 409)
+	f.must(f.admin, "PUT", "/v1/projects/a/networks/m", `{"spec":{"dhcp_host":"h1"}}`, 201)
 	f.must(f.admin, "PUT", "/v1/projects/a/subnets/t", `{"spec":{"network":"m","cidr":"10.0.0.0/24"}}`, 201)
-	if p := portSpec(t, f, "a", "dhcp-m"); p.Host != "h9" {
+	if p := portSpec(t, f, "a", "dhcp-m"); p.Host != "h1" {
 		t.Fatalf("dhcp port should follow dhcp_host: %+v", p)
 	}
 }

@@ -316,9 +316,12 @@ func (s *Server) contractAfter(tx *store.Tx, k api.Key, before []contract.Violat
 	return registry.CheckContract(tx, k, before, facts)
 }
 
-// contractFacts is what hosts reported that the contract needs: the
-// physical networks each host maps (hosts whose reports do not say are
-// not checked). It reads the store, so call it outside a write
+// contractFacts is what the coordinator knows of hosts that the contract
+// needs: the physical networks each host maps (hosts whose reports do not
+// say are not checked), and the hosts a resource may name. A known host is
+// one an agent token was issued for (registered), one gossip has seen
+// since this coordinator started (alive, suspect, dead or left), or one
+// that ever reported. It reads the store, so call it outside a write
 // transaction.
 func (s *Server) contractFacts(kind string) *contract.Facts {
 	if !registry.InContract(kind) {
@@ -329,10 +332,26 @@ func (s *Server) contractFacts(kind string) *contract.Facts {
 		s.log.Warn("host reports for admission", "err", err)
 		return nil
 	}
-	f := &contract.Facts{Physnets: map[string][]string{}}
+	toks, err := s.store.Tokens()
+	if err != nil {
+		s.log.Warn("agent tokens for admission", "err", err)
+		return nil
+	}
+	f := &contract.Facts{Physnets: map[string][]string{}, Hosts: map[string]bool{}}
 	for h, rep := range reps {
+		f.Hosts[h] = true
 		if rep.Physnets != nil {
 			f.Physnets[h] = rep.Physnets
+		}
+	}
+	for _, t := range toks {
+		if t.Role == api.RoleAgent && t.Host != "" {
+			f.Hosts[t.Host] = true
+		}
+	}
+	if s.hosts != nil {
+		for _, h := range s.hosts.Hosts() {
+			f.Hosts[h.Name] = true
 		}
 	}
 	return f

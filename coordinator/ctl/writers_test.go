@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	coordapi "github.com/strata-infra/strata/coordinator/api"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -20,6 +21,11 @@ import (
 func TestConcurrentApplyNeverMixes(t *testing.T) {
 	c, st := server(t)
 	ctx := context.Background()
+	// host-a is registered (an agent token speaks for it), so a network
+	// may name it.
+	if _, err := coordapi.IssueToken(st, api.TokenRequest{Name: "host-a", Role: api.RoleAgent, Host: "host-a"}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Apply(ctx, c, mustParse(t, "kind: project\nname: p\n"), nil); err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,9 @@ import (
 )
 
 // contractKinds are the kinds pkg/contract reads; a write of any other kind
-// cannot change what hosts are asked to apply on the network side.
-var contractKinds = []string{"network", "subnet", "port", "router", "floatingip", "firewallgroup", "securitygroup"}
+// cannot change what hosts are asked to apply on the network side. An
+// instance is one: its admission makes and binds ports.
+var contractKinds = []string{"network", "subnet", "port", "router", "floatingip", "firewallgroup", "securitygroup", "instance"}
 
 // InContract reports whether a write of kind can break the contract.
 func InContract(kind string) bool {
@@ -72,8 +73,11 @@ func CheckContract(tx *store.Tx, k api.Key, before []contract.Violation, facts *
 		msgs[i] = v.Error()
 	}
 	field := ""
-	if fresh[0].Key == k {
-		field = fresh[0].Field
+	for _, v := range fresh {
+		if v.Key == k && v.Field != "" {
+			field = v.Field
+			break
+		}
 	}
 	return &api.Error{Code: http.StatusConflict, Field: field,
 		Message: fmt.Sprintf("hosts could not apply the result: %s", strings.Join(msgs, "; "))}

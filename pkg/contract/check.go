@@ -47,16 +47,28 @@ func Check(rs []api.Resource, facts *Facts) []Violation {
 	c.floatingIPs()
 	c.firewallGroups()
 	c.securityGroups()
+	c.instances()
+	c.out = append(c.out, UnknownHosts(rs, facts.Known)...)
 	sort.SliceStable(c.out, func(i, j int) bool { return c.out[i].Key.String() < c.out[j].Key.String() })
 	return c.out
 }
 
 // Facts are what the coordinator knows of hosts that the resources do not
-// say: which physical networks each host maps.
+// say: which hosts exist and which physical networks each maps.
 type Facts struct {
 	// Physnets maps a host to the physical networks its agent bridges;
 	// a host missing from the map is not known and not checked.
 	Physnets map[string][]string
+	// Hosts are the hosts a resource may be bound or placed on: every
+	// host an agent token was issued for (registered), that gossip has
+	// seen, or that has reported. Nil: not checked.
+	Hosts map[string]bool
+}
+
+// Known reports whether host may be named by a resource: true when the
+// facts do not list hosts.
+func (f *Facts) Known(host string) bool {
+	return f == nil || f.Hosts == nil || f.Hosts[host]
 }
 
 type checker struct {
