@@ -1,10 +1,10 @@
 package compute
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"path/filepath"
 	"strings"
+
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // Ownership. A domain is Strata's only when its name starts with the
@@ -16,8 +16,8 @@ const (
 	MetadataPrefix = "strata"
 	// DefaultDomainPrefix goes before the instance ID in domain names.
 	DefaultDomainPrefix = "strata-"
-	// TapPrefix starts the tap of every instance NIC: "stp-" and 11 hex
-	// digits of the SHA-256 of the port ID (15 bytes, IFNAMSIZ).
+	// TapPrefix starts the tap of every instance NIC: "stp-" and the port's
+	// netspec.LinkKey (15 bytes, IFNAMSIZ), unique in the cluster.
 	TapPrefix = "stp-"
 )
 
@@ -32,10 +32,7 @@ func InstanceID(prefix, domain string) (string, bool) {
 }
 
 // TapName is the host side of an instance NIC on the network's bridge.
-func TapName(portID string) string {
-	sum := sha256.Sum256([]byte(portID))
-	return TapPrefix + hex.EncodeToString(sum[:])[:11]
-}
+func TapName(portID string) string { return TapPrefix + netspec.LinkKey(portID) }
 
 // instanceFiles are the files the agent keeps per instance, all under
 // <StateDir>/instances/<id>/ so that delete removes one directory.

@@ -1,8 +1,6 @@
 package network
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"strconv"
 	"strings"
 
@@ -38,12 +36,9 @@ func ProviderBridgeName(physnet string) string { return netspec.ProviderBridge(p
 // DHCPVethName is the host side of the DHCP veth of a network, e.g. "sdh-5001".
 func DHCPVethName(vni uint32) string { return DHCPVethPrefix + strconv.FormatUint(uint64(vni), 10) }
 
-// EndpointVethName is the host side of an endpoint's veth: "sep-" and 11 hex
-// digits of the SHA-256 of the port ID.
-func EndpointVethName(portID string) string {
-	sum := sha256.Sum256([]byte(portID))
-	return EndpointVethPrefix + hex.EncodeToString(sum[:])[:11]
-}
+// EndpointVethName is the host side of an endpoint's veth: "sep-" and the
+// port's netspec.LinkKey, unique in the cluster.
+func EndpointVethName(portID string) string { return EndpointVethPrefix + netspec.LinkKey(portID) }
 
 // DHCPNamespace is the namespace of a network's dnsmasq, e.g.
 // "strata-h1-dhcp-net-a".

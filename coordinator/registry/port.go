@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // PortKind is a NIC on a network. The coordinator's IPAM gives it a MAC
@@ -53,6 +54,11 @@ func admitPort(a *Admission, r *api.Resource, spec any) error {
 	}
 	if _, _, err := getNetwork(a.Tx, r.Project, s.Network, "spec.network"); err != nil {
 		return err
+	}
+	if prev == nil {
+		if err := linkKeyFree(a.Tx.Keys("port"), *r, netspec.LinkKey); err != nil {
+			return err
+		}
 	}
 	switch s.Owner {
 	case api.PortOwnerNone, api.PortOwnerEndpoint, api.PortOwnerCompute:
@@ -266,6 +272,22 @@ func deletePort(a *Admission, r api.Resource) error {
 	for _, f := range fips {
 		if decode[api.FloatingIPSpec](f).Port == r.Name {
 			return Conflictf("port %q has floating ip %q; disassociate it first", r.Name, f.Name)
+		}
+	}
+	return nil
+}
+
+// linkKeyFree refuses a new port whose link names (tap, endpoint veth)
+// would be another port's, in any project: those names carry only a
+// short hash (netspec.LinkKey), so the coordinator keeps it unique.
+func linkKeyFree(ports []api.Key, r api.Resource, linkKey func(portID string) string) error {
+	mine := linkKey(netspec.ResourceID(r.Project, r.Name))
+	for _, k := range ports {
+		if k.Project == r.Project && k.Name == r.Name {
+			continue
+		}
+		if linkKey(netspec.ResourceID(k.Project, k.Name)) == mine {
+			return Conflictf("port name %q: its host link names would be those of another port in the cluster; choose another name", r.Name)
 		}
 	}
 	return nil

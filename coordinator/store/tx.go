@@ -63,6 +63,21 @@ func (tx *Tx) List(kind, project string, all bool) ([]api.Resource, error) {
 	return out, nil
 }
 
+// Keys returns the keys of every project's resources of a kind, without
+// decoding them: for cluster-wide uniqueness checks that need only names.
+func (tx *Tx) Keys(kind string) []api.Key {
+	prefix := []byte(kind + "\x00")
+	var out []api.Key
+	c := tx.btx.Bucket(bucketResources).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		parts := bytes.SplitN(k, []byte{0}, 3)
+		if len(parts) == 3 {
+			out = append(out, api.Key{Kind: kind, Project: string(parts[1]), Name: string(parts[2])})
+		}
+	}
+	return out
+}
+
 // All calls fn for every resource.
 func (tx *Tx) All(fn func(api.Resource) error) error {
 	return tx.btx.Bucket(bucketResources).ForEach(func(k, v []byte) error {

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"time"
 )
 
@@ -103,16 +101,9 @@ type ServerGroupSpec struct {
 	Policy string `json:"policy"`
 }
 
-// InstanceID is the instance's ID on hosts (domain and file names): the
-// name, cut to 31 characters, and 8 hex digits of a hash of project and
-// name, so that equal names in two projects never meet on a host.
-func InstanceID(project, name string) string {
-	sum := sha256.Sum256([]byte(project + "/" + name))
-	if len(name) > 31 {
-		name = name[:31]
-	}
-	return name + "-" + hex.EncodeToString(sum[:])[:8]
-}
+// InstanceID is the instance's ID on hosts (domain and file names): its
+// HostID, so that no two instances of any projects ever meet on a host.
+func InstanceID(project, name string) string { return HostID(project, name) }
 
 // InstanceAddress is one address of an instance, from its port.
 type InstanceAddress struct {

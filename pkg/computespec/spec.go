@@ -106,8 +106,15 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// idRE is what an ID may look like: it ends up in domain and file names.
-var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+// idRE is what an instance ID may look like: it ends up in domain and
+// file names, and holds a full hash (api.HostID).
+var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,79}$`)
+
+// imageIDRE is what an image ID (its global name) may look like.
+var imageIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+
+// ValidID reports whether id may name an instance on a host.
+func ValidID(id string) bool { return idRE.MatchString(id) }
 
 // hostnameRE is an RFC 1123 label.
 var hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
@@ -135,7 +142,7 @@ func (f Flavor) Validate() error {
 // Validate checks an image on its own.
 func (im Image) Validate() error {
 	switch {
-	case !idRE.MatchString(im.ID):
+	case !imageIDRE.MatchString(im.ID):
 		return fieldErr("image.id", "%q is not 1-40 of [a-z0-9-] starting with a letter or digit", im.ID)
 	case im.Format != FormatQCOW2 && im.Format != FormatRaw:
 		return fieldErr("image.format", "%q is neither qcow2 nor raw", im.Format)
@@ -149,7 +156,7 @@ func (im Image) Validate() error {
 // names (see Catalog.Check).
 func (in Instance) Validate() error {
 	if !idRE.MatchString(in.ID) {
-		return fieldErr("instance.id", "%q is not 1-40 of [a-z0-9-] starting with a letter or digit", in.ID)
+		return fieldErr("instance.id", "%q is not 1-80 of [a-z0-9-] starting with a letter or digit", in.ID)
 	}
 	if in.Name != "" && !hostnameRE.MatchString(in.Name) {
 		return fieldErr("instance.name", "%q is not a host name", in.Name)

@@ -27,6 +27,20 @@ func ResourceID(project, name string) string {
 	return "p" + hex.EncodeToString(sum[:])[:31]
 }
 
+// LinkKeyLen is how many hex digits of a hash a link name carries: what
+// fits IFNAMSIZ (15 bytes) after a 4-byte prefix.
+const LinkKeyLen = 11
+
+// LinkKey is what a port's link names (its tap, its endpoint veth) carry
+// to tell it from every other port on a host: 11 hex digits of the
+// SHA-256 of its ID. Too short to be collision-free by itself, so the
+// coordinator refuses a port whose LinkKey another port in any project
+// already has: the names derived from it never meet.
+func LinkKey(portID string) string {
+	sum := sha256.Sum256([]byte(portID))
+	return hex.EncodeToString(sum[:])[:LinkKeyLen]
+}
+
 // GroupID is a security group's ID on hosts.
 func GroupID(project, name string) string { return ResourceID(project, name) }
 

@@ -6,8 +6,6 @@
 package storagespec
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"regexp"
 
@@ -103,9 +101,8 @@ func TypeOf(s api.VolumeSpec) string {
 	return s.Type
 }
 
-// VolumeImage is the RBD image name of a project's volume: the name cut to
-// 31 characters and 8 hex digits of a hash of project and name, so that
-// equal names in two projects never meet in a pool.
+// VolumeImage is the RBD image name of a project's volume: "volume-" and
+// its api.HostID, so that no two volumes of any projects meet in a pool.
 func VolumeImage(project, name string) string { return "volume-" + hashed(project, name) }
 
 // SnapshotName is the RBD snapshot name of a volumesnapshot.
@@ -130,10 +127,4 @@ func Owner(kind, project, name string) string {
 // OwnerPrefix starts every owner value.
 const OwnerPrefix = "strata:"
 
-func hashed(project, name string) string {
-	sum := sha256.Sum256([]byte(project + "/" + name))
-	if len(name) > 31 {
-		name = name[:31]
-	}
-	return name + "-" + hex.EncodeToString(sum[:])[:8]
-}
+func hashed(project, name string) string { return api.HostID(project, name) }

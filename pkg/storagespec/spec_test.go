@@ -44,7 +44,7 @@ func TestNames(t *testing.T) {
 	if a, b := VolumeImage("p1", "v"), VolumeImage("p2", "v"); a == b || !strings.HasPrefix(a, "volume-v-") {
 		t.Errorf("volume images %q and %q", a, b)
 	}
-	if n := VolumeImage("p", long); len(n) != len("volume-")+31+9 {
+	if n := VolumeImage("p", long); len(n) != len("volume-")+api.MaxHostIDLen {
 		t.Errorf("long name: %q", n)
 	}
 	if SnapshotName("p", "s") == CloneSnapshot("p", "s") {
