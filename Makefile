@@ -5,7 +5,7 @@ SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/strata-infra/strata/agent/daemon.Version=$(VERSION)
+LDFLAGS := -X github.com/strata-infra/strata/pkg/version.Version=$(VERSION)
 BINS    := strata-coordinator strata-agent stratactl strata-lab strata-bench
 CMDS    := ./coordinator/cmd/strata-coordinator ./agent/cmd/strata-agent ./coordinator/cmd/stratactl ./lab/cmd/strata-lab ./coordinator/cmd/strata-bench
 # Build tags: `pacific` compiles the Ceph (RBD) support with go-ceph against

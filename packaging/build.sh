@@ -3,7 +3,7 @@
 # into OUT (default build/packages): six files.
 #   packaging/build.sh [OUT]
 # VERSION (default: packaging/version.sh, from git) is both the package
-# version and the version the binaries report (daemon.Version). NFPM names
+# version and the version the binaries report (version.Version). NFPM names
 # the nfpm binary (default: on PATH, else $(go env GOPATH)/bin/nfpm).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +22,7 @@ stage=$out/.stage
 rm -rf "$stage"
 mkdir -p "$stage/bin"
 (cd "$repo" && CGO_ENABLED=${CGO_ENABLED:-1} GOARCH=$ARCH go build -tags "${GOTAGS-pacific}" -trimpath -buildmode=pie \
-	-ldflags "-s -w -X github.com/strata-infra/strata/agent/daemon.Version=$VERSION" \
+	-ldflags "-s -w -X github.com/strata-infra/strata/pkg/version.Version=$VERSION" \
 	-o "$stage/bin/" ./agent/cmd/strata-agent ./coordinator/cmd/strata-coordinator ./coordinator/cmd/stratactl)
 
 # render PKG UNIT PURGE_WHAT PURGE: the maintainer scripts of one package

@@ -86,7 +86,7 @@ func buildAgent(t *testing.T, dir, v string) string {
 
 func goBuild(t *testing.T, dir, pkg, v string) string {
 	t.Helper()
-	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/strata-infra/strata/agent/daemon.Version="+v, "-o", dir+"/", pkg)
+	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/strata-infra/strata/pkg/version.Version="+v, "-o", dir+"/", pkg)
 	cmd.Dir = repoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, out)

@@ -33,10 +33,8 @@ import (
 	"github.com/strata-infra/strata/pkg/apiclient"
 	"github.com/strata-infra/strata/pkg/gossip"
 	"github.com/strata-infra/strata/pkg/sdnotify"
+	"github.com/strata-infra/strata/pkg/version"
 )
-
-// Version is set at build time.
-var Version = "dev"
 
 // ReportInterval is how often an agent reports even when nothing changed.
 const ReportInterval = 10 * time.Second
@@ -100,7 +98,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, client: client, reg: prometheus.NewRegistry(), report: make(chan struct{}, 1), readyCheck: make(chan struct{}, 1), metaDirty: make(chan struct{}, 1), ReadyWait: 2 * time.Minute}
-	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.BuildInfo("agent"))
 	a.runner = reconcile.New(log.With("subsystem", "reconcile"), cfg.Resync, a.reg)
 	a.runner.OnApplied = a.applied
 	a.watcher, err = plan.NewWatcher(cfg.Name, a.client, filepath.Join(cfg.StateDir, "plan.json"), cfg.PollWait,
@@ -472,7 +470,7 @@ func (a *Agent) Report() api.HostReport {
 	rep := api.HostReport{
 		Host: a.cfg.Name, AppliedEpoch: a.runner.Applied(), PlanEpoch: a.watcher.Snapshot().Epoch,
 		FullSyncs: a.watcher.FullSyncs.Load(), DeltaSyncs: a.watcher.DeltaSyncs.Load(),
-		Version: Version, Subsystems: a.runner.Status(), Physnets: []string{},
+		Version: version.Version, Subsystems: a.runner.Status(), Physnets: []string{},
 	}
 	for p := range a.cfg.Network.PhysicalNetworks {
 		rep.Physnets = append(rep.Physnets, p)

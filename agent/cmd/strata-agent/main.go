@@ -14,6 +14,7 @@ import (
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/daemon"
 	"github.com/strata-infra/strata/pkg/logging"
+	"github.com/strata-infra/strata/pkg/version"
 )
 
 func main() {
@@ -22,7 +23,7 @@ func main() {
 	cmd := &cobra.Command{
 		Use:           "strata-agent",
 		Short:         "Strata host agent",
-		Version:       daemon.Version,
+		Version:       version.Version,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
