@@ -19,6 +19,7 @@ import (
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/version"
 )
 
 // HostSource is the gossip membership view: every agent the pool knows,
@@ -77,6 +78,9 @@ func New(o Options) *Server {
 		if o.Hosts != nil {
 			sched.SetHosts(membership.SchedulerHosts(o.Hosts.Hosts()))
 		}
+	}
+	if o.Metrics != nil && o.Store != nil {
+		o.Metrics.MustRegister(newClusterCollector(o.Store, o.Hosts), version.BuildInfo("coordinator"))
 	}
 	s.routes()
 	return s

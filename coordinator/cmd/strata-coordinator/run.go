@@ -62,9 +62,6 @@ func run(ctx context.Context, cfg *config.Config) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	epochGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "strata_coordinator_epoch", Help: "Current cluster epoch."},
-		func() float64 { return float64(st.Epoch()) })
-	reg.MustRegister(epochGauge)
 	kinds := registry.Default()
 	kinds.Settings.VNIMin, kinds.Settings.VNIMax, _ = cfg.VNIs() // validated at load
 	kinds.Settings.UnderlayMTU = cfg.UnderlayMTU
