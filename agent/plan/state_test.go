@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -103,5 +104,21 @@ func TestApplyAcrossARestore(t *testing.T) {
 	must(s.Apply(api.Plan{Epoch: 7, History: "h-new", Deltas: []api.Delta{{Epoch: 7, Changes: []api.Change{put(res("b", 7))}}}}))
 	if s.Epoch != 7 || len(s.Resources) != 2 {
 		t.Fatalf("delta after the restore: %+v", s)
+	}
+}
+
+func TestJitterSpreadsRetries(t *testing.T) {
+	const d = time.Second
+	seen := map[time.Duration]bool{}
+	for range 200 {
+		j := Jitter(d)
+		if j < d/2 || j >= 3*d/2 {
+			t.Fatalf("Jitter(%v) = %v, outside [%v, %v)", d, j, d/2, 3*d/2)
+		}
+		seen[j.Truncate(100*time.Millisecond)] = true
+	}
+	// 200 draws over ten 100 ms buckets: all but a vanishing chance hit most.
+	if len(seen) < 8 {
+		t.Fatalf("200 retries fell in only %d of 10 buckets: not spread", len(seen))
 	}
 }

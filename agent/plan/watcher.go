@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -73,6 +74,19 @@ func (w *Watcher) Snapshot() *Snapshot {
 	return w.state.Snapshot()
 }
 
+// wakeSpread bounds the random pause before re-polling a coordinator
+// that came back.
+const wakeSpread = 250 * time.Millisecond
+
+// Jitter spreads a back-off over [d/2, 3d/2), so that agents that failed
+// together (a coordinator restart) do not retry together.
+func Jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
 // Run watches until ctx ends. Errors back off from 500 ms to 30 s; Wake
 // ends a back-off at once.
 func (w *Watcher) Run(ctx context.Context) {
@@ -89,8 +103,9 @@ func (w *Watcher) Run(ctx context.Context) {
 		}
 		msg := err.Error()
 		w.LastError.Store(&msg)
-		w.Log.Warn("plan watch failed", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
+		wait := Jitter(backoff)
+		w.Log.Warn("plan watch failed", "err", err, "retry_in", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -99,7 +114,15 @@ func (w *Watcher) Run(ctx context.Context) {
 			backoff = min(backoff*2, 30*time.Second)
 		case <-w.wake:
 			t.Stop()
-			w.Log.Info("coordinator is back: watching again now")
+			// Every agent hears the coordinator return at once: a short
+			// random pause keeps a fleet from re-polling in lockstep.
+			pause := time.Duration(rand.Int64N(int64(wakeSpread)))
+			w.Log.Info("coordinator is back: watching again", "after", pause.Round(time.Millisecond))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
 			backoff = 500 * time.Millisecond
 		}
 	}
