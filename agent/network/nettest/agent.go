@@ -53,7 +53,7 @@ func NewAgent(t testing.TB, h *Host) *Agent {
 	log := Logger(t).With("host", h.Name)
 	a := &Agent{Host: h}
 	if h.Driver == "ovs" {
-		o, err := ovs.New(context.Background(), ovs.Config{NetNS: h.NS, DB: h.OVS.DB(), RunDir: h.OVS.Dir, Datapath: "netdev", Logger: log})
+		o, err := ovs.New(context.Background(), ovs.Config{NetNS: h.NS, DB: h.OVS.DB(), RunDir: h.OVS.Dir, Datapath: h.Datapath, Logger: log})
 		must(t, err)
 		a.OVS, a.L2 = o, o
 	} else {

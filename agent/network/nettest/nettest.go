@@ -71,6 +71,9 @@ type Host struct {
 	Driver string
 	// OVS is the host's Open vSwitch when Driver is "ovs".
 	OVS *ovstest.Switch
+	// Datapath is the ovs driver's datapath: "netdev" (userspace), or ""
+	// to let the driver detect it (the kernel's where it has one).
+	Datapath string
 }
 
 // Lab is a set of hosts on one underlay.

@@ -28,6 +28,7 @@ func NewLabDrivers(t testing.TB, drivers ...string) *Lab {
 		h.Driver = drivers[i]
 		if h.Driver == "ovs" {
 			anyOVS = true
+			h.Datapath = "netdev"
 			h.OVS = ovstest.Start(t, h.NS)
 			h.OVS.Underlay(t, UnderlayDev, netip.PrefixFrom(h.VTEP, 24))
 		}
@@ -54,4 +55,20 @@ func NewLabWith(t testing.TB, n int, driver string) *Lab {
 		ds[i] = driver
 	}
 	return NewLabDrivers(t, ds...)
+}
+
+// NewKernelOVSLab makes n hosts on the ovs driver with the kernel
+// datapath: each host's Open vSwitch runs in its namespace, and the driver
+// detects the datapath (system where the openvswitch module is loaded). The
+// VTEP stays on the underlay device, as on a real host: the kernel routes
+// the tunnels, no netdev bridge carries them. For the kernel-test guest.
+func NewKernelOVSLab(t testing.TB, n int) *Lab {
+	t.Helper()
+	ovstest.Require(t)
+	lab := NewLab(t, n)
+	for _, h := range lab.Hosts {
+		h.Driver = "ovs"
+		h.OVS = ovstest.Start(t, h.NS)
+	}
+	return lab
 }

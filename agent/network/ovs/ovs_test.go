@@ -32,14 +32,18 @@ func ep(id, netID, host string, mac byte, ip string) network.Port {
 }
 
 func newTunnelLab(t *testing.T) *tunnelLab {
-	l := &tunnelLab{lab: nettest.NewLabWith(t, 3, "ovs")}
+	return newTunnelLabOn(t, nettest.NewLabWith(t, 3, "ovs"), []network.Port{
+		ep("v1", "vx1", "h1", 10, "10.1.1.10"), ep("v2", "vx1", "h2", 11, "10.1.1.11"), ep("v3", "vx1", "h3", 12, "10.1.1.12"),
+		ep("g1", "gr2", "h1", 10, "10.1.1.10"), ep("g2", "gr2", "h2", 11, "10.1.1.11"), ep("g3", "gr2", "h3", 13, "10.1.1.13"),
+	})
+}
+
+// newTunnelLabOn is a tunnelLab of the given hosts and ports.
+func newTunnelLabOn(t *testing.T, lab *nettest.Lab, ports []network.Port) *tunnelLab {
+	l := &tunnelLab{lab: lab, ports: ports}
 	l.nets = []network.Network{
 		{ID: "vx1", VNI: 5001, Type: network.TypeVXLAN},
 		{ID: "gr2", VNI: 5002, Type: network.TypeGRE},
-	}
-	l.ports = []network.Port{
-		ep("v1", "vx1", "h1", 10, "10.1.1.10"), ep("v2", "vx1", "h2", 11, "10.1.1.11"), ep("v3", "vx1", "h3", 12, "10.1.1.12"),
-		ep("g1", "gr2", "h1", 10, "10.1.1.10"), ep("g2", "gr2", "h2", 11, "10.1.1.11"), ep("g3", "gr2", "h3", 13, "10.1.1.13"),
 	}
 	for _, h := range l.lab.Hosts {
 		l.agents = append(l.agents, nettest.NewAgent(t, h))
@@ -297,4 +301,13 @@ func TestOVSDBRestartReconnects(t *testing.T) {
 	if !strings.Contains(flows, "dl_dst=02:5b:00:00:31:0e") {
 		t.Errorf("no unicast flow for the new port v4:\n%s", flows)
 	}
+}
+
+func (l *tunnelLab) port(id string) network.Port {
+	for _, p := range l.ports {
+		if p.ID == id {
+			return p
+		}
+	}
+	panic("no port " + id)
 }
