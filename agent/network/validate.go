@@ -53,6 +53,11 @@ func (n Network) validate() error {
 		if !idRE.MatchString(s.ID) {
 			return fmt.Errorf("network %q subnet %q: invalid id", n.ID, s.ID)
 		}
+		for _, d := range s.DNSServers {
+			if !d.IsValid() || d.Zone() != "" {
+				return fmt.Errorf("network %q subnet %q: dns server %q is not an address without a zone", n.ID, s.ID, d)
+			}
+		}
 	}
 	return nil
 }

@@ -40,6 +40,9 @@ func admitExternalNetwork(a *Admission, r *api.Resource, spec any) error {
 	if !physnetRE.MatchString(s.PhysicalNetwork) || len(s.PhysicalNetwork) > MaxPhysnetLen {
 		return api.Fieldf("spec.physical_network", "%q must be 1..%d lower-case letters, digits, '-' or '_'", s.PhysicalNetwork, MaxPhysnetLen)
 	}
+	if _, err := canonPrefix("spec.cidr", &s.CIDR); err != nil {
+		return err
+	}
 	if a.Prev != nil {
 		prev := decode[api.ExternalNetworkSpec](*a.Prev)
 		if prev.CIDR != s.CIDR {
@@ -61,6 +64,7 @@ func admitExternalNetwork(a *Admission, r *api.Resource, spec any) error {
 	if err != nil {
 		return err
 	}
+	s.Gateway = gwField
 	if gwField == "none" {
 		s.Gateway = ""
 	}
@@ -153,9 +157,11 @@ func allocateExternal(tx *store.Tx, ext externalNet, network, field string, v *s
 		*v = ip.String()
 		return nil
 	}
-	ip, err := netip.ParseAddr(*v)
+	ip, err := canonAddr(field, v)
 	switch {
-	case err != nil || !usable(ext.prefix, ip):
+	case err != nil:
+		return err
+	case !usable(ext.prefix, ip):
 		return api.Fieldf(field, "%q is not a usable address of external network %q (%s)", *v, network, ext.prefix)
 	case ip == ext.gw:
 		return api.Fieldf(field, "%s is the external network's gateway", ip)

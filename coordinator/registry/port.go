@@ -212,9 +212,9 @@ func admitFixedIP(f *api.FixedIP, field string, used map[netip.Addr]string, mine
 		mine[ip] = true
 		return nil
 	}
-	ip, err := netip.ParseAddr(f.IP)
+	ip, err := canonAddr(field+".ip", &f.IP)
 	if err != nil {
-		return api.Fieldf(field+".ip", "%q is not an IP address", f.IP)
+		return err
 	}
 	if sn == nil {
 		for i := range subnets {

@@ -174,14 +174,15 @@ func admitRouterRoutes(a *Admission, s *api.RouterSpec, subnets map[string]subne
 		}
 		ext = e.prefix
 	}
-	for i, rt := range s.Routes {
+	for i := range s.Routes {
+		rt := &s.Routes[i]
 		field := fmt.Sprintf("spec.routes[%d]", i)
-		if _, err := netip.ParsePrefix(rt.Destination); err != nil {
-			return api.Fieldf(field+".destination", "%q is not a CIDR", rt.Destination)
+		if _, err := canonPrefix(field+".destination", &rt.Destination); err != nil {
+			return err
 		}
-		nh, err := netip.ParseAddr(rt.NextHop)
+		nh, err := canonAddr(field+".nexthop", &rt.NextHop)
 		if err != nil {
-			return api.Fieldf(field+".nexthop", "%q is not an IP address", rt.NextHop)
+			return err
 		}
 		ok := ext.IsValid() && ext.Contains(nh)
 		for _, sn := range subnets {

@@ -33,6 +33,9 @@ func SubnetKind() *Kind {
 
 func admitSubnet(a *Admission, r *api.Resource, spec any) error {
 	s := spec.(*api.SubnetSpec)
+	if _, err := canonPrefix("spec.cidr", &s.CIDR); err != nil {
+		return err
+	}
 	if a.Prev != nil {
 		prev := decode[api.SubnetSpec](*a.Prev)
 		if s.Network != prev.Network {
@@ -109,8 +112,11 @@ func admitGateway(field string, v *string, p netip.Prefix) (netip.Addr, error) {
 		*v = gw.String()
 		return gw, nil
 	}
-	gw, err := netip.ParseAddr(*v)
-	if err != nil || !usable(p, gw) {
+	gw, err := canonAddr(field, v)
+	if err != nil {
+		return gw, err
+	}
+	if !usable(p, gw) {
 		return gw, api.Fieldf(field, "%q is not a usable address of %s (or \"none\")", *v, p)
 	}
 	return gw, nil
@@ -125,10 +131,11 @@ func admitPools(field string, pools *[]api.IPRange, p netip.Prefix, gw netip.Add
 	base := field
 	type span struct{ lo, hi netip.Addr }
 	var seen []span
-	for i, r := range *pools {
+	for i := range *pools {
+		r := &(*pools)[i]
 		field := fmt.Sprintf("%s[%d]", base, i)
-		lo, err1 := netip.ParseAddr(r.Start)
-		hi, err2 := netip.ParseAddr(r.End)
+		lo, err1 := canonAddr(field+".start", &r.Start)
+		hi, err2 := canonAddr(field+".end", &r.End)
 		switch {
 		case err1 != nil || !usable(p, lo):
 			return api.Fieldf(field+".start", "%q is not a usable address of %s", r.Start, p)
@@ -150,18 +157,22 @@ func admitPools(field string, pools *[]api.IPRange, p netip.Prefix, gw netip.Add
 }
 
 func admitOptions(s *api.SubnetSpec, p netip.Prefix) error {
-	for i, d := range s.DNSServers {
-		if _, err := netip.ParseAddr(d); err != nil {
-			return api.Fieldf(fmt.Sprintf("spec.dns_servers[%d]", i), "%q is not an IP address", d)
+	for i := range s.DNSServers {
+		if _, err := canonAddr(fmt.Sprintf("spec.dns_servers[%d]", i), &s.DNSServers[i]); err != nil {
+			return err
 		}
 	}
-	for i, hr := range s.HostRoutes {
+	for i := range s.HostRoutes {
+		hr := &s.HostRoutes[i]
 		field := fmt.Sprintf("spec.host_routes[%d]", i)
-		if _, err := netip.ParsePrefix(hr.Destination); err != nil {
-			return api.Fieldf(field+".destination", "%q is not a CIDR", hr.Destination)
+		if _, err := canonPrefix(field+".destination", &hr.Destination); err != nil {
+			return err
 		}
-		nh, err := netip.ParseAddr(hr.NextHop)
-		if err != nil || !p.Contains(nh) {
+		nh, err := canonAddr(field+".nexthop", &hr.NextHop)
+		if err != nil {
+			return err
+		}
+		if !p.Contains(nh) {
 			return api.Fieldf(field+".nexthop", "%q is not an address of %s", hr.NextHop, p)
 		}
 	}

@@ -140,7 +140,7 @@ func subnet(name string, ss api.SubnetSpec) (network.Subnet, error) {
 		}
 	}
 	for _, d := range ss.DNSServers {
-		if a, err := netip.ParseAddr(d); err == nil {
+		if a, err := netspec.ParseAddr(d); err == nil {
 			sub.DNSServers = append(sub.DNSServers, a)
 		}
 	}
