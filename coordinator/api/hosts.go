@@ -329,6 +329,7 @@ func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
 	if len(dropped) > 0 {
 		s.log.Warn("host reported on resources outside its plan; ignored", "host", host, "resources", dropped)
 	}
+	s.noteBuildFailures(rep)
 	w.WriteHeader(http.StatusNoContent)
 }
 

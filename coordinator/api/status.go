@@ -47,6 +47,7 @@ func appliedEpoch(h api.Host) uint64 {
 // withStatus fills a resource's observed status for a reader.
 func (s *Server) withStatus(tx *store.Tx, res api.Resource, hosts []api.Host) api.Resource {
 	res.Status = tx.Status(res.Key())
+	res.Placement = tx.Placement(res.Key())
 	res.Hosts = s.resourceHosts(tx, res, hosts)
 	return res
 }

@@ -43,7 +43,7 @@ func InstanceKind(reg *Registry) *Kind {
 		Name: "instance", Plural: "instances", Scope: Project, Order: 50,
 		NewSpec:      func() any { return &api.InstanceSpec{} },
 		Admit:        admitInstance,
-		Assigned:     []string{"host", "network_ports", "reboots", "starts"},
+		Assigned:     []string{"host", "network_ports", "reboots", "starts", "build_failures"},
 		BeforeDelete: deleteInstance,
 		OnHost: func(r api.Resource, host string) bool {
 			return decode[api.InstanceSpec](r).Host == host
@@ -59,6 +59,7 @@ func InstanceKind(reg *Registry) *Kind {
 				"starts":    map[string]any{"type": "integer", "minimum": 0},
 				"host":      str, "network_ports": strs,
 				"zone": str, "group": str, "migrations": map[string]any{"type": "integer", "minimum": 0},
+				"build_failures": strs,
 			},
 		},
 	}
@@ -73,8 +74,16 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 		if err := keepImmutable(s, p); err != nil {
 			return err
 		}
+		if s.BuildFailures == nil {
+			s.BuildFailures = p.BuildFailures
+		}
+		if !a.System && !slices.Equal(s.BuildFailures, p.BuildFailures) {
+			return api.Fieldf("spec.build_failures", "is set by the coordinator")
+		}
 	} else if len(s.NetworkPorts) > 0 {
 		return api.Fieldf("spec.network_ports", "is set by the coordinator")
+	} else if len(s.BuildFailures) > 0 && !a.System {
+		return api.Fieldf("spec.build_failures", "is set by the coordinator")
 	}
 	if s.Power == "" {
 		// The default, even over a stopped instance: a spec is applied as
@@ -117,7 +126,7 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 	if s.Host != "" && !a.Admin {
 		return &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may choose the host"}
 	}
-	if s.Host, err = schedule(a, r, s, fl, img, s.Host, ""); err != nil {
+	if s.Host, err = schedule(a, r, s, fl, img, s.Host, "", ""); err != nil {
 		return err
 	}
 	if err := bindPorts(a, r, s); err != nil {
@@ -174,6 +183,9 @@ func keepImmutable(s *api.InstanceSpec, p api.InstanceSpec) error {
 // disk is made again from its image on the new host: local disks do not
 // travel (volumes will).
 func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec, fl computespec.Flavor, img api.ImageSpec) error {
+	if len(s.BuildFailures) > len(p.BuildFailures) {
+		return rebuildElsewhere(a, r, s, p, fl, img)
+	}
 	resize, migrate, named := s.Flavor != p.Flavor, s.Migrations > p.Migrations, s.Host != p.Host
 	if !resize && !migrate && !named {
 		return nil
@@ -198,12 +210,45 @@ func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec
 	case migrate:
 		avoid = p.Host
 	}
-	host, err := schedule(a, r, s, fl, img, asked, avoid)
+	host, err := schedule(a, r, s, fl, img, asked, avoid, "")
 	if err != nil {
 		return err
 	}
 	s.Host = host
-	if host == p.Host {
+	return rebindPorts(a, r, s, p.Host)
+}
+
+// rebuildElsewhere moves an instance whose build failed on its host (the
+// coordinator added that host to BuildFailures) to another host, never
+// one where it failed before, with the same scheduler. After
+// MaxBuildAttempts hosts, or when no other host can take it, it stays
+// where it is (the host keeps retrying) and its placement status says why.
+func rebuildElsewhere(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec, fl computespec.Flavor, img api.ImageSpec) error {
+	failed := strings.Join(s.BuildFailures, ", ")
+	if len(s.BuildFailures) >= api.MaxBuildAttempts {
+		a.Tx.SetPlacement(r.Key(), api.PlacementStatus{State: api.PlacementRefused, Host: s.Host,
+			Message: fmt.Sprintf("build failed on %d hosts (%s); not moved again, %s keeps retrying", len(s.BuildFailures), failed, s.Host)})
+		return nil
+	}
+	host, err := schedule(a, r, s, fl, img, "", "", "build failed on "+failed+"; ")
+	var ae *api.Error
+	var fe *api.FieldError
+	if errors.As(err, &ae) || errors.As(err, &fe) {
+		// No other host: schedule kept the refusal as the placement
+		// status; the commit still records the failure.
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.Host = host
+	return rebindPorts(a, r, s, p.Host)
+}
+
+// rebindPorts binds the instance's ports to its new host.
+func rebindPorts(a *Admission, r *api.Resource, s *api.InstanceSpec, oldHost string) error {
+	host := s.Host
+	if host == oldHost {
 		return nil
 	}
 	for _, name := range append(slices.Clone(s.Ports), s.NetworkPorts...) {

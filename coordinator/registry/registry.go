@@ -93,6 +93,9 @@ type Admission struct {
 	Facts *contract.Facts
 	// Scheduler places instances.
 	Scheduler *scheduler.State
+	// System is set on the coordinator's own writes (moving an instance
+	// whose build failed), which may set what no client may.
+	System bool
 }
 
 // Registry is the set of kinds a coordinator serves.

@@ -100,7 +100,11 @@ func resourcesOf(fl computespec.Flavor) scheduler.Resources {
 // a stopped one being resized or migrated when avoid or prev is set) and
 // holds the claim until this commit ends: the commit's changes confirm it
 // through the feed, a failed commit releases it.
-func schedule(a *Admission, r *api.Resource, s *api.InstanceSpec, fl computespec.Flavor, img api.ImageSpec, asked, avoid string) (string, error) {
+//
+// Its outcome is kept as the instance's placement status (where it went,
+// or why no host could take it), which outlives a refused commit.
+// why, when set, starts the status's message (a move after a failed build).
+func schedule(a *Admission, r *api.Resource, s *api.InstanceSpec, fl computespec.Flavor, img api.ImageSpec, asked, avoid, why string) (string, error) {
 	sched := a.Scheduler
 	if sched == nil {
 		return "", errors.New("the coordinator has no scheduler")
@@ -108,18 +112,42 @@ func schedule(a *Admission, r *api.Resource, s *api.InstanceSpec, fl computespec
 	req := scheduler.Request{
 		Instance: instanceKey(r.Project, r.Name), Resources: resourcesOf(fl), ExtraSpecs: fl.ExtraSpecs,
 		Zone: s.Zone, Group: groupKey(r.Project, s.Group), Arch: img.Architecture, Hypervisor: img.HypervisorType,
-		Host: asked, Avoid: avoid,
+		Host: asked, Avoid: avoid, Failed: s.BuildFailures,
 	}
 	claim, err := sched.Place(req)
 	var nh *scheduler.NoHostError
 	switch {
 	case errors.As(err, &nh):
-		return "", noHost(nh, sched, req)
+		err = noHost(nh, sched, req)
+		st := refusal(nh, err)
+		st.Message = why + st.Message
+		a.Tx.SetPlacement(r.Key(), st)
+		return "", err
 	case err != nil:
 		return "", err
 	}
 	a.Tx.OnRollback(func() { sched.Release(claim.Instance, claim.Host) })
+	a.Tx.SetPlacement(r.Key(), api.PlacementStatus{State: api.PlacementPlaced, Host: claim.Host,
+		Message: fmt.Sprintf("%splaced on %s (choice %d)", why, claim.Host, claim.Attempts)})
 	return claim.Host, nil
+}
+
+// refusal is the placement status of a refused placement: the API's
+// message and the counts filter by filter.
+func refusal(nh *scheduler.NoHostError, err error) api.PlacementStatus {
+	p := api.PlacementStatus{State: api.PlacementRefused, Message: err.Error(), TotalHosts: nh.Total}
+	var ae *api.Error
+	var fe *api.FieldError
+	switch {
+	case errors.As(err, &ae):
+		p.Message = ae.Message
+	case errors.As(err, &fe):
+		p.Message = fe.Message
+	}
+	for _, rm := range nh.Removed {
+		p.Removed = append(p.Removed, api.PlacementRemoval{Reason: rm.Reason, Hosts: rm.Hosts})
+	}
+	return p
 }
 
 // noHost turns a refusal into the API's error: 400 naming spec.host when

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 )
 
@@ -154,7 +155,7 @@ func (s *State) pick(req *Request) (string, error) {
 	feasible := make([]*HostState, 0, min(limit, len(cands)))
 	for i := 0; i < len(cands) && len(feasible) < limit; i++ {
 		hs := cands[(start+i)%len(cands)]
-		if hs.Name != req.Avoid && s.passes(hs, c) < 0 {
+		if !req.avoids(hs.Name) && s.passes(hs, c) < 0 {
 			feasible = append(feasible, hs)
 		}
 	}
@@ -187,10 +188,14 @@ func (s *State) explain(req *Request, c *Context) error {
 		}
 	}
 	counts := make([]int, len(s.filters))
-	avoided := 0
+	avoided, failed := 0, 0
 	for _, hs := range hosts {
-		if hs.Name == req.Avoid {
+		switch {
+		case hs.Name == req.Avoid:
 			avoided++
+			continue
+		case slices.Contains(req.Failed, hs.Name):
+			failed++
 			continue
 		}
 		if i := s.passes(hs, c); i >= 0 {
@@ -200,6 +205,9 @@ func (s *State) explain(req *Request, c *Context) error {
 	e.Total = len(hosts)
 	if avoided > 0 {
 		e.Removed = append(e.Removed, Removal{Reason: "the instance's current host", Hosts: avoided})
+	}
+	if failed > 0 {
+		e.Removed = append(e.Removed, Removal{Reason: "where its build failed", Hosts: failed})
 	}
 	for i, n := range counts {
 		if n > 0 {
@@ -247,7 +255,7 @@ func (s *State) rank(hosts []*HostState, c *Context) *HostState {
 // placement counted until the commit: the claim is held beside it.
 func (s *State) claim(req *Request, host string) bool {
 	hs, ok := s.hosts[host]
-	if !ok || host == req.Avoid || s.passes(hs, s.context(req)) >= 0 {
+	if !ok || req.avoids(host) || s.passes(hs, s.context(req)) >= 0 {
 		return false
 	}
 	key := req.Instance
@@ -257,6 +265,11 @@ func (s *State) claim(req *Request, host string) bool {
 	s.unplace(key)
 	s.place(key, placement{host: host, resources: req.Resources, group: req.Group, claimed: true})
 	return true
+}
+
+// avoids says whether the request must not land on host.
+func (r *Request) avoids(host string) bool {
+	return host == r.Avoid || slices.Contains(r.Failed, host)
 }
 
 // moveSuffix keys the claim of an instance that is placed already.

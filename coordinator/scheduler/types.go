@@ -79,6 +79,9 @@ type Request struct {
 	Host string
 	// Avoid is a host the request must not land on (a migration's source).
 	Avoid string
+	// Failed are hosts where the instance's build failed; it is moved
+	// off them, never back.
+	Failed []string
 }
 
 // Ratios are the allocation ratios: how far a host's capacity may be

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -83,6 +84,9 @@ func (tx *Tx) HostStatuses(k api.Key) []api.ResourceStatus {
 	var out []api.ResourceStatus
 	c := tx.btx.Bucket(bucketStatus).Cursor()
 	for key, v := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, v = c.Next() {
+		if len(key) == len(prefix) {
+			continue // the placement status (placementKey), no host's
+		}
 		var st api.ResourceStatus
 		if json.Unmarshal(v, &st) == nil {
 			out = append(out, st)
@@ -113,7 +117,7 @@ func (tx *Tx) Failing(host string) []api.ResourceReport {
 	var out []api.ResourceReport
 	_ = tx.btx.Bucket(bucketStatus).ForEach(func(key, v []byte) error {
 		parts := bytes.SplitN(key, []byte{0}, 4)
-		if len(parts) != 4 || (host != "" && string(parts[3]) != host) {
+		if len(parts) != 4 || len(parts[3]) == 0 || (host != "" && string(parts[3]) != host) {
 			return nil
 		}
 		var st api.ResourceStatus
@@ -138,4 +142,60 @@ func (tx *Tx) deleteStatuses(k api.Key) {
 	for _, key := range keys {
 		_ = b.Delete(key)
 	}
+}
+
+// placementKey keys a resource's placement status beside its hosts'
+// statuses: the status key of the empty host (no host has that name), so
+// deleting the resource drops it too.
+func placementKey(k api.Key) []byte { return statusKey(k, "") }
+
+// Placement returns the scheduler's last word on a resource, or nil.
+func (tx *Tx) Placement(k api.Key) *api.PlacementStatus {
+	v := tx.btx.Bucket(bucketStatus).Get(placementKey(k))
+	if v == nil {
+		return nil
+	}
+	var p api.PlacementStatus
+	if json.Unmarshal(v, &p) != nil {
+		return nil
+	}
+	return &p
+}
+
+// SetPlacement records the scheduler's outcome for a resource. It is
+// observed state: it is written after this transaction ends, whether the
+// transaction commits or not (a refused resize changes no spec but its
+// reason is kept), and only while the resource exists.
+func (tx *Tx) SetPlacement(k api.Key, p api.PlacementStatus) {
+	if p.Updated.IsZero() {
+		p.Updated = time.Now().UTC()
+	}
+	tx.placements = append(tx.placements, placementNote{key: k, status: p})
+}
+
+type placementNote struct {
+	key    api.Key
+	status api.PlacementStatus
+}
+
+// writePlacements stores the placement statuses a transaction noted.
+func (s *Store) writePlacements(notes []placementNote) error {
+	if len(notes) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, n := range notes {
+			if tx.Bucket(bucketResources).Get(resourceKey(n.key)) == nil {
+				continue
+			}
+			b, err := json.Marshal(n.status)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketStatus).Put(placementKey(n.key), b); err != nil {
+				return fmt.Errorf("placement status of %s: %w", n.key, err)
+			}
+		}
+		return nil
+	})
 }

@@ -158,6 +158,13 @@ func (s *Store) Update(fn func(tx *Tx) error) (uint64, bool, error) {
 			undo()
 		}
 	}
+	if tx != nil {
+		// Observed state, best effort: a commit that went in stands even
+		// when its placement status cannot be written.
+		if perr := s.writePlacements(tx.placements); perr != nil && err == nil && !changed {
+			err = perr
+		}
+	}
 	if err != nil {
 		return 0, false, err
 	}

@@ -20,6 +20,8 @@ type Tx struct {
 	changes  []storedChange
 	// rollback runs when the transaction does not commit (OnRollback).
 	rollback []func()
+	// placements are the placement statuses to write after it ends.
+	placements []placementNote
 }
 
 // OnRollback registers fn to run if this transaction does not commit a

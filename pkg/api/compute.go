@@ -84,7 +84,16 @@ type InstanceSpec struct {
 	// NetworkPorts are the ports the coordinator made for Networks, in
 	// the same order; it deletes them with the instance.
 	NetworkPorts []string `json:"network_ports,omitempty"`
+	// BuildFailures are the hosts that reported they could not build the
+	// instance (no domain, an error), oldest first. The coordinator sets
+	// it when it moves such an instance to another host (nova's
+	// reschedule), at most MaxBuildAttempts hosts in all.
+	BuildFailures []string `json:"build_failures,omitempty"`
 }
+
+// MaxBuildAttempts is how many hosts an instance's build is tried on
+// before it stays where it is (nova's max_attempts).
+const MaxBuildAttempts = 3
 
 // AggregateSpec is the spec of kind "aggregate" (admin, global): a named
 // set of hosts with key/value metadata, matched against flavors' extra

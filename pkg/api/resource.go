@@ -25,6 +25,9 @@ type Resource struct {
 	// applied (at the host's applied epoch), pending, or error with the
 	// host's message.
 	Hosts []ResourceStatus `json:"hosts,omitempty"`
+	// Placement is the scheduler's last word on an instance: where it
+	// placed it, or why no host could take it (observed state too).
+	Placement *PlacementStatus `json:"placement,omitempty"`
 }
 
 // Key identifies a resource within the cluster.
@@ -61,6 +64,32 @@ type ResourceStatus struct {
 	Updated time.Time `json:"updated"`
 	// Detail carries kind-specific observed facts (addresses, console tail).
 	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// Placement outcomes.
+const (
+	PlacementPlaced  = "placed"
+	PlacementRefused = "refused"
+)
+
+// PlacementStatus is the outcome of an instance's latest placement: a
+// create, resize or migration the scheduler answered, or a move after its
+// build failed on a host. A refusal says how many hosts each filter
+// removed ("0 of 3 hosts: 1 drained or dead, 2 out of RAM").
+type PlacementStatus struct {
+	State   string `json:"state"`
+	Host    string `json:"host,omitempty"`
+	Message string `json:"message,omitempty"`
+	// TotalHosts and Removed are the refusal's counts, filter by filter.
+	TotalHosts int                `json:"total_hosts,omitempty"`
+	Removed    []PlacementRemoval `json:"removed,omitempty"`
+	Updated    time.Time          `json:"updated"`
+}
+
+// PlacementRemoval is how many hosts one filter removed, and why.
+type PlacementRemoval struct {
+	Reason string `json:"reason"`
+	Hosts  int    `json:"hosts"`
 }
 
 // ResourceRequest is the body of a create or update call.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -274,6 +275,12 @@ func printInstance(cmd *cobra.Command, r api.Resource) {
 		fmt.Fprintf(w, "message:     %s\n", r.Status.Message)
 	}
 	fmt.Fprintf(w, "host:        %s\n", s.Host)
+	if p := r.Placement; p != nil {
+		fmt.Fprintf(w, "placement:   %s: %s (%s)\n", p.State, p.Message, p.Updated.Format(time.RFC3339))
+	}
+	if len(s.BuildFailures) > 0 {
+		fmt.Fprintf(w, "build failed on: %s\n", strings.Join(s.BuildFailures, ", "))
+	}
 	fmt.Fprintf(w, "flavor:      %s\nimage:       %s\n", s.Flavor, s.Image)
 	fmt.Fprintf(w, "domain:      %s (%s)\n", d.Domain, d.DomainType)
 	fmt.Fprintf(w, "epoch:       %d\n", r.Epoch)
