@@ -211,6 +211,18 @@ func TestLabBadResourceIsolated(t *testing.T) {
 	if st := resourceStatus(t, l, "/v1/projects/a/routers/rt"); st == nil || st.State != "error" {
 		t.Fatalf("a/rt status %+v while its cause is still there", st)
 	}
+	// The failure is a/rt's, not h1's: both hosts' applied epochs reach
+	// the cluster's while it fails (retried on its own backoff), and the
+	// fleet is not converged only because of that one resource.
+	cs, _ := waitCLI(t, l, 30*time.Second, "both hosts apply the latest epoch while a/rt fails", func(cs api.ClusterStatus) bool {
+		for _, h := range cs.Hosts {
+			if !h.Converged || h.AppliedEpoch != cs.Epoch {
+				return false
+			}
+		}
+		return len(cs.Hosts) == 2 && !cs.Converged && len(cs.Failing) == 1 && cs.Failing[0].Key.String() == "router/a/rt"
+	})
+	t.Logf("epoch %d applied on both hosts with a/rt failing on h1: %v", cs.Epoch, cs.Reasons)
 
 	// The cause goes: the router applies and its error clears.
 	if err := ip("-n", l.Namespace(1), "link", "del", leg); err != nil {

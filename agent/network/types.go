@@ -167,7 +167,20 @@ type HostState struct {
 	Routers []netspec.Router
 	// SecurityGroups referenced by ports, local or remote (secgroup driver).
 	SecurityGroups []netspec.SecurityGroup
+	// Hold names resources (HoldKey: the kind and ID of a ResourceError)
+	// that drivers leave as they are this pass: neither made, changed nor
+	// removed, and no error returned for them. The agent holds a resource
+	// that waits for its retry after a failure, and an endpoint whose
+	// security groups are not in force (it is not plugged: fail closed).
+	// The router, endpoint and DHCP drivers honour it.
+	Hold map[string]bool
 }
+
+// HoldKey is a resource's key in HostState.Hold.
+func HoldKey(kind, id string) string { return kind + "/" + id }
+
+// Held reports whether st holds resource kind/id.
+func (st HostState) Held(kind, id string) bool { return st.Hold[HoldKey(kind, id)] }
 
 // Multi runs drivers in order: put the one making bridges first.
 type Multi []Driver

@@ -9,11 +9,18 @@
 // before a domain starts), then Prune in reverse (compute, storage,
 // network: a domain is gone before its volume is detached). A subsystem
 // that fails does not stop the others; the pass's errors are joined.
+//
+// Failures come in two sizes. A subsystem that fails as a whole (its
+// driver cannot reach the kernel, the plan does not map) keeps the applied
+// epoch where it was, and the pass is retried with backoff. A subsystem
+// that applied everything but some resources says so with
+// ResourceFailures: those resources carry their errors in the host's
+// report and are retried each on its own backoff (ResourceBackoff), while
+// the pass counts as applied and everything else moves on.
 package reconcile
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sort"
 	"sync"
@@ -157,9 +164,13 @@ func (r *Runner) Run(ctx context.Context, initial *plan.Snapshot) {
 			timer.Reset(r.resync)
 			continue
 		}
-		if r.pass(ctx, cur) {
+		if ok, retry := r.pass(ctx, cur); ok {
 			failures = 0
-			resetTimer(timer, r.resync)
+			next := r.resync
+			if retry > 0 && retry < next {
+				next = retry // a failing resource's own retry
+			}
+			resetTimer(timer, next)
 			continue
 		}
 		failures++
@@ -186,8 +197,9 @@ func backoff(failures int) time.Duration {
 }
 
 // pass runs every subsystem once: Ensure in order, then Prune in reverse.
-// It reports whether all succeeded.
-func (r *Runner) pass(ctx context.Context, s *plan.Snapshot) bool {
+// It reports whether the pass applied (every subsystem succeeded, or
+// failed only on resources it retries itself) and the soonest such retry.
+func (r *Runner) pass(ctx context.Context, s *plan.Snapshot) (bool, time.Duration) {
 	h := plan.Decode(s)
 	errs := make([]error, len(r.recs))
 	for i, rec := range r.recs {
@@ -195,18 +207,29 @@ func (r *Runner) pass(ctx context.Context, s *plan.Snapshot) bool {
 	}
 	// Down the order: a subsystem prunes only once everything after it
 	// (which may still use what it would remove) has converged.
+	// A subsystem that failed only on some resources still prunes, and
+	// lets the ones before it prune: it reports a failure as a resource's
+	// only when nothing earlier in the order depends on that resource.
 	later := true
 	for i := len(r.recs) - 1; i >= 0; i-- {
-		if p, ok := r.recs[i].Reconciler.(Pruner); ok && errs[i] == nil && later {
+		ok, _ := onlyResources(errs[i])
+		if p, isPruner := r.recs[i].Reconciler.(Pruner); isPruner && ok && later {
 			errs[i] = r.run(r.recs[i].Name(), "prune", func() error { return p.Prune(ctx, h) })
+			ok, _ = onlyResources(errs[i])
 		}
-		later = later && errs[i] == nil
+		later = later && ok
 	}
+	applied, retry := true, time.Duration(0)
 	for i, rec := range r.recs {
 		r.record(rec.Name(), s.Epoch, errs[i])
+		ok, d := onlyResources(errs[i])
+		applied = applied && ok
+		if d > 0 && (retry == 0 || d < retry) {
+			retry = d
+		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return false
+	if !applied {
+		return false, 0
 	}
 	r.mu.Lock()
 	changed := r.applied != s.Epoch
@@ -219,7 +242,7 @@ func (r *Runner) pass(ctx context.Context, s *plan.Snapshot) bool {
 	if r.OnApplied != nil {
 		r.OnApplied(s.Epoch)
 	}
-	return true
+	return true, retry
 }
 
 // run times one step of a subsystem.
@@ -227,7 +250,9 @@ func (r *Runner) run(name, step string, f func() error) error {
 	start := time.Now()
 	err := f()
 	r.metrics.observe(name, err, time.Since(start))
-	if err != nil {
+	if ok, _ := onlyResources(err); err != nil && ok {
+		r.log.Warn("resources failed", "subsystem", name, "step", step, "err", err)
+	} else if err != nil {
 		r.log.Warn("reconcile failed", "subsystem", name, "step", step, "err", err)
 	}
 	return err
@@ -239,7 +264,10 @@ func (r *Runner) record(name string, epoch uint64, err error) {
 	defer r.mu.Unlock()
 	st := r.status[name]
 	st.LastAttempt, st.Epoch = time.Now().UTC(), epoch
-	if err != nil {
+	if ok, _ := onlyResources(err); err != nil && ok {
+		// Applied but for resources that carry their own errors.
+		st.OK, st.Error, st.Failures, st.LastSuccess = true, err.Error(), 0, st.LastAttempt
+	} else if err != nil {
 		st.OK, st.Error = false, err.Error()
 		st.Failures++
 	} else {

@@ -168,7 +168,7 @@ func TestPassOrder(t *testing.T) {
 		r.Register(OrderCompute, step{name: "compute", log: &log, failEn: tc.failCompute})
 		r.Register(OrderNetwork, step{name: "network", log: &log})
 		r.Register(OrderStorage, step{name: "storage", log: &log})
-		ok := r.pass(context.Background(), &plan.Snapshot{Epoch: 1})
+		ok, _ := r.pass(context.Background(), &plan.Snapshot{Epoch: 1})
 		if got := fmt.Sprint(log); got != tc.want || ok == tc.failCompute {
 			t.Errorf("compute fails %v: steps %s ok %v, want %s", tc.failCompute, got, ok, tc.want)
 		}

@@ -131,7 +131,9 @@ func (d *Driver) Namespace(networkID string) string {
 func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 
 // Set runs a dnsmasq for every network with a local DHCP port and a DHCP
-// subnet, and stops those of networks no longer wanted.
+// subnet, and stops those of networks no longer wanted. A network whose
+// DHCP fails is a network.ResourceError; the rest go on. One st holds is
+// left as it is.
 func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	if err := st.Validate(); err != nil {
 		return fmt.Errorf("dhcp: %w", err)
@@ -147,8 +149,11 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if st.Held("network", w.net.ID) {
+			continue // waits for its retry; its dnsmasq stays as it is
+		}
 		if err := d.ensure(w); err != nil {
-			errs = append(errs, fmt.Errorf("dhcp network %q: %w", w.net.ID, err))
+			errs = append(errs, &network.ResourceError{Kind: "network", ID: w.net.ID, Err: fmt.Errorf("dhcp: %w", err)})
 		}
 	}
 	errs = append(errs, d.removeStale(want)...)

@@ -70,7 +70,9 @@ func (d *Driver) Changes() int64 { return d.changes.Load() }
 func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 
 // Set converges the endpoints to st.LocalEndpoints and removes Strata's
-// endpoints that are no longer wanted.
+// endpoints that are no longer wanted. An endpoint that fails is a
+// network.ResourceError of its port; the rest go on. One st holds is
+// neither made nor changed nor removed.
 func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	if err := st.Validate(); err != nil {
 		return fmt.Errorf("endpoint: %w", err)
@@ -105,8 +107,11 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 		port := ports[ep.PortID]
 		wantLinks[network.EndpointVethName(port.ID)] = true
 		wantNS[d.Namespace(ep)] = true
+		if st.Held("port", ep.PortID) {
+			continue // not plugged or changed now; an existing one stays
+		}
 		if err := d.ensure(ep, port, nets[port.NetworkID], links); err != nil {
-			errs = append(errs, fmt.Errorf("endpoint %q: %w", ep.PortID, err))
+			errs = append(errs, &network.ResourceError{Kind: "port", ID: ep.PortID, Err: fmt.Errorf("endpoint: %w", err)})
 		}
 	}
 	errs = append(errs, d.removeStale(wantLinks, wantNS, links)...)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/router"
 	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/agent/reconcile"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/gossip"
 )
@@ -60,6 +62,7 @@ type Reconciler struct {
 	mesh    map[string]netip.Addr // last remote VTEPs, to log changes
 	expiry  *time.Timer           // next end of a dead host's grace
 	status  resourceStatus
+	retry   *reconcile.ResourceBackoff // each failing resource's next try
 }
 
 type named struct {
@@ -105,7 +108,7 @@ func New(cfg Config) (*Reconciler, error) {
 	// bridges. Security groups next, before anything plugs a port: a
 	// port's filter is in force before its first packet (fail closed).
 	return &Reconciler{cfg: cfg, l2: lb, drivers: []named{{"l2", lb}, {"provider", pv}, {"secgroup", sg}, {"dhcp", d},
-		{"endpoint", ep}, {"router", rt}}, dhcp: d, log: log, status: newResourceStatus()}, nil
+		{"endpoint", ep}, {"router", rt}}, dhcp: d, log: log, status: newResourceStatus(), retry: reconcile.NewResourceBackoff()}, nil
 }
 
 // newL2 opens the configured L2 driver.
@@ -125,9 +128,11 @@ func (r *Reconciler) Name() string { return "network" }
 
 // Ensure implements reconcile.Reconciler: it maps the plan onto this host,
 // binds every network to the L2 driver and converges every driver. A
-// resource that cannot be mapped or applied is left out or kept closed,
-// reported in its own status and retried with the pass; every driver runs
-// whatever another one did, and the errors are joined.
+// resource that cannot be mapped or applied is left out or kept closed and
+// reported in its own status; one that failed is retried on its own
+// backoff (held, left as it is, until it is due or its spec changes),
+// every driver runs whatever another one did. When only resources failed
+// it returns reconcile.ResourceFailures: the pass counts as applied.
 func (r *Reconciler) Ensure(ctx context.Context, h *plan.Host) error {
 	peers := r.cfg.Peers()
 	remote, next := RemoteVTEPs(peers, time.Now(), r.cfg.DeadGrace)
@@ -140,15 +145,34 @@ func (r *Reconciler) Ensure(ctx context.Context, h *plan.Host) error {
 	}
 	st, probs := planmap.HostState(h, r.cfg.Self, remote)
 	network.Bind(&st, r.l2)
+	fails := map[api.Key]string{}
+	for k, err := range probs {
+		fails[k] = err.Error()
+	}
 	if err := st.Validate(); err != nil {
-		r.status.pass(h, st, probs, nil, false)
+		r.status.pass(h, st, fails, false)
 		return fmt.Errorf("plan at epoch %d: %w", h.Epoch, err)
+	}
+	now := time.Now()
+	own, epochs := owners(h), resourceEpochs(h)
+	st.Hold = map[string]bool{}
+	held := map[api.Key]string{}
+	for id, k := range own {
+		if msg, ok := r.retry.Held(k, epochs[k], now); ok {
+			st.Hold[id], held[k] = true, msg
+		}
 	}
 	var errs []error
 	sgOK := true
+	gated := map[api.Key]bool{}
 	for _, d := range r.drivers {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if d.name == "endpoint" && !sgOK {
+			for _, k := range holdUnfiltered(st, own) {
+				gated[k] = true
+			}
 		}
 		err := d.Set(ctx, st)
 		if err != nil && d.name == "secgroup" && !onlyResources(err) {
@@ -157,11 +181,86 @@ func (r *Reconciler) Ensure(ctx context.Context, h *plan.Host) error {
 		errs = append(errs, err)
 	}
 	err := errors.Join(errs...)
-	r.status.pass(h, st, probs, network.ResourceErrors(err), sgOK)
-	if len(probs) > 0 {
-		err = errors.Join(err, probs.Err())
+	// This pass's failures get their next retry; held ones keep theirs.
+	retrying := map[api.Key]bool{}
+	var unowned []error
+	for _, e := range network.ResourceErrors(err) {
+		k, ok := own[network.HoldKey(e.Kind, e.ID)]
+		if !ok {
+			unowned = append(unowned, e) // a resource of no plan entry (a project's implicit default group)
+			continue
+		}
+		if m, dup := fails[k]; dup {
+			fails[k] = m + "; " + e.Error()
+		} else {
+			fails[k] = e.Error()
+		}
 	}
-	return err
+	for k, m := range fails {
+		if _, mapping := probs[k]; !mapping {
+			r.retry.Failed(k, epochs[k], m, now)
+			retrying[k] = true
+		}
+	}
+	for k, m := range held {
+		if _, fresh := fails[k]; !fresh {
+			fails[k], retrying[k] = m, true
+		}
+	}
+	for k := range gated {
+		if _, other := fails[k]; !other {
+			fails[k] = "its security groups are not in force on this host: not plugged or changed until they are"
+		}
+	}
+	r.retry.Keep(retrying)
+	r.status.pass(h, st, fails, sgOK)
+	if !onlyResources(err) {
+		if len(probs) > 0 {
+			err = errors.Join(err, probs.Err())
+		}
+		return err
+	}
+	if len(fails) == 0 && len(unowned) == 0 {
+		return nil
+	}
+	return &reconcile.ResourceFailures{Err: failuresErr(fails, unowned), RetryIn: r.retry.Next(now)}
+}
+
+// holdUnfiltered holds every local endpoint whose port has security
+// groups, while the group table is not in force: such a port is not
+// plugged (one plugged before stays as it is, filtered by the table in
+// force when it was). It returns the ports it held.
+func holdUnfiltered(st network.HostState, own map[string]api.Key) []api.Key {
+	filtered := map[string]bool{}
+	for _, p := range st.Ports {
+		if p.Host == st.Host && len(p.SecurityGroups) > 0 {
+			filtered[p.ID] = true
+		}
+	}
+	var out []api.Key
+	for _, ep := range st.LocalEndpoints {
+		if id := network.HoldKey("port", ep.PortID); filtered[ep.PortID] {
+			st.Hold[id] = true
+			if k, ok := own[id]; ok {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// failuresErr lists the failing resources, in key order.
+func failuresErr(fails map[api.Key]string, unowned []error) error {
+	keys := make([]api.Key, 0, len(fails))
+	for k := range fails {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	errs := make([]error, 0, len(keys)+len(unowned))
+	for _, k := range keys {
+		errs = append(errs, fmt.Errorf("%s: %s", k, fails[k]))
+	}
+	return errors.Join(append(errs, unowned...)...)
 }
 
 // onlyResources reports whether every error in err is one resource's.

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/gossip"
 )
 
@@ -31,5 +33,24 @@ func TestRemoteVTEPsFollowLiveness(t *testing.T) {
 	}
 	if got, next := RemoteVTEPs(peers, now.Add(4*time.Second), 5*time.Second); len(got) != 3 || next != 0 {
 		t.Fatalf("after h7's grace: %v, next %s", got, next)
+	}
+}
+
+// TestHoldUnfiltered: while the security group table is not in force, the
+// local endpoints of ports with groups are held (not plugged), the others
+// (no port security, or on another host) are not.
+func TestHoldUnfiltered(t *testing.T) {
+	st := network.HostState{Host: "h1", Hold: map[string]bool{},
+		Ports: []network.Port{
+			{ID: "a.web", Host: "h1", SecurityGroups: []string{"a.g"}},
+			{ID: "a.open", Host: "h1"},
+			{ID: "a.far", Host: "h2", SecurityGroups: []string{"a.g"}},
+		},
+		LocalEndpoints: []network.Endpoint{{PortID: "a.web"}, {PortID: "a.open"}},
+	}
+	own := map[string]api.Key{"port/a.web": {Kind: "port", Project: "a", Name: "web"}}
+	got := holdUnfiltered(st, own)
+	if len(got) != 1 || got[0].Name != "web" || !st.Held("port", "a.web") || st.Held("port", "a.open") || st.Held("port", "a.far") {
+		t.Fatalf("held %v, hold %v", got, st.Hold)
 	}
 }

@@ -40,47 +40,38 @@ func newResourceStatus() resourceStatus {
 	return resourceStatus{failing: map[api.Key]failure{}, cleared: map[api.Key]uint64{}}
 }
 
-// owners maps the IDs drivers use in network.ResourceError to the plan's
-// resources.
+// owners maps the IDs drivers use in network.ResourceError (and in
+// HostState.Hold) to the plan's resources.
 func owners(h *plan.Host) map[string]api.Key {
 	o := map[string]api.Key{}
 	for _, r := range h.Routers.Items {
-		o["router/"+planmap.PortID(r.Project, r.Name)] = r.Key()
+		o[network.HoldKey("router", planmap.PortID(r.Project, r.Name))] = r.Key()
 	}
 	for _, r := range h.SecurityGroups.Items {
-		o["securitygroup/"+netspec.GroupID(r.Project, r.Name)] = r.Key()
+		o[network.HoldKey("securitygroup", netspec.GroupID(r.Project, r.Name))] = r.Key()
 	}
 	for _, r := range h.Ports.Items {
-		o["port/"+planmap.PortID(r.Project, r.Name)] = r.Key()
+		o[network.HoldKey("port", planmap.PortID(r.Project, r.Name))] = r.Key()
 	}
 	for _, r := range h.Networks.Items {
-		o["network/"+planmap.NetworkID(r.Spec.SegmentationID)] = r.Key()
+		o[network.HoldKey("network", planmap.NetworkID(r.Spec.SegmentationID))] = r.Key()
 	}
 	return o
 }
 
-// pass records the outcome of one pass.
-func (s *resourceStatus) pass(h *plan.Host, st network.HostState, probs planmap.Problems, errs []*network.ResourceError, sgOK bool) {
-	fails := map[api.Key]string{}
-	for k, err := range probs {
-		fails[k] = err.Error()
-	}
-	own := owners(h)
-	for _, e := range errs {
-		k, ok := own[e.Kind+"/"+e.ID]
-		if !ok {
-			continue // a resource of no plan entry (a project's implicit default group): the subsystem's error says it
-		}
-		if m, dup := fails[k]; dup {
-			fails[k] = m + "; " + e.Error()
-		} else {
-			fails[k] = e.Error()
-		}
-	}
+// resourceEpochs is each plan resource's epoch (the one that last changed it).
+func resourceEpochs(h *plan.Host) map[api.Key]uint64 {
 	epochs := map[api.Key]uint64{}
 	for _, r := range h.Resources {
 		epochs[r.Key()] = r.Epoch
 	}
+	return epochs
+}
+
+// pass records the outcome of one pass: fails are the resources failing
+// on this host, with why.
+func (s *resourceStatus) pass(h *plan.Host, st network.HostState, fails map[api.Key]string, sgOK bool) {
+	epochs := resourceEpochs(h)
 	nets := map[string]network.L2Binding{}
 	for _, n := range st.Networks {
 		if n.L2.Bridge != "" {

@@ -115,6 +115,9 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 		// A router this host cannot apply is reported and left as it is
 		// (removed only when it leaves the plan); the others go on.
 		want[d.Namespace(r.ID)] = true
+		if st.Held("router", r.ID) {
+			continue // waits for its retry; left as it is
+		}
 		if err := check(r, bridges, fips); err != nil {
 			errs = append(errs, &network.ResourceError{Kind: "router", ID: r.ID, Err: err})
 			continue
