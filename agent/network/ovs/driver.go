@@ -76,6 +76,9 @@ type Driver struct {
 	restores atomic.Int64
 	gen      uint32
 	last     *network.HostState
+	// The size and duration of the last flow bundle applied.
+	lastFlows int
+	lastTook  time.Duration
 }
 
 var _ network.L2 = (*Driver)(nil)
@@ -186,6 +189,14 @@ func (d *Driver) Generation() uint32 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.gen
+}
+
+// LastFlowApply is the number of flows in the last bundle applied and how
+// long ovs-ofctl took to apply it.
+func (d *Driver) LastFlowApply() (int, time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastFlows, d.lastTook
 }
 
 // DumpFlows returns the integration bridge's flows without statistics.
@@ -360,6 +371,7 @@ func (d *Driver) applyFlows(ctx context.Context, s snapshot, flows []string) err
 	if err := d.of.Replace(ctx, WithCookie(flows, gen)); err != nil {
 		return err
 	}
+	d.lastFlows, d.lastTook = len(flows), time.Since(start)
 	d.applies.Add(1)
 	d.changes.Add(1)
 	t := &tx{d: d.db}
@@ -423,8 +435,8 @@ func (d *Driver) checkCanary(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	n, err := d.of.Count(ctx, fmt.Sprintf("table=%d,%s", TableCanary, cookieMatch(d.gen)))
-	if err == nil && n == 1 {
-		return false, nil
+	if (err == nil && n == 1) || ctx.Err() != nil {
+		return false, nil // in place, or Watch is ending: not a loss
 	}
 	d.log.Warn("canary flow gone: restoring flows", "generation", d.gen, "err", err)
 	if err := d.set(ctx, *d.last); err != nil {
