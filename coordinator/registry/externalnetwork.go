@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"net/http"
 	"net/netip"
 	"regexp"
 
@@ -140,7 +141,12 @@ func externalUsed(tx *store.Tx, network string, skip api.Key) (map[netip.Addr]st
 }
 
 // allocateExternal gives or checks an address on an external network.
-func allocateExternal(tx *store.Tx, ext externalNet, network, field string, v *string, self api.Key) error {
+//
+// With anyAddr (an admin, or an update keeping its address) any usable
+// address of the network may be taken; else only one of its allocation
+// pools, so the addresses outside (upstream routers, the operator's own)
+// are never a tenant's.
+func allocateExternal(tx *store.Tx, ext externalNet, network, field string, v *string, self api.Key, anyAddr bool) error {
 	used, err := externalUsed(tx, network, self)
 	if err != nil {
 		return err
@@ -165,6 +171,8 @@ func allocateExternal(tx *store.Tx, ext externalNet, network, field string, v *s
 		return api.Fieldf(field, "%q is not a usable address of external network %q (%s)", *v, network, ext.prefix)
 	case ip == ext.gw:
 		return api.Fieldf(field, "%s is the external network's gateway", ip)
+	case !anyAddr && !inPools(ext.spec.AllocationPools, ip):
+		return &api.Error{Code: http.StatusForbidden, Field: field, Message: ip.String() + " is outside external network " + network + "'s allocation pools; only an admin may take it"}
 	}
 	if other, dup := used[ip]; dup {
 		return &api.Error{Code: 409, Field: field, Message: ip.String() + " is already taken by " + other}

@@ -38,7 +38,7 @@ func admitFloatingIP(a *Admission, r *api.Resource, spec any) error {
 	if err != nil {
 		return err
 	}
-	if err := allocateExternal(a.Tx, ext, s.ExternalNetwork, "spec.ip", &s.IP, r.Key()); err != nil {
+	if err := allocateExternal(a.Tx, ext, s.ExternalNetwork, "spec.ip", &s.IP, r.Key(), a.Admin || (s.IP != "" && s.IP == prev.IP)); err != nil {
 		return err
 	}
 	s.Router = ""

@@ -70,6 +70,18 @@ func allocate(pools []api.IPRange, used map[netip.Addr]bool, gw netip.Addr) (net
 	return netip.Addr{}, fmt.Errorf("no free address left in the allocation pools")
 }
 
+// inPools reports whether a lies in one of the ranges.
+func inPools(pools []api.IPRange, a netip.Addr) bool {
+	for _, r := range pools {
+		lo, err1 := netip.ParseAddr(r.Start)
+		hi, err2 := netip.ParseAddr(r.End)
+		if err1 == nil && err2 == nil && !a.Less(lo) && !hi.Less(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // newMAC returns a random locally administered unicast MAC, 02:5a:...
 func newMAC() string {
 	b := make([]byte, 4)

@@ -52,6 +52,11 @@ func admitNetwork(a *Admission, r *api.Resource, spec any) error {
 	if s.DHCPHost == "" && a.Prev != nil {
 		s.DHCPHost = prev.DHCPHost
 	}
+	if s.DHCPHost != prev.DHCPHost && !a.Admin {
+		// Which host serves a network's DHCP is the coordinator's choice
+		// (or an admin's), never a tenant's.
+		return &api.Error{Code: http.StatusForbidden, Field: "spec.dhcp_host", Message: "only an admin may choose the DHCP host"}
+	}
 	if s.DHCPHost != "" {
 		if fe := api.ValidateName("spec.dhcp_host", s.DHCPHost); fe != nil {
 			return fe

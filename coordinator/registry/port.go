@@ -73,6 +73,11 @@ func admitPort(a *Admission, r *api.Resource, spec any) error {
 		if fe := api.ValidateName("spec.host", s.Host); fe != nil {
 			return fe
 		}
+		if !a.Admin && (prev == nil || prev.Host != s.Host) {
+			// A tenant does not pick hosts: instance ports are bound
+			// with their instance, endpoint ports are an admin's tool.
+			return &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may bind a port to a host"}
+		}
 	}
 	if s.Owner == api.PortOwnerEndpoint && s.Host == "" {
 		return api.Fieldf("spec.host", "an endpoint port needs the host to plug it on")

@@ -53,7 +53,7 @@ func admitRouter(a *Admission, r *api.Resource, spec any) error {
 		if s.ExternalIP == "" && prev.ExternalNetwork == s.ExternalNetwork {
 			s.ExternalIP = prev.ExternalIP
 		}
-		if err := allocateExternal(a.Tx, ext, s.ExternalNetwork, "spec.external_ip", &s.ExternalIP, r.Key()); err != nil {
+		if err := allocateExternal(a.Tx, ext, s.ExternalNetwork, "spec.external_ip", &s.ExternalIP, r.Key(), a.Admin || (s.ExternalIP != "" && s.ExternalIP == prev.ExternalIP)); err != nil {
 			return err
 		}
 	} else if s.ExternalIP != "" {
