@@ -86,7 +86,7 @@ func newComputeLab(t testing.TB) *computeLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "stlv")
+	dir, err := testenv.MkdirTemp("stlv")
 	if err != nil {
 		t.Fatal(err)
 	}

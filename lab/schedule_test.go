@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/compute/virttest"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -45,7 +46,7 @@ func TestLabAntiAffinity(t *testing.T) {
 	}
 	lvs := map[int]*Libvirtd{}
 	for i := 1; i <= 3; i++ {
-		dir, err := os.MkdirTemp("", "stlv")
+		dir, err := testenv.MkdirTemp("stlv")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -87,7 +87,7 @@ func packagesOf(t *testing.T, v string) string {
 		return d
 	}
 	if built.root == "" {
-		d, err := os.MkdirTemp("", "strata-packages-")
+		d, err := testenv.MkdirTemp("strata-packages")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,7 +69,7 @@ func requireEnv(t *testing.T) *testEnv {
 }
 
 func setup() (*testEnv, error) {
-	dir, err := os.MkdirTemp("", "strata-compute-")
+	dir, err := testenv.MkdirTemp("strata-compute")
 	if err != nil {
 		return &testEnv{}, err
 	}

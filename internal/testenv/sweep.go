@@ -19,19 +19,36 @@ type pattern struct {
 }
 
 // Test resource names that carry their maker's pid. Namespaces: the lab
-// and rolling-upgrade labs (strata-<Tag>-…), the network test labs (stt<pid>…)
-// and the compute tests' (stc<pid>-…). Root-namespace links: the labs'
-// bridges and veths (<Tag>br, <Tag>ex, <Tag>xo, <Tag>h<N>, <Tag>x<N>).
+// and rolling-upgrade labs (strata-<Tag>-…), the network test labs
+// (stt<pid>…), the compute tests' (stc<pid>-…) and the Ceph reachability
+// test's (s13<pid>n). Root-namespace links: the labs' bridges and veths
+// (<Tag>br, <Tag>ex, <Tag>xo, <Tag>h<N>, <Tag>x<N>), the test Ceph
+// clusters' bridges (s13<letter><pid>cb, agent/storage/cephtest) and the
+// Ceph reachability test's veth (s13<pid>h, its peer s13<pid>g).
+// Directories in the temp dir: MkdirTemp's <prefix>.pid<pid>.<random>.
 var (
 	nsPatterns = []pattern{
 		{regexp.MustCompile(`^strata-[tr]([0-9a-z]{5})[0-9a-z]{1,2}-`), 36},
 		{regexp.MustCompile(`^stt([0-9]+)[a-z]`), 10},
 		{regexp.MustCompile(`^stc([0-9]+)-`), 10},
+		{regexp.MustCompile(`^s13([0-9]+)n$`), 10},
 	}
 	linkPatterns = []pattern{
 		{regexp.MustCompile(`^[tr]([0-9a-z]{5})[0-9a-z]{1,2}(br|ex|xo|h[0-9]+|x[0-9]+)$`), 36},
+		{regexp.MustCompile(`^s13[a-z]([0-9]+)cb$`), 10},
+		{regexp.MustCompile(`^s13([0-9]+)[hg]$`), 10},
+	}
+	dirPatterns = []pattern{
+		{regexp.MustCompile(`^[a-z0-9-]+\.pid([0-9]+)\.[0-9]+$`), 10},
 	}
 )
+
+// MkdirTemp makes a directory in the temp dir for a test, named
+// <prefix>.pid<pid>.<random> so that the sweep can tell whose it is and
+// remove it (and stop what still runs from it) once that process is gone.
+func MkdirTemp(prefix string) (string, error) {
+	return os.MkdirTemp("", fmt.Sprintf("%s.pid%d.", prefix, os.Getpid()))
+}
 
 func (p pattern) pid(name string) (int, bool) {
 	m := p.re.FindStringSubmatch(name)
@@ -53,7 +70,8 @@ func owner(ps []pattern, name string) (int, bool) {
 
 // Sweep removes what tests left behind under the test prefixes: network
 // namespaces (killing, by pid, the processes still in them), root-namespace
-// links, and subnet claims, of processes that are gone, and those of pid
+// links, directories in the temp dir (killing the processes that run from
+// them) and subnet claims, of processes that are gone, and those of pid
 // self too when self is not 0 (a suite sweeping up after itself). It
 // returns one line per removed thing.
 func Sweep(self int) []string {
@@ -78,6 +96,7 @@ func Sweep(self int) []string {
 			}
 		}
 	}
+	done = append(done, sweepDirs(os.TempDir(), stale)...)
 	claims, _ := os.ReadDir(claimDir)
 	for _, e := range claims {
 		f := filepath.Join(claimDir, e.Name())
@@ -89,6 +108,47 @@ func Sweep(self int) []string {
 		}
 	}
 	return done
+}
+
+// sweepDirs removes the test directories in dir (see MkdirTemp) of stale
+// pids, after killing, by pid, the processes whose command line names
+// them (daemons a test started from there: a Ceph cluster, ovsdb-server).
+func sweepDirs(dir string, stale func(int) bool) []string {
+	var done []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if pid, ok := owner(dirPatterns, e.Name()); ok && stale(pid) && e.IsDir() {
+			p := filepath.Join(dir, e.Name())
+			killed := killUsing(p)
+			if os.RemoveAll(p) == nil {
+				done = append(done, fmt.Sprintf("directory %s (pid %d%s)", p, pid, killed))
+			}
+		}
+	}
+	return done
+}
+
+// killUsing kills the processes whose command line mentions path.
+func killUsing(path string) string {
+	procs, _ := os.ReadDir("/proc")
+	var pids []string
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(b), path+"/") && !strings.Contains(string(b), path+"\x00") {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			pids = append(pids, e.Name())
+		}
+	}
+	if len(pids) == 0 {
+		return ""
+	}
+	return ", killed " + strings.Join(pids, " ")
 }
 
 // killIn kills the processes left in namespace ns, by pid.

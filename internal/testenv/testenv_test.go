@@ -2,12 +2,14 @@ package testenv
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -138,6 +140,13 @@ func TestTagCarriesFullPID(t *testing.T) {
 		{"strata-lab-h1", true, 0},
 		{a + "br", false, os.Getpid()},
 		{a + "h3", false, os.Getpid()},
+		{"s13n", true, 0},
+		{"s13123456n", true, 123456},
+		{"s13t4194303cb", false, 4194303},
+		{"s13i77cb", false, 77},
+		{"s13123456h", false, 123456},
+		{"s13123456g", false, 123456},
+		{"s15phy", false, 0},
 		{"eth0", false, 0},
 		{"tap0123", false, 0},
 	} {
@@ -201,5 +210,56 @@ func TestOnlyTestPackagesImportTesting(t *testing.T) {
 	}
 	if n < 20 {
 		t.Fatalf("go list saw only %d packages:\n%s", n, out)
+	}
+}
+
+// TestSweepRemovesDeadProcessDirs: a test directory (MkdirTemp) of a pid
+// that is gone is removed, and a process still running from it is killed;
+// one of a live pid and one not named by MkdirTemp stay.
+func TestSweepRemovesDeadProcessDirs(t *testing.T) {
+	tmp := t.TempDir()
+	dead := filepath.Join(tmp, "s13t-ceph.pid2147483646.42")
+	live := filepath.Join(tmp, fmt.Sprintf("s15ovs.pid%d.43", os.Getpid()))
+	other := filepath.Join(tmp, "strata-lab-dhcp-44")
+	for _, d := range []string{dead, live, other} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A daemon left running from the dead process's directory.
+	daemon := exec.Command("sh", "-c", "sleep 60", dead+"/ceph.conf")
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- daemon.Wait() }()
+	t.Cleanup(func() { daemon.Process.Kill() })
+
+	stale := func(pid int) bool { return !Alive(pid) }
+	removed := sweepDirs(tmp, stale)
+	if len(removed) != 1 || !strings.Contains(removed[0], dead) || !strings.Contains(removed[0], "killed") {
+		t.Errorf("sweep removed %q, want only %s with its daemon killed", removed, dead)
+	}
+	for d, want := range map[string]bool{dead: false, live: true, other: true} {
+		if _, err := os.Stat(d); (err == nil) != want {
+			t.Errorf("%s exists=%v after the sweep, want %v", d, err == nil, want)
+		}
+	}
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Errorf("the daemon running from %s ended with %v, want SIGKILL", dead, err)
+		}
+	case <-time.After(Scale(10 * time.Second)):
+		t.Errorf("the daemon running from %s was not killed", dead)
+	}
+	d, err := MkdirTemp("s21x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(d)
+	if pid, ok := owner(dirPatterns, filepath.Base(d)); !ok || pid != os.Getpid() {
+		t.Errorf("MkdirTemp made %s, which the sweep reads as pid %d, %v", d, pid, ok)
 	}
 }

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { Main(m, "s13t", "rbd") }
 func TestClusterReachableFromNamespace(t *testing.T) {
 	c := Require(t)
 	ctx := context.Background()
-	tag := fmt.Sprintf("s13%d", os.Getpid()%1000000)
+	tag := fmt.Sprintf("s13%d", os.Getpid())
 	ns, hostEnd, nsEnd := tag+"n", tag+"h", tag+"g"
 	run := func(args ...string) {
 		t.Helper()

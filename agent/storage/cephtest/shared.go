@@ -28,14 +28,14 @@ func runMain(m *testing.M, tag string, pools []string) int {
 		sharedErr = fmt.Errorf("%s", why)
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", tag+"-ceph-")
+	dir, err := testenv.MkdirTemp(tag + "-ceph")
 	if err != nil {
 		sharedErr = err
 		return m.Run()
 	}
 	defer os.RemoveAll(dir)
 	shared, sharedErr = Start(context.Background(), Options{
-		Dir: dir, Name: fmt.Sprintf("%s%d", tag, os.Getpid()%100000), Pools: pools,
+		Dir: dir, Name: fmt.Sprintf("%s%d", tag, os.Getpid()), Pools: pools,
 	})
 	if sharedErr == nil {
 		fmt.Printf("cephtest: cluster at %s up in %.1fs (pools %v)\n", shared.MonHost(), shared.BringUp.Seconds(), pools)

@@ -26,7 +26,7 @@ func TestImagesImport(t *testing.T) {
 		testenv.Missing(t, "Ceph", why)
 	}
 	ctx := context.Background()
-	cl, err := cephtest.Start(ctx, cephtest.Options{Dir: t.TempDir(), Name: fmt.Sprintf("s13i%d", os.Getpid()%100000), Pools: []string{"images"}})
+	cl, err := cephtest.Start(ctx, cephtest.Options{Dir: t.TempDir(), Name: fmt.Sprintf("s13i%d", os.Getpid()), Pools: []string{"images"}})
 	if err != nil {
 		t.Fatal(err)
 	}

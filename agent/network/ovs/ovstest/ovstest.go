@@ -66,7 +66,7 @@ func (s *Switch) run(ctx context.Context, inNS bool, name string, args ...string
 // namespace ns. A short directory keeps the unix socket paths in bounds.
 func Start(t testing.TB, ns string) *Switch {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "s15ovs")
+	dir, err := testenv.MkdirTemp("s15ovs")
 	if err != nil {
 		t.Fatal(err)
 	}
