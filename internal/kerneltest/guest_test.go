@@ -56,7 +56,7 @@ func TestKernelFeaturesInGuest(t *testing.T) {
 // kernel, in a namespace the test makes there. A skip inside the guest
 // (a missing part) shows no pass line and fails this test.
 func TestStrataDriverInGuest(t *testing.T) {
-	const pkg, test = "github.com/strata-infra/strata/agent/network/router/nftsync", "TestOutOfBandChangeRepaired"
+	const pkg, test = "github.com/strata-infra/strata/agent/network/nftsync", "TestOutOfBandChangeRepaired"
 	res := kerneltest.Run(t, pkg, "^"+test+"$")
 	if !strings.Contains(res.Output, "--- PASS: "+test) {
 		t.Errorf("guest output lacks the pass line of %s:\n%s", test, res.Output)

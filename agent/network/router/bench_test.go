@@ -11,7 +11,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/agent/network/router"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
@@ -114,7 +114,7 @@ func benchApply(b *testing.B, n int) {
 	var nft time.Duration
 	for range b.N {
 		start := time.Now()
-		if _, err := nftsync.Sync(c, table); err != nil {
+		if _, err := nftsync.NewEngine().Sync(c, table); err != nil {
 			b.Fatal(err)
 		}
 		nft += time.Since(start)
@@ -148,13 +148,14 @@ func BenchmarkFirewallApplyOneRuleChange(b *testing.B) {
 		netspec.FirewallRule{Protocol: netspec.ProtoUDP, DstPorts: &netspec.PortRange{From: 53, To: 53}, Action: netspec.ActionReject}),
 		rules[5000:]...)
 	tables := []nftsync.Table{router.Ruleset(benchRouter(with)), router.Ruleset(benchRouter(rules))}
-	if _, err := nftsync.Sync(c, tables[1]); err != nil {
+	eng := nftsync.NewEngine()
+	if _, err := eng.Sync(c, tables[1]); err != nil {
 		b.Fatal(err)
 	}
 	ops := 0
 	b.ResetTimer()
 	for i := range b.N {
-		st, err := nftsync.Sync(c, tables[i%2])
+		st, err := eng.Sync(c, tables[i%2])
 		if err != nil {
 			b.Fatal(err)
 		}

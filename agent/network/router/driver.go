@@ -23,7 +23,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
@@ -45,6 +45,7 @@ type Driver struct {
 	log     *slog.Logger
 	changes atomic.Int64
 	last    map[string]nftsync.Stats
+	nft     *nftsync.Engine // what this driver last applied to each router's table
 	// beforeFlush, when set (tests only), runs on the conn before Sync
 	// reads it, to make a batch fail.
 	beforeFlush func(c *nftables.Conn)
@@ -66,7 +67,7 @@ func New(cfg Config) (*Driver, error) {
 	if p == "" {
 		p = DefaultNSPrefix
 	}
-	return &Driver{h: h, prefix: p, log: log.With("subsystem", "router"), last: map[string]nftsync.Stats{}}, nil
+	return &Driver{h: h, prefix: p, log: log.With("subsystem", "router"), last: map[string]nftsync.Stats{}, nft: nftsync.NewEngine()}, nil
 }
 
 // Namespace is the namespace of router id.
@@ -191,7 +192,7 @@ func (d *Driver) syncTable(r netspec.Router, ns string) error {
 	if d.beforeFlush != nil {
 		d.beforeFlush(c)
 	}
-	stats, err := nftsync.Sync(c, Ruleset(r))
+	stats, err := d.nft.Sync(c, Ruleset(r))
 	d.last[r.ID] = stats
 	d.changes.Add(int64(stats.Ops()))
 	if err != nil {

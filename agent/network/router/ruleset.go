@@ -2,7 +2,7 @@ package router
 
 import (
 	"github.com/google/nftables"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 

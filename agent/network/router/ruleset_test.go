@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/strata-infra/strata/agent/network/router"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
@@ -32,6 +32,7 @@ type Driver struct {
 	cfg    Config
 	log    *slog.Logger
 	last   nftsync.Stats
+	nft    *nftsync.Engine // what this driver last applied to the table
 	closed bool
 	// beforeSync, when set (tests only), sees each batch's desired table
 	// and may queue an operation that makes the kernel refuse it.
@@ -49,7 +50,7 @@ func New(cfg Config) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{cfg: cfg, log: log.With("subsystem", "secgroup")}, nil
+	return &Driver{cfg: cfg, log: log.With("subsystem", "secgroup"), nft: nftsync.NewEngine()}, nil
 }
 
 // LastSync returns what the last Set changed.
@@ -119,7 +120,7 @@ func (d *Driver) sync(st network.HostState, closed map[string]bool) (nftsync.Sta
 	if d.beforeSync != nil {
 		d.beforeSync(c, want)
 	}
-	return nftsync.Sync(c, want)
+	return d.nft.Sync(c, want)
 }
 
 // split applies st with every local filtered port closed, then opens the

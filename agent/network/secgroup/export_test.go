@@ -2,7 +2,7 @@ package secgroup
 
 import (
 	"github.com/google/nftables"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 )
 
 // SetBeforeSync lets tests see each batch's table and add an operation

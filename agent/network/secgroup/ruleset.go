@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/nettest"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"

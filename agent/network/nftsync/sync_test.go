@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network/nettest"
-	"github.com/strata-infra/strata/agent/network/router/nftsync"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 )
 
@@ -44,13 +44,14 @@ func TestOutOfBandChangeRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	eng := nftsync.NewEngine()
 	syncOnce := func() nftsync.Stats {
 		t.Helper()
 		c, err := nftsync.Open(int(f.Fd())) // a new conn each time, as the drivers do
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := nftsync.Sync(c, testTable(20))
+		st, err := eng.Sync(c, testTable(20))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,12 +73,12 @@ func TestOutOfBandChangeRepaired(t *testing.T) {
 	want := list()
 	check := func(what string, wantOps int, wantRead bool) {
 		t.Helper()
-		before := nftsync.Reads()
+		before := eng.Reads()
 		st := syncOnce()
 		if st.Ops() != wantOps {
 			t.Errorf("%s: %d operations (%+v), want %d", what, st.Ops(), st, wantOps)
 		}
-		if read := nftsync.Reads() > before; read != wantRead {
+		if read := eng.Reads() > before; read != wantRead {
 			t.Errorf("%s: read the table: %v, want %v", what, read, wantRead)
 		}
 		if got := list(); got != want {
@@ -114,8 +115,8 @@ func TestOutOfBandChangeRepaired(t *testing.T) {
 	check("after a change to another table", 0, true)
 	check("unchanged, cached", 0, false)
 
-	// A fresh process (no cache) reads and changes nothing.
-	nftsync.ForgetAll()
+	// A fresh process (a new engine, no cache) reads and changes nothing.
+	eng = nftsync.NewEngine()
 	check("fresh process", 0, true)
 	check("unchanged, cached", 0, false)
 
@@ -152,6 +153,7 @@ func TestTeardownDeletesInDependencyOrder(t *testing.T) {
 			nftsync.Chain{Name: in, Rules: []nftsync.Rule{nftsync.R().SrcIn(set).Accept(), nftsync.R().Drop()}})
 	}
 	full.Chains = append([]nftsync.Chain{fwd}, full.Chains...)
+	eng := nftsync.NewEngine()
 	empty := nftsync.Table{Family: nftables.TableFamilyINet, Name: "strata_order", Chains: []nftsync.Chain{base}}
 	for i := range 20 {
 		for _, want := range []nftsync.Table{full, empty} {
@@ -159,7 +161,7 @@ func TestTeardownDeletesInDependencyOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := nftsync.Sync(c, want); err != nil {
+			if _, err := eng.Sync(c, want); err != nil {
 				t.Fatalf("round %d, %d chains: %v", i, len(want.Chains), err)
 			}
 		}

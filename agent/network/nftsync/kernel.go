@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -44,37 +45,48 @@ type cached struct {
 	snap snapshot
 }
 
-// maxCached bounds the cache; namespaces come and go.
+// maxCached bounds an engine's cache; namespaces come and go.
 const maxCached = 1024
 
-var cache = struct {
-	sync.Mutex
-	m map[cacheKey]cached
-}{m: map[cacheKey]cached{}}
+// Engine converges tables (Sync) and remembers, per namespace and table,
+// what its own last batch left there (the generation cache above). Each
+// driver owns one: a new Engine is a fresh process, which reads each table
+// once. It is safe for concurrent use.
+type Engine struct {
+	mu    sync.Mutex
+	cache map[cacheKey]cached
+	reads atomic.Int64 // full reads of a table, for tests
+}
 
-func cacheGet(k cacheKey, gen uint32) (snapshot, bool) {
-	cache.Lock()
-	defer cache.Unlock()
-	e, ok := cache.m[k]
-	if !ok || e.gen != gen {
+// NewEngine returns an engine with an empty cache.
+func NewEngine() *Engine { return &Engine{cache: map[cacheKey]cached{}} }
+
+// Reads returns how many times the engine has read a table from the kernel.
+func (e *Engine) Reads() int64 { return e.reads.Load() }
+
+func (e *Engine) cacheGet(k cacheKey, gen uint32) (snapshot, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.cache[k]
+	if !ok || c.gen != gen {
 		return snapshot{}, false
 	}
-	return e.snap, true
+	return c.snap, true
 }
 
-func cachePut(k cacheKey, gen uint32, s snapshot) {
-	cache.Lock()
-	defer cache.Unlock()
-	if _, ok := cache.m[k]; !ok && len(cache.m) >= maxCached {
-		clear(cache.m)
+func (e *Engine) cachePut(k cacheKey, gen uint32, s snapshot) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.cache[k]; !ok && len(e.cache) >= maxCached {
+		clear(e.cache)
 	}
-	cache.m[k] = cached{gen: gen, snap: s}
+	e.cache[k] = cached{gen: gen, snap: s}
 }
 
-func cacheDrop(k cacheKey) {
-	cache.Lock()
-	defer cache.Unlock()
-	delete(cache.m, k)
+func (e *Engine) cacheDrop(k cacheKey) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.cache, k)
 }
 
 // nextGen is the generation after one commit (the kernel skips 0).

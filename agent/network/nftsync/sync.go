@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/google/nftables"
 )
@@ -65,19 +64,19 @@ func Key(text string, n int) string {
 // and the error says so. Sync owns the table: operations the caller queued
 // on c before Sync go into the same batch, but then Sync does not remember
 // the result (see the generation cache in kernel.go).
-func Sync(c *nftables.Conn, want Table) (Stats, error) {
+func (e *Engine) Sync(c *nftables.Conn, want Table) (Stats, error) {
 	if c.TestDial != nil { // a fake kernel: the library's own paths only
-		return syncTable(c, nil, want)
+		return e.syncTable(c, nil, want)
 	}
 	k, err := dialK(c)
 	if err != nil {
 		return Stats{}, fmt.Errorf("netlink: %w", err)
 	}
 	defer k.Close()
-	return syncTable(c, k, want)
+	return e.syncTable(c, k, want)
 }
 
-func syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
+func (e *Engine) syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
 	var st Stats
 	t := &nftables.Table{Family: want.Family, Name: want.Name}
 	var key cacheKey
@@ -92,11 +91,11 @@ func syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
 	}
 	have, hit := snapshot{}, false
 	if caching {
-		have, hit = cacheGet(key, gen0)
+		have, hit = e.cacheGet(key, gen0)
 	}
 	if !hit {
 		if caching {
-			cacheDrop(key)
+			e.cacheDrop(key)
 		}
 		tables, err := c.ListTablesOfFamily(want.Family)
 		if err != nil {
@@ -108,7 +107,7 @@ func syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
 		}
 		have = snapshot{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
 		if exists {
-			if have, err = read(c, k, t); err != nil {
+			if have, err = e.read(c, k, t); err != nil {
 				return st, err
 			}
 		} else {
@@ -127,7 +126,7 @@ func syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
 		// Remember what was read, if nothing was committed while reading.
 		if caching && !hit {
 			if g, err := k.gen(); err == nil && g == gen0 {
-				cachePut(key, gen0, next)
+				e.cachePut(key, gen0, next)
 			}
 		}
 		return st, nil
@@ -140,14 +139,14 @@ func syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
 	}
 	res := k.flush(c, t)
 	if res.err != nil {
-		cacheDrop(key)
+		e.cacheDrop(key)
 		return st, applyErr(st, want, res.err)
 	}
 	// Remember the result if our commit is the only one since gen0 was
 	// read and every new rule's handle is known.
 	if caching && !res.foreign && next.setHandles(res.handles) {
 		if g, err := k.gen(); err == nil && g == nextGen(gen0) {
-			cachePut(key, g, next)
+			e.cachePut(key, g, next)
 		}
 	}
 	return st, nil
@@ -188,12 +187,9 @@ func (s snapshot) setHandles(h map[ruleID]uint64) bool {
 	return true
 }
 
-// reads counts full reads of a table (for tests).
-var reads atomic.Int64
-
 // read reads the table; with k, rules are read without their expressions.
-func read(c *nftables.Conn, k *kconn, t *nftables.Table) (snapshot, error) {
-	reads.Add(1)
+func (e *Engine) read(c *nftables.Conn, k *kconn, t *nftables.Table) (snapshot, error) {
+	e.reads.Add(1)
 	s := newSnapshot()
 	chains, err := c.ListChainsOfTableFamily(t.Family)
 	if err != nil {
