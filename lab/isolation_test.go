@@ -15,9 +15,9 @@ import (
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/agent/network/planmap"
 	"github.com/strata-infra/strata/agent/network/router"
-	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/pkg/api"
 )

@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network/nettest"
-	"github.com/strata-infra/strata/agent/network/router"
 	"github.com/strata-infra/strata/agent/network/nftsync"
+	"github.com/strata-infra/strata/agent/network/router"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/strata-infra/strata/agent/network/router"
 	"github.com/strata-infra/strata/agent/network/nftsync"
+	"github.com/strata-infra/strata/agent/network/router"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 
