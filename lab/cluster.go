@@ -123,7 +123,7 @@ func (l *Lab) AgentArgs(i int) []string {
 	// machine's mount namespace, so the namespaces it makes (bind mounts
 	// under /run/netns) are visible to everyone, as on a real host. "ip netns
 	// exec" would give it a private mount namespace.
-	return []string{"nsenter", "--net=/run/netns/" + l.Namespace(i), l.bin("strata-agent"), "--config=",
+	args := []string{"nsenter", "--net=/run/netns/" + l.Namespace(i), l.bin("strata-agent"), "--config=",
 		"--name", l.HostName(i), "--coordinator", l.Endpoint(), "--coordinator-ca-file", l.CAFile(),
 		"--token-file", l.AgentTokenFile(i), "--state-dir", filepath.Join(l.Dir, l.HostName(i)),
 		"--zone", "lab", "--vtep", a,
@@ -134,6 +134,10 @@ func (l *Lab) AgentArgs(i int) []string {
 		// A short grace keeps the lab's failure tests quick; restarts in
 		// the lab take well under it.
 		"--dead-host-grace", "3s"}
+	if l.L2Driver(i) == DriverOVS {
+		args = append(args, l.ovsArgs(i)...)
+	}
+	return args
 }
 
 // NetNSPrefix starts the names of the namespaces host i's agent makes

@@ -66,13 +66,13 @@ func (l *Lab) DemoTraffic(ctx context.Context, w io.Writer) error {
 	}
 	defer os.RemoveAll(scratch)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENDPOINT\tHOST\tNAMESPACE\tDHCP ADDRESS")
+	fmt.Fprintln(tw, "ENDPOINT\tHOST (L2 DRIVER)\tNAMESPACE\tDHCP ADDRESS")
 	for _, e := range eps {
 		got, err := netprobe.DHCP(ctx, e.Namespace, "eth0", scratch)
 		if err != nil || got != e.IP {
 			return fmt.Errorf("endpoint %s/%s: DHCP gave %q, want %s: %v", e.Project, e.Port, got, e.IP, err)
 		}
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\n", e.Project, e.Port, e.Host, e.Namespace, got)
+		fmt.Fprintf(tw, "%s/%s\t%s (%s)\t%s\t%s\n", e.Project, e.Port, e.Host, l.hostL2Driver(e.Host), e.Namespace, got)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -203,4 +203,10 @@ func neighMAC(ctx context.Context, ns, ip string) string {
 		}
 	}
 	return ""
+}
+
+// hostL2Driver is the L2 driver of the host named name ("h2").
+func (l *Lab) hostL2Driver(name string) string {
+	i, _ := strconv.Atoi(strings.TrimPrefix(name, "h"))
+	return l.L2Driver(i)
 }

@@ -38,6 +38,10 @@ type Config struct {
 	// starts, by its name: "coordinator", "h1"... (a test standing in
 	// for systemd's NOTIFY_SOCKET, say).
 	Env func(name string) []string
+	// L2Drivers is host i's L2 driver at index i-1: "linuxbridge" (also
+	// when missing or empty) or "ovs" (the lab runs Open vSwitch in that
+	// host's namespace; see ovs.go).
+	L2Drivers []string
 }
 
 // Default is the lab of the README: make lab.
@@ -46,7 +50,7 @@ func Default(repo string) Config {
 		Prefix: "strata-lab", Short: "stlab", Bridge: "strata-lab0", Hosts: 3,
 		Subnet: netip.MustParsePrefix("172.31.250.0/24"),
 		Dir:    filepath.Join(repo, ".lab"), BinDir: filepath.Join(repo, "bin"),
-		LoopbackAPI: true, RetainDeltas: 10000,
+		LoopbackAPI: true, RetainDeltas: 10000, L2Drivers: DemoL2Drivers,
 	}
 }
 
@@ -68,6 +72,11 @@ func New(cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("lab subnet %s: want an IPv4 /24 or larger", cfg.Subnet)
 	case cfg.Dir == "" || cfg.BinDir == "":
 		return nil, fmt.Errorf("lab dir and bin dir must be set")
+	}
+	for i, d := range cfg.L2Drivers {
+		if d != "" && d != DriverLinuxBridge && d != DriverOVS {
+			return nil, fmt.Errorf("lab host h%d L2 driver %q: want %s or %s", i+1, d, DriverLinuxBridge, DriverOVS)
+		}
 	}
 	return &Lab{Config: cfg}, nil
 }

@@ -51,10 +51,16 @@ func buildBinaries(t testing.TB) string {
 // when the test failed.
 func testLab(t testing.TB, hosts, retain int) *Lab {
 	t.Helper()
+	return testLabConfig(t, Config{Hosts: hosts, RetainDeltas: retain})
+}
+
+// testLabConfig is testLab with more of the configuration given (hosts'
+// L2 drivers, say).
+func testLabConfig(t testing.TB, cfg Config) *Lab {
+	t.Helper()
 	requireRoot(t)
-	l, err := New(UniqueConfig(t, 't', Config{
-		Hosts: hosts, Dir: filepath.Join(t.TempDir(), "lab"), BinDir: buildBinaries(t), RetainDeltas: retain,
-	}))
+	cfg.Dir, cfg.BinDir = filepath.Join(t.TempDir(), "lab"), buildBinaries(t)
+	l, err := New(UniqueConfig(t, 't', cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +70,11 @@ func testLab(t testing.TB, hosts, retain int) *Lab {
 			for _, n := range []string{"coordinator", "h1", "h2", "h3"} {
 				if b, err := os.ReadFile(l.logFile(n)); err == nil {
 					t.Logf("--- %s log (tail) ---\n%s", n, tail(b, 3000))
+				}
+			}
+			for i := 1; i <= l.Hosts; i++ {
+				if b, err := os.ReadFile(filepath.Join(l.OVSDir(i), "ovs-vswitchd.log")); err == nil {
+					t.Logf("--- %s ovs-vswitchd log (tail) ---\n%s", l.HostName(i), tail(b, 2000))
 				}
 			}
 		}

@@ -123,13 +123,19 @@ func (l *Lab) upHost(i int) error {
 		{"link", "set", ext, "master", l.extBridge(), "up"},
 		{"link", "set", outer, "master", l.Bridge, "up"},
 		{"-n", ns, "link", "set", "lo", "up"},
-		{"-n", ns, "addr", "replace", fmt.Sprintf("%s/%d", l.HostAddr(i), l.Subnet.Bits()), "dev", "underlay0"},
 		{"-n", ns, "link", "set", "underlay0", "up"},
+	}
+	if l.L2Driver(i) != DriverOVS {
+		// An ovs host's address goes on its OVS underlay bridge (upOVS).
+		steps = append(steps, []string{"-n", ns, "addr", "replace", fmt.Sprintf("%s/%d", l.HostAddr(i), l.Subnet.Bits()), "dev", "underlay0"})
 	}
 	for _, s := range steps {
 		if err := ip(s...); err != nil {
 			return err
 		}
+	}
+	if l.L2Driver(i) == DriverOVS {
+		return l.upOVS(i)
 	}
 	return nil
 }

@@ -29,16 +29,17 @@ type labFile struct {
 	Prefix, Short, Bridge, Dir, BinDir string
 	Hosts, RetainDeltas                int
 	Subnet                             netip.Prefix
+	L2Drivers                          []string
 }
 
 func newLabFile(c lab.Config) labFile {
 	return labFile{Prefix: c.Prefix, Short: c.Short, Bridge: c.Bridge, Dir: c.Dir, BinDir: c.BinDir,
-		Hosts: c.Hosts, RetainDeltas: c.RetainDeltas, Subnet: c.Subnet}
+		Hosts: c.Hosts, RetainDeltas: c.RetainDeltas, Subnet: c.Subnet, L2Drivers: c.L2Drivers}
 }
 
 func (f labFile) config() lab.Config {
 	return lab.Config{Prefix: f.Prefix, Short: f.Short, Bridge: f.Bridge, Dir: f.Dir, BinDir: f.BinDir,
-		Hosts: f.Hosts, RetainDeltas: f.RetainDeltas, Subnet: f.Subnet}
+		Hosts: f.Hosts, RetainDeltas: f.RetainDeltas, Subnet: f.Subnet, L2Drivers: f.L2Drivers}
 }
 
 // labUpgradeMain upgrades one lab host's agent and logs start and end to
@@ -95,11 +96,13 @@ func goBuild(t *testing.T, dir, pkg, v string) string {
 }
 
 // rollingLab brings up a lab unique to this process with the demo's
-// tenant networks, and tears it down at the end.
+// tenant networks (and so its mixed fleet: h2 and h3 on Open vSwitch for
+// the GRE network), and tears it down at the end.
 func rollingLab(t *testing.T, binDir string) *lab.Lab {
 	t.Helper()
 	l, err := lab.New(lab.UniqueConfig(t, 'r', lab.Config{
 		Hosts: 3, Dir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, RetainDeltas: 10000,
+		L2Drivers: lab.DemoL2Drivers,
 	}))
 	if err != nil {
 		t.Fatal(err)
