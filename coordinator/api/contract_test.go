@@ -146,3 +146,42 @@ func TestContractCoversInstances(t *testing.T) {
 		t.Fatal("refused write moved the epoch")
 	}
 }
+
+// A gre network is carried only by hosts on the ovs L2 driver: its DHCP
+// goes to one of them, and a port or DHCP host on a linuxbridge host is
+// refused naming the field, changing nothing.
+func TestGREOnlyOnOVSHosts(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive}, api.Host{Name: "h2", State: api.StateAlive})
+	for host, drv := range map[string]string{"h1": "linuxbridge", "h2": "ovs"} {
+		b, _ := json.Marshal(api.HostReport{Host: host, Network: &api.NetworkHost{L2Driver: drv}})
+		f.must(f.admin, "POST", "/v1/hosts/"+host+"/status", string(b), 204)
+	}
+	f.must(f.admin, "PUT", "/v1/projects/demo", `{}`, 201)
+	for i := 0; i < 4; i++ {
+		n := fmt.Sprintf("g%d", i)
+		f.must(f.admin, "PUT", "/v1/projects/demo/networks/"+n, `{"spec":{"type":"gre"}}`, 201)
+		f.must(f.admin, "PUT", "/v1/projects/demo/subnets/s"+n, `{"spec":{"network":"`+n+`","cidr":"10.1.0.0/24"}}`, 201)
+		var r api.Resource
+		json.Unmarshal(f.must(f.admin, "GET", "/v1/projects/demo/networks/"+n, "", 200), &r)
+		if h := decodeSpec[api.NetworkSpec](r).DHCPHost; h != "h2" {
+			t.Fatalf("gre network %s's DHCP placed on %s, which runs linuxbridge", n, h)
+		}
+	}
+	f.must(f.admin, "PUT", "/v1/projects/demo/ports/ok", `{"spec":{"network":"g0","host":"h2"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/demo/networks/vx", `{"spec":{"dhcp_host":"h1"}}`, 201)
+	before := f.store.Epoch()
+	for _, c := range []struct{ path, body, field string }{
+		{"/v1/projects/demo/ports/p", `{"spec":{"network":"g0","host":"h1"}}`, "spec.host"},
+		{"/v1/projects/demo/networks/bad", `{"spec":{"type":"gre","dhcp_host":"h1"}}`, "spec.dhcp_host"},
+	} {
+		code, body := f.do(f.admin, "PUT", c.path, c.body)
+		var eb api.ErrorBody
+		json.Unmarshal(body, &eb)
+		if code < 400 || code >= 500 || eb.Error == nil || eb.Error.Field != c.field || !strings.Contains(eb.Error.Message, "linuxbridge L2 driver") {
+			t.Errorf("PUT %s %s: %d %s, want a 4xx naming %s", c.path, c.body, code, body, c.field)
+		}
+	}
+	if f.store.Epoch() != before {
+		t.Fatalf("refused input moved the epoch %d -> %d", before, f.store.Epoch())
+	}
+}

@@ -317,8 +317,8 @@ func (s *Server) contractAfter(tx *store.Tx, k api.Key, before []contract.Violat
 }
 
 // contractFacts is what the coordinator knows of hosts that the contract
-// needs: the physical networks each host maps (hosts whose reports do not
-// say are not checked), and the hosts a resource may name. A known host is
+// needs: the physical networks each host maps and its L2 driver (hosts
+// whose reports do not say are not checked), and the hosts a resource may name. A known host is
 // one an agent token was issued for (registered), one gossip has seen
 // since this coordinator started (alive, suspect, dead or left), or one
 // that ever reported. It reads the store, so call it outside a write
@@ -337,11 +337,14 @@ func (s *Server) contractFacts(kind string) *contract.Facts {
 		s.log.Warn("agent tokens for admission", "err", err)
 		return nil
 	}
-	f := &contract.Facts{Physnets: map[string][]string{}, Hosts: map[string]bool{}}
+	f := &contract.Facts{Physnets: map[string][]string{}, Hosts: map[string]bool{}, L2Drivers: map[string]string{}}
 	for h, rep := range reps {
 		f.Hosts[h] = true
 		if rep.Physnets != nil {
 			f.Physnets[h] = rep.Physnets
+		}
+		if rep.Network != nil && rep.Network.L2Driver != "" {
+			f.L2Drivers[h] = rep.Network.L2Driver
 		}
 	}
 	for _, t := range toks {

@@ -81,7 +81,8 @@ func dhcpHost(a *Admission, project, network string) (string, error) {
 	}
 	var alive []string
 	for _, h := range a.Hosts() {
-		if h.State == api.StateAlive && !h.Drained {
+		// A gre network's DHCP goes only to a host that can carry it.
+		if h.State == api.StateAlive && !h.Drained && (ns.Type != "gre" || a.Facts.CarriesGRE(h.Name)) {
 			alive = append(alive, h.Name)
 		}
 	}

@@ -54,7 +54,8 @@ func Check(rs []api.Resource, facts *Facts) []Violation {
 }
 
 // Facts are what the coordinator knows of hosts that the resources do not
-// say: which hosts exist and which physical networks each maps.
+// say: which hosts exist, which physical networks each maps and which L2
+// driver each runs.
 type Facts struct {
 	// Physnets maps a host to the physical networks its agent bridges;
 	// a host missing from the map is not known and not checked.
@@ -63,12 +64,25 @@ type Facts struct {
 	// host an agent token was issued for (registered), that gossip has
 	// seen, or that has reported. Nil: not checked.
 	Hosts map[string]bool
+	// L2Drivers maps a host to its L2 driver ("linuxbridge", "ovs");
+	// a host missing from the map is not known and not checked.
+	L2Drivers map[string]string
 }
 
 // Known reports whether host may be named by a resource: true when the
 // facts do not list hosts.
 func (f *Facts) Known(host string) bool {
 	return f == nil || f.Hosts == nil || f.Hosts[host]
+}
+
+// CarriesGRE reports whether host can carry a gre network: only the ovs
+// L2 driver can. A host that did not say (or nil Facts) counts as yes.
+func (f *Facts) CarriesGRE(host string) bool {
+	if f == nil || host == "" {
+		return true
+	}
+	d, known := f.L2Drivers[host]
+	return !known || d == "ovs"
 }
 
 type checker struct {
@@ -89,6 +103,10 @@ func (c *checker) networks() {
 		}
 		if ns.MTU != 0 && (ns.MTU < MinMTU || ns.MTU > MaxMTU) {
 			c.add(r, "spec.mtu", "%d is outside %d..%d", ns.MTU, MinMTU, MaxMTU)
+		}
+		if ns.Type == "gre" && !c.facts.CarriesGRE(ns.DHCPHost) {
+			c.add(r, "spec.dhcp_host", "host %q runs the %s L2 driver, which cannot carry a gre network; use a host on the ovs driver",
+				ns.DHCPHost, c.facts.L2Drivers[ns.DHCPHost])
 		}
 	}
 }
@@ -127,8 +145,11 @@ func (c *checker) ports() {
 	macs := map[key]string{} // project+network/mac -> port
 	for _, r := range c.ix.Kind("port") {
 		ps := c.ix.ports[key{r.Project, r.Name}]
-		if _, ok := c.ix.networks[key{r.Project, ps.Network}]; !ok {
+		if n, ok := c.ix.networks[key{r.Project, ps.Network}]; !ok {
 			c.add(r, "spec.network", "network %q does not exist", ps.Network)
+		} else if n.Type == "gre" && !c.facts.CarriesGRE(ps.Host) {
+			c.add(r, "spec.host", "host %q runs the %s L2 driver, which cannot carry gre network %q; use a host on the ovs driver",
+				ps.Host, c.facts.L2Drivers[ps.Host], ps.Network)
 		}
 		mac, err := net.ParseMAC(ps.MAC)
 		if err != nil || len(mac) != 6 || mac[0]&1 == 1 {

@@ -89,3 +89,34 @@ func TestCheck(t *testing.T) {
 		t.Errorf("router on a host without the physnet: %v", vs)
 	}
 }
+
+// TestGREOnlyOnOVSHosts: a gre network's ports and DHCP host must be on
+// hosts that run the ovs L2 driver; hosts whose driver is not known pass.
+func TestGREOnlyOnOVSHosts(t *testing.T) {
+	gre := replace(good(), res("network", "p", "n", api.NetworkSpec{Type: "gre", SegmentationID: 1000, MTU: 1450, DHCPHost: "h1"}))
+	if vs := Check(gre, &Facts{L2Drivers: map[string]string{"h1": "ovs"}}); len(vs) != 0 {
+		t.Errorf("gre on an ovs host: %v", vs)
+	}
+	if vs := Check(gre, &Facts{L2Drivers: map[string]string{"h2": "linuxbridge"}}); len(vs) != 0 {
+		t.Errorf("gre on a host whose driver is not known: %v", vs)
+	}
+	if vs := Check(good(), &Facts{L2Drivers: map[string]string{"h1": "linuxbridge"}}); len(vs) != 0 {
+		t.Errorf("vxlan on a linuxbridge host: %v", vs)
+	}
+	vs := Check(gre, &Facts{L2Drivers: map[string]string{"h1": "linuxbridge"}})
+	want := map[string]bool{"network/p/n spec.dhcp_host": true, "port/p/vm spec.host": true,
+		"port/p/" + api.DHCPPortName("n") + " spec.host": true, "port/p/" + api.RouterPortName("r", "s") + " spec.host": true}
+	for _, v := range vs {
+		k := v.Key.String() + " " + v.Field
+		if !want[k] {
+			t.Errorf("unexpected violation %v", v)
+		}
+		if !strings.Contains(v.Message, "linuxbridge") {
+			t.Errorf("violation does not name the host's driver: %v", v)
+		}
+		delete(want, k)
+	}
+	for k := range want {
+		t.Errorf("gre on a linuxbridge host: no violation %s (got %v)", k, vs)
+	}
+}
