@@ -46,6 +46,9 @@ type Files struct {
 	TokenFile string
 	GossipKey string
 	StateDir  string
+	// OVSDB is the ovs driver's OVSDB endpoint (network.ovs.db); a
+	// unix: one is checked instead of the default sockets.
+	OVSDB string
 }
 
 var (
@@ -92,11 +95,21 @@ func Run(env Env, d Drivers, files Files) []Result {
 	case "ovs":
 		// Without the module the driver falls back to the userspace
 		// datapath (datapath_type=netdev), and says so in host status.
+		// Each network keeps its Linux bridge (the hybrid plug), where
+		// security groups filter bridged traffic as on linuxbridge hosts;
+		// flows go in through ovs-ofctl.
+		sockets := []string{"/run/openvswitch/db.sock", "/var/run/openvswitch/db.sock"}
+		if p, ok := strings.CutPrefix(files.OVSDB, "unix:"); ok {
+			sockets = []string{p}
+		}
 		add(env.kernel(featOVS, cfg, false, kfix(featOVS)+" (else the userspace datapath, netdev, is used)"),
 			env.kernel(featGRE, cfg, false, kfix(featGRE)+" (only GRE tunnels need it)"),
+			env.kernel(featBridge, cfg, true, kfix(featBridge)+" (each network's hybrid-plug bridge)"),
+			env.kernel(featBrNetfilter, cfg, true, kfix(featBrNetfilter)+" (security groups filter bridged traffic)"),
 			env.bin("ovs-vsctl", true, "apt install openvswitch-switch / dnf install openvswitch"),
+			env.bin("ovs-ofctl", true, "apt install openvswitch-common / dnf install openvswitch"),
 			env.socket("socket:ovsdb", true, "start Open vSwitch: systemctl start openvswitch-switch (openvswitch on rpm systems)",
-				"/run/openvswitch/db.sock", "/var/run/openvswitch/db.sock"))
+				sockets...))
 	}
 	if d.Compute == "libvirt" {
 		add(env.kernel(featTun, cfg, true, kfix(featTun)),

@@ -82,7 +82,7 @@ func byCheck(rs []Result) map[string]Result {
 }
 
 func allBins(h *fakeHost) {
-	for _, b := range []string{"ip", "nft", "dnsmasq", "bridge", "ovs-vsctl", "qemu-system-x86_64", "virsh", "libvirtd", "rbd", "dmsetup"} {
+	for _, b := range []string{"ip", "nft", "dnsmasq", "bridge", "ovs-vsctl", "ovs-ofctl", "qemu-system-x86_64", "virsh", "libvirtd", "rbd", "dmsetup"} {
 		h.bins[b] = true
 	}
 }
@@ -92,6 +92,7 @@ func TestRunReportsEachFeature(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		drivers Drivers
+		files   Files
 		setup   func(h *fakeHost)
 		want    map[string]string // check -> status
 		ok      bool
@@ -118,6 +119,32 @@ func TestRunReportsEachFeature(t *testing.T) {
 				h.write(t, "sys/module/vxlan/x", "")
 			},
 			want: map[string]string{"kernel:openvswitch": Warn, "kernel:ip_gre": Warn, "socket:ovsdb": Missing, "kernel:vxlan": OK},
+			ok:   false,
+		},
+		{
+			name:    "ovs with the configured ovsdb socket, on the userspace datapath",
+			drivers: Drivers{Network: "ovs", Compute: "none", Storage: "none", Cache: "none"},
+			files:   Files{OVSDB: "unix:/srv/ovs/db.sock"},
+			setup: func(h *fakeHost) {
+				allBins(h)
+				for _, m := range []string{"vxlan", "bridge", "br_netfilter"} {
+					h.write(t, "sys/module/"+m+"/x", "")
+				}
+				h.sockets["/srv/ovs/db.sock"] = true
+			},
+			want: map[string]string{"kernel:openvswitch": Warn, "socket:ovsdb": OK, "bin:ovs-ofctl": OK, "kernel:bridge": OK,
+				"kernel:br_netfilter": OK},
+			ok: true,
+		},
+		{
+			name:    "ovs without ovs-ofctl",
+			drivers: Drivers{Network: "ovs", Compute: "none", Storage: "none", Cache: "none"},
+			setup: func(h *fakeHost) {
+				allBins(h)
+				delete(h.bins, "ovs-ofctl")
+				h.sockets["/run/openvswitch/db.sock"] = true
+			},
+			want: map[string]string{"bin:ovs-ofctl": Missing, "socket:ovsdb": OK},
 			ok:   false,
 		},
 		{
@@ -158,7 +185,7 @@ func TestRunReportsEachFeature(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newFakeHost(t, kconfig, "proc/self/ns/net", "dev/kvm", "dev/net/tun")
 			tc.setup(h)
-			rs := Run(h.env(), tc.drivers, Files{})
+			rs := Run(h.env(), tc.drivers, tc.files)
 			got := byCheck(rs)
 			for check, status := range tc.want {
 				r, ok := got[check]

@@ -42,7 +42,7 @@ func doctorCmd() *cobra.Command {
 				return err
 			}
 			var pre []doctor.Result
-			files := doctor.Files{TokenFile: cfg.TokenFile, GossipKey: cfg.Gossip.KeyFile, StateDir: cfg.StateDir}
+			files := doctor.Files{TokenFile: cfg.TokenFile, GossipKey: cfg.Gossip.KeyFile, StateDir: cfg.StateDir, OVSDB: cfg.Network.OVS.DB}
 			if loadErr != nil {
 				// Still check the host; the file checks use the defaults.
 				pre = append(pre, doctor.Result{Check: "config", Status: doctor.Missing, Required: true,
