@@ -45,11 +45,19 @@ func port(id, netID, host string, mac byte, ip string, owner string) network.Por
 }
 
 // forEachDriver runs f as a subtest per L2 driver, every host of the lab
-// on that driver: the driver-agnostic tests pass on both.
+// on that driver: the driver-agnostic tests pass on both. "ovs-gre" runs
+// the ovs hosts with both projects' networks of type gre.
 func forEachDriver(t *testing.T, f func(t *testing.T, p *twoProjects)) {
 	for _, d := range nettest.Drivers {
 		t.Run(d, func(t *testing.T) { f(t, newTwoProjectsOn(t, d, d, d)) })
 	}
+	t.Run("ovs-gre", func(t *testing.T) {
+		p := newTwoProjectsOn(t, "ovs", "ovs", "ovs")
+		for i := range p.nets {
+			p.nets[i].Type = network.TypeGRE
+		}
+		f(t, p)
+	})
 }
 
 // newTwoProjects places A's DHCP on h1 and endpoints on h2 and h3; B's DHCP
