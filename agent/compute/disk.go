@@ -2,6 +2,7 @@ package compute
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,10 +15,11 @@ import (
 // ensureDisk makes the instance's root disk from its image unless it is
 // there already (a disk is never recreated: it holds the guest's writes).
 // A qcow2 image gets a qcow2 overlay backed by it; a raw image is copied
-// sparsely. Both grow to the flavor's disk size when it is larger.
+// sparsely. Both grow to the flavor's disk size when it is larger, and an
+// existing disk grows when the flavor does (a resize); none ever shrinks.
 func ensureDisk(ctx context.Context, in Instance, path string) error {
 	if _, err := os.Stat(path); err == nil {
-		return nil
+		return growDisk(ctx, in, path)
 	}
 	tmp := path + ".tmp"
 	os.Remove(tmp)
@@ -63,4 +65,45 @@ func growRaw(path string, size int64) error {
 		return errors.Join(errors.New("grow raw disk"), err)
 	}
 	return nil
+}
+
+// growDisk grows an existing disk to the flavor's size (a resize). A
+// qcow2 disk is grown by qemu-img, which refuses while qemu holds the
+// image: the coordinator resizes only stopped instances, and a refusal is
+// retried at the next pass.
+func growDisk(ctx context.Context, in Instance, path string) error {
+	size := int64(in.Flavor.DiskGiB) << 30
+	if size == 0 {
+		return nil
+	}
+	if in.Image.Format != computespec.FormatQCOW2 {
+		if err := growRaw(path, size); err != nil {
+			return fmt.Errorf("disk %q: %w", path, err)
+		}
+		return nil
+	}
+	cur, err := qcow2Size(ctx, path)
+	if err != nil || cur >= size {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "qemu-img", "resize", "-q", "-f", "qcow2", path, strconv.FormatInt(size, 10)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("grow disk %q to %d GiB: %w: %s", path, in.Flavor.DiskGiB, err, out)
+	}
+	return nil
+}
+
+// qcow2Size is a qcow2 disk's virtual size.
+func qcow2Size(ctx context.Context, path string) (int64, error) {
+	out, err := exec.CommandContext(ctx, "qemu-img", "info", "-U", "--output=json", "-f", "qcow2", path).Output()
+	if err != nil {
+		return 0, fmt.Errorf("disk %q: qemu-img info: %w", path, err)
+	}
+	var info struct {
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return 0, fmt.Errorf("disk %q: qemu-img info: %w", path, err)
+	}
+	return info.VirtualSize, nil
 }

@@ -11,6 +11,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 	"github.com/strata-infra/strata/pkg/computespec"
+	"libvirt.org/go/libvirtxml"
 )
 
 // Libvirt is the Hypervisor over go-libvirt and libvirtd's local socket.
@@ -122,6 +123,18 @@ func (v *Libvirt) Define(ctx context.Context, xml string) error {
 	l, err := v.conn()
 	if err != nil {
 		return err
+	}
+	// A redefinition (a resize, a new port) must carry the domain's UUID,
+	// else libvirtd refuses it as a second domain of the same name.
+	var x libvirtxml.Domain
+	if err := x.Unmarshal(xml); err == nil && x.UUID == "" {
+		if dom, err := l.DomainLookupByName(x.Name); err == nil {
+			u := dom.UUID
+			x.UUID = fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+			if out, err := x.Marshal(); err == nil {
+				xml = out
+			}
+		}
 	}
 	if _, err := l.DomainDefineXML(xml); err != nil {
 		return fmt.Errorf("define domain: %w", err)

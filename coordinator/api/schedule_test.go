@@ -138,6 +138,13 @@ func TestSchedulerResizeAndMigrate(t *testing.T) {
 	if p := portSpec(t, f, "a", got.NetworkPorts[0]); p.Host != got.Host {
 		t.Fatalf("port stayed on %s after migration to %s", p.Host, got.Host)
 	}
+	// A flavor with a smaller disk is refused: disks never shrink.
+	f.must(f.admin, "PUT", "/v1/flavors/nodisk", `{"spec":{"vcpus":1,"ram_mib":512,"disk_gib":0}}`, 201)
+	s = got
+	s.Flavor = "nodisk"
+	if code, body, _ := put(s); code != 400 || !strings.Contains(body, "a disk never shrinks") || !strings.Contains(body, "spec.flavor") {
+		t.Fatalf("resize to a smaller disk: %d %s", code, body)
+	}
 	// Resize to a flavor that fills a whole host: only an empty one fits.
 	s = got
 	s.Flavor = "large"

@@ -203,6 +203,14 @@ func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec
 	if named && !a.Admin {
 		return &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may choose the host"}
 	}
+	if resize {
+		old, err := getFlavor(a.Tx, p.Flavor)
+		if err == nil && fl.DiskGiB < old.DiskGiB {
+			// The host grows a disk, never shrinks one: it holds the guest's data.
+			return api.Fieldf("spec.flavor", "flavor %q has a %d GiB disk, smaller than the %d GiB of %q: a disk never shrinks",
+				s.Flavor, fl.DiskGiB, old.DiskGiB, p.Flavor)
+		}
+	}
 	asked, avoid := "", ""
 	switch {
 	case named:
