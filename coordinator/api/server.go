@@ -34,7 +34,7 @@ type Server struct {
 	reg     *registry.Registry
 	hosts   HostSource
 	log     *slog.Logger
-	mux     *http.ServeMux
+	mux     *routeMux
 	maxWait time.Duration
 	metrics *metrics
 
@@ -68,7 +68,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{store: o.Store, reg: o.Registry, hosts: o.Hosts, log: o.Logger, mux: http.NewServeMux(), maxWait: o.MaxWait, metrics: newMetrics(o.Metrics), keysApplied: o.KeysApplied}
+	s := &Server{store: o.Store, reg: o.Registry, hosts: o.Hosts, log: o.Logger, mux: &routeMux{ServeMux: http.NewServeMux()}, maxWait: o.MaxWait, metrics: newMetrics(o.Metrics), keysApplied: o.KeysApplied}
 	if sched := o.Registry.Scheduler; sched != nil && o.Store != nil {
 		// The scheduler follows the store's commits from here on, and the
 		// hosts from gossip (membership.FeedScheduler keeps them current).
@@ -88,7 +88,10 @@ func New(o Options) *Server {
 
 func (s *Server) routes() {
 	m := s.mux
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
 	m.HandleFunc("GET /v1/openapi.json", s.openAPI)
+	m.HandleFunc("GET /v1/version", s.auth(s.version))
 	m.HandleFunc("GET /v1/status", s.auth(s.clusterStatus))
 	m.HandleFunc("GET /v1/hosts", s.auth(s.listHosts))
 	m.HandleFunc("GET /v1/hosts/{host}", s.auth(s.getHost))
