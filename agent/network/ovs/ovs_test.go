@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +131,20 @@ func TestVXLANAndGRETunnels(t *testing.T) {
 	}
 	if strings.Contains(strings.ToUpper(flows), "NORMAL") {
 		t.Errorf("a flow uses NORMAL:\n%s", flows)
+	}
+	// ARP for remote ports is answered on the host: h1's endpoints asked
+	// for v2, v3, g2 and g3 above, and the ARP table's answers count them.
+	arp, err := h1.OVS.Ofctl(ctx, "dump-flows", h1.OVS.Mgmt(ovs.DefaultBridge), fmt.Sprintf("table=%d,arp", ovs.TableARP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := 0
+	for _, m := range regexp.MustCompile(`n_packets=(\d+),.*arp_tpa=`).FindAllStringSubmatch(arp, -1) {
+		n, _ := strconv.Atoi(m[1])
+		answered += n
+	}
+	if answered == 0 {
+		t.Errorf("no ARP request was answered by h1's ARP flows:\n%s", arp)
 	}
 	t.Logf("h1 flows:\n%s", flows)
 }
