@@ -90,7 +90,7 @@ func hostsCmd(g *globals) *cobra.Command {
 				drained = "yes (" + or(h.Reason, "no reason given") + ")"
 			}
 			fields{{"name", h.Name}, {"state", h.State + " for " + since(h)}, {"addr", or(h.Addr, "-")}, {"zone", or(h.Zone, "-")},
-				{"vtep", or(h.VTEP, "-")}, {"applied_epoch", fmt.Sprint(h.AppliedEpoch)}, {"drained", drained}}.print(w)
+				{"vtep", or(h.VTEP, "-")}, {"l2", l2Summary(h)}, {"applied_epoch", fmt.Sprint(h.AppliedEpoch)}, {"drained", drained}}.print(w)
 			st := ctl.Table{Header: []string{"SUBSYSTEM", "OK", "EPOCH", "FAILURES", "ERROR"}}
 			if h.Report != nil {
 				for _, ss := range h.Report.Subsystems {
@@ -103,6 +103,20 @@ func hostsCmd(g *globals) *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// l2Summary is how the host carries tenant networks: its L2 driver and,
+// on ovs hosts, the datapath (and why), flow generation and restores.
+func l2Summary(h api.Host) string {
+	if h.Report == nil || h.Report.Network == nil {
+		return "-"
+	}
+	n := h.Report.Network
+	if n.Datapath == "" {
+		return n.L2Driver
+	}
+	return fmt.Sprintf("%s, datapath %s (%s), flow generation %d, restores %d",
+		n.L2Driver, n.Datapath, or(n.DatapathReason, "-"), n.FlowGeneration, n.FlowRestores)
 }
 
 func since(h api.Host) string {

@@ -63,7 +63,8 @@ func TestHostsDrainReasonAndFailingResources(t *testing.T) {
 
 	c.must("securitygroups", "create", "web", "-p", "p")
 	rep := api.HostReport{Host: "h1", Resources: []api.ResourceReport{{Key: api.Key{Kind: "securitygroup", Project: "p", Name: "web"},
-		ResourceStatus: api.ResourceStatus{State: api.ResourceError, Message: "nft: table busy", Epoch: epoch + 1, Updated: time.Now()}}}}
+		ResourceStatus: api.ResourceStatus{State: api.ResourceError, Message: "nft: table busy", Epoch: epoch + 1, Updated: time.Now()}}},
+		Network: &api.NetworkHost{L2Driver: "ovs", Datapath: "netdev", DatapathReason: "no openvswitch module", FlowGeneration: 3}}
 	b, _ := json.Marshal(rep)
 	req, _ := http.NewRequest(http.MethodPost, c.url+"/v1/hosts/h1/status", bytes.NewReader(b))
 	req.Header.Set("Authorization", "Bearer "+c.token)
@@ -74,7 +75,7 @@ func TestHostsDrainReasonAndFailingResources(t *testing.T) {
 	resp.Body.Close()
 	c.steps([]step{
 		{args: "status", want: []string{"converged: no (h1", "failing resources:", "securitygroup/p/web", "h1", "nft: table busy"}},
-		{args: "hosts show h1", want: []string{"failing resources:", "securitygroup/p/web", "nft: table busy"}},
+		{args: "hosts show h1", want: []string{"l2:", "ovs, datapath netdev (no openvswitch module), flow generation 3", "failing resources:", "securitygroup/p/web", "nft: table busy"}},
 		{args: "securitygroups show web -p p", want: []string{"hosts:", "HOST", "h1", "error", "nft: table busy"}},
 	})
 	c.json(&pr, "hosts", "enable", "h1")
