@@ -88,7 +88,16 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 			return fmt.Errorf("%w (logs in %s)", err, filepath.Join(l.Dir, "logs"))
 		}
 	}
-	for _, args := range [][]string{{"status"}, {"hosts", "list"}, {"projects", "list"}} {
+	steps := [][]string{{"status"}, {"hosts", "list"}}
+	for i := 1; i <= l.Hosts; i++ {
+		if l.L2Driver(i) == lab.DriverOVS {
+			// The first Open vSwitch host: its driver and datapath.
+			steps = append(steps, []string{"hosts", "show", l.HostName(i)})
+			break
+		}
+	}
+	steps = append(steps, []string{"projects", "list"})
+	for _, args := range steps {
 		fmt.Printf("\n$ stratactl %s\n", joinArgs(args))
 		if err := ctl(args...); err != nil {
 			return err
