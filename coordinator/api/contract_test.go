@@ -168,6 +168,15 @@ func TestGREOnlyOnOVSHosts(t *testing.T) {
 		}
 	}
 	f.must(f.admin, "PUT", "/v1/projects/demo/ports/ok", `{"spec":{"network":"g0","host":"h2"}}`, 201)
+	// A router with a leg on a gre network is placed on an ovs host.
+	for i := 0; i < 4; i++ {
+		var pr api.PutResult
+		json.Unmarshal(f.must(f.admin, "PUT", fmt.Sprintf("/v1/projects/demo/routers/r%d", i),
+			fmt.Sprintf(`{"spec":{"interfaces":[{"subnet":"sg%d"}]}}`, i), 201), &pr)
+		if h := decodeSpec[api.RouterSpec](pr.Resource).Host; h != "h2" {
+			t.Fatalf("router r%d with a leg on a gre network placed on %s, which runs linuxbridge", i, h)
+		}
+	}
 	f.must(f.admin, "PUT", "/v1/projects/demo/networks/vx", `{"spec":{"dhcp_host":"h1"}}`, 201)
 	before := f.store.Epoch()
 	for _, c := range []struct{ path, body, field string }{

@@ -93,9 +93,19 @@ func admitRouterHost(a *Admission, r *api.Resource, s *api.RouterSpec, prev api.
 			physnet = ext.spec.PhysicalNetwork
 		}
 	}
+	// A leg on a gre network needs a host on the ovs L2 driver.
+	gre := false
+	for _, in := range s.Interfaces {
+		if sub, err := a.Tx.Get(api.Key{Kind: "subnet", Project: r.Project, Name: in.Subnet}); err == nil {
+			if _, ns, err := getNetwork(a.Tx, r.Project, decode[api.SubnetSpec](sub).Network, ""); err == nil && ns.Type == "gre" {
+				gre = true
+			}
+		}
+	}
 	var alive []string
 	for _, h := range a.Hosts() {
-		if h.State == api.StateAlive && !h.Drained && (physnet == "" || a.Facts.Maps(h.Name, physnet)) {
+		if h.State == api.StateAlive && !h.Drained && (physnet == "" || a.Facts.Maps(h.Name, physnet)) &&
+			(!gre || a.Facts.CarriesGRE(h.Name)) {
 			alive = append(alive, h.Name)
 		}
 	}
