@@ -155,6 +155,10 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		h.s.errorFor(w, err)
 		return
 	}
+	if err := checkLists(spec, "spec"); err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
 	key := h.key(r, name)
 	ifMatch, err := parseIfMatch(r)
 	if err != nil {
@@ -199,6 +203,13 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 			return err
 		}
 		res.Spec = buf
+		var prevp *api.Resource
+		if exists {
+			prevp = &prev
+		}
+		if err := registry.CheckQuota(tx, res, prevp); err != nil {
+			return err
+		}
 		if exists {
 			result.Kept = keptFields(h.k.Assigned, req.Spec, buf, prev.Spec)
 		}

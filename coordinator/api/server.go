@@ -106,6 +106,7 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /v1/tokens/{id}", s.auth(s.deleteToken))
 	m.HandleFunc("GET /v1/kinds", s.auth(s.listKinds))
 	m.HandleFunc("GET /v1/backup", s.auth(s.backup))
+	m.HandleFunc("GET /v1/projects/{project}/quota", s.auth(s.projectQuota))
 	for _, k := range s.reg.Kinds() {
 		base := "/v1/" + k.Plural
 		if k.Scope == registry.Project {

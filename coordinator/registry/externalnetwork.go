@@ -152,11 +152,7 @@ func allocateExternal(tx *store.Tx, ext externalNet, network, field string, v *s
 		return err
 	}
 	if *v == "" {
-		taken := map[netip.Addr]bool{}
-		for a := range used {
-			taken[a] = true
-		}
-		ip, err := allocate(ext.spec.AllocationPools, taken, ext.gw)
+		ip, err := allocate(ext.spec.AllocationPools, used, ext.gw)
 		if err != nil {
 			return Conflictf("external network %q: %v", network, err)
 		}

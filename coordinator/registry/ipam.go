@@ -56,13 +56,22 @@ func defaultPool(p netip.Prefix, gw netip.Addr) api.IPRange {
 // cannot turn one allocation into an endless walk.
 const maxScan = 1 << 20
 
-// allocate returns the lowest free address of the pools.
-func allocate(pools []api.IPRange, used map[netip.Addr]bool, gw netip.Addr) (netip.Addr, error) {
+// allocate returns the lowest free address of the pools: one in used
+// (whatever the value) is taken.
+func allocate[V any](pools []api.IPRange, used map[netip.Addr]V, gw netip.Addr) (netip.Addr, error) {
+	return allocateFrom(pools, used, gw, netip.Addr{})
+}
+
+// allocateFrom is allocate searching only above after (when valid).
+func allocateFrom[V any](pools []api.IPRange, used map[netip.Addr]V, gw, after netip.Addr) (netip.Addr, error) {
 	for _, r := range pools {
 		a, _ := netip.ParseAddr(r.Start)
 		end, _ := netip.ParseAddr(r.End)
+		if after.IsValid() && after.BitLen() == a.BitLen() && !after.Less(a) {
+			a = after.Next()
+		}
 		for n := 0; a.IsValid() && a.Compare(end) <= 0 && n < maxScan; a, n = a.Next(), n+1 {
-			if !used[a] && a != gw {
+			if _, inUse := used[a]; !inUse && a != gw {
 				return a, nil
 			}
 		}

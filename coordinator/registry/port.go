@@ -180,15 +180,23 @@ func admitFixedIPs(s *api.PortSpec, prev *api.PortSpec, name string, others []ap
 		}
 	}
 	mine := map[netip.Addr]bool{}
+	for a := range used {
+		mine[a] = false // taken, by another port
+	}
+	from := map[string]netip.Addr{} // where each subnet's search goes on
 	for i := range s.FixedIPs {
-		if err := admitFixedIP(&s.FixedIPs[i], fmt.Sprintf("spec.fixed_ips[%d]", i), used, mine, subnets); err != nil {
+		if err := admitFixedIP(&s.FixedIPs[i], fmt.Sprintf("spec.fixed_ips[%d]", i), used, mine, from, subnets); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func admitFixedIP(f *api.FixedIP, field string, used map[netip.Addr]string, mine map[netip.Addr]bool, subnets []subnetInfo) error {
+// admitFixedIP checks or allocates one address. taken holds every address
+// in use on the network (true: by this port); an allocation goes on from
+// where the last one in the subnet stopped, so a port's addresses cost one
+// walk of the pools, not one per address, and nothing is copied.
+func admitFixedIP(f *api.FixedIP, field string, used map[netip.Addr]string, taken map[netip.Addr]bool, from map[string]netip.Addr, subnets []subnetInfo) error {
 	var sn *subnetInfo
 	for i := range subnets {
 		if subnets[i].name == f.Subnet {
@@ -202,19 +210,12 @@ func admitFixedIP(f *api.FixedIP, field string, used map[netip.Addr]string, mine
 		if sn == nil {
 			return api.Fieldf(field, "give a subnet, an ip, or both")
 		}
-		taken := map[netip.Addr]bool{}
-		for a := range used {
-			taken[a] = true
-		}
-		for a := range mine {
-			taken[a] = true
-		}
-		ip, err := allocate(sn.spec.AllocationPools, taken, sn.gw)
+		ip, err := allocateFrom(sn.spec.AllocationPools, taken, sn.gw, from[sn.name])
 		if err != nil {
 			return Conflictf("subnet %q: %v", sn.name, err)
 		}
 		f.IP = ip.String()
-		mine[ip] = true
+		taken[ip], from[sn.name] = true, ip
 		return nil
 	}
 	ip, err := canonAddr(field+".ip", &f.IP)
@@ -239,14 +240,14 @@ func admitFixedIP(f *api.FixedIP, field string, used map[netip.Addr]string, mine
 		return api.Fieldf(field+".ip", "%s is the network or broadcast address of %s", ip, sn.prefix)
 	case ip == sn.gw:
 		return api.Fieldf(field+".ip", "%s is the gateway of subnet %q", ip, sn.name)
-	case mine[ip]:
+	case taken[ip]:
 		return api.Fieldf(field+".ip", "%s is listed twice", ip)
 	}
 	if other, dup := used[ip]; dup {
 		return api.Fieldf(field+".ip", "%s is already used by port %q", ip, other)
 	}
 	f.IP = ip.String()
-	mine[ip] = true
+	taken[ip] = true
 	return nil
 }
 

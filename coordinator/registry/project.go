@@ -35,7 +35,10 @@ func ProjectKind(reg *Registry) *Kind {
 					return Conflictf("project %q still has %d %s (first: %q); delete them first", r.Name, len(rs), k.Plural, rs[0].Name)
 				}
 			}
-			return nil
+			// Its quota goes with it: a project made again under the
+			// name starts from the defaults.
+			_, err := a.Tx.Delete(api.Key{Kind: "quota", Name: r.Name})
+			return err
 		},
 		Schema: map[string]any{
 			"type":                 "object",
@@ -51,6 +54,7 @@ func ProjectKind(reg *Registry) *Kind {
 func Default() *Registry {
 	reg := &Registry{byName: map[string]*Kind{}, Settings: DefaultSettings(), Scheduler: scheduler.New(scheduler.DefaultConfig())}
 	_ = reg.Add(ProjectKind(reg))
+	_ = reg.Add(QuotaKind())
 	_ = reg.Add(HostConfigKind())
 	_ = reg.Add(HostIdentityKind())
 	_ = reg.Add(GossipKeyringKind())

@@ -80,6 +80,18 @@ func (tx *Tx) Keys(kind string) []api.Key {
 	return out
 }
 
+// Count returns how many resources of a kind a project holds, without
+// decoding them.
+func (tx *Tx) Count(kind, project string) int {
+	prefix := []byte(kind + "\x00" + project + "\x00")
+	n := 0
+	c := tx.btx.Bucket(bucketResources).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
 // All calls fn for every resource.
 func (tx *Tx) All(fn func(api.Resource) error) error {
 	return tx.btx.Bucket(bucketResources).ForEach(func(k, v []byte) error {

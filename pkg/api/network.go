@@ -34,9 +34,9 @@ type SubnetSpec struct {
 	CIDR    string `json:"cidr"`
 	// Gateway defaults to the first address; "none" means no gateway.
 	Gateway         string      `json:"gateway,omitempty"`
-	AllocationPools []IPRange   `json:"allocation_pools,omitempty"`
-	DNSServers      []string    `json:"dns_servers,omitempty"`
-	HostRoutes      []HostRoute `json:"host_routes,omitempty"`
+	AllocationPools []IPRange   `json:"allocation_pools,omitempty" maxitems:"16"`
+	DNSServers      []string    `json:"dns_servers,omitempty" maxitems:"8"`
+	HostRoutes      []HostRoute `json:"host_routes,omitempty" maxitems:"64"`
 	// DHCP defaults to true.
 	DHCP *bool `json:"dhcp,omitempty"`
 }
@@ -68,14 +68,14 @@ const (
 type PortSpec struct {
 	Network  string    `json:"network"`
 	MAC      string    `json:"mac,omitempty"`
-	FixedIPs []FixedIP `json:"fixed_ips,omitempty"`
+	FixedIPs []FixedIP `json:"fixed_ips,omitempty" maxitems:"16"`
 	// Host binds the port to a host (gossip name).
 	Host    string `json:"host,omitempty"`
 	Owner   string `json:"owner,omitempty"`
 	DNSName string `json:"dns_name,omitempty"`
 	// SecurityGroups filter the port's traffic (instance and endpoint
 	// ports); none means the project's default group.
-	SecurityGroups []string `json:"security_groups,omitempty"`
+	SecurityGroups []string `json:"security_groups,omitempty" maxitems:"16"`
 	// PortSecurity false turns security groups off for the port.
 	PortSecurity *bool `json:"port_security,omitempty"`
 }

@@ -69,7 +69,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.tokenFile, "token-file", os.Getenv("STRATA_TOKEN_FILE"), "file holding the API token (env STRATA_TOKEN_FILE; or the token itself in STRATA_TOKEN)")
 	pf.StringVar(&g.caFile, "ca-file", envOr("STRATA_CA_FILE", "/etc/strata/ca.crt"), "the coordinator's CA certificate, pinned; empty trusts the system's roots (env STRATA_CA_FILE)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), gossipCmd(g), applyCmd(g), deleteCmd(g))
+	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), gossipCmd(g), quotaCmd(g), applyCmd(g), deleteCmd(g))
 	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g), aggregatesCmd(g), serverGroupsCmd(g))
 	root.AddCommand(volumeTypesCmd(g), volumesCmd(g), volumeSnapshotsCmd(g))
 	root.AddCommand(networksCmd(g), subnetsCmd(g), portsCmd(g), securityGroupsCmd(g), externalNetworksCmd(g), routersCmd(g), floatingIPsCmd(g), firewallGroupsCmd(g))
