@@ -233,3 +233,9 @@ func (b *B) SNATBySaddr(m string) Rule {
 		&expr.Lookup{SourceRegister: reg, DestRegister: reg, IsDestRegSet: true, SetName: m},
 		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg})
 }
+
+// Mark matches the packet mark.
+func (b *B) Mark(m uint32) *B {
+	return b.add(fmt.Sprintf("meta mark 0x%x", m), &expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
+		cmpEq(binary.NativeEndian.AppendUint32(nil, m)))
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 )
 
 // Table is the desired content of one nft table. Sync owns the table
@@ -29,15 +30,31 @@ type Chain struct {
 	Rules    []Rule
 }
 
-// Set is a named set (or, with DataType, a map) of IPv4 addresses.
+// Set is a named set or map. Without Fields its keys are IPv4 addresses
+// (Elems; with IsMap it maps them to IPv4 addresses). With Fields its keys
+// are ranges over the concatenation of those fields (Ranges), which the
+// kernel keeps in one pipapo set; with VMap it maps each range to a
+// verdict. A set's name must change when its kind or fields do.
 type Set struct {
 	Name  string
 	IsMap bool // ipv4_addr : ipv4_addr
 	Elems []Elem
+
+	Fields []Field
+	VMap   bool
+	Ranges []Range
 }
 
 // Elem is one element; Val only in maps.
 type Elem struct{ Key, Val netip.Addr }
+
+// Range is one element of a set with Fields: the keys from From to To,
+// field by field (each field padded to 4 bytes, as the kernel keeps them),
+// and in a verdict map the verdict.
+type Range struct {
+	From, To []byte
+	Verdict  expr.Verdict
+}
 
 // Stats counts what one Sync changed.
 type Stats struct {
@@ -117,10 +134,15 @@ func (e *Engine) syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error
 	}
 	next := newSnapshot()
 	var del deletions
+	// Chains first (verdict map elements name them), then sets, then the
+	// rules (which name both), then what goes.
+	chains := addChains(c, t, want.Chains, have, next, &st, &del)
 	if err := syncSets(c, t, want.Sets, have, next, &st, &del); err != nil {
 		return st, err
 	}
-	syncChains(c, t, want.Chains, have, next, &st, &del)
+	for i, wc := range want.Chains {
+		next.rules[wc.Name] = syncRules(c, chains[i], wc.Rules, have.rules[wc.Name], &st)
+	}
 	del.queue()
 	if st.Ops() == 0 {
 		// Remember what was read, if nothing was committed while reading.
@@ -227,96 +249,26 @@ func (e *Engine) read(c *nftables.Conn, k *kconn, t *nftables.Table) (snapshot, 
 
 // deletions are the objects a batch removes, queued after every add and
 // rule change in dependency order: the rules of the chains that go (which
-// may jump to each other or name a set), then those chains, then sets and
-// maps, which nothing left refers to. Deleting in another order is what
-// makes the kernel answer "device or resource busy".
+// may jump to each other or name a set), then sets and maps (whose
+// elements may name a chain), then those chains, which nothing left refers
+// to. Deleting in another order is what makes the kernel answer "device or
+// resource busy".
 type deletions struct {
-	flush, chains, sets []func()
+	flush, sets, chains []func()
 }
 
 func (d *deletions) queue() {
-	for _, fs := range [][]func(){d.flush, d.chains, d.sets} {
+	for _, fs := range [][]func(){d.flush, d.sets, d.chains} {
 		for _, f := range fs {
 			f()
 		}
 	}
 }
 
-func elemKey(key, val []byte) string { return string(key) + "=" + string(val) }
-
-func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapshot, st *Stats, del *deletions) error {
-	wantNames := map[string]bool{}
-	for _, ws := range want {
-		wantNames[ws.Name] = true
-		set := &nftables.Set{Table: t, Name: ws.Name, KeyType: nftables.TypeIPAddr}
-		if ws.IsMap {
-			set.IsMap, set.DataType = true, nftables.TypeIPAddr
-		}
-		var elems []nftables.SetElement
-		wantKeys := map[string]bool{}
-		for _, e := range ws.Elems {
-			el := nftables.SetElement{Key: e.Key.AsSlice()}
-			if ws.IsMap {
-				el.Val = e.Val.AsSlice()
-			}
-			elems = append(elems, el)
-			wantKeys[elemKey(el.Key, el.Val)] = true
-		}
-		next.elems[ws.Name] = elems
-		old, ok := have.sets[ws.Name]
-		if !ok || old.IsMap != ws.IsMap {
-			next.sets[ws.Name] = set
-			if ok {
-				del.sets = append(del.sets, func() { c.DelSet(old) })
-				st.Objects++
-			}
-			if err := c.AddSet(set, elems); err != nil {
-				return fmt.Errorf("add set %q: %w", ws.Name, err)
-			}
-			st.Objects++
-			st.ElemsAdded += len(elems)
-			continue
-		}
-		next.sets[ws.Name] = old
-		var del, add []nftables.SetElement
-		haveKeys := map[string]bool{}
-		for _, e := range have.elems[ws.Name] {
-			k := elemKey(e.Key, e.Val)
-			haveKeys[k] = true
-			if !wantKeys[k] {
-				del = append(del, nftables.SetElement{Key: e.Key})
-			}
-		}
-		for _, e := range elems {
-			if !haveKeys[elemKey(e.Key, e.Val)] {
-				add = append(add, e)
-			}
-		}
-		// A map entry whose value changed is deleted, then added: inside
-		// one batch nothing ever sees it missing.
-		if len(del) > 0 {
-			if err := c.SetDeleteElements(old, del); err != nil {
-				return fmt.Errorf("delete elements of %q: %w", ws.Name, err)
-			}
-		}
-		if len(add) > 0 {
-			if err := c.SetAddElements(old, add); err != nil {
-				return fmt.Errorf("add elements to %q: %w", ws.Name, err)
-			}
-		}
-		st.ElemsAdded += len(add)
-		st.ElemsDeleted += len(del)
-	}
-	for name, old := range have.sets {
-		if !wantNames[name] {
-			del.sets = append(del.sets, func() { c.DelSet(old) })
-			st.Objects++
-		}
-	}
-	return nil
-}
-
-func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have, next snapshot, st *Stats, del *deletions) {
+// addChains adds the chains that are new or whose base changes, and
+// queues the deletion of those no longer wanted. It returns the wanted
+// chains, in order.
+func addChains(c *nftables.Conn, t *nftables.Table, want []Chain, have, next snapshot, st *Stats, del *deletions) []*nftables.Chain {
 	wantNames := map[string]bool{}
 	chains := make([]*nftables.Chain, len(want))
 	for i, wc := range want {
@@ -330,20 +282,18 @@ func syncChains(c *nftables.Conn, t *nftables.Table, want []Chain, have, next sn
 			st.Objects++
 		}
 	}
-	// Rules of every chain after all chains exist, so jumps resolve.
-	for i, wc := range want {
-		next.rules[wc.Name] = syncRules(c, chains[i], wc.Rules, have.rules[wc.Name], st)
-	}
 	for name, old := range have.chains {
 		if wantNames[name] {
 			continue
 		}
-		// Rules jumping to it from kept chains were deleted above; those
-		// in other chains that go are flushed before any chain is deleted.
+		// Rules jumping to it from kept chains are deleted by syncRules;
+		// those in other chains that go are flushed before any chain is
+		// deleted.
 		del.flush = append(del.flush, func() { c.FlushChain(old) })
 		del.chains = append(del.chains, func() { c.DelChain(old) })
 		st.Objects++
 	}
+	return chains
 }
 
 func sameBase(old, ch *nftables.Chain) bool {
