@@ -109,7 +109,9 @@ func testTwoProjectsSameCIDRTwoRouters(t *testing.T, drv string) {
 
 // TestFirewallOrderAndExistingConnections: a deny before an allow wins; a
 // policy with Existing=false leaves an open connection alone, one with
-// Existing=true stops it. A one-rule change is one rule added.
+// Existing=true stops it. A one-rule change is one verdict map element
+// changed (the allow after the deny is shadowed, so the element for 8080
+// now drops), no rule.
 func TestFirewallOrderAndExistingConnections(t *testing.T) {
 	l, _ := fipLab(t)
 	d := l.driver(t)
@@ -124,8 +126,8 @@ func TestFirewallOrderAndExistingConnections(t *testing.T) {
 	in := l.routers[0].Firewall.Ingress
 	in.Rules = []netspec.FirewallRule{deny(8080), allow(8080)}
 	l.set(t, d)
-	if st := d.LastSync("ra"); st.RulesAdded != 1 || st.RulesDeleted != 0 || st.Objects != 0 {
-		t.Errorf("inserting one rule: %+v, want exactly one rule added", st)
+	if st := d.LastSync("ra"); st.RulesAdded != 0 || st.RulesDeleted != 0 || st.Objects != 0 || st.ElemsAdded != 1 || st.ElemsDeleted != 1 {
+		t.Errorf("inserting one rule: %+v, want exactly one element replaced", st)
 	}
 	if c, _, err := dial(l.ext, "203.0.113.50:8080"); err == nil {
 		c.c.Close()
@@ -266,7 +268,7 @@ func TestFailedBatchKeepsRuleset(t *testing.T) {
 	}
 	d.SetBeforeFlush(nil)
 	l.set(t, d)
-	if after := l.dump(t, d, "ra"); !strings.Contains(after, "tcp dport 22 drop") {
+	if after := l.dump(t, d, "ra"); !strings.Contains(after, "tcp . 0.0.0.0/0 . 0.0.0.0/0 . 0-65535 . 22 : drop") {
 		t.Errorf("retry did not apply the new rule:\n%s", after)
 	}
 }

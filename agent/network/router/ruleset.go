@@ -2,8 +2,11 @@ package router
 
 import (
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/strata-infra/strata/agent/network/firewall"
 	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netspec"
+	"golang.org/x/sys/unix"
 )
 
 // TableName is the one nft table in every router namespace (family ip).
@@ -20,6 +23,9 @@ const (
 	ChainForward = "forward"
 	ChainFWIn    = "fw_ingress"
 	ChainFWOut   = "fw_egress"
+	// The chains a firewall's reject verdicts go to.
+	ChainRejectTCP  = "fw_reset"   // TCP reset
+	ChainRejectICMP = "fw_unreach" // ICMP port unreachable
 )
 
 // Ruleset is the desired table of router r: NAT for floating IPs (DNAT in,
@@ -47,18 +53,23 @@ func Ruleset(r netspec.Router) nftsync.Table {
 			post.Rules = append(post.Rules, nftsync.R().OIF(qg).SNATTo(r.Gateway.Addr.Addr()))
 		}
 	}
-	fwd, fwChains := forward(r)
+	fwd, fwChains, fwSets := forward(r)
 	t.Chains = append([]nftsync.Chain{pre, post, fwd}, fwChains...)
+	t.Sets = append(t.Sets, fwSets...)
 	return t
 }
 
-func forward(r netspec.Router) (nftsync.Chain, []nftsync.Chain) {
+func forward(r netspec.Router) (nftsync.Chain, []nftsync.Chain, []nftsync.Set) {
 	drop := nftables.ChainPolicyDrop
 	c := nftsync.Chain{Name: ChainForward, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward,
 		Priority: nftables.ChainPriorityFilter, Policy: &drop}
 	c.Rules = append(c.Rules, nftsync.R().CtState(nftsync.CtInvalid).Drop())
 	var early, late []nftsync.Rule // firewall dispatch before and after established
 	var chains []nftsync.Chain
+	var sets []nftsync.Set
+	if fw := r.Firewall; fw != nil && (fw.Ingress != nil || fw.Egress != nil) {
+		chains = append(chains, RejectChains()...)
+	}
 	if fw := r.Firewall; fw != nil {
 		for _, p := range []struct {
 			pol     *netspec.FirewallPolicy
@@ -68,7 +79,8 @@ func forward(r netspec.Router) (nftsync.Chain, []nftsync.Chain) {
 			if p.pol == nil {
 				continue
 			}
-			chains = append(chains, PolicyChain(p.chain, *p.pol))
+			ch, s := PolicyChain(p.chain, *p.pol)
+			chains, sets = append(chains, ch), append(sets, s...)
 			for _, port := range fw.Ports {
 				leg := InternalLeg(port)
 				b := nftsync.R().IIF(leg)
@@ -92,37 +104,52 @@ func forward(r netspec.Router) (nftsync.Chain, []nftsync.Chain) {
 	if r.Gateway != nil {
 		c.Rules = append(c.Rules, nftsync.R().IIF(GatewayLeg(r.ID)).CtDNAT().Accept())
 	}
-	return c, chains
+	return c, chains, sets
 }
 
-// PolicyChain renders a firewall policy: its rules in order, the first
-// match wins, and an implicit drop at the end.
-func PolicyChain(name string, p netspec.FirewallPolicy) nftsync.Chain {
-	c := nftsync.Chain{Name: name}
-	for _, fr := range p.Rules {
-		c.Rules = append(c.Rules, FirewallRule(fr))
+// RejectChains are where a firewall's reject verdicts go: a verdict map
+// holds verdicts only, so a reject is a goto to one of these.
+func RejectChains() []nftsync.Chain {
+	return []nftsync.Chain{
+		{Name: ChainRejectTCP, Rules: []nftsync.Rule{nftsync.R().Reject(true)}},
+		{Name: ChainRejectICMP, Rules: []nftsync.Rule{nftsync.R().Reject(false)}},
 	}
-	c.Rules = append(c.Rules, nftsync.R().Drop())
-	return c
 }
 
-// FirewallRule renders one validated firewall rule.
-func FirewallRule(fr netspec.FirewallRule) nftsync.Rule {
+// PolicyChain compiles a firewall policy (its rules in order, the first
+// match wins, an implicit drop at the end) into chain name and the verdict
+// maps it looks up (see package firewall).
+func PolicyChain(name string, p netspec.FirewallPolicy) (nftsync.Chain, []nftsync.Set) {
+	list := make([]firewall.Rule, len(p.Rules))
+	for i, fr := range p.Rules {
+		list[i] = FirewallRule(fr)
+	}
+	rules, sets := firewall.Compile(name, list)
+	return nftsync.Chain{Name: name, Rules: append(rules, nftsync.R().Drop())}, sets
+}
+
+var protoNums = map[string]uint8{netspec.ProtoTCP: unix.IPPROTO_TCP, netspec.ProtoUDP: unix.IPPROTO_UDP, netspec.ProtoICMP: unix.IPPROTO_ICMP}
+
+// FirewallRule is one validated firewall rule as the compiler takes it.
+func FirewallRule(fr netspec.FirewallRule) firewall.Rule {
 	src, _ := netspec.ParseCIDR(fr.Source)
 	dst, _ := netspec.ParseCIDR(fr.Dest)
-	b := nftsync.R().Proto(fr.Protocol).Src(src).Dst(dst)
+	r := firewall.Rule{Proto: protoNums[fr.Protocol], Src: src, Dst: dst}
 	if pr := fr.SrcPorts; pr != nil {
-		b = b.SPort(pr.From, pr.To)
+		r.SPort = firewall.Ports{From: uint16(pr.From), To: uint16(pr.To)}
 	}
 	if pr := fr.DstPorts; pr != nil {
-		b = b.DPort(pr.From, pr.To)
+		r.DPort = firewall.Ports{From: uint16(pr.From), To: uint16(pr.To)}
 	}
-	switch fr.Action {
-	case netspec.ActionAllow:
-		return b.Accept()
-	case netspec.ActionReject:
-		return b.Reject(fr.Protocol == netspec.ProtoTCP)
+	switch {
+	case fr.Action == netspec.ActionAllow:
+		r.Verdict = expr.Verdict{Kind: expr.VerdictAccept}
+	case fr.Action == netspec.ActionReject && fr.Protocol == netspec.ProtoTCP:
+		r.Verdict = expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainRejectTCP}
+	case fr.Action == netspec.ActionReject:
+		r.Verdict = expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainRejectICMP}
 	default:
-		return b.Drop()
+		r.Verdict = expr.Verdict{Kind: expr.VerdictDrop}
 	}
+	return r
 }

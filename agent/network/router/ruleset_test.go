@@ -14,6 +14,9 @@ func render(t nftsync.Table) string {
 	var b strings.Builder
 	for _, s := range t.Sets {
 		b.WriteString("set " + s.Name + ":")
+		for _, r := range s.Ranges {
+			b.WriteString("\n  " + r.Text(s.Fields, s.VMap))
+		}
 		for _, e := range s.Elems {
 			b.WriteString(" " + e.Key.String())
 			if s.IsMap {
@@ -32,7 +35,9 @@ func render(t nftsync.Table) string {
 }
 
 // TestRulesetRendering: the pure builder's output for a router with SNAT, a
-// floating IP and a firewall group, policy order kept.
+// floating IP and a firewall group: each policy compiled to one verdict
+// map lookup per key shape, the allow that the deny before it shadows left
+// out, a reject going to the reject chain.
 func TestRulesetRendering(t *testing.T) {
 	r := newRouter("ra", "proj-a", 10)
 	r.FloatingIPs = []netspec.FloatingIP{{IP: adr("203.0.113.50"), FixedIP: adr("10.1.1.11")}}
@@ -45,6 +50,11 @@ func TestRulesetRendering(t *testing.T) {
 	qr, qg := router.InternalLeg("if-proj-a"), router.GatewayLeg("ra")
 	want := strings.NewReplacer("QR", qr, "QG", qg).Replace(`set fip_dnat: 203.0.113.50>10.1.1.11
 set fip_snat: 10.1.1.11>203.0.113.50
+set fw_ingress_0p:
+  6 . 0.0.0.0/0 . 0.0.0.0/0 . 0-65535 . 8080 : drop
+  17 . 198.51.100.0/24 . 10.1.1.0/25 . 1-1023 . 53 : goto fw_unreach
+set fw_egress_0a:
+  1 . 0.0.0.0/0 . 0.0.0.0/0 : accept
 chain prerouting
   iifname "QG" dnat to ip daddr map @fip_dnat
 chain postrouting
@@ -57,13 +67,15 @@ chain forward
   iifname "QR" jump fw_egress
   iifname "QR" accept
   iifname "QG" ct status dnat accept
+chain fw_reset
+  reject with tcp reset
+chain fw_unreach
+  reject
 chain fw_ingress
-  meta l4proto tcp th dport 8080 drop
-  meta l4proto tcp th dport 8080 accept
-  meta l4proto udp ip saddr 198.51.100.0/24 ip daddr 10.1.1.0/25 th sport 1-1023 th dport 53 reject
+  meta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_ingress_0p
   drop
 chain fw_egress
-  meta l4proto icmp accept
+  meta l4proto . ip saddr . ip daddr vmap @fw_egress_0a
   drop
 `)
 	if got := render(router.Ruleset(r)); got != want {

@@ -1,0 +1,177 @@
+// Package firewall compiles an ordered, first-match list of rules into as
+// few nft rules as its meaning allows: verdict maps over the concatenation
+// protocol . source . destination (. source port . destination port), one
+// lookup per layer.
+//
+// Rules are placed in layers, in order. A rule goes into the lowest layer
+// that is above every earlier overlapping rule with another verdict and
+// holds no rule overlapping it; a rule covered by an earlier one is never
+// the first match and is left out. Within a layer no two rules overlap, so
+// a packet matches at most one element of it, and the first layer with a
+// match gives the verdict the first matching rule of the list would have:
+// a rule with another verdict that an earlier rule overlaps sits in a
+// higher layer. A list whose rules do not overlap (distinct sources, or
+// distinct protocols and ports) is one layer and one lookup, however long;
+// a change of one rule is one element added or removed.
+package firewall
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables/expr"
+	"github.com/strata-infra/strata/agent/network/nftsync"
+)
+
+// Ports is an inclusive port range; the zero value is any port.
+type Ports struct{ From, To uint16 }
+
+func (p Ports) any() bool { return p == Ports{} }
+
+// Rule is one rule of an ordered list.
+type Rule struct {
+	Proto    uint8        // IP protocol; 0 is any
+	Src, Dst netip.Prefix // IPv4; invalid or /0 is any
+	SPort    Ports        // only with Proto tcp or udp
+	DPort    Ports
+	Verdict  expr.Verdict // accept, drop, return, or jump/goto a chain
+}
+
+// The two key shapes: with ports (tcp and udp rules that name ports) and
+// without (any other rule; a packet need not carry ports to match).
+var (
+	portFields = []nftsync.Field{nftsync.L4Proto, nftsync.SAddr, nftsync.DAddr, nftsync.SPort, nftsync.DPort}
+	addrFields = []nftsync.Field{nftsync.L4Proto, nftsync.SAddr, nftsync.DAddr}
+)
+
+// box is a rule as intervals, one per field of portFields.
+type box [5][2]uint32
+
+func span(p netip.Prefix) [2]uint32 {
+	if !p.IsValid() || p.Bits() == 0 {
+		return [2]uint32{0, 1<<32 - 1}
+	}
+	a := p.Masked().Addr().As4()
+	lo := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	return [2]uint32{lo, lo | (1<<(32-p.Bits()) - 1)}
+}
+
+func portSpan(p Ports) [2]uint32 {
+	if p.any() {
+		return [2]uint32{0, 65535}
+	}
+	return [2]uint32{uint32(p.From), uint32(p.To)}
+}
+
+func (r Rule) box() box {
+	proto := [2]uint32{0, 255}
+	if r.Proto != 0 {
+		proto = [2]uint32{uint32(r.Proto), uint32(r.Proto)}
+	}
+	return box{proto, span(r.Src), span(r.Dst), portSpan(r.SPort), portSpan(r.DPort)}
+}
+
+func (a box) overlaps(b box) bool {
+	for i := range a {
+		if a[i][1] < b[i][0] || b[i][1] < a[i][0] {
+			return false
+		}
+	}
+	return true
+}
+
+func (a box) covers(b box) bool {
+	for i := range a {
+		if b[i][0] < a[i][0] || b[i][1] > a[i][1] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameVerdict(a, b expr.Verdict) bool { return a.Kind == b.Kind && a.Chain == b.Chain }
+
+func anyPrefix(p netip.Prefix) netip.Prefix {
+	if !p.IsValid() {
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	}
+	return p.Masked()
+}
+
+// Compile returns the rules that evaluate list in order (each a verdict
+// map lookup; a packet no rule matches falls through to what the caller
+// puts after them) and the maps they use, named name + layer + shape.
+func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
+	boxes := make([]box, len(list))
+	layer := make([]int, len(list))
+	srcs, dsts := newPrefixIndex(), newPrefixIndex()
+	var layers [][]int32 // rule indices per layer, in list order
+	occupied := map[int]bool{}
+	for j, r := range list {
+		b := r.box()
+		boxes[j] = b
+		src, dst := anyPrefix(r.Src), anyPrefix(r.Dst)
+		idx, p := srcs, src
+		if dsts.count(dst) < srcs.count(src) {
+			idx, p = dsts, dst
+		}
+		dead, bound := false, 0
+		clear(occupied)
+		idx.overlapping(p, func(i int32) {
+			if dead || !boxes[i].overlaps(b) {
+				return
+			}
+			if boxes[i].covers(b) {
+				dead = true
+				return
+			}
+			occupied[layer[i]] = true
+			if !sameVerdict(list[i].Verdict, r.Verdict) && layer[i]+1 > bound {
+				bound = layer[i] + 1
+			}
+		})
+		if dead {
+			continue
+		}
+		l := bound
+		for occupied[l] {
+			l++
+		}
+		layer[j] = l
+		for len(layers) <= l {
+			layers = append(layers, nil)
+		}
+		layers[l] = append(layers[l], int32(j))
+		srcs.insert(src, int32(j))
+		dsts.insert(dst, int32(j))
+	}
+	var rules []nftsync.Rule
+	var sets []nftsync.Set
+	for l, members := range layers {
+		ports := nftsync.Set{Name: fmt.Sprintf("%s_%dp", name, l), Fields: portFields, VMap: true}
+		addrs := nftsync.Set{Name: fmt.Sprintf("%s_%da", name, l), Fields: addrFields, VMap: true}
+		for _, j := range members {
+			r, b := list[j], boxes[j]
+			if r.SPort.any() && r.DPort.any() {
+				addrs.Ranges = append(addrs.Ranges, element(addrFields, b, r.Verdict))
+			} else {
+				ports.Ranges = append(ports.Ranges, element(portFields, b, r.Verdict))
+			}
+		}
+		for _, s := range []nftsync.Set{addrs, ports} {
+			if len(s.Ranges) > 0 {
+				sets = append(sets, s)
+				rules = append(rules, nftsync.R().VMap(s.Name, s.Fields...))
+			}
+		}
+	}
+	return rules, sets
+}
+
+func element(fields []nftsync.Field, b box, v expr.Verdict) nftsync.Range {
+	from, to := make([]uint32, len(fields)), make([]uint32, len(fields))
+	for i := range fields {
+		from[i], to[i] = b[i][0], b[i][1]
+	}
+	return nftsync.Range{From: nftsync.Pack(fields, from), To: nftsync.Pack(fields, to), Verdict: v}
+}
