@@ -13,6 +13,7 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/apiclient"
 	"github.com/strata-infra/strata/pkg/gossip"
+	"github.com/strata-infra/strata/pkg/netspec"
 	"github.com/strata-infra/strata/pkg/pidfile"
 )
 
@@ -146,7 +147,7 @@ func (l *Lab) NetNSPrefix(i int) string { return l.Namespace(i) + "-" }
 
 // EndpointNamespace is where host i's agent plugs an endpoint port.
 func (l *Lab) EndpointNamespace(i int, project, port string) string {
-	return l.NetNSPrefix(i) + "ep-" + project + "." + port
+	return netspec.EndpointNamespace(l.NetNSPrefix(i), netspec.ResourceID(project, port))
 }
 
 // StartAgent starts host i's agent in its namespace.

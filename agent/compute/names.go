@@ -18,7 +18,7 @@ const (
 	DefaultDomainPrefix = "strata-"
 	// TapPrefix starts the tap of every instance NIC: "stp-" and the port's
 	// netspec.LinkKey (15 bytes, IFNAMSIZ), unique in the cluster.
-	TapPrefix = "stp-"
+	TapPrefix = netspec.TapPrefix
 )
 
 // DomainName is the libvirt name of an instance.
@@ -32,7 +32,7 @@ func InstanceID(prefix, domain string) (string, bool) {
 }
 
 // TapName is the host side of an instance NIC on the network's bridge.
-func TapName(portID string) string { return TapPrefix + netspec.LinkKey(portID) }
+func TapName(portID string) string { return netspec.TapName(portID) }
 
 // instanceFiles are the files the agent keeps per instance, all under
 // <StateDir>/instances/<id>/ so that delete removes one directory.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/config"
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // DefaultPath is where packages install the agent's config.
@@ -207,7 +208,7 @@ func (c *Config) Validate() error {
 	if c.Network.DeadHostGrace < 0 {
 		return api.Fieldf("network.dead_host_grace", "%s is negative", c.Network.DeadHostGrace)
 	}
-	if c.Network.NetNSPrefix == "" || len(c.Network.NetNSPrefix) > 32 {
+	if c.Network.NetNSPrefix == "" || len(c.Network.NetNSPrefix) > netspec.MaxNetNSPrefix {
 		return api.Fieldf("network.netns_prefix", "must be 1..32 characters")
 	}
 	if err := c.Compute.validate(); err != nil {

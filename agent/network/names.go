@@ -7,43 +7,43 @@ import (
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 
-// Names of what Strata makes on a host. Link names fit IFNAMSIZ (15 bytes):
-// a 4-byte prefix and at most 8 decimal digits of a 24-bit VNI, or 11 hex
-// digits of a hash for per-port links. Each link also carries an alias
-// starting with AliasPrefix; a link is Strata's only when both its name and
-// its alias say so, and nothing else is ever changed or deleted.
+// Names of what Strata makes on a host, all derived in pkg/netspec (ids.go)
+// beside the kernel's limits, where the coordinator's contract checks them
+// too. Each link also carries an alias starting with AliasPrefix; a link is
+// Strata's only when both its name and its alias say so, and nothing else
+// is ever changed or deleted.
 const (
-	BridgePrefix       = "sbr-"                       // Linux bridge of a network
-	VXLANPrefix        = "svx-"                       // VXLAN device of a network
-	DHCPVethPrefix     = "sdh-"                       // host side of the veth to a DHCP namespace
-	EndpointVethPrefix = "sep-"                       // host side of the veth to an endpoint
+	BridgePrefix       = netspec.BridgePrefix         // Linux bridge of a network
+	VXLANPrefix        = netspec.VXLANPrefix          // VXLAN device of a network
+	DHCPVethPrefix     = netspec.DHCPVethPrefix       // host side of the veth to a DHCP namespace
+	EndpointVethPrefix = netspec.EndpointVethPrefix   // host side of the veth to an endpoint
 	ProviderPrefix     = netspec.ProviderBridgePrefix // bridge of a flat provider (external) network
 	AliasPrefix        = "strata:"
-	DHCPNamespacePart  = "dhcp-" // after the agent's namespace prefix
-	EndpointNSPart     = "ep-"   // after the agent's namespace prefix
-	DHCPIfName         = "dhcp0" // dnsmasq's interface inside its namespace
+	DHCPNamespacePart  = netspec.DHCPNamespacePart     // after the agent's namespace prefix
+	EndpointNSPart     = netspec.EndpointNamespacePart // after the agent's namespace prefix
+	DHCPIfName         = netspec.DHCPIfName            // dnsmasq's interface inside its namespace
 )
 
 // BridgeName is the bridge of the network with this VNI, e.g. "sbr-5001".
-func BridgeName(vni uint32) string { return BridgePrefix + strconv.FormatUint(uint64(vni), 10) }
+func BridgeName(vni uint32) string { return netspec.BridgeName(vni) }
 
 // VXLANName is the VXLAN device of the network with this VNI, e.g. "svx-5001".
-func VXLANName(vni uint32) string { return VXLANPrefix + strconv.FormatUint(uint64(vni), 10) }
+func VXLANName(vni uint32) string { return netspec.VXLANName(vni) }
 
 // ProviderBridgeName is the bridge of a physical network, e.g. "sbe-physnet1".
 func ProviderBridgeName(physnet string) string { return netspec.ProviderBridge(physnet) }
 
 // DHCPVethName is the host side of the DHCP veth of a network, e.g. "sdh-5001".
-func DHCPVethName(vni uint32) string { return DHCPVethPrefix + strconv.FormatUint(uint64(vni), 10) }
+func DHCPVethName(vni uint32) string { return netspec.DHCPVethName(vni) }
 
 // EndpointVethName is the host side of an endpoint's veth: "sep-" and the
 // port's netspec.LinkKey, unique in the cluster.
-func EndpointVethName(portID string) string { return EndpointVethPrefix + netspec.LinkKey(portID) }
+func EndpointVethName(portID string) string { return netspec.EndpointVethName(portID) }
 
 // DHCPNamespace is the namespace of a network's dnsmasq, e.g.
 // "strata-h1-dhcp-net-a".
 func DHCPNamespace(prefix, networkID string) string {
-	return prefix + DHCPNamespacePart + networkID
+	return netspec.DHCPNamespace(prefix, networkID)
 }
 
 // Alias is the ownership tag a Strata link carries.

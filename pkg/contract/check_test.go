@@ -120,3 +120,23 @@ func TestGREOnlyOnOVSHosts(t *testing.T) {
 		t.Errorf("gre on a linuxbridge host: no violation %s (got %v)", k, vs)
 	}
 }
+
+// Names hosts derive are checked with the drivers' own functions: a
+// physical network whose bridge name would not fit IFNAMSIZ is refused
+// naming the field; an over-long security group name cannot get that far
+// (its ID is hashed), so its names fit.
+func TestContractChecksDerivedNames(t *testing.T) {
+	rs := replace(good(), res("externalnetwork", "", "ext", api.ExternalNetworkSpec{PhysicalNetwork: "physnet-number-1", CIDR: "203.0.113.0/24", Gateway: "203.0.113.1"}))
+	var found bool
+	for _, v := range Check(rs, nil) {
+		if v.Key.Kind == "externalnetwork" && v.Field == "spec.physical_network" && strings.Contains(v.Message, "sbe-physnet-number-1") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("a 20-byte provider bridge name passed: %v", Check(rs, nil))
+	}
+	if v := Check(good(), nil); len(v) != 0 {
+		t.Fatalf("good state: %v", v)
+	}
+}

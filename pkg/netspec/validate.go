@@ -10,7 +10,7 @@ import (
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 // maxIfName is the longest Linux interface name (IFNAMSIZ less the NUL).
-const maxIfName = 15
+const maxIfName = MaxLinkName
 
 // ValidateRouters validates each router and what must be unique across
 // routers: a floating IP is associated at most once.

@@ -11,6 +11,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/strata-infra/strata/pkg/netspec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -137,7 +138,7 @@ func (d *Driver) ensureAddrs(h *netlink.Handle, l netlink.Link, w served) error 
 // removeStale stops the dnsmasq, deletes the namespace, host veth and state
 // of every DHCP network of this agent that is no longer wanted.
 func (d *Driver) removeStale(want map[string]served) []error {
-	prefix := d.cfg.NSPrefix + network.DHCPNamespacePart
+	prefix := netspec.DHCPNamespacePrefix(d.cfg.NSPrefix)
 	ids := map[string]bool{}
 	names, err := netnsutil.List(prefix)
 	if err != nil {

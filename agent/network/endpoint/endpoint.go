@@ -17,6 +17,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/strata-infra/strata/pkg/netspec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -32,7 +33,8 @@ type Config struct {
 type Driver struct {
 	mu      sync.Mutex
 	h       *netlink.Handle
-	nsPart  string // NSPrefix + "ep-": every endpoint namespace starts with it
+	prefix  string // the agent's netns_prefix
+	nsPart  string // netspec.EndpointNamespacePrefix: every endpoint namespace starts with it
 	log     *slog.Logger
 	changes atomic.Int64
 }
@@ -52,7 +54,7 @@ func New(cfg Config) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{h: h, nsPart: cfg.NSPrefix + network.EndpointNSPart, log: log.With("subsystem", "endpoint")}, nil
+	return &Driver{h: h, prefix: cfg.NSPrefix, nsPart: netspec.EndpointNamespacePrefix(cfg.NSPrefix), log: log.With("subsystem", "endpoint")}, nil
 }
 
 // Namespace is the namespace of ep: ep.Namespace, or <prefix>ep-<port>.
@@ -60,7 +62,7 @@ func (d *Driver) Namespace(ep network.Endpoint) string {
 	if ep.Namespace != "" {
 		return ep.Namespace
 	}
-	return d.nsPart + ep.PortID
+	return netspec.EndpointNamespace(d.prefix, ep.PortID)
 }
 
 // Changes counts the changes this driver has made.

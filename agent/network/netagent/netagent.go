@@ -27,6 +27,7 @@ import (
 	"github.com/strata-infra/strata/agent/reconcile"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/gossip"
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // Config configures the subsystem.
@@ -94,7 +95,7 @@ func New(cfg Config) (*Reconciler, error) {
 		network.Multi{lb, d, ep}.Close()
 		return nil, err
 	}
-	rt, err := router.New(router.Config{NSPrefix: cfg.NetNSPrefix + "r-", Logger: log})
+	rt, err := router.New(router.Config{NSPrefix: netspec.RouterNamespacePrefix(cfg.NetNSPrefix), Logger: log})
 	if err != nil {
 		network.Multi{lb, d, ep, pv}.Close()
 		return nil, err

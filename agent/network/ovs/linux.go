@@ -2,7 +2,7 @@ package ovs
 
 import (
 	"fmt"
-	"strconv"
+	"github.com/strata-infra/strata/pkg/netspec"
 
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
@@ -14,16 +14,17 @@ import (
 // filter (nftables + br_netfilter). A veth joins it to the integration
 // bridge: spl-<vni> on the Linux bridge, spo-<vni> on OVS with the
 // network's local VLAN. This is neutron's hybrid plug, one per network.
+// The names are derived in pkg/netspec.
 const (
-	PatchLinuxPrefix = "spl-" // veth end on the network's Linux bridge
-	PatchOVSPrefix   = "spo-" // veth end on the integration bridge
+	PatchLinuxPrefix = netspec.PatchLinuxPrefix // veth end on the network's Linux bridge
+	PatchOVSPrefix   = netspec.PatchOVSPrefix   // veth end on the integration bridge
 )
 
 // PatchLinuxName is the veth end of network vni on its Linux bridge.
-func PatchLinuxName(vni uint32) string { return PatchLinuxPrefix + strconv.FormatUint(uint64(vni), 10) }
+func PatchLinuxName(vni uint32) string { return netspec.PatchLinuxName(vni) }
 
 // PatchOVSName is the veth end of network vni on the integration bridge.
-func PatchOVSName(vni uint32) string { return PatchOVSPrefix + strconv.FormatUint(uint64(vni), 10) }
+func PatchOVSName(vni uint32) string { return netspec.PatchOVSName(vni) }
 
 // ensureLinux makes the network's Linux bridge and its veth to OVS.
 func (d *Driver) ensureLinux(n network.Network, links map[string]netlink.Link) error {

@@ -33,7 +33,7 @@ import (
 // Config configures a Driver.
 type Config struct {
 	NetNS    string // the host's namespace; "" is the agent's own
-	NSPrefix string // router namespaces are NSPrefix+ID; DefaultNSPrefix when ""
+	NSPrefix string // netspec.RouterNamespacePrefix of the agent's netns_prefix; DefaultNSPrefix when ""
 	Logger   *slog.Logger
 }
 

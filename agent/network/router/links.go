@@ -117,7 +117,7 @@ func (d *Driver) ensureInside(r netspec.Router, ns string) error {
 				d.changes.Add(1)
 			}
 			errs = append(errs, d.ensureAddrs(h, l, lg.addrs))
-		case strings.HasPrefix(name, innerInternal) || strings.HasPrefix(name, innerGateway):
+		case strings.HasPrefix(name, netspec.RouterInnerInternal) || strings.HasPrefix(name, netspec.RouterInnerGateway):
 			if err := h.LinkDel(l); err != nil && !nlink.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("delete stale leg %q: %w", name, err))
 			}

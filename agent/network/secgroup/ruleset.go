@@ -1,8 +1,6 @@
 package secgroup
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"net/netip"
 	"sort"
 
@@ -16,17 +14,12 @@ import (
 // namespace.
 const DefaultTable = "strata_sg"
 
-func hash10(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])[:10]
-}
-
 // GroupSet is the set of member addresses of security group id.
-func GroupSet(id string) string { return "g_" + hash10(id) }
+func GroupSet(id string) string { return netspec.GroupSetName(id) }
 
 // Chain names of a port: what it sends (egress) and what it receives.
-func egressChain(portID string) string  { return "o_" + hash10(portID) }
-func ingressChain(portID string) string { return "i_" + hash10(portID) }
+func egressChain(portID string) string  { return netspec.PortEgressChain(portID) }
+func ingressChain(portID string) string { return netspec.PortIngressChain(portID) }
 
 // Ruleset is the desired table for host st.Host: a set of member addresses
 // per security group (all ports, any host), and for each local port with
