@@ -43,15 +43,17 @@ func InstanceKind(reg *Registry) *Kind {
 		Name: "instance", Plural: "instances", Scope: Project, Order: 50,
 		NewSpec:      func() any { return &api.InstanceSpec{} },
 		Admit:        admitInstance,
-		Assigned:     []string{"host", "network_ports", "reboots", "starts", "build_failures"},
+		Assigned:     []string{"host", "network_ports", "root_volume", "reboots", "starts", "build_failures"},
 		BeforeDelete: deleteInstance,
 		OnHost: func(r api.Resource, host string) bool {
 			return decode[api.InstanceSpec](r).Host == host
 		},
 		Schema: map[string]any{
-			"type": "object", "additionalProperties": false, "required": []string{"flavor", "image"},
+			"type": "object", "additionalProperties": false, "required": []string{"flavor"},
 			"properties": map[string]any{
 				"flavor": str, "image": str, "networks": strs, "ports": strs,
+				"boot_volume": str, "root_volume": str,
+				"volumes":   map[string]any{"type": "array", "items": str, "maxItems": MaxInstanceVolumes},
 				"user_data": map[string]any{"type": "string", "maxLength": computespec.MaxUserData},
 				"ssh_key":   str,
 				"power":     map[string]any{"type": "string", "enum": []string{"", api.PowerRunning, api.PowerStopped}},
@@ -84,6 +86,8 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 		return api.Fieldf("spec.network_ports", "is set by the coordinator")
 	} else if len(s.BuildFailures) > 0 && !a.System {
 		return api.Fieldf("spec.build_failures", "is set by the coordinator")
+	} else if s.RootVolume != "" {
+		return api.Fieldf("spec.root_volume", "is set by the coordinator")
 	}
 	if s.Power == "" {
 		// The default, even over a stopped instance: a spec is applied as
@@ -94,16 +98,29 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 	if err != nil {
 		return err
 	}
-	if _, err := getImage(a.Tx, s.Image); err != nil {
+	var img api.ImageSpec
+	switch {
+	case s.Image != "" && s.BootVolume != "":
+		return api.Fieldf("spec.boot_volume", "image and boot_volume are alternatives: set one")
+	case s.BootVolume != "":
+	default:
+		if _, err := getImage(a.Tx, s.Image); err != nil {
+			return err
+		}
+		imgRes, err := a.Tx.Get(api.Key{Kind: "image", Name: s.Image})
+		if err != nil {
+			return err
+		}
+		img = decode[api.ImageSpec](imgRes)
+	}
+	if err := checkInstanceVolumes(a, r, s); err != nil {
 		return err
 	}
-	imgRes, err := a.Tx.Get(api.Key{Kind: "image", Name: s.Image})
-	if err != nil {
-		return err
-	}
-	img := decode[api.ImageSpec](imgRes)
 	cs := computespec.Instance{ID: api.InstanceID(r.Project, r.Name), Name: r.Name, Flavor: s.Flavor, Image: s.Image,
 		UserData: []byte(s.UserData), SSHKey: s.SSHKey, Power: computespec.PowerState(s.Power)}
+	if s.BootVolume != "" {
+		cs.Root = &computespec.Volume{Image: s.BootVolume}
+	}
 	if err := specField(cs.Validate()); err != nil {
 		return err
 	}
@@ -132,7 +149,13 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 	if err := bindPorts(a, r, s); err != nil {
 		return err
 	}
-	return makeNetworkPorts(a, r, s)
+	if err := makeNetworkPorts(a, r, s); err != nil {
+		return err
+	}
+	if img.Pool != "" {
+		return makeRootVolume(a, r, s, fl, img)
+	}
+	return nil
 }
 
 // keepImmutable carries over what an update may not change (and what the
@@ -150,8 +173,12 @@ func keepImmutable(s *api.InstanceSpec, p api.InstanceSpec) error {
 	if s.NetworkPorts == nil {
 		s.NetworkPorts = p.NetworkPorts
 	}
+	if s.RootVolume == "" {
+		s.RootVolume = p.RootVolume
+	}
 	for _, err := range []error{
 		same("image", s.Image == p.Image), same("zone", s.Zone == p.Zone), same("group", s.Group == p.Group),
+		same("boot_volume", s.BootVolume == p.BootVolume), same("root_volume", s.RootVolume == p.RootVolume),
 		same("networks", slices.Equal(s.Networks, p.Networks)), same("ports", slices.Equal(s.Ports, p.Ports)),
 		same("network_ports", slices.Equal(s.NetworkPorts, p.NetworkPorts)),
 	} {
@@ -390,9 +417,21 @@ func putSpec(tx *store.Tx, r api.Resource, spec any) error {
 }
 
 // deleteInstance deletes the ports made for the instance's networks and
-// unbinds its own ports, in the commit that deletes it.
+// the root volume made from its image, and unbinds its own ports, in the
+// commit that deletes it. Its other volumes stay (detached).
 func deleteInstance(a *Admission, r api.Resource) error {
 	s := decode[api.InstanceSpec](r)
+	if s.RootVolume != "" {
+		key := api.Key{Kind: "volume", Project: r.Project, Name: s.RootVolume}
+		if vr, err := a.Tx.Get(key); err == nil {
+			if err := volumeDependents(a, vr); err != nil {
+				return fmt.Errorf("root volume of instance %q: %w", r.Name, err)
+			}
+			if _, err := a.Tx.Delete(key); err != nil {
+				return err
+			}
+		}
+	}
 	for _, name := range s.NetworkPorts {
 		if _, err := a.Tx.Delete(api.Key{Kind: "port", Project: r.Project, Name: name}); err != nil {
 			return err

@@ -53,21 +53,15 @@ func VolumeKind() *Kind {
 		NewSpec: func() any { return &api.VolumeSpec{} },
 		Admit:   admitVolume,
 		BeforeDelete: func(a *Admission, r api.Resource) error {
+			if in, ok, err := instanceUsing(a.Tx, r.Project, r.Name, ""); err != nil {
+				return err
+			} else if ok {
+				return Conflictf("volume %q is attached to instance %q; detach it (stratactl instances detach-volume) or delete the instance first", r.Name, in)
+			}
 			if err := refuseIfAttached(a, r); err != nil {
 				return err
 			}
-			snaps, err := a.Tx.List("volumesnapshot", r.Project, false)
-			if err != nil {
-				return err
-			}
-			for _, s := range snaps {
-				if decode[api.VolumeSnapshotSpec](s).Volume == r.Name {
-					return Conflictf("volume %q has snapshot %s; delete it first", r.Name, s.Key())
-				}
-			}
-			return refuseIfReferenced(a, r, func(v api.VolumeSpec, project string) bool {
-				return project == r.Project && v.Volume == r.Name
-			})
+			return volumeDependents(a, r)
 		},
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"size_gib"},
@@ -78,6 +72,23 @@ func VolumeKind() *Kind {
 			},
 		},
 	}
+}
+
+// volumeDependents refuses while snapshots of volume r or volumes cloned
+// from it (not marked flatten) exist.
+func volumeDependents(a *Admission, r api.Resource) error {
+	snaps, err := a.Tx.List("volumesnapshot", r.Project, false)
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if decode[api.VolumeSnapshotSpec](s).Volume == r.Name {
+			return Conflictf("volume %q has snapshot %s; delete it first", r.Name, s.Key())
+		}
+	}
+	return refuseIfReferenced(a, r, func(v api.VolumeSpec, project string) bool {
+		return project == r.Project && v.Volume == r.Name
+	})
 }
 
 // VolumeSnapshotKind is a snapshot of a project's volume.

@@ -46,7 +46,20 @@ const (
 // "compute", bound to Host, made in the same commit).
 type InstanceSpec struct {
 	Flavor string `json:"flavor"`
-	Image  string `json:"image"`
+	// Image is what the root disk is made from: for an image in Ceph, the
+	// coordinator makes the volume RootVolume, a copy-on-write clone of
+	// it, in the commit that creates the instance; for a local file, the
+	// host copies it. Image and BootVolume are alternatives.
+	Image string `json:"image,omitempty"`
+	// BootVolume is an existing volume of the project the instance boots
+	// from (its root disk, vda). It cannot change.
+	BootVolume string `json:"boot_volume,omitempty"`
+	// RootVolume is the volume the coordinator made from Image (an image
+	// in Ceph); it is deleted with the instance.
+	RootVolume string `json:"root_volume,omitempty"`
+	// Volumes are volumes of the project attached to the instance (vdb,
+	// vdc, ... in this order), hot-plugged while it runs.
+	Volumes []string `json:"volumes,omitempty"`
 	// Networks are network names of the project; the coordinator makes a
 	// port on each.
 	Networks []string `json:"networks,omitempty"`

@@ -85,6 +85,22 @@ type Instance struct {
 	// Reboots counts the reboots asked for; the agent reboots a running
 	// instance once each time it grows.
 	Reboots uint64 `json:"reboots,omitempty"`
+	// Root, when set, is the RBD image the instance boots from (vda)
+	// instead of a disk made from Image.
+	Root *Volume `json:"root,omitempty"`
+	// Volumes are RBD images attached as vdb, vdc, ... (hot-plugged while
+	// it runs). They are not part of the domain's definition hash.
+	Volumes []Volume `json:"volumes,omitempty"`
+}
+
+// Volume is an RBD image a domain opens through librbd. Serial (the
+// volume's name) is what the guest sees in /dev/disk/by-id; SizeBytes is
+// the size the volume is wanted at (a running guest is told when it grows).
+type Volume struct {
+	Pool      string `json:"pool"`
+	Image     string `json:"image"`
+	Serial    string `json:"serial,omitempty"`
+	SizeBytes uint64 `json:"size_bytes,omitempty"`
 }
 
 // Capacity is an amount of host resources.
@@ -164,8 +180,8 @@ func (in Instance) Validate() error {
 	if in.Flavor == "" {
 		return fieldErr("instance.flavor", "is empty")
 	}
-	if in.Image == "" {
-		return fieldErr("instance.image", "is empty")
+	if in.Image == "" && in.Root == nil {
+		return fieldErr("instance.image", "is empty (and no root volume)")
 	}
 	if len(in.UserData) > MaxUserData {
 		return fieldErr("instance.user_data", "%d bytes is over the %d-byte limit", len(in.UserData), MaxUserData)

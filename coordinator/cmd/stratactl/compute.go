@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -181,7 +182,41 @@ func instancesCmd(g *globals) *cobra.Command {
 		power("reboot", "Reboot a running instance (hard reset)", func(s *api.InstanceSpec) { s.Reboots++ }),
 		deleteResourceCmd(g, "instances", &project))
 	cmd.AddCommand(moveCmds(g, &project, needProject)...)
+	cmd.AddCommand(volumeAttachCmds(g, &project, needProject)...)
 	return cmd
+}
+
+// volumeAttachCmds hot-plug volumes into an instance and out again (a
+// read-modify-write of spec.volumes; the instance's host attaches).
+func volumeAttachCmds(g *globals, project *string, needProject func() error) []*cobra.Command {
+	edit := func(use, short string, change func(s *api.InstanceSpec, vol string) error) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " INSTANCE VOLUME", Short: short, Args: cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := needProject(); err != nil {
+					return err
+				}
+				return modify(cmd, g, "instances", *project, args[0], func(s *api.InstanceSpec) error { return change(s, args[1]) })
+			},
+		}
+	}
+	return []*cobra.Command{
+		edit("attach-volume", "Attach a volume to an instance (hot-plugged while it runs)", func(s *api.InstanceSpec, v string) error {
+			if slices.Contains(s.Volumes, v) {
+				return fmt.Errorf("volume %q is attached to this instance already", v)
+			}
+			s.Volumes = append(s.Volumes, v)
+			return nil
+		}),
+		edit("detach-volume", "Detach a volume from an instance (hot-unplugged while it runs)", func(s *api.InstanceSpec, v string) error {
+			i := slices.Index(s.Volumes, v)
+			if i < 0 {
+				return fmt.Errorf("volume %q is not attached to this instance", v)
+			}
+			s.Volumes = slices.Delete(s.Volumes, i, i+1)
+			return nil
+		}),
+	}
 }
 
 func instanceCreateCmd(g *globals, project *string, needProject func() error) *cobra.Command {
@@ -219,7 +254,9 @@ func instanceCreateCmd(g *globals, project *string, needProject func() error) *c
 	}
 	f := create.Flags()
 	f.StringVar(&s.Flavor, "flavor", "", "flavor name")
-	f.StringVar(&s.Image, "image", "", "image name")
+	f.StringVar(&s.Image, "image", "", "image name (an image in Ceph: the root disk is a copy-on-write clone of it)")
+	f.StringVar(&s.BootVolume, "boot-volume", "", "volume to boot from instead of an image")
+	f.StringSliceVar(&s.Volumes, "volume", nil, "volume to attach (repeatable)")
 	f.StringSliceVar(&s.Networks, "network", nil, "network to put a new port on (repeatable)")
 	f.StringSliceVar(&s.Ports, "port", nil, "existing port to use (repeatable)")
 	f.StringVar(&userData, "user-data", "", "file with the cloud-init user data (text, at most 64 KiB)")
@@ -282,6 +319,12 @@ func printInstance(cmd *cobra.Command, r api.Resource) {
 		fmt.Fprintf(w, "build failed on: %s\n", strings.Join(s.BuildFailures, ", "))
 	}
 	fmt.Fprintf(w, "flavor:      %s\nimage:       %s\n", s.Flavor, s.Image)
+	if root := s.BootVolume + s.RootVolume; root != "" {
+		fmt.Fprintf(w, "root volume: %s\n", root)
+	}
+	if len(s.Volumes) > 0 {
+		fmt.Fprintf(w, "volumes:     %s\n", strings.Join(s.Volumes, ", "))
+	}
 	fmt.Fprintf(w, "domain:      %s (%s)\n", d.Domain, d.DomainType)
 	fmt.Fprintf(w, "epoch:       %d\n", r.Epoch)
 	for _, a := range d.Addresses {
