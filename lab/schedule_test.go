@@ -36,7 +36,7 @@ spec: {policy: anti-affinity}
 // host's agent defines its domain and reports it), and a fourth is
 // refused with the scheduler's reason. The instances are created stopped:
 // placement is what is tested, and booting three TCG guests on two cores
-// would only slow it down.
+// would only slow it down. Then make lab's scheduling demo runs on it.
 func TestLabAntiAffinity(t *testing.T) {
 	virttest.Require(t)
 	l := testLab(t, 3, 10000)
@@ -62,7 +62,9 @@ func TestLabAntiAffinity(t *testing.T) {
 			}
 		})
 	}
-	l.AgentExtraArgs = func(i int) []string { return ComputeArgs(lvs[i], g, 2*time.Second) }
+	// The zones and agent-config aggregates of make lab's scheduling demo,
+	// which runs at the end.
+	l.AgentExtraArgs = func(i int) []string { return append(ComputeArgs(lvs[i], g, 2*time.Second), SchedulingZones(i)...) }
 	if err := l.Up(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -100,4 +102,13 @@ func TestLabAntiAffinity(t *testing.T) {
 		t.Fatalf("fourth member: %v, want the reason %q", err, want)
 	}
 	t.Logf("fourth member refused: %v", err)
+
+	// make lab's scheduling demo: zones, an aggregate h3 joined by its
+	// agent config, and refusals with their reasons.
+	var out strings.Builder
+	err = l.DemoScheduling(&out, g.Image)
+	t.Logf("scheduling demo:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
 }

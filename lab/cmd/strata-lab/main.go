@@ -13,7 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-infra/strata/agent/compute/virttest"
 	"github.com/strata-infra/strata/lab"
+	"github.com/strata-infra/strata/pkg/pidfile"
 )
 
 func main() {
@@ -62,6 +64,10 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 	}
 	start := time.Now()
 	fmt.Printf("starting lab: coordinator + %d agents in namespaces %s .. %s\n", l.Hosts, l.Namespace(1), l.Namespace(l.Hosts))
+	image, noCompute := startCompute(l)
+	if noCompute != "" {
+		fmt.Printf("compute is off in this lab: %s\n", noCompute)
+	}
 	if err := l.Up(ctx); err != nil {
 		return err
 	}
@@ -107,6 +113,12 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 	if err := l.DemoTraffic(ctx, os.Stdout); err != nil {
 		return err
 	}
+	if image != "" {
+		fmt.Printf("\nScheduling (h1 and h2 in zone az1; h3 in az2 and, by its agent config, in aggregate fast):\n")
+		if err := l.DemoScheduling(os.Stdout, image); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("\nThe lab is running (TLS; pin its CA). To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN_FILE=%s\n  export STRATA_CA_FILE=%s\n  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
 		l.OperatorEndpoint(), filepath.Join(l.Dir, "coordinator", "admin.token"), l.CAFile(), filepath.Join(l.Dir, "logs"))
 	return nil
@@ -121,4 +133,42 @@ func joinArgs(a []string) string {
 		s += x
 	}
 	return s
+}
+
+// startCompute gives each lab host a libvirtd of its own (kept under the
+// lab's directory: lab-down stops it by its pid file) and turns compute
+// on in its agent, with the zones and aggregates of the scheduling demo.
+// It returns the guest image's path, or why compute stays off (no
+// libvirtd or qemu here, the guest does not build); the rest of the lab
+// runs either way. A libvirtd still running from an earlier `up` is kept.
+func startCompute(l *lab.Lab) (image, why string) {
+	if part, reason := lab.LibvirtAvailable(); part != "" {
+		return "", part + ": " + reason
+	}
+	repo, _ := os.Getwd()
+	g, err := lab.BuildGuest(repo, l.Dir)
+	if err != nil {
+		return "", err.Error()
+	}
+	lvs := map[int]*lab.Libvirtd{}
+	for i := 1; i <= l.Hosts; i++ {
+		dir := filepath.Join(l.Dir, fmt.Sprintf("lv%d", i))
+		if pidfile.Alive(filepath.Join(dir, "libvirtd.pid")) {
+			d, err := virttest.New(dir, l.Namespace(i))
+			if err != nil {
+				return "", err.Error()
+			}
+			lvs[i] = &lab.Libvirtd{Daemon: d, Host: i}
+			continue
+		}
+		lv, err := l.StartLibvirtd(i, dir)
+		if err != nil {
+			return "", err.Error()
+		}
+		lvs[i] = lv
+	}
+	l.AgentExtraArgs = func(i int) []string {
+		return append(lab.ComputeArgs(lvs[i], g, 5*time.Second), lab.SchedulingZones(i)...)
+	}
+	return g.Image, ""
 }
