@@ -26,6 +26,7 @@ func main() {
 	root.PersistentFlags().StringVar(&cfg.Dir, "dir", cfg.Dir, "lab state directory")
 	root.PersistentFlags().StringVar(&cfg.BinDir, "bin-dir", cfg.BinDir, "directory with the Strata binaries")
 	root.PersistentFlags().IntVar(&cfg.Hosts, "hosts", cfg.Hosts, "number of agent hosts")
+	root.PersistentFlags().StringSliceVar(&cfg.L2Drivers, "l2-drivers", cfg.L2Drivers, "L2 driver of h1, h2... in order: linuxbridge or ovs (hosts past the list: linuxbridge)")
 	up := &cobra.Command{
 		Use: "up", Short: "Start (or complete) the lab; safe to run again", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
