@@ -3,6 +3,7 @@ package nftsync
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -37,44 +38,58 @@ func sameKind(old, want *nftables.Set) bool {
 	return old.IsMap == want.IsMap && old.Interval == want.Interval && old.Concatenation == want.Concatenation
 }
 
-// kernelElems are s's elements as the library sends them.
-func kernelElems(s Set) []nftables.SetElement {
-	var elems []nftables.SetElement
+// wantElems are s's elements by elemID, and a function making the i-th
+// one as the library sends it.
+func wantElems(s Set) (map[string]nftables.SetElement, func(id string) nftables.SetElement) {
+	ids := make(map[string]nftables.SetElement, len(s.Elems)+len(s.Ranges))
 	if len(s.Fields) > 0 {
-		for _, r := range s.Ranges {
-			el := nftables.SetElement{Key: r.From, KeyEnd: r.To}
+		for i := range s.Ranges {
+			r := &s.Ranges[i]
+			v := ""
 			if s.VMap {
-				v := r.Verdict
-				el.VerdictData = &v
+				v = verdictID(r.Verdict.Kind, r.Verdict.Chain)
 			}
-			elems = append(elems, el)
+			ids[rangeID(r.From, r.To, v)] = nftables.SetElement{Key: r.From, KeyEnd: r.To, VerdictData: &r.Verdict}
 		}
-		return elems
+		return ids, func(id string) nftables.SetElement {
+			e := ids[id]
+			if !s.VMap {
+				e.VerdictData = nil
+			}
+			return e
+		}
 	}
 	for _, e := range s.Elems {
 		el := nftables.SetElement{Key: e.Key.AsSlice()}
 		if s.IsMap {
 			el.Val = e.Val.AsSlice()
 		}
-		elems = append(elems, el)
+		ids[elemID(el)] = el
 	}
-	return elems
+	return ids, func(id string) nftables.SetElement { return ids[id] }
+}
+
+func rangeID(from, to []byte, verdict string) string {
+	b := make([]byte, 0, len(from)+len(to)+2+len(verdict))
+	b = append(append(append(append(append(b, from...), '-'), to...), '='), verdict...)
+	return string(b)
 }
 
 // elemID is an element's identity: its keys and what it maps to. An
 // element read from the kernel and the one Sync built have the same ID.
 func elemID(e nftables.SetElement) string {
-	id := string(e.Key) + "-" + string(e.KeyEnd) + "="
 	switch {
 	case e.VerdictData != nil:
-		return id + verdictID(e.VerdictData.Kind, e.VerdictData.Chain)
+		return rangeID(e.Key, e.KeyEnd, verdictID(e.VerdictData.Kind, e.VerdictData.Chain))
 	case len(e.KeyEnd) > 0 && len(e.Val) > 0: // a verdict read back
-		return id + readVerdictID(e.Val)
+		return rangeID(e.Key, e.KeyEnd, readVerdictID(e.Val))
 	}
-	return id + string(e.Val)
+	return rangeID(e.Key, e.KeyEnd, string(e.Val))
 }
 
-func verdictID(k expr.VerdictKind, chain string) string { return fmt.Sprintf("v%d:%s", k, chain) }
+func verdictID(k expr.VerdictKind, chain string) string {
+	return "v" + strconv.Itoa(int(k)) + ":" + chain
+}
 
 // readVerdictID decodes the verdict the kernel dumps as an element's data:
 // NFTA_VERDICT_CODE and, for jump and goto, NFTA_VERDICT_CHAIN.
@@ -105,12 +120,8 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 	for _, ws := range want {
 		wantNames[ws.Name] = true
 		set := kernelSet(t, ws)
-		elems := kernelElems(ws)
-		wantIDs := make(map[string]bool, len(elems))
-		for _, e := range elems {
-			wantIDs[elemID(e)] = true
-		}
-		next.elems[ws.Name] = elems
+		wantIDs, elem := wantElems(ws)
+		next.elems[ws.Name] = wantIDs
 		old, ok := have.sets[ws.Name]
 		if !ok || !sameKind(old, set) {
 			next.sets[ws.Name] = set
@@ -119,6 +130,10 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 				// rule naming it must change in the same batch).
 				c.DelSet(old)
 				st.Objects++
+			}
+			elems := make([]nftables.SetElement, 0, len(wantIDs))
+			for id := range wantIDs {
+				elems = append(elems, elem(id))
 			}
 			if err := c.AddSet(set, elems); err != nil {
 				return fmt.Errorf("add set %q: %w", ws.Name, err)
@@ -129,17 +144,15 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 		}
 		next.sets[ws.Name] = old
 		var drop, add []nftables.SetElement
-		haveIDs := map[string]bool{}
-		for _, e := range have.elems[ws.Name] {
-			id := elemID(e)
-			haveIDs[id] = true
-			if !wantIDs[id] {
+		haveIDs := have.elems[ws.Name]
+		for id, e := range haveIDs {
+			if _, ok := wantIDs[id]; !ok {
 				drop = append(drop, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd})
 			}
 		}
-		for _, e := range elems {
-			if !haveIDs[elemID(e)] {
-				add = append(add, e)
+		for id := range wantIDs {
+			if _, ok := haveIDs[id]; !ok {
+				add = append(add, elem(id))
 			}
 		}
 		// An element whose value changed is deleted, then added: inside

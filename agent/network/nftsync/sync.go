@@ -184,12 +184,12 @@ type snapshot struct {
 	chains map[string]*nftables.Chain
 	rules  map[string][]*nftables.Rule
 	sets   map[string]*nftables.Set
-	elems  map[string][]nftables.SetElement
+	elems  map[string]map[string]nftables.SetElement // by set, by elemID; key and key end only
 }
 
 func newSnapshot() snapshot {
 	return snapshot{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{},
-		sets: map[string]*nftables.Set{}, elems: map[string][]nftables.SetElement{}}
+		sets: map[string]*nftables.Set{}, elems: map[string]map[string]nftables.SetElement{}}
 }
 
 // setHandles gives the new rules (handle 0) of s the handles the kernel
@@ -240,9 +240,15 @@ func (e *Engine) read(c *nftables.Conn, k *kconn, t *nftables.Table) (snapshot, 
 	}
 	for _, set := range sets {
 		s.sets[set.Name] = set
-		if s.elems[set.Name], err = c.GetSetElements(set); err != nil {
+		elems, err := c.GetSetElements(set)
+		if err != nil {
 			return s, fmt.Errorf("list elements of %q %q: %w", t.Name, set.Name, err)
 		}
+		byID := make(map[string]nftables.SetElement, len(elems))
+		for _, e := range elems {
+			byID[elemID(e)] = nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd}
+		}
+		s.elems[set.Name] = byID
 	}
 	return s, nil
 }
