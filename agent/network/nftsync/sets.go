@@ -135,8 +135,11 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 			for id := range wantIDs {
 				elems = append(elems, elem(id))
 			}
-			if err := c.AddSet(set, elems); err != nil {
+			if err := c.AddSet(set, nil); err != nil {
 				return fmt.Errorf("add set %q: %w", ws.Name, err)
+			}
+			if err := inChunks(elems, func(es []nftables.SetElement) error { return c.SetAddElements(set, es) }); err != nil {
+				return fmt.Errorf("add elements to %q: %w", ws.Name, err)
 			}
 			st.Objects++
 			st.ElemsAdded += len(elems)
@@ -157,15 +160,11 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 		}
 		// An element whose value changed is deleted, then added: inside
 		// one batch nothing ever sees it missing.
-		if len(drop) > 0 {
-			if err := c.SetDeleteElements(old, drop); err != nil {
-				return fmt.Errorf("delete elements of %q: %w", ws.Name, err)
-			}
+		if err := inChunks(drop, func(es []nftables.SetElement) error { return c.SetDeleteElements(old, es) }); err != nil {
+			return fmt.Errorf("delete elements of %q: %w", ws.Name, err)
 		}
-		if len(add) > 0 {
-			if err := c.SetAddElements(old, add); err != nil {
-				return fmt.Errorf("add elements to %q: %w", ws.Name, err)
-			}
+		if err := inChunks(add, func(es []nftables.SetElement) error { return c.SetAddElements(old, es) }); err != nil {
+			return fmt.Errorf("add elements to %q: %w", ws.Name, err)
 		}
 		st.ElemsAdded += len(add)
 		st.ElemsDeleted += len(drop)
@@ -175,6 +174,22 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 			del.sets = append(del.sets, func() { c.DelSet(old) })
 			st.Objects++
 		}
+	}
+	return nil
+}
+
+// chunk is how many elements go in one message: the element list is one
+// netlink attribute, whose length is 16 bits, so a list of more than about
+// 64 KiB would be cut short. Chunks are messages of the same batch.
+const chunk = 256
+
+func inChunks(elems []nftables.SetElement, f func([]nftables.SetElement) error) error {
+	for len(elems) > 0 {
+		n := min(chunk, len(elems))
+		if err := f(elems[:n]); err != nil {
+			return err
+		}
+		elems = elems[n:]
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netnsutil"
@@ -165,5 +166,62 @@ func TestTeardownDeletesInDependencyOrder(t *testing.T) {
 				t.Fatalf("round %d, %d chains: %v", i, len(want.Chains), err)
 			}
 		}
+	}
+}
+
+// TestBigVerdictMap: a verdict map of 10,000 ranges goes in whole (the
+// elements span many messages of one batch), a fresh engine reads it back
+// as unchanged, and one element more is one operation.
+func TestBigVerdictMap(t *testing.T) {
+	nettest.RequireRoot(t)
+	ns := nettest.Prefix(t) + "big"
+	if err := netnsutil.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(netnsutil.Path(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fields := []nftsync.Field{nftsync.L4Proto, nftsync.SAddr, nftsync.DPort}
+	table := func(n int) nftsync.Table {
+		s := nftsync.Set{Name: "vm", Fields: fields, VMap: true}
+		for i := range n {
+			from := nftsync.Pack(fields, []uint32{6, 10<<24 | uint32(i)<<8, 80})
+			to := nftsync.Pack(fields, []uint32{6, 10<<24 | uint32(i)<<8 | 255, 80})
+			s.Ranges = append(s.Ranges, nftsync.Range{From: from, To: to, Verdict: expr.Verdict{Kind: expr.VerdictAccept}})
+		}
+		return nftsync.Table{Family: nftables.TableFamilyIPv4, Name: "strata_big", Sets: []nftsync.Set{s},
+			Chains: []nftsync.Chain{{Name: "fw", Rules: []nftsync.Rule{nftsync.R().VMap("vm", fields...)}}}}
+	}
+	sync := func(eng *nftsync.Engine, want nftsync.Table) nftsync.Stats {
+		t.Helper()
+		c, err := nftsync.Open(int(f.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := eng.Sync(c, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := sync(nftsync.NewEngine(), table(10000)); st.ElemsAdded != 10000 {
+		t.Fatalf("first sync: %+v", st)
+	}
+	c, err := nftsync.Open(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	elems, err := c.GetSetElements(&nftables.Set{Table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: "strata_big"}, Name: "vm"})
+	if err != nil || len(elems) != 10000 {
+		t.Fatalf("kernel holds %d elements (%v), want 10000", len(elems), err)
+	}
+	eng := nftsync.NewEngine()
+	if st := sync(eng, table(10000)); st.Ops() != 0 {
+		t.Errorf("fresh engine, same table: %+v", st)
+	}
+	if st := sync(eng, table(10001)); st.Ops() != 1 || st.ElemsAdded != 1 {
+		t.Errorf("one element more: %+v", st)
 	}
 }
