@@ -238,7 +238,7 @@ func (a *Agent) startGossip() (*gossip.Member, error) {
 	if a.cfg.VTEP != "" {
 		meta.VTEP = netip.MustParseAddr(a.cfg.VTEP) // validated in config
 	}
-	gc := gossip.Config{Name: a.cfg.Name, Profile: a.cfg.Gossip.Profile, Logger: a.log.With("subsystem", "gossip"), Meta: meta}
+	gc := gossip.Config{Name: a.cfg.Name, Profile: a.cfg.Gossip.Profile, Logger: a.log.With("subsystem", "gossip"), Meta: meta, RegisteredOnly: true}
 	if err := gc.SetAddrs(a.cfg.Gossip.Bind, a.cfg.Gossip.Advertise); err != nil {
 		return nil, err
 	}
@@ -283,8 +283,9 @@ func (a *Agent) poolFromPlan(gc *gossip.Config, s *plan.Snapshot) error {
 		}
 		gc.Key = key
 	}
-	if ids := s.Kind("hostidentity"); len(ids) > 0 {
-		gc.Identities = gossip.Identities(ids)
+	if s.Epoch > 0 {
+		// A plan, even one with no host registered: admit by it.
+		gc.Identities = gossip.Identities(s.Kind("hostidentity"))
 	}
 	return nil
 }
@@ -298,8 +299,14 @@ func (a *Agent) applyPool(s *plan.Snapshot) {
 	if m == nil {
 		return
 	}
-	if ids := s.Kind("hostidentity"); len(ids) > 0 {
-		m.SetIdentities(gossip.Identities(ids))
+	if s.Epoch > 0 {
+		first := !m.KnowsIdentities()
+		m.SetIdentities(gossip.Identities(s.Kind("hostidentity")))
+		if first {
+			// Agents refused while this host had no plan: pull the
+			// pool's state again now that they can be checked.
+			a.join(m)
+		}
 	}
 	rings := s.Kind("gossipkeyring")
 	if len(rings) != 1 {

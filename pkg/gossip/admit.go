@@ -31,8 +31,12 @@ type admission struct {
 	loggedMu sync.Mutex
 	logged   map[string]bool // refusals already logged, by name and address
 
+	// registeredOnly refuses agent members while no registry is known;
+	// without it they are all admitted until then.
+	registeredOnly bool
+
 	mu    sync.RWMutex
-	known bool // false until the first registry arrives: admit all
+	known bool // false until the first registry arrives
 	ids   map[string]Identity
 }
 
@@ -57,6 +61,9 @@ func (a *admission) check(p Peer) error {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if !a.known {
+		if a.registeredOnly && p.Meta.Role != RoleCoordinator {
+			return fmt.Errorf("member %q: the registered hosts are not known here yet", p.Name)
+		}
 		return nil
 	}
 	id, registered := a.ids[p.Name]
@@ -106,6 +113,15 @@ func (a *admission) logRefusal(p Peer, err error) {
 func (m *Member) SetIdentities(ids map[string]Identity) {
 	m.admit.set(ids)
 	m.signal()
+}
+
+// KnowsIdentities reports whether the member holds the registered hosts.
+// Members refused before it did come back with their next alive message,
+// or at once by joining a peer again.
+func (m *Member) KnowsIdentities() bool {
+	m.admit.mu.RLock()
+	defer m.admit.mu.RUnlock()
+	return m.admit.known
 }
 
 // Refused lists the members known to memberlist's view here that the

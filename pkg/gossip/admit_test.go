@@ -70,6 +70,19 @@ func TestAdmissionRule(t *testing.T) {
 	if err := a.check(at("h9", "127.0.0.9", RoleAgent, "")); err != nil {
 		t.Fatalf("before any registry every keyed member counts: %v", err)
 	}
+	// An agent admits by registration only: before it holds the
+	// registry (its first plan), no agent member counts, coordinators do.
+	strict := &admission{local: "self", log: discardLogger(), logged: map[string]bool{}, registeredOnly: true}
+	if err := strict.check(at("h1", "127.0.0.1", RoleAgent, "10.0.0.1")); err == nil {
+		t.Fatal("registered-only admission took an agent member before the registry")
+	}
+	if err := strict.check(at("coord", "127.0.0.5", RoleCoordinator, "")); err != nil {
+		t.Fatalf("registered-only admission refused a coordinator: %v", err)
+	}
+	strict.set(reg)
+	if err := strict.check(at("h1", "127.0.0.1", RoleAgent, "10.0.0.1")); err != nil {
+		t.Fatalf("registered-only admission refused a registered host: %v", err)
+	}
 	a.set(reg)
 	for _, c := range []struct {
 		p  Peer

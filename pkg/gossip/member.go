@@ -50,12 +50,17 @@ type Config struct {
 	// started).
 	ExtraKeys [][]byte
 	// Identities, when not nil, are the registered hosts from the start
-	// (see SetIdentities); nil admits every keyed member until then.
+	// (see SetIdentities); nil admits every keyed member until then,
+	// unless RegisteredOnly.
 	Identities map[string]Identity
-	Profile    string // ProfileLAN (default) or ProfileLocal
-	Logger     *slog.Logger
-	Meta       Meta
-	ReapAfter  time.Duration // default DefaultReapAfter
+	// RegisteredOnly refuses every agent member until the registered
+	// hosts are known: a host that starts without a plan admits nobody
+	// on the gossip key alone, so nothing is accepted before it can check.
+	RegisteredOnly bool
+	Profile        string // ProfileLAN (default) or ProfileLocal
+	Logger         *slog.Logger
+	Meta           Meta
+	ReapAfter      time.Duration // default DefaultReapAfter
 }
 
 // Member is this process's membership in the gossip pool.
@@ -173,7 +178,7 @@ func New(cfg Config) (*Member, error) {
 	}
 	m.view = newView(cfg.Name, reap, m.signal)
 	m.keyring = mc.Keyring
-	m.admit = &admission{local: cfg.Name, log: logger, logged: map[string]bool{}}
+	m.admit = &admission{local: cfg.Name, log: logger, logged: map[string]bool{}, registeredOnly: cfg.RegisteredOnly}
 	if cfg.Identities != nil {
 		m.admit.set(cfg.Identities)
 	}
