@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -44,27 +45,33 @@ func gossipBench(sizes []int, window, budget time.Duration) error {
 	}
 	t0 := time.Now()
 	pn := propagationPool
+	propLine := ""
 	pool, err := startPool(pn)
 	if err != nil {
-		stopPool(pool)
 		fmt.Printf("BENCH gossip_%d_members skipped: %v\n", pn, err)
-		return nil
+		propLine = fmt.Sprintf("meta change to all %d members: skipped: %v", pn, err)
+	} else {
+		bench(fmt.Sprintf("gossip_%d_members_pool_formed_in", pn), time.Since(t0).Seconds(), "s")
+		bench(fmt.Sprintf("gossip_%d_members_alive_at_start", pn), float64(aliveIn(pool[0])), "members")
+		prop, err := propagation(pool, 3)
+		if err != nil {
+			stopPool(pool)
+			return err
+		}
+		mid := prop[len(prop)/2]
+		bench(fmt.Sprintf("gossip_meta_to_half_of_%d_members_median", pn), mid.half.Seconds()*1000, "ms")
+		bench(fmt.Sprintf("gossip_meta_to_all_%d_members_median", pn), mid.all.Seconds()*1000, "ms")
+		bench(fmt.Sprintf("gossip_meta_to_all_%d_members_max", pn), prop[len(prop)-1].all.Seconds()*1000, "ms")
+		bench(fmt.Sprintf("gossip_meta_%d_members_reached_median", pn), mid.reached, "fraction")
+		propLine = fmt.Sprintf("meta change to all %d members: median %.0f ms, max %.0f ms (half of them: %.0f ms), %.0f%% reached",
+			pn, mid.all.Seconds()*1000, prop[len(prop)-1].all.Seconds()*1000, mid.half.Seconds()*1000, mid.reached*100)
 	}
-	bench(fmt.Sprintf("gossip_%d_members_pool_formed_in", pn), time.Since(t0).Seconds(), "s")
-	bench(fmt.Sprintf("gossip_%d_members_alive_at_start", pn), float64(aliveIn(pool[0])), "members")
-	prop, err := propagation(pool, 3)
 	stopPool(pool)
-	if err != nil {
-		return err
-	}
-	mid := prop[len(prop)/2]
-	bench(fmt.Sprintf("gossip_meta_to_half_of_%d_members_median", pn), mid.half.Seconds()*1000, "ms")
-	bench(fmt.Sprintf("gossip_meta_to_all_%d_members_median", pn), mid.all.Seconds()*1000, "ms")
-	bench(fmt.Sprintf("gossip_meta_to_all_%d_members_max", pn), prop[len(prop)-1].all.Seconds()*1000, "ms")
-	bench(fmt.Sprintf("gossip_meta_%d_members_reached_median", pn), mid.reached, "fraction")
+	var rows []string
 	for _, n := range sizes {
 		if time.Since(began) > budget {
 			fmt.Printf("BENCH gossip_%d_members skipped: the gossip runs' budget of %v is spent\n", n, budget)
+			rows = append(rows, fmt.Sprintf("%7d  skipped: budget of %v spent", n, budget))
 			continue
 		}
 		t0 := time.Now()
@@ -72,17 +79,29 @@ func gossipBench(sizes []int, window, budget time.Duration) error {
 		if err != nil {
 			fmt.Printf("BENCH gossip_%d_members skipped: %v\n", n, err)
 			stopPool(pool)
+			rows = append(rows, fmt.Sprintf("%7d  skipped: %v", n, err))
 			continue
 		}
-		bench(fmt.Sprintf("gossip_%d_members_pool_formed_in", n), time.Since(t0).Seconds(), "s")
+		formed := time.Since(t0)
+		bench(fmt.Sprintf("gossip_%d_members_pool_formed_in", n), formed.Seconds(), "s")
 		bench(fmt.Sprintf("gossip_%d_members_alive_at_start", n), float64(aliveIn(pool[0])), "members")
 		cpu, bytes, skipped := epochLoad(pool, sink, window)
-		bench(fmt.Sprintf("gossip_%d_members_alive_at_end", n), float64(aliveIn(pool[0])), "members")
+		alive := aliveIn(pool[0])
+		bench(fmt.Sprintf("gossip_%d_members_alive_at_end", n), float64(alive), "members")
 		stopPool(pool)
 		bench(fmt.Sprintf("gossip_%d_members_cpu_per_member", n), cpu*1000, "ms_cpu/s")
 		bench(fmt.Sprintf("gossip_%d_members_bytes_per_member", n), bytes, "bytes/s")
 		bench(fmt.Sprintf("gossip_%d_members_meta_updates_late", n), skipped, "fraction")
+		rows = append(rows, fmt.Sprintf("%7d  %9.1f  %5d/%-5d  %12.2f  %12.0f  %10.0f%%",
+			n, formed.Seconds(), alive, n, cpu*1000, bytes, skipped*100))
 	}
+	fmt.Printf("\ngossip, memberlist on loopback (encrypted, LAN timings), every member's applied epoch at 10 commits/s for %v:\n", window)
+	fmt.Println(propLine)
+	fmt.Println("members  formed(s)  alive(end)   CPU ms/s/mbr  bytes/s/mbr  updates late")
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+	fmt.Println()
 	return nil
 }
 
@@ -107,21 +126,23 @@ func freeLoopbackPort() (int, error) {
 	return 0, fmt.Errorf("no free loopback port for gossip")
 }
 
-// startPool starts n agents on loopback, each joining the first, and
-// waits (bounded) until the first sees them all alive.
+// startPool starts n agents on loopback and joins them into one pool,
+// and waits (bounded) until the first and the last member know them all.
+// The first eight join the first member one by one; the rest join one of
+// those eight seeds at random, eight joins at a time (as a fleet of
+// agents, each listing a few seeds, comes up), so no one member answers
+// every join's state exchange and no join waits for all the others.
 func startPool(n int) ([]*gossip.Member, error) {
 	quiet := slog.New(slog.DiscardHandler)
 	key, err := gossip.GenerateKey() // encrypted, as production pools are
 	if err != nil {
 		return nil, err
 	}
-	var pool []*gossip.Member
-	var first string
-	deadline := time.Now().Add(time.Duration(n)*50*time.Millisecond + 20*time.Second)
+	bound := time.Duration(n)*100*time.Millisecond + 30*time.Second
+	deadline := time.Now().Add(bound)
+	pool := make([]*gossip.Member, 0, n)
+	addrs := make([]string, 0, n)
 	for i := range n {
-		if time.Now().After(deadline) {
-			return pool, fmt.Errorf("only %d of %d members joined within %v", i, n, time.Duration(n)*50*time.Millisecond+20*time.Second)
-		}
 		port, err := freeLoopbackPort()
 		if err != nil {
 			return pool, err
@@ -133,13 +154,41 @@ func startPool(n int) ([]*gossip.Member, error) {
 			return pool, err
 		}
 		pool = append(pool, m)
-		if i == 0 {
-			first = fmt.Sprintf("127.0.0.1:%d", port)
-			continue
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	seeds := min(8, n)
+	for i := 1; i < seeds; i++ {
+		if _, err := pool[i].Join(addrs[:1]); err != nil {
+			return pool, fmt.Errorf("seed %d: join: %w", i, err)
 		}
-		if _, err := m.Join([]string{first}); err != nil {
-			return pool, fmt.Errorf("member %d join: %w", i, err)
-		}
+	}
+	var joined atomic.Int64
+	var failed atomic.Value
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := joinAny(pool[i], addrs[:seeds]); err != nil {
+					failed.Store(fmt.Errorf("member %d: %w", i, err))
+					continue
+				}
+				joined.Add(1)
+			}
+		}()
+	}
+	for i := seeds; i < n && time.Now().Before(deadline); i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		return pool, err
+	}
+	if got := int(joined.Load()) + seeds; got < n {
+		return pool, fmt.Errorf("only %d of %d members joined within %v", got, n, bound)
 	}
 	// Formed when the first and the last member know everyone. On a
 	// loaded machine probes time out and some members go suspect or even
@@ -153,7 +202,20 @@ func startPool(n int) ([]*gossip.Member, error) {
 	if len(pool[0].Peers()) == n {
 		return pool, nil // all joined; some are not alive in the first's view
 	}
-	return pool, fmt.Errorf("pool of %d did not form within the bound (first member knows %d)", n, len(pool[0].Peers()))
+	return pool, fmt.Errorf("pool of %d did not form within %v (first member knows %d)", n, bound, len(pool[0].Peers()))
+}
+
+// joinAny joins m through one of seeds picked at random, trying another
+// when a join fails (a busy seed's state exchange timed out), three
+// times at most.
+func joinAny(m *gossip.Member, seeds []string) error {
+	var err error
+	for range 3 {
+		if _, err = m.Join([]string{seeds[rand.IntN(len(seeds))]}); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("join: %w", err)
 }
 
 // aliveIn counts the members alive in m's view.

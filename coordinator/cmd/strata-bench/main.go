@@ -26,8 +26,19 @@ func main() {
 	if os.Getenv("STRATA_BENCH_ONLY") != "gossip" {
 		schedulerThroughput()
 	}
-	if err := gossipBench(gossipSizes(), 5*time.Second, 4*time.Minute); err != nil {
+	budget := 4 * time.Minute
+	if v := os.Getenv("STRATA_BENCH_GOSSIP_BUDGET"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fail(fmt.Errorf("STRATA_BENCH_GOSSIP_BUDGET %q: want a duration such as 8m", v))
+		}
+		budget = d
+	}
+	if err := gossipBench(gossipSizes(), 5*time.Second, budget); err != nil {
 		fail(err)
+	}
+	if os.Getenv("STRATA_BENCH_ONLY") == "gossip" {
+		return
 	}
 	if err := commitThroughput(dir); err != nil {
 		fail(err)
@@ -81,7 +92,9 @@ func convertGoBench() {
 
 // gossipSizes are the pool sizes of the gossip load figures: 100, 500 and
 // 1,000, or STRATA_BENCH_GOSSIP="n1,n2,..." (its first size is then also
-// the propagation pool), for machines where those do not form.
+// the propagation pool), for machines where those do not form. The
+// gossip runs start no new size after STRATA_BENCH_GOSSIP_BUDGET (4m);
+// STRATA_BENCH_ONLY=gossip runs only them.
 func gossipSizes() []int {
 	v := os.Getenv("STRATA_BENCH_GOSSIP")
 	if v == "" {
