@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Table is rows with a header, printed as aligned columns or as JSON.
@@ -14,13 +16,37 @@ type Table struct {
 	Rows   [][]string
 }
 
-// Print writes v as JSON when format is "json", else t as a table.
+// Formats are the values of --output.
+const Formats = "table, json or yaml"
+
+// CheckFormat refuses an unknown --output before anything is sent.
+func CheckFormat(format string) error {
+	switch format {
+	case "table", "json", "yaml", "":
+		return nil
+	}
+	return fmt.Errorf("output format %q: want %s", format, Formats)
+}
+
+// Print writes v as JSON or YAML (the same fields: YAML is made from the
+// JSON), else t as a table.
 func Print(w io.Writer, format string, v any, t Table) error {
 	switch format {
 	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
+	case "yaml":
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		y, err := yaml.JSONToYAML(b)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(y)
+		return err
 	case "table", "":
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, strings.Join(t.Header, "\t"))
@@ -29,5 +55,5 @@ func Print(w io.Writer, format string, v any, t Table) error {
 		}
 		return tw.Flush()
 	}
-	return fmt.Errorf("output format %q: want table or json", format)
+	return fmt.Errorf("output format %q: want %s", format, Formats)
 }

@@ -120,10 +120,16 @@ func imagesCmd(g *globals) *cobra.Command {
 func instancesCmd(g *globals) *cobra.Command {
 	var project string
 	cmd := &cobra.Command{Use: "instances", Aliases: []string{"instance"}, Short: "Virtual machines of a project"}
-	cmd.PersistentFlags().StringVarP(&project, "project", "p", envOr("STRATA_PROJECT", ""), "project (env STRATA_PROJECT)")
+	cmd.PersistentFlags().StringVarP(&project, "project", "p", "", "project (env STRATA_PROJECT; else the context's)")
 	needProject := func() error {
 		if project == "" {
-			return fmt.Errorf("--project is required")
+			var err error
+			if project, err = g.project(); err != nil {
+				return err
+			}
+		}
+		if project == "" {
+			return fmt.Errorf("--project is required (or set STRATA_PROJECT, or a context's project)")
 		}
 		return nil
 	}

@@ -20,16 +20,30 @@ type globals struct {
 	tokenFile string
 	caFile    string
 	output    string
+	context   string
+	flags     interface{ Changed(string) bool }
 }
 
+// Where each setting comes from, first found wins: the flag, the
+// environment, the current context of the config file, the default.
+const defaultEndpoint, defaultCAFile = "https://127.0.0.1:7070", "/etc/strata/ca.crt"
+
+func (g *globals) changed(flag string) bool { return g.flags != nil && g.flags.Changed(flag) }
+
 func (g *globals) client() (*apiclient.Client, error) {
-	if g.endpoint == "" {
-		return nil, errors.New("no coordinator endpoint: set --endpoint or STRATA_ENDPOINT")
+	cur, err := g.current()
+	if err != nil {
+		return nil, err
 	}
+	endpoint := firstOf(g.endpoint, os.Getenv("STRATA_ENDPOINT"), cur.Endpoint, defaultEndpoint)
 	// A file or the environment: no secret in argv, help or history.
 	tok := ""
-	if g.tokenFile != "" {
-		b, err := os.ReadFile(g.tokenFile)
+	tokenFile := firstOf(g.tokenFile, os.Getenv("STRATA_TOKEN_FILE"))
+	if tokenFile == "" && os.Getenv("STRATA_TOKEN") == "" {
+		tokenFile = cur.TokenFile
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("token file: %w", err)
 		}
@@ -39,9 +53,32 @@ func (g *globals) client() (*apiclient.Client, error) {
 		tok = os.Getenv("STRATA_TOKEN")
 	}
 	if tok == "" {
-		return nil, errors.New("no token: set --token-file, STRATA_TOKEN_FILE or STRATA_TOKEN")
+		return nil, errors.New("no token: set --token-file, STRATA_TOKEN_FILE or STRATA_TOKEN, or a context (stratactl config set-context)")
 	}
-	return apiclient.NewPinned(g.endpoint, tok, g.caFile)
+	// --ca-file "" on purpose trusts the system's roots.
+	caFile := g.caFile
+	if !g.changed("ca-file") {
+		caFile = firstOf(os.Getenv("STRATA_CA_FILE"), cur.CAFile, defaultCAFile)
+	}
+	return apiclient.NewPinned(endpoint, tok, caFile)
+}
+
+// project is the default project: $STRATA_PROJECT, else the context's.
+func (g *globals) project() (string, error) {
+	if p := os.Getenv("STRATA_PROJECT"); p != "" {
+		return p, nil
+	}
+	cur, err := g.current()
+	return cur.Project, err
+}
+
+func firstOf(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func (g *globals) print(cmd *cobra.Command, v any, t ctl.Table) error {
@@ -64,11 +101,14 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.endpoint, "endpoint", envOr("STRATA_ENDPOINT", "https://127.0.0.1:7070"), "coordinator API URL (env STRATA_ENDPOINT)")
+	g.flags = pf
 	// Defaults name files, never secrets: help prints defaults.
-	pf.StringVar(&g.tokenFile, "token-file", os.Getenv("STRATA_TOKEN_FILE"), "file holding the API token (env STRATA_TOKEN_FILE; or the token itself in STRATA_TOKEN)")
-	pf.StringVar(&g.caFile, "ca-file", envOr("STRATA_CA_FILE", "/etc/strata/ca.crt"), "the coordinator's CA certificate, pinned; empty trusts the system's roots (env STRATA_CA_FILE)")
-	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	pf.StringVar(&g.endpoint, "endpoint", "", "coordinator API URL (env STRATA_ENDPOINT; else the context's; else "+defaultEndpoint+")")
+	pf.StringVar(&g.tokenFile, "token-file", "", "file holding the API token (env STRATA_TOKEN_FILE, or the token itself in STRATA_TOKEN; else the context's)")
+	pf.StringVar(&g.caFile, "ca-file", "", "the coordinator's CA certificate, pinned; \"\" trusts the system's roots (env STRATA_CA_FILE; else the context's; else "+defaultCAFile+")")
+	pf.StringVar(&g.context, "context", os.Getenv("STRATA_CONTEXT"), "context of the config file to use (env STRATA_CONTEXT; else its current one)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+ctl.Formats)
+	root.AddCommand(configCmd(g), versionCmd(g))
 	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), gossipCmd(g), quotaCmd(g), applyCmd(g), deleteCmd(g))
 	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g), aggregatesCmd(g), serverGroupsCmd(g))
 	root.AddCommand(volumeTypesCmd(g), volumesCmd(g), volumeSnapshotsCmd(g))

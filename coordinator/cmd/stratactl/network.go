@@ -32,15 +32,21 @@ func newKindCmd(g *globals, plural string, aliases []string, short string, scope
 	cmd := &cobra.Command{Use: plural, Aliases: aliases, Short: short}
 	if scoped {
 		k.project = new(string)
-		cmd.PersistentFlags().StringVarP(k.project, "project", "p", envOr("STRATA_PROJECT", ""), "project (env STRATA_PROJECT)")
+		cmd.PersistentFlags().StringVarP(k.project, "project", "p", "", "project (env STRATA_PROJECT; else the context's)")
 	}
 	// Checked before anything is sent, so a typo changes nothing.
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if g.output != "table" && g.output != "json" {
-			return fmt.Errorf("output format %q: want table or json", g.output)
+		if err := ctl.CheckFormat(g.output); err != nil {
+			return err
 		}
 		if scoped && *k.project == "" {
-			return errors.New("--project is required (or set STRATA_PROJECT)")
+			var err error
+			if *k.project, err = g.project(); err != nil {
+				return err
+			}
+		}
+		if scoped && *k.project == "" {
+			return errors.New("--project is required (or set STRATA_PROJECT, or a context's project)")
 		}
 		return nil
 	}

@@ -145,7 +145,7 @@ func TestNetworksSubnetsPorts(t *testing.T) {
 	c := newCLI(t)
 	c.steps([]step{
 		{args: "networks list", err: "--project is required"},
-		{args: "networks create -p p app -o yaml", err: `output format "yaml"`},
+		{args: "networks create -p p app -o xml", err: `output format "xml": want table, json or yaml`},
 		{args: "networks create -p p app --mtu 1400", want: []string{"app", "true"}},
 		{args: "network create -p p app", err: "already exists"},
 		{args: "networks create -p p big --mtu 99999", field: "spec.mtu"},
