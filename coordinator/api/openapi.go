@@ -141,6 +141,8 @@ func fixedOperations() []operation {
 			body: schemaFor(api.TokenRequest{}), okCode: 201, ok: jsonResponse("the token with its secret", schemaFor(api.NewToken{})), errs: []int{400}},
 		{method: "DELETE", path: "/v1/tokens/{id}", id: "deleteToken", tag: "tokens", summary: "Revoke a token (admin)", params: openapi3.Parameters{pathParam("id", "token id")},
 			okCode: 200, ok: jsonResponse("revoked", schemaFor(map[string]bool{})), errs: []int{404}},
+		{method: "GET", path: "/v1/projects/{project}/quota", id: "getProjectQuota", tag: "projects", summary: "A project's limits and what it holds",
+			params: openapi3.Parameters{pathParam("project", "project name")}, okCode: 200, ok: jsonResponse("limits and usage", schemaFor(api.QuotaUsage{})), errs: []int{404}},
 		{method: "GET", path: "/v1/backup", id: "getBackup", tag: "meta", summary: "A consistent copy of the store, a bbolt file (admin)", okCode: 200,
 			ok: &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription("the store file").WithContent(openapi3.Content{
 				"application/octet-stream": &openapi3.MediaType{Schema: openapi3.NewStringSchema().WithFormat("binary").NewRef()}})}},

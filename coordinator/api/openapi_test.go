@@ -234,7 +234,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	do(agent, "PUT", "/v1/hosts/h1/identity", api.HostIdentitySpec{Addr: "192.0.2.10", VTEP: "192.0.2.10"})
-	for _, p := range []string{"/healthz", "/readyz", "/v1/version", "/v1/kinds", "/v1/status", "/v1/hosts", "/v1/hosts/h1", "/v1/tokens"} {
+	for _, p := range []string{"/v1/projects/demo/quota", "/healthz", "/readyz", "/v1/version", "/v1/kinds", "/v1/status", "/v1/hosts", "/v1/hosts/h1", "/v1/tokens"} {
 		do(admin, "GET", p, nil)
 	}
 	do(admin, "POST", "/v1/hosts/h1/drain", map[string]string{"reason": "round trip"})
