@@ -18,6 +18,7 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 
 	"github.com/google/nftables/expr"
 	"github.com/strata-infra/strata/agent/network/nftsync"
@@ -148,24 +149,98 @@ func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
 	var rules []nftsync.Rule
 	var sets []nftsync.Set
 	for l, members := range layers {
-		ports := nftsync.Set{Name: fmt.Sprintf("%s_%dp", name, l), Fields: portFields, VMap: true}
-		addrs := nftsync.Set{Name: fmt.Sprintf("%s_%da", name, l), Fields: addrFields, VMap: true}
-		for _, j := range members {
-			r, b := list[j], boxes[j]
-			if r.SPort.any() && r.DPort.any() {
-				addrs.Ranges = append(addrs.Ranges, element(addrFields, b, r.Verdict))
-			} else {
-				ports.Ranges = append(ports.Ranges, element(portFields, b, r.Verdict))
-			}
-		}
-		for _, s := range []nftsync.Set{addrs, ports} {
-			if len(s.Ranges) > 0 {
-				sets = append(sets, s)
-				rules = append(rules, nftsync.R().VMap(s.Name, s.Fields...))
-			}
-		}
+		r, s := layerRules(fmt.Sprintf("%s_%d", name, l), list, boxes, members)
+		rules, sets = append(rules, r...), append(sets, s...)
 	}
 	return rules, sets
+}
+
+// layerRules renders one layer. Rules whose fields are each exact, a
+// prefix or any go into one map of exact keys per combination of the
+// fields they match and the prefix lengths (a hash lookup whatever the
+// size); the others (port ranges) into a map of ranges per key shape.
+func layerRules(name string, list []Rule, boxes []box, members []int32) ([]nftsync.Rule, []nftsync.Set) {
+	ports := nftsync.Set{Name: name + "p", Fields: portFields, VMap: true}
+	addrs := nftsync.Set{Name: name + "a", Fields: addrFields, VMap: true}
+	exact := map[string]*nftsync.Set{}
+	masks := map[string][]int{}
+	var sigs []string
+	var catchAll []nftsync.Rule
+	for _, j := range members {
+		r, b := list[j], boxes[j]
+		switch sig, fields, m, vals, ok := signature(r); {
+		case ok && len(fields) == 0:
+			catchAll = append(catchAll, nftsync.R().Verdict(r.Verdict))
+		case ok:
+			s := exact[sig]
+			if s == nil {
+				s = &nftsync.Set{Name: name + "h" + sig, Fields: fields, VMap: true, Exact: true}
+				exact[sig], masks[sig] = s, m
+				sigs = append(sigs, sig)
+			}
+			s.Ranges = append(s.Ranges, nftsync.Range{From: nftsync.Pack(fields, vals), Verdict: r.Verdict})
+		case r.SPort.any() && r.DPort.any():
+			addrs.Ranges = append(addrs.Ranges, element(addrFields, b, r.Verdict))
+		default:
+			ports.Ranges = append(ports.Ranges, element(portFields, b, r.Verdict))
+		}
+	}
+	sort.Strings(sigs)
+	var rules []nftsync.Rule
+	var sets []nftsync.Set
+	for _, sig := range sigs {
+		s := exact[sig]
+		sets = append(sets, *s)
+		rules = append(rules, nftsync.R().MaskedVMap(s.Name, s.Fields, masks[sig]))
+	}
+	for _, s := range []nftsync.Set{addrs, ports} {
+		if len(s.Ranges) > 0 {
+			sets = append(sets, s)
+			rules = append(rules, nftsync.R().VMap(s.Name, s.Fields...))
+		}
+	}
+	// A rule matching everything overlaps every other: it is alone in
+	// its layer.
+	return append(rules, catchAll...), sets
+}
+
+// signature says whether r can be an exact key: every field exact, a
+// prefix or any. It returns the fields it matches, the prefix length of
+// each (0 where no mask applies), the key's values, and a name for that
+// combination.
+func signature(r Rule) (string, []nftsync.Field, []int, []uint32, bool) {
+	for _, p := range []Ports{r.SPort, r.DPort} {
+		if !p.any() && p.From != p.To {
+			return "", nil, nil, nil, false
+		}
+	}
+	var sig string
+	var fields []nftsync.Field
+	var masks []int
+	var vals []uint32
+	add := func(tag string, f nftsync.Field, mask int, v uint32) {
+		sig += tag
+		fields, masks, vals = append(fields, f), append(masks, mask), append(vals, v)
+	}
+	if r.Proto != 0 {
+		add("p", nftsync.L4Proto, 0, uint32(r.Proto))
+	}
+	for _, a := range []struct {
+		tag string
+		f   nftsync.Field
+		p   netip.Prefix
+	}{{"s", nftsync.SAddr, r.Src}, {"d", nftsync.DAddr, r.Dst}} {
+		if a.p.IsValid() && a.p.Bits() > 0 {
+			add(fmt.Sprintf("%s%d", a.tag, a.p.Bits()), a.f, a.p.Bits(), span(a.p)[0])
+		}
+	}
+	if !r.SPort.any() {
+		add("S", nftsync.SPort, 0, uint32(r.SPort.From))
+	}
+	if !r.DPort.any() {
+		add("D", nftsync.DPort, 0, uint32(r.DPort.From))
+	}
+	return sig, fields, masks, vals, true
 }
 
 func element(fields []nftsync.Field, b box, v expr.Verdict) nftsync.Range {

@@ -40,7 +40,8 @@ func texts(t *testing.T, list []firewall.Rule) (string, int) {
 
 // TestCompileLayers: rules that do not overlap share one lookup whatever
 // their verdicts; a rule overlapping an earlier one with another verdict
-// goes to a later layer; a rule an earlier one covers is left out.
+// goes to a later layer; a rule an earlier one covers is left out; exact
+// keys where the fields allow, ranges for port ranges.
 func TestCompileLayers(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -49,13 +50,17 @@ func TestCompileLayers(t *testing.T) {
 		elems int
 	}{
 		{"disjoint, mixed verdicts", []firewall.Rule{tcp("10.0.0.0/24", 22, accept), tcp("10.0.1.0/24", 22, drop), tcp("10.0.0.0/24", 80, drop)},
-			"meta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_0p\n", 3},
+			"meta l4proto . ip saddr & 255.255.255.0 . th dport vmap @fw_0hps24D\n", 3},
 		{"overlap, other verdict", []firewall.Rule{tcp("10.0.0.0/24", 22, accept), tcp("10.0.0.0/16", 22, drop)},
-			"meta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_0p\nmeta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_1p\n", 2},
+			"meta l4proto . ip saddr & 255.255.255.0 . th dport vmap @fw_0hps24D\nmeta l4proto . ip saddr & 255.255.0.0 . th dport vmap @fw_1hps16D\n", 2},
 		{"covered by an earlier rule", []firewall.Rule{tcp("10.0.0.0/16", 22, drop), tcp("10.0.0.0/24", 22, accept)},
-			"meta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_0p\n", 1},
-		{"no ports: the address shape", []firewall.Rule{{Proto: 1, Verdict: accept}, tcp("", 22, drop)},
-			"meta l4proto . ip saddr . ip daddr vmap @fw_0a\nmeta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_0p\n", 2},
+			"meta l4proto . ip saddr & 255.255.0.0 . th dport vmap @fw_0hps16D\n", 1},
+		{"one exact map per field combination", []firewall.Rule{{Proto: 1, Verdict: accept}, tcp("", 22, drop)},
+			"meta l4proto vmap @fw_0hp\nmeta l4proto . th dport vmap @fw_0hpD\n", 2},
+		{"port ranges: a map of ranges", []firewall.Rule{{Proto: 6, DPort: firewall.Ports{From: 1, To: 1023}, Verdict: drop}, {Proto: 17, Src: netip.MustParsePrefix("10.0.0.0/8"), Verdict: accept}},
+			"meta l4proto . ip saddr & 255.0.0.0 vmap @fw_0hps8\nmeta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_0p\n", 2},
+		{"everything: a plain verdict", []firewall.Rule{tcp("", 22, accept), {Verdict: drop}},
+			"meta l4proto . th dport vmap @fw_0hpD\ndrop\n", 1},
 	} {
 		got, elems := texts(t, tc.list)
 		if got != tc.want || elems != tc.elems {

@@ -3,6 +3,7 @@ package nftsync
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -77,11 +78,17 @@ func Pack(fields []Field, vals []uint32) []byte {
 // its fields into consecutive ones.
 const reg32 = 8
 
-func (b *B) concat(fields []Field) string {
+func (b *B) concat(fields []Field, masks []int) string {
 	names := make([]string, len(fields))
 	for i, f := range fields {
+		r := reg32 + uint32(i)
 		names[i] = fieldInfo[f].text
-		b.exprs = append(b.exprs, f.load(reg32+uint32(i)))
+		b.exprs = append(b.exprs, f.load(r))
+		if i < len(masks) && masks[i] > 0 && masks[i] < 32 && fieldInfo[f].len == 4 {
+			m := net.CIDRMask(masks[i], 32)
+			names[i] += " & " + net.IP(m).String()
+			b.exprs = append(b.exprs, &expr.Bitwise{SourceRegister: r, DestRegister: r, Len: 4, Mask: m, Xor: make([]byte, 4)})
+		}
 	}
 	return strings.Join(names, " . ")
 }
@@ -89,14 +96,18 @@ func (b *B) concat(fields []Field) string {
 // VMap ends the rule with a lookup of the concatenated fields in verdict
 // map set: the verdict of the matching element, or on to the next rule
 // when none matches.
-func (b *B) VMap(set string, fields ...Field) Rule {
-	text := b.concat(fields)
+func (b *B) VMap(set string, fields ...Field) Rule { return b.MaskedVMap(set, fields, nil) }
+
+// MaskedVMap is VMap with address fields masked to masks[i] bits first
+// (0 or 32: unmasked), for a map of exact keys.
+func (b *B) MaskedVMap(set string, fields []Field, masks []int) Rule {
+	text := b.concat(fields, masks)
 	return b.end(text+" vmap @"+set, &expr.Lookup{SourceRegister: reg32, SetName: set, IsDestRegSet: true, DestRegister: 0})
 }
 
 // In matches when the concatenated fields are in set.
 func (b *B) In(set string, fields ...Field) *B {
-	text := b.concat(fields)
+	text := b.concat(fields, nil)
 	return b.add(text+" @"+set, &expr.Lookup{SourceRegister: reg32, SetName: set})
 }
 
@@ -106,7 +117,10 @@ func (b *B) In(set string, fields ...Field) *B {
 func (r Range) Text(fields []Field, vmap bool) string {
 	parts := make([]string, len(fields))
 	for i, f := range fields {
-		lo, hi := r.From[4*i:4*i+4], r.To[4*i:4*i+4]
+		lo, hi := r.From[4*i:4*i+4], r.From[4*i:4*i+4]
+		if len(r.To) > 0 {
+			hi = r.To[4*i : 4*i+4]
+		}
 		parts[i] = fieldText(f, lo, hi)
 	}
 	s := strings.Join(parts, " . ")
@@ -159,4 +173,9 @@ func verdictText(v expr.Verdict) string {
 		return "goto " + v.Chain
 	}
 	return fmt.Sprintf("verdict %d", v.Kind)
+}
+
+// Verdict ends the rule with verdict v.
+func (b *B) Verdict(v expr.Verdict) Rule {
+	return b.end(verdictText(v), &expr.Verdict{Kind: v.Kind, Chain: v.Chain})
 }

@@ -20,7 +20,7 @@ func kernelSet(t *nftables.Table, s Set) *nftables.Set {
 			types[i] = f.datatype()
 		}
 		set.KeyType = nftables.MustConcatSetType(types...)
-		set.Concatenation, set.Interval = true, true
+		set.Concatenation, set.Interval = !s.Exact, !s.Exact
 		if s.VMap {
 			set.IsMap, set.DataType = true, nftables.TypeVerdict
 		}
@@ -49,7 +49,11 @@ func wantElems(s Set) (map[string]nftables.SetElement, func(id string) nftables.
 			if s.VMap {
 				v = verdictID(r.Verdict.Kind, r.Verdict.Chain)
 			}
-			ids[rangeID(r.From, r.To, v)] = nftables.SetElement{Key: r.From, KeyEnd: r.To, VerdictData: &r.Verdict}
+			to := r.To
+			if s.Exact {
+				to = nil
+			}
+			ids[rangeID(r.From, to, v)] = nftables.SetElement{Key: r.From, KeyEnd: to, VerdictData: &r.Verdict}
 		}
 		return ids, func(id string) nftables.SetElement {
 			e := ids[id]
@@ -64,7 +68,7 @@ func wantElems(s Set) (map[string]nftables.SetElement, func(id string) nftables.
 		if s.IsMap {
 			el.Val = e.Val.AsSlice()
 		}
-		ids[elemID(el)] = el
+		ids[elemID(el, false)] = el
 	}
 	return ids, func(id string) nftables.SetElement { return ids[id] }
 }
@@ -77,11 +81,11 @@ func rangeID(from, to []byte, verdict string) string {
 
 // elemID is an element's identity: its keys and what it maps to. An
 // element read from the kernel and the one Sync built have the same ID.
-func elemID(e nftables.SetElement) string {
+func elemID(e nftables.SetElement, vmap bool) string {
 	switch {
 	case e.VerdictData != nil:
 		return rangeID(e.Key, e.KeyEnd, verdictID(e.VerdictData.Kind, e.VerdictData.Chain))
-	case len(e.KeyEnd) > 0 && len(e.Val) > 0: // a verdict read back
+	case vmap: // a verdict read back
 		return rangeID(e.Key, e.KeyEnd, readVerdictID(e.Val))
 	}
 	return rangeID(e.Key, e.KeyEnd, string(e.Val))

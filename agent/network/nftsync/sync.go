@@ -43,6 +43,8 @@ type Set struct {
 	Fields []Field
 	VMap   bool
 	Ranges []Range
+	// Exact keys (a hash set; Range.To unused) instead of ranges.
+	Exact bool
 }
 
 // Elem is one element; Val only in maps.
@@ -245,8 +247,10 @@ func (e *Engine) read(c *nftables.Conn, k *kconn, t *nftables.Table) (snapshot, 
 			return s, fmt.Errorf("list elements of %q %q: %w", t.Name, set.Name, err)
 		}
 		byID := make(map[string]nftables.SetElement, len(elems))
+		// The library reports a verdict map's data type as its key type.
+		vmap := set.IsMap && (set.KeyType.Name == "verdict" || set.DataType.Name == "verdict")
 		for _, e := range elems {
-			byID[elemID(e)] = nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd}
+			byID[elemID(e, vmap)] = nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd}
 		}
 		s.elems[set.Name] = byID
 	}

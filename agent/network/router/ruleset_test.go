@@ -35,9 +35,10 @@ func render(t nftsync.Table) string {
 }
 
 // TestRulesetRendering: the pure builder's output for a router with SNAT, a
-// floating IP and a firewall group: each policy compiled to one verdict
-// map lookup per key shape, the allow that the deny before it shadows left
-// out, a reject going to the reject chain.
+// floating IP and a firewall group: each policy compiled to verdict map
+// lookups (exact keys of the fields a rule matches where it can, ranges
+// for port ranges), the allow that the deny before it shadows left out, a
+// reject going to the reject chain.
 func TestRulesetRendering(t *testing.T) {
 	r := newRouter("ra", "proj-a", 10)
 	r.FloatingIPs = []netspec.FloatingIP{{IP: adr("203.0.113.50"), FixedIP: adr("10.1.1.11")}}
@@ -50,11 +51,12 @@ func TestRulesetRendering(t *testing.T) {
 	qr, qg := router.InternalLeg("if-proj-a"), router.GatewayLeg("ra")
 	want := strings.NewReplacer("QR", qr, "QG", qg).Replace(`set fip_dnat: 203.0.113.50>10.1.1.11
 set fip_snat: 10.1.1.11>203.0.113.50
+set fw_ingress_0hpD:
+  6 . 8080 : drop
 set fw_ingress_0p:
-  6 . 0.0.0.0/0 . 0.0.0.0/0 . 0-65535 . 8080 : drop
   17 . 198.51.100.0/24 . 10.1.1.0/25 . 1-1023 . 53 : goto fw_unreach
-set fw_egress_0a:
-  1 . 0.0.0.0/0 . 0.0.0.0/0 : accept
+set fw_egress_0hp:
+  1 : accept
 chain prerouting
   iifname "QG" dnat to ip daddr map @fip_dnat
 chain postrouting
@@ -72,10 +74,11 @@ chain fw_reset
 chain fw_unreach
   reject
 chain fw_ingress
+  meta l4proto . th dport vmap @fw_ingress_0hpD
   meta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_ingress_0p
   drop
 chain fw_egress
-  meta l4proto . ip saddr . ip daddr vmap @fw_egress_0a
+  meta l4proto vmap @fw_egress_0hp
   drop
 `)
 	if got := render(router.Ruleset(r)); got != want {
