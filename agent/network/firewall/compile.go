@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 
 	"github.com/google/nftables/expr"
 	"github.com/strata-infra/strata/agent/network/nftsync"
@@ -107,7 +108,7 @@ func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
 	layer := make([]int, len(list))
 	srcs, dsts := newPrefixIndex(), newPrefixIndex()
 	var layers [][]int32 // rule indices per layer, in list order
-	occupied := map[int]bool{}
+	var occupied []int   // by layer: 1 + the last rule that found an overlapping rule there
 	for j, r := range list {
 		b := r.box()
 		boxes[j] = b
@@ -117,7 +118,6 @@ func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
 			idx, p = dsts, dst
 		}
 		dead, bound := false, 0
-		clear(occupied)
 		idx.overlapping(p, func(i int32) {
 			if dead || !boxes[i].overlaps(b) {
 				return
@@ -126,7 +126,10 @@ func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
 				dead = true
 				return
 			}
-			occupied[layer[i]] = true
+			for len(occupied) <= layer[i] {
+				occupied = append(occupied, 0)
+			}
+			occupied[layer[i]] = j + 1
 			if !sameVerdict(list[i].Verdict, r.Verdict) && layer[i]+1 > bound {
 				bound = layer[i] + 1
 			}
@@ -135,7 +138,7 @@ func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
 			continue
 		}
 		l := bound
-		for occupied[l] {
+		for l < len(occupied) && occupied[l] == j+1 {
 			l++
 		}
 		layer[j] = l
@@ -166,19 +169,21 @@ func layerRules(name string, list []Rule, boxes []box, members []int32) ([]nftsy
 	masks := map[string][]int{}
 	var sigs []string
 	var catchAll []nftsync.Rule
+	var sg sig
 	for _, j := range members {
 		r, b := list[j], boxes[j]
-		switch sig, fields, m, vals, ok := signature(r); {
-		case ok && len(fields) == 0:
+		switch ok := signature(r, &sg); {
+		case ok && sg.n == 0:
 			catchAll = append(catchAll, nftsync.R().Verdict(r.Verdict))
 		case ok:
-			s := exact[sig]
+			s := exact[string(sg.name)]
 			if s == nil {
-				s = &nftsync.Set{Name: name + "h" + sig, Fields: fields, VMap: true, Exact: true}
-				exact[sig], masks[sig] = s, m
-				sigs = append(sigs, sig)
+				key := string(sg.name)
+				s = &nftsync.Set{Name: name + "h" + key, Fields: append([]nftsync.Field(nil), sg.fields[:sg.n]...), VMap: true, Exact: true}
+				exact[key], masks[key] = s, append([]int(nil), sg.masks[:sg.n]...)
+				sigs = append(sigs, key)
 			}
-			s.Ranges = append(s.Ranges, nftsync.Range{From: nftsync.Pack(fields, vals), Verdict: r.Verdict})
+			s.Ranges = append(s.Ranges, nftsync.Range{From: nftsync.Pack(s.Fields, sg.vals[:sg.n]), Verdict: r.Verdict})
 		case r.SPort.any() && r.DPort.any():
 			addrs.Ranges = append(addrs.Ranges, element(addrFields, b, r.Verdict))
 		default:
@@ -204,43 +209,51 @@ func layerRules(name string, list []Rule, boxes []box, members []int32) ([]nftsy
 	return append(rules, catchAll...), sets
 }
 
-// signature says whether r can be an exact key: every field exact, a
-// prefix or any. It returns the fields it matches, the prefix length of
-// each (0 where no mask applies), the key's values, and a name for that
-// combination.
-func signature(r Rule) (string, []nftsync.Field, []int, []uint32, bool) {
+// sig is how a rule can be an exact key: the fields it matches, the
+// prefix length of each (0 where no mask applies), the key's values, and
+// a name for that combination.
+type sig struct {
+	name   []byte
+	n      int
+	fields [5]nftsync.Field
+	masks  [5]int
+	vals   [5]uint32
+}
+
+func (s *sig) add(tag byte, bits int, f nftsync.Field, mask int, v uint32) {
+	s.name = append(s.name, tag)
+	if bits > 0 {
+		s.name = strconv.AppendInt(s.name, int64(bits), 10)
+	}
+	s.fields[s.n], s.masks[s.n], s.vals[s.n] = f, mask, v
+	s.n++
+}
+
+// signature fills s and says whether r can be an exact key: every field
+// exact, a prefix or any.
+func signature(r Rule, s *sig) bool {
+	s.name, s.n = s.name[:0], 0
 	for _, p := range []Ports{r.SPort, r.DPort} {
 		if !p.any() && p.From != p.To {
-			return "", nil, nil, nil, false
+			return false
 		}
-	}
-	var sig string
-	var fields []nftsync.Field
-	var masks []int
-	var vals []uint32
-	add := func(tag string, f nftsync.Field, mask int, v uint32) {
-		sig += tag
-		fields, masks, vals = append(fields, f), append(masks, mask), append(vals, v)
 	}
 	if r.Proto != 0 {
-		add("p", nftsync.L4Proto, 0, uint32(r.Proto))
+		s.add('p', 0, nftsync.L4Proto, 0, uint32(r.Proto))
 	}
-	for _, a := range []struct {
-		tag string
-		f   nftsync.Field
-		p   netip.Prefix
-	}{{"s", nftsync.SAddr, r.Src}, {"d", nftsync.DAddr, r.Dst}} {
-		if a.p.IsValid() && a.p.Bits() > 0 {
-			add(fmt.Sprintf("%s%d", a.tag, a.p.Bits()), a.f, a.p.Bits(), span(a.p)[0])
-		}
+	if r.Src.IsValid() && r.Src.Bits() > 0 {
+		s.add('s', r.Src.Bits(), nftsync.SAddr, r.Src.Bits(), span(r.Src)[0])
+	}
+	if r.Dst.IsValid() && r.Dst.Bits() > 0 {
+		s.add('d', r.Dst.Bits(), nftsync.DAddr, r.Dst.Bits(), span(r.Dst)[0])
 	}
 	if !r.SPort.any() {
-		add("S", nftsync.SPort, 0, uint32(r.SPort.From))
+		s.add('S', 0, nftsync.SPort, 0, uint32(r.SPort.From))
 	}
 	if !r.DPort.any() {
-		add("D", nftsync.DPort, 0, uint32(r.DPort.From))
+		s.add('D', 0, nftsync.DPort, 0, uint32(r.DPort.From))
 	}
-	return sig, fields, masks, vals, true
+	return true
 }
 
 func element(fields []nftsync.Field, b box, v expr.Verdict) nftsync.Range {

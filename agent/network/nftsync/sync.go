@@ -187,11 +187,12 @@ type snapshot struct {
 	rules  map[string][]*nftables.Rule
 	sets   map[string]*nftables.Set
 	elems  map[string]map[string]nftables.SetElement // by set, by elemID; key and key end only
+	sums   map[string]uint64                         // by set: fingerprint of what Sync last wanted
 }
 
 func newSnapshot() snapshot {
 	return snapshot{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{},
-		sets: map[string]*nftables.Set{}, elems: map[string]map[string]nftables.SetElement{}}
+		sets: map[string]*nftables.Set{}, elems: map[string]map[string]nftables.SetElement{}, sums: map[string]uint64{}}
 }
 
 // setHandles gives the new rules (handle 0) of s the handles the kernel
