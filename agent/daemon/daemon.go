@@ -41,6 +41,9 @@ const ReportInterval = 10 * time.Second
 
 // Agent is one running strata-agent.
 type Agent struct {
+	// hypervisor is the compute subsystem's domain type (SetHypervisor).
+	hypervisor string
+
 	cfg     *config.Config
 	log     *slog.Logger
 	client  *apiclient.Client
@@ -223,6 +226,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// SetHypervisor records the domain type the compute subsystem runs
+// instances as (kvm, qemu); gossip announces it for placement. Call it
+// before Run.
+func (a *Agent) SetHypervisor(domainType string) { a.hypervisor = domainType }
+
 func (a *Agent) startGossip() (*gossip.Member, error) {
 	cap, err := hostinfo.Capacity(a.cfg.StateDir, a.cfg.Reserved)
 	if err != nil {
@@ -233,7 +241,7 @@ func (a *Agent) startGossip() (*gossip.Member, error) {
 		cap = api.Capacity{}
 	}
 	meta := gossip.Meta{Role: gossip.RoleAgent, Zone: a.cfg.Zone, Aggregates: a.cfg.Aggregates,
-		Arch: hostinfo.Arch(), Physnets: slices.Sorted(maps.Keys(a.cfg.Network.PhysicalNetworks)),
+		Arch: hostinfo.Arch(), Physnets: slices.Sorted(maps.Keys(a.cfg.Network.PhysicalNetworks)), Hypervisor: a.hypervisor,
 		VCPUs: uint32(cap.VCPUs), RAMMiB: uint64(cap.RAMMiB), DiskGiB: uint64(cap.DiskGiB)}
 	if a.cfg.VTEP != "" {
 		meta.VTEP = netip.MustParseAddr(a.cfg.VTEP) // validated in config

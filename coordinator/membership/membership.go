@@ -50,7 +50,7 @@ func HostFromPeer(p gossip.Peer) api.Host {
 	}
 	h.Capacity = api.Capacity{VCPUs: int(m.VCPUs), RAMMiB: int(m.RAMMiB), DiskGiB: int(m.DiskGiB)}
 	h.AppliedEpoch = m.AppliedEpoch
-	h.Arch, h.Physnets = m.Arch, m.Physnets
+	h.Arch, h.Physnets, h.Hypervisor = m.Arch, m.Physnets, m.Hypervisor
 	return h
 }
 
@@ -60,7 +60,8 @@ func SchedulerHosts(hosts []api.Host) []scheduler.Host {
 	out := make([]scheduler.Host, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, scheduler.Host{Name: h.Name, Alive: h.State == api.StateAlive, Drained: h.Drained,
-			Zone: h.Zone, Capacity: h.Capacity, Arch: h.Arch, Physnets: h.Physnets, Aggregates: h.Aggregates})
+			Zone: h.Zone, Capacity: h.Capacity, Arch: h.Arch, Hypervisor: h.Hypervisor,
+			Physnets: h.Physnets, Aggregates: h.Aggregates})
 	}
 	return out
 }

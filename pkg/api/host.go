@@ -38,6 +38,8 @@ type Host struct {
 	// Arch and Physnets come from the agent (gossip meta), for placement.
 	Arch     string   `json:"arch,omitempty"`
 	Physnets []string `json:"physnets,omitempty"`
+	// Hypervisor is the domain type its instances run as (kvm, qemu).
+	Hypervisor string `json:"hypervisor,omitempty"`
 	// Reason is why an operator drained the host.
 	Reason string      `json:"reason,omitempty"`
 	Report *HostReport `json:"report,omitempty"`

@@ -49,6 +49,10 @@ type Meta struct {
 	// physical networks it bridges, for the scheduler (minor version 1.1).
 	Arch     string
 	Physnets []string
+	// Hypervisor is the libvirt domain type the host's instances run as
+	// ("kvm", or "qemu" for TCG), empty without compute (minor version
+	// 1.2): images that name a hypervisor type are placed by it.
+	Hypervisor string
 
 	// leaving is set only by Member.Leave, just before memberlist's leave
 	// message, so peers can tell a graceful leave from a failure: see
@@ -64,7 +68,7 @@ func (m Meta) Equal(o Meta) bool {
 		m.VCPUs == o.VCPUs && m.RAMMiB == o.RAMMiB && m.DiskGiB == o.DiskGiB &&
 		m.AppliedEpoch == o.AppliedEpoch && m.APIAddr == o.APIAddr &&
 		m.Drained == o.Drained && m.leaving == o.leaving &&
-		m.Arch == o.Arch && slices.Equal(m.Physnets, o.Physnets)
+		m.Arch == o.Arch && slices.Equal(m.Physnets, o.Physnets) && m.Hypervisor == o.Hypervisor
 }
 
 func (m Meta) clone() Meta {
@@ -93,6 +97,11 @@ func (m Meta) clone() Meta {
 //
 //	arch       string
 //	physnets   varint count, then that many strings
+//
+// Appended in minor version 1.2, written only when set (the 1.1 fields
+// are then written too, empty or not):
+//
+//	hypervisor string
 //
 // Compatibility rule: a newer minor writer may append fields after flags and
 // set reserved flag bits without changing the version byte; readers decode
@@ -148,12 +157,15 @@ func (m Meta) Encode() ([]byte, error) {
 		flags |= flagLeaving
 	}
 	e.uvarint("flags", flags)
-	if m.Arch != "" || len(m.Physnets) > 0 {
+	if m.Arch != "" || len(m.Physnets) > 0 || m.Hypervisor != "" {
 		e.str("arch", -1, m.Arch)
 		e.uvarint("physnets", uint64(len(m.Physnets)))
 		for i, p := range m.Physnets {
 			e.str("physnets", i, p)
 		}
+	}
+	if m.Hypervisor != "" {
+		e.str("hypervisor", -1, m.Hypervisor)
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -236,6 +248,9 @@ func DecodeMeta(b []byte) (Meta, error) {
 				m.Physnets = append(m.Physnets, d.str("physnets"))
 			}
 		}
+	}
+	if d.err == nil && len(d.buf) > 0 {
+		m.Hypervisor = d.str("hypervisor")
 	}
 	if d.err != nil {
 		return Meta{}, d.err

@@ -40,6 +40,8 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"unknown role survives", Meta{Role: 9}},
 		{"leaving flag", Meta{Role: RoleAgent, Drained: true, leaving: true}},
 		{"arch and physnets", Meta{Role: RoleAgent, Arch: "aarch64", Physnets: []string{"physnet1", "physnet2"}}},
+		{"hypervisor", Meta{Role: RoleAgent, Hypervisor: "qemu"}},
+		{"hypervisor, arch and physnets", Meta{Role: RoleAgent, Arch: "x86_64", Physnets: []string{"p"}, Hypervisor: "kvm"}},
 		{"physnets only", Meta{Role: RoleAgent, Physnets: []string{"p"}}},
 	}
 	for _, tt := range tests {
@@ -147,9 +149,10 @@ func TestDecodeMetaIgnoresNewerTrailingFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	b[len(b)-1] |= 0x40 // reserved flag bit in the one-byte flags varint
-	// Version 1.1 fields, then fields this reader does not know.
-	want.Arch, want.Physnets = "x86_64", []string{"physnet1"}
+	// Version 1.1 and 1.2 fields, then fields this reader does not know.
+	want.Arch, want.Physnets, want.Hypervisor = "x86_64", []string{"physnet1"}, "kvm"
 	b = append(b, 6, 'x', '8', '6', '_', '6', '4', 1, 8, 'p', 'h', 'y', 's', 'n', 'e', 't', '1')
+	b = append(b, 3, 'k', 'v', 'm')
 	b = append(b, 0x07, 3, 'n', 'e', 'w', 0xff)
 	got, err := DecodeMeta(b)
 	if err != nil {
