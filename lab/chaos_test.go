@@ -35,6 +35,7 @@ type fault struct {
 	kind, target string
 	injected     time.Time
 	healed       time.Duration
+	reported     time.Duration // in the host's status (a hung dnsmasq)
 	err          error
 }
 
@@ -138,8 +139,12 @@ func TestLabChaos(t *testing.T) {
 			t.Errorf("%s %s: did not heal: %v", f.kind, f.target, f.err)
 			break
 		}
-		t.Logf("fault %2d at +%-6s %-20s %-12s healed in %s", len(faults), f.injected.Sub(deadline.Add(-duration)).Round(time.Second),
-			f.kind, f.target, f.healed.Round(time.Millisecond))
+		var also string
+		if f.reported > 0 {
+			also = fmt.Sprintf(", reported as hung after %s", f.reported.Round(time.Millisecond))
+		}
+		t.Logf("fault %2d at +%-6s %-20s %-12s healed in %s%s", len(faults), f.injected.Sub(deadline.Add(-duration)).Round(time.Second),
+			f.kind, f.target, f.healed.Round(time.Millisecond), also)
 	}
 	close(stop)
 	wg.Wait()
@@ -253,6 +258,7 @@ func injectFault(t *testing.T, l *Lab, rng *rand.Rand, kind string, quiet *sync.
 			// its report interval) must say why.
 			f.healed = time.Since(since)
 			f.err = healWithin(chaosHealBound, func() error { return hungReported(l, d) })
+			f.reported = time.Since(since)
 			return f
 		}
 	case "underlay-flap":

@@ -76,6 +76,10 @@ func (a *Agent) Background(f func(context.Context)) { a.background = append(a.ba
 // and the observed state of its resources (api.HostReport.Resources).
 func (a *Agent) Reporter(f func(*api.HostReport)) { a.reporters = append(a.reporters, f) }
 
+// ReportSoon sends a status report now (a subsystem's state changed
+// between applies); it never blocks.
+func (a *Agent) ReportSoon() { signal(a.report) }
+
 // Peers is the gossip view (empty before Run has joined the pool).
 func (a *Agent) Peers() []gossip.Peer {
 	a.memberMu.Lock()

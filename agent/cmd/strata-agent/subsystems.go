@@ -26,7 +26,7 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 			Self:        planmap.Self{Host: cfg.Name, VTEP: netip.MustParseAddr(cfg.VTEP), UnderlayDev: cfg.Network.UnderlayDev},
 			NetNSPrefix: cfg.Network.NetNSPrefix, StateDir: cfg.StateDir, DHCPDomain: cfg.Network.DHCPDomain,
 			PhysicalNetworks: cfg.Network.PhysicalNetworks,
-			DeadGrace:        cfg.Network.DeadHostGrace, Kick: a.Runner().Kick,
+			DeadGrace:        cfg.Network.DeadHostGrace, Kick: a.Runner().Kick, StatusChanged: a.ReportSoon,
 			Logger: log, Peers: a.Peers,
 		})
 		if err != nil {

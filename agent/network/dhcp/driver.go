@@ -36,6 +36,10 @@ type Config struct {
 	Domain   string // DNS domain of port names; default "strata.internal"
 	Dnsmasq  string // binary; default "dnsmasq" from PATH
 	Logger   *slog.Logger
+	// Restarted, when set, is called after the supervisor restarted a
+	// dnsmasq (it died or hung), so the host status says so at once, not
+	// at the next periodic report. It must not block.
+	Restarted func()
 }
 
 // Counters say what the driver did to dnsmasq processes. Restarts counts
@@ -368,6 +372,9 @@ func (d *Driver) restart(inst *instance, reason string) {
 	inst.failures = 0
 	inst.restarts++
 	inst.lastRestart, inst.lastReason = time.Now().UTC(), reason
+	if d.cfg.Restarted != nil {
+		defer d.cfg.Restarted()
+	}
 	p, err := start(d.cfg.Dnsmasq, inst.ns, inst.dir, inst.args)
 	if err != nil {
 		d.log.Error("restart dnsmasq", "network", inst.netID, "err", err)

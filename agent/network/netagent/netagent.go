@@ -51,6 +51,9 @@ type Config struct {
 	DeadGrace time.Duration
 	// Kick asks for another pass, when a dead host's grace runs out.
 	Kick func()
+	// StatusChanged asks for a status report now: a supervised dnsmasq
+	// was restarted.
+	StatusChanged func()
 }
 
 // Reconciler converges the host's tenant networks.
@@ -79,7 +82,7 @@ func New(cfg Config) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := dhcp.New(dhcp.Config{NSPrefix: cfg.NetNSPrefix, StateDir: filepath.Join(cfg.StateDir, "dhcp"), Domain: cfg.DHCPDomain, Logger: log})
+	d, err := dhcp.New(dhcp.Config{NSPrefix: cfg.NetNSPrefix, StateDir: filepath.Join(cfg.StateDir, "dhcp"), Domain: cfg.DHCPDomain, Logger: log, Restarted: cfg.StatusChanged})
 	if err != nil {
 		lb.Close()
 		return nil, err
