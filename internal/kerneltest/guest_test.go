@@ -26,6 +26,10 @@ func TestTrivialGuest(t *testing.T) {
 	if !strings.Contains(res.Output, "--- PASS: TestTrivial") {
 		t.Fatalf("guest output lacks the trivial test's pass line:\n%s", res.Output)
 	}
+	// The guest's waits scale as the host's do.
+	if want := fmt.Sprintf("guest timeout factor: %g\n", testenv.Factor()); !strings.Contains(res.Output, want) {
+		t.Errorf("guest output lacks %q:\n%s", want, res.Output)
+	}
 	t.Logf("boot to test start %s, qemu total %s, with compile and pack %s",
 		res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	if res.Total > testenv.Scale(60*time.Second) {

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // Harness builds and boots kernel-test guests on this host.
@@ -51,7 +53,9 @@ func (h *Harness) logf(format string, args ...any) {
 	}
 }
 
-const buildTimeout = 5 * time.Minute
+// buildTimeout bounds one build step (the kernel, the base initramfs, a
+// test binary), times STRATA_TIMEOUT_FACTOR.
+var buildTimeout = testenv.Scale(5 * time.Minute)
 
 // kernelPath is the cache path of the uncompressed vmlinux, keyed by the
 // kernel version, build-kernel.sh and the identity of /boot/vmlinuz-V.

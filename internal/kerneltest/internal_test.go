@@ -234,3 +234,18 @@ func TestTempDirPrunesStale(t *testing.T) {
 		t.Errorf("after prune: stale %t (want false), fresh %t, new %t", fileExists(old), fileExists(fresh), fileExists(dir))
 	}
 }
+
+// TestGuestEnvCarriesFactorAndStrict: the guest's test binary gets the
+// host's STRATA_TIMEOUT_FACTOR and STRATA_STRICT, unless the run's own
+// environment sets them.
+func TestGuestEnvCarriesFactorAndStrict(t *testing.T) {
+	t.Setenv(testenv.FactorEnv, "2.5")
+	t.Setenv(testenv.StrictEnv, "1")
+	got := guestEnv(map[string]string{"X": "y"})
+	if got[testenv.FactorEnv] != "2.5" || got[testenv.StrictEnv] != "1" || got["X"] != "y" || len(got) != 3 {
+		t.Errorf("guestEnv = %v", got)
+	}
+	if got := guestEnv(map[string]string{testenv.FactorEnv: "4"}); got[testenv.FactorEnv] != "4" {
+		t.Errorf("the run's own factor was overridden: %v", got)
+	}
+}

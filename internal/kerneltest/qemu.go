@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 var (
@@ -51,9 +53,11 @@ func (r *Result) Passed() bool { return r != nil && r.ExitCode == 0 }
 const (
 	startMarker = "<<<strata-kerneltest start>>>"
 	maxConsole  = 32 << 20
-	// lockTimeout bounds the wait for another process's guest to finish.
-	lockTimeout = 15 * time.Minute
 )
+
+// lockTimeout bounds the wait for another process's guest to finish,
+// times STRATA_TIMEOUT_FACTOR.
+var lockTimeout = testenv.Scale(15 * time.Minute)
 
 var exitMarker = regexp.MustCompile(`<<<strata-kerneltest exit=(-?\d+)>>>`)
 
@@ -96,7 +100,7 @@ func (h *Harness) Exec(ctx context.Context, bin string, args []string, opts Opti
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	initrd, err := h.packRun(ctx, work, base, bin, args, opts.Env)
+	initrd, err := h.packRun(ctx, work, base, bin, args, guestEnv(opts.Env))
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +113,22 @@ func (h *Harness) Exec(ctx context.Context, bin string, args []string, opts Opti
 	}
 	defer l.unlock()
 	return h.boot(ctx, vmlinux, initrd, opts)
+}
+
+// guestEnv is env plus this process's STRATA_TIMEOUT_FACTOR and
+// STRATA_STRICT (unless env sets them): the guest's waits scale and its
+// missing parts fail as the host's do.
+func guestEnv(env map[string]string) map[string]string {
+	out := make(map[string]string, len(env)+2)
+	for _, k := range []string{testenv.FactorEnv, testenv.StrictEnv} {
+		if v, ok := os.LookupEnv(k); ok {
+			out[k] = v
+		}
+	}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
 }
 
 // packRun writes the initrd of one run: the base archive followed by an

@@ -3,14 +3,17 @@ package guestfeatures
 import (
 	"bufio"
 	"bytes"
+	"math"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-infra/strata/internal/kerneltest"
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // SelftestEnv selects the harness's own failure tests: "fail" makes
@@ -42,12 +45,18 @@ func run(t *testing.T, name string, args ...string) string {
 		if err != nil {
 			t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
 		}
-	case <-time.After(60 * time.Second):
+	case <-time.After(testenv.Scale(60 * time.Second)):
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("%s %s: no exit after 60s\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), stdout.String(), stderr.String())
+		t.Fatalf("%s %s: no exit after %s\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), testenv.Scale(60*time.Second), stdout.String(), stderr.String())
 	}
 	return stdout.String()
+}
+
+// seconds is d scaled by STRATA_TIMEOUT_FACTOR, in whole seconds, for a
+// tool's --timeout option.
+func seconds(d time.Duration) string {
+	return strconv.Itoa(int(math.Ceil(testenv.Scale(d).Seconds())))
 }
 
 // modprobe loads modules and checks the kernel lists them.
@@ -69,6 +78,7 @@ func TestTrivial(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("guest kernel: %s", strings.TrimSpace(string(b)))
+	t.Logf("guest timeout factor: %g", testenv.Factor())
 	if _, err := os.Stat("/etc/kerneltest-version"); err != nil {
 		t.Fatalf("not the kerneltest initramfs: %v", err)
 	}
@@ -111,12 +121,12 @@ func TestReachHost(t *testing.T) {
 	if addr == "" {
 		t.Skipf("only when %s is set", HostAddrEnv)
 	}
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	c, err := net.DialTimeout("tcp", addr, testenv.Scale(10*time.Second))
 	if err != nil {
 		t.Fatalf("dial host service %s: %v", addr, err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(testenv.Scale(10 * time.Second)))
 	if _, err := c.Write([]byte("hello from the guest\n")); err != nil {
 		t.Fatal(err)
 	}
