@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // TestFeatures loads each kernel feature the CI kernel lacks and proves it
@@ -67,7 +70,7 @@ func testGretap(t *testing.T) {
 	if !strings.Contains(out, "gretap") {
 		t.Fatalf("strata-gre is not a gretap link:\n%s", out)
 	}
-	run(t, "ip", "netns", "exec", "strata-a", "ping", "-c", "2", "-W", "5", "10.99.0.2")
+	run(t, "ip", "netns", "exec", "strata-a", "ping", "-c", "2", "-W", seconds(5*time.Second), "10.99.0.2")
 }
 
 // ramDisks loads brd with n RAM disks of sizeMB each, once per boot.
@@ -180,7 +183,7 @@ func testDMCache(t *testing.T) {
 	run(t, "dmsetup", "reload", "strata-dc", "--table", table("cleaner"))
 	run(t, "dmsetup", "suspend", "strata-dc")
 	run(t, "dmsetup", "resume", "strata-dc")
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testenv.Scale(30 * time.Second))
 	for {
 		// status: <meta block size> <used>/<total meta> <cache block size>
 		// <used>/<total cache> <read hits> <read misses> <write hits>
@@ -194,7 +197,7 @@ func testDMCache(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("dm-cache still has %s dirty blocks after 30s: %v", st[13], st)
+			t.Fatalf("dm-cache still has %s dirty blocks after %s: %v", st[13], testenv.Scale(30*time.Second), st)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -244,8 +247,16 @@ func testVswitchd(t *testing.T) {
 	run(t, "ovs-vswitchd", db, "--unixctl="+d+"/ovs-vswitchd.ctl",
 		"--pidfile="+d+"/ovs-vswitchd.pid", "--log-file="+d+"/ovs-vswitchd.log", "--detach")
 	defer stopDaemon(t, d+"/ovs-vswitchd.pid")
+	waitFor := func(limit time.Duration, what string, cond func() error) {
+		t.Helper()
+		took, err := testenv.Poll(limit, cond)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, vswitchdState(d, db))
+		}
+		t.Logf("%s after %s", what, took.Round(time.Millisecond))
+	}
 	vsctl := func(args ...string) string {
-		return run(t, "ovs-vsctl", append([]string{"--db=" + db, "--timeout=30"}, args...)...)
+		return run(t, "ovs-vsctl", append([]string{"--db=" + db, "--timeout=" + seconds(30*time.Second)}, args...)...)
 	}
 	// The underlay: 172.31.9.1 here, 172.31.9.2 in the far namespace,
 	// where a kernel gretap device ends the tunnel.
@@ -268,26 +279,65 @@ func testVswitchd(t *testing.T) {
 	defer vsctl("--if-exists", "del-br", "strata-br0")
 	vsctl("add-port", "strata-br0", "strata-gre0", "--", "set", "interface", "strata-gre0",
 		"type=gre", "options:remote_ip=172.31.9.2", "options:key=77")
-	out := run(t, "ovs-dpctl", "show")
-	if !strings.Contains(out, "strata-br0") || !strings.Contains(out, "gre_sys") {
-		t.Fatalf("kernel datapath lacks the bridge or the GRE port:\n%s", out)
-	}
+
+	// Traffic passes only once every piece is in place; each is an event
+	// to wait for, not a time to guess. ovs-vsctl returned when vswitchd
+	// took the change, but the port numbers, the datapath's ports and the
+	// bridge's default flow are set up after that.
+	waitFor(60*time.Second, "the GRE port has an OpenFlow port number and no error", func() error {
+		out, err := try("ovs-vsctl", "--db="+db, "--timeout="+seconds(10*time.Second), "--columns=ofport,error", "list", "interface", "strata-gre0")
+		if err != nil {
+			return err
+		}
+		if !regexp.MustCompile(`ofport\s*:\s*[1-9]`).MatchString(out) || !regexp.MustCompile(`error\s*:\s*\[\]`).MatchString(out) {
+			return fmt.Errorf("interface strata-gre0:\n%s", out)
+		}
+		return nil
+	})
+	waitFor(60*time.Second, "the kernel datapath has the bridge's port and the GRE port", func() error {
+		if out, err := try("ovs-dpctl", "show"); err != nil || !strings.Contains(out, "strata-br0") || !strings.Contains(out, "gre_sys") {
+			return fmt.Errorf("ovs-dpctl show: %v\n%s", err, out)
+		}
+		return nil
+	})
+	waitFor(60*time.Second, "the bridge has its NORMAL flow", func() error {
+		if out, err := try("ovs-ofctl", "dump-flows", "strata-br0"); err != nil || !strings.Contains(out, "actions=NORMAL") {
+			return fmt.Errorf("ovs-ofctl dump-flows strata-br0: %v\n%s", err, out)
+		}
+		return nil
+	})
 	run(t, "ip", "addr", "add", "10.98.0.1/24", "dev", "strata-br0")
 	run(t, "ip", "link", "set", "strata-br0", "up")
-	// The first packets may go while vswitchd learns the tunnel route.
-	var ping string
-	for i := 0; ; i++ {
-		b, err := exec.Command("ping", "-c", "3", "-W", "2", "10.98.0.2").CombinedOutput()
-		if err == nil {
-			ping = string(b)
-			break
+	waitFor(30*time.Second, "10.98.0.2 routes through strata-br0", func() error {
+		if out, err := try("ip", "route", "get", "10.98.0.2"); err != nil || !strings.Contains(out, "dev strata-br0 ") {
+			return fmt.Errorf("ip route get 10.98.0.2: %v %s", err, out)
 		}
-		if i == 5 {
-			t.Fatalf("no ping across the OVS GRE port: %v\n%s\n%s", err, b, run(t, "ovs-dpctl", "dump-flows"))
-		}
-		time.Sleep(time.Second)
+		return nil
+	})
+	// ARP is the first traffic both ways through the GRE port: a reply
+	// means the tunnel works and both ends know each other's MAC. Each
+	// try waits up to 2 s for its reply.
+	waitFor(60*time.Second, "an ARP reply from 10.98.0.2 across the GRE port", func() error {
+		_, err := try("arping", "-I", "strata-br0", "-c", "1", "-w", "2", "10.98.0.2")
+		return err
+	})
+	out, err := exec.Command("ping", "-c", "3", "-W", seconds(5*time.Second), "10.98.0.2").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "3 packets received") {
+		t.Fatalf("ping across the OVS GRE port after ARP resolved: %v\n%s\n%s", err, out, vswitchdState(d, db))
 	}
-	t.Logf("ovs-dpctl show:\n%s\nping across the GRE port:\n%s", run(t, "ovs-dpctl", "show"), ping)
+	t.Logf("ovs-dpctl show:\n%s\nping across the GRE port:\n%s", run(t, "ovs-dpctl", "show"), out)
+}
+
+// try runs a command for a condition being waited for: its stdout, or an
+// error with its output.
+func try(name string, args ...string) (string, error) {
+	var stdout, stderr strings.Builder
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%s %s: %v: %s%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
 }
 
 // stopDaemon kills the daemon whose pid file is given and waits for it.
@@ -303,7 +353,7 @@ func stopDaemon(t *testing.T, pidFile string) {
 		return
 	}
 	syscall.Kill(pid, syscall.SIGTERM)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(testenv.Scale(10 * time.Second)); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if syscall.Kill(pid, 0) != nil {
 			return
 		}
@@ -338,4 +388,32 @@ func testNBD(t *testing.T) {
 	if _, err := os.Stat("/dev/nbd0"); err != nil {
 		t.Fatalf("nbd loaded but /dev/nbd0: %v", err)
 	}
+}
+
+// vswitchdState is what to show when traffic does not pass: the daemon's
+// log, its view of the ports and flows, the datapath's flows and the
+// kernel's links and neighbours on both ends.
+func vswitchdState(dir, db string) string {
+	var b strings.Builder
+	for _, c := range [][]string{
+		{"ovs-vsctl", "--db=" + db, "--timeout=10", "show"},
+		{"ovs-vsctl", "--db=" + db, "--timeout=10", "--columns=name,ofport,link_state,error", "list", "interface"},
+		{"ovs-ofctl", "dump-flows", "strata-br0"},
+		{"ovs-appctl", "--target=" + dir + "/ovs-vswitchd.ctl", "fdb/show", "strata-br0"},
+		{"ovs-appctl", "--target=" + dir + "/ovs-vswitchd.ctl", "ovs/route/show"},
+		{"ovs-dpctl", "show", "-s"},
+		{"ovs-dpctl", "dump-flows"},
+		{"ip", "-s", "-d", "link"},
+		{"ip", "neigh"},
+		{"ip", "route"},
+		{"ip", "route", "get", "10.98.0.2"},
+		{"ovs-appctl", "--target=" + dir + "/ovs-vswitchd.ctl", "upcall/show"},
+		{"ip", "-n", "strata-far", "-s", "link"},
+		{"ip", "-n", "strata-far", "neigh"},
+		{"tail", "-n", "60", dir + "/ovs-vswitchd.log"},
+	} {
+		out, err := exec.Command(c[0], c[1:]...).CombinedOutput()
+		fmt.Fprintf(&b, "--- %s (%v)\n%s", strings.Join(c, " "), err, out)
+	}
+	return b.String()
 }
