@@ -144,10 +144,15 @@ func tail(b []byte) string {
 }
 
 // overlay mounts a writable overlay of base and returns its root; the
-// cleanup unmounts it even when the test fails.
+// cleanup unmounts it even when the test fails, and the sweep after a
+// -timeout or a panic (testenv.MkdirTemp names the directory for it).
 func overlay(t *testing.T, base string) string {
 	t.Helper()
-	d := t.TempDir()
+	d, err := testenv.MkdirTemp("strata-chroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
 	upper, work, merged := filepath.Join(d, "upper"), filepath.Join(d, "work"), filepath.Join(d, "root")
 	for _, p := range []string{upper, work, merged} {
 		if err := os.Mkdir(p, 0o755); err != nil {

@@ -1,11 +1,13 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -120,12 +122,46 @@ func sweepDirs(dir string, stale func(int) bool) []string {
 		if pid, ok := owner(dirPatterns, e.Name()); ok && stale(pid) && e.IsDir() {
 			p := filepath.Join(dir, e.Name())
 			killed := killUsing(p)
+			// Never remove through a mount (a chroot's overlay): the
+			// removal would reach what the mount shows.
+			if unmountUnder(p) != nil {
+				continue
+			}
 			if os.RemoveAll(p) == nil {
 				done = append(done, fmt.Sprintf("directory %s (pid %d%s)", p, pid, killed))
 			}
 		}
 	}
 	return done
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first, and
+// fails if one stays.
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, l := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mount-point ...; spaces in paths
+		// are escaped as \040.
+		f := strings.Fields(l)
+		if len(f) < 5 {
+			continue
+		}
+		mp := strings.ReplaceAll(f[4], "\\040", " ")
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			points = append(points, mp)
+		}
+	}
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	for _, mp := range points {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("unmount %s: %w", mp, err)
+		}
+	}
+	return nil
 }
 
 // killUsing kills the processes whose command line mentions path.

@@ -226,6 +226,17 @@ func TestSweepRemovesDeadProcessDirs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A chroot's overlay left mounted in it (a tmpfs stands in): the
+	// sweep unmounts it rather than remove through it.
+	mnt := filepath.Join(dead, "root")
+	if os.Geteuid() == 0 {
+		os.Mkdir(mnt, 0o755)
+		if err := syscall.Mount("s21sweep", mnt, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+		os.WriteFile(filepath.Join(mnt, "file"), nil, 0o644)
+	}
 	// A daemon left running from the dead process's directory.
 	daemon := exec.Command("sh", "-c", "sleep 60", dead+"/ceph.conf")
 	if err := daemon.Start(); err != nil {
@@ -244,6 +255,9 @@ func TestSweepRemovesDeadProcessDirs(t *testing.T) {
 		if _, err := os.Stat(d); (err == nil) != want {
 			t.Errorf("%s exists=%v after the sweep, want %v", d, err == nil, want)
 		}
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), mnt) {
+		t.Errorf("%s still mounted after the sweep", mnt)
 	}
 	select {
 	case err := <-exited:
