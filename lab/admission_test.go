@@ -35,12 +35,8 @@ func (fixedMeta) MergeRemoteState([]byte, bool)   {}
 // refused by the coordinator and by h1; nothing is placed on them, no
 // tunnel entry points at them, and the real h2 gets its name back.
 func TestGossipRejectsImpostor(t *testing.T) {
-	l := testLab(t, 2, 100)
+	l := upLab(t, 2, 100)
 	ctx := context.Background()
-	if err := l.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitCLI(t, l, 60*time.Second, "2 hosts alive and converged", AllAliveAndConverged(2))
 	c, err := l.Client()
 	if err != nil {
 		t.Fatal(err)

@@ -46,14 +46,8 @@ spec: {network: net, host: h2, owner: endpoint}
 // then `strata-coordinator restore` (agents take the restored plan at an
 // epoch past their own and the change after the backup is undone).
 func TestBackupRestore(t *testing.T) {
-	l := testLab(t, 2, 10000)
+	l := upLab(t, 2, 10000, backupManifest)
 	ctx := context.Background()
-	if err := l.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitCLI(t, l, 60*time.Second, "hosts up", AllAliveAndConverged(2))
-	applyManifest(t, l, backupManifest)
-	waitCLI(t, l, 60*time.Second, "before the backup", AllAliveAndConverged(2))
 	dataDir := filepath.Join(l.Dir, "coordinator")
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	coord := func(args ...string) string {

@@ -73,12 +73,8 @@ func TestLabChaos(t *testing.T) {
 	t.Logf("chaos: seed %d (STRATA_CHAOS_SEED), duration %s (STRATA_CHAOS_DURATION), %d writers", seed, duration, chaosWriters)
 	rng := rand.New(rand.NewPCG(seed, 0x5712))
 
-	l := testLab(t, 3, 50)
+	l := upLab(t, 3, 50)
 	ctx := context.Background()
-	if err := l.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitCLI(t, l, 60*time.Second, "hosts up", AllAliveAndConverged(3))
 	applyManifest(t, l, chaosManifest)
 	admin, err := l.AdminToken()
 	if err != nil {

@@ -37,7 +37,9 @@ type computeLab struct {
 	epNS  string
 }
 
-const computeBase = `
+// tinyGuestCatalog is the flavor and the image (its path a %s for the
+// built guest's) that the compute and scheduling tests boot.
+const tinyGuestCatalog = `
 kind: flavor
 name: tiny
 spec: {vcpus: 1, ram_mib: 160, disk_gib: 1}
@@ -45,7 +47,9 @@ spec: {vcpus: 1, ram_mib: 160, disk_gib: 1}
 kind: image
 name: guest
 spec: {format: raw, path: %s}
----
+`
+
+const computeBase = tinyGuestCatalog + `---
 kind: project
 name: c
 ---

@@ -182,11 +182,7 @@ func bringUpB(t *testing.T, l *Lab) (srvNS, cliNS, srvIP string) {
 // rule: both reach h1's kernel, A's router carries the error in its
 // status, and the error clears once the cause is gone.
 func TestLabBadResourceIsolated(t *testing.T) {
-	l := testLab(t, 2, 10000)
-	if err := l.Up(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	waitCLI(t, l, 30*time.Second, "hosts up", AllAliveAndConverged(2))
+	l := upLab(t, 2, 10000)
 	leg := plantLegConflict(t, l)
 	applyManifest(t, l, projectA)
 	var st *api.ResourceStatus
@@ -242,11 +238,7 @@ func TestLabBadResourceIsolated(t *testing.T) {
 // TestLabFailClosed: while h1 refuses one router, a port added on h1 with
 // a restrictive security group is filtered as its group says (in and out).
 func TestLabFailClosed(t *testing.T) {
-	l := testLab(t, 2, 10000)
-	if err := l.Up(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	waitCLI(t, l, 30*time.Second, "hosts up", AllAliveAndConverged(2))
+	l := upLab(t, 2, 10000)
 	plantLegConflict(t, l)
 	applyManifest(t, l, projectA)
 	waitUntil(t, 30*time.Second, "h1 refuses a/rt", func() bool {
@@ -258,16 +250,6 @@ func TestLabFailClosed(t *testing.T) {
 		t.Fatalf("h1's log does not show the refused router (%v)", err)
 	}
 }
-
-const teardownExternal = `
-kind: externalnetwork
-name: ext
-spec:
-  physical_network: physnet1
-  cidr: 203.0.113.0/24
-  gateway: 203.0.113.1
-  allocation_pools: [{start: 203.0.113.10, end: 203.0.113.99}]
-`
 
 // teardownProject has a bit of everything a teardown must remove in
 // order: endpoint ports on both hosts, a security group, a router with a
@@ -404,12 +386,8 @@ func leftovers(t testing.TB, l *Lab, hosts int) []string {
 // is stopped while the deletes are issued), so it tears everything down in
 // a single pass and one security group batch.
 func TestLabTeardownConverges(t *testing.T) {
-	l := testLab(t, 2, 10000)
-	if err := l.Up(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	waitCLI(t, l, 30*time.Second, "hosts up", AllAliveAndConverged(2))
-	applyManifest(t, l, teardownExternal)
+	l := upLab(t, 2, 10000)
+	applyManifest(t, l, externalNet)
 	dir := t.TempDir()
 	file := func(name, m string) string {
 		p := filepath.Join(dir, name)

@@ -85,6 +85,22 @@ func testLabConfig(t testing.TB, cfg Config) *Lab {
 	return l
 }
 
+// upLab is testLab brought up: every host alive and converged, then each
+// manifest applied in turn and converged on every host.
+func upLab(t testing.TB, hosts, retain int, manifests ...string) *Lab {
+	t.Helper()
+	l := testLab(t, hosts, retain)
+	if err := l.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitCLI(t, l, 60*time.Second, fmt.Sprintf("%d hosts alive and converged", hosts), AllAliveAndConverged(hosts))
+	for i, m := range manifests {
+		applyManifest(t, l, m)
+		waitCLI(t, l, 60*time.Second, fmt.Sprintf("manifest %d converged on %d hosts", i+1, hosts), AllAliveAndConverged(hosts))
+	}
+	return l
+}
+
 func tail(b []byte, n int) string {
 	if len(b) > n {
 		b = b[len(b)-n:]

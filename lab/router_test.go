@@ -20,7 +20,9 @@ import (
 	"github.com/strata-infra/strata/pkg/netnsutil"
 )
 
-const routerManifest = `
+// externalNet is the provider network the router tests reach the outside
+// through (physnet1 is every lab host's ext0).
+const externalNet = `
 kind: externalnetwork
 name: ext
 spec:
@@ -28,7 +30,9 @@ spec:
   cidr: 203.0.113.0/24
   gateway: 203.0.113.1
   allocation_pools: [{start: 203.0.113.10, end: 203.0.113.99}]
----
+`
+
+const routerManifest = externalNet + `---
 kind: project
 name: r
 ---
@@ -158,14 +162,8 @@ func nftDump(t testing.TB, ns string) string {
 // a SIGKILL and restart of the router host's agent keeps open connections
 // and leaves the ruleset byte for byte as it was.
 func TestLabRouterSNATAndFloatingIP(t *testing.T) {
-	l := testLab(t, 3, 10000)
+	l := upLab(t, 3, 10000, routerManifest)
 	ctx := context.Background()
-	if err := l.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitCLI(t, l, 30*time.Second, "hosts up", AllAliveAndConverged(3))
-	applyManifest(t, l, routerManifest)
-	waitCLI(t, l, 30*time.Second, "router converged", AllAliveAndConverged(3))
 
 	rt := getSpec[api.RouterSpec](t, l, "/v1/projects/r/routers/rt")
 	fip := getSpec[api.FloatingIPSpec](t, l, "/v1/projects/r/floatingips/fip")

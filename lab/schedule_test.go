@@ -13,15 +13,7 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-const antiAffinityBase = `
-kind: flavor
-name: tiny
-spec: {vcpus: 1, ram_mib: 160, disk_gib: 1}
----
-kind: image
-name: guest
-spec: {format: raw, path: %s}
----
+const antiAffinityBase = tinyGuestCatalog + `---
 kind: project
 name: s
 ---

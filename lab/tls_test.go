@@ -22,12 +22,8 @@ import (
 // pinning another CA, or without a token, is refused; and plain HTTP on a
 // non-loopback address is refused at start.
 func TestTLSEverywhere(t *testing.T) {
-	l := testLab(t, 1, 100)
+	l := upLab(t, 1, 100)
 	ctx := context.Background()
-	if err := l.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitCLI(t, l, 60*time.Second, "h1 alive and converged over TLS", AllAliveAndConverged(1))
 
 	plain := &http.Client{Timeout: 5 * time.Second}
 	if resp, err := plain.Get("http://" + l.BridgeAddr().String() + ":7070/v1/openapi.json"); err == nil {
