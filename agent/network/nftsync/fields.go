@@ -17,11 +17,14 @@ type Field int
 
 // Fields a concatenation can hold.
 const (
-	L4Proto Field = iota // meta l4proto
-	SAddr                // ip saddr
-	DAddr                // ip daddr
-	SPort                // th sport
-	DPort                // th dport
+	L4Proto    Field = iota // meta l4proto
+	SAddr                   // ip saddr
+	DAddr                   // ip daddr
+	SPort                   // th sport
+	DPort                   // th dport
+	IIFName                 // iifname
+	OIFName                 // oifname
+	EtherSAddr              // ether saddr
 )
 
 var fieldInfo = [...]struct {
@@ -29,12 +32,18 @@ var fieldInfo = [...]struct {
 	len  int
 	typ  nftables.SetDatatype
 }{
-	L4Proto: {"meta l4proto", 1, nftables.TypeInetProto},
-	SAddr:   {"ip saddr", 4, nftables.TypeIPAddr},
-	DAddr:   {"ip daddr", 4, nftables.TypeIPAddr},
-	SPort:   {"th sport", 2, nftables.TypeInetService},
-	DPort:   {"th dport", 2, nftables.TypeInetService},
+	L4Proto:    {"meta l4proto", 1, nftables.TypeInetProto},
+	SAddr:      {"ip saddr", 4, nftables.TypeIPAddr},
+	DAddr:      {"ip daddr", 4, nftables.TypeIPAddr},
+	SPort:      {"th sport", 2, nftables.TypeInetService},
+	DPort:      {"th dport", 2, nftables.TypeInetService},
+	IIFName:    {"iifname", 16, nftables.TypeIFName},
+	OIFName:    {"oifname", 16, nftables.TypeIFName},
+	EtherSAddr: {"ether saddr", 6, nftables.TypeEtherAddr},
 }
+
+// width is the field's size in a key: its length padded to 4 bytes.
+func (f Field) width() int { return (fieldInfo[f].len + 3) &^ 3 }
 
 func (f Field) datatype() nftables.SetDatatype { return fieldInfo[f].typ }
 
@@ -49,6 +58,12 @@ func (f Field) load(r uint32) expr.Any {
 		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
 	case SPort:
 		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2}
+	case IIFName:
+		return &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: r}
+	case OIFName:
+		return &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: r}
+	case EtherSAddr:
+		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6}
 	default:
 		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 	}
@@ -74,14 +89,26 @@ func Pack(fields []Field, vals []uint32) []byte {
 	return b
 }
 
+// PackBytes encodes one key from raw field values (an interface name, a
+// MAC, an address), each padded with zeros to its field's width.
+func PackBytes(fields []Field, vals [][]byte) []byte {
+	var b []byte
+	for i, f := range fields {
+		w := make([]byte, f.width())
+		copy(w, vals[i])
+		b = append(b, w...)
+	}
+	return b
+}
+
 // reg32 is NFT_REG32_00, the first 32-bit register; a concatenation loads
 // its fields into consecutive ones.
 const reg32 = 8
 
 func (b *B) concat(fields []Field, masks []int) string {
 	names := make([]string, len(fields))
+	r := uint32(reg32)
 	for i, f := range fields {
-		r := reg32 + uint32(i)
 		names[i] = fieldInfo[f].text
 		b.exprs = append(b.exprs, f.load(r))
 		if i < len(masks) && masks[i] > 0 && masks[i] < 32 && fieldInfo[f].len == 4 {
@@ -89,6 +116,7 @@ func (b *B) concat(fields []Field, masks []int) string {
 			names[i] += " & " + net.IP(m).String()
 			b.exprs = append(b.exprs, &expr.Bitwise{SourceRegister: r, DestRegister: r, Len: 4, Mask: m, Xor: make([]byte, 4)})
 		}
+		r += uint32(f.width() / 4)
 	}
 	return strings.Join(names, " . ")
 }
@@ -116,11 +144,14 @@ func (b *B) In(set string, fields ...Field) *B {
 // one), joined by " . ", then the verdict in a verdict map.
 func (r Range) Text(fields []Field, vmap bool) string {
 	parts := make([]string, len(fields))
+	off := 0
 	for i, f := range fields {
-		lo, hi := r.From[4*i:4*i+4], r.From[4*i:4*i+4]
+		w := f.width()
+		lo, hi := r.From[off:off+w], r.From[off:off+w]
 		if len(r.To) > 0 {
-			hi = r.To[4*i : 4*i+4]
+			hi = r.To[off : off+w]
 		}
+		off += w
 		parts[i] = fieldText(f, lo, hi)
 	}
 	s := strings.Join(parts, " . ")
@@ -132,6 +163,10 @@ func (r Range) Text(fields []Field, vmap bool) string {
 
 func fieldText(f Field, lo, hi []byte) string {
 	switch fieldInfo[f].len {
+	case 16:
+		return strconv.Quote(strings.TrimRight(string(lo), "\x00"))
+	case 6:
+		return net.HardwareAddr(lo[:6]).String()
 	case 1:
 		return numRange(uint32(lo[0]), uint32(hi[0]))
 	case 2:

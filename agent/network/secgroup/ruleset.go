@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netspec"
@@ -76,18 +77,29 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 	fwd.Rules = append(fwd.Rules, nftsync.R().CtState(nftsync.CtEstablished|nftsync.CtRelated).Accept())
 	// Every source is checked first, then every egress, then every
 	// ingress: a port's egress rules hold even towards a local port whose
-	// ingress would accept.
-	fwd.Rules = append(fwd.Rules, nftsync.R().Jump(sourcesChain))
+	// ingress would accept. Each is one lookup, however many ports: the
+	// port's chain by bridge, address (and MAC for what it sends).
+	egress := nftsync.Set{Name: egressMap, Fields: egressKey, VMap: true, Exact: true}
+	ingress := nftsync.Set{Name: ingressMap, Fields: ingressKey, VMap: true, Exact: true}
+	fwd.Rules = append(fwd.Rules, nftsync.R().Jump(sourcesChain),
+		nftsync.R().IPv4().VMap(egressMap, egressKey...), nftsync.R().IPv4().VMap(ingressMap, ingressKey...))
 	var chains []nftsync.Chain
-	var ingress []nftsync.Rule
+	seen := map[string]bool{}
 	for _, p := range st.Ports {
 		br, ip := bridges[p.NetworkID], netip.Addr{}
 		if !filtered(st, p) || br == "" {
 			continue
 		}
 		ip = p.IPs[0]
-		fwd.Rules = append(fwd.Rules, nftsync.R().IIF(br).IPv4().SrcAddr(ip).EtherSrc(p.MAC).Jump(egressChain(p.ID)))
-		ingress = append(ingress, nftsync.R().OIF(br).IPv4().DstAddr(ip).Jump(ingressChain(p.ID)))
+		if k := br + "/" + ip.String(); seen[k] {
+			continue // one port per address on a network; the plan had two
+		} else {
+			seen[k] = true
+		}
+		egress.Ranges = append(egress.Ranges, nftsync.Range{From: nftsync.PackBytes(egressKey, [][]byte{[]byte(br), ip.AsSlice(), p.MAC}),
+			Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: egressChain(p.ID)}})
+		ingress.Ranges = append(ingress.Ranges, nftsync.Range{From: nftsync.PackBytes(ingressKey, [][]byte{[]byte(br), ip.AsSlice()}),
+			Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: ingressChain(p.ID)}})
 		out := nftsync.Chain{Name: egressChain(p.ID)}
 		// DHCP answers are not replies conntrack knows (the request went
 		// to broadcast from 0.0.0.0), so they are let in explicitly.
@@ -109,10 +121,27 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 		in.Rules = append(in.Rules, nftsync.R().Drop())
 		chains = append(chains, out, in)
 	}
-	fwd.Rules = append(fwd.Rules, ingress...)
-	t.Chains = append([]nftsync.Chain{fwd, {Name: sourcesChain, Rules: sources(st, bridges)}}, chains...)
+	srcRules, srcSets := sources(st, bridges)
+	t.Sets = append(append(t.Sets, egress, ingress), srcSets...)
+	t.Chains = append([]nftsync.Chain{fwd, {Name: sourcesChain, Rules: srcRules}}, chains...)
 	return t
 }
+
+// The dispatch maps and the sets of allowed sources, and their keys.
+const (
+	egressMap  = "egress_ports"  // bridge . address . MAC : jump to the port's egress chain
+	ingressMap = "ingress_ports" // bridge . address : jump to the port's ingress chain
+	srcAddrSet = "src_filtered"  // bridge . address . MAC of filtered local ports
+	srcMACSet  = "src_other"     // bridge . MAC of every other port of the plan
+	bridgeSet  = "bridges"       // Strata's bridges
+)
+
+var (
+	egressKey  = []nftsync.Field{nftsync.IIFName, nftsync.SAddr, nftsync.EtherSAddr}
+	ingressKey = []nftsync.Field{nftsync.OIFName, nftsync.DAddr}
+	srcMACKey  = []nftsync.Field{nftsync.IIFName, nftsync.EtherSAddr}
+	bridgeKey  = []nftsync.Field{nftsync.IIFName}
+)
 
 // sourcesChain checks where what enters the forward hook from a bridge
 // of ours comes from.
@@ -125,17 +154,26 @@ const sourcesChain = "sources"
 // anything else from a bridge of ours is dropped. So a port the table does
 // not know yet (plugged before its filter, or whose filter failed) sends
 // nothing, rather than everything. Traffic on other devices is not touched.
-func sources(st network.HostState, bridges map[string]string) []nftsync.Rule {
-	var rules []nftsync.Rule
-	rules = append(rules, nftsync.R().Proto(netspec.ProtoUDP).SPort(68, 68).DPort(67, 67).Return())
+func sources(st network.HostState, bridges map[string]string) ([]nftsync.Rule, []nftsync.Set) {
+	addrs := nftsync.Set{Name: srcAddrSet, Fields: egressKey, Exact: true}
+	macs := nftsync.Set{Name: srcMACSet, Fields: srcMACKey, Exact: true}
+	brs := nftsync.Set{Name: bridgeSet, Fields: bridgeKey, Exact: true}
+	seen := map[string]bool{}
+	add := func(s *nftsync.Set, vals ...[]byte) {
+		k := nftsync.PackBytes(s.Fields, vals)
+		if !seen[s.Name+string(k)] {
+			seen[s.Name+string(k)] = true
+			s.Ranges = append(s.Ranges, nftsync.Range{From: k})
+		}
+	}
 	for _, p := range st.Ports {
 		br := bridges[p.NetworkID]
 		switch {
 		case br == "":
 		case filtered(st, p):
-			rules = append(rules, nftsync.R().IIF(br).IPv4().SrcAddr(p.IPs[0]).EtherSrc(p.MAC).Return())
+			add(&addrs, []byte(br), p.IPs[0].AsSlice(), p.MAC)
 		default:
-			rules = append(rules, nftsync.R().IIF(br).EtherSrc(p.MAC).Return())
+			add(&macs, []byte(br), p.MAC)
 		}
 	}
 	var names []string
@@ -146,9 +184,15 @@ func sources(st network.HostState, bridges map[string]string) []nftsync.Rule {
 	}
 	sort.Strings(names)
 	for _, br := range names {
-		rules = append(rules, nftsync.R().IIF(br).Drop())
+		add(&brs, []byte(br))
 	}
-	return rules
+	rules := []nftsync.Rule{
+		nftsync.R().Proto(netspec.ProtoUDP).SPort(68, 68).DPort(67, 67).Return(),
+		nftsync.R().IPv4().In(srcAddrSet, egressKey...).Return(),
+		nftsync.R().In(srcMACSet, srcMACKey...).Return(),
+		nftsync.R().In(bridgeSet, bridgeKey...).Drop(),
+	}
+	return rules, []nftsync.Set{addrs, macs, brs}
 }
 
 // rule renders the match of one validated rule; the remote end is the
