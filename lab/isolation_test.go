@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -370,7 +371,11 @@ func leftovers(t testing.TB, l *Lab, hosts int) []string {
 		}
 		sets, _ := c.GetSets(tab)
 		for _, s := range sets {
-			left = append(left, fmt.Sprintf("h%d nft set %s", i, s.Name))
+			if !slices.Contains(secgroup.BaseSets(), s.Name) {
+				left = append(left, fmt.Sprintf("h%d nft set %s", i, s.Name))
+			} else if elems, _ := c.GetSetElements(s); len(elems) > 0 {
+				left = append(left, fmt.Sprintf("h%d nft set %s: %d elements", i, s.Name, len(elems)))
+			}
 		}
 		f.Close()
 	}

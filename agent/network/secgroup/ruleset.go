@@ -136,6 +136,10 @@ const (
 	bridgeSet  = "bridges"       // Strata's bridges
 )
 
+// BaseSets are the sets the table always holds, empty when the host has
+// no ports; group sets come and go with the groups.
+func BaseSets() []string { return []string{egressMap, ingressMap, srcAddrSet, srcMACSet, bridgeSet} }
+
 var (
 	egressKey  = []nftsync.Field{nftsync.IIFName, nftsync.SAddr, nftsync.EtherSAddr}
 	ingressKey = []nftsync.Field{nftsync.OIFName, nftsync.DAddr}
