@@ -49,6 +49,14 @@ func parseMeta(s string) (domainMeta, bool) {
 func configHash(in Instance, domainType string) string {
 	spec := in.Spec
 	spec.Power, spec.Reboots = "", 0
+	// Volumes are hot-plugged, and a grown root is told to the running
+	// guest: neither redefines the domain.
+	spec.Volumes = nil
+	if spec.Root != nil {
+		r := *spec.Root
+		r.SizeBytes = 0
+		spec.Root = &r
+	}
 	b, _ := json.Marshal(struct {
 		Spec                         any
 		Flavor, Image, Boot, DomType any
@@ -58,7 +66,8 @@ func configHash(in Instance, domainType string) string {
 }
 
 // domainXML builds the libvirt definition of an instance.
-func domainXML(in Instance, name, domainType string, f instanceFiles) (string, error) {
+// root, when set, is the RBD root disk (vda) replacing the local one.
+func domainXML(in Instance, name, domainType string, f instanceFiles, root *libvirtxml.DomainDisk) (string, error) {
 	os := &libvirtxml.DomainOS{
 		Type: &libvirtxml.DomainOSType{Arch: "x86_64", Machine: "pc", Type: "hvm"},
 	}
@@ -92,6 +101,9 @@ func domainXML(in Instance, name, domainType string, f instanceFiles) (string, e
 			Target: &libvirtxml.DomainSerialTarget{Port: new(uint)},
 		}},
 		MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
+	}
+	if root != nil {
+		devs.Disks[0] = *root
 	}
 	for _, p := range in.Spec.Ports {
 		if p.Bridge == "" {

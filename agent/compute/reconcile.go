@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"libvirt.org/go/libvirtxml"
+
 	"github.com/strata-infra/strata/pkg/computespec"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 )
@@ -40,7 +42,13 @@ func (d *Driver) Set(ctx context.Context, desired []Instance) error {
 	}
 	for _, in := range valid {
 		dom, exists := owned[in.Spec.ID]
-		if err := d.ensure(ctx, in, dom, exists); err != nil {
+		err := d.ensure(ctx, in, dom, exists)
+		if err == nil {
+			// Apart from ensure: a volume that cannot be attached yet (held
+			// by another host) never removes a new instance.
+			err = d.attachVolumes(ctx, in)
+		}
+		if err != nil {
 			errs[in.Spec.ID] = err.Error()
 			setErrs = append(setErrs, fmt.Errorf("instance %q: %w", in.Spec.ID, err))
 		}
@@ -99,6 +107,9 @@ func validate(in Instance) error {
 	if in.Flavor.Name != in.Spec.Flavor {
 		return &computespec.FieldError{Field: "instance.flavor", Msg: fmt.Sprintf("unknown flavor %q", in.Spec.Flavor)}
 	}
+	if in.Spec.Root != nil {
+		return nil // boots from an RBD volume, not from a file
+	}
 	if err := in.Image.Validate(); err != nil {
 		return err
 	}
@@ -144,6 +155,14 @@ func (d *Driver) ensure(ctx context.Context, in Instance, dom Domain, exists boo
 				return err
 			}
 		}
+		if r := in.Spec.Root; r != nil {
+			if d.cfg.Volumes == nil {
+				return errNoCeph
+			}
+			if err := d.cfg.Volumes.Claim(ctx, *r); err != nil {
+				return fmt.Errorf("root volume: %w", err)
+			}
+		}
 		d.log.Info("starting instance", "instance", id)
 		return d.hv.Do(ctx, name, ActStart)
 	case in.Spec.Power == computespec.PowerStopped && dom.State != computespec.PowerStopped:
@@ -163,18 +182,56 @@ func (d *Driver) define(ctx context.Context, in Instance, name string, f instanc
 	if err := os.MkdirAll(f.Dir, 0o755); err != nil {
 		return fmt.Errorf("instance dir: %w", err)
 	}
-	if err := ensureDisk(ctx, in, f.Disk); err != nil {
+	var root *libvirtxml.DomainDisk
+	if r := in.Spec.Root; r != nil {
+		if d.cfg.Volumes == nil {
+			return errNoCeph
+		}
+		disk := d.cfg.Volumes.RootDisk(*r)
+		root = &disk
+	} else if err := ensureDisk(ctx, in, f.Disk); err != nil {
 		return err
 	}
 	if err := writeSeed(f.Seed, seedFiles(in)); err != nil {
 		return err
 	}
-	x, err := domainXML(in, name, d.domType, f)
+	x, err := domainXML(in, name, d.domType, f, root)
 	if err != nil {
 		return err
 	}
 	d.log.Info("defining instance", "instance", in.Spec.ID, "domain", name)
 	return d.hv.Define(ctx, x)
+}
+
+var errNoCeph = errors.New("this host has no Ceph configured (storage.ceph): it cannot attach RBD volumes")
+
+// attachVolumes makes the instance's attached volumes what the plan says
+// (hot-plugged while it runs) and tells a running guest when one grew.
+func (d *Driver) attachVolumes(ctx context.Context, in Instance) error {
+	vols := d.cfg.Volumes
+	if vols == nil {
+		if len(in.Spec.Volumes) > 0 {
+			return errNoCeph
+		}
+		return nil
+	}
+	name := DomainName(d.cfg.DomainPrefix, in.Spec.ID)
+	if err := vols.Set(ctx, name, in.Spec.Volumes); err != nil {
+		return fmt.Errorf("volumes: %w", err)
+	}
+	grow := append([]computespec.Volume{}, in.Spec.Volumes...)
+	if in.Spec.Root != nil {
+		grow = append(grow, *in.Spec.Root)
+	}
+	var errs []error
+	for _, v := range grow {
+		if v.SizeBytes > 0 {
+			if err := vols.Grow(ctx, name, v); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // stop presses the ACPI button and pulls the plug after ShutdownTimeout.

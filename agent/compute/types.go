@@ -2,6 +2,8 @@ package compute
 
 import (
 	"context"
+
+	"libvirt.org/go/libvirtxml"
 	"log/slog"
 	"time"
 
@@ -33,6 +35,21 @@ type Instance struct {
 	Boot *DirectBoot
 }
 
+// Volumes attaches RBD volumes to domains as librbd network disks
+// (agent/storage/attach on a host configured for Ceph).
+type Volumes interface {
+	// RootDisk is the libvirt disk (vda) of an instance booting from v.
+	RootDisk(v computespec.Volume) libvirtxml.DomainDisk
+	// Claim fences other writers off v before this host's qemu opens it
+	// (never two writers); it refuses while another client has it open.
+	Claim(ctx context.Context, v computespec.Volume) error
+	// Set makes the domain's attached volumes (vdb...) exactly want,
+	// claiming each one before it is attached; again changes nothing.
+	Set(ctx context.Context, domain string, want []computespec.Volume) error
+	// Grow tells a running domain that volume v is now v.SizeBytes.
+	Grow(ctx context.Context, domain string, v computespec.Volume) error
+}
+
 // DirectBoot boots a kernel and initrd without a boot loader.
 type DirectBoot struct {
 	Kernel, Initrd, Cmdline string
@@ -42,7 +59,10 @@ type DirectBoot struct {
 
 // Config configures a Driver.
 type Config struct {
-	Hypervisor   Hypervisor
+	Hypervisor Hypervisor
+	// Volumes attaches RBD root disks and volumes; nil on a host without
+	// Ceph, where an instance with volumes is refused in its status.
+	Volumes      Volumes
 	DomainPrefix string // DefaultDomainPrefix when empty
 	StateDir     string // per-instance disks, seed ISOs and console logs
 	// DomainType is DomainKVM or DomainQEMU; empty detects it (DetectDomainType).

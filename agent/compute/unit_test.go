@@ -220,7 +220,7 @@ func TestSeedISOReadsBack(t *testing.T) {
 
 func TestDomainXML(t *testing.T) {
 	in := fakeInstance(t, "x")
-	x, err := domainXML(in, "strata-x", DomainQEMU, filesOf("/s", "x"))
+	x, err := domainXML(in, "strata-x", DomainQEMU, filesOf("/s", "x"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

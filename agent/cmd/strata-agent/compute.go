@@ -20,8 +20,16 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 c
 	if dir == "" {
 		dir = filepath.Join(cfg.StateDir, "compute")
 	}
+	vols, err := volumeAttacher(cfg, log)
+	if err != nil {
+		return err
+	}
+	var cv compute.Volumes
+	if vols != nil {
+		cv = vols
+	}
 	drv, err := compute.New(compute.Config{
-		Hypervisor: compute.NewLibvirt(cc.LibvirtSocket, log), DomainPrefix: cc.DomainPrefix,
+		Hypervisor: compute.NewLibvirt(cc.LibvirtSocket, log), DomainPrefix: cc.DomainPrefix, Volumes: cv,
 		StateDir: dir, DomainType: cc.DomainType, ShutdownTimeout: cc.ShutdownTimeout,
 		// The same reservations as the capacity gossip announces.
 		Reserved: cfg.Reserved,

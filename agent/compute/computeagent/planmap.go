@@ -45,6 +45,7 @@ func desired(h *plan.Host, host string, boot *compute.DirectBoot, l2 L2) []wante
 	for _, r := range h.Images.Items {
 		images[r.Name] = computespec.Image{ID: r.Name, Format: computespec.ImageFormat(r.Spec.Format), Path: r.Spec.Path}
 	}
+	vols := indexVolumes(h)
 	var out []wanted
 	for _, r := range h.Instances.Items {
 		is := r.Spec
@@ -63,8 +64,26 @@ func desired(h *plan.Host, host string, boot *compute.DirectBoot, l2 L2) []wante
 		if _, ok := flavors[is.Flavor]; !ok {
 			errs = append(errs, fmt.Sprintf("flavor %q is not in the plan", is.Flavor))
 		}
-		if _, ok := images[is.Image]; !ok {
+		root := is.BootVolume
+		if root == "" {
+			root = is.RootVolume
+		}
+		if root != "" {
+			v, err := vols.volume(r.Project, root)
+			if err != nil {
+				errs = append(errs, err.Error())
+			}
+			w.In.Spec.Root = &v
+		} else if _, ok := images[is.Image]; !ok {
 			errs = append(errs, fmt.Sprintf("image %q is not in the plan", is.Image))
+		}
+		for _, name := range is.Volumes {
+			v, err := vols.volume(r.Project, name)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			w.In.Spec.Volumes = append(w.In.Spec.Volumes, v)
 		}
 		// The guest's NICs: one per network first, then its own ports.
 		for _, name := range append(append([]string{}, is.NetworkPorts...), is.Ports...) {

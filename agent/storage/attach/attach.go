@@ -47,6 +47,8 @@ func (v Volume) source() string { return v.Pool + "/" + v.Image }
 type Libvirt struct {
 	socket string
 	client Client
+	// claim, when set, runs before a volume is attached (NewHost sets it).
+	claim func(ctx context.Context, v Volume) error
 
 	mu sync.Mutex
 	l  *golibvirt.Libvirt
@@ -241,6 +243,12 @@ func (a *Libvirt) Set(ctx context.Context, domain string, want []Volume) error {
 		if err != nil {
 			errs = append(errs, err)
 			break
+		}
+		if a.claim != nil {
+			if err := a.claim(ctx, v); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		disk := a.DiskXML(v, dev)
 		x, err := disk.Marshal()
