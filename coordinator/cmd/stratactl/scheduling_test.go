@@ -71,6 +71,11 @@ func TestSchedulingCommands(t *testing.T) {
 		!strings.Contains(err.Error(), "0 of 3 hosts: 1 the instance's current host, 2 not in an aggregate matching the flavor") {
 		t.Fatalf("migrate with nowhere to go: %v", err)
 	}
+	// The refusal stays in the instance's placement status.
+	if out := c.must("instances", "show", "-p", "p", "f"); !strings.Contains(out,
+		"placement:   refused: no host for instance p/f: 0 of 3 hosts: 1 the instance's current host, 2 not in an aggregate matching the flavor") {
+		t.Fatalf("instances show after the refused migration:\n%s", out)
+	}
 	// A resize may itself move the instance (the scheduler picks among all
 	// hosts), so the migration is judged against the host it had just before.
 	c.must("instances", "resize", "-p", "p", "f", "small")
