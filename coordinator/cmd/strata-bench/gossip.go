@@ -129,7 +129,7 @@ func freeLoopbackPort() (int, error) {
 // startPool starts n agents on loopback and joins them into one pool,
 // and waits (bounded) until the first and the last member know them all.
 // The first eight join the first member one by one; the rest join one of
-// those eight seeds at random, eight joins at a time (as a fleet of
+// those eight seeds at random, four joins at a time (as a fleet of
 // agents, each listing a few seeds, comes up), so no one member answers
 // every join's state exchange and no join waits for all the others.
 func startPool(n int) ([]*gossip.Member, error) {
@@ -166,12 +166,12 @@ func startPool(n int) ([]*gossip.Member, error) {
 	var failed atomic.Value
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range 8 {
+	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				if err := joinAny(pool[i], addrs[:seeds]); err != nil {
+				if err := joinAny(pool[i], addrs[:seeds], deadline); err != nil {
 					failed.Store(fmt.Errorf("member %d: %w", i, err))
 					continue
 				}
@@ -206,11 +206,11 @@ func startPool(n int) ([]*gossip.Member, error) {
 }
 
 // joinAny joins m through one of seeds picked at random, trying another
-// when a join fails (a busy seed's state exchange timed out), three
-// times at most.
-func joinAny(m *gossip.Member, seeds []string) error {
+// when a join fails (on a busy machine a seed's state exchange times
+// out), until deadline.
+func joinAny(m *gossip.Member, seeds []string, deadline time.Time) error {
 	var err error
-	for range 3 {
+	for tries := 0; tries == 0 || time.Now().Before(deadline); tries++ {
 		if _, err = m.Join([]string{seeds[rand.IntN(len(seeds))]}); err == nil {
 			return nil
 		}
