@@ -239,3 +239,7 @@ func (b *B) Mark(m uint32) *B {
 	return b.add(fmt.Sprintf("meta mark 0x%x", m), &expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
 		cmpEq(binary.NativeEndian.AppendUint32(nil, m)))
 }
+
+// Goto ends the rule with a goto to chain: its return goes back to this
+// chain's caller.
+func (b *B) Goto(chain string) Rule { return b.end("goto "+chain, verdict(expr.VerdictGoto, chain)) }

@@ -1,12 +1,16 @@
 package secgroup
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"sort"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/firewall"
 	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
@@ -84,6 +88,7 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 	fwd.Rules = append(fwd.Rules, nftsync.R().Jump(sourcesChain),
 		nftsync.R().IPv4().VMap(egressMap, egressKey...), nftsync.R().IPv4().VMap(ingressMap, ingressKey...))
 	var chains []nftsync.Chain
+	pols := &policies{groups: groups, made: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, p := range st.Ports {
 		br, ip := bridges[p.NetworkID], netip.Addr{}
@@ -100,27 +105,20 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 			Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: egressChain(p.ID)}})
 		ingress.Ranges = append(ingress.Ranges, nftsync.Range{From: nftsync.PackBytes(ingressKey, [][]byte{[]byte(br), ip.AsSlice()}),
 			Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: ingressChain(p.ID)}})
-		out := nftsync.Chain{Name: egressChain(p.ID)}
-		// DHCP answers are not replies conntrack knows (the request went
-		// to broadcast from 0.0.0.0), so they are let in explicitly.
-		in := nftsync.Chain{Name: ingressChain(p.ID), Rules: []nftsync.Rule{
-			nftsync.R().Proto(netspec.ProtoUDP).SPort(67, 67).DPort(68, 68).Accept()}}
-		for _, g := range p.SecurityGroups {
-			if closed[p.ID] {
-				break
-			}
-			for _, r := range groups[g].Rules {
-				if r.Direction == netspec.Egress {
-					out.Rules = append(out.Rules, rule(r, false).Return())
-				} else {
-					in.Rules = append(in.Rules, rule(r, true).Accept())
-				}
-			}
+		// A closed port drops everything but DHCP answers; an open one
+		// goes to the chains of its groups' rules, shared by every port
+		// whose groups hold the same rules.
+		out := nftsync.Chain{Name: egressChain(p.ID), Rules: []nftsync.Rule{nftsync.R().Drop()}}
+		in := nftsync.Chain{Name: ingressChain(p.ID), Rules: []nftsync.Rule{dhcpAnswers(), nftsync.R().Drop()}}
+		if !closed[p.ID] {
+			o, i := pols.chains(p.SecurityGroups)
+			out.Rules = []nftsync.Rule{nftsync.R().Goto(o)}
+			in.Rules = []nftsync.Rule{nftsync.R().Goto(i)}
 		}
-		out.Rules = append(out.Rules, nftsync.R().Drop())
-		in.Rules = append(in.Rules, nftsync.R().Drop())
 		chains = append(chains, out, in)
 	}
+	chains = append(chains, pols.out...)
+	t.Sets = append(t.Sets, pols.sets...)
 	srcRules, srcSets := sources(st, bridges)
 	t.Sets = append(append(t.Sets, egress, ingress), srcSets...)
 	t.Chains = append([]nftsync.Chain{fwd, {Name: sourcesChain, Rules: srcRules}}, chains...)
@@ -197,6 +195,89 @@ func sources(st network.HostState, bridges map[string]string) ([]nftsync.Rule, [
 		nftsync.R().In(bridgeSet, bridgeKey...).Drop(),
 	}
 	return rules, []nftsync.Set{addrs, macs, brs}
+}
+
+// DHCP answers are not replies conntrack knows (the request went to
+// broadcast from 0.0.0.0), so they are let in explicitly.
+func dhcpAnswers() nftsync.Rule {
+	return nftsync.R().Proto(netspec.ProtoUDP).SPort(67, 67).DPort(68, 68).Accept()
+}
+
+// policies makes one pair of chains per distinct set of rules that ports'
+// groups add up to: "so_<hash>" (what a port may send: return, else drop)
+// and "si_<hash>" (what it may receive: accept, else drop). The rules with
+// a remote CIDR are compiled into verdict maps (package firewall; their
+// order does not matter, they all allow); those with a remote group stay
+// rules over the group's address set, which membership updates by element.
+type policies struct {
+	groups map[string]netspec.SecurityGroup
+	made   map[string]bool
+	out    []nftsync.Chain
+	sets   []nftsync.Set
+}
+
+func (ps *policies) chains(groups []string) (out, in string) {
+	var egress, ingress []netspec.SecurityGroupRule
+	for _, g := range groups {
+		for _, r := range ps.groups[g].Rules {
+			if r.Direction == netspec.Egress {
+				egress = append(egress, r)
+			} else {
+				ingress = append(ingress, r)
+			}
+		}
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%+v|%+v", egress, ingress))
+	id := hex.EncodeToString(sum[:5])
+	out, in = "so_"+id, "si_"+id
+	if ps.made[id] {
+		return out, in
+	}
+	ps.made[id] = true
+	for _, c := range []struct {
+		name    string
+		rules   []netspec.SecurityGroupRule
+		ingress bool
+	}{{out, egress, false}, {in, ingress, true}} {
+		ch := nftsync.Chain{Name: c.name}
+		v := expr.Verdict{Kind: expr.VerdictReturn}
+		if c.ingress {
+			v = expr.Verdict{Kind: expr.VerdictAccept}
+			ch.Rules = append(ch.Rules, dhcpAnswers())
+		}
+		var list []firewall.Rule
+		var remote []nftsync.Rule
+		for _, r := range c.rules {
+			if r.RemoteGroup != "" {
+				remote = append(remote, rule(r, c.ingress).Verdict(v))
+				continue
+			}
+			list = append(list, compiled(r, c.ingress, v))
+		}
+		rules, sets := firewall.Compile(c.name, list)
+		ch.Rules = append(append(append(ch.Rules, rules...), remote...), nftsync.R().Drop())
+		ps.out, ps.sets = append(ps.out, ch), append(ps.sets, sets...)
+	}
+	return out, in
+}
+
+var protoNums = map[string]uint8{netspec.ProtoTCP: 6, netspec.ProtoUDP: 17, netspec.ProtoICMP: 1}
+
+// compiled is a rule with a remote CIDR (or none) as the compiler takes
+// it: the remote end is the source for ingress, the destination for
+// egress.
+func compiled(r netspec.SecurityGroupRule, ingress bool, v expr.Verdict) firewall.Rule {
+	cidr, _ := netspec.ParseCIDR(r.RemoteCIDR)
+	fr := firewall.Rule{Proto: protoNums[r.Protocol], Verdict: v}
+	if ingress {
+		fr.Src = cidr
+	} else {
+		fr.Dst = cidr
+	}
+	if r.Ports != nil {
+		fr.DPort = firewall.Ports{From: uint16(r.Ports.From), To: uint16(r.Ports.To)}
+	}
+	return fr
 }
 
 // rule renders the match of one validated rule; the remote end is the

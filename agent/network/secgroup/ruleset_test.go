@@ -1,0 +1,53 @@
+package secgroup_test
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/secgroup"
+	"github.com/strata-infra/strata/pkg/netspec"
+)
+
+// TestGroupRulesCompiled: a group of 1,000 CIDR rules and one remote-group
+// rule is a handful of nft rules, shared by every port in the group: the
+// CIDR rules one verdict map lookup, the remote group a rule over its
+// address set, and each port's own chains one goto.
+func TestGroupRulesCompiled(t *testing.T) {
+	g := netspec.SecurityGroup{ID: "web", Rules: []netspec.SecurityGroupRule{{Direction: netspec.Egress}}}
+	for i := range 1000 {
+		g.Rules = append(g.Rules, netspec.SecurityGroupRule{Direction: netspec.Ingress, Protocol: netspec.ProtoTCP,
+			Ports: &netspec.PortRange{From: 443, To: 443}, RemoteCIDR: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256)})
+	}
+	g.Rules = append(g.Rules, netspec.SecurityGroupRule{Direction: netspec.Ingress, RemoteGroup: "web"})
+	st := network.HostState{Host: "h1", SecurityGroups: []netspec.SecurityGroup{g},
+		Networks: []network.Network{{ID: "n", VNI: 5001, L2: network.L2Binding{Bridge: "sbr-5001"}}}}
+	for i := range 50 {
+		st.Ports = append(st.Ports, network.Port{ID: fmt.Sprintf("p%d", i), NetworkID: "n", Host: "h1",
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 200, 0, byte(i + 1)})}, SecurityGroups: []string{"web"}})
+	}
+	tab := secgroup.Ruleset(secgroup.DefaultTable, st)
+	rules, elems := 0, 0
+	var shared []string
+	for _, c := range tab.Chains {
+		rules += len(c.Rules)
+		if strings.HasPrefix(c.Name, "si_") {
+			for _, r := range c.Rules {
+				shared = append(shared, r.Text)
+			}
+		}
+	}
+	for _, s := range tab.Sets {
+		elems += len(s.Ranges)
+	}
+	// forward 4 + sources 4 + 2 per port + so_ 2 + si_ 4.
+	if want := 4 + 4 + 2*50 + 2 + 4; rules != want {
+		t.Errorf("%d rules, want %d; the shared ingress chain:\n%s", rules, want, strings.Join(shared, "\n"))
+	}
+	if elems < 1000 {
+		t.Errorf("%d elements, want the 1,000 CIDR rules among them", elems)
+	}
+	t.Logf("shared ingress chain:\n%s", strings.Join(shared, "\n"))
+}
