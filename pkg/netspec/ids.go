@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/fnv"
+	"net/netip"
 	"strconv"
 )
 
@@ -92,6 +94,8 @@ const (
 	RouterInnerGateway    = "qg-"  // router side of the gateway leg (in its namespace)
 	PatchLinuxPrefix      = "spl-" // ovs hosts: veth end on the network's Linux bridge
 	PatchOVSPrefix        = "spo-" // ovs hosts: veth end on the integration bridge
+	TunnelVXLANPrefix     = "stv-" // ovs hosts: VXLAN tunnel port to a remote host
+	TunnelGREPrefix       = "stg-" // ovs hosts: GRE tunnel port to a remote host
 	DHCPNamespacePart     = "dhcp-"
 	EndpointNamespacePart = "ep-"
 	RouterNamespacePart   = "r-"
@@ -115,6 +119,23 @@ func PatchLinuxName(vni uint32) string { return vniName(PatchLinuxPrefix, vni) }
 
 // PatchOVSName is the veth end of network vni on the integration bridge.
 func PatchOVSName(vni uint32) string { return vniName(PatchOVSPrefix, vni) }
+
+// TunnelPortName is the OVS port of the tunnel to vtep: TunnelGREPrefix
+// for GRE, else TunnelVXLANPrefix, and the IPv4 address in hex, or 11 hex
+// digits of a hash of an IPv6 one.
+func TunnelPortName(gre bool, vtep netip.Addr) string {
+	p := TunnelVXLANPrefix
+	if gre {
+		p = TunnelGREPrefix
+	}
+	if vtep.Is4() {
+		b := vtep.As4()
+		return fmt.Sprintf("%s%02x%02x%02x%02x", p, b[0], b[1], b[2], b[3])
+	}
+	h := fnv.New64a()
+	h.Write(vtep.AsSlice())
+	return fmt.Sprintf("%s%011x", p, h.Sum64()&(1<<44-1))
+}
 
 // EndpointVethName is the host side of an endpoint's veth: "sep-" and the
 // port's LinkKey.

@@ -1,6 +1,7 @@
 package netspec
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -24,6 +25,9 @@ func TestDerivedNamesFitTheKernel(t *testing.T) {
 		all = append(all, GroupNames(id)...)
 	}
 	all = append(all, PhysnetNames(strings.Repeat("p", MaxPhysnetLen))...)
+	for _, a := range []string{"255.255.255.255", "fd00::ffff:ffff:ffff:ffff"} {
+		all = append(all, Name{LinkName, TunnelPortName(true, netip.MustParseAddr(a))}, Name{LinkName, TunnelPortName(false, netip.MustParseAddr(a))})
+	}
 	for _, n := range all {
 		if err := n.Check(); err != nil {
 			t.Error(err)

@@ -34,6 +34,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/strata-infra/strata/pkg/netspec"
 	"github.com/vishvananda/netlink"
 )
 
@@ -445,18 +446,8 @@ func (d *Driver) checkCanary(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// tunnelName is the port of the tunnel of type typ to vtep: "stv-" (VXLAN)
-// or "stg-" (GRE) and the IPv4 address in hex, or a hash of an IPv6 one.
+// tunnelName is the port of the tunnel of type typ to vtep
+// (netspec.TunnelPortName).
 func tunnelName(typ string, vtep netip.Addr) string {
-	p := "stv-"
-	if typ == TypeGRE {
-		p = "stg-"
-	}
-	if vtep.Is4() {
-		b := vtep.As4()
-		return fmt.Sprintf("%s%02x%02x%02x%02x", p, b[0], b[1], b[2], b[3])
-	}
-	h := fnv.New64a()
-	h.Write(vtep.AsSlice())
-	return fmt.Sprintf("%s%011x", p, h.Sum64()&(1<<44-1))
+	return netspec.TunnelPortName(typ == TypeGRE, vtep)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // BridgePrefix names provider bridges.
@@ -49,8 +50,8 @@ var _ network.Driver = (*Driver)(nil)
 // New opens a netlink handle; it starts no goroutine.
 func New(cfg Config) (*Driver, error) {
 	for physnet, dev := range cfg.Mappings {
-		if len(BridgeName(physnet)) > 15 || physnet == "" || dev == "" {
-			return nil, fmt.Errorf("provider: mapping %q=%q: physical network must be 1..11 characters and the device set", physnet, dev)
+		if netspec.CheckNames(netspec.PhysnetNames(physnet)) != nil || physnet == "" || dev == "" {
+			return nil, fmt.Errorf("provider: mapping %q=%q: physical network must be 1..%d characters and the device set", physnet, dev, netspec.MaxPhysnetLen)
 		}
 	}
 	h, err := netnsutil.Handle(cfg.NetNS)
