@@ -120,6 +120,12 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 			return err
 		}
 	}
+	if demo != "" {
+		fmt.Printf("\nThe contract (what some host could not apply is refused at the API, naming the field):\n")
+		if err := l.DemoContract(ctx, os.Stdout); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("\nThe lab is running (TLS; pin its CA). To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN_FILE=%s\n  export STRATA_CA_FILE=%s\n  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
 		l.OperatorEndpoint(), filepath.Join(l.Dir, "coordinator", "admin.token"), l.CAFile(), filepath.Join(l.Dir, "logs"))
 	return nil
