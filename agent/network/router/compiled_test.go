@@ -13,6 +13,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/agent/network/router"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
@@ -182,6 +183,8 @@ const testMark = 0x19
 // seed, the number of lists (default 100) and of packets per list (1,000).
 func TestCompiledFirewallMatchesReference(t *testing.T) {
 	nettest.RequireRoot(t)
+	_, err := os.Stat("/dev/net/tun")
+	testenv.Require(t, "/dev/net/tun", err)
 	seed := uint64(envInt(t, "STRATA_FW_SEED", time.Now().UnixNano()))
 	lists, packets := int(envInt(t, "STRATA_FW_LISTS", 100)), int(envInt(t, "STRATA_FW_PACKETS", 1000))
 	t.Logf("seed %d (STRATA_FW_SEED=%d reruns it), %d rule lists x %d packets", seed, seed, lists, packets)
