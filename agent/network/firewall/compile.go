@@ -106,7 +106,7 @@ func anyPrefix(p netip.Prefix) netip.Prefix {
 func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
 	boxes := make([]box, len(list))
 	layer := make([]int, len(list))
-	srcs, dsts := newPrefixIndex(), newPrefixIndex()
+	srcs, dsts := newPrefixIndex(len(list)), newPrefixIndex(len(list))
 	var layers [][]int32 // rule indices per layer, in list order
 	var occupied []int   // by layer: 1 + the last rule that found an overlapping rule there
 	for j, r := range list {
