@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -72,4 +73,41 @@ func TestVolumesAdmission(t *testing.T) {
 	f.must(f.admin, "DELETE", "/v1/projects/a/volumesnapshots/s1", "", 200)
 	f.must(f.admin, "PUT", "/v1/projects/a/volumes/fromvol", `{"spec":{"size_gib":3,"volume":"v1","flatten":true}}`, 200)
 	f.must(f.admin, "DELETE", "/v1/projects/a/volumes/v1", "", 200)
+}
+
+// TestVolumeQuota: with the pool quota the storage controller reported
+// for a volume type, a create or extend that would provision the pool
+// beyond it is refused naming spec.size_gib, and nothing changes.
+func TestVolumeQuota(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive})
+	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
+	f.must(f.admin, "PUT", "/v1/volumetypes/default", `{"spec":{"pool":"volumes"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/volumetypes/other", `{"spec":{"pool":"elsewhere"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v1", `{"spec":{"size_gib":3}}`, 201)
+	var vt api.Resource
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/volumetypes/default", "", 200), &vt)
+	detail, _ := json.Marshal(api.PoolDetail{Pool: "volumes", QuotaMaxBytes: 5 << 30, Controller: "h1"})
+	rep, _ := json.Marshal(api.HostReport{Host: "h1", AppliedEpoch: vt.Epoch, Resources: []api.ResourceReport{{
+		Key: vt.Key(), ResourceStatus: api.ResourceStatus{State: "available", Epoch: vt.Epoch, Updated: time.Now(), Detail: detail}}}})
+	f.must(f.admin, "POST", "/v1/hosts/h1/status", string(rep), 204)
+
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v2", `{"spec":{"size_gib":2}}`, 201) // 5 of 5 GiB
+	for _, b := range []struct{ path, body string }{
+		{"/v1/projects/a/volumes/v3", `{"spec":{"size_gib":1}}`},
+		{"/v1/projects/a/volumes/v1", `{"spec":{"size_gib":4}}`},
+	} {
+		before := f.must(f.admin, "GET", "/v1/projects/a/volumes", "", 200)
+		code, body := f.do(f.admin, "PUT", b.path, b.body)
+		var eb api.ErrorBody
+		json.Unmarshal(body, &eb)
+		if code != 400 || eb.Error == nil || eb.Error.Field != "spec.size_gib" {
+			t.Errorf("PUT %s %s over the quota: %d %s, want 400 naming spec.size_gib", b.path, b.body, code, body)
+		}
+		if after := f.must(f.admin, "GET", "/v1/projects/a/volumes", "", 200); string(after) != string(before) {
+			t.Errorf("PUT %s over the quota changed the volumes", b.path)
+		}
+	}
+	// Another pool has no quota; an update that does not grow passes.
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v3", `{"spec":{"size_gib":10,"type":"other"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v1", `{"spec":{"size_gib":3,"flatten":true}}`, 200)
 }

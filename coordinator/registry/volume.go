@@ -126,6 +126,11 @@ func admitVolume(a *Admission, r *api.Resource, spec any) error {
 	if fe := storagespec.ValidateVolume(*s, prev); fe != nil {
 		return fe
 	}
+	if prev == nil || s.SizeGiB > prev.SizeGiB {
+		if err := withinQuota(a, r, s); err != nil {
+			return err
+		}
+	}
 	if prev != nil {
 		return nil // its references were checked when it was made
 	}
@@ -226,6 +231,49 @@ func refuseIfAttached(a *Admission, r api.Resource) error {
 	var d api.VolumeDetail
 	if json.Unmarshal(st.Detail, &d) == nil && len(d.Watchers) > 0 {
 		return Conflictf("volume %q is attached (open by %v); detach it first", r.Name, d.Watchers)
+	}
+	return nil
+}
+
+// withinQuota refuses a volume that would provision its pool beyond the
+// quota the storage controller last read from Ceph (the volume type's
+// status). RBD images are thin, so Ceph itself would only refuse writes
+// once the data is there; the API refuses at once, naming the size.
+func withinQuota(a *Admission, r *api.Resource, s *api.VolumeSpec) error {
+	typeName := storagespec.TypeOf(*s)
+	ts, err := getGlobal[api.VolumeTypeSpec](a.Tx, "volumetype", typeName, "spec.type")
+	if err != nil {
+		return err
+	}
+	st := a.Tx.Status(api.Key{Kind: "volumetype", Name: typeName})
+	var pd api.PoolDetail
+	if st == nil || len(st.Detail) == 0 || json.Unmarshal(st.Detail, &pd) != nil || pd.QuotaMaxBytes == 0 {
+		return nil
+	}
+	types, err := a.Tx.List("volumetype", "", true)
+	if err != nil {
+		return err
+	}
+	poolOf := map[string]string{}
+	for _, t := range types {
+		poolOf[t.Name] = decode[api.VolumeTypeSpec](t).Pool
+	}
+	vols, err := a.Tx.List("volume", "", true)
+	if err != nil {
+		return err
+	}
+	sum := uint64(s.SizeGiB) * storagespec.GiB
+	for _, v := range vols {
+		if v.Key() == r.Key() {
+			continue
+		}
+		if vs := decode[api.VolumeSpec](v); poolOf[storagespec.TypeOf(vs)] == ts.Pool {
+			sum += uint64(vs.SizeGiB) * storagespec.GiB
+		}
+	}
+	if sum > pd.QuotaMaxBytes {
+		return api.Fieldf("spec.size_gib", "%d GiB would provision %d GiB in pool %q, over its quota of %.1f GiB",
+			s.SizeGiB, sum/storagespec.GiB, ts.Pool, float64(pd.QuotaMaxBytes)/storagespec.GiB)
 	}
 	return nil
 }

@@ -51,3 +51,13 @@ type VolumeDetail struct {
 	Snapshots  []string `json:"snapshots,omitempty"`
 	Controller string   `json:"controller"` // the host that observed it
 }
+
+// PoolDetail is the Detail of a volume type's status: its pool's quota as
+// the active storage controller reads it from Ceph (`ceph osd pool
+// set-quota POOL max_bytes N`). The coordinator refuses a volume create or
+// extend that would provision the pool's volumes beyond it.
+type PoolDetail struct {
+	Pool          string `json:"pool"`
+	QuotaMaxBytes uint64 `json:"quota_max_bytes"` // 0: no quota
+	Controller    string `json:"controller"`
+}

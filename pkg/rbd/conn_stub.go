@@ -47,4 +47,5 @@ func (c *Conn) ReleaseLease(pool, oid, cookie string) error     { return ErrNoCe
 func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error { return ErrNoCeph }
 func (c *Conn) Blocklist(addr string) error                     { return ErrNoCeph }
 func (c *Conn) Addr() string                                    { return "" }
+func (c *Conn) PoolQuota(pool string) (uint64, error)           { return 0, ErrNoCeph }
 func (c *Conn) Claim(r Ref) ([]string, error)                   { return nil, ErrNoCeph }

@@ -37,6 +37,7 @@ type Pool interface {
 	ReleaseLease(pool, oid, cookie string) error
 	FenceEpoch(pool, oid string, epoch uint64) error
 	Blocklist(addr string) error
+	PoolQuota(pool string) (uint64, error)
 	Close()
 }
 
@@ -230,6 +231,7 @@ func (c *Controller) ensure(ctx context.Context, s *plan.Snapshot) error {
 		return err
 	}
 	reports, failed := c.apply(ctx, p, d)
+	reports = append(reports, c.quotas(p, d)...)
 	c.mu.Lock()
 	c.statuses, c.lastErr = reports, ""
 	c.mu.Unlock()
@@ -274,6 +276,24 @@ func (c *Controller) Report(rep *api.HostReport) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rep.Resources = append(rep.Resources, c.statuses...)
+}
+
+// quotas reports each volume type's pool quota, which the coordinator
+// checks volume sizes against.
+func (c *Controller) quotas(p Pool, d desiredState) []api.ResourceReport {
+	now := time.Now().UTC()
+	var out []api.ResourceReport
+	for _, t := range d.Types {
+		rs := api.ResourceStatus{State: StateAvailable, Epoch: t.Epoch, Updated: now}
+		q, err := p.PoolQuota(t.Pool)
+		if err != nil {
+			rs.State, rs.Message = StateError, err.Error()
+		} else {
+			rs.Detail, _ = json.Marshal(api.PoolDetail{Pool: t.Pool, QuotaMaxBytes: q, Controller: c.cfg.Host})
+		}
+		out = append(out, api.ResourceReport{Key: t.Key, ResourceStatus: rs})
+	}
+	return out
 }
 
 func detail(host string, st rbd.ImageStatus) json.RawMessage {

@@ -47,6 +47,14 @@ type desiredState struct {
 	Snapshots []snapshot
 	Pools     []string  // the pools Strata's volumes and images may live in
 	Images    []rbd.Ref // the images in Ceph the plan holds
+	Types     []volumeType
+}
+
+// volumeType is one volumetype of the plan with its pool.
+type volumeType struct {
+	Key   api.Key
+	Epoch uint64
+	Pool  string
 }
 
 // desired maps the plan's volume types, images, volumes and snapshots. It
@@ -61,8 +69,11 @@ func desired(s *plan.Snapshot) (desiredState, error) {
 			return d, fmt.Errorf("volumetype %s: %w", r.Name, err)
 		}
 		types[r.Name] = ts
-		if storagespec.ValidateType(ts) == nil && !slices.Contains(d.Pools, ts.Pool) {
-			d.Pools = append(d.Pools, ts.Pool)
+		if storagespec.ValidateType(ts) == nil {
+			d.Types = append(d.Types, volumeType{Key: r.Key(), Epoch: r.Epoch, Pool: ts.Pool})
+			if !slices.Contains(d.Pools, ts.Pool) {
+				d.Pools = append(d.Pools, ts.Pool)
+			}
 		}
 	}
 	images := map[string]api.ImageSpec{}
