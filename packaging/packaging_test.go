@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -255,7 +257,25 @@ func TestRpmlint(t *testing.T) {
 // binaries where the packages put them, in a root of their own.
 func TestSystemdVerify(t *testing.T) {
 	analyze := tool(t, "systemd-analyze")
-	root := t.TempDir()
+	root, units := unitRoot(t)
+	sys := filepath.Join(root, "lib", "systemd", "system")
+	out, err := exec.Command(analyze, append([]string{"verify", "--root=" + root}, units...)...).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// The check has teeth: a typo is reported.
+	bad := filepath.Join(sys, "strata-bad.service")
+	os.WriteFile(bad, []byte("[Service]\nTyep=notify\nExecStart=/usr/bin/strata-agent\n"), 0o644)
+	if out, _ := exec.Command(analyze, "verify", "--root="+root, "/lib/systemd/system/strata-bad.service").CombinedOutput(); !strings.Contains(string(out), "Tyep") {
+		t.Errorf("a misspelt key went unreported: %s", out)
+	}
+}
+
+// unitRoot is a root holding both units, the binaries they run where the
+// packages put them, and this machine's targets and slices; it returns
+// the units' paths inside it.
+func unitRoot(t *testing.T) (root string, units []string) {
+	root = t.TempDir()
 	sys := filepath.Join(root, "lib", "systemd", "system")
 	for _, d := range []string{sys, filepath.Join(root, "usr", "bin"), filepath.Join(root, "bin")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -275,7 +295,6 @@ func TestSystemdVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var units []string
 	for _, u := range []string{"strata-agent.service", "strata-coordinator.service"} {
 		b, err := os.ReadFile(filepath.Join(repoRoot(), "systemd", u))
 		if err != nil {
@@ -286,14 +305,65 @@ func TestSystemdVerify(t *testing.T) {
 		}
 		units = append(units, "/lib/systemd/system/"+u)
 	}
-	out, err := exec.Command(analyze, append([]string{"verify", "--root=" + root}, units...)...).CombinedOutput()
-	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	return root, units
+}
+
+// TestSystemdSecurity prints systemd-analyze security's table and score
+// for both units, holds each score at or below what the units reach now
+// (a dropped hardening option fails), and checks that every exposure left
+// has its one-line reason in the unit ("#  Setting=: why").
+func TestSystemdSecurity(t *testing.T) {
+	analyze := tool(t, "systemd-analyze")
+	root, units := unitRoot(t)
+	ceiling := map[string]float64{"strata-agent.service": 4.9, "strata-coordinator.service": 1.1}
+	overall := regexp.MustCompile(`Overall exposure level for (\S+): ([0-9.]+)`)
+	for _, u := range units {
+		name := filepath.Base(u)
+		out, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", "--root="+root, u).CombinedOutput()
+		t.Logf("systemd-analyze security %s:\n%s", name, out)
+		m := overall.FindStringSubmatch(string(out))
+		if err != nil || m == nil {
+			t.Fatalf("systemd-analyze security %s: %v", name, err)
+		}
+		score, _ := strconv.ParseFloat(m[2], 64)
+		fmt.Printf("SECURITY %s exposure %.1f (ceiling %.1f)\n", name, score, ceiling[name])
+		if score > ceiling[name] {
+			t.Errorf("%s: exposure %.1f, above %.1f: a hardening option was dropped", name, score, ceiling[name])
+		}
+		unit, err := os.ReadFile(filepath.Join(repoRoot(), "systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		exposures := 0
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(line, "✗ ") {
+				continue
+			}
+			exposures++
+			setting := strings.Fields(strings.TrimPrefix(line, "✗ "))[0]
+			if !reasoned(string(unit), setting) {
+				t.Errorf("%s: exposure %s has no reason in the unit (a comment line \"#  %s: why\")", name, setting, setting)
+			}
+		}
+		if exposures == 0 {
+			t.Errorf("%s: no exposure rows parsed from the output", name)
+		}
 	}
-	// The check has teeth: a typo is reported.
-	bad := filepath.Join(sys, "strata-bad.service")
-	os.WriteFile(bad, []byte("[Service]\nTyep=notify\nExecStart=/usr/bin/strata-agent\n"), 0o644)
-	if out, _ := exec.Command(analyze, "verify", "--root="+root, "/lib/systemd/system/strata-bad.service").CombinedOutput(); !strings.Contains(string(out), "Tyep") {
-		t.Errorf("a misspelt key went unreported: %s", out)
+}
+
+// reasoned: a comment line of the unit names setting before its reason
+// ("#  A=, B=: why" covers A= and B=).
+func reasoned(unit, setting string) bool {
+	for _, line := range strings.Split(unit, "\n") {
+		head, _, ok := strings.Cut(strings.TrimPrefix(line, "#  "), ": ")
+		if !ok || !strings.HasPrefix(line, "#  ") {
+			continue
+		}
+		for _, s := range strings.Split(head, ", ") {
+			if s == setting {
+				return true
+			}
+		}
 	}
+	return false
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/config"
+	"github.com/strata-infra/strata/pkg/credential"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 
@@ -152,6 +153,9 @@ func (c *Config) Load(path string, required bool, fs *pflag.FlagSet) error {
 	if err := config.Load(path, required, c, c.SetDefaults, fs); err != nil {
 		return err
 	}
+	// Under systemd the secrets come as credentials (LoadCredential=).
+	c.TokenFile = credential.Path("agent.token", c.TokenFile)
+	c.Gossip.KeyFile = credential.Path("gossip.key", c.Gossip.KeyFile)
 	return c.Validate()
 }
 

@@ -50,3 +50,36 @@ func TestLoadNamesTheBadKey(t *testing.T) {
 		}
 	}
 }
+
+// Under systemd (LoadCredential=) the token and gossip key are read from
+// $CREDENTIALS_DIRECTORY; without it, from the configured paths.
+func TestLoadTakesSecretsFromCredentials(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(path, []byte("name: h1\nvtep: 10.0.0.7\ntoken_file: /nonexistent/agent.token\n"), 0o600)
+	creds := filepath.Join(dir, "creds")
+	os.Mkdir(creds, 0o700)
+	os.WriteFile(filepath.Join(creds, "agent.token"), []byte("tok-from-credential\n"), 0o600)
+	os.WriteFile(filepath.Join(creds, "gossip.key"), []byte("a2V5\n"), 0o600)
+	load := func() Config {
+		var c Config
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.BindFlags(fs)
+		if err := c.Load(path, true, fs); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	if c := load(); c.TokenFile != "/nonexistent/agent.token" || c.Gossip.KeyFile != "/etc/strata/gossip.key" {
+		t.Fatalf("outside systemd: token %s, key %s; want the configured paths", c.TokenFile, c.Gossip.KeyFile)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	c := load()
+	if c.Gossip.KeyFile != filepath.Join(creds, "gossip.key") {
+		t.Errorf("gossip key %s, want the credential", c.Gossip.KeyFile)
+	}
+	if tok, err := c.Token(); err != nil || tok != "tok-from-credential" {
+		t.Errorf("token %q (%v), want the credential's", tok, err)
+	}
+}

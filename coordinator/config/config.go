@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/config"
+	"github.com/strata-infra/strata/pkg/credential"
 )
 
 // DefaultPath is where packages install the coordinator's config.
@@ -104,6 +105,11 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 func (c *Config) Load(path string, required bool, fs *pflag.FlagSet) error {
 	if err := config.Load(path, required, c, c.SetDefaults, fs); err != nil {
 		return err
+	}
+	// Under systemd the secrets come as credentials (LoadCredential=).
+	c.GossipKeyFile = credential.Path("gossip.key", c.GossipKeyFile)
+	if c.TLSKeyFile != "" {
+		c.TLSKeyFile = credential.Path("api.key", c.TLSKeyFile)
 	}
 	if c.APIURL == "" && len(c.Listen) > 0 {
 		c.APIURL = "https://" + c.Listen[0]
