@@ -34,8 +34,10 @@ type Driver struct {
 	errs      map[string]string
 	insts     map[string]InstanceStatus
 	connected bool
-	lastSweep time.Time
-	obs       chan struct{}
+	// disconnects counts working connections lost (a metric).
+	disconnects uint64
+	lastSweep   time.Time
+	obs         chan struct{}
 }
 
 var _ Compute = (*Driver)(nil)
@@ -185,6 +187,9 @@ func (d *Driver) record(doms []Domain, listErr error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	changed := d.connected != (listErr == nil)
+	if changed && listErr != nil {
+		d.disconnects++
+	}
 	d.connected = listErr == nil
 	if listErr != nil {
 		if changed {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/compute"
+	"github.com/strata-infra/strata/internal/promtest"
 	"github.com/strata-infra/strata/pkg/computespec"
 )
 
@@ -90,6 +91,7 @@ func TestLibvirtdRestart(t *testing.T) {
 		return strings.Contains(d.status("survivor").ConsoleLog, "strata-guest: nic")
 	})
 	pid := qemuPID(t, d.prefix+"survivor")
+	checkLibvirtMetrics(t, d, 1, 0)
 	start := time.Now()
 	if err := env.daemon.Stop(); err != nil {
 		t.Fatal(err)
@@ -99,12 +101,14 @@ func TestLibvirtdRestart(t *testing.T) {
 		d.Set(context.Background(), []compute.Instance{in})
 		return !d.Status().Connected
 	})
+	checkLibvirtMetrics(t, d, 0, 1)
 	start = time.Now()
 	if err := env.daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
 	took := waitFor(t, 60*time.Second, "driver reconnects", func() bool { return d.Status().Connected })
 	t.Logf("libvirtd restarted; agent reconnected %v after start", took.Round(time.Millisecond))
+	checkLibvirtMetrics(t, d, 1, 1)
 	set(t, d, in)
 	if got := qemuPID(t, d.prefix+"survivor"); got != pid {
 		t.Errorf("qemu pid %d after restart, want %d (guest restarted)", got, pid)
@@ -117,4 +121,14 @@ func TestLibvirtdRestart(t *testing.T) {
 	}
 	waitPower(t, d, "survivor", computespec.PowerStopped, 30*time.Second)
 	t.Logf("total %v", time.Since(start).Round(time.Millisecond))
+}
+
+// checkLibvirtMetrics: the agent's metrics say whether libvirtd is
+// connected and how many working connections were lost.
+func checkLibvirtMetrics(t *testing.T, d *testDriver, connected, disconnects float64) {
+	t.Helper()
+	m := promtest.Values(t, d.Collectors()...)
+	if m["strata_agent_libvirt_connected"] != connected || m["strata_agent_libvirt_disconnects_total"] != disconnects {
+		t.Errorf("libvirt metrics %v, want connected %v, disconnects %v", m, connected, disconnects)
+	}
 }

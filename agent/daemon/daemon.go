@@ -140,6 +140,10 @@ func (a *Agent) publishDrain(s *plan.Snapshot) {
 // Runner is where subsystems register their reconcilers.
 func (a *Agent) Runner() *reconcile.Runner { return a.runner }
 
+// Registry is where subsystems register their Prometheus metrics, served
+// on metrics_addr.
+func (a *Agent) Registry() prometheus.Registerer { return a.reg }
+
 // Member is the agent's gossip member (valid after Run has started it).
 func (a *Agent) Member() *gossip.Member { return a.member }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/strata-infra/strata/agent/network/dhcp"
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/internal/netprobe"
+	"github.com/strata-infra/strata/internal/promtest"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 )
 
@@ -88,6 +89,7 @@ func testDnsmasqSupervisedAndReloaded(t *testing.T, p *twoProjects) {
 		t.Fatalf("dnsmasq not restarted: pid %d (old %d), counters %+v", pid, old, a.DHCP.Counters())
 	}
 	t.Logf("killed dnsmasq %d; supervisor restarted it as %d after %v", old, pid, time.Since(killed).Round(time.Millisecond))
+	checkDnsmasqMetrics(t, a.DHCP, 1, 0)
 	p.leaseAll(t)
 
 	a3 := port("a3", "proj-a", "h2", 13, "10.1.1.13", "")
@@ -128,6 +130,23 @@ func testDnsmasqSupervisedAndReloaded(t *testing.T, p *twoProjects) {
 	}
 	if ns := a.DHCP.Namespace("proj-a"); netnsutil.Exists(ns) {
 		t.Errorf("namespace %q of a removed network remains", ns)
+	}
+}
+
+// checkDnsmasqMetrics: the agent's metrics count the supervisor's
+// restarts by reason and the dnsmasq it supervises.
+func checkDnsmasqMetrics(t *testing.T, d *dhcp.Driver, died, hung float64) {
+	t.Helper()
+	m := promtest.Values(t, d.Collectors()...)
+	t.Logf("metrics: %v", m)
+	if got := m[`strata_agent_dnsmasq_restarts_total{reason="died"}`]; got != died {
+		t.Errorf("strata_agent_dnsmasq_restarts_total{reason=died} = %v, want %v", got, died)
+	}
+	if got := m[`strata_agent_dnsmasq_restarts_total{reason="hung"}`]; got != hung {
+		t.Errorf("strata_agent_dnsmasq_restarts_total{reason=hung} = %v, want %v", got, hung)
+	}
+	if got, want := m["strata_agent_dnsmasq_processes"], float64(len(d.Processes())); got != want || got == 0 {
+		t.Errorf("strata_agent_dnsmasq_processes = %v, want %v (the supervised processes)", got, want)
 	}
 }
 
@@ -184,5 +203,6 @@ func TestHungDnsmasqRestarted(t *testing.T) {
 		t.Fatalf("no status for dnsmasq of proj-a: %+v", a.DHCP.Processes())
 	}
 	t.Logf("SIGSTOPped dnsmasq %d detected hung and restarted as %d after %v", old, pid, healed.Round(time.Millisecond))
+	checkDnsmasqMetrics(t, a.DHCP, 0, 1)
 	p.leaseAll(t)
 }

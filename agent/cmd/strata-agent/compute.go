@@ -50,6 +50,7 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 c
 	log.Info("compute subsystem", "libvirtd", cc.LibvirtSocket, "domain_type", drv.Status().DomainType,
 		"domain_type_reason", drv.Status().DomainTypeReason, "capacity", drv.Status().Capacity)
 	a.SetHypervisor(drv.Status().DomainType)
+	a.Registry().MustRegister(drv.Collectors()...)
 	a.Runner().Register(reconcile.OrderCompute, r)
 	a.Background(r.Run)
 	a.Reporter(r.Report)

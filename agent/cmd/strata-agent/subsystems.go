@@ -32,6 +32,7 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 		if err != nil {
 			return err
 		}
+		a.Registry().MustRegister(n.Collectors()...)
 		a.Runner().Register(reconcile.OrderNetwork, n)
 		a.Background(n.Supervise)
 		a.Reporter(n.Report)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/dhcp"
 	"github.com/strata-infra/strata/agent/network/endpoint"
@@ -332,6 +334,10 @@ func (r *Reconciler) Supervise(ctx context.Context) {
 
 // Report adds the supervised dnsmasq processes to the host's status, and
 // the network resources that failed on this host (and those that failed
+// Collectors are the network subsystem's Prometheus metrics (the dnsmasq
+// supervisor's).
+func (r *Reconciler) Collectors() []prometheus.Collector { return r.dhcp.Collectors() }
+
 // before and have since been applied).
 func (r *Reconciler) Report(rep *api.HostReport) {
 	rep.Processes = append(rep.Processes, r.dhcp.Processes()...)
