@@ -135,6 +135,16 @@ type Port struct {
 	// SecurityGroups the port belongs to; none means no port security
 	// (nothing filtered), as neutron's port_security_enabled=false.
 	SecurityGroups []string
+	// AllowedAddressPairs are the other sources the port may send from
+	// (a VRRP address, a router VM's networks), each with the port's MAC
+	// unless one is given; traffic to them goes through the port's groups.
+	AllowedAddressPairs []AddressPair
+}
+
+// AddressPair is one allowed address pair of a port.
+type AddressPair struct {
+	Prefix netip.Prefix
+	MAC    net.HardwareAddr // nil: the port's MAC
 }
 
 // Endpoint plugs a local port into its network: a veth whose host side is on

@@ -34,12 +34,25 @@ func TestAddressesCanonicalAndZonesRefused(t *testing.T) {
 		t.Fatalf("port address not canonical: %+v", p.FixedIPs)
 	}
 
+	// Allowed address pairs: stored canonically, refused when malformed
+	// or on a port without port security.
+	f.must(f.admin, "PUT", "/v1/projects/a/ports/vrrp", `{"spec":{"network":"n","allowed_address_pairs":[{"ip_address":"2001:DB8::100"},{"ip_address":"2001:db8:5::/64","mac_address":"02:AA:00:00:00:01"}]}}`, 201)
+	if p := portSpec(t, f, "a", "vrrp"); len(p.AllowedAddressPairs) != 2 ||
+		p.AllowedAddressPairs[0] != (api.AddressPair{IPAddress: "2001:db8::100"}) ||
+		p.AllowedAddressPairs[1] != (api.AddressPair{IPAddress: "2001:db8:5::/64", MACAddress: "02:aa:00:00:00:01"}) {
+		t.Fatalf("address pairs not canonical: %+v", p.AllowedAddressPairs)
+	}
+
 	before := f.store.Epoch()
 	for _, c := range []struct{ name, path, body, field string }{
 		{"same address, other spelling", "/v1/projects/a/ports/p2", `{"spec":{"network":"n","fixed_ips":[{"ip":"2001:db8:0:0:0:0:0:20"}]}}`, "spec.fixed_ips[0].ip"},
 		{"zone in a dns server", "/v1/projects/a/subnets/s7", `{"spec":{"network":"n","cidr":"2001:db8:7::/64","dns_servers":["fe80::1%eth0\nserver=/x/1.2.3.4"]}}`, "spec.dns_servers[0]"},
 		{"zone in a gateway", "/v1/projects/a/subnets/s7", `{"spec":{"network":"n","cidr":"2001:db8:7::/64","gateway":"2001:db8:7::1%lo"}}`, "spec.gateway"},
 		{"zone in a fixed ip", "/v1/projects/a/ports/p2", `{"spec":{"network":"n","fixed_ips":[{"ip":"2001:db8::30%eth0"}]}}`, "spec.fixed_ips[0].ip"},
+		{"pair with a zone", "/v1/projects/a/ports/p2", `{"spec":{"network":"n","allowed_address_pairs":[{"ip_address":"fe80::1%eth0"}]}}`, "spec.allowed_address_pairs[0]"},
+		{"pair with host bits", "/v1/projects/a/ports/p2", `{"spec":{"network":"n","allowed_address_pairs":[{"ip_address":"10.0.0.1/8"}]}}`, "spec.allowed_address_pairs[0]"},
+		{"pair with a multicast MAC", "/v1/projects/a/ports/p2", `{"spec":{"network":"n","allowed_address_pairs":[{"ip_address":"10.0.0.1","mac_address":"01:00:5e:00:00:01"}]}}`, "spec.allowed_address_pairs[0]"},
+		{"pair without port security", "/v1/projects/a/ports/p2", `{"spec":{"network":"n","port_security":false,"allowed_address_pairs":[{"ip_address":"10.0.0.1"}]}}`, "spec.allowed_address_pairs"},
 		{"zone in a route", "/v1/projects/a/subnets/s6", `{"spec":{"network":"n","cidr":"2001:db8::/64","host_routes":[{"destination":"::/0","nexthop":"2001:db8::fe%x"}]}}`, "spec.host_routes[0].nexthop"},
 	} {
 		code, body := f.do(f.admin, "PUT", c.path, c.body)

@@ -27,7 +27,9 @@ func PortKind() *Kind {
 				"network": str, "mac": str, "host": str, "dns_name": str,
 				"security_groups": map[string]any{"type": "array", "items": str},
 				"port_security":   map[string]any{"type": "boolean"},
-				"owner":           map[string]any{"type": "string", "enum": []string{"", api.PortOwnerEndpoint, api.PortOwnerCompute, api.PortOwnerDHCP}},
+				"allowed_address_pairs": map[string]any{"type": "array", "maxItems": 16, "items": map[string]any{
+					"type": "object", "required": []string{"ip_address"}, "properties": map[string]any{"ip_address": str, "mac_address": str}}},
+				"owner": map[string]any{"type": "string", "enum": []string{"", api.PortOwnerEndpoint, api.PortOwnerCompute, api.PortOwnerDHCP}},
 				"fixed_ips": map[string]any{"type": "array", "items": map[string]any{
 					"type": "object", "properties": map[string]any{"subnet": str, "ip": str}}},
 			},
@@ -94,6 +96,23 @@ func admitPort(a *Admission, r *api.Resource, spec any) error {
 		}
 		if _, err := a.Tx.Get(api.Key{Kind: "securitygroup", Project: r.Project, Name: g}); err != nil {
 			return api.Fieldf(fmt.Sprintf("spec.security_groups[%d]", i), "security group %q does not exist in project %q", g, r.Project)
+		}
+	}
+	for i := range s.AllowedAddressPairs {
+		ap := &s.AllowedAddressPairs[i]
+		pre, hw, err := netspec.ParseAddressPair(ap.IPAddress, ap.MACAddress)
+		if err != nil {
+			return api.Fieldf(fmt.Sprintf("spec.allowed_address_pairs[%d]", i), "%v", err)
+		}
+		if !s.PortSecurityEnabled() {
+			return api.Fieldf("spec.allowed_address_pairs", "need port_security: without it the port may send from anything")
+		}
+		ap.IPAddress = pre.String()
+		if pre.IsSingleIP() {
+			ap.IPAddress = pre.Addr().String()
+		}
+		if hw != nil {
+			ap.MACAddress = hw.String()
 		}
 	}
 	others, err := portsOf(a, r.Project, s.Network)

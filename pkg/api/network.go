@@ -78,6 +78,16 @@ type PortSpec struct {
 	SecurityGroups []string `json:"security_groups,omitempty" maxitems:"16"`
 	// PortSecurity false turns security groups off for the port.
 	PortSecurity *bool `json:"port_security,omitempty"`
+	// AllowedAddressPairs are the other sources (an address or a CIDR,
+	// with a MAC or the port's) the port may send from; everything else
+	// it sends with another source IP or MAC is dropped.
+	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty" maxitems:"16"`
+}
+
+// AddressPair is one allowed address pair of a port.
+type AddressPair struct {
+	IPAddress  string `json:"ip_address"`
+	MACAddress string `json:"mac_address,omitempty"`
 }
 
 // PortSecurityEnabled reports the port_security setting with its default.

@@ -3,6 +3,7 @@ package netspec
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 )
 
@@ -37,4 +38,26 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		p = netip.PrefixFrom(p.Addr().Unmap(), bits)
 	}
 	return p, nil
+}
+
+// ParseAddressPair parses one allowed address pair of a port, the same on
+// both sides: an address (taken as a /32 or /128) or a CIDR without host
+// bits, and a unicast MAC or "" (the port's own).
+func ParseAddressPair(ip, mac string) (netip.Prefix, net.HardwareAddr, error) {
+	var p netip.Prefix
+	if a, err := ParseAddr(ip); err == nil {
+		p = netip.PrefixFrom(a, a.BitLen())
+	} else if p, err = ParsePrefix(ip); err != nil {
+		return p, nil, fmt.Errorf("ip_address: %q is not an address or a CIDR", ip)
+	} else if p != p.Masked() {
+		return p, nil, fmt.Errorf("ip_address: %s has host bits set (did you mean %s?)", ip, p.Masked())
+	}
+	if mac == "" {
+		return p, nil, nil
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 || hw[0]&1 == 1 {
+		return p, nil, fmt.Errorf("mac_address: %q is not a unicast Ethernet address", mac)
+	}
+	return p, hw, nil
 }

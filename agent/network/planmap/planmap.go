@@ -171,6 +171,13 @@ func port(r api.Resource, ps api.PortSpec, netID string) (network.Port, error) {
 		}
 		p.IPs = append(p.IPs, a)
 	}
+	for _, ap := range ps.AllowedAddressPairs {
+		pre, hw, err := netspec.ParseAddressPair(ap.IPAddress, ap.MACAddress)
+		if err != nil {
+			return network.Port{}, fmt.Errorf("allowed address pair: %w", err)
+		}
+		p.AllowedAddressPairs = append(p.AllowedAddressPairs, network.AddressPair{Prefix: pre, MAC: hw})
+	}
 	return p, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 
@@ -42,7 +43,35 @@ func Ruleset(name string, st network.HostState) nftsync.Table { return ruleset(n
 
 // filtered reports whether port p is on this host and filtered here.
 func filtered(st network.HostState, p network.Port) bool {
-	return p.Host == st.Host && len(p.SecurityGroups) > 0 && len(p.IPs) > 0 && p.IPs[0].Is4()
+	return p.Host == st.Host && len(p.SecurityGroups) > 0 && len(sourcesOf(p)) > 0
+}
+
+// source is one (address, MAC) a filtered port may send from.
+type source struct {
+	prefix netip.Prefix
+	mac    net.HardwareAddr
+}
+
+// sourcesOf lists what a port may send from: each of its IPv4 addresses
+// with its MAC, and its IPv4 allowed address pairs. Its IPv6 traffic
+// matches none, so the sources chain drops it: closed, not open.
+func sourcesOf(p network.Port) []source {
+	var out []source
+	for _, a := range p.IPs {
+		if a.Is4() {
+			out = append(out, source{netip.PrefixFrom(a, 32), p.MAC})
+		}
+	}
+	for _, ap := range p.AllowedAddressPairs {
+		if ap.Prefix.Addr().Is4() {
+			mac := ap.MAC
+			if mac == nil {
+				mac = p.MAC
+			}
+			out = append(out, source{ap.Prefix.Masked(), mac})
+		}
+	}
+	return out
 }
 
 // ruleset is Ruleset with the ports in closed shut: their chains drop
@@ -85,26 +114,35 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 	// port's chain by bridge, address (and MAC for what it sends).
 	egress := nftsync.Set{Name: egressMap, Fields: egressKey, VMap: true, Exact: true}
 	ingress := nftsync.Set{Name: ingressMap, Fields: ingressKey, VMap: true, Exact: true}
-	fwd.Rules = append(fwd.Rules, nftsync.R().Jump(sourcesChain),
-		nftsync.R().IPv4().VMap(egressMap, egressKey...), nftsync.R().IPv4().VMap(ingressMap, ingressKey...))
+	// Every address of a port, and every allowed pair, goes through the
+	// port's chains: addresses by the maps, pairs that are whole CIDRs
+	// by a rule each, after the map of their direction.
 	var chains []nftsync.Chain
+	var cidrOut, cidrIn []nftsync.Rule
 	pols := &policies{groups: groups, made: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, p := range st.Ports {
-		br, ip := bridges[p.NetworkID], netip.Addr{}
+		br := bridges[p.NetworkID]
 		if !filtered(st, p) || br == "" {
 			continue
 		}
-		ip = p.IPs[0]
-		if k := br + "/" + ip.String(); seen[k] {
-			continue // one port per address on a network; the plan had two
-		} else {
-			seen[k] = true
+		for _, s := range sourcesOf(p) {
+			if !s.prefix.IsSingleIP() {
+				cidrOut = append(cidrOut, nftsync.R().IIF(br).IPv4().Src(s.prefix).EtherSrc(s.mac).Jump(egressChain(p.ID)))
+				cidrIn = append(cidrIn, nftsync.R().OIF(br).IPv4().Dst(s.prefix).Jump(ingressChain(p.ID)))
+				continue
+			}
+			ip := s.prefix.Addr()
+			if k := br + "/" + ip.String(); seen[k] {
+				continue // one port per address on a network; the plan had two
+			} else {
+				seen[k] = true
+			}
+			egress.Ranges = append(egress.Ranges, nftsync.Range{From: nftsync.PackBytes(egressKey, [][]byte{[]byte(br), ip.AsSlice(), s.mac}),
+				Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: egressChain(p.ID)}})
+			ingress.Ranges = append(ingress.Ranges, nftsync.Range{From: nftsync.PackBytes(ingressKey, [][]byte{[]byte(br), ip.AsSlice()}),
+				Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: ingressChain(p.ID)}})
 		}
-		egress.Ranges = append(egress.Ranges, nftsync.Range{From: nftsync.PackBytes(egressKey, [][]byte{[]byte(br), ip.AsSlice(), p.MAC}),
-			Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: egressChain(p.ID)}})
-		ingress.Ranges = append(ingress.Ranges, nftsync.Range{From: nftsync.PackBytes(ingressKey, [][]byte{[]byte(br), ip.AsSlice()}),
-			Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: ingressChain(p.ID)}})
 		// A closed port drops everything but DHCP answers; an open one
 		// goes to the chains of its groups' rules, shared by every port
 		// whose groups hold the same rules.
@@ -117,6 +155,9 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 		}
 		chains = append(chains, out, in)
 	}
+	fwd.Rules = append(fwd.Rules, nftsync.R().Jump(sourcesChain), nftsync.R().IPv4().VMap(egressMap, egressKey...))
+	fwd.Rules = append(append(fwd.Rules, cidrOut...), nftsync.R().IPv4().VMap(ingressMap, ingressKey...))
+	fwd.Rules = append(fwd.Rules, cidrIn...)
 	chains = append(chains, pols.out...)
 	t.Sets = append(t.Sets, pols.sets...)
 	srcRules, srcSets := sources(st, bridges)
@@ -168,12 +209,19 @@ func sources(st network.HostState, bridges map[string]string) ([]nftsync.Rule, [
 			s.Ranges = append(s.Ranges, nftsync.Range{From: k})
 		}
 	}
+	var cidrs []nftsync.Rule
 	for _, p := range st.Ports {
 		br := bridges[p.NetworkID]
 		switch {
 		case br == "":
 		case filtered(st, p):
-			add(&addrs, []byte(br), p.IPs[0].AsSlice(), p.MAC)
+			for _, s := range sourcesOf(p) {
+				if s.prefix.IsSingleIP() {
+					add(&addrs, []byte(br), s.prefix.Addr().AsSlice(), s.mac)
+				} else {
+					cidrs = append(cidrs, nftsync.R().IIF(br).IPv4().Src(s.prefix).EtherSrc(s.mac).Return())
+				}
+			}
 		default:
 			add(&macs, []byte(br), p.MAC)
 		}
@@ -192,8 +240,9 @@ func sources(st network.HostState, bridges map[string]string) ([]nftsync.Rule, [
 		nftsync.R().Proto(netspec.ProtoUDP).SPort(68, 68).DPort(67, 67).Return(),
 		nftsync.R().IPv4().In(srcAddrSet, egressKey...).Return(),
 		nftsync.R().In(srcMACSet, srcMACKey...).Return(),
-		nftsync.R().In(bridgeSet, bridgeKey...).Drop(),
 	}
+	rules = append(rules, cidrs...)
+	rules = append(rules, nftsync.R().In(bridgeSet, bridgeKey...).Drop())
 	return rules, []nftsync.Set{addrs, macs, brs}
 }
 
