@@ -20,7 +20,7 @@ import (
 func (l *Lab) coordinatorProc() proc {
 	return proc{name: "coordinator", bin: l.bin("strata-coordinator")}
 }
-func (l *Lab) agentProc(i int) proc { return proc{name: l.HostName(i), bin: l.bin("strata-agent")} }
+func (l *Lab) agentProc(i int) proc { return proc{name: l.HostName(i), bin: l.agentBin(i)} }
 
 // Up brings the lab up: network, gossip key, coordinator, agent token,
 // agents. Whatever is already up is left running.
@@ -124,7 +124,7 @@ func (l *Lab) AgentArgs(i int) []string {
 	// machine's mount namespace, so the namespaces it makes (bind mounts
 	// under /run/netns) are visible to everyone, as on a real host. "ip netns
 	// exec" would give it a private mount namespace.
-	args := []string{"nsenter", "--net=/run/netns/" + l.Namespace(i), l.bin("strata-agent"), "--config=",
+	args := []string{"nsenter", "--net=/run/netns/" + l.Namespace(i), l.agentBin(i), "--config=",
 		"--name", l.HostName(i), "--coordinator", l.Endpoint(), "--coordinator-ca-file", l.CAFile(),
 		"--token-file", l.AgentTokenFile(i), "--state-dir", filepath.Join(l.Dir, l.HostName(i)),
 		"--zone", "lab", "--vtep", a,

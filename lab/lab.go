@@ -34,6 +34,10 @@ type Config struct {
 	// AgentExtraArgs, when set, adds flags to host i's agent (a test
 	// turning compute on for one host, say).
 	AgentExtraArgs func(i int) []string
+	// AgentBins, when set, holds host i's strata-agent at index i-1
+	// instead of BinDir's: a binary a package manager installed in a
+	// root of that host's own (the rolling-upgrade test).
+	AgentBins []string
 	// Env, when set, adds environment variables to a process the lab
 	// starts, by its name: "coordinator", "h1"... (a test standing in
 	// for systemd's NOTIFY_SOCKET, say).
@@ -72,6 +76,8 @@ func New(cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("lab subnet %s: want an IPv4 /24 or larger", cfg.Subnet)
 	case cfg.Dir == "" || cfg.BinDir == "":
 		return nil, fmt.Errorf("lab dir and bin dir must be set")
+	case len(cfg.AgentBins) != 0 && len(cfg.AgentBins) != cfg.Hosts:
+		return nil, fmt.Errorf("lab agent binaries: %d for %d hosts", len(cfg.AgentBins), cfg.Hosts)
 	}
 	for i, d := range cfg.L2Drivers {
 		if d != "" && d != DriverLinuxBridge && d != DriverOVS {
@@ -124,3 +130,11 @@ func (l *Lab) AdminToken() (string, error) {
 }
 
 func (l *Lab) bin(name string) string { return filepath.Join(l.BinDir, name) }
+
+// agentBin is host i's strata-agent.
+func (l *Lab) agentBin(i int) string {
+	if len(l.AgentBins) > 0 {
+		return l.AgentBins[i-1]
+	}
+	return l.bin("strata-agent")
+}

@@ -68,9 +68,10 @@ func readHelperLog(t *testing.T, path string) []helperEvent {
 }
 
 // rollout runs the rolling-upgrade playbook against the lab's hosts
-// (connection local; the upgrade step swaps a host's agent binary through
-// this test binary as the helper) and returns its output and error.
-func rollout(t *testing.T, l *lab.Lab, cfgFile, version string, bins map[int]string) (string, error) {
+// (connection local; the upgrade step installs debs[i] with dpkg into
+// host i's root and restarts its agent, through this test binary as the
+// helper) and returns its output and error.
+func rollout(t *testing.T, l *lab.Lab, cfgFile, version string, debs map[int]string) (string, error) {
 	t.Helper()
 	tok, err := l.AdminToken()
 	if err != nil {
@@ -82,7 +83,7 @@ func rollout(t *testing.T, l *lab.Lab, cfgFile, version string, bins map[int]str
 	}
 	inv := "[strata_agents]\n"
 	for i := 1; i <= l.Hosts; i++ {
-		inv += fmt.Sprintf("%s lab_index=%d lab_agent_bin=%s\n", l.HostName(i), i, bins[i])
+		inv += fmt.Sprintf("%s lab_index=%d lab_agent_deb=%s\n", l.HostName(i), i, debs[i])
 	}
 	inv += "\n[strata_agents:vars]\nansible_connection=local\nansible_python_interpreter=/usr/bin/python3\n"
 	invFile := filepath.Join(t.TempDir(), "inventory.ini")
@@ -92,7 +93,7 @@ func rollout(t *testing.T, l *lab.Lab, cfgFile, version string, bins map[int]str
 	vars, _ := json.Marshal(map[string]any{
 		"strata_version": version, "strata_endpoint": l.Endpoint(), "strata_token": tok, "strata_ca_file": l.CAFile(),
 		"strata_ctl": filepath.Join(l.BinDir, "stratactl"), "strata_wait_delay": 1, "strata_wait_retries": 60,
-		"strata_agent_upgrade_command": fmt.Sprintf("env %s=%s %s {{ lab_index }} {{ lab_agent_bin }}", labHelperEnv, cfgFile, self),
+		"strata_agent_upgrade_command": fmt.Sprintf("env %s=%s %s {{ lab_index }} {{ lab_agent_deb }}", labHelperEnv, cfgFile, self),
 	})
 	varsFile := filepath.Join(t.TempDir(), "vars.json")
 	if err := os.WriteFile(varsFile, vars, 0o600); err != nil {
@@ -106,25 +107,34 @@ func rollout(t *testing.T, l *lab.Lab, cfgFile, version string, bins map[int]str
 
 // TestRollingUpgrade runs the rolling-upgrade playbook against a lab of
 // three hosts while an endpoint of the demo's tenant network on h1 pings
-// one on h2 across the VXLAN overlay. The first rollout upgrades the hosts
-// one at a time (drain, upgrade, alive and converged on the current
-// epoch, new version, enable) without losing a ping. The second makes
-// h2's upgrade fail: h1 is upgraded, h2 stays drained on the old version,
-// and h3 is not touched at all.
+// one on h2 across the VXLAN overlay. Each host has a root of its own (an
+// overlay of the cached Debian chroot) where dpkg installed the built
+// strata-agent .deb, and its agent runs from the binary dpkg put there;
+// an upgrade is dpkg -i of the next .deb in that root, then a restart (the
+// lab has no systemd). The first rollout upgrades the hosts one at a time
+// (drain, upgrade, alive and converged on the current epoch, new version,
+// enable) without losing a ping. The second gives h2 a package dpkg
+// refuses: h1 is upgraded, h2 stays drained on the old version, and h3 is
+// not touched at all. This machine's own packages are left alone.
 func TestRollingUpgrade(t *testing.T) {
 	requireRoot(t)
 	tool(t, "ansible-playbook")
 	tool(t, "busybox")
 	tool(t, "dnsmasq")
-	const v1, v2, v3 = "1.0.0+roll1", "1.0.0+roll2", "1.0.0+roll3"
+	const v1, v2, v3 = oldVersion, newVersion, "1.0.0+test3"
+	debOf := func(v string) string { return debFile(packagesOf(t, v), "strata-agent", v) }
+	deb1, deb2, deb3 := debOf(v1), debOf(v2), debOf(v3)
+	broken := filepath.Join(t.TempDir(), filepath.Base(deb3))
+	if err := os.WriteFile(broken, []byte("not a Debian package\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	binDir := t.TempDir()
 	goBuild(t, binDir, "./coordinator/cmd/strata-coordinator", v1)
 	goBuild(t, binDir, "./coordinator/cmd/stratactl", v1)
-	buildAgent(t, binDir, v1)
-	newBin := buildAgent(t, t.TempDir(), v2)
-	newerBin := buildAgent(t, t.TempDir(), v3)
+	hostBefore := hostPackageState()
+	roots, agentBins := hostRoots(t, 3, deb1)
 
-	l := rollingLab(t, binDir)
+	l := rollingLab(t, binDir, agentBins)
 	ctx := t.Context()
 	if err := l.Up(ctx); err != nil {
 		t.Fatal(err)
@@ -158,7 +168,7 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Fatalf("no demo-a endpoints on h1 and h2 in %+v", eps)
 	}
 	cfgFile := filepath.Join(t.TempDir(), "lab.json")
-	b, err := json.Marshal(newLabFile(l.Config))
+	b, err := json.Marshal(newLabFile(l.Config, roots))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +180,7 @@ func TestRollingUpgrade(t *testing.T) {
 	time.Sleep(time.Second)
 
 	start := time.Now()
-	out, err := rollout(t, l, cfgFile, v2, map[int]string{1: newBin, 2: newBin, 3: newBin})
+	out, err := rollout(t, l, cfgFile, v2, map[int]string{1: deb2, 2: deb2, 3: deb2})
 	if err != nil {
 		t.Fatalf("rollout to %s: %v\n%s", v2, err, out)
 	}
@@ -193,12 +203,17 @@ func TestRollingUpgrade(t *testing.T) {
 			t.Errorf("%s after the rollout: version %q drained %v state %s", h.Name, versionOf(h), h.Drained, h.State)
 		}
 	}
+	for i, root := range roots {
+		if got := installedVersion(t, root); got != v2+"-1" {
+			t.Errorf("h%d: dpkg in its root has strata-agent %s, want %s-1", i+1, got, v2)
+		}
+	}
 	t.Logf("rollout of %s over 3 hosts, one at a time: %s", v2, took.Round(100*time.Millisecond))
 
-	// Second rollout: h2's "package" is broken.
+	// Second rollout: h2's package is broken.
 	pid3 := l.AgentPID(3)
 	os.Remove(cfgFile + ".log")
-	out, err = rollout(t, l, cfgFile, v3, map[int]string{1: newerBin, 2: "/nonexistent/strata-agent", 3: newerBin})
+	out, err = rollout(t, l, cfgFile, v3, map[int]string{1: deb3, 2: broken, 3: deb3})
 	if err == nil {
 		t.Fatalf("rollout with a broken h2 succeeded:\n%s", out)
 	}
@@ -220,6 +235,14 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	if strings.Contains(out, "[h3]") {
 		t.Errorf("the playbook ran tasks on h3:\n%s", out)
+	}
+	for i, want := range []string{v3, v2, v2} {
+		if got := installedVersion(t, roots[i]); got != want+"-1" {
+			t.Errorf("h%d: dpkg in its root has strata-agent %s, want %s-1", i+1, got, want)
+		}
+	}
+	if after := hostPackageState(); after != hostBefore {
+		t.Errorf("this machine's strata-agent changed: before %q, after %q", hostBefore, after)
 	}
 
 	sent, lost := ping.stop(t)
