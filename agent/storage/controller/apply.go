@@ -118,7 +118,7 @@ func (c *Controller) ensureVolume(p Pool, v volume) (rbd.ImageStatus, error) {
 		st.Size = v.Size
 	}
 	if st.Parent != nil && (v.Flatten || st.Depth > storagespec.MaxCloneDepth) {
-		if err := p.Flatten(v.Ref); err != nil {
+		if err := c.flatten(p, v.Key, v.Ref); err != nil {
 			return st, err
 		}
 		c.cfg.Logger.Info("flattened volume", "volume", v.Key, "depth", st.Depth, "asked", v.Flatten)
@@ -203,7 +203,7 @@ func (c *Controller) prune(p Pool, d desiredState) error {
 				for _, ch := range s.Children {
 					// Its clones keep their data: flatten them before the
 					// snapshot goes.
-					if err := p.Flatten(ch); err != nil {
+					if err := c.flatten(p, api.Key{Kind: "rbd", Name: ch.String()}, ch); err != nil {
 						errs = append(errs, err.Error())
 					}
 				}
@@ -217,4 +217,37 @@ func (c *Controller) prune(p Pool, d desiredState) error {
 		return fmt.Errorf("prune: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// flatten copies a clone's parent data in, logging a progress line (bytes
+// copied so far, of the size) every ProgressInterval while it runs: a
+// flatten of a large volume takes minutes.
+func (c *Controller) flatten(p Pool, key api.Key, r rbd.Ref) error {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(c.cfg.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				attrs := []any{"volume", key, "image", r.String(), "elapsed", time.Since(start).Round(time.Second)}
+				if st, err := p.Status(r); err == nil {
+					attrs = append(attrs, "copied_bytes", st.Used, "size_bytes", st.Size)
+				}
+				c.cfg.Logger.Info("flattening", attrs...)
+			}
+		}
+	}()
+	err := p.Flatten(r)
+	close(done)
+	<-finished
+	if err == nil {
+		c.cfg.Logger.Info("flattened", "volume", key, "image", r.String(), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return err
 }

@@ -56,6 +56,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// Kick asks the runner for a pass (when the lease is won).
 	Kick func()
+	// ProgressInterval is how often a long flatten logs how far it got
+	// (10 s when 0).
+	ProgressInterval time.Duration
 }
 
 // Controller is the storage subsystem's reconciler.
@@ -84,6 +87,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.Kick == nil {
 		cfg.Kick = func() {}
+	}
+	if cfg.ProgressInterval == 0 {
+		cfg.ProgressInterval = 10 * time.Second
 	}
 	return &Controller{cfg: cfg}, nil
 }
