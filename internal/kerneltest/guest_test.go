@@ -32,9 +32,8 @@ func TestTrivialGuest(t *testing.T) {
 	}
 	t.Logf("boot to test start %s, qemu total %s, with compile and pack %s",
 		res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	if res.Total > testenv.Scale(60*time.Second) {
-		t.Errorf("boot plus a trivial test took %s; the budget is 20 s", res.Total)
-	}
+	// How long that takes is a figure for a benchmark, not a verdict here:
+	// under load a correct guest is only slower.
 }
 
 // TestKernelFeaturesInGuest loads openvswitch, ip_gre, dm-writecache,
@@ -219,4 +218,17 @@ func TestGuestReachesHostLoopback(t *testing.T) {
 	case <-time.After(testenv.Scale(5 * time.Second)):
 		t.Error("the host service saw no connection from the guest")
 	}
+}
+
+// BenchmarkGuestBoot is what TestTrivialGuest used to hold as a budget:
+// the TCG guest's boot to its test's start, and boot plus a trivial test.
+func BenchmarkGuestBoot(b *testing.B) {
+	var boot, total time.Duration
+	for range b.N {
+		res := kerneltest.Run(b, guestPkg, "^TestTrivial$")
+		boot += res.Boot
+		total += res.Total
+	}
+	b.ReportMetric(boot.Seconds()/float64(b.N), "boot-s/op")
+	b.ReportMetric(total.Seconds()/float64(b.N), "total-s/op")
 }
