@@ -67,7 +67,9 @@ func allocateFrom[V any](pools []api.IPRange, used map[netip.Addr]V, gw, after n
 	for _, r := range pools {
 		a, _ := netip.ParseAddr(r.Start)
 		end, _ := netip.ParseAddr(r.End)
-		if after.IsValid() && after.BitLen() == a.BitLen() && !after.Less(a) {
+		if after.IsValid() && after.BitLen() == a.BitLen() && !after.Less(a) && !end.Less(after) {
+			// Below after, this pool was found taken by the last search;
+			// other pools are searched whole (unordered pools stay right).
 			a = after.Next()
 		}
 		for n := 0; a.IsValid() && a.Compare(end) <= 0 && n < maxScan; a, n = a.Next(), n+1 {

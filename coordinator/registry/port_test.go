@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/strata-infra/strata/pkg/api"
@@ -40,5 +41,26 @@ func TestPortLinkNamesNeverCollide(t *testing.T) {
 	}
 	if refused == 0 || len(keys) != 16 {
 		t.Fatalf("refused %d, admitted %d keys; want some refused and all 16 keys taken", refused, len(keys))
+	}
+}
+
+// TestAllocateGoesOnFromTheLastAddress: the search goes on after the last
+// address taken in its pool, and a pool listed before it but lower is
+// still searched (pools need not be in order).
+func TestAllocateGoesOnFromTheLastAddress(t *testing.T) {
+	pools := []api.IPRange{{Start: "10.0.0.50", End: "10.0.0.51"}, {Start: "10.0.0.10", End: "10.0.0.12"}}
+	taken := map[netip.Addr]bool{}
+	var got []string
+	after := netip.Addr{}
+	for {
+		a, err := allocateFrom(pools, taken, netip.MustParseAddr("10.0.0.11"), after)
+		if err != nil {
+			break
+		}
+		taken[a], after = true, a
+		got = append(got, a.String())
+	}
+	if want := "[10.0.0.50 10.0.0.51 10.0.0.10 10.0.0.12]"; fmt.Sprint(got) != want {
+		t.Fatalf("allocated %v, want %s", got, want)
 	}
 }
