@@ -168,6 +168,7 @@ func TestInstanceOnRBD(t *testing.T) {
 	in.Spec.Volumes = nil
 	set("detach the volume")
 	testenv.WaitTrue(t, 60*time.Second, "qemu to let go of the volume", func() bool { return !watched(data) })
+	waitFor("the guest to see vdb go", regexp.MustCompile(`strata-guest: disk vdb gone`), 1)
 	in.Spec.Volumes = vols
 	set("attach the volume again")
 	waitFor("the guest to read its record back", holds, 1)
