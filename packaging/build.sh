@@ -25,6 +25,21 @@ mkdir -p "$stage/bin"
 	-ldflags "-s -w -X github.com/strata-infra/strata/pkg/version.Version=$VERSION" \
 	-o "$stage/bin/" ./agent/cmd/strata-agent ./coordinator/cmd/strata-coordinator ./coordinator/cmd/stratactl)
 
+# Man pages and shell completions from the binaries' own cobra commands
+# (hidden gen-docs), dated by the commit for reproducible packages. A
+# cross build makes them with a host build of the same source.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(cd "$repo" && git log -1 --format=%ct 2>/dev/null || date +%s)}
+docbin=$stage/bin
+if [ "$ARCH" != "$(go env GOHOSTARCH)" ]; then
+	docbin=$stage/hostbin
+	(cd "$repo" && go build -tags "${GOTAGS-pacific}" -o "$docbin/" ./agent/cmd/strata-agent ./coordinator/cmd/strata-coordinator ./coordinator/cmd/stratactl)
+fi
+for b in strata-agent:8 strata-coordinator:8 stratactl:1; do
+	"$docbin/${b%:*}" gen-docs --man-dir "$stage/man/${b%:*}" --completion-dir "$stage/completions/${b%:*}"
+	gzip -9n "$stage/man/${b%:*}"/*."${b#*:}"
+done
+rm -rf "$stage/hostbin"
+
 # render PKG UNIT PURGE_WHAT PURGE: the maintainer scripts of one package
 # from the templates, for both formats.
 render() {

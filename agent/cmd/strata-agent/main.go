@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/daemon"
+	"github.com/strata-infra/strata/pkg/clidoc"
 	"github.com/strata-infra/strata/pkg/logging"
 	"github.com/strata-infra/strata/pkg/version"
 )
@@ -50,7 +51,7 @@ func main() {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "config file (YAML)")
 	cfg.BindFlags(cmd.Flags())
-	cmd.AddCommand(doctorCmd())
+	cmd.AddCommand(doctorCmd(), clidoc.Command("8"))
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata-agent:", err)
 		os.Exit(1)

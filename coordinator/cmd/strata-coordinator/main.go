@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-infra/strata/coordinator/config"
+	"github.com/strata-infra/strata/pkg/clidoc"
 )
 
 func main() {
@@ -30,7 +31,7 @@ func main() {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "config file (YAML)")
 	cfg.BindFlags(cmd.Flags())
-	cmd.AddCommand(backupCmd(), restoreCmd())
+	cmd.AddCommand(backupCmd(), restoreCmd(), clidoc.Command("8"))
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata-coordinator:", err)
 		os.Exit(1)

@@ -13,6 +13,7 @@ import (
 	"github.com/strata-infra/strata/coordinator/ctl"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/apiclient"
+	"github.com/strata-infra/strata/pkg/clidoc"
 )
 
 type globals struct {
@@ -108,7 +109,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.caFile, "ca-file", "", "the coordinator's CA certificate, pinned; \"\" trusts the system's roots (env STRATA_CA_FILE; else the context's; else "+defaultCAFile+")")
 	pf.StringVar(&g.context, "context", os.Getenv("STRATA_CONTEXT"), "context of the config file to use (env STRATA_CONTEXT; else its current one)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+ctl.Formats)
-	root.AddCommand(configCmd(g), versionCmd(g))
+	root.AddCommand(configCmd(g), versionCmd(g), clidoc.Command("1"))
 	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), gossipCmd(g), quotaCmd(g), applyCmd(g), deleteCmd(g))
 	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g), aggregatesCmd(g), serverGroupsCmd(g))
 	root.AddCommand(volumeTypesCmd(g), volumesCmd(g), volumeSnapshotsCmd(g))
