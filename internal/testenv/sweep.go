@@ -25,7 +25,7 @@ type pattern struct {
 // (stt<pid>…), the compute tests' (stc<pid>-…) and the Ceph reachability
 // test's (s13<pid>n). Root-namespace links: the labs' bridges and veths
 // (<Tag>br, <Tag>ex, <Tag>xo, <Tag>h<N>, <Tag>x<N>), the test Ceph
-// clusters' bridges (s13<letter><pid>cb, agent/storage/cephtest) and the
+// clusters' bridges (s13<letter><pid>cb, internal/cephtest) and the
 // Ceph reachability test's veth (s13<pid>h, its peer s13<pid>g).
 // Directories in the temp dir: MkdirTemp's <prefix>.pid<pid>.<random>.
 var (

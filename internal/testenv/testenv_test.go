@@ -213,6 +213,38 @@ func TestOnlyTestPackagesImportTesting(t *testing.T) {
 	}
 }
 
+// TestPkgImportsNothingAbove: pkg/ holds only what the agent and the
+// coordinator both import, so no pkg/ package, its tests included, reaches
+// up into agent/, coordinator/ or lab/ (test harnesses live in internal/).
+func TestPkgImportsNothingAbove(t *testing.T) {
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if p, err := exec.LookPath("go"); err == nil {
+		gobin = p
+	}
+	cmd := exec.Command(gobin, "list", "-tags", "pacific", "-f",
+		"{{.ImportPath}}{{range .Imports}} {{.}}{{end}}{{range .TestImports}} {{.}}{{end}}{{range .XTestImports}} {{.}}{{end}}", "./pkg/...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	const mod = "github.com/strata-infra/strata/"
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		n++
+		for _, imp := range f[1:] {
+			rel, ok := strings.CutPrefix(imp, mod)
+			if ok && !strings.HasPrefix(rel, "pkg/") && !strings.HasPrefix(rel, "internal/") {
+				t.Errorf("%s imports %s: pkg/ may import only pkg/ (and test harnesses under internal/)", f[0], imp)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("go list saw only %d packages:\n%s", n, out)
+	}
+}
+
 // TestSweepRemovesDeadProcessDirs: a test directory (MkdirTemp) of a pid
 // that is gone is removed, and a process still running from it is killed;
 // one of a live pid and one not named by MkdirTemp stay.

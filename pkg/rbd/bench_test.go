@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-infra/strata/agent/storage/cephtest"
+	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/pkg/rbd"
 )
 

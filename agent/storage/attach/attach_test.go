@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/strata-infra/strata/agent/storage/attach"
-	"github.com/strata-infra/strata/agent/storage/cephtest"
+	"github.com/strata-infra/strata/internal/cephtest"
 )
 
 func TestMain(m *testing.M) { cephtest.Main(m, "s13a", "volumes") }

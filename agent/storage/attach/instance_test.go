@@ -14,7 +14,7 @@ import (
 	"github.com/strata-infra/strata/agent/compute"
 	"github.com/strata-infra/strata/agent/compute/virttest"
 	"github.com/strata-infra/strata/agent/storage/attach"
-	"github.com/strata-infra/strata/agent/storage/cephtest"
+	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/computespec"
 	"github.com/strata-infra/strata/pkg/rbd"

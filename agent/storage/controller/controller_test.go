@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/plan"
-	"github.com/strata-infra/strata/agent/storage/cephtest"
+	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/rbd"
 	"github.com/strata-infra/strata/pkg/storagespec"

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/strata-infra/strata/agent/storage/cephtest"
+	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/pkg/rbd"
 )
 
