@@ -252,6 +252,26 @@ func dhcpAnswers() nftsync.Rule {
 	return nftsync.R().Proto(netspec.ProtoUDP).SPort(67, 67).DPort(68, 68).Accept()
 }
 
+// canonicalRules sorts rules and drops repeats: a set of allow rules
+// (the same rule in two of a port's groups allows once).
+func canonicalRules(rs []netspec.SecurityGroupRule) []netspec.SecurityGroupRule {
+	keys := make(map[string]netspec.SecurityGroupRule, len(rs))
+	order := make([]string, 0, len(rs))
+	for _, r := range rs {
+		k := fmt.Sprintf("%+v", r)
+		if _, dup := keys[k]; !dup {
+			keys[k] = r
+			order = append(order, k)
+		}
+	}
+	sort.Strings(order)
+	out := make([]netspec.SecurityGroupRule, 0, len(order))
+	for _, k := range order {
+		out = append(out, keys[k])
+	}
+	return out
+}
+
 // policies makes one pair of chains per distinct set of rules that ports'
 // groups add up to: "so_<hash>" (what a port may send: return, else drop)
 // and "si_<hash>" (what it may receive: accept, else drop). The rules with
@@ -276,6 +296,10 @@ func (ps *policies) chains(groups []string) (out, in string) {
 			}
 		}
 	}
+	// Every rule allows, so their order means nothing: sorted, the chains
+	// are named by the set of rules, the same on every host and after any
+	// history of edits (the chaos test compares with a fresh apply).
+	egress, ingress = canonicalRules(egress), canonicalRules(ingress)
 	sum := sha256.Sum256(fmt.Appendf(nil, "%+v|%+v", egress, ingress))
 	id := hex.EncodeToString(sum[:5])
 	out, in = "so_"+id, "si_"+id
