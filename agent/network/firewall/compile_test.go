@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/nftables/expr"
 	"github.com/strata-infra/strata/agent/network/firewall"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 )
 
 var (
@@ -55,8 +56,10 @@ func TestCompileLayers(t *testing.T) {
 			"meta l4proto . ip saddr & 255.255.255.0 . th dport vmap @fw_0hps24D\nmeta l4proto . ip saddr & 255.255.0.0 . th dport vmap @fw_1hps16D\n", 2},
 		{"covered by an earlier rule", []firewall.Rule{tcp("10.0.0.0/16", 22, drop), tcp("10.0.0.0/24", 22, accept)},
 			"meta l4proto . ip saddr & 255.255.0.0 . th dport vmap @fw_0hps16D\n", 1},
+		// A protocol alone would be a one-field key nft cannot list: it
+		// goes to the address range map.
 		{"one exact map per field combination", []firewall.Rule{{Proto: 1, Verdict: accept}, tcp("", 22, drop)},
-			"meta l4proto vmap @fw_0hp\nmeta l4proto . th dport vmap @fw_0hpD\n", 2},
+			"meta l4proto . th dport vmap @fw_0hpD\nmeta l4proto . ip saddr . ip daddr vmap @fw_0a\n", 2},
 		{"port ranges: a map of ranges", []firewall.Rule{{Proto: 6, DPort: firewall.Ports{From: 1, To: 1023}, Verdict: drop}, {Proto: 17, Src: netip.MustParsePrefix("10.0.0.0/8"), Verdict: accept}},
 			"meta l4proto . ip saddr & 255.0.0.0 vmap @fw_0hps8\nmeta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_0p\n", 2},
 		{"everything: a plain verdict", []firewall.Rule{tcp("", 22, accept), {Verdict: drop}},
@@ -85,5 +88,19 @@ func TestCompile10k(t *testing.T) {
 	t.Logf("compiled 10,000 rules in %v", time.Since(start))
 	if len(rules) != 1 || len(sets) != 1 || len(sets[0].Ranges) != 10000 {
 		t.Errorf("got %d rules, %d sets", len(rules), len(sets))
+	}
+}
+
+// TestNoNarrowOneFieldKeys: nft asserts when it lists a set whose one
+// field is narrower than the 4 bytes the kernel key holds (a protocol, a
+// port), so the compiler never makes one.
+func TestNoNarrowOneFieldKeys(t *testing.T) {
+	list := []firewall.Rule{{Proto: 1, Verdict: accept}, {Proto: 6, DPort: firewall.Ports{From: 22, To: 22}, Verdict: drop},
+		{Proto: 17, SPort: firewall.Ports{From: 53, To: 53}, Verdict: accept}, tcp("10.0.0.0/24", 80, accept)}
+	_, sets := firewall.Compile("fw", list)
+	for _, s := range sets {
+		if len(s.Fields) == 1 && (s.Fields[0] == nftsync.L4Proto || s.Fields[0] == nftsync.SPort || s.Fields[0] == nftsync.DPort) {
+			t.Errorf("set %s is keyed by one narrow field %v", s.Name, s.Fields)
+		}
 	}
 }

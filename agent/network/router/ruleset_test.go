@@ -55,8 +55,8 @@ set fw_ingress_0hpD:
   6 . 8080 : drop
 set fw_ingress_0p:
   17 . 198.51.100.0/24 . 10.1.1.0/25 . 1-1023 . 53 : goto fw_unreach
-set fw_egress_0hp:
-  1 : accept
+set fw_egress_0a:
+  1 . 0.0.0.0/0 . 0.0.0.0/0 : accept
 chain prerouting
   iifname "QG" dnat to ip daddr map @fip_dnat
 chain postrouting
@@ -78,7 +78,7 @@ chain fw_ingress
   meta l4proto . ip saddr . ip daddr . th sport . th dport vmap @fw_ingress_0p
   drop
 chain fw_egress
-  meta l4proto vmap @fw_egress_0hp
+  meta l4proto . ip saddr . ip daddr vmap @fw_egress_0a
   drop
 `)
 	if got := render(router.Ruleset(r)); got != want {
