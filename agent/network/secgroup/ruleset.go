@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -252,13 +253,23 @@ func dhcpAnswers() nftsync.Rule {
 	return nftsync.R().Proto(netspec.ProtoUDP).SPort(67, 67).DPort(68, 68).Accept()
 }
 
+// ruleKey is a rule's value as text. Not %+v: Ports is a pointer, and
+// its address would make the name differ from process to process.
+func ruleKey(r netspec.SecurityGroupRule) string {
+	ports := "-"
+	if r.Ports != nil {
+		ports = fmt.Sprintf("%d:%d", r.Ports.From, r.Ports.To)
+	}
+	return strings.Join([]string{r.Direction, r.Protocol, ports, r.RemoteCIDR, r.RemoteGroup}, "|")
+}
+
 // canonicalRules sorts rules and drops repeats: a set of allow rules
 // (the same rule in two of a port's groups allows once).
 func canonicalRules(rs []netspec.SecurityGroupRule) []netspec.SecurityGroupRule {
 	keys := make(map[string]netspec.SecurityGroupRule, len(rs))
 	order := make([]string, 0, len(rs))
 	for _, r := range rs {
-		k := fmt.Sprintf("%+v", r)
+		k := ruleKey(r)
 		if _, dup := keys[k]; !dup {
 			keys[k] = r
 			order = append(order, k)
@@ -300,7 +311,14 @@ func (ps *policies) chains(groups []string) (out, in string) {
 	// are named by the set of rules, the same on every host and after any
 	// history of edits (the chaos test compares with a fresh apply).
 	egress, ingress = canonicalRules(egress), canonicalRules(ingress)
-	sum := sha256.Sum256(fmt.Appendf(nil, "%+v|%+v", egress, ingress))
+	h := sha256.New()
+	for _, rs := range [][]netspec.SecurityGroupRule{egress, ingress} {
+		for _, r := range rs {
+			h.Write([]byte(ruleKey(r) + "\n"))
+		}
+		h.Write([]byte("|"))
+	}
+	sum := h.Sum(nil)
 	id := hex.EncodeToString(sum[:5])
 	out, in = "so_"+id, "si_"+id
 	if ps.made[id] {
