@@ -205,17 +205,18 @@ func kindSchemas(k *registry.Kind, schemas openapi3.Schemas) {
 	req.Properties["spec"] = schemaRef(K + "Spec")
 	req.AdditionalProperties = openapi3.AdditionalProperties{Has: openapi3.Ptr(false)}
 	schemas[K+"Request"] = req.NewRef()
-	put := *schemaFor(api.PutResult{}).Value
+	putBase := schemaFor(api.PutResult{}).Value
+	put := *putBase
 	put.Properties = openapi3.Schemas{}
-	for name, p := range schemaFor(api.PutResult{}).Value.Properties {
+	for name, p := range putBase.Properties {
 		put.Properties[name] = p
 	}
 	put.Properties["resource"] = schemaRef(K + "Resource")
 	schemas[K+"PutResult"] = put.NewRef()
 }
 
-// Operations is every documented route, fixed ones first, then the kinds'.
-func Operations(reg *registry.Registry) []operation {
+// operations is every documented route, fixed ones first, then the kinds'.
+func operations(reg *registry.Registry) []operation {
 	ops := fixedOperations()
 	for _, k := range reg.Kinds() {
 		ops = append(ops, kindOperations(k)...)
@@ -226,7 +227,6 @@ func Operations(reg *registry.Registry) []operation {
 // Document builds the OpenAPI 3 description of the API for reg.
 func Document(reg *registry.Registry) *openapi3.T {
 	schemas := openapi3.Schemas{
-		"Error":         schemaFor(api.Error{}),
 		"PutResult":     schemaFor(api.PutResult{}),
 		"DeleteResult":  schemaFor(api.DeleteResult{}),
 		"Plan":          schemaFor(api.Plan{}),
@@ -254,7 +254,7 @@ func Document(reg *registry.Registry) *openapi3.T {
 		Security: openapi3.SecurityRequirements{{"bearer": []string{}}},
 	}
 	tags := map[string]bool{}
-	for _, o := range Operations(reg) {
+	for _, o := range operations(reg) {
 		op := openapi3.NewOperation()
 		op.OperationID, op.Summary, op.Tags, op.Parameters = o.id, o.summary, []string{o.tag}, o.params
 		if !tags[o.tag] {
