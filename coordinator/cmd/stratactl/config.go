@@ -95,6 +95,15 @@ func (c *cliConfig) find(name string) (*cliContext, bool) {
 // current returns the context named by --context (or STRATA_CONTEXT), else
 // the file's current one; none at all is an empty context.
 func (g *globals) current() (cliContext, error) {
+	// A command asks for its project and then its client: read once.
+	if !g.curRead {
+		g.cur, g.curErr = g.readCurrent()
+		g.curRead = true
+	}
+	return g.cur, g.curErr
+}
+
+func (g *globals) readCurrent() (cliContext, error) {
 	c, err := loadConfig()
 	if err != nil {
 		return cliContext{}, err

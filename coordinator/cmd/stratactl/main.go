@@ -23,6 +23,11 @@ type globals struct {
 	output    string
 	context   string
 	flags     interface{ Changed(string) bool }
+
+	// The config file's current context, read once per command.
+	cur     cliContext
+	curErr  error
+	curRead bool
 }
 
 // Where each setting comes from, first found wins: the flag, the
