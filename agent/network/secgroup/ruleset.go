@@ -264,8 +264,9 @@ func ruleKey(r netspec.SecurityGroupRule) string {
 }
 
 // canonicalRules sorts rules and drops repeats: a set of allow rules
-// (the same rule in two of a port's groups allows once).
-func canonicalRules(rs []netspec.SecurityGroupRule) []netspec.SecurityGroupRule {
+// (the same rule in two of a port's groups allows once). It also returns
+// their keys, in the same order, for naming the chains.
+func canonicalRules(rs []netspec.SecurityGroupRule) ([]netspec.SecurityGroupRule, []string) {
 	keys := make(map[string]netspec.SecurityGroupRule, len(rs))
 	order := make([]string, 0, len(rs))
 	for _, r := range rs {
@@ -280,7 +281,7 @@ func canonicalRules(rs []netspec.SecurityGroupRule) []netspec.SecurityGroupRule 
 	for _, k := range order {
 		out = append(out, keys[k])
 	}
-	return out
+	return out, order
 }
 
 // policies makes one pair of chains per distinct set of rules that ports'
@@ -310,11 +311,12 @@ func (ps *policies) chains(groups []string) (out, in string) {
 	// Every rule allows, so their order means nothing: sorted, the chains
 	// are named by the set of rules, the same on every host and after any
 	// history of edits (the chaos test compares with a fresh apply).
-	egress, ingress = canonicalRules(egress), canonicalRules(ingress)
+	egress, egressKeys := canonicalRules(egress)
+	ingress, ingressKeys := canonicalRules(ingress)
 	h := sha256.New()
-	for _, rs := range [][]netspec.SecurityGroupRule{egress, ingress} {
-		for _, r := range rs {
-			h.Write([]byte(ruleKey(r) + "\n"))
+	for _, keys := range [][]string{egressKeys, ingressKeys} {
+		for _, k := range keys {
+			h.Write([]byte(k + "\n"))
 		}
 		h.Write([]byte("|"))
 	}
