@@ -5,7 +5,7 @@ import (
 	"errors"
 	"slices"
 
-	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/commit"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -43,48 +43,30 @@ func (s *Server) noteBuildFailures(rep api.HostReport) {
 	}
 }
 
-// rebuild commits the host's build failure into the instance's spec; the
-// instance kind's admission then places it elsewhere. It reports whether
-// the failure was new.
+// rebuild commits the host's build failure into the instance's spec
+// through the commit service; the instance kind's admission then places
+// it elsewhere. It reports whether the failure was new.
 func (s *Server) rebuild(host string, rr api.ResourceReport) (bool, error) {
-	k, ok := s.reg.Get("instance")
-	if !ok {
-		return false, errors.New("no instance kind")
-	}
 	fresh := false
-	_, _, err := s.store.Update(func(tx *store.Tx) error {
-		prev, err := tx.Get(rr.Key)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var spec api.InstanceSpec
-		if err := json.Unmarshal(prev.Spec, &spec); err != nil {
-			return err
-		}
-		if spec.Host != host || rr.Epoch < prev.Epoch || slices.Contains(spec.BuildFailures, host) {
-			return nil // stale, moved already, or counted already
-		}
-		fresh = true
-		spec.BuildFailures = append(slices.Clone(spec.BuildFailures), host)
-		a := &registry.Admission{Tx: tx, Admin: true, System: true, Prev: &prev, Settings: s.reg.Settings,
-			Hosts: func() []api.Host { return nil }, Scheduler: s.reg.Scheduler}
-		if s.hosts != nil {
-			a.Hosts = s.hosts.Hosts
-		}
-		res := api.Resource{Kind: prev.Kind, Project: prev.Project, Name: prev.Name}
-		if err := k.Admit(a, &res, &spec); err != nil {
-			return err
-		}
-		buf, err := json.Marshal(&spec)
-		if err != nil {
-			return err
-		}
-		res.Spec = buf
-		_, _, err = tx.Put(res)
-		return err
-	})
+	_, err := s.commit.Put(commit.Put{Key: rr.Key, Who: commit.Who{System: true},
+		Edit: func(prev *api.Resource) (any, error) {
+			fresh = false
+			if prev == nil {
+				return nil, nil
+			}
+			var spec api.InstanceSpec
+			if err := json.Unmarshal(prev.Spec, &spec); err != nil {
+				return nil, err
+			}
+			if spec.Host != host || rr.Epoch < prev.Epoch || slices.Contains(spec.BuildFailures, host) {
+				return nil, nil // stale, moved already, or counted already
+			}
+			fresh = true
+			spec.BuildFailures = append(slices.Clone(spec.BuildFailures), host)
+			return &spec, nil
+		}})
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
 	return fresh && err == nil, err
 }

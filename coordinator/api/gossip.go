@@ -41,7 +41,7 @@ func (s *Server) registerIdentity(w http.ResponseWriter, r *http.Request) {
 	}
 	buf, _ := json.Marshal(spec)
 	var res api.PutResult
-	epoch, changed, err := s.store.Update(func(tx *store.Tx) error {
+	epoch, changed, err := s.commit.Record(func(tx *store.Tx) error {
 		var err error
 		res.Resource, _, err = tx.Put(api.Resource{Kind: "hostidentity", Name: host, Spec: buf})
 		return err
@@ -123,7 +123,7 @@ func (s *Server) rotateGossipKey(w http.ResponseWriter, r *http.Request) {
 	var epoch uint64
 	for _, st := range steps {
 		buf, _ := json.Marshal(gossip.EncodeKeyring(st.keys, st.primary))
-		epoch, _, err = s.store.Update(func(tx *store.Tx) error {
+		epoch, _, err = s.commit.Record(func(tx *store.Tx) error {
 			_, _, err := tx.Put(api.Resource{Kind: "gossipkeyring", Name: api.GossipKeyringName, Spec: buf})
 			return err
 		})

@@ -366,7 +366,7 @@ func (s *Server) setDrain(drain bool) http.HandlerFunc {
 			return
 		}
 		var res api.PutResult
-		epoch, changed, err := s.store.Update(func(tx *store.Tx) error {
+		epoch, changed, err := s.commit.Record(func(tx *store.Tx) error {
 			cur, err := tx.Get(api.Key{Kind: "hostconfig", Name: host})
 			exists := err == nil
 			switch {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/strata-infra/strata/coordinator/commit"
 	"github.com/strata-infra/strata/coordinator/membership"
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
@@ -31,6 +32,7 @@ type HostSource interface {
 // Server serves the API.
 type Server struct {
 	store   *store.Store
+	commit  *commit.Service
 	reg     *registry.Registry
 	hosts   HostSource
 	log     *slog.Logger
@@ -82,9 +84,18 @@ func New(o Options) *Server {
 	if o.Metrics != nil && o.Store != nil {
 		o.Metrics.MustRegister(newClusterCollector(o.Store, o.Hosts), version.BuildInfo("coordinator"))
 	}
+	var hosts func() []api.Host
+	if o.Hosts != nil {
+		hosts = o.Hosts.Hosts
+	}
+	s.commit = commit.New(o.Store, o.Registry, hosts, o.Logger)
 	s.routes()
 	return s
 }
+
+// Commit is the commit service the API writes through; the coordinator's
+// controllers (scheduler, recovery) write through the same one.
+func (s *Server) Commit() *commit.Service { return s.commit }
 
 func (s *Server) routes() {
 	m := s.mux
