@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/contract"
 )
 
 // RouterKind is a project router: a namespace on one host routing between
@@ -64,6 +65,9 @@ func admitRouter(a *Admission, r *api.Resource, spec any) error {
 		return err
 	}
 	if err := admitRouterRoutes(a, s, subnets); err != nil {
+		return err
+	}
+	if err := routerLinksFree(a, *r, *s, nil); err != nil {
 		return err
 	}
 	if err := keepFloatingIPs(a, r, *s); err != nil {
@@ -295,4 +299,34 @@ func deleteRouter(a *Admission, r api.Resource) error {
 		}
 	}
 	return syncRouterPorts(a, &r, api.RouterSpec{}, decode[api.RouterSpec](r), nil)
+}
+
+// routerLinksFree refuses a router whose host link names (its legs, named
+// with a short hash) another router of any project already derives, or
+// two of whose interfaces clash inside its namespace: the check a host
+// runs on its plan (contract.RouterLinkClashes), here over the cluster.
+// shorten is nil but in tests.
+func routerLinksFree(a *Admission, r api.Resource, s api.RouterSpec, shorten func(string) string) error {
+	all, err := a.Tx.List("router", "", true)
+	if err != nil {
+		return err
+	}
+	buf, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	mine := r
+	mine.Spec = buf
+	rs := []api.Resource{mine}
+	for _, o := range all {
+		if o.Key() != r.Key() {
+			rs = append(rs, o)
+		}
+	}
+	for _, v := range contract.RouterLinkClashes(rs, shorten) {
+		if v.Key == r.Key() {
+			return &api.Error{Code: http.StatusConflict, Field: v.Field, Message: v.Message}
+		}
+	}
+	return nil
 }

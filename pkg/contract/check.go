@@ -49,6 +49,7 @@ func Check(rs []api.Resource, facts *Facts) []Violation {
 	c.securityGroups()
 	c.instances()
 	c.names()
+	c.out = append(c.out, RouterLinkClashes(rs, nil)...)
 	c.out = append(c.out, UnknownHosts(rs, facts.Known)...)
 	sort.SliceStable(c.out, func(i, j int) bool { return c.out[i].Key.String() < c.out[j].Key.String() })
 	return c.out

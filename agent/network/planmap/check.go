@@ -23,6 +23,9 @@ func Check(s *plan.Snapshot, self Self, remote map[string]netip.Addr) error {
 	if v := contract.UnknownHosts(s.Resources, known); len(v) > 0 {
 		return fmt.Errorf("plan at epoch %d: %w", s.Epoch, v[0])
 	}
+	if v := contract.RouterLinkClashes(s.Resources, nil); len(v) > 0 {
+		return fmt.Errorf("plan at epoch %d: %w", s.Epoch, v[0])
+	}
 	st, probs := HostState(plan.Decode(s), self, remote)
 	if len(probs) > 0 {
 		return fmt.Errorf("map plan at epoch %d: %w", s.Epoch, probs.Err())
