@@ -192,8 +192,11 @@ func hash10(s string) string {
 	return hex.EncodeToString(sum[:])[:10]
 }
 
-// GroupSetName is the nft set of security group id's member addresses.
-func GroupSetName(groupID string) string { return "g_" + hash10(groupID) }
+// GroupSetName is the nft set of security group id's member addresses
+// (intervals: a member may be an allowed pair's CIDR). The prefix changed
+// from "g_" when the set became one of intervals, as nftsync needs a set
+// whose kind changes to change its name.
+func GroupSetName(groupID string) string { return "gm_" + hash10(groupID) }
 
 // PortEgressChain is the nft chain of what port id sends.
 func PortEgressChain(portID string) string { return "o_" + hash10(portID) }

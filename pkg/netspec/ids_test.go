@@ -56,7 +56,7 @@ func TestDerivedNamesAreStable(t *testing.T) {
 		RouterInternalLeg("p.r", "p.i"):   "sri-" + hash11("p.r/p.i"),
 		RouterInnerLeg("p.i"):             "qr-" + hash11("p.i"),
 		RouterInnerGatewayLeg("p.r"):      "qg-" + hash11("p.r"),
-		GroupSetName("p.g"):               "g_" + hash10("p.g"),
+		GroupSetName("p.g"):               "gm_" + hash10("p.g"),
 		PortEgressChain("p.a"):            "o_" + hash10("p.a"),
 		PortIngressChain("p.a"):           "i_" + hash10("p.a"),
 	} {

@@ -92,12 +92,19 @@ func testPortSecurity(t *testing.T, drv string) {
 	st.Ports[0].AllowedAddressPairs = []network.AddressPair{{Prefix: netip.PrefixFrom(forged, 32)}}
 	set()
 	check("allowed address pair", ns("a"), forged, "10.1.1.30", 9090, true)
-	st.Ports[0].AllowedAddressPairs = []network.AddressPair{{Prefix: netip.MustParsePrefix("10.1.1.96/28")}}
+	// A pair counts as a member of the port's groups: srv's "8080 from
+	// app's members" admits it (a CIDR pair overlapping the port's own
+	// addresses too, merged into one interval of the set).
+	check("allowed address pair is a member of app", ns("a"), forged, "10.1.1.30", 8080, true)
+	st.Ports[0].AllowedAddressPairs = []network.AddressPair{{Prefix: netip.MustParsePrefix("10.1.1.96/28")}, {Prefix: netip.MustParsePrefix("10.1.1.0/27")}}
 	set()
 	check("allowed address pair, a CIDR", ns("a"), forged, "10.1.1.30", 9090, true)
+	check("allowed address pair, a CIDR, is a member of app", ns("a"), forged, "10.1.1.30", 8080, true)
 	st.Ports[0].AllowedAddressPairs = nil
 	set()
 	check("pair removed", ns("a"), forged, "10.1.1.30", 9090, false)
+	check("pair removed from app's members", ns("a"), forged, "10.1.1.30", 8080, false)
+	check("first address still a member", ns("a"), a1, "10.1.1.30", 8080, true)
 }
 
 func ip(t *testing.T, args ...string) {

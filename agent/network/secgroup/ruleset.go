@@ -2,6 +2,7 @@ package secgroup
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -79,10 +80,18 @@ func sourcesOf(p network.Port) []source {
 // everything (but DHCP answers), whatever their groups say.
 func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.Table {
 	t := nftsync.Table{Family: nftables.TableFamilyINet, Name: name}
-	members := map[string][]netip.Addr{}
+	// A group's members are its ports' addresses and their allowed
+	// address pairs: a pair is an address the port may send from (a VRRP
+	// address), so a rule naming the group admits it too, as neutron's.
+	members := map[string][]netip.Prefix{}
 	for _, p := range st.Ports {
 		for _, g := range p.SecurityGroups {
-			members[g] = append(members[g], p.IPs...)
+			for _, a := range p.IPs {
+				members[g] = append(members[g], netip.PrefixFrom(a, a.BitLen()))
+			}
+			for _, ap := range p.AllowedAddressPairs {
+				members[g] = append(members[g], ap.Prefix.Masked())
+			}
 		}
 	}
 	groups := map[string]netspec.SecurityGroup{}
@@ -93,15 +102,7 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		s := nftsync.Set{Name: GroupSet(id)}
-		seen := map[netip.Addr]bool{}
-		for _, a := range members[id] {
-			if a.Is4() && !seen[a] {
-				seen[a] = true
-				s.Elems = append(s.Elems, nftsync.Elem{Key: a})
-			}
-		}
-		t.Sets = append(t.Sets, s)
+		t.Sets = append(t.Sets, nftsync.Set{Name: GroupSet(id), Fields: groupKey, Ranges: disjoint4(members[id])})
 	}
 	bridges := map[string]string{}
 	for _, n := range st.Networks {
@@ -186,6 +187,46 @@ var (
 	srcMACKey  = []nftsync.Field{nftsync.IIFName, nftsync.EtherSAddr}
 	bridgeKey  = []nftsync.Field{nftsync.IIFName}
 )
+
+// groupKey is the key of a group's member set: an IPv4 address in
+// intervals, so that a member may be a whole CIDR (an allowed pair). The
+// address is in it twice because the kernel keeps intervals of one field
+// only in a set of interval-end elements, which nftsync does not write; a
+// concatenation of two fields is a pipapo set of ranges, as the firewall's
+// maps are. A member lo-hi is the element lo-hi . lo-hi, so an address
+// matches when it is in one member's range.
+var groupKey = []nftsync.Field{nftsync.SAddr, nftsync.SAddr}
+
+// disjoint4 turns the IPv4 prefixes among ps into the fewest disjoint
+// ranges that cover them: the kernel refuses overlapping intervals (a
+// pair's CIDR holding another member's address).
+func disjoint4(ps []netip.Prefix) []nftsync.Range {
+	type span struct{ lo, hi uint64 }
+	var spans []span
+	for _, p := range ps {
+		if !p.Addr().Is4() {
+			continue
+		}
+		a := p.Masked().Addr().As4()
+		lo := uint64(binary.BigEndian.Uint32(a[:]))
+		spans = append(spans, span{lo, lo + 1<<(32-p.Bits()) - 1})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	var merged []span
+	for _, s := range spans {
+		if n := len(merged); n > 0 && s.lo <= merged[n-1].hi+1 {
+			merged[n-1].hi = max(merged[n-1].hi, s.hi)
+			continue
+		}
+		merged = append(merged, s)
+	}
+	out := make([]nftsync.Range, len(merged))
+	for i, s := range merged {
+		lo, hi := uint32(s.lo), uint32(s.hi)
+		out[i] = nftsync.Range{From: nftsync.Pack(groupKey, []uint32{lo, lo}), To: nftsync.Pack(groupKey, []uint32{hi, hi})}
+	}
+	return out
+}
 
 // sourcesChain checks where what enters the forward hook from a bridge
 // of ours comes from.
@@ -380,9 +421,9 @@ func rule(r netspec.SecurityGroupRule, ingress bool) *nftsync.B {
 	cidr, _ := netspec.ParseCIDR(r.RemoteCIDR)
 	switch {
 	case r.RemoteGroup != "" && ingress:
-		b = b.SrcIn(GroupSet(r.RemoteGroup))
+		b = b.IPv4().In(GroupSet(r.RemoteGroup), nftsync.SAddr, nftsync.SAddr)
 	case r.RemoteGroup != "":
-		b = b.DstIn(GroupSet(r.RemoteGroup))
+		b = b.IPv4().In(GroupSet(r.RemoteGroup), nftsync.DAddr, nftsync.DAddr)
 	case ingress:
 		b = b.Src(cidr)
 	default:
