@@ -16,9 +16,7 @@
 package firewall
 
 import (
-	"fmt"
 	"net/netip"
-	"sort"
 	"strconv"
 
 	"github.com/google/nftables/expr"
@@ -104,14 +102,17 @@ func anyPrefix(p netip.Prefix) netip.Prefix {
 // map lookup; a packet no rule matches falls through to what the caller
 // puts after them) and the maps they use, named name + layer + shape.
 func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
-	boxes := make([]box, len(list))
-	layer := make([]int, len(list))
+	return NewCompiler(name).Compile(list)
+}
+
+// layers places each rule of list (see the package comment): its layer,
+// or -1 for a rule an earlier one covers.
+func layers(list []Rule, boxes []box) []int32 {
+	layer := make([]int32, len(list))
 	srcs, dsts := newPrefixIndex(len(list)), newPrefixIndex(len(list))
-	var layers [][]int32 // rule indices per layer, in list order
-	var occupied []int   // by layer: 1 + the last rule that found an overlapping rule there
+	var occupied []int // by layer: 1 + the last rule that found an overlapping rule there
 	for j, r := range list {
-		b := r.box()
-		boxes[j] = b
+		b := boxes[j]
 		src, dst := anyPrefix(r.Src), anyPrefix(r.Dst)
 		idx, p := srcs, src
 		if dsts.count(dst) < srcs.count(src) {
@@ -126,87 +127,27 @@ func Compile(name string, list []Rule) ([]nftsync.Rule, []nftsync.Set) {
 				dead = true
 				return
 			}
-			for len(occupied) <= layer[i] {
+			for len(occupied) <= int(layer[i]) {
 				occupied = append(occupied, 0)
 			}
 			occupied[layer[i]] = j + 1
-			if !sameVerdict(list[i].Verdict, r.Verdict) && layer[i]+1 > bound {
-				bound = layer[i] + 1
+			if !sameVerdict(list[i].Verdict, r.Verdict) && int(layer[i])+1 > bound {
+				bound = int(layer[i]) + 1
 			}
 		})
 		if dead {
+			layer[j] = -1
 			continue
 		}
 		l := bound
 		for l < len(occupied) && occupied[l] == j+1 {
 			l++
 		}
-		layer[j] = l
-		for len(layers) <= l {
-			layers = append(layers, nil)
-		}
-		layers[l] = append(layers[l], int32(j))
+		layer[j] = int32(l)
 		srcs.insert(src, int32(j))
 		dsts.insert(dst, int32(j))
 	}
-	var rules []nftsync.Rule
-	var sets []nftsync.Set
-	for l, members := range layers {
-		r, s := layerRules(fmt.Sprintf("%s_%d", name, l), list, boxes, members)
-		rules, sets = append(rules, r...), append(sets, s...)
-	}
-	return rules, sets
-}
-
-// layerRules renders one layer. Rules whose fields are each exact, a
-// prefix or any go into one map of exact keys per combination of the
-// fields they match and the prefix lengths (a hash lookup whatever the
-// size); the others (port ranges) into a map of ranges per key shape.
-func layerRules(name string, list []Rule, boxes []box, members []int32) ([]nftsync.Rule, []nftsync.Set) {
-	ports := nftsync.Set{Name: name + "p", Fields: portFields, VMap: true}
-	addrs := nftsync.Set{Name: name + "a", Fields: addrFields, VMap: true}
-	exact := map[string]*nftsync.Set{}
-	masks := map[string][]int{}
-	var sigs []string
-	var catchAll []nftsync.Rule
-	var sg sig
-	for _, j := range members {
-		r, b := list[j], boxes[j]
-		switch ok := signature(r, &sg); {
-		case ok && sg.n == 0:
-			catchAll = append(catchAll, nftsync.R().Verdict(r.Verdict))
-		case ok:
-			s := exact[string(sg.name)]
-			if s == nil {
-				key := string(sg.name)
-				s = &nftsync.Set{Name: name + "h" + key, Fields: append([]nftsync.Field(nil), sg.fields[:sg.n]...), VMap: true, Exact: true}
-				exact[key], masks[key] = s, append([]int(nil), sg.masks[:sg.n]...)
-				sigs = append(sigs, key)
-			}
-			s.Ranges = append(s.Ranges, nftsync.Range{From: nftsync.Pack(s.Fields, sg.vals[:sg.n]), Verdict: r.Verdict})
-		case r.SPort.any() && r.DPort.any():
-			addrs.Ranges = append(addrs.Ranges, element(addrFields, b, r.Verdict))
-		default:
-			ports.Ranges = append(ports.Ranges, element(portFields, b, r.Verdict))
-		}
-	}
-	sort.Strings(sigs)
-	var rules []nftsync.Rule
-	var sets []nftsync.Set
-	for _, sig := range sigs {
-		s := exact[sig]
-		sets = append(sets, *s)
-		rules = append(rules, nftsync.R().MaskedVMap(s.Name, s.Fields, masks[sig]))
-	}
-	for _, s := range []nftsync.Set{addrs, ports} {
-		if len(s.Ranges) > 0 {
-			sets = append(sets, s)
-			rules = append(rules, nftsync.R().VMap(s.Name, s.Fields...))
-		}
-	}
-	// A rule matching everything overlaps every other: it is alone in
-	// its layer.
-	return append(rules, catchAll...), sets
+	return layer
 }
 
 // sig is how a rule can be an exact key: the fields it matches, the

@@ -46,6 +46,7 @@ type Driver struct {
 	changes atomic.Int64
 	last    map[string]nftsync.Stats
 	nft     *nftsync.Engine // what this driver last applied to each router's table
+	fw      *Compilers      // what it compiled last for each router's firewall chains
 	// beforeFlush, when set (tests only), runs on the conn before Sync
 	// reads it, to make a batch fail.
 	beforeFlush func(c *nftables.Conn)
@@ -67,7 +68,7 @@ func New(cfg Config) (*Driver, error) {
 	if p == "" {
 		p = DefaultNSPrefix
 	}
-	return &Driver{h: h, prefix: p, log: log.With("subsystem", "router"), last: map[string]nftsync.Stats{}, nft: nftsync.NewEngine()}, nil
+	return &Driver{h: h, prefix: p, log: log.With("subsystem", "router"), last: map[string]nftsync.Stats{}, nft: nftsync.NewEngine(), fw: NewCompilers()}, nil
 }
 
 // Namespace is the namespace of router id.
@@ -128,6 +129,7 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 		}
 	}
 	errs = append(errs, d.removeStale(st.Routers, want, links)...)
+	d.fw.Forget(func(id string) bool { return want[d.Namespace(id)] })
 	if len(errs) > 0 {
 		return fmt.Errorf("router: %w", errors.Join(errs...))
 	}
@@ -192,7 +194,7 @@ func (d *Driver) syncTable(r netspec.Router, ns string) error {
 	if d.beforeFlush != nil {
 		d.beforeFlush(c)
 	}
-	stats, err := d.nft.Sync(c, Ruleset(r))
+	stats, err := d.nft.Sync(c, d.fw.Ruleset(r))
 	d.last[r.ID] = stats
 	d.changes.Add(int64(stats.Ops()))
 	if err != nil {

@@ -1,6 +1,9 @@
 package router
 
 import (
+	"slices"
+	"strings"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/strata-infra/strata/agent/network/firewall"
@@ -33,7 +36,76 @@ const (
 // filter (invalid dropped, established and related accepted, internal
 // traffic and DNATed traffic allowed, the rest dropped) and the firewall
 // group's policies in their own chains. It is a pure function.
-func Ruleset(r netspec.Router) nftsync.Table {
+func Ruleset(r netspec.Router) nftsync.Table { return (*Compilers)(nil).Ruleset(r) }
+
+// Compilers keeps a firewall.Compiler per router chain, so that the
+// ruleset of a router whose policy changed by a rule or a few is
+// converted and compiled only where the change reaches (see
+// firewall.Compiler). A driver owns one; it is not safe for concurrent
+// use.
+type Compilers struct{ m map[string]*chainCompiler }
+
+// chainCompiler is one chain's compiler and the policy rules it was last
+// given, as given and as converted.
+type chainCompiler struct {
+	c    *firewall.Compiler
+	src  []netspec.FirewallRule
+	list []firewall.Rule
+}
+
+// NewCompilers returns an empty set of compilers.
+func NewCompilers() *Compilers { return &Compilers{m: map[string]*chainCompiler{}} }
+
+// Forget drops the compilers of the routers keep says no.
+func (cc *Compilers) Forget(keep func(router string) bool) {
+	for k := range cc.m {
+		if id, _, _ := strings.Cut(k, "\x00"); !keep(id) {
+			delete(cc.m, k)
+		}
+	}
+}
+
+// compile converts and compiles the policy rules of router id's chain;
+// nil compilers compile afresh.
+func (cc *Compilers) compile(id, chain string, rules []netspec.FirewallRule) ([]nftsync.Rule, []nftsync.Set) {
+	if cc == nil {
+		list := make([]firewall.Rule, len(rules))
+		for i, fr := range rules {
+			list[i] = FirewallRule(fr)
+		}
+		return firewall.Compile(chain, list)
+	}
+	k := id + "\x00" + chain
+	x := cc.m[k]
+	if x == nil {
+		x = &chainCompiler{c: firewall.NewCompiler(chain)}
+		cc.m[k] = x
+	}
+	p, s := 0, 0
+	for p < len(x.src) && p < len(rules) && sameRule(x.src[p], rules[p]) {
+		p++
+	}
+	for s < len(x.src)-p && s < len(rules)-p && sameRule(x.src[len(x.src)-1-s], rules[len(rules)-1-s]) {
+		s++
+	}
+	mid := rules[p : len(rules)-s]
+	conv := make([]firewall.Rule, len(mid))
+	for i, fr := range mid {
+		conv[i] = FirewallRule(fr)
+	}
+	x.list = slices.Replace(x.list, p, len(x.src)-s, conv...)
+	x.src = slices.Replace(x.src, p, len(x.src)-s, mid...)
+	return x.c.Compile(x.list)
+}
+
+func sameRule(a, b netspec.FirewallRule) bool {
+	samePorts := func(a, b *netspec.PortRange) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+	return a.Protocol == b.Protocol && a.Source == b.Source && a.Dest == b.Dest && a.Action == b.Action &&
+		samePorts(a.SrcPorts, b.SrcPorts) && samePorts(a.DstPorts, b.DstPorts)
+}
+
+// Ruleset is the package's Ruleset, compiled by cc.
+func (cc *Compilers) Ruleset(r netspec.Router) nftsync.Table {
 	qg := GatewayLeg(r.ID)
 	t := nftsync.Table{Family: nftables.TableFamilyIPv4, Name: TableName}
 	dnat := nftsync.Set{Name: MapFIPDNAT, IsMap: true}
@@ -53,13 +125,13 @@ func Ruleset(r netspec.Router) nftsync.Table {
 			post.Rules = append(post.Rules, nftsync.R().OIF(qg).SNATTo(r.Gateway.Addr.Addr()))
 		}
 	}
-	fwd, fwChains, fwSets := forward(r)
+	fwd, fwChains, fwSets := cc.forward(r)
 	t.Chains = append([]nftsync.Chain{pre, post, fwd}, fwChains...)
 	t.Sets = append(t.Sets, fwSets...)
 	return t
 }
 
-func forward(r netspec.Router) (nftsync.Chain, []nftsync.Chain, []nftsync.Set) {
+func (cc *Compilers) forward(r netspec.Router) (nftsync.Chain, []nftsync.Chain, []nftsync.Set) {
 	drop := nftables.ChainPolicyDrop
 	c := nftsync.Chain{Name: ChainForward, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward,
 		Priority: nftables.ChainPriorityFilter, Policy: &drop}
@@ -79,7 +151,7 @@ func forward(r netspec.Router) (nftsync.Chain, []nftsync.Chain, []nftsync.Set) {
 			if p.pol == nil {
 				continue
 			}
-			ch, s := PolicyChain(p.chain, *p.pol)
+			ch, s := cc.policyChain(r.ID, p.chain, *p.pol)
 			chains, sets = append(chains, ch), append(sets, s...)
 			for _, port := range fw.Ports {
 				leg := InternalLeg(port)
@@ -120,11 +192,11 @@ func RejectChains() []nftsync.Chain {
 // match wins, an implicit drop at the end) into chain name and the verdict
 // maps it looks up (see package firewall).
 func PolicyChain(name string, p netspec.FirewallPolicy) (nftsync.Chain, []nftsync.Set) {
-	list := make([]firewall.Rule, len(p.Rules))
-	for i, fr := range p.Rules {
-		list[i] = FirewallRule(fr)
-	}
-	rules, sets := firewall.Compile(name, list)
+	return (*Compilers)(nil).policyChain("", name, p)
+}
+
+func (cc *Compilers) policyChain(id, name string, p netspec.FirewallPolicy) (nftsync.Chain, []nftsync.Set) {
+	rules, sets := cc.compile(id, name, p.Rules)
 	return nftsync.Chain{Name: name, Rules: append(rules, nftsync.R().Drop())}, sets
 }
 
