@@ -29,12 +29,25 @@ func (d *Driver) Set(ctx context.Context, desired []Instance) error {
 		return fmt.Errorf("compute: %w", err)
 	}
 	owned := d.owned(doms)
-	valid, errs := d.admit(desired, owned)
 	want := map[string]Instance{}
+	var staying, leaving []Instance
 	for _, in := range desired {
 		want[in.Spec.ID] = in
+		if m := in.Migration; m != nil && m.Out {
+			leaving = append(leaving, in)
+		} else {
+			staying = append(staying, in)
+		}
 	}
+	valid, errs := d.admit(staying, owned)
 	var setErrs []error
+	for _, in := range leaving {
+		dom, exists := owned[in.Spec.ID]
+		if err := d.depart(ctx, in, dom, exists); err != nil {
+			errs[in.Spec.ID] = err.Error()
+			setErrs = append(setErrs, fmt.Errorf("instance %q: %w", in.Spec.ID, err))
+		}
+	}
 	for _, in := range desired {
 		if msg := errs[in.Spec.ID]; msg != "" {
 			setErrs = append(setErrs, fmt.Errorf("instance %q: %s", in.Spec.ID, msg))
@@ -42,6 +55,15 @@ func (d *Driver) Set(ctx context.Context, desired []Instance) error {
 	}
 	for _, in := range valid {
 		dom, exists := owned[in.Spec.ID]
+		if in.Migration != nil && !exists {
+			if goOn, err := d.arrive(ctx, in); err != nil || !goOn {
+				if err != nil {
+					errs[in.Spec.ID] = err.Error()
+					setErrs = append(setErrs, fmt.Errorf("instance %q: %w", in.Spec.ID, err))
+				}
+				continue
+			}
+		}
 		err := d.ensure(ctx, in, dom, exists)
 		if err == nil {
 			// Apart from ensure: a volume that cannot be attached yet (held
@@ -275,6 +297,11 @@ func (d *Driver) remove(ctx context.Context, id string, dom Domain) error {
 	}
 	if err := d.hv.Do(ctx, dom.Name, ActUndefine); err != nil {
 		errs = append(errs, err)
+	}
+	if mg := d.cfg.Migrator; mg != nil {
+		if err := mg.Unexport(ctx, exportPool(id)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	m, _ := parseMeta(dom.Metadata)
 	for _, tap := range m.Taps {

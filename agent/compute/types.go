@@ -33,6 +33,16 @@ type Instance struct {
 	// Boot, when set, boots a kernel directly; the image is still the root
 	// disk. Test guests use it; cloud images boot from their disk.
 	Boot *DirectBoot
+	// Migration, when set, is a move of the instance between this host
+	// and Peer in progress (see Driver.Set and api.InstanceMigration).
+	Migration *Migration
+}
+
+// Migration is an instance's move between this host and Peer.
+type Migration struct {
+	Peer string // the other host's name in the cluster
+	Out  bool   // this host is the source
+	Live bool   // the guest keeps running (its root disk is on RBD)
 }
 
 // Volumes attaches RBD volumes to domains as librbd network disks
@@ -80,7 +90,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// SweepInterval is how often the whole host is re-read (5 s when 0).
 	SweepInterval time.Duration
-	Logger        *slog.Logger
+	// Migrator moves instances between hosts' libvirtds; nil on a host
+	// that takes part in no migration (a move is then reported failed).
+	Migrator Migrator
+	Logger   *slog.Logger
 }
 
 // HostStatus is what the agent reports about compute on this host.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -30,6 +31,18 @@ type Compute struct {
 	// DirectBoot boots every guest's kernel and initrd directly: test and
 	// lab guests only; production guests boot their disk.
 	DirectBoot DirectBoot `json:"direct_boot"`
+	// MigrationURI is how this host's libvirtd (live migration, peer to
+	// peer) and agent (a cold migration's disk copy) reach another host's
+	// libvirtd; "{host}" is that host's name in the cluster. Default
+	// qemu+tls://{host}/system (libvirtd's TLS listener, certificates
+	// under /etc/pki); qemu+tcp://{host}/system on a trusted network;
+	// qemu+unix:///system?socket=/run/{host}/libvirt-sock for libvirtds
+	// on one machine (the lab).
+	MigrationURI string `json:"migration_uri"`
+	// MigrationDataURI, when set, is where qemu sends a live migration's
+	// memory ("tcp://{host}-migration.example"); empty lets the
+	// destination's libvirtd give its own hostname.
+	MigrationDataURI string `json:"migration_data_uri"`
 }
 
 // DirectBoot is a kernel to boot guests with instead of their disk.
@@ -42,7 +55,8 @@ type DirectBoot struct {
 
 // DefaultCompute is the compute section's defaults.
 func DefaultCompute() Compute {
-	return Compute{LibvirtSocket: "/run/libvirt/libvirt-sock", DomainPrefix: "strata-", ShutdownTimeout: 60 * time.Second}
+	return Compute{LibvirtSocket: "/run/libvirt/libvirt-sock", DomainPrefix: "strata-", ShutdownTimeout: 60 * time.Second,
+		MigrationURI: "qemu+tls://{host}/system"}
 }
 
 func (c *Compute) bindFlags(fs *pflag.FlagSet) {
@@ -55,6 +69,8 @@ func (c *Compute) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DirectBoot.Kernel, "guest-kernel", c.DirectBoot.Kernel, "boot every guest with this kernel (tests and labs only)")
 	fs.StringVar(&c.DirectBoot.Initrd, "guest-initrd", c.DirectBoot.Initrd, "initrd for --guest-kernel")
 	fs.StringVar(&c.DirectBoot.Cmdline, "guest-cmdline", c.DirectBoot.Cmdline, "kernel command line for --guest-kernel")
+	fs.StringVar(&c.MigrationURI, "migration-uri", c.MigrationURI, "libvirt URI of another host's libvirtd for migrations; {host} is its name")
+	fs.StringVar(&c.MigrationDataURI, "migration-data-uri", c.MigrationDataURI, "where a live migration's memory goes ({host}); empty: the destination's hostname")
 	fs.StringVar(&c.DirectBoot.Firmware, "guest-firmware", c.DirectBoot.Firmware, "firmware for --guest-kernel, e.g. /usr/share/qemu/qboot.rom")
 }
 
@@ -71,6 +87,8 @@ func (c *Compute) validate() error {
 		return api.Fieldf("compute.domain_type", "%q is not kvm, qemu or empty", c.DomainType)
 	case c.ShutdownTimeout < 0:
 		return api.Fieldf("compute.shutdown_timeout", "%s is negative", c.ShutdownTimeout)
+	case c.MigrationURI != "" && !strings.Contains(c.MigrationURI, "{host}") && !strings.Contains(c.MigrationURI, "socket="):
+		return api.Fieldf("compute.migration_uri", "%q names no {host}: every peer would be the same libvirtd", c.MigrationURI)
 	case (c.DirectBoot.Kernel == "") != (c.DirectBoot.Initrd == ""):
 		return api.Fieldf("compute.direct_boot", "needs both kernel and initrd, or neither")
 	}

@@ -330,6 +330,7 @@ func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("host reported on resources outside its plan; ignored", "host", host, "resources", dropped)
 	}
 	s.noteBuildFailures(rep)
+	s.noteMigrations(rep)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -138,6 +138,9 @@ func TestSchedulerResizeAndMigrate(t *testing.T) {
 	if p := portSpec(t, f, "a", got.NetworkPorts[0]); p.Host != got.Host {
 		t.Fatalf("port stayed on %s after migration to %s", p.Host, got.Host)
 	}
+	// The new host has the instance: the move is done.
+	hostReports(f, got.Host, "vm", "stopped", "", getInstance(t, f, "vm").Epoch)
+	got = decodeSpec[api.InstanceSpec](getInstance(t, f, "vm"))
 	// A flavor with a smaller disk is refused: disks never shrink.
 	f.must(f.admin, "PUT", "/v1/flavors/nodisk", `{"spec":{"vcpus":1,"ram_mib":512,"disk_gib":0}}`, 201)
 	s = got
@@ -151,6 +154,10 @@ func TestSchedulerResizeAndMigrate(t *testing.T) {
 	code, body, got = put(s)
 	if code != 200 || got.Flavor != "large" {
 		t.Fatalf("resize: %d %s", code, body)
+	}
+	if got.Migration != nil { // it moved: the new host takes it over
+		hostReports(f, got.Host, "vm", "stopped", "", getInstance(t, f, "vm").Epoch)
+		got = decodeSpec[api.InstanceSpec](getInstance(t, f, "vm"))
 	}
 	// Admin moves it back to h1 by name; h4 is drained.
 	s = got

@@ -43,10 +43,12 @@ func InstanceKind(reg *Registry) *Kind {
 		Name: "instance", Plural: "instances", Scope: Project, Order: 50,
 		NewSpec:      func() any { return &api.InstanceSpec{} },
 		Admit:        admitInstance,
-		Assigned:     []string{"host", "network_ports", "root_volume", "reboots", "starts", "build_failures"},
+		Assigned:     []string{"host", "network_ports", "root_volume", "reboots", "starts", "build_failures", "migration"},
 		BeforeDelete: deleteInstance,
+		// A migrating instance is in the plans of both hosts.
 		OnHost: func(r api.Resource, host string) bool {
-			return decode[api.InstanceSpec](r).Host == host
+			s := decode[api.InstanceSpec](r)
+			return s.Host == host || (s.Migration != nil && s.Migration.Source == host)
 		},
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"flavor"},
@@ -61,7 +63,10 @@ func InstanceKind(reg *Registry) *Kind {
 				"starts":    map[string]any{"type": "integer", "minimum": 0},
 				"host":      str, "network_ports": strs,
 				"zone": str, "group": str, "migrations": map[string]any{"type": "integer", "minimum": 0},
-				"build_failures": strs,
+				"live_migrations": map[string]any{"type": "integer", "minimum": 0},
+				"build_failures":  strs,
+				"migration": map[string]any{"type": "object", "additionalProperties": false,
+					"properties": map[string]any{"source": str, "live": map[string]any{"type": "boolean"}}},
 			},
 		},
 	}
@@ -82,12 +87,20 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 		if !a.System && !slices.Equal(s.BuildFailures, p.BuildFailures) {
 			return api.Fieldf("spec.build_failures", "is set by the coordinator")
 		}
+		if s.Migration == nil {
+			s.Migration = p.Migration
+		}
+		if !a.System && !sameMigration(s.Migration, p.Migration) {
+			return api.Fieldf("spec.migration", "is set by the coordinator")
+		}
 	} else if len(s.NetworkPorts) > 0 {
 		return api.Fieldf("spec.network_ports", "is set by the coordinator")
 	} else if len(s.BuildFailures) > 0 && !a.System {
 		return api.Fieldf("spec.build_failures", "is set by the coordinator")
 	} else if s.RootVolume != "" {
 		return api.Fieldf("spec.root_volume", "is set by the coordinator")
+	} else if s.Migration != nil {
+		return api.Fieldf("spec.migration", "is set by the coordinator")
 	}
 	if s.Power == "" {
 		// The default, even over a stopped instance: a spec is applied as
@@ -201,34 +214,44 @@ func keepImmutable(s *api.InstanceSpec, p api.InstanceSpec) error {
 	if err := counter("migrations", &s.Migrations, p.Migrations); err != nil {
 		return err
 	}
+	if err := counter("live_migrations", &s.LiveMigrations, p.LiveMigrations); err != nil {
+		return err
+	}
 	return counter("starts", &s.Starts, p.Starts)
 }
 
-// move resizes (new flavor) or cold-migrates (more migrations, or an
-// admin naming another host) a stopped instance through the scheduler,
-// and rebinds its ports to the new host in the same commit. The instance's
-// disk is made again from its image on the new host: local disks do not
-// travel (volumes will).
+// move resizes (new flavor) or migrates (more migrations or live
+// migrations, or an admin naming another host) an instance through the
+// scheduler. A cold move (resize, migration) needs the instance stopped
+// and rebinds its ports to the new host in the same commit; a live one
+// needs it running with its root disk on RBD, and keeps its ports where
+// the guest runs until the move is done. Either way the instance keeps
+// its disk: a move to another host sets Migration (see
+// api.InstanceMigration), and nothing else moves it until that is done.
 func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec, fl computespec.Flavor, img api.ImageSpec) error {
 	if len(s.BuildFailures) > len(p.BuildFailures) {
 		return rebuildElsewhere(a, r, s, p, fl, img)
 	}
 	resize, migrate, named := s.Flavor != p.Flavor, s.Migrations > p.Migrations, s.Host != p.Host
-	if !resize && !migrate && !named {
+	live := s.LiveMigrations > p.LiveMigrations
+	if !resize && !migrate && !named && !live {
 		return nil
 	}
 	field := "spec.flavor"
 	switch {
+	case live:
+		field = "spec.live_migrations"
 	case named:
 		field = "spec.host"
 	case migrate:
 		field = "spec.migrations"
 	}
-	if p.Power != api.PowerStopped || s.Power != api.PowerStopped {
-		return api.Fieldf(field, "can change only while the instance is stopped; stop it first")
+	if m := p.Migration; m != nil {
+		return &api.Error{Code: http.StatusConflict, Field: field,
+			Message: fmt.Sprintf("instance %s/%s is migrating from %s to %s; wait until it is done", r.Project, r.Name, m.Source, p.Host)}
 	}
-	if named && !a.Admin {
-		return &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may choose the host"}
+	if err := movable(a, s, p, field, live, resize); err != nil {
+		return err
 	}
 	if resize {
 		old, err := getFlavor(a.Tx, p.Flavor)
@@ -242,7 +265,7 @@ func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec
 	switch {
 	case named:
 		asked = s.Host
-	case migrate:
+	case migrate, live:
 		avoid = p.Host
 	}
 	host, err := schedule(a, r, s, fl, img, asked, avoid, "")
@@ -250,7 +273,40 @@ func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec
 		return err
 	}
 	s.Host = host
+	if host == p.Host {
+		return nil // a resize in place
+	}
+	s.Migration = &api.InstanceMigration{Source: p.Host, Live: live}
+	if live {
+		return nil // the ports follow when the guest has moved
+	}
 	return rebindPorts(a, r, s, p.Host)
+}
+
+// movable refuses a move the instance's state does not allow.
+func movable(a *Admission, s *api.InstanceSpec, p api.InstanceSpec, field string, live, resize bool) error {
+	if s.Host != p.Host && !a.Admin {
+		return &api.Error{Code: http.StatusForbidden, Field: "spec.host", Message: "only an admin may choose the host"}
+	}
+	if !live {
+		if p.Power != api.PowerStopped || s.Power != api.PowerStopped {
+			return api.Fieldf(field, "can change only while the instance is stopped; stop it first (or migrate it live)")
+		}
+		return nil
+	}
+	switch {
+	case resize:
+		return api.Fieldf("spec.flavor", "cannot change in a live migration; resize a stopped instance")
+	case p.Power != api.PowerRunning || s.Power != api.PowerRunning:
+		return api.Fieldf(field, "a live migration needs the instance running; migrate a stopped one cold")
+	case s.RootVolume == "" && s.BootVolume == "":
+		return api.Fieldf(field, "a live migration needs the root disk on RBD (an image in Ceph, or a boot volume); this instance's disk is local: stop it and migrate it cold")
+	}
+	return nil
+}
+
+func sameMigration(a, b *api.InstanceMigration) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
 // rebuildElsewhere moves an instance whose build failed on its host (the

@@ -94,6 +94,13 @@ type InstanceSpec struct {
 	Host string `json:"host,omitempty"`
 	// Migrations counts cold migrations asked for; it never goes down.
 	Migrations uint64 `json:"migrations,omitempty"`
+	// LiveMigrations counts live migrations asked for: the instance keeps
+	// running while it moves (its root disk must be on RBD). It never goes
+	// down. An admin may name the host in the same write.
+	LiveMigrations uint64 `json:"live_migrations,omitempty"`
+	// Migration is set by the coordinator while the instance moves from
+	// another host to Host, and cleared when Host reports it there.
+	Migration *InstanceMigration `json:"migration,omitempty"`
 	// NetworkPorts are the ports the coordinator made for Networks, in
 	// the same order; it deletes them with the instance.
 	NetworkPorts []string `json:"network_ports,omitempty"`
@@ -102,6 +109,30 @@ type InstanceSpec struct {
 	// it when it moves such an instance to another host (nova's
 	// reschedule), at most MaxBuildAttempts hosts in all.
 	BuildFailures []string `json:"build_failures,omitempty"`
+}
+
+// InstanceMigration is a move in progress (kept in InstanceSpec.Migration
+// by the coordinator). While it lasts, the instance is in the plans of both
+// hosts:
+//
+//   - cold (the instance stopped): Source keeps the stopped domain and its
+//     local disk; Host copies the disk from Source (a root disk on RBD is
+//     not copied: Host defines the domain on the same image) and defines
+//     the domain. The instance's ports are bound to Host from the start.
+//   - live (the instance running, root disk on RBD): Source's libvirtd
+//     migrates the running domain to Host's (peer to peer); Host sets up
+//     the instance's networks beforehand but defines nothing. The ports
+//     stay bound to Source until the move is done.
+//
+// The move is done when Host reports the instance with a domain (running,
+// for a live one) at the instance's epoch: the coordinator then clears
+// Migration (and rebinds a live instance's ports to Host) in a commit of
+// its own, and Source deletes what is left of it. A live migration that
+// Source reports failed moves the instance back: Host = Source, Migration
+// cleared, the placement status says why.
+type InstanceMigration struct {
+	Source string `json:"source"`
+	Live   bool   `json:"live,omitempty"`
 }
 
 // MaxBuildAttempts is how many hosts an instance's build is tried on

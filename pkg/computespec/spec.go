@@ -217,3 +217,8 @@ func (in Instance) HostName() string {
 	}
 	return in.ID
 }
+
+// LiveMigrationFailed starts the status message of an instance whose live
+// migration the source host tried and gave up (the guest runs on there):
+// the coordinator then moves the instance back to the source.
+const LiveMigrationFailed = "live migration failed: "

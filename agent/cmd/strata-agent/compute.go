@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/strata-infra/strata/agent/compute"
 	"github.com/strata-infra/strata/agent/compute/computeagent"
@@ -28,8 +29,15 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 c
 	if vols != nil {
 		cv = vols
 	}
+	lv := compute.NewLibvirt(cc.LibvirtSocket, log)
+	var mg compute.Migrator
+	if cc.MigrationURI != "" {
+		mg = compute.NewLibvirtMigrator(lv, func(peer string) (string, string) {
+			return strings.ReplaceAll(cc.MigrationURI, "{host}", peer), strings.ReplaceAll(cc.MigrationDataURI, "{host}", peer)
+		})
+	}
 	drv, err := compute.New(compute.Config{
-		Hypervisor: compute.NewLibvirt(cc.LibvirtSocket, log), DomainPrefix: cc.DomainPrefix, Volumes: cv,
+		Hypervisor: lv, Migrator: mg, DomainPrefix: cc.DomainPrefix, Volumes: cv,
 		StateDir: dir, DomainType: cc.DomainType, ShutdownTimeout: cc.ShutdownTimeout,
 		// The same reservations as the capacity gossip announces.
 		Reserved: cfg.Reserved,

@@ -49,7 +49,8 @@ func desired(h *plan.Host, host string, boot *compute.DirectBoot, l2 L2) []wante
 	var out []wanted
 	for _, r := range h.Instances.Items {
 		is := r.Spec
-		if is.Host != host {
+		mg := is.Migration
+		if is.Host != host && (mg == nil || mg.Source != host) {
 			continue
 		}
 		w := wanted{Key: r.Key(), Epoch: r.Epoch, In: compute.Instance{
@@ -57,6 +58,16 @@ func desired(h *plan.Host, host string, boot *compute.DirectBoot, l2 L2) []wante
 				UserData: []byte(is.UserData), SSHKey: is.SSHKey, Power: computespec.PowerState(is.Power), Reboots: is.Reboots},
 			Flavor: flavors[is.Flavor], Image: images[is.Image], Boot: boot,
 		}}
+		if mg != nil && is.Host != host {
+			// Leaving: the driver moves (or keeps, for the peer to copy)
+			// the domain it has; it defines nothing, so no NIC is needed.
+			w.In.Migration = &compute.Migration{Peer: is.Host, Out: true, Live: mg.Live}
+			out = append(out, w)
+			continue
+		}
+		if mg != nil {
+			w.In.Migration = &compute.Migration{Peer: mg.Source, Live: mg.Live}
+		}
 		if w.In.Spec.Power == "" {
 			w.In.Spec.Power = computespec.PowerRunning
 		}

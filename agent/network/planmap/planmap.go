@@ -102,6 +102,19 @@ func HostState(h *plan.Host, self Self, remote map[string]netip.Addr) (network.H
 			here[k] = true
 		}
 	}
+	// The destination of a live migration plugs the guest into its
+	// networks when it arrives, while its ports are still bound to the
+	// source: it sets those networks up beforehand.
+	for _, r := range h.Instances.Items {
+		if m := r.Spec.Migration; m == nil || !m.Live || r.Spec.Host != self.Host {
+			continue
+		}
+		for _, name := range append(append([]string{}, r.Spec.NetworkPorts...), r.Spec.Ports...) {
+			if pr, ok := h.Ports.Get(r.Project, name); ok {
+				here[netKey{r.Project, pr.Spec.Network}] = true
+			}
+		}
+	}
 	for k, n := range nets {
 		if here[k] {
 			sort.Slice(n.Subnets, func(i, j int) bool { return n.Subnets[i].ID < n.Subnets[j].ID })

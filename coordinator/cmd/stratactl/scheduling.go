@@ -80,8 +80,8 @@ func serverGroupsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// moveCmds are resize and migrate of a stopped instance; both go through
-// the scheduler.
+// moveCmds are resize of a stopped instance and migrate (cold, or live
+// with --live); both go through the scheduler.
 func moveCmds(g *globals, project *string, needProject func() error) []*cobra.Command {
 	resize := &cobra.Command{
 		Use: "resize NAME FLAVOR", Short: "Give a stopped instance another flavor (the scheduler may move it)", Args: cobra.ExactArgs(2),
@@ -93,22 +93,36 @@ func moveCmds(g *globals, project *string, needProject func() error) []*cobra.Co
 		},
 	}
 	var host string
+	var live bool
 	migrate := &cobra.Command{
-		Use: "migrate NAME", Short: "Move a stopped instance to another host the scheduler chooses (or --host, admin)", Args: cobra.ExactArgs(1),
+		Use:   "migrate NAME",
+		Short: "Move an instance, with its disk, to another host the scheduler chooses (or --host, admin)",
+		Long: `Move an instance to another host the scheduler chooses (an admin may name it
+with --host). A stopped instance moves cold: the new host copies its local
+disk from the old one, or defines it on the same RBD image. With --live a
+running instance whose root disk is on RBD moves while it runs (libvirt
+peer-to-peer migration). The move is done when the new host reports the
+instance; "instances show" says where it is.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := needProject(); err != nil {
 				return err
 			}
 			return modify(cmd, g, "instances", *project, args[0], func(s *api.InstanceSpec) error {
+				switch {
+				case live:
+					s.LiveMigrations++
+				case host == "":
+					s.Migrations++
+				}
 				if host != "" {
 					s.Host = host
-				} else {
-					s.Migrations++
 				}
 				return nil
 			})
 		},
 	}
 	migrate.Flags().StringVar(&host, "host", "", "target host (admin only)")
+	migrate.Flags().BoolVar(&live, "live", false, "move the running instance live (root disk on RBD)")
 	return []*cobra.Command{resize, migrate}
 }

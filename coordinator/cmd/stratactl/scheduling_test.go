@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -79,11 +82,52 @@ func TestSchedulingCommands(t *testing.T) {
 	// A resize may itself move the instance (the scheduler picks among all
 	// hosts), so the migration is judged against the host it had just before.
 	c.must("instances", "resize", "-p", "p", "f", "small")
+	arrived(t, st, srv.URL, tok.Secret, "f")
 	before := hostLine(c.must("instances", "show", "-p", "p", "f"))
 	c.must("instances", "migrate", "-p", "p", "f")
-	if out := c.must("instances", "show", "-p", "p", "f"); hostLine(out) == before {
+	out = c.must("instances", "show", "-p", "p", "f")
+	if hostLine(out) == before {
 		t.Fatalf("migrated instance still on %s:\n%s", before, out)
 	}
+	// Until the new host has it, another move waits.
+	if _, err := c.run("instances", "migrate", "-p", "p", "f"); err == nil || !strings.Contains(err.Error(), "is migrating from "+before) {
+		t.Fatalf("migrate during a migration: %v", err)
+	}
+	arrived(t, st, srv.URL, tok.Secret, "f")
+	if out := c.must("instances", "show", "-p", "p", "f"); !strings.Contains(out, "migrated from "+before+" to "+hostLine(out)) {
+		t.Fatalf("instances show after the move:\n%s", out)
+	}
+	// A live migration needs the root disk on RBD; this one's is local.
+	c.must("instances", "start", "-p", "p", "f")
+	if _, err := c.run("instances", "migrate", "-p", "p", "f", "--live"); err == nil || !strings.Contains(err.Error(), "root disk on RBD") {
+		t.Fatalf("live migration of a local disk: %v", err)
+	}
+}
+
+// arrived posts, as the instance's host, that it has the (stopped)
+// instance at its current epoch: a move in progress is then done.
+func arrived(t *testing.T, st *store.Store, url, token, name string) {
+	t.Helper()
+	var r api.Resource
+	err := st.View(func(tx *store.Tx) error {
+		var err error
+		r, err = tx.Get(api.Key{Kind: "instance", Project: "p", Name: name})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s api.InstanceSpec
+	json.Unmarshal(r.Spec, &s)
+	rep, _ := json.Marshal(api.HostReport{Host: s.Host, Compute: &api.ComputeHost{Connected: true},
+		Resources: []api.ResourceReport{{Key: r.Key(), ResourceStatus: api.ResourceStatus{State: "stopped", Epoch: r.Epoch}}}})
+	req, _ := http.NewRequest("POST", url+"/v1/hosts/"+s.Host+"/status", bytes.NewReader(rep))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("report of %s: %v %v", s.Host, err, resp)
+	}
+	resp.Body.Close()
 }
 
 // hostLine is the value of the "host:" line of instances show.
