@@ -83,3 +83,24 @@ func TestLoadTakesSecretsFromCredentials(t *testing.T) {
 		t.Errorf("token %q (%v), want the credential's", tok, err)
 	}
 }
+
+// A host with Ceph announces a backend per pool it is configured for;
+// one without announces none; a bad pool name is refused naming its key.
+func TestStorageBackends(t *testing.T) {
+	s := DefaultStorage()
+	if b := s.Backends(); b != nil {
+		t.Fatalf("no Ceph: backends %v, want none", b)
+	}
+	s.Ceph.MonHost = "10.0.0.5"
+	s.Pools = []string{"fast", "volumes"}
+	if b := strings.Join(s.Backends(), " "); b != "rbd:fast rbd:images rbd:volumes" {
+		t.Fatalf("backends %q", b)
+	}
+	if err := s.validate(); err != nil {
+		t.Fatal(err)
+	}
+	s.Pools = []string{"ok", "bad pool"}
+	if err := s.validate(); err == nil || !strings.Contains(err.Error(), "storage.pools[1]") {
+		t.Fatalf("bad pool: %v, want an error naming storage.pools[1]", err)
+	}
+}

@@ -1,12 +1,15 @@
 package config
 
 import (
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // Storage configures how this host reaches Ceph and whether it may run the
@@ -22,6 +25,10 @@ type Storage struct {
 	// controller lease.
 	ImagesPool  string `json:"images_pool"`
 	VolumesPool string `json:"volumes_pool"`
+	// Pools are further pools of volume types this host's instances may
+	// open (the cephx user must reach them); the host announces each,
+	// with the two above, to the scheduler.
+	Pools []string `json:"pools,omitempty"`
 	// LeaseTTL is how long the controller lease outlives a dead holder.
 	LeaseTTL time.Duration `json:"lease_ttl"`
 }
@@ -56,6 +63,24 @@ func (s *Storage) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.Ceph.Keyring, "ceph-keyring", s.Ceph.Keyring, "keyring file of the cephx user")
 	fs.StringVar(&s.ImagesPool, "images-pool", s.ImagesPool, "Ceph pool of the images")
 	fs.StringVar(&s.VolumesPool, "volumes-pool", s.VolumesPool, "Ceph pool of the default volume type and the controller lease")
+	fs.StringSliceVar(&s.Pools, "ceph-pools", s.Pools, "further Ceph pools (of other volume types) this host's instances may open")
+}
+
+// Backends are the storage backends the host announces for the
+// scheduler: "rbd:<pool>" for each pool it is configured for, sorted;
+// none without Ceph.
+func (s Storage) Backends() []string {
+	if !s.Enabled() {
+		return nil
+	}
+	var out []string
+	for _, p := range append([]string{s.ImagesPool, s.VolumesPool}, s.Pools...) {
+		if b := storagespec.Backend(p); !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (s *Storage) validate() error {
@@ -78,6 +103,18 @@ func (s *Storage) validate() error {
 		return api.Fieldf("storage.lease_ttl", "%s is below 3s", s.LeaseTTL)
 	case s.Ceph.Timeout < time.Second:
 		return api.Fieldf("storage.ceph.timeout", "%s is below 1s", s.Ceph.Timeout)
+	}
+	for i, p := range append([]string{s.ImagesPool, s.VolumesPool}, s.Pools...) {
+		field := "storage.pools[" + strconv.Itoa(i-2) + "]"
+		switch i {
+		case 0:
+			field = "storage.images_pool"
+		case 1:
+			field = "storage.volumes_pool"
+		}
+		if fe := storagespec.ValidatePool(field, p); fe != nil {
+			return fe
+		}
 	}
 	return nil
 }

@@ -250,7 +250,8 @@ func (a *Agent) startGossip() (*gossip.Member, error) {
 	}
 	meta := gossip.Meta{Role: gossip.RoleAgent, Zone: a.cfg.Zone, Aggregates: a.cfg.Aggregates,
 		Arch: hostinfo.Arch(), Physnets: slices.Sorted(maps.Keys(a.cfg.Network.PhysicalNetworks)), Hypervisor: a.hypervisor,
-		VCPUs: uint32(cap.VCPUs), RAMMiB: uint64(cap.RAMMiB), DiskGiB: uint64(cap.DiskGiB)}
+		Storage: a.cfg.Storage.Backends(),
+		VCPUs:   uint32(cap.VCPUs), RAMMiB: uint64(cap.RAMMiB), DiskGiB: uint64(cap.DiskGiB)}
 	if a.cfg.VTEP != "" {
 		meta.VTEP = netip.MustParseAddr(a.cfg.VTEP) // validated in config
 	}

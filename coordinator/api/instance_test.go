@@ -16,15 +16,17 @@ func instanceSpec(t *testing.T, f *fixture, project, name string) api.InstanceSp
 	return decodeSpec[api.InstanceSpec](r)
 }
 
-// computeFixture has hosts h1 (1000 MiB), h2 (2000 MiB), a drained h3
-// (8000 MiB) and a dead h4, flavor "small" (600 MiB), image "cirros" and
+// computeFixture has hosts h1 (1000 MiB), h2 (2000 MiB), both configured
+// for Ceph pools images and volumes, a drained h3 (8000 MiB) and a dead
+// h4, flavor "small" (600 MiB), image "cirros" and
 // project a with network net and subnet sub.
 func computeFixture(t *testing.T) *fixture {
 	t.Helper()
 	capa := func(ram int) api.Capacity { return api.Capacity{VCPUs: 8, RAMMiB: ram, DiskGiB: 100} }
+	ceph := []string{"rbd:images", "rbd:volumes"}
 	f := newFixture(t,
-		api.Host{Name: "h1", State: api.StateAlive, Capacity: capa(1000)},
-		api.Host{Name: "h2", State: api.StateAlive, Capacity: capa(2000)},
+		api.Host{Name: "h1", State: api.StateAlive, Capacity: capa(1000), Storage: ceph},
+		api.Host{Name: "h2", State: api.StateAlive, Capacity: capa(2000), Storage: ceph},
 		api.Host{Name: "h3", State: api.StateAlive, Capacity: capa(8000), Drained: true},
 		api.Host{Name: "h4", State: api.StateDead, Capacity: capa(8000)})
 	f.must(f.admin, "PUT", "/v1/flavors/small", `{"spec":{"vcpus":1,"ram_mib":600,"disk_gib":1}}`, 201)

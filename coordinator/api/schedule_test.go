@@ -170,3 +170,87 @@ func TestSchedulerResizeAndMigrate(t *testing.T) {
 		t.Fatalf("move to h1: %d %s", code, body)
 	}
 }
+
+// TestSchedulerStorage: hosts announce the Ceph pools their agents are
+// configured for. An instance booting from an image in Ceph, or with
+// volumes, lands only on hosts configured for its disks' pools; when none
+// is, the refusal names the pool and the field; a volume hot-plugged into
+// a running instance whose host is not configured for its pool is refused
+// with nothing changed. An instance on local disks goes anywhere.
+func TestSchedulerStorage(t *testing.T) {
+	capa := api.Capacity{VCPUs: 8, RAMMiB: 4096, DiskGiB: 20}
+	f := newFixture(t,
+		api.Host{Name: "h1", State: api.StateAlive, Capacity: capa, Storage: []string{"rbd:images", "rbd:volumes"}},
+		api.Host{Name: "h2", State: api.StateAlive, Capacity: capa},
+		api.Host{Name: "h3", State: api.StateAlive, Capacity: capa, Storage: []string{"rbd:images"}})
+	f.must(f.admin, "PUT", "/v1/flavors/small", `{"spec":{"vcpus":1,"ram_mib":512,"disk_gib":1}}`, 201)
+	f.must(f.admin, "PUT", "/v1/volumetypes/default", `{"spec":{"pool":"volumes"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/volumetypes/fast", `{"spec":{"pool":"fast"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/images/tiny", `{"spec":{"format":"raw","path":"/src/tiny.raw","pool":"images","size_bytes":1048576}}`, 201)
+	f.must(f.admin, "PUT", "/v1/images/local", `{"spec":{"format":"raw","path":"/var/lib/strata/images/local.raw"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
+	for _, v := range []string{"data", "more"} {
+		f.must(f.admin, "PUT", "/v1/projects/a/volumes/"+v, `{"spec":{"size_gib":1}}`, 201)
+	}
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/quick", `{"spec":{"size_gib":1,"type":"fast"}}`, 201)
+
+	put := func(name, body string) (int, api.ErrorBody, api.InstanceSpec) {
+		code, b := f.do(f.admin, "PUT", "/v1/projects/a/instances/"+name, body)
+		var eb api.ErrorBody
+		var pr api.PutResult
+		json.Unmarshal(b, &eb)
+		json.Unmarshal(b, &pr)
+		return code, eb, decodeSpec[api.InstanceSpec](pr.Resource)
+	}
+	// Its root disk is a clone in pool volumes (the default type's): h1
+	// only, every time; h3 has the images pool alone, h2 no Ceph.
+	for i := range 4 {
+		code, eb, s := put(fmt.Sprintf("rbd%d", i), `{"spec":{"flavor":"small","image":"tiny"}}`)
+		if code != 201 || s.Host != "h1" {
+			t.Fatalf("instance rbd%d of an image in Ceph: %d %+v on %q, want 201 on h1", i, code, eb.Error, s.Host)
+		}
+	}
+	hosts := map[string]bool{}
+	for i := range 12 {
+		code, eb, s := put(fmt.Sprintf("loc%d", i), `{"spec":{"flavor":"small","image":"local"}}`)
+		if code != 201 {
+			t.Fatalf("instance on a local disk: %d %+v", code, eb.Error)
+		}
+		hosts[s.Host] = true
+	}
+	if !hosts["h2"] {
+		t.Errorf("12 instances on local disks never went to h2 (no Ceph): %v", hosts)
+	}
+
+	before := f.must(f.admin, "GET", "/v1/projects/a/instances", "", 200)
+	code, eb, _ := put("x", `{"spec":{"flavor":"small","image":"local","volumes":["quick"]}}`)
+	if code != 409 || eb.Error == nil || eb.Error.Field != "spec.volumes" ||
+		!strings.Contains(eb.Error.Message, "3 not configured for Ceph pool fast") {
+		t.Fatalf("instance with a volume in pool fast, which no host has: %d %+v; want 409 naming spec.volumes and the pool", code, eb.Error)
+	}
+	t.Logf("refused: %s", eb.Error.Message)
+	if string(f.must(f.admin, "GET", "/v1/projects/a/instances", "", 200)) != string(before) {
+		t.Fatal("the refused create changed something")
+	}
+	code, eb, _ = put("y", `{"spec":{"flavor":"small","boot_volume":"quick","host":"h1"}}`)
+	if code/100 != 4 || eb.Error == nil || !strings.Contains(eb.Error.Message, "not configured for Ceph pool fast") {
+		t.Fatalf("boot volume in pool fast on h1: %d %+v", code, eb.Error)
+	}
+
+	// Hot-plug where the instance runs: h1 reaches pool volumes, h2 not.
+	code, eb, s := put("onh2", `{"spec":{"flavor":"small","image":"local","host":"h2"}}`)
+	if code != 201 || s.Host != "h2" {
+		t.Fatalf("instance on h2: %d %+v", code, eb.Error)
+	}
+	before = f.must(f.admin, "GET", "/v1/projects/a/instances", "", 200)
+	code, eb, _ = put("onh2", `{"spec":{"flavor":"small","image":"local","volumes":["data"]}}`)
+	if code != 409 || eb.Error == nil || eb.Error.Field != "spec.volumes[0]" || !strings.Contains(eb.Error.Message, "host h2") {
+		t.Fatalf("attach a volume of pool volumes on h2: %d %+v; want 409 naming spec.volumes[0] and the host", code, eb.Error)
+	}
+	if string(f.must(f.admin, "GET", "/v1/projects/a/instances", "", 200)) != string(before) {
+		t.Fatal("the refused attach changed something")
+	}
+	if code, eb, _ := put("rbd0", `{"spec":{"flavor":"small","image":"tiny","volumes":["data","more"]}}`); code != 200 {
+		t.Fatalf("attach volumes of pool volumes on h1: %d %+v", code, eb.Error)
+	}
+}

@@ -50,7 +50,7 @@ func HostFromPeer(p gossip.Peer) api.Host {
 	}
 	h.Capacity = api.Capacity{VCPUs: int(m.VCPUs), RAMMiB: int(m.RAMMiB), DiskGiB: int(m.DiskGiB)}
 	h.AppliedEpoch = m.AppliedEpoch
-	h.Arch, h.Physnets, h.Hypervisor = m.Arch, m.Physnets, m.Hypervisor
+	h.Arch, h.Physnets, h.Hypervisor, h.Storage = m.Arch, m.Physnets, m.Hypervisor, m.Storage
 	return h
 }
 
@@ -61,7 +61,7 @@ func SchedulerHosts(hosts []api.Host) []scheduler.Host {
 	for _, h := range hosts {
 		out = append(out, scheduler.Host{Name: h.Name, Alive: h.State == api.StateAlive, Drained: h.Drained,
 			Zone: h.Zone, Capacity: h.Capacity, Arch: h.Arch, Hypervisor: h.Hypervisor,
-			Physnets: h.Physnets, Aggregates: h.Aggregates})
+			Physnets: h.Physnets, Storage: h.Storage, Aggregates: h.Aggregates})
 	}
 	return out
 }

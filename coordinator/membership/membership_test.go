@@ -37,11 +37,12 @@ func TestHostsKeepsAgentsWithLiveness(t *testing.T) {
 func TestSchedulerHosts(t *testing.T) {
 	got := SchedulerHosts([]api.Host{
 		{Name: "a", State: api.StateAlive, Zone: "az1", Drained: true, Arch: "x86_64", Physnets: []string{"physnet1"}, Aggregates: []string{"fast"}, Hypervisor: "qemu",
-			Capacity: api.Capacity{VCPUs: 4, RAMMiB: 2048, DiskGiB: 20}},
+			Storage: []string{"rbd:volumes"}, Capacity: api.Capacity{VCPUs: 4, RAMMiB: 2048, DiskGiB: 20}},
 		{Name: "b", State: api.StateSuspect},
 	})
 	if len(got) != 2 || got[0].Name != "a" || !got[0].Alive || !got[0].Drained || got[0].Zone != "az1" || got[0].Arch != "x86_64" ||
-		got[0].Physnets[0] != "physnet1" || len(got[0].Aggregates) != 1 || got[0].Hypervisor != "qemu" || got[0].Aggregates[0] != "fast" || got[0].Capacity.RAMMiB != 2048 || got[1].Alive {
+		got[0].Physnets[0] != "physnet1" || len(got[0].Aggregates) != 1 || got[0].Hypervisor != "qemu" || got[0].Aggregates[0] != "fast" || got[0].Capacity.RAMMiB != 2048 || got[1].Alive ||
+		len(got[0].Storage) != 1 || got[0].Storage[0] != "rbd:volumes" {
 		t.Fatalf("SchedulerHosts = %+v", got)
 	}
 }

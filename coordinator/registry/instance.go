@@ -151,6 +151,12 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 		}
 	}
 	if prev != nil {
+		if s.Host == prev.Host && s.Migrations == prev.Migrations {
+			// Volumes hot-plugged where it runs: that host must reach them.
+			if err := checkHostStorage(a, r, s, prev); err != nil {
+				return err
+			}
+		}
 		return move(a, r, s, *prev, fl, img) // plugged when it was created
 	}
 	if s.Host != "" && !a.Admin {

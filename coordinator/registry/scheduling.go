@@ -109,16 +109,20 @@ func schedule(a *Admission, r *api.Resource, s *api.InstanceSpec, fl computespec
 	if sched == nil {
 		return "", errors.New("the coordinator has no scheduler")
 	}
+	storage, err := instanceStorage(a, r, s, img)
+	if err != nil {
+		return "", err
+	}
 	req := scheduler.Request{
 		Instance: instanceKey(r.Project, r.Name), Resources: resourcesOf(fl), ExtraSpecs: fl.ExtraSpecs,
 		Zone: s.Zone, Group: groupKey(r.Project, s.Group), Arch: img.Architecture, Hypervisor: img.HypervisorType,
-		Host: asked, Avoid: avoid, Failed: s.BuildFailures,
+		Storage: storage, Host: asked, Avoid: avoid, Failed: s.BuildFailures,
 	}
 	claim, err := sched.Place(req)
 	var nh *scheduler.NoHostError
 	switch {
 	case errors.As(err, &nh):
-		err = noHost(nh, sched, req)
+		err = noHost(nh, sched, req, storageField(s))
 		st := refusal(nh, err)
 		st.Message = why + st.Message
 		a.Tx.SetPlacement(r.Key(), st)
@@ -153,7 +157,7 @@ func refusal(nh *scheduler.NoHostError, err error) api.PlacementStatus {
 // noHost turns a refusal into the API's error: 400 naming spec.host when
 // the named host is unknown, dead or drained, 400 naming spec.flavor when
 // the flavor is larger than any host, else 409 with the reasons.
-func noHost(nh *scheduler.NoHostError, sched *scheduler.State, req scheduler.Request) error {
+func noHost(nh *scheduler.NoHostError, sched *scheduler.State, req scheduler.Request, storageField string) error {
 	msg := "no host for instance " + req.Instance + ": " + nh.Error()
 	if req.Host != "" && (nh.Total == 0 || nh.Removed[0].Reason == (scheduler.AliveFilter{}).Reason(nil)) {
 		return api.Fieldf("spec.host", "%q is not an alive, undrained host: %s", req.Host, nh.Error())
@@ -162,13 +166,25 @@ func noHost(nh *scheduler.NoHostError, sched *scheduler.State, req scheduler.Req
 		return api.Fieldf("spec.flavor", "larger than any alive host (%d vCPUs, %d MiB, %d GiB): %s",
 			req.Resources.VCPUs, req.Resources.RAMMiB, req.Resources.DiskGiB, msg)
 	}
-	return &api.Error{Code: http.StatusConflict, Field: blame(nh), Message: msg}
+	return &api.Error{Code: http.StatusConflict, Field: blame(nh, storageField), Message: msg}
+}
+
+// storageField is the request field behind the instance's storage needs:
+// its volumes when it has some, else what its root disk comes from.
+func storageField(s *api.InstanceSpec) string {
+	switch {
+	case len(s.Volumes) > 0:
+		return "spec.volumes"
+	case s.BootVolume != "":
+		return "spec.boot_volume"
+	}
+	return "spec.image"
 }
 
 // blame names the request field behind the filter that removed the most
 // of the live hosts: the zone, the group, the image, or the flavor (its
 // size or extra specs); none when every host is dead or drained.
-func blame(nh *scheduler.NoHostError) string {
+func blame(nh *scheduler.NoHostError, storageField string) string {
 	var top scheduler.Removal
 	for _, r := range nh.Removed {
 		if r.Hosts > top.Hosts && r.Reason != (scheduler.AliveFilter{}).Reason(nil) {
@@ -182,6 +198,9 @@ func blame(nh *scheduler.NoHostError) string {
 		return "spec.group"
 	case top.Reason == (scheduler.ImageFilter{}).Reason(nil):
 		return "spec.image"
+	case strings.HasPrefix(top.Reason, "not configured for "):
+		// The disks' pools: the volumes, or the root disk's source.
+		return storageField
 	case top.Hosts == 0, strings.HasPrefix(top.Reason, "without "), strings.Contains(top.Reason, "current host"):
 		return ""
 	}

@@ -32,7 +32,7 @@ type Filter interface {
 // counted against the first one it fails.
 func StandardFilters(r Ratios) []Filter {
 	return []Filter{
-		AliveFilter{}, ZoneFilter{}, AggregateFilter{}, ImageFilter{}, NeedsFilter{},
+		AliveFilter{}, ZoneFilter{}, AggregateFilter{}, ImageFilter{}, NeedsFilter{}, StorageFilter{},
 		VCPUFilter{Ratio: r.VCPU}, RAMFilter{Ratio: r.RAM}, DiskFilter{Ratio: r.Disk},
 		GroupFilter{},
 	}
@@ -105,16 +105,13 @@ func (ImageFilter) Pass(h *HostState, c *Context) bool {
 }
 
 // NeedsFilter passes hosts that bridge every physical network the
-// instance's networks use and attach every storage backend it needs.
+// instance's networks use.
 type NeedsFilter struct{}
 
 func (NeedsFilter) Reason(c *Context) string {
 	var want []string
 	for _, p := range c.Req.Physnets {
 		want = append(want, "physnet "+p)
-	}
-	for _, s := range c.Req.Storage {
-		want = append(want, "storage "+s)
 	}
 	return "without " + strings.Join(want, " or ")
 }
@@ -124,6 +121,38 @@ func (NeedsFilter) Pass(h *HostState, c *Context) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// StorageFilter passes hosts configured for every storage backend the
+// instance's disks live on: for an instance booting from RBD or with
+// volumes, the Ceph pools of its root disk and volumes ("rbd:<pool>"), so
+// that its qemu can open them there.
+type StorageFilter struct{}
+
+func (StorageFilter) Reason(c *Context) string {
+	var pools, other []string
+	for _, s := range c.Req.Storage {
+		if p, ok := strings.CutPrefix(s, rbdBackend); ok {
+			pools = append(pools, p)
+		} else {
+			other = append(other, s)
+		}
+	}
+	var want []string
+	switch len(pools) {
+	case 0:
+	case 1:
+		want = append(want, "Ceph pool "+pools[0])
+	default:
+		want = append(want, "Ceph pools "+strings.Join(pools, ", "))
+	}
+	if len(other) > 0 {
+		want = append(want, "storage "+strings.Join(other, ", "))
+	}
+	return "not configured for " + strings.Join(want, " and ")
+}
+func (StorageFilter) Pass(h *HostState, c *Context) bool {
 	for _, s := range c.Req.Storage {
 		if !slices.Contains(h.Storage, s) {
 			return false
@@ -131,6 +160,10 @@ func (NeedsFilter) Pass(h *HostState, c *Context) bool {
 	}
 	return true
 }
+
+// rbdBackend starts a Ceph pool's backend name (storagespec.Backend; the
+// scheduler imports nothing of the API's storage rules).
+const rbdBackend = "rbd:"
 
 // fits reports whether used+want stays within capacity x ratio.
 func fits(capacity, used, want int, ratio float64) bool {

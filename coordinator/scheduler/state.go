@@ -426,3 +426,15 @@ func (s *State) FitsAnyHost(r Resources) bool {
 	}
 	return false
 }
+
+// HostStorage is the storage backends a host announced, and whether the
+// scheduler knows the host.
+func (s *State) HostStorage(name string) ([]string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	hs, ok := s.hosts[name]
+	if !ok {
+		return nil, false
+	}
+	return slices.Clone(hs.Storage), true
+}

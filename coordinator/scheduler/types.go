@@ -38,7 +38,8 @@ type Host struct {
 	Hypervisor string
 	// Physnets are the physical networks the host bridges.
 	Physnets []string
-	// Storage are the storage backends the host can attach ("local", "rbd").
+	// Storage are the storage backends the host is configured for:
+	// "rbd:<pool>" per Ceph pool.
 	Storage []string
 	// Aggregates are the aggregates the host's agent config puts it in:
 	// the host is a member of each as if the aggregate listed it, and
@@ -72,7 +73,9 @@ type Request struct {
 	Group string
 	// Arch and Hypervisor are the image's properties; empty matches any.
 	Arch, Hypervisor string
-	// Physnets and Storage are what the instance needs of its host.
+	// Physnets and Storage are what the instance needs of its host:
+	// physical networks, and storage backends ("rbd:<pool>" for each
+	// pool its root disk and volumes live in).
 	Physnets []string
 	Storage  []string
 	// Host, when set, is the only host considered (an admin's choice).

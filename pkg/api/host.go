@@ -40,6 +40,9 @@ type Host struct {
 	Physnets []string `json:"physnets,omitempty"`
 	// Hypervisor is the domain type its instances run as (kvm, qemu).
 	Hypervisor string `json:"hypervisor,omitempty"`
+	// Storage are the storage backends the agent is configured for
+	// ("rbd:<pool>"), for placement.
+	Storage []string `json:"storage,omitempty"`
 	// Reason is why an operator drained the host.
 	Reason string      `json:"reason,omitempty"`
 	Report *HostReport `json:"report,omitempty"`

@@ -53,6 +53,10 @@ type Meta struct {
 	// ("kvm", or "qemu" for TCG), empty without compute (minor version
 	// 1.2): images that name a hypervisor type are placed by it.
 	Hypervisor string
+	// Storage are the storage backends the host's agent is configured
+	// for, "rbd:<pool>" per Ceph pool (storagespec.Backend), for the
+	// scheduler (minor version 1.3).
+	Storage []string
 
 	// leaving is set only by Member.Leave, just before memberlist's leave
 	// message, so peers can tell a graceful leave from a failure: see
@@ -68,12 +72,14 @@ func (m Meta) Equal(o Meta) bool {
 		m.VCPUs == o.VCPUs && m.RAMMiB == o.RAMMiB && m.DiskGiB == o.DiskGiB &&
 		m.AppliedEpoch == o.AppliedEpoch && m.APIAddr == o.APIAddr &&
 		m.Drained == o.Drained && m.leaving == o.leaving &&
-		m.Arch == o.Arch && slices.Equal(m.Physnets, o.Physnets) && m.Hypervisor == o.Hypervisor
+		m.Arch == o.Arch && slices.Equal(m.Physnets, o.Physnets) && m.Hypervisor == o.Hypervisor &&
+		slices.Equal(m.Storage, o.Storage)
 }
 
 func (m Meta) clone() Meta {
 	m.Aggregates = slices.Clone(m.Aggregates)
 	m.Physnets = slices.Clone(m.Physnets)
+	m.Storage = slices.Clone(m.Storage)
 	return m
 }
 
@@ -102,6 +108,11 @@ func (m Meta) clone() Meta {
 // are then written too, empty or not):
 //
 //	hypervisor string
+//
+// Appended in minor version 1.3, written only when set (the 1.1 and 1.2
+// fields are then written too, empty or not):
+//
+//	storage    varint count, then that many strings
 //
 // Compatibility rule: a newer minor writer may append fields after flags and
 // set reserved flag bits without changing the version byte; readers decode
@@ -157,15 +168,21 @@ func (m Meta) Encode() ([]byte, error) {
 		flags |= flagLeaving
 	}
 	e.uvarint("flags", flags)
-	if m.Arch != "" || len(m.Physnets) > 0 || m.Hypervisor != "" {
+	if m.Arch != "" || len(m.Physnets) > 0 || m.Hypervisor != "" || len(m.Storage) > 0 {
 		e.str("arch", -1, m.Arch)
 		e.uvarint("physnets", uint64(len(m.Physnets)))
 		for i, p := range m.Physnets {
 			e.str("physnets", i, p)
 		}
 	}
-	if m.Hypervisor != "" {
+	if m.Hypervisor != "" || len(m.Storage) > 0 {
 		e.str("hypervisor", -1, m.Hypervisor)
+	}
+	if len(m.Storage) > 0 {
+		e.uvarint("storage", uint64(len(m.Storage)))
+		for i, b := range m.Storage {
+			e.str("storage", i, b)
+		}
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -251,6 +268,14 @@ func DecodeMeta(b []byte) (Meta, error) {
 	}
 	if d.err == nil && len(d.buf) > 0 {
 		m.Hypervisor = d.str("hypervisor")
+	}
+	if d.err == nil && len(d.buf) > 0 {
+		if n := d.uvarint("storage", uint64(len(d.buf))); n > 0 {
+			m.Storage = make([]string, 0, n)
+			for range n {
+				m.Storage = append(m.Storage, d.str("storage"))
+			}
+		}
 	}
 	if d.err != nil {
 		return Meta{}, d.err

@@ -43,6 +43,8 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"hypervisor", Meta{Role: RoleAgent, Hypervisor: "qemu"}},
 		{"hypervisor, arch and physnets", Meta{Role: RoleAgent, Arch: "x86_64", Physnets: []string{"p"}, Hypervisor: "kvm"}},
 		{"physnets only", Meta{Role: RoleAgent, Physnets: []string{"p"}}},
+		{"storage only", Meta{Role: RoleAgent, Storage: []string{"rbd:images", "rbd:volumes"}}},
+		{"storage and the rest", Meta{Role: RoleAgent, Arch: "x86_64", Physnets: []string{"p"}, Hypervisor: "qemu", Storage: []string{"rbd:volumes"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,10 +151,11 @@ func TestDecodeMetaIgnoresNewerTrailingFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	b[len(b)-1] |= 0x40 // reserved flag bit in the one-byte flags varint
-	// Version 1.1 and 1.2 fields, then fields this reader does not know.
-	want.Arch, want.Physnets, want.Hypervisor = "x86_64", []string{"physnet1"}, "kvm"
+	// Version 1.1, 1.2 and 1.3 fields, then fields this reader does not know.
+	want.Arch, want.Physnets, want.Hypervisor, want.Storage = "x86_64", []string{"physnet1"}, "kvm", []string{"rbd:vol"}
 	b = append(b, 6, 'x', '8', '6', '_', '6', '4', 1, 8, 'p', 'h', 'y', 's', 'n', 'e', 't', '1')
 	b = append(b, 3, 'k', 'v', 'm')
+	b = append(b, 1, 7, 'r', 'b', 'd', ':', 'v', 'o', 'l')
 	b = append(b, 0x07, 3, 'n', 'e', 'w', 0xff)
 	got, err := DecodeMeta(b)
 	if err != nil {

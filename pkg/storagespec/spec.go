@@ -128,3 +128,12 @@ func Owner(kind, project, name string) string {
 const OwnerPrefix = "strata:"
 
 func hashed(project, name string) string { return api.HostID(project, name) }
+
+// BackendPrefix starts the storage backend a host announces per Ceph
+// pool it is configured for.
+const BackendPrefix = "rbd:"
+
+// Backend is the storage backend "rbd:<pool>": a host that announces it
+// can open the pool's images (the scheduler places an instance whose
+// disks live there only on such hosts).
+func Backend(pool string) string { return BackendPrefix + pool }

@@ -90,7 +90,7 @@ func hostsCmd(g *globals) *cobra.Command {
 				drained = "yes (" + or(h.Reason, "no reason given") + ")"
 			}
 			fields{{"name", h.Name}, {"state", h.State + " for " + since(h)}, {"addr", or(h.Addr, "-")}, {"zone", or(h.Zone, "-")},
-				{"vtep", or(h.VTEP, "-")}, {"l2", l2Summary(h)}, {"applied_epoch", fmt.Sprint(h.AppliedEpoch)}, {"drained", drained}}.print(w)
+				{"vtep", or(h.VTEP, "-")}, {"l2", l2Summary(h)}, {"storage", or(strings.Join(h.Storage, ", "), "-")}, {"applied_epoch", fmt.Sprint(h.AppliedEpoch)}, {"drained", drained}}.print(w)
 			st := ctl.Table{Header: []string{"SUBSYSTEM", "OK", "EPOCH", "FAILURES", "ERROR"}}
 			if h.Report != nil {
 				for _, ss := range h.Report.Subsystems {

@@ -15,13 +15,15 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-// threeHosts is a gossip view of three alive hosts with room.
+// threeHosts is a gossip view of three alive hosts with room, configured
+// for Ceph pools images and volumes.
 type threeHosts struct{}
 
 func (threeHosts) Hosts() []api.Host {
 	var out []api.Host
 	for _, n := range []string{"h1", "h2", "h3"} {
-		out = append(out, api.Host{Name: n, State: api.StateAlive, Zone: "az1", Capacity: api.Capacity{VCPUs: 4, RAMMiB: 4096, DiskGiB: 40}})
+		out = append(out, api.Host{Name: n, State: api.StateAlive, Zone: "az1", Capacity: api.Capacity{VCPUs: 4, RAMMiB: 4096, DiskGiB: 40},
+			Storage: []string{"rbd:images", "rbd:volumes"}})
 	}
 	return out
 }
