@@ -20,14 +20,16 @@ import (
 // a router namespace whose firewall guards the server's leg.
 type connLab struct {
 	client, rtr string
-	server      netip.AddrPort
+	server      netip.AddrPort // accepts and closes
+	sink        netip.AddrPort // reads and discards
 	nsFile      *os.File
 }
 
 func newConnLab(b *testing.B) *connLab {
 	nettest.RequireRoot(b)
 	p := nettest.Prefix(b) + "t19"
-	l := &connLab{client: p + "c", rtr: p + "r", server: netip.MustParseAddrPort("10.77.2.2:8080")}
+	l := &connLab{client: p + "c", rtr: p + "r", server: netip.MustParseAddrPort("10.77.2.2:8080"),
+		sink: netip.MustParseAddrPort("10.77.2.2:8081")}
 	for _, ns := range []string{l.client, l.rtr, p + "s"} {
 		if err := netnsutil.Create(ns); err != nil {
 			b.Fatal(err)
@@ -58,6 +60,7 @@ func newConnLab(b *testing.B) *connLab {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ln.Close() })
+	nettest.Sink(b, p+"s", strconv.Itoa(int(l.sink.Port())))
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -119,10 +122,10 @@ func upWithAddr(h *netlink.Handle, name, cidr string) error {
 }
 
 // table is the router's ruleset with an ingress policy on the server's
-// leg: the given rules, then the one that allows the client, last.
+// leg: the given rules, then the ones that allow the client, last.
 func (l *connLab) table(rules []netspec.FirewallRule) nftsync.Table {
 	allow := netspec.FirewallRule{Protocol: netspec.ProtoTCP, Source: "10.77.1.0/24",
-		DstPorts: &netspec.PortRange{From: 8080, To: 8080}, Action: netspec.ActionAllow}
+		DstPorts: &netspec.PortRange{From: 8080, To: 8081}, Action: netspec.ActionAllow}
 	r := netspec.Router{ID: "rbench", Interfaces: []netspec.Interface{{ID: "if-cli"}, {ID: "if-srv"}},
 		Firewall: &netspec.FirewallGroup{ID: "fw", Ports: []string{"if-srv"},
 			Ingress: &netspec.FirewallPolicy{ID: "in", Rules: append(append([]netspec.FirewallRule(nil), rules...), allow)}}}
@@ -191,4 +194,33 @@ func BenchmarkFirewallNewConns(b *testing.B) {
 	b.ReportMetric(best[0], "conns/s-10-rules")
 	b.ReportMetric(best[1], "conns/s-10k-rules")
 	b.ReportMetric(best[1]/best[0], "10k/10-rules")
+}
+
+// BenchmarkFirewallThroughput: TCP throughput of one stream through a
+// router whose firewall on the server's leg holds 10 rules, and through
+// another whose firewall holds 10,000 (STRATA_BENCH_FW_RULES), the
+// allowing rule last in both, in back-to-back pairs (nettest.StreamPairs):
+// the median ratio 10,000 over 10, its spread, and the same per
+// CPU-second.
+func BenchmarkFirewallThroughput(b *testing.B) {
+	big := 10000
+	if v, err := strconv.Atoi(os.Getenv("STRATA_BENCH_FW_RULES")); err == nil {
+		big = v
+	}
+	var paths []nettest.Path
+	for _, n := range []int{10, big} {
+		l := newConnLab(b)
+		c, err := nftsync.Open(int(l.nsFile.Fd()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := nftsync.NewEngine().Sync(c, l.table(benchPolicy(n))); err != nil {
+			b.Fatal(err)
+		}
+		p := nettest.Path{NS: l.client, Addr: l.sink.String()}
+		nettest.Stream(b, p.NS, p.Addr, 200*time.Millisecond) // warm up, and the firewall lets it through
+		paths = append(paths, p)
+	}
+	b.ResetTimer()
+	nettest.StreamPairs(b, 3*b.N, paths[0], paths[1], time.Second).Report(b, "10-rules", "10k-rules")
 }
