@@ -30,6 +30,8 @@ type Result struct {
 	// the stored version (values the coordinator assigned); every other
 	// omitted field took its default.
 	Kept []string `json:"kept,omitempty"`
+	// Path is the resource's API path.
+	Path string `json:"-"`
 }
 
 // Kinds fetches the coordinator's kinds.
@@ -75,7 +77,7 @@ func Apply(ctx context.Context, c *apiclient.Client, docs []Doc, progress io.Wri
 		if err := c.Do(ctx, http.MethodPut, path, api.ResourceRequest{Name: d.Name, Spec: d.Spec}, &pr); err != nil {
 			return out, fmt.Errorf("%s (document %d): %w", d.Ref(), d.Index, err)
 		}
-		r := Result{Ref: d.Ref(), Epoch: pr.Epoch, Action: Unchanged, Kept: pr.Kept}
+		r := Result{Ref: d.Ref(), Epoch: pr.Epoch, Action: Unchanged, Kept: pr.Kept, Path: path}
 		switch {
 		case pr.Changed && existed:
 			r.Action = Updated

@@ -37,13 +37,16 @@ func putResource(cmd *cobra.Command, g *globals, plural, project, name string, s
 	if err := c.Do(cmd.Context(), method, path, api.ResourceRequest{Name: name, Spec: buf}, &pr); err != nil {
 		return err
 	}
-	return g.print(cmd, pr, ctl.Table{Header: []string{"NAME", "CHANGED", "EPOCH"},
-		Rows: [][]string{{name, fmt.Sprint(pr.Changed), fmt.Sprint(pr.Epoch)}}})
+	if err := g.print(cmd, pr, ctl.Table{Header: []string{"NAME", "CHANGED", "EPOCH"},
+		Rows: [][]string{{name, fmt.Sprint(pr.Changed), fmt.Sprint(pr.Epoch)}}}); err != nil {
+		return err
+	}
+	return g.waitApplied(cmd, c, apiclient.ResourcePath(plural, project, name), pr.Epoch)
 }
 
 func deleteResourceCmd(g *globals, plural string, project *string) *cobra.Command {
 	return &cobra.Command{
-		Use: "delete NAME", Short: "Delete a " + strings.TrimSuffix(plural, "s"), Args: cobra.ExactArgs(1),
+		Use: "delete NAME", Short: "Delete " + article(strings.TrimSuffix(plural, "s")), Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -57,9 +60,20 @@ func deleteResourceCmd(g *globals, plural string, project *string) *cobra.Comman
 			if err := c.Do(cmd.Context(), http.MethodDelete, apiclient.ResourcePath(plural, p, args[0]), nil, &dr); err != nil {
 				return err
 			}
-			return g.print(cmd, dr, ctl.Table{Header: []string{"NAME", "DELETED", "EPOCH"}, Rows: [][]string{{args[0], fmt.Sprint(dr.Deleted), fmt.Sprint(dr.Epoch)}}})
+			if err := g.print(cmd, dr, ctl.Table{Header: []string{"NAME", "DELETED", "EPOCH"}, Rows: [][]string{{args[0], fmt.Sprint(dr.Deleted), fmt.Sprint(dr.Epoch)}}}); err != nil {
+				return err
+			}
+			return g.waitApplied(cmd, c, "", dr.Epoch)
 		},
 	}
+}
+
+// article puts "a" or "an" before a noun.
+func article(noun string) string {
+	if strings.ContainsRune("aeiou", rune(noun[0])) {
+		return "an " + noun
+	}
+	return "a " + noun
 }
 
 func listResources(ctx context.Context, g *globals, plural, project string) ([]api.Resource, error) {

@@ -116,6 +116,13 @@ func (p *progress) update(done, total uint64) {
 	fmt.Fprintf(p.w, "\r%6.1f / %.1f MiB  %6.1f MiB/s  %4.0fs left ", float64(done)/(1<<20), float64(total)/(1<<20), rate/(1<<20), left)
 }
 
+// line shows msg in place of the last progress line.
+func (p *progress) line(msg string) {
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", msg)
+	}
+}
+
 func (p *progress) done() {
 	if p.tty {
 		fmt.Fprintln(p.w)

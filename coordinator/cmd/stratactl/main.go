@@ -2,11 +2,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +25,9 @@ type globals struct {
 	output    string
 	context   string
 	flags     interface{ Changed(string) bool }
+	// wait makes a change wait until the hosts have applied it.
+	wait        bool
+	waitTimeout time.Duration
 
 	// The config file's current context, read once per command.
 	cur     cliContext
@@ -91,6 +96,25 @@ func (g *globals) print(cmd *cobra.Command, v any, t ctl.Table) error {
 	return ctl.Print(cmd.OutOrStdout(), g.output, v, t)
 }
 
+// waitApplied, with --wait, waits until the live hosts have applied the
+// change that moved the cluster to epoch (path names the resource; "" for
+// a delete), with a progress line on stderr when it is a terminal, and
+// says where it was applied.
+func (g *globals) waitApplied(cmd *cobra.Command, c *apiclient.Client, path string, epoch uint64) error {
+	if !g.wait {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), g.waitTimeout)
+	defer cancel()
+	p := newProgress(cmd.ErrOrStderr())
+	msg, err := ctl.Wait(ctx, c, path, epoch, p.line)
+	p.done()
+	if err == nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), msg)
+	}
+	return err
+}
+
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -114,12 +138,16 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.caFile, "ca-file", "", "the coordinator's CA certificate, pinned; \"\" trusts the system's roots (env STRATA_CA_FILE; else the context's; else "+defaultCAFile+")")
 	pf.StringVar(&g.context, "context", os.Getenv("STRATA_CONTEXT"), "context of the config file to use (env STRATA_CONTEXT; else its current one)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+ctl.Formats)
+	pf.BoolVar(&g.wait, "wait", false, "after a change, wait until every live host has applied it (progress on stderr); fail on a host's error")
+	pf.DurationVar(&g.waitTimeout, "wait-timeout", 5*time.Minute, "how long --wait waits")
 	root.AddCommand(configCmd(g), versionCmd(g), clidoc.Command("1"))
 	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), gossipCmd(g), quotaCmd(g), applyCmd(g), deleteCmd(g))
 	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g), aggregatesCmd(g), serverGroupsCmd(g))
 	root.AddCommand(volumeTypesCmd(g), volumesCmd(g), volumeSnapshotsCmd(g))
 	root.AddCommand(networksCmd(g), subnetsCmd(g), portsCmd(g), securityGroupsCmd(g), externalNetworksCmd(g), routersCmd(g), floatingIPsCmd(g), firewallGroupsCmd(g))
 	requireSubcommands(root)
+	addCompletions(g, root)
+	addExamples(root)
 	return root
 }
 

@@ -120,7 +120,10 @@ func modify[T any](cmd *cobra.Command, g *globals, plural, project, name string,
 	if !pr.Changed {
 		result = "unchanged"
 	}
-	return g.print(cmd, pr, ctl.Table{Header: []string{"NAME", "RESULT", "EPOCH"}, Rows: [][]string{{name, result, fmt.Sprint(pr.Epoch)}}})
+	if err := g.print(cmd, pr, ctl.Table{Header: []string{"NAME", "RESULT", "EPOCH"}, Rows: [][]string{{name, result, fmt.Sprint(pr.Epoch)}}}); err != nil {
+		return err
+	}
+	return g.waitApplied(cmd, c, apiclient.ResourcePath(plural, project, name), pr.Epoch)
 }
 
 // listCmd lists the kind's resources: JSON is the resources as the API

@@ -106,7 +106,23 @@ func manifestCmd(g *globals, use, short string, do func(*cobra.Command, *apiclie
 			} else {
 				fmt.Fprintln(cmd.OutOrStdout(), ctl.Summary(rs))
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			// A resource that is still there is waited for by itself; the
+			// deleted ones by the epoch of the last delete.
+			var last uint64
+			for _, r := range rs {
+				if r.Path == "" {
+					last = max(last, r.Epoch)
+				} else if err := g.waitApplied(cmd, c, r.Path, r.Epoch); err != nil {
+					return fmt.Errorf("%s: %w", r.Ref, err)
+				}
+			}
+			if last > 0 {
+				return g.waitApplied(cmd, c, "", last)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "manifest file (YAML, several documents; - for stdin)")

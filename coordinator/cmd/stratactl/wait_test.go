@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/coordinator/ctl"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// report posts h1's status report, as its agent would.
+func (c *cli) report(rep api.HostReport) {
+	c.t.Helper()
+	rep.Host, rep.Reported = "h1", time.Now()
+	b, _ := json.Marshal(rep)
+	req, _ := http.NewRequest(http.MethodPost, c.url+"/v1/hosts/h1/status", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		c.t.Fatalf("report: %v %v", err, resp)
+	}
+	resp.Body.Close()
+}
+
+// background runs a stratactl command and returns its outcome later.
+func (c *cli) background(args ...string) <-chan [2]any {
+	ch := make(chan [2]any, 1)
+	go func() {
+		out, err := c.run(args...)
+		ch <- [2]any{out, err}
+	}()
+	return ch
+}
+
+// TestWaitUntilHostsApply: --wait returns once the host carrying the
+// resource has applied its epoch, fails at once with the host's error
+// when the host refuses it (an error from before the change does not
+// count), and gives up after --wait-timeout naming who it waited for.
+func TestWaitUntilHostsApply(t *testing.T) {
+	ctl.WaitInterval = 20 * time.Millisecond
+	c := newCLI(t)
+	c.must("networks", "create", "-p", "p", "app")
+	c.must("subnets", "create", "-p", "p", "s1", "--network", "app", "--cidr", "10.1.0.0/24")
+
+	done := c.background("ports", "create", "-p", "p", "vm", "--network", "app", "--host", "h1", "--wait", "--wait-timeout", "30s")
+	var port api.Resource
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := c.run("ports", "show", "-p", "p", "vm"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the port was not created")
+		}
+	}
+	c.json(&port, "ports", "show", "-p", "p", "vm")
+	var st api.ClusterStatus
+	c.json(&st, "status")
+	select {
+	case r := <-done:
+		t.Fatalf("--wait returned before h1 applied anything: %v\n%s", r[1], r[0])
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.report(api.HostReport{AppliedEpoch: st.Epoch})
+	r := <-done
+	if r[1] != nil || !strings.Contains(r[0].(string), "applied on 1 host(s)") {
+		t.Fatalf("--wait after h1 applied epoch %d: %v\n%s", st.Epoch, r[1], r[0])
+	}
+
+	// h1 already failed this port at an older epoch: the change may fix
+	// it, so that error does not end the wait; the one at the new epoch does.
+	key := api.Key{Kind: "port", Project: "p", Name: "vm"}
+	c.report(api.HostReport{AppliedEpoch: st.Epoch, Resources: []api.ResourceReport{{Key: key,
+		ResourceStatus: api.ResourceStatus{State: api.ResourceError, Message: "old failure", Epoch: st.Epoch, Updated: time.Now()}}}})
+	manifest := filepath.Join(t.TempDir(), "port.yaml")
+	doc := "kind: port\nproject: p\nname: vm\nspec:\n  network: app\n  host: h1\n  mac: \"02:00:00:00:00:bb\"\n"
+	if err := os.WriteFile(manifest, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done = c.background("apply", "-f", manifest, "--wait", "--wait-timeout", "30s")
+	var now api.ClusterStatus
+	for c.json(&now, "status"); now.Epoch == st.Epoch; c.json(&now, "status") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("--wait ended on an error from before the change: %v\n%s", r[1], r[0])
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.report(api.HostReport{AppliedEpoch: now.Epoch, Resources: []api.ResourceReport{{Key: key,
+		ResourceStatus: api.ResourceStatus{State: api.ResourceError, Message: "link busy", Epoch: now.Epoch, Updated: time.Now()}}}})
+	r = <-done
+	if err, _ := r[1].(error); !errors.Is(err, ctl.ErrNotApplied) || !strings.Contains(err.Error(), "port/p/vm") || !strings.Contains(err.Error(), "host h1: link busy") {
+		t.Fatalf("--wait with h1's error: %v\n%s", r[1], r[0])
+	}
+
+	// Nobody applies the delete: --wait-timeout ends the wait.
+	out, err := c.run("ports", "delete", "-p", "p", "vm", "--wait", "--wait-timeout", "200ms")
+	if err == nil || !strings.Contains(err.Error(), "waiting for h1") {
+		t.Fatalf("--wait with nobody applying: %v\n%s", err, out)
+	}
+}
