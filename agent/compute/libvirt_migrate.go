@@ -39,6 +39,9 @@ type Progress struct {
 }
 
 func (p Progress) String() string {
+	if p.DataTotal == 0 {
+		return fmt.Sprintf("%.1fs: the destination is starting its qemu", p.Elapsed.Seconds())
+	}
 	pct := 0.0
 	if p.DataTotal > 0 {
 		pct = 100 * float64(p.DataProcessed) / float64(p.DataTotal)

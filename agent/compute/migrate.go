@@ -62,6 +62,11 @@ func (d *Driver) arrive(ctx context.Context, in Instance) (bool, error) {
 		return false, fmt.Errorf("instance dir: %w", err)
 	}
 	if m.Live {
+		if v := d.cfg.Volumes; v != nil && (in.Spec.Root != nil || len(in.Spec.Volumes) > 0) {
+			if err := v.Ready(ctx); err != nil {
+				return false, err
+			}
+		}
 		return false, writeSeed(f.Seed, seedFiles(in))
 	}
 	if in.Spec.Root != nil {

@@ -58,6 +58,9 @@ type Volumes interface {
 	Set(ctx context.Context, domain string, want []computespec.Volume) error
 	// Grow tells a running domain that volume v is now v.SizeBytes.
 	Grow(ctx context.Context, domain string, v computespec.Volume) error
+	// Ready makes what this host's qemu needs to open volumes (the cephx
+	// secret), before a guest arrives by live migration.
+	Ready(ctx context.Context) error
 }
 
 // DirectBoot boots a kernel and initrd without a boot loader.

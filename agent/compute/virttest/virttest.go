@@ -9,6 +9,7 @@
 package virttest
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -83,13 +84,22 @@ func New(dir, netns string) (*Daemon, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "sock"), 0o700); err != nil {
 		return nil, err
 	}
+	// A host UUID of its own: libvirtds on one machine would otherwise
+	// share the machine's, and libvirt refuses a migration between them
+	// as one to the same host.
+	var u [16]byte
+	if _, err := rand.Read(u[:]); err != nil {
+		return nil, err
+	}
+	u[6], u[8] = u[6]&0x0f|0x40, u[8]&0x3f|0x80
 	libvirtd := fmt.Sprintf(`unix_sock_dir = %q
 unix_sock_group = "root"
 unix_sock_rw_perms = "0700"
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 log_outputs = "3:file:%s"
-`, filepath.Join(dir, "sock"), filepath.Join(dir, "libvirtd.log"))
+host_uuid = "%x-%x-%x-%x-%x"
+`, filepath.Join(dir, "sock"), filepath.Join(dir, "libvirtd.log"), u[0:4], u[4:6], u[6:8], u[8:10], u[10:])
 	// No virtlogd without systemd: qemu writes its stdio to a file. No
 	// security driver and no per-domain mount namespace: the test guest's
 	// files are plain root-owned files in the test's directory.

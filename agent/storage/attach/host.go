@@ -94,3 +94,7 @@ func (h *Host) Set(ctx context.Context, domain string, want []computespec.Volume
 func (h *Host) Grow(ctx context.Context, domain string, v computespec.Volume) error {
 	return h.lv.Grow(ctx, domain, volumeOf(v), v.SizeBytes)
 }
+
+// Ready defines the cephx secret, for a guest arriving by live migration
+// with its disks on RBD.
+func (h *Host) Ready(ctx context.Context) error { return h.ensureSecret(ctx) }
