@@ -33,6 +33,7 @@ type Driver struct {
 	log    *slog.Logger
 	last   nftsync.Stats
 	nft    *nftsync.Engine // what this driver last applied to the table
+	fw     *compilers      // what it compiled last for each shared chain
 	closed bool
 	// beforeSync, when set (tests only), sees each batch's desired table
 	// and may queue an operation that makes the kernel refuse it.
@@ -50,7 +51,7 @@ func New(cfg Config) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{cfg: cfg, log: log.With("subsystem", "secgroup"), nft: nftsync.NewEngine()}, nil
+	return &Driver{cfg: cfg, log: log.With("subsystem", "secgroup"), nft: nftsync.NewEngine(), fw: newCompilers()}, nil
 }
 
 // LastSync returns what the last Set changed.
@@ -96,6 +97,7 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 		stats, err = d.split(st)
 	}
 	d.last = stats
+	d.fw.prune()
 	if stats.Ops() > 0 {
 		d.log.Info("applied security groups", "rules_added", stats.RulesAdded, "rules_deleted", stats.RulesDeleted,
 			"elements_added", stats.ElemsAdded, "elements_deleted", stats.ElemsDeleted)
@@ -116,7 +118,7 @@ func (d *Driver) sync(st network.HostState, closed map[string]bool) (nftsync.Sta
 		return nftsync.Stats{}, err
 	}
 	defer done()
-	want := ruleset(d.cfg.Table, st, closed)
+	want := ruleset(d.cfg.Table, st, closed, d.fw)
 	if d.beforeSync != nil {
 		d.beforeSync(c, want)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -41,7 +42,7 @@ func ingressChain(portID string) string { return netspec.PortIngressChain(portID
 // the port, so a port is matched by its network's bridge and its fixed IP
 // (its MAC too for what it sends). The same IP in two projects sits on two
 // bridges, so the pair is unique.
-func Ruleset(name string, st network.HostState) nftsync.Table { return ruleset(name, st, nil) }
+func Ruleset(name string, st network.HostState) nftsync.Table { return ruleset(name, st, nil, nil) }
 
 // filtered reports whether port p is on this host and filtered here.
 func filtered(st network.HostState, p network.Port) bool {
@@ -78,7 +79,10 @@ func sourcesOf(p network.Port) []source {
 
 // ruleset is Ruleset with the ports in closed shut: their chains drop
 // everything (but DHCP answers), whatever their groups say.
-func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.Table {
+//
+// cc, when not nil, compiles each shared chain's CIDR rules from its
+// previous compile (see firewall.Compiler).
+func ruleset(name string, st network.HostState, closed map[string]bool, cc *compilers) nftsync.Table {
 	t := nftsync.Table{Family: nftables.TableFamilyINet, Name: name}
 	// A group's members are its ports' addresses and their allowed
 	// address pairs: a pair is an address the port may send from (a VRRP
@@ -121,7 +125,7 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 	// by a rule each, after the map of their direction.
 	var chains []nftsync.Chain
 	var cidrOut, cidrIn []nftsync.Rule
-	pols := &policies{groups: groups, made: map[string]bool{}}
+	pols := &policies{groups: groups, made: map[string]bool{}, cc: cc}
 	seen := map[string]bool{}
 	for _, p := range st.Ports {
 		br := bridges[p.NetworkID]
@@ -147,7 +151,7 @@ func ruleset(name string, st network.HostState, closed map[string]bool) nftsync.
 		}
 		// A closed port drops everything but DHCP answers; an open one
 		// goes to the chains of its groups' rules, shared by every port
-		// whose groups hold the same rules.
+		// in the same groups.
 		out := nftsync.Chain{Name: egressChain(p.ID), Rules: []nftsync.Rule{nftsync.R().Drop()}}
 		in := nftsync.Chain{Name: ingressChain(p.ID), Rules: []nftsync.Rule{dhcpAnswers(), nftsync.R().Drop()}}
 		if !closed[p.ID] {
@@ -305,9 +309,8 @@ func ruleKey(r netspec.SecurityGroupRule) string {
 }
 
 // canonicalRules sorts rules and drops repeats: a set of allow rules
-// (the same rule in two of a port's groups allows once). It also returns
-// their keys, in the same order, for naming the chains.
-func canonicalRules(rs []netspec.SecurityGroupRule) ([]netspec.SecurityGroupRule, []string) {
+// (the same rule in two of a port's groups allows once).
+func canonicalRules(rs []netspec.SecurityGroupRule) []netspec.SecurityGroupRule {
 	keys := make(map[string]netspec.SecurityGroupRule, len(rs))
 	order := make([]string, 0, len(rs))
 	for _, r := range rs {
@@ -322,11 +325,11 @@ func canonicalRules(rs []netspec.SecurityGroupRule) ([]netspec.SecurityGroupRule
 	for _, k := range order {
 		out = append(out, keys[k])
 	}
-	return out, order
+	return out
 }
 
-// policies makes one pair of chains per distinct set of rules that ports'
-// groups add up to: "so_<hash>" (what a port may send: return, else drop)
+// policies makes one pair of chains per distinct set of groups ports are
+// in: "so_<hash>" (what a port may send: return, else drop)
 // and "si_<hash>" (what it may receive: accept, else drop). The rules with
 // a remote CIDR are compiled into verdict maps (package firewall; their
 // order does not matter, they all allow); those with a remote group stay
@@ -336,11 +339,25 @@ type policies struct {
 	made   map[string]bool
 	out    []nftsync.Chain
 	sets   []nftsync.Set
+	cc     *compilers
 }
 
 func (ps *policies) chains(groups []string) (out, in string) {
+	// The chains are named by the set of groups, the same on every host
+	// and after any history of edits (the chaos test compares with a
+	// fresh apply); a rule added to a group then changes its chains' rules
+	// and maps in place, an element for a CIDR rule, instead of making
+	// new chains and maps under another name.
+	ids := slices.Compact(slices.Sorted(slices.Values(groups)))
+	sum := sha256.Sum256([]byte(strings.Join(ids, "\n")))
+	id := hex.EncodeToString(sum[:5])
+	out, in = "so_"+id, "si_"+id
+	if ps.made[id] {
+		return out, in
+	}
+	ps.made[id] = true
 	var egress, ingress []netspec.SecurityGroupRule
-	for _, g := range groups {
+	for _, g := range ids {
 		for _, r := range ps.groups[g].Rules {
 			if r.Direction == netspec.Egress {
 				egress = append(egress, r)
@@ -349,25 +366,9 @@ func (ps *policies) chains(groups []string) (out, in string) {
 			}
 		}
 	}
-	// Every rule allows, so their order means nothing: sorted, the chains
-	// are named by the set of rules, the same on every host and after any
-	// history of edits (the chaos test compares with a fresh apply).
-	egress, egressKeys := canonicalRules(egress)
-	ingress, ingressKeys := canonicalRules(ingress)
-	h := sha256.New()
-	for _, keys := range [][]string{egressKeys, ingressKeys} {
-		for _, k := range keys {
-			h.Write([]byte(k + "\n"))
-		}
-		h.Write([]byte("|"))
-	}
-	sum := h.Sum(nil)
-	id := hex.EncodeToString(sum[:5])
-	out, in = "so_"+id, "si_"+id
-	if ps.made[id] {
-		return out, in
-	}
-	ps.made[id] = true
+	// Every rule allows, so their order means nothing: sorted, a rule
+	// added or removed is one rule in the middle of an unchanged list.
+	egress, ingress = canonicalRules(egress), canonicalRules(ingress)
 	for _, c := range []struct {
 		name    string
 		rules   []netspec.SecurityGroupRule
@@ -388,7 +389,7 @@ func (ps *policies) chains(groups []string) (out, in string) {
 			}
 			list = append(list, compiled(r, c.ingress, v))
 		}
-		rules, sets := firewall.Compile(c.name, list)
+		rules, sets := ps.cc.compile(c.name, list)
 		ch.Rules = append(append(append(ch.Rules, rules...), remote...), nftsync.R().Drop())
 		ps.out, ps.sets = append(ps.out, ch), append(ps.sets, sets...)
 	}
@@ -433,4 +434,40 @@ func rule(r netspec.SecurityGroupRule, ingress bool) *nftsync.B {
 		b = b.DPort(r.Ports.From, r.Ports.To)
 	}
 	return b
+}
+
+// compilers keeps a firewall.Compiler per shared chain, so that a rule
+// added to or removed from a group is compiled only where it reaches. A
+// driver owns one; nil compiles afresh.
+type compilers struct {
+	m    map[string]*firewall.Compiler
+	used map[string]bool // chains compiled since the last prune
+}
+
+func newCompilers() *compilers {
+	return &compilers{m: map[string]*firewall.Compiler{}, used: map[string]bool{}}
+}
+
+func (cc *compilers) compile(chain string, list []firewall.Rule) ([]nftsync.Rule, []nftsync.Set) {
+	if cc == nil {
+		return firewall.Compile(chain, list)
+	}
+	c := cc.m[chain]
+	if c == nil {
+		c = firewall.NewCompiler(chain)
+		cc.m[chain] = c
+	}
+	cc.used[chain] = true
+	return c.Compile(list)
+}
+
+// prune drops the compilers of chains no ruleset compiled since the last
+// prune.
+func (cc *compilers) prune() {
+	for k := range cc.m {
+		if !cc.used[k] {
+			delete(cc.m, k)
+		}
+	}
+	clear(cc.used)
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -80,15 +81,28 @@ func testSecurityGroups(t *testing.T, drv string) {
 	check("other", 8080, true)
 	check("other", 5432, false)
 
-	st.Ports[2].SecurityGroups = []string{"app"} // other joins app
+	// other leaves misc for app: app's member set takes its address (one
+	// range element for .11-.12 in place of .11, misc's loses it), its
+	// own two gotos point at app's chains, and misc's chain pair, now
+	// unused, goes. Nothing else changes.
+	st.Ports[2].SecurityGroups = []string{"app"}
 	set()
-	if s := d.LastSync(); s.ElemsAdded != 1 || s.RulesAdded != 0 || s.RulesDeleted != 0 {
-		t.Errorf("membership change applied as %+v, want exactly one element added", s)
+	if s := d.LastSync(); s.ElemsAdded != 1 || s.ElemsDeleted != 2 || s.RulesAdded != 2 || s.RulesDeleted != 2 || s.Objects != 2 {
+		t.Errorf("membership change applied as %+v, want 1 element added, 2 deleted, 2 rules replaced, 2 chains deleted", s)
 	}
 	check("other", 5432, true)
 	st.Ports[1].SecurityGroups = []string{"misc"} // cli leaves app
 	set()
 	check("cli", 5432, false)
+
+	// A rule added to a group changes its ports' shared chains in place:
+	// a CIDR rule is one element of a verdict map, and nothing else.
+	st.SecurityGroups[0].Rules = append(slices.Clone(st.SecurityGroups[0].Rules), tcp(8081, ""))
+	set()
+	if s := d.LastSync(); s.ElemsAdded != 1 || s.ElemsDeleted != 0 || s.RulesAdded != 0 || s.RulesDeleted != 0 || s.Objects != 0 {
+		t.Errorf("a rule added to a group applied as %+v, want exactly one element added", s)
+	}
+	check("cli", 8081, true)
 
 	// A fresh driver (agent restart) with the same state changes nothing.
 	d2, err := secgroup.New(secgroup.Config{NetNS: h.NS})
