@@ -80,6 +80,19 @@ func TestLabDemoMixedFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The demo prints the router's compiled firewall: its chain as nft
+	// lists it, verdict map lookups, and their elements.
+	out.Reset()
+	err = l.DemoFirewalls(ctx, &out)
+	t.Logf("compiled firewalls:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"chain fw_ingress", " vmap @fw_ingress_0", "elements", "security groups on h1 (table inet strata_sg)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the compiled firewalls shown lack %q", want)
+		}
+	}
 	for i := 2; i <= 3; i++ {
 		other := l.HostAddr(5 - i).As4() // h2 <-> h3
 		h1 := l.HostAddr(1).As4()

@@ -114,6 +114,10 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 	if err := l.DemoTraffic(ctx, os.Stdout); err != nil {
 		return err
 	}
+	fmt.Printf("\nCompiled firewalls (router firewall chains and security group tables as the kernel holds them: verdict maps, not rule lists):\n")
+	if err := l.DemoFirewalls(ctx, os.Stdout); err != nil {
+		return err
+	}
 	if image != "" {
 		fmt.Printf("\nScheduling (h1 and h2 in zone az1; h3 in az2 and, by its agent config, in aggregate fast):\n")
 		if err := l.DemoScheduling(os.Stdout, image); err != nil {
