@@ -28,15 +28,25 @@ type testDriver struct {
 
 func newDriver(t *testing.T, sweep time.Duration) *testDriver {
 	t.Helper()
+	return newDriverWith(t, sweep, nil)
+}
+
+// newDriverWith is newDriver with more configuration (before New).
+func newDriverWith(t *testing.T, sweep time.Duration, more func(*compute.Config)) *testDriver {
+	t.Helper()
 	e := requireEnv(t)
 	prefix := fmt.Sprintf("stc%d-%d-", os.Getpid(), seq.Add(1))
 	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	hv := compute.NewLibvirt(e.daemon.Socket, log)
-	d, err := compute.New(compute.Config{
+	cfg := compute.Config{
 		Hypervisor: hv, DomainPrefix: prefix, StateDir: t.TempDir(), NetNS: e.hostA.NS,
 		ShutdownTimeout: 2 * time.Second, SweepInterval: sweep, Logger: log,
 		Reserved: computespec.Capacity{RAMMiB: 256},
-	})
+	}
+	if more != nil {
+		more(&cfg)
+	}
+	d, err := compute.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
