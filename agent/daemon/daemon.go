@@ -462,6 +462,9 @@ func (a *Agent) readyLoop(ctx context.Context) {
 	}
 }
 
+// CoordinatorReachable reports whether gossip sees a coordinator alive.
+func (a *Agent) CoordinatorReachable() bool { return coordinatorAlive(a.Peers()) }
+
 func coordinatorAlive(peers []gossip.Peer) bool {
 	for _, p := range peers {
 		if p.State == gossip.StateAlive && p.MetaErr == nil && p.Meta.Role == gossip.RoleCoordinator {

@@ -109,6 +109,15 @@ type InstanceSpec struct {
 	// it when it moves such an instance to another host (nova's
 	// reschedule), at most MaxBuildAttempts hosts in all.
 	BuildFailures []string `json:"build_failures,omitempty"`
+	// Evacuations are the moves off fenced hosts, oldest first: set by
+	// the coordinator's recovery controller only, each after the fence of
+	// the host it left was recorded.
+	Evacuations []Evacuation `json:"evacuations,omitempty"`
+	// AcceptDataLoss lets the recovery controller restart the instance
+	// elsewhere although its volumes had dirty writeback-cache blocks on
+	// the dead host (an admin's decision, `instances evacuate
+	// --accept-data-loss`).
+	AcceptDataLoss bool `json:"accept_data_loss,omitempty"`
 }
 
 // InstanceMigration is a move in progress (kept in InstanceSpec.Migration
@@ -184,6 +193,10 @@ type InstanceDetail struct {
 	// returned: together the agent's share of create-to-ping.
 	PlanReceived time.Time `json:"plan_received,omitempty"`
 	Started      time.Time `json:"started,omitempty"`
+	// VolumeCache is each cached volume's state (the SSD cache's dirty
+	// blocks), the last the host reported: the coordinator reads it when
+	// the host dies.
+	VolumeCache []VolumeCache `json:"volume_cache,omitempty"`
 }
 
 // ComputeHost is what a host's compute subsystem reports about itself.

@@ -78,6 +78,8 @@ type HostReport struct {
 	Compute *ComputeHost `json:"compute,omitempty"`
 	// Network is the network subsystem's view of the host, when it runs.
 	Network *NetworkHost `json:"network,omitempty"`
+	// Storage is what the host's Ceph clients use (nil without Ceph).
+	Storage *StorageHost `json:"storage,omitempty"`
 	// Physnets are the physical networks the host bridges (its config's
 	// network.physical_networks), sorted; [] for none, nil when the agent
 	// does not say. Routers on an external network go only to hosts that

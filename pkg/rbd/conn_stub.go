@@ -42,10 +42,15 @@ func (c *Conn) importRaw(ctx context.Context, src io.ReaderAt, size uint64, dst 
 func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (bool, LeaseHolder, error) {
 	return false, LeaseHolder{}, ErrNoCeph
 }
-func (c *Conn) Holder(pool, oid string) (LeaseHolder, error)    { return LeaseHolder{}, ErrNoCeph }
-func (c *Conn) ReleaseLease(pool, oid, cookie string) error     { return ErrNoCeph }
-func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error { return ErrNoCeph }
-func (c *Conn) Blocklist(addr string) error                     { return ErrNoCeph }
-func (c *Conn) Addr() string                                    { return "" }
-func (c *Conn) PoolQuota(pool string) (uint64, error)           { return 0, ErrNoCeph }
-func (c *Conn) Claim(r Ref) ([]string, error)                   { return nil, ErrNoCeph }
+func (c *Conn) Holder(pool, oid string) (LeaseHolder, error)         { return LeaseHolder{}, ErrNoCeph }
+func (c *Conn) ReleaseLease(pool, oid, cookie string) error          { return ErrNoCeph }
+func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error      { return ErrNoCeph }
+func (c *Conn) Blocklist(addr string) error                          { return ErrNoCeph }
+func (c *Conn) Addr() string                                         { return "" }
+func (c *Conn) PoolQuota(pool string) (uint64, error)                { return 0, ErrNoCeph }
+func (c *Conn) Claim(r Ref) ([]string, error)                        { return nil, ErrNoCeph }
+func (c *Conn) BlocklistFor(addr string, expire time.Duration) error { return ErrNoCeph }
+func (c *Conn) Unblocklist(addr string) error                        { return ErrNoCeph }
+func (c *Conn) Blocklisted() (map[string]time.Time, error)           { return nil, ErrNoCeph }
+func (c *Conn) BreakLock(r Ref, owner string) error                  { return ErrNoCeph }
+func (c *Conn) Holders(r Ref) ([]string, []string, error)            { return nil, nil, ErrNoCeph }

@@ -21,13 +21,15 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 c
 	if dir == "" {
 		dir = filepath.Join(cfg.StateDir, "compute")
 	}
-	vols, err := volumeAttacher(cfg, log)
+	vols, ceph, err := volumeAttacher(cfg, log)
 	if err != nil {
 		return err
 	}
 	var cv compute.Volumes
 	if vols != nil {
 		cv = vols
+		a.Background(ceph.Keep)
+		a.Reporter(ceph.Report)
 	}
 	lv := compute.NewLibvirt(cc.LibvirtSocket, log)
 	var mg compute.Migrator

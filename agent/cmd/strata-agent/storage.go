@@ -34,7 +34,7 @@ func registerStorage(a *daemon.Agent, cfg *config.Config, log *slog.Logger) erro
 			}
 			return conn, nil
 		},
-		Logger: log.With("subsystem", "storage"), Kick: a.Runner().Kick,
+		Logger: log.With("subsystem", "storage"), Kick: a.Runner().Kick, InTouch: a.CoordinatorReachable,
 	})
 	if err != nil {
 		return err

@@ -37,6 +37,11 @@ type Pool interface {
 	ReleaseLease(pool, oid, cookie string) error
 	FenceEpoch(pool, oid string, epoch uint64) error
 	Blocklist(addr string) error
+	BlocklistFor(addr string, expire time.Duration) error
+	Unblocklist(addr string) error
+	Blocklisted() (map[string]time.Time, error)
+	BreakLock(r rbd.Ref, owner string) error
+	Holders(r rbd.Ref) (watchers, owners []string, err error)
 	PoolQuota(pool string) (uint64, error)
 	Close()
 }
@@ -56,6 +61,11 @@ type Config struct {
 	Logger   *slog.Logger
 	// Kick asks the runner for a pass (when the lease is won).
 	Kick func()
+	// InTouch says whether this host's agent is in touch with the
+	// coordinator (gossip sees it alive). A controller cut off from it
+	// gives the lease up, so that the controllers on the coordinator's
+	// side can act on the fences it commits; nil is always in touch.
+	InTouch func() bool
 	// ProgressInterval is how often a long flatten logs how far it got
 	// (10 s when 0).
 	ProgressInterval time.Duration
@@ -71,6 +81,8 @@ type Controller struct {
 	holder   rbd.LeaseHolder // the other holder while standby
 	lastErr  string
 	statuses []api.ResourceReport
+	// fenceTimes is when this controller first held each fence.
+	fenceTimes map[api.Key]time.Time
 }
 
 // New returns a controller; register it with the runner and run Renew in
@@ -132,6 +144,10 @@ func (c *Controller) dropConn(p Pool) {
 // blocklists that holder's client first, so that a paused controller can
 // never write again.
 func (c *Controller) renew() error {
+	if c.cfg.InTouch != nil && !c.cfg.InTouch() {
+		c.standDown()
+		return nil
+	}
 	p, err := c.conn()
 	if err != nil {
 		c.setErr(fmt.Sprintf("ceph unreachable: %v", err))
@@ -163,6 +179,20 @@ func (c *Controller) renew() error {
 		c.cfg.Logger.Warn("storage controller lease lost", "holder", holder.Cookie)
 	}
 	return nil
+}
+
+// standDown gives the lease up while the agent is cut off from the
+// coordinator: a partitioned controller must not hold the lease that the
+// fence of its own host needs.
+func (c *Controller) standDown() {
+	c.mu.Lock()
+	p, was := c.pool, c.active
+	c.active = false
+	c.mu.Unlock()
+	if was && p != nil {
+		_ = p.ReleaseLease(c.cfg.LeasePool, LeaseObject, c.cfg.Host)
+		c.cfg.Logger.Warn("storage controller stands down: the coordinator is out of reach")
+	}
 }
 
 // Renew keeps the lease until ctx ends, renewing it three times per TTL,
@@ -236,7 +266,20 @@ func (c *Controller) ensure(ctx context.Context, s *plan.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	reports, failed := c.apply(ctx, p, d)
+	fences, err := fencesOf(s)
+	if err != nil {
+		return err
+	}
+	// Fences first: a dead host's volumes are released for others the
+	// moment its fence is in force.
+	reports := c.applyFences(p, fences, d.Volumes)
+	vreports, failed := c.apply(ctx, p, d)
+	for _, r := range reports {
+		if r.State == StateError {
+			failed = append(failed, fmt.Sprintf("%s: %s", r.Key, r.Message))
+		}
+	}
+	reports = append(reports, vreports...)
 	reports = append(reports, c.quotas(p, d)...)
 	c.mu.Lock()
 	c.statuses, c.lastErr = reports, ""
