@@ -79,20 +79,9 @@ func dhcpHost(a *Admission, project, network string) (string, error) {
 	if ns.DHCPHost != "" {
 		return ns.DHCPHost, nil
 	}
-	var alive []string
-	for _, h := range a.Hosts() {
-		// A gre network's DHCP goes only to a host that can carry it.
-		if h.State == api.StateAlive && !h.Drained && (ns.Type != "gre" || a.Facts.CarriesGRE(h.Name)) {
-			alive = append(alive, h.Name)
-		}
+	if ns.DHCPHost, err = pickDHCPHost(a, project, network, ns); err != nil {
+		return "", err
 	}
-	if len(alive) == 0 {
-		return "", Conflictf("no alive host to run DHCP for network %q; start an agent or set spec.dhcp_host on the network", network)
-	}
-	sort.Strings(alive)
-	h := fnv.New32a()
-	h.Write([]byte(project + "/" + network))
-	ns.DHCPHost = alive[int(h.Sum32()%uint32(len(alive)))]
 	buf, err := json.Marshal(ns)
 	if err != nil {
 		return "", err
@@ -102,6 +91,44 @@ func dhcpHost(a *Admission, project, network string) (string, error) {
 		return "", err
 	}
 	return ns.DHCPHost, nil
+}
+
+// pickDHCPHost chooses the host to run a network's DHCP on among the alive
+// agents, by a hash of the network (never the host being evacuated).
+func pickDHCPHost(a *Admission, project, network string, ns api.NetworkSpec) (string, error) {
+	var alive []string
+	for _, h := range a.Hosts() {
+		// A gre network's DHCP goes only to a host that can carry it.
+		if h.State == api.StateAlive && !h.Drained && h.Name != a.Evacuate && (ns.Type != "gre" || a.Facts.CarriesGRE(h.Name)) {
+			alive = append(alive, h.Name)
+		}
+	}
+	if len(alive) == 0 {
+		return "", Conflictf("no alive host to run DHCP for network %q; start an agent or set spec.dhcp_host on the network", network)
+	}
+	sort.Strings(alive)
+	h := fnv.New32a()
+	h.Write([]byte(project + "/" + network))
+	return alive[int(h.Sum32()%uint32(len(alive)))], nil
+}
+
+// moveDHCPPort binds the network's DHCP port (if it has one) to host: the
+// DHCP server moves with its MAC and addresses, so leases renew as before.
+func moveDHCPPort(a *Admission, project, network, host string) error {
+	key := api.Key{Kind: "port", Project: project, Name: api.DHCPPortName(network)}
+	cur, err := a.Tx.Get(key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ps := decode[api.PortSpec](cur)
+	if ps.Host == host {
+		return nil
+	}
+	ps.Host = host
+	return putSpec(a.Tx, cur, &ps)
 }
 
 // usedAddrs is every address taken in the network, by any port.

@@ -67,6 +67,8 @@ func InstanceKind(reg *Registry) *Kind {
 				"build_failures":  strs,
 				"migration": map[string]any{"type": "object", "additionalProperties": false,
 					"properties": map[string]any{"source": str, "live": map[string]any{"type": "boolean"}}},
+				"evacuations":      map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
+				"accept_data_loss": map[string]any{"type": "boolean"},
 			},
 		},
 	}
@@ -93,10 +95,21 @@ func admitInstance(a *Admission, r *api.Resource, spec any) error {
 		if !a.System && !sameMigration(s.Migration, p.Migration) {
 			return api.Fieldf("spec.migration", "is set by the coordinator")
 		}
+		if s.Evacuations == nil {
+			s.Evacuations = p.Evacuations
+		}
+		if !a.System && !slices.EqualFunc(s.Evacuations, p.Evacuations, func(x, y api.Evacuation) bool { return x.From == y.From && x.Fence == y.Fence && x.To == y.To }) {
+			return api.Fieldf("spec.evacuations", "is set by the coordinator")
+		}
+		if s.AcceptDataLoss && !p.AcceptDataLoss && !a.Admin {
+			return &api.Error{Code: http.StatusForbidden, Field: "spec.accept_data_loss", Message: "only an admin may accept the loss of cached writes"}
+		}
 	} else if len(s.NetworkPorts) > 0 {
 		return api.Fieldf("spec.network_ports", "is set by the coordinator")
 	} else if len(s.BuildFailures) > 0 && !a.System {
 		return api.Fieldf("spec.build_failures", "is set by the coordinator")
+	} else if len(s.Evacuations) > 0 {
+		return api.Fieldf("spec.evacuations", "is set by the coordinator")
 	} else if s.RootVolume != "" {
 		return api.Fieldf("spec.root_volume", "is set by the coordinator")
 	} else if s.Migration != nil {
@@ -235,6 +248,9 @@ func keepImmutable(s *api.InstanceSpec, p api.InstanceSpec) error {
 // its disk: a move to another host sets Migration (see
 // api.InstanceMigration), and nothing else moves it until that is done.
 func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec, fl computespec.Flavor, img api.ImageSpec) error {
+	if len(s.Evacuations) > len(p.Evacuations) {
+		return evacuate(a, r, s, p, fl, img)
+	}
 	if len(s.BuildFailures) > len(p.BuildFailures) {
 		return rebuildElsewhere(a, r, s, p, fl, img)
 	}

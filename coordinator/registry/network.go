@@ -52,6 +52,15 @@ func admitNetwork(a *Admission, r *api.Resource, spec any) error {
 	if s.DHCPHost == "" && a.Prev != nil {
 		s.DHCPHost = prev.DHCPHost
 	}
+	if a.System && a.Evacuate != "" && s.DHCPHost == a.Evacuate {
+		// Its DHCP host is fenced: another alive host serves it, with
+		// the same port, MAC and addresses.
+		host, err := pickDHCPHost(a, r.Project, r.Name, *s)
+		if err != nil {
+			return err
+		}
+		s.DHCPHost = host
+	}
 	if s.DHCPHost != prev.DHCPHost && !a.Admin {
 		// Which host serves a network's DHCP is the coordinator's choice
 		// (or an admin's), never a tenant's.
@@ -71,6 +80,9 @@ func admitNetwork(a *Admission, r *api.Resource, spec any) error {
 	}
 	if err := admitVNI(a, r, s, prev); err != nil {
 		return err
+	}
+	if a.Prev != nil && s.DHCPHost != prev.DHCPHost && s.DHCPHost != "" {
+		return moveDHCPPort(a, r.Project, r.Name, s.DHCPHost)
 	}
 	return nil
 }

@@ -74,5 +74,6 @@ func Default() *Registry {
 	_ = reg.Add(RouterKind())
 	_ = reg.Add(FloatingIPKind())
 	_ = reg.Add(FirewallGroupKind())
+	_ = reg.Add(FenceKind())
 	return reg
 }

@@ -96,6 +96,10 @@ type Admission struct {
 	// System is set on the coordinator's own writes (moving an instance
 	// whose build failed), which may set what no client may.
 	System bool
+	// Evacuate is a fenced host whose routers and DHCP servers this
+	// (system) write moves: a router or network placed there is placed
+	// again among the alive hosts, as if it had none.
+	Evacuate string
 }
 
 // Registry is the set of kinds a coordinator serves.

@@ -83,6 +83,9 @@ func admitRouterHost(a *Admission, r *api.Resource, s *api.RouterSpec, prev api.
 	if s.Host == "" {
 		s.Host = prev.Host
 	}
+	if a.System && a.Evacuate != "" && s.Host == a.Evacuate {
+		s.Host = "" // its host is fenced: placed again, same addresses
+	}
 	if s.Host != "" {
 		if fe := api.ValidateName("spec.host", s.Host); fe != nil {
 			return fe
@@ -108,7 +111,7 @@ func admitRouterHost(a *Admission, r *api.Resource, s *api.RouterSpec, prev api.
 	}
 	var alive []string
 	for _, h := range a.Hosts() {
-		if h.State == api.StateAlive && !h.Drained && (physnet == "" || a.Facts.Maps(h.Name, physnet)) &&
+		if h.State == api.StateAlive && !h.Drained && h.Name != a.Evacuate && (physnet == "" || a.Facts.Maps(h.Name, physnet)) &&
 			(!gre || a.Facts.CarriesGRE(h.Name)) {
 			alive = append(alive, h.Name)
 		}
