@@ -49,8 +49,13 @@ type Config struct {
 	VNIRange    string `json:"vni_range"`
 	UnderlayMTU int    `json:"underlay_mtu"`
 	MetricsAddr string `json:"metrics_addr"`
-	LogFormat   string `json:"log_format"`
-	LogLevel    string `json:"log_level"`
+	// RecoveryGrace is how long a host stays dead in gossip before the
+	// recovery controller fences it and moves what it ran; 0 turns
+	// recovery off. FenceExpiry is the fence's blocklist expiry.
+	RecoveryGrace time.Duration `json:"recovery_grace"`
+	FenceExpiry   time.Duration `json:"fence_expiry"`
+	LogFormat     string        `json:"log_format"`
+	LogLevel      string        `json:"log_level"`
 }
 
 // SetDefaults fills c with the built-in defaults.
@@ -68,6 +73,8 @@ func (c *Config) SetDefaults() {
 		VNIRange:      "1000-99999",
 		UnderlayMTU:   1500,
 		MetricsAddr:   "127.0.0.1:9465",
+		RecoveryGrace: 30 * time.Second,
+		FenceExpiry:   24 * time.Hour,
 		MaxConns:      4096,
 		LogFormat:     "text",
 		LogLevel:      "info",
@@ -97,6 +104,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.VNIRange, "vni-range", c.VNIRange, "VXLAN IDs given to networks, min-max")
 	fs.IntVar(&c.UnderlayMTU, "underlay-mtu", c.UnderlayMTU, "hosts' underlay MTU; tenant networks get 50 less")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
+	fs.DurationVar(&c.RecoveryGrace, "recovery-grace", c.RecoveryGrace, "how long a dead host waits before it is fenced and its instances, routers and DHCP move (0: off)")
+	fs.DurationVar(&c.FenceExpiry, "fence-expiry", c.FenceExpiry, "expiry of a fence's Ceph blocklist entries (renewed while the fence holds)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 }

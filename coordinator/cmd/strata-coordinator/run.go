@@ -22,6 +22,7 @@ import (
 	coordapi "github.com/strata-infra/strata/coordinator/api"
 	"github.com/strata-infra/strata/coordinator/config"
 	"github.com/strata-infra/strata/coordinator/membership"
+	"github.com/strata-infra/strata/coordinator/recovery"
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
@@ -75,6 +76,12 @@ func run(ctx context.Context, cfg *config.Config) error {
 	defer stop()
 	go membership.FeedScheduler(ctx, member, kinds.Scheduler, 200*time.Millisecond)
 	go gsync.Run(ctx)
+	if cfg.RecoveryGrace > 0 {
+		// One coordinator: it always holds the recovery lease.
+		rc := recovery.New(recovery.Config{Grace: cfg.RecoveryGrace, FenceExpiry: cfg.FenceExpiry}, st, kinds,
+			membership.View{Peers: member}.Hosts, recovery.Always{}, log.With("subsystem", "recovery"))
+		go rc.Run(ctx)
+	}
 	errc := make(chan error, len(cfg.Listen)+1)
 	var servers []*http.Server
 	var tc *tls.Config

@@ -1,0 +1,463 @@
+// Package recovery is the coordinator's recovery controller: when gossip
+// has declared a host dead for longer than a grace, it fences the host in
+// Ceph (a fence resource the active storage controller applies and
+// records), and only once the fence is recorded moves what the host ran:
+// instances on RBD restart elsewhere through the scheduler, routers and
+// DHCP servers are placed on other hosts with the same addresses. A host
+// that comes back clean (alive, its old domains gone) has its fence
+// released. One controller is active at a time (Lease).
+package recovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/store"
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/contract"
+	"github.com/strata-infra/strata/pkg/storagespec"
+)
+
+// Lease says whether this coordinator runs recovery now. A single
+// coordinator always does (Always); HA coordinators hold it through an
+// etcd lease, so that two never fence or move the same host's things.
+type Lease interface{ Held() bool }
+
+// Always is the lease of a coordinator that runs alone.
+type Always struct{}
+
+// Held is always true.
+func (Always) Held() bool { return true }
+
+// Config tunes the controller.
+type Config struct {
+	// Grace is how long a host stays dead in gossip before it is fenced
+	// (a host that comes back within it is left alone).
+	Grace time.Duration
+	// FenceExpiry is the blocklist entries' expiry (renewed while held).
+	FenceExpiry time.Duration
+	// Interval is how often a pass runs (besides after every commit).
+	Interval time.Duration
+	// Retry is how often an instance that could not be moved is tried again.
+	Retry time.Duration
+}
+
+// DefaultConfig suits a LAN: SWIM declares death in a few seconds, then
+// 30 s of grace.
+func DefaultConfig() Config {
+	return Config{Grace: 30 * time.Second, FenceExpiry: 24 * time.Hour, Interval: time.Second, Retry: 10 * time.Second}
+}
+
+// Controller is the recovery controller.
+type Controller struct {
+	cfg   Config
+	store *store.Store
+	reg   *registry.Registry
+	hosts func() []api.Host
+	lease Lease
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu sync.Mutex
+	// tried is when an instance's move was last refused.
+	tried map[api.Key]time.Time
+	// moved is the epoch of the last move off each fenced host: the host
+	// is clean once it has applied it.
+	moved map[string]uint64
+}
+
+// New returns a controller over the store, placing with reg's scheduler
+// and reading liveness from hosts (the gossip view).
+func New(cfg Config, st *store.Store, reg *registry.Registry, hosts func() []api.Host, lease Lease, log *slog.Logger) *Controller {
+	d := DefaultConfig()
+	if cfg.Grace <= 0 {
+		cfg.Grace = d.Grace
+	}
+	if cfg.FenceExpiry <= 0 {
+		cfg.FenceExpiry = d.FenceExpiry
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = d.Interval
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = d.Retry
+	}
+	if lease == nil {
+		lease = Always{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Controller{cfg: cfg, store: st, reg: reg, hosts: hosts, lease: lease, log: log,
+		now: time.Now, tried: map[api.Key]time.Time{}, moved: map[string]uint64{}}
+}
+
+// Run passes every Interval and after commits until ctx ends, while the
+// lease is held.
+func (c *Controller) Run(ctx context.Context) {
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		changed := c.store.Changed()
+		if c.lease.Held() {
+			if err := c.Pass(); err != nil {
+				c.log.Warn("recovery pass", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
+		}
+	}
+}
+
+// fenceRes is one stored fence.
+type fenceRes struct {
+	res  api.Resource
+	spec api.FenceSpec
+}
+
+// Pass is one level-triggered pass: fence the hosts dead past the grace,
+// move what fenced hosts ran, release the fences of hosts back clean.
+// Each host's and resource's step is its own commit: one that fails
+// stalls no other.
+func (c *Controller) Pass() error {
+	hosts := c.hosts()
+	reports, err := c.store.Reports()
+	if err != nil {
+		return err
+	}
+	fences, err := c.fences()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	quorum := c.quorum(hosts)
+	for _, h := range hosts {
+		active := activeFence(fences, h.Name)
+		switch {
+		case h.State == api.StateDead && active == nil:
+			if !quorum {
+				c.log.Warn("host dead, but this coordinator sees too few hosts alive to fence it (it may be the cut-off side)", "host", h.Name)
+				continue
+			}
+			if c.now().Sub(h.StateSince) < c.cfg.Grace {
+				continue
+			}
+			errs = append(errs, c.fence(h, reports[h.Name], fences))
+		case active == nil:
+		case h.State == api.StateAlive:
+			errs = append(errs, c.releaseIfClean(h, reports[h.Name], active))
+		}
+	}
+	for _, f := range fences {
+		if f.spec.Released {
+			continue
+		}
+		if _, err := c.recorded(f); err != nil {
+			continue // not yet in force: nothing moves
+		}
+		errs = append(errs, c.evacuate(f.spec.Host, f.res.Name, hosts, reports))
+	}
+	return errors.Join(errs...)
+}
+
+// quorum reports whether this coordinator sees more than half of the pool
+// (the agents not gone on purpose, and itself) alive: the side of a
+// partition that sees fewer never fences anyone.
+func (c *Controller) quorum(hosts []api.Host) bool {
+	alive, total := 1, 1
+	for _, h := range hosts {
+		if h.State == api.StateLeft {
+			continue
+		}
+		total++
+		if h.State == api.StateAlive {
+			alive++
+		}
+	}
+	return alive*2 > total
+}
+
+func (c *Controller) fences() ([]fenceRes, error) {
+	var out []fenceRes
+	err := c.store.View(func(tx *store.Tx) error {
+		rs, err := tx.List("fence", "", true)
+		for _, r := range rs {
+			var fs api.FenceSpec
+			if json.Unmarshal(r.Spec, &fs) == nil {
+				out = append(out, fenceRes{res: r, spec: fs})
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// activeFence is the host's fence in force (not released), if any.
+func activeFence(fences []fenceRes, host string) *fenceRes {
+	for i := range fences {
+		if fences[i].spec.Host == host && !fences[i].spec.Released {
+			return &fences[i]
+		}
+	}
+	return nil
+}
+
+// fence commits a fence of host: its Ceph client addresses (from its last
+// report) and its registered address, each as a whole IP.
+func (c *Controller) fence(h api.Host, rep api.HostReport, fences []fenceRes) error {
+	var addrs []string
+	add := func(a string) {
+		if ip := storagespec.AddrIP(a); ip != "" && !slices.Contains(addrs, ip) {
+			addrs = append(addrs, ip)
+		}
+	}
+	if rep.Storage != nil {
+		for _, a := range rep.Storage.ClientAddrs {
+			add(a)
+		}
+	}
+	add(h.Addr)
+	n := 1
+	for _, f := range fences {
+		if f.spec.Host == h.Name {
+			n++
+		}
+	}
+	name := fmt.Sprintf("%s-%d", h.Name, n)
+	spec := api.FenceSpec{Host: h.Name, Addrs: addrs, ExpirySeconds: int(c.cfg.FenceExpiry.Seconds()), DeadSince: h.StateSince,
+		Reason: fmt.Sprintf("dead in gossip since %s (grace %s)", h.StateSince.UTC().Format(time.RFC3339), c.cfg.Grace)}
+	epoch, err := c.write(api.Resource{Kind: "fence", Name: name}, &spec, registry.Admission{})
+	if err != nil {
+		return fmt.Errorf("fence host %s: %w", h.Name, err)
+	}
+	c.log.Warn("host dead past the grace: fence committed", "host", h.Name, "fence", name, "addrs", addrs,
+		"dead_since", h.StateSince, "epoch", epoch)
+	return nil
+}
+
+// recorded is when the active storage controller recorded f in force.
+func (c *Controller) recorded(f fenceRes) (time.Time, error) {
+	var at time.Time
+	err := c.store.View(func(tx *store.Tx) error {
+		var err error
+		at, err = registry.RecordedFence(tx, f.res.Name, f.spec.Host)
+		return err
+	})
+	return at, err
+}
+
+// write admits and commits one system write of r with spec; a stored
+// resource is the Prev. It returns the epoch of the commit.
+func (c *Controller) write(r api.Resource, spec any, base registry.Admission) (uint64, error) {
+	k, ok := c.reg.Get(r.Kind)
+	if !ok {
+		return 0, fmt.Errorf("no kind %q", r.Kind)
+	}
+	epoch, _, err := c.store.Update(func(tx *store.Tx) error {
+		a := base
+		a.Tx, a.Admin, a.System, a.Settings, a.Scheduler = tx, true, true, c.reg.Settings, c.reg.Scheduler
+		a.Hosts = c.hosts
+		if prev, err := tx.Get(r.Key()); err == nil {
+			a.Prev = &prev
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		res := api.Resource{Kind: r.Kind, Project: r.Project, Name: r.Name}
+		if err := k.Admit(&a, &res, spec); err != nil {
+			return err
+		}
+		buf, err := json.Marshal(spec)
+		if err != nil {
+			return err
+		}
+		res.Spec = buf
+		_, _, err = tx.Put(res)
+		return err
+	})
+	return epoch, err
+}
+
+// facts are the hosts' physical networks and L2 drivers, for placing
+// routers and DHCP where they can run.
+func facts(reports map[string]api.HostReport) *contract.Facts {
+	f := &contract.Facts{Physnets: map[string][]string{}, L2Drivers: map[string]string{}}
+	for h, rep := range reports {
+		if rep.Physnets != nil {
+			f.Physnets[h] = rep.Physnets
+		}
+		if rep.Network != nil && rep.Network.L2Driver != "" {
+			f.L2Drivers[h] = rep.Network.L2Driver
+		}
+	}
+	return f
+}
+
+// evacuate moves what the fenced host ran: instances (each its own commit,
+// a refused one tried again after Retry), then routers and DHCP servers.
+func (c *Controller) evacuate(host, fence string, hosts []api.Host, reports map[string]api.HostReport) error {
+	var instances, routers, networks []api.Resource
+	err := c.store.View(func(tx *store.Tx) error {
+		for kind, out := range map[string]*[]api.Resource{"instance": &instances, "router": &routers, "network": &networks} {
+			rs, err := tx.List(kind, "", true)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				var on struct {
+					Host     string `json:"host"`
+					DHCPHost string `json:"dhcp_host"`
+				}
+				_ = json.Unmarshal(r.Spec, &on)
+				if on.Host == host || (kind == "network" && on.DHCPHost == host) {
+					*out = append(*out, r)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sortKeys(instances, routers, networks)
+	var errs []error
+	for _, r := range instances {
+		errs = append(errs, c.moveInstance(r, host, fence))
+	}
+	ev := registry.Admission{Evacuate: host, Facts: facts(reports)}
+	for _, r := range append(routers, networks...) {
+		spec := decodeSpec(r)
+		epoch, err := c.write(r, spec, ev)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("move %s off fenced host %s: %w", r.Key(), host, err))
+			continue
+		}
+		c.noteMove(host, epoch)
+		c.log.Warn("moved off a fenced host", "resource", r.Key().String(), "from", host, "fence", fence, "epoch", epoch)
+	}
+	return errors.Join(errs...)
+}
+
+func decodeSpec(r api.Resource) any {
+	var spec any
+	switch r.Kind {
+	case "router":
+		spec = &api.RouterSpec{}
+	default:
+		spec = &api.NetworkSpec{}
+	}
+	_ = json.Unmarshal(r.Spec, spec)
+	return spec
+}
+
+func sortKeys(lists ...[]api.Resource) {
+	for _, l := range lists {
+		sort.Slice(l, func(i, j int) bool { return l[i].Key().String() < l[j].Key().String() })
+	}
+}
+
+func (c *Controller) noteMove(host string, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch > c.moved[host] {
+		c.moved[host] = epoch
+	}
+}
+
+// moveInstance appends an evacuation to the instance's spec: admission
+// checks the fence is recorded, the disks are in Ceph and nothing dirty
+// was left in the dead host's cache, and places it through the scheduler.
+func (c *Controller) moveInstance(r api.Resource, host, fence string) error {
+	k := r.Key()
+	c.mu.Lock()
+	last, was := c.tried[k]
+	c.mu.Unlock()
+	if was && c.now().Sub(last) < c.cfg.Retry {
+		return nil
+	}
+	var spec api.InstanceSpec
+	if err := json.Unmarshal(r.Spec, &spec); err != nil {
+		return err
+	}
+	spec.Evacuations = append(slices.Clone(spec.Evacuations), api.Evacuation{From: host, Fence: fence})
+	epoch, err := c.write(r, &spec, registry.Admission{})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if !was {
+			c.log.Warn("instance on a fenced host not moved", "instance", k.String(), "host", host, "why", err)
+		}
+		c.tried[k] = c.now()
+		return nil // its placement status says why; retried after Retry
+	}
+	delete(c.tried, k)
+	if epoch > c.moved[host] {
+		c.moved[host] = epoch
+	}
+	c.log.Warn("instance evacuated from a fenced host", "instance", k.String(), "from", host, "to", spec.Host, "fence", fence, "epoch", epoch)
+	return nil
+}
+
+// releaseIfClean releases the fence of a host that is back: alive, and
+// its latest report (sent since it came back) shows it applied every move
+// off it and holds no instance placed elsewhere now.
+func (c *Controller) releaseIfClean(h api.Host, rep api.HostReport, f *fenceRes) error {
+	if rep.Host == "" || rep.Reported.Before(h.StateSince) {
+		return nil
+	}
+	c.mu.Lock()
+	need, known := c.moved[h.Name]
+	c.mu.Unlock()
+	if !known {
+		need = f.res.Epoch // after a coordinator restart: at least the fence
+	}
+	if rep.AppliedEpoch < need {
+		return nil
+	}
+	var stale []string
+	err := c.store.View(func(tx *store.Tx) error {
+		for _, rr := range rep.Resources {
+			if rr.Kind != "instance" {
+				continue
+			}
+			res, err := tx.Get(rr.Key)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			var s api.InstanceSpec
+			if json.Unmarshal(res.Spec, &s) == nil && s.Host != h.Name {
+				stale = append(stale, rr.Key.String())
+			}
+		}
+		return nil
+	})
+	if err != nil || len(stale) > 0 {
+		return err
+	}
+	spec := f.spec
+	spec.Released = true
+	spec.Reason = strings.TrimSpace(spec.Reason + "; released: back and clean at epoch " + fmt.Sprint(rep.AppliedEpoch))
+	if len(spec.Reason) > registry.MaxDescriptionLen {
+		spec.Reason = spec.Reason[:registry.MaxDescriptionLen]
+	}
+	if _, err := c.write(f.res, &spec, registry.Admission{}); err != nil {
+		return fmt.Errorf("release fence %s: %w", f.res.Name, err)
+	}
+	c.log.Info("host back and clean: fence released", "host", h.Name, "fence", f.res.Name, "applied_epoch", rep.AppliedEpoch)
+	return nil
+}
