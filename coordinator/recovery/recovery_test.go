@@ -40,7 +40,8 @@ func newCluster(t *testing.T, names ...string) *cluster {
 	k := &cluster{t: t, st: st, reg: reg, clock: time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)}
 	for _, n := range names {
 		k.hosts = append(k.hosts, api.Host{Name: n, Addr: "172.30.9." + n[1:] + ":7946", State: api.StateAlive,
-			StateSince: k.clock.Add(-time.Hour), Capacity: api.Capacity{VCPUs: 4, RAMMiB: 2048, DiskGiB: 20}})
+			StateSince: k.clock.Add(-time.Hour), Capacity: api.Capacity{VCPUs: 4, RAMMiB: 2048, DiskGiB: 20},
+			Storage: []string{"rbd:volumes", "rbd:images"}})
 	}
 	k.sync()
 	k.c = New(Config{Grace: 5 * time.Second, Retry: time.Second}, st, reg, k.view, nil, nil)
