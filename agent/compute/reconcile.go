@@ -152,7 +152,8 @@ func (d *Driver) ensure(ctx context.Context, in Instance, dom Domain, exists boo
 	f := filesOf(d.cfg.StateDir, id)
 	if !exists {
 		defer func() {
-			if err != nil {
+			var wait *waitError
+			if err != nil && !errors.As(err, &wait) {
 				err = errors.Join(err, d.remove(ctx, id, Domain{Name: name}))
 			}
 		}()
@@ -182,7 +183,10 @@ func (d *Driver) ensure(ctx context.Context, in Instance, dom Domain, exists boo
 				return errNoCeph
 			}
 			if err := d.cfg.Volumes.Claim(ctx, *r); err != nil {
-				return fmt.Errorf("root volume: %w", err)
+				// Not a failed build: the storage controller has not made
+				// the root clone yet, or another host's qemu still has it
+				// open. The domain stays defined and the start is retried.
+				return &waitError{fmt.Errorf("root volume: %w", err)}
 			}
 		}
 		d.log.Info("starting instance", "instance", id)
@@ -224,6 +228,14 @@ func (d *Driver) define(ctx context.Context, in Instance, name string, f instanc
 	d.log.Info("defining instance", "instance", in.Spec.ID, "domain", name)
 	return d.hv.Define(ctx, x)
 }
+
+// waitError is a step that cannot happen yet (a volume not there or held
+// elsewhere): a new instance keeps its defined domain, so its host
+// reports it stopped, not a failed build, and the next pass retries.
+type waitError struct{ err error }
+
+func (e *waitError) Error() string { return e.err.Error() }
+func (e *waitError) Unwrap() error { return e.err }
 
 var errNoCeph = errors.New("this host has no Ceph configured (storage.ceph): it cannot attach RBD volumes")
 

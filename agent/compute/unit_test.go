@@ -2,6 +2,7 @@ package compute
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kdomanski/iso9660"
 	"github.com/strata-infra/strata/pkg/computespec"
+	"libvirt.org/go/libvirtxml"
 )
 
 // fakeHV is an in-memory Hypervisor that records every change.
@@ -235,5 +237,51 @@ func TestDomainXML(t *testing.T) {
 	}
 	if m, ok := parseMeta(between(x, "<metadata>", "</metadata>")); !ok || m.ID != "x" || len(m.Taps) != 1 {
 		t.Errorf("metadata does not parse back: %+v", m)
+	}
+}
+
+// rootWait is a volume door whose root volume is not made yet until
+// ready is set (the storage controller has not cloned it).
+type rootWait struct{ ready bool }
+
+func (v *rootWait) RootDisk(computespec.Volume) libvirtxml.DomainDisk {
+	return libvirtxml.DomainDisk{Device: "disk", Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}}
+}
+func (v *rootWait) Claim(_ context.Context, r computespec.Volume) error {
+	if !v.ready {
+		return fmt.Errorf("claim %s/%s: not found", r.Pool, r.Image)
+	}
+	return nil
+}
+func (v *rootWait) Set(context.Context, string, []computespec.Volume) error { return nil }
+func (v *rootWait) Grow(context.Context, string, computespec.Volume) error  { return nil }
+func (v *rootWait) Ready(context.Context) error                             { return nil }
+
+// TestRootVolumeNotThereYetIsNoFailedBuild: a new instance whose root
+// volume cannot be claimed yet keeps its defined domain (its host reports
+// it stopped, not missing: the coordinator would take a missing one for a
+// failed build and move it), and starts once the volume is there.
+func TestRootVolumeNotThereYetIsNoFailedBuild(t *testing.T) {
+	hv := &fakeHV{doms: map[string]*Domain{}}
+	vols := &rootWait{}
+	d, err := New(Config{Hypervisor: hv, StateDir: t.TempDir(), DomainType: DomainQEMU, ShutdownTimeout: time.Millisecond,
+		Capacity: computespec.Capacity{VCPUs: 2, RAMMiB: 1024, DiskGiB: 10}, Volumes: vols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := fakeInstance(t, "a")
+	in.Spec.Root = &computespec.Volume{Pool: "volumes", Image: "volume-a-root", Serial: "root", SizeBytes: 1 << 30}
+	if err := d.Set(context.Background(), []Instance{in}); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("Set with the root volume missing: %v, want its claim error", err)
+	}
+	if got := d.status("a"); got != computespec.PowerStopped {
+		t.Fatalf("instance a is %q while its root volume is missing, want stopped (defined, not removed)", got)
+	}
+	vols.ready = true
+	if err := d.Set(context.Background(), []Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.status("a"); got != computespec.PowerRunning {
+		t.Fatalf("instance a is %q once its root volume is there, want running", got)
 	}
 }
