@@ -51,6 +51,11 @@ type Options struct {
 	Pools []string
 	// BlockSize is the OSD's sparse block file size (default 10 GiB).
 	BlockSize int64
+	// Detach leaves the daemons running when the starting process exits
+	// (make lab): each in a session of its own, found again and stopped
+	// through the pid file on its command line (StopDir). Without it a
+	// test binary that dies takes its daemons with it.
+	Detach bool
 }
 
 // Cluster is one running cluster.
@@ -64,6 +69,7 @@ type Cluster struct {
 	BringUp time.Duration // from the first command to a pool accepting writes
 
 	ownBridge bool
+	detach    bool
 	procs     []*daemon // in start order: mon, osd, mgr
 }
 
@@ -110,7 +116,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		o.BlockSize = 10 << 30
 	}
 	begin := time.Now()
-	c = &Cluster{Dir: o.Dir, Conf: filepath.Join(o.Dir, "ceph.conf"), Pools: o.Pools, Bridge: o.Bridge, Addr: o.Addr}
+	c = &Cluster{Dir: o.Dir, Conf: filepath.Join(o.Dir, "ceph.conf"), Pools: o.Pools, Bridge: o.Bridge, Addr: o.Addr, detach: o.Detach}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w%s", err, c.logTails())
@@ -313,8 +319,16 @@ func (c *Cluster) RBD(ctx context.Context, args ...string) ([]byte, error) {
 	return run(ctx, "rbd", append([]string{"-c", c.Conf}, args...)...)
 }
 
+// daemonOrder is the order daemons stop in: OSD, manager, monitor.
+var daemonOrder = []string{"osd.0", "mgr.x", "mon.a"}
+
+// PIDFile is where a daemon's pid is kept; the daemon's command line
+// names it too, so pidfile.Alive trusts it and never a reused pid.
+func PIDFile(dir, name string) string { return filepath.Join(dir, "run", name+".pid") }
+
 func (c *Cluster) spawn(name, bin string, args ...string) error {
-	cmd := exec.Command(bin, args...)
+	pidPath := PIDFile(c.Dir, name)
+	cmd := exec.Command(bin, append(args, "--pid-file", pidPath)...)
 	logf, err := os.Create(filepath.Join(c.Dir, "log", name+".stdout"))
 	if err != nil {
 		return err
@@ -322,11 +336,20 @@ func (c *Cluster) spawn(name, bin string, args ...string) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a ^C to the test does not reach it first, and
 	// Stop ends it in order. A test binary that dies without Stop (a
-	// timeout panic, SIGKILL) takes its daemons with it.
+	// timeout panic, SIGKILL) takes its daemons with it; a detached
+	// cluster's daemons outlive the process that started them.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if c.detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", name, err)
+	}
+	if err := os.WriteFile(pidPath, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o644); err != nil {
+		cmd.Process.Kill()
+		logf.Close()
+		return err
 	}
 	d := &daemon{name: name, cmd: cmd, exited: make(chan struct{})}
 	go func() { cmd.Wait(); logf.Close(); close(d.exited) }()
@@ -348,7 +371,10 @@ func (c *Cluster) checkAlive() error {
 // Stop ends the daemons by PID, OSD then manager then monitor, and removes
 // the bridge it made. The directory is the caller's to remove.
 func (c *Cluster) Stop() {
-	order := map[string]int{"osd.0": 0, "mgr.x": 1, "mon.a": 2}
+	order := map[string]int{}
+	for i, n := range daemonOrder {
+		order[n] = i
+	}
 	procs := append([]*daemon(nil), c.procs...)
 	for i := range procs {
 		for j := i + 1; j < len(procs); j++ {

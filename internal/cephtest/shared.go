@@ -4,16 +4,52 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/strata-infra/strata/internal/testenv"
 )
 
-// The one cluster of a test package, started by Main.
+// The one cluster of a test package, started by Main, or by the first
+// Require after Lazy.
 var (
 	shared    *Cluster
 	sharedErr error
+	lazyStart func()
+	lazyOnce  sync.Once
 )
+
+// Lazy arranges for the package's cluster to start at the first Require
+// (a package where few tests need Ceph: a run of the others pays nothing)
+// and returns the function that stops it and removes its files, for
+// TestMain to call after m.Run.
+func Lazy(tag string, pools ...string) (stop func()) {
+	var dir string
+	lazyStart = func() {
+		if why := Available(); why != "" {
+			sharedErr = fmt.Errorf("%s", why)
+			return
+		}
+		dir, sharedErr = testenv.MkdirTemp(tag + "-ceph")
+		if sharedErr != nil {
+			return
+		}
+		shared, sharedErr = Start(context.Background(), Options{
+			Dir: dir, Name: fmt.Sprintf("%s%d", tag, os.Getpid()), Pools: pools,
+		})
+		if sharedErr == nil {
+			fmt.Printf("cephtest: cluster at %s up in %.1fs (pools %v)\n", shared.MonHost(), shared.BringUp.Seconds(), pools)
+		}
+	}
+	return func() {
+		if shared != nil {
+			shared.Stop()
+		}
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	}
+}
 
 // Main starts one cluster for the whole test package (call it from
 // TestMain), runs the tests and stops the cluster by PID afterwards. When
@@ -48,6 +84,9 @@ func runMain(m *testing.M, tag string, pools []string) int {
 // it is missing (fails under STRATA_STRICT=1).
 func Require(t testing.TB) *Cluster {
 	t.Helper()
+	if lazyStart != nil {
+		lazyOnce.Do(lazyStart)
+	}
 	if shared != nil {
 		return shared
 	}
