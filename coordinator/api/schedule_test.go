@@ -9,15 +9,17 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-// schedFixture: four alive hosts in two zones, h4 drained by the operator.
+// schedFixture: four alive hosts in two zones, all on Ceph, h4 drained by
+// the operator.
 func schedFixture(t *testing.T) *fixture {
 	t.Helper()
 	capa := api.Capacity{VCPUs: 4, RAMMiB: 2048, DiskGiB: 20}
+	ceph := []string{"rbd:images", "rbd:volumes"} // the pools the live-migration test boots from
 	f := newFixture(t,
-		api.Host{Name: "h1", State: api.StateAlive, Zone: "az1", Capacity: capa},
-		api.Host{Name: "h2", State: api.StateAlive, Zone: "az1", Capacity: capa},
-		api.Host{Name: "h3", State: api.StateAlive, Zone: "az2", Capacity: capa},
-		api.Host{Name: "h4", State: api.StateAlive, Zone: "az2", Capacity: capa})
+		api.Host{Name: "h1", State: api.StateAlive, Zone: "az1", Capacity: capa, Storage: ceph},
+		api.Host{Name: "h2", State: api.StateAlive, Zone: "az1", Capacity: capa, Storage: ceph},
+		api.Host{Name: "h3", State: api.StateAlive, Zone: "az2", Capacity: capa, Storage: ceph},
+		api.Host{Name: "h4", State: api.StateAlive, Zone: "az2", Capacity: capa, Storage: ceph})
 	f.must(f.admin, "POST", "/v1/hosts/h4/drain", `{}`, 200)
 	f.must(f.admin, "PUT", "/v1/flavors/small", `{"spec":{"vcpus":1,"ram_mib":512,"disk_gib":1}}`, 201)
 	f.must(f.admin, "PUT", "/v1/flavors/fast", `{"spec":{"vcpus":1,"ram_mib":512,"extra_specs":{"disk":"ssd"}}}`, 201)
