@@ -81,77 +81,132 @@ type PutResult struct {
 
 // Put admits and commits one resource.
 func (s *Service) Put(p Put) (PutResult, error) {
-	var out PutResult
 	k, ok := s.reg.Get(p.Key.Kind)
 	if !ok {
-		return out, fmt.Errorf("kind %q is not registered", p.Key.Kind)
+		return PutResult{}, fmt.Errorf("kind %q is not registered", p.Key.Kind)
 	}
 	facts := s.Facts(p.Key.Kind) // read outside the write transaction
-	epoch, changed, err := s.store.Update(func(tx *store.Tx) error {
-		out = PutResult{}
-		if p.Key.Project != "" {
-			if _, err := tx.Get(api.Key{Kind: "project", Name: p.Key.Project}); errors.Is(err, store.ErrNotFound) {
-				return &api.Error{Code: http.StatusNotFound, Message: "project " + p.Key.Project + " does not exist"}
-			}
-		}
-		prev, getErr := tx.Get(p.Key)
-		exists := getErr == nil
-		if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {
-			return getErr
-		}
-		if p.MustBeNew && exists {
-			return registry.Conflictf("%s %q already exists", k.Name, p.Key.Name)
-		}
-		if err := Precondition(k.Name, p.Key.Name, p.IfMatch, prev, exists); err != nil {
-			return err
-		}
-		var prevp *api.Resource
-		if exists {
-			prevp = &prev
-		}
-		spec := p.Spec
-		if p.Edit != nil {
-			var err error
-			if spec, err = p.Edit(prevp); err != nil || spec == nil {
-				return err
-			}
-		}
-		out.Created = !exists
-		before, err := contractBefore(tx, p.Key, facts)
-		if err != nil {
-			return err
-		}
-		res := api.Resource{Kind: p.Key.Kind, Project: p.Key.Project, Name: p.Key.Name}
-		if k.Admit != nil {
-			adm := s.Admission(tx, p.Who)
-			adm.Facts, adm.Prev = facts, prevp
-			if err := k.Admit(adm, &res, spec); err != nil {
-				return err
-			}
-		}
-		buf, err := json.Marshal(spec)
-		if err != nil {
-			return err
-		}
-		res.Spec = buf
-		if err := registry.CheckQuota(tx, res, prevp); err != nil {
-			return err
-		}
-		if exists && p.Request != nil {
-			out.Kept = keptFields(k.Assigned, p.Request, buf, prev.Spec)
-		}
-		stored, _, err := tx.Put(res)
-		out.Resource = stored
-		if err != nil {
-			return err
-		}
-		return contractAfter(tx, p.Key, before, facts)
+	var out PutResult
+	epoch, changed, err := s.store.Update(func(tx *store.Tx) (err error) {
+		out, err = s.putTx(tx, k, p, facts)
+		return err
 	})
 	if err != nil {
 		return PutResult{}, err
 	}
 	out.Changed, out.Epoch = changed, epoch
 	return out, nil
+}
+
+// errDryRun rolls a dry run's transaction back.
+var errDryRun = errors.New("dry run")
+
+// DryRunError is a dry run's refusal of one of its puts.
+type DryRunError struct {
+	Index int // of the put in the dry run
+	Err   error
+}
+
+func (e *DryRunError) Error() string { return e.Err.Error() }
+func (e *DryRunError) Unwrap() error { return e.Err }
+
+// DryRun admits puts in order inside one transaction, each seeing the ones
+// before it (a subnet its network), as if they were committed one after
+// another, then rolls everything back: nothing is stored and no epoch
+// moves. Each result's Resource is the resource as it would be stored,
+// and Changed says whether that put would change anything. A refusal is
+// a *DryRunError naming the put.
+func (s *Service) DryRun(puts []Put) ([]PutResult, error) {
+	kinds := make([]*registry.Kind, len(puts))
+	facts := map[string]*contract.Facts{}
+	for i, p := range puts {
+		k, ok := s.reg.Get(p.Key.Kind)
+		if !ok {
+			return nil, &DryRunError{i, fmt.Errorf("kind %q is not registered", p.Key.Kind)}
+		}
+		kinds[i] = k
+		if _, ok := facts[k.Name]; !ok {
+			facts[k.Name] = s.Facts(k.Name)
+		}
+	}
+	var out []PutResult
+	_, _, err := s.store.Update(func(tx *store.Tx) error {
+		for i, p := range puts {
+			r, err := s.putTx(tx, kinds[i], p, facts[kinds[i].Name])
+			if err != nil {
+				return &DryRunError{i, err}
+			}
+			out = append(out, r)
+		}
+		return errDryRun
+	})
+	if !errors.Is(err, errDryRun) {
+		return nil, err
+	}
+	return out, nil
+}
+
+// putTx admits one put inside tx and writes it there; Changed says
+// whether the write changes the stored resource.
+func (s *Service) putTx(tx *store.Tx, k *registry.Kind, p Put, facts *contract.Facts) (PutResult, error) {
+	var out PutResult
+	if p.Key.Project != "" {
+		if _, err := tx.Get(api.Key{Kind: "project", Name: p.Key.Project}); errors.Is(err, store.ErrNotFound) {
+			return out, &api.Error{Code: http.StatusNotFound, Message: "project " + p.Key.Project + " does not exist"}
+		}
+	}
+	prev, getErr := tx.Get(p.Key)
+	exists := getErr == nil
+	if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {
+		return out, getErr
+	}
+	if p.MustBeNew && exists {
+		return out, registry.Conflictf("%s %q already exists", k.Name, p.Key.Name)
+	}
+	if err := Precondition(k.Name, p.Key.Name, p.IfMatch, prev, exists); err != nil {
+		return out, err
+	}
+	var prevp *api.Resource
+	if exists {
+		prevp = &prev
+	}
+	spec := p.Spec
+	if p.Edit != nil {
+		var err error
+		if spec, err = p.Edit(prevp); err != nil || spec == nil {
+			return out, err
+		}
+	}
+	out.Created = !exists
+	before, err := contractBefore(tx, p.Key, facts)
+	if err != nil {
+		return out, err
+	}
+	res := api.Resource{Kind: p.Key.Kind, Project: p.Key.Project, Name: p.Key.Name}
+	if k.Admit != nil {
+		adm := s.Admission(tx, p.Who)
+		adm.Facts, adm.Prev = facts, prevp
+		if err := k.Admit(adm, &res, spec); err != nil {
+			return out, err
+		}
+	}
+	buf, err := json.Marshal(spec)
+	if err != nil {
+		return out, err
+	}
+	res.Spec = buf
+	if err := registry.CheckQuota(tx, res, prevp); err != nil {
+		return out, err
+	}
+	if exists && p.Request != nil {
+		out.Kept = keptFields(k.Assigned, p.Request, buf, prev.Spec)
+	}
+	stored, changed, err := tx.Put(res)
+	out.Resource, out.Changed = stored, changed
+	if err != nil {
+		return out, err
+	}
+	return out, contractAfter(tx, p.Key, before, facts)
 }
 
 // Delete is one delete of a resource.

@@ -116,3 +116,59 @@ func TestPutAdmitsChecksAndCommits(t *testing.T) {
 		t.Fatalf("delete of a missing widget: %v, want not found", err)
 	}
 }
+
+// TestDryRunStoresNothing: a dry run admits its puts in order in one
+// transaction, each seeing the ones before (a widget in the project the
+// run creates), says what each would do, and stores nothing; a refusal
+// names the put, and nothing moves either.
+func TestDryRunStoresNothing(t *testing.T) {
+	s := newService(t)
+	if _, err := s.Put(Put{Key: api.Key{Kind: "project", Name: "p"}, Spec: &api.ProjectSpec{}, Who: Who{Admin: true}}); err != nil {
+		t.Fatal(err)
+	}
+	w := api.Key{Kind: "widget", Project: "p", Name: "w"}
+	if _, err := s.Put(Put{Key: w, Spec: &widgetSpec{Size: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	epoch := s.Store().Epoch()
+	q := api.Key{Kind: "widget", Project: "q", Name: "x"}
+	rs, err := s.DryRun([]Put{
+		{Key: api.Key{Kind: "project", Name: "q"}, Spec: &api.ProjectSpec{}, Who: Who{Admin: true}},
+		{Key: q, Spec: &widgetSpec{Size: 3}},
+		{Key: w, Spec: &widgetSpec{Size: 1}, Request: json.RawMessage(`{"size":1}`)},
+		{Key: w, Spec: &widgetSpec{Size: 2}, Request: json.RawMessage(`{"size":2}`)},
+	})
+	if err != nil || len(rs) != 4 {
+		t.Fatalf("dry run: %+v %v", rs, err)
+	}
+	if !rs[0].Created || !rs[1].Created || string(rs[1].Resource.Spec) != `{"size":3,"seq":7}` {
+		t.Errorf("creates: %+v %+v", rs[0], rs[1])
+	}
+	if rs[2].Created || rs[2].Changed || !rs[3].Changed || len(rs[3].Kept) != 1 {
+		t.Errorf("the same spec again, then a change: %+v %+v", rs[2], rs[3])
+	}
+	if e := s.Store().Epoch(); e != epoch {
+		t.Fatalf("the dry run moved the epoch from %d to %d", epoch, e)
+	}
+	err = s.Store().View(func(tx *store.Tx) error {
+		if _, err := tx.Get(q); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the dry run stored %s: %v", q, err)
+		}
+		r, err := tx.Get(w)
+		if err != nil || string(r.Spec) != `{"size":1,"seq":7}` {
+			t.Errorf("the dry run changed %s: %s %v", w, r.Spec, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.DryRun([]Put{{Key: w, Spec: &widgetSpec{Size: 5}}, {Key: w, Spec: &widgetSpec{Size: -1}}})
+	var dre *DryRunError
+	if !errors.As(err, &dre) || dre.Index != 1 {
+		t.Fatalf("a refused second put: %v, want a DryRunError at index 1", err)
+	}
+	if e := s.Store().Epoch(); e != epoch {
+		t.Fatalf("a refused dry run moved the epoch from %d to %d", epoch, e)
+	}
+}
