@@ -143,6 +143,8 @@ func fixedOperations() []operation {
 			okCode: 200, ok: jsonResponse("revoked", schemaFor(map[string]bool{})), errs: []int{404}},
 		{method: "GET", path: "/v1/projects/{project}/quota", id: "getProjectQuota", tag: "projects", summary: "A project's limits and what it holds",
 			params: openapi3.Parameters{pathParam("project", "project name")}, okCode: 200, ok: jsonResponse("limits and usage", schemaFor(api.QuotaUsage{})), errs: []int{404}},
+		{method: "POST", path: "/v1/dry-run", id: "dryRun", tag: "resources", summary: "Admit resources in order as writes would, store nothing: what each write would do",
+			body: schemaFor(api.DryRunRequest{}), okCode: 200, ok: jsonResponse("each resource before and after", schemaFor(api.DryRunResult{})), errs: []int{400, 404, 409}},
 		{method: "GET", path: "/v1/backup", id: "getBackup", tag: "meta", summary: "A consistent copy of the store, a bbolt file (admin)", okCode: 200,
 			ok: &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription("the store file").WithContent(openapi3.Content{
 				"application/octet-stream": &openapi3.MediaType{Schema: openapi3.NewStringSchema().WithFormat("binary").NewRef()}})}},

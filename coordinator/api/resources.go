@@ -21,13 +21,18 @@ type kindHandler struct {
 // access decides whether the caller may touch this kind in this project;
 // write is true for create, update and delete.
 func (h *kindHandler) access(r *http.Request, name string, write bool) *api.Error {
+	return h.accessIn(r, r.PathValue("project"), name, write)
+}
+
+// accessIn is access to a resource of project proj (for a project-scoped kind).
+func (h *kindHandler) accessIn(r *http.Request, proj, name string, write bool) *api.Error {
 	p := principal(r)
 	switch p.Role {
 	case api.RoleAdmin:
 		return nil
 	case api.RoleProject:
 		if h.k.Scope == registry.Project {
-			if proj := r.PathValue("project"); proj != p.Project {
+			if proj != p.Project {
 				return forbidden("token %q is scoped to project %q and may not reach project %q", p.Name, p.Project, proj)
 			}
 			if write && h.k.AdminWrite {
@@ -135,34 +140,17 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		}
 		name = pathName
 	}
-	if fe := api.ValidateName("name", name); fe != nil {
-		h.s.errorFor(w, fe)
-		return
-	}
-	if e := h.access(r, name, true); e != nil {
-		writeError(w, e)
-		return
-	}
-	spec := h.k.NewSpec()
-	if len(req.Spec) == 0 || string(req.Spec) == "null" {
-		req.Spec = json.RawMessage(`{}`)
-	}
-	if err := decodeBytes(req.Spec, spec, "spec"); err != nil {
-		h.s.errorFor(w, err)
-		return
-	}
-	if err := checkLists(spec, "spec"); err != nil {
-		h.s.errorFor(w, err)
-		return
-	}
 	key := h.key(r, name)
-	ifMatch, err := parseIfMatch(r)
+	p, err := h.putFor(r, key, req.Spec, mustBeNew)
 	if err != nil {
 		h.s.errorFor(w, err)
 		return
 	}
-	res, err := h.s.commit.Put(commit.Put{Key: key, Spec: spec, Request: req.Spec, MustBeNew: mustBeNew,
-		IfMatch: ifMatch, Who: who(r)})
+	if p.IfMatch, err = parseIfMatch(r); err != nil {
+		h.s.errorFor(w, err)
+		return
+	}
+	res, err := h.s.commit.Put(p)
 	if err != nil {
 		h.s.errorFor(w, err)
 		return
@@ -175,6 +163,29 @@ func (h *kindHandler) write(w http.ResponseWriter, r *http.Request, pathName str
 		h.s.log.Info("resource written", "key", key.String(), "epoch", res.Epoch, "created", res.Created, actor(r))
 	}
 	writeJSON(w, code, res.PutResult)
+}
+
+// putFor checks one write of key as the API receives it (the name, the
+// caller's access, the spec decoded strictly, list caps) and returns the
+// commit it asks for.
+func (h *kindHandler) putFor(r *http.Request, key api.Key, raw json.RawMessage, mustBeNew bool) (commit.Put, error) {
+	if fe := api.ValidateName("name", key.Name); fe != nil {
+		return commit.Put{}, fe
+	}
+	if e := h.accessIn(r, key.Project, key.Name, true); e != nil {
+		return commit.Put{}, e
+	}
+	spec := h.k.NewSpec()
+	if len(raw) == 0 || string(raw) == "null" {
+		raw = json.RawMessage(`{}`)
+	}
+	if err := decodeBytes(raw, spec, "spec"); err != nil {
+		return commit.Put{}, err
+	}
+	if err := checkLists(spec, "spec"); err != nil {
+		return commit.Put{}, err
+	}
+	return commit.Put{Key: key, Spec: spec, Request: raw, MustBeNew: mustBeNew, Who: who(r)}, nil
 }
 
 func (h *kindHandler) delete(w http.ResponseWriter, r *http.Request) {

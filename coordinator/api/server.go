@@ -118,6 +118,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/kinds", s.auth(s.listKinds))
 	m.HandleFunc("GET /v1/backup", s.auth(s.backup))
 	m.HandleFunc("GET /v1/projects/{project}/quota", s.auth(s.projectQuota))
+	m.HandleFunc("POST /v1/dry-run", s.auth(s.dryRun))
 	for _, k := range s.reg.Kinds() {
 		base := "/v1/" + k.Plural
 		if k.Scope == registry.Project {
@@ -176,28 +177,33 @@ func writeError(w http.ResponseWriter, e *api.Error) {
 
 // errorFor maps an internal error to its HTTP answer.
 func (s *Server) errorFor(w http.ResponseWriter, err error) {
+	writeError(w, s.apiError(err))
+}
+
+// apiError is the API's answer to err.
+func (s *Server) apiError(err error) *api.Error {
 	var fe *api.FieldError
 	var ce *registry.Conflict
 	var ae *api.Error
 	switch {
 	case errors.As(err, &ae):
-		writeError(w, ae)
+		return ae
 	case errors.As(err, &fe):
-		writeError(w, &api.Error{Code: http.StatusBadRequest, Field: fe.Field, Message: fe.Message})
+		return &api.Error{Code: http.StatusBadRequest, Field: fe.Field, Message: fe.Message}
 	case errors.As(err, &ce):
-		writeError(w, &api.Error{Code: http.StatusConflict, Message: ce.Message})
+		return &api.Error{Code: http.StatusConflict, Message: ce.Message}
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, &api.Error{Code: http.StatusNotFound, Message: err.Error()})
+		return &api.Error{Code: http.StatusNotFound, Message: err.Error()}
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || strings.Contains(err.Error(), syscall.ENOSPC.Error()):
 		// (bbolt flattens some write errors to text.)
 		// Nothing was committed; the client may retry once there is room.
 		s.log.Error("store is out of space", "err", err)
-		writeError(w, &api.Error{Code: http.StatusInsufficientStorage, Message: "the coordinator's store is out of disk space; nothing was changed: " + err.Error()})
+		return &api.Error{Code: http.StatusInsufficientStorage, Message: "the coordinator's store is out of disk space; nothing was changed: " + err.Error()}
 	case errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO):
 		s.log.Error("store cannot be written", "err", err)
-		writeError(w, &api.Error{Code: http.StatusServiceUnavailable, Message: "the coordinator's store cannot be written; nothing was changed: " + err.Error()})
+		return &api.Error{Code: http.StatusServiceUnavailable, Message: "the coordinator's store cannot be written; nothing was changed: " + err.Error()}
 	default:
 		s.log.Error("request failed", "err", err)
-		writeError(w, &api.Error{Code: http.StatusInternalServerError, Message: "internal error: " + err.Error()})
+		return &api.Error{Code: http.StatusInternalServerError, Message: "internal error: " + err.Error()}
 	}
 }

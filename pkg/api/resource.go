@@ -120,3 +120,42 @@ type DeleteResult struct {
 type ProjectSpec struct {
 	Description string `json:"description,omitempty"`
 }
+
+// DryRunRequest is the body of POST /v1/dry-run: resources to admit in
+// order, as an apply of a manifest would write them one after another.
+type DryRunRequest struct {
+	Resources []DryRunResource `json:"resources"`
+}
+
+// DryRunResource is one resource of a dry run.
+type DryRunResource struct {
+	Kind    string          `json:"kind"`
+	Project string          `json:"project,omitempty"`
+	Name    string          `json:"name"`
+	Spec    json.RawMessage `json:"spec,omitempty"`
+}
+
+// DryRunResult answers a dry run: nothing was stored and no epoch moved.
+type DryRunResult struct {
+	Results []DryRunItem `json:"results"`
+}
+
+// Dry-run actions.
+const (
+	DryRunCreated   = "created"
+	DryRunUpdated   = "updated"
+	DryRunUnchanged = "unchanged"
+)
+
+// DryRunItem is what one resource's write would do: the spec stored now
+// (none for a new resource) and the spec it would store once admitted,
+// with the assigned fields it would keep.
+type DryRunItem struct {
+	Kind    string          `json:"kind"`
+	Project string          `json:"project,omitempty"`
+	Name    string          `json:"name"`
+	Action  string          `json:"action"`
+	Before  json.RawMessage `json:"before,omitempty"`
+	After   json.RawMessage `json:"after"`
+	Kept    []string        `json:"kept,omitempty"`
+}
