@@ -32,6 +32,8 @@ type Result struct {
 	Kept []string `json:"kept,omitempty"`
 	// Path is the resource's API path.
 	Path string `json:"-"`
+	// DryRun marks what an apply would do; nothing was changed.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Kinds fetches the coordinator's kinds.
@@ -140,6 +142,9 @@ func Summary(rs []Result) string {
 			s += ", "
 		}
 		s += fmt.Sprintf("%d %s", n[a], a)
+	}
+	if len(rs) > 0 && rs[0].DryRun {
+		s += " (dry run: nothing was changed)"
 	}
 	if n[Created]+n[Updated]+n[Deleted] == 0 {
 		if s == "" {

@@ -11,6 +11,7 @@ import (
 // the real command tree (flags and argument counts), so they stay true.
 var examples = map[string]string{
 	"apply": `stratactl apply -f demo.yaml
+stratactl apply -f demo.yaml --dry-run        # what would change; nothing is changed
 stratactl apply -f demo.yaml --wait           # until every live host has applied it
 stratactl apply -f - < net.yaml`,
 	"delete": `stratactl delete -f demo.yaml --wait`,

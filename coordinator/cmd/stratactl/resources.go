@@ -130,10 +130,16 @@ func manifestCmd(g *globals, use, short string, do func(*cobra.Command, *apiclie
 }
 
 func applyCmd(g *globals) *cobra.Command {
-	return manifestCmd(g, "apply", "Create or update every resource in a file, in dependency order",
+	var dryRun bool
+	cmd := manifestCmd(g, "apply", "Create or update every resource in a file, in dependency order",
 		func(cmd *cobra.Command, c *apiclient.Client, docs []ctl.Doc) ([]ctl.Result, error) {
+			if dryRun {
+				return ctl.DryRun(cmd.Context(), c, docs, progressOut(g, cmd))
+			}
 			return ctl.Apply(cmd.Context(), c, docs, progressOut(g, cmd))
 		})
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "change nothing: show what each resource's write would do and the spec it would store (checked by the coordinator as the apply would be)")
+	return cmd
 }
 
 func deleteCmd(g *globals) *cobra.Command {
