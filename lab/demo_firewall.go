@@ -100,7 +100,7 @@ func (l *Lab) DemoFirewalls(ctx context.Context, w io.Writer) error {
 					fmt.Fprintf(w, "    %s\n", line)
 					for _, f := range strings.Fields(line) {
 						if n, ok := t.Elems[strings.TrimPrefix(f, "@")]; ok && strings.HasPrefix(f, "@") {
-							fmt.Fprintf(w, "      %s: %d elements\n", f, n)
+							fmt.Fprintf(w, "      %s: %s\n", f, elements(n))
 						}
 					}
 				}
@@ -139,7 +139,7 @@ func (l *Lab) DemoFirewalls(ctx context.Context, w io.Writer) error {
 			if t.Maps[name] {
 				kind = "map"
 			}
-			fmt.Fprintf(w, "    %s @%s: %d elements\n", kind, name, t.Elems[name])
+			fmt.Fprintf(w, "    %s @%s: %s\n", kind, name, elements(t.Elems[name]))
 		}
 		shown++
 	}
@@ -147,4 +147,11 @@ func (l *Lab) DemoFirewalls(ctx context.Context, w io.Writer) error {
 		return fmt.Errorf("no compiled firewall or security group table on any lab host")
 	}
 	return nil
+}
+
+func elements(n int) string {
+	if n == 1 {
+		return "1 element"
+	}
+	return fmt.Sprintf("%d elements", n)
 }

@@ -88,7 +88,7 @@ func TestLabDemoMixedFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"chain fw_ingress", " vmap @fw_ingress_0", "elements", "security groups on h1 (table inet strata_sg)"} {
+	for _, want := range []string{"chain fw_ingress", " vmap @fw_ingress_0", " elements", "security groups on h1 (table inet strata_sg)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the compiled firewalls shown lack %q", want)
 		}
