@@ -56,6 +56,11 @@ type Options struct {
 	// CGO builds the test binary with cgo (dynamic; its libraries are
 	// packed too). Default off: a static binary.
 	CGO bool
+	// Drives are host files (raw images) the guest sees as virtio disks
+	// /dev/vda, /dev/vdb... in order, written through to the file, so a
+	// later guest finds what an earlier one wrote (add "virtio_blk" to
+	// Modules and load it in the test).
+	Drives []string
 }
 
 const (

@@ -215,7 +215,7 @@ func concat(out string, parts ...string) error {
 
 // qemuArgs is the guest's command line.
 func (h *Harness) qemuArgs(vmlinux, initrd string, opts Options) []string {
-	return []string{
+	args := []string{
 		"-accel", "tcg,tb-size=64", "-cpu", "max", "-smp", "1",
 		"-m", strconv.Itoa(opts.memoryMB()),
 		"-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio",
@@ -229,6 +229,11 @@ func (h *Harness) qemuArgs(vmlinux, initrd string, opts Options) []string {
 		"-nic", "none",
 		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
 	}
+	for i, d := range opts.Drives {
+		// The file name goes through qemu's option parser: commas double.
+		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,cache=writethrough,id=d%d", strings.ReplaceAll(d, ",", ",,"), i))
+	}
+	return args
 }
 
 // boot runs qemu until it exits or the timeout, and kills it (by its pid)
