@@ -1,0 +1,69 @@
+package cachedvol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/strata-infra/strata/agent/storage/dmcache"
+)
+
+// Check looks at every attached volume's cache and handles a failing
+// cache device: a writethrough volume falls back to the uncached device
+// (the origin holds every acknowledged write, so nothing is lost), and
+// stays so across restarts; a failed writeback cache is left in place —
+// dm-writecache refuses writes once it failed, and its dirty blocks exist
+// nowhere else — and its status says the data at risk. The dirty count is
+// recorded each time, so the last one survives the agent. Errors of the
+// volumes are joined; one failing volume does not stop the others.
+func (m *Manager) Check(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	recs, err := m.j().all()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range recs {
+		if r.Phase != PhaseAttached || r.Mode == "none" || r.Degraded {
+			continue
+		}
+		st, err := m.Stats(ctx, r.Volume)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if st.Error == "" {
+			if r.LastDirty != st.DirtyBytes() {
+				r.LastDirty = st.DirtyBytes()
+				errs = append(errs, m.j().save(r))
+			}
+			continue
+		}
+		if r.Mode == "writeback" {
+			r.LastDirty = max(r.LastDirty, st.DirtyBytes())
+			m.j().save(r)
+			m.log().Error("writeback cache failed: the volume takes no writes and its dirty data is at risk",
+				"volume", r.Volume, "cache_error", st.Error, "dirty_bytes", r.LastDirty)
+			errs = append(errs, fmt.Errorf("volume %s: writeback cache failed (%s) holding %d dirty bytes", r.Volume, st.Error, r.LastDirty))
+			continue
+		}
+		// Writethrough: swap the cache for a linear device over the origin
+		// shim. The reload waits for in-flight I/O.
+		r.Degraded = true
+		if err := m.j().save(r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := m.DM.Reload(ctx, topName(r.Volume), m.table(r, dmcache.DevPath(originName(r.Volume)), r.Sectors)); err != nil {
+			errs = append(errs, fmt.Errorf("volume %s: drop the failed cache: %w", r.Volume, err))
+			continue
+		}
+		for _, n := range []string{dataName(r.Volume), metaName(r.Volume)} {
+			if err := m.DM.Remove(ctx, n); err != nil {
+				m.log().Warn("remove a failed cache's slice", "volume", r.Volume, "device", n, "err", err)
+			}
+		}
+		m.log().Warn("writethrough cache failed: the volume runs uncached, nothing lost", "volume", r.Volume, "cache_error", st.Error)
+	}
+	return errors.Join(errs...)
+}

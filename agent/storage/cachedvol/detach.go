@@ -1,0 +1,264 @@
+package cachedvol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/strata-infra/strata/agent/storage/dmcache"
+)
+
+// Detach flushes the volume's cache to the origin (waiting for zero dirty
+// blocks, with a progress line, up to FlushTimeout), removes the cache and
+// unmaps the image. The caller detaches only once nothing writes (the
+// domain is gone). A failed or interrupted detach is finished by the next
+// Detach or by Recover; the volume's record stays until the image is
+// unmapped. Detaching a volume without a record succeeds.
+func (m *Manager) Detach(ctx context.Context, volume string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, err := m.j().load(volume)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return m.detach(ctx, r)
+}
+
+func (m *Manager) detach(ctx context.Context, r *Record) error {
+	if r.Phase != PhaseDetaching {
+		r.Phase = PhaseDetaching
+		if err := m.j().save(r); err != nil {
+			return err
+		}
+	}
+	if r.Mode != dmcache.None || r.Snapshotting {
+		// After a reboot the cache is down with its dirty blocks: bring it
+		// up to write them back.
+		if _, err := m.DM.Status(ctx, topName(r.Volume)); errors.Is(err, dmcache.ErrNotFound) || r.Snapshotting {
+			if _, err := m.assembleForFlush(ctx, r); err != nil {
+				return fmt.Errorf("detach %s: reassemble to flush: %w", r.Volume, err)
+			}
+		}
+		if err := m.flush(ctx, r); err != nil {
+			return fmt.Errorf("detach %s: %w", r.Volume, err)
+		}
+	}
+	for _, n := range []string{topName(r.Volume), dataName(r.Volume), metaName(r.Volume), originName(r.Volume)} {
+		if err := m.DM.Remove(ctx, n); err != nil {
+			return fmt.Errorf("detach %s: %w", r.Volume, err)
+		}
+	}
+	d, ok, err := m.Mapper.Find(r.Image)
+	if err != nil {
+		return err
+	}
+	if ok {
+		// Nothing above the device writes any more (the cache is removed
+		// and the domain gone): a device still busy at the deadline is
+		// held by a reader at most, so force is safe.
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := m.Mapper.Unmap(uctx, d, true)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	m.log().Info("volume detached", "volume", r.Volume)
+	return m.j().remove(r.Volume)
+}
+
+// assembleForFlush reassembles a detaching volume's cache; it never
+// initialises one.
+func (m *Manager) assembleForFlush(ctx context.Context, r *Record) (string, error) {
+	if r.Fresh {
+		// Never ran: nothing to flush, and nothing to reassemble.
+		return "", nil
+	}
+	phase := r.Phase
+	p, err := m.assemble(ctx, r)
+	r.Phase = phase
+	if serr := m.j().save(r); err == nil {
+		err = serr
+	}
+	return p, err
+}
+
+// flush writes every dirty block back and waits until none is left.
+func (m *Manager) flush(ctx context.Context, r *Record) error {
+	st, err := m.Stats(ctx, r.Volume)
+	if err != nil {
+		return err
+	}
+	if st.Mode != dmcache.Writeback {
+		return nil // writethrough, degraded or never assembled: the origin has it all
+	}
+	if st.Error != "" {
+		return fmt.Errorf("flush: the cache failed (%s) with %d dirty bytes: they are at risk; the record stays", st.Error, st.DirtyBytes())
+	}
+	// cleaner: stop caching new writes and write everything back.
+	if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
+		return err
+	}
+	timeout := m.FlushTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	every := m.ProgressEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	start := time.Now()
+	deadline := start.Add(timeout)
+	first, lastLog := st.Dirty, time.Time{}
+	for {
+		st, err = m.Stats(ctx, r.Volume)
+		if err != nil {
+			return err
+		}
+		r.LastDirty = st.DirtyBytes()
+		if st.Error != "" {
+			m.j().save(r)
+			return fmt.Errorf("flush: the cache failed (%s) with %d dirty bytes", st.Error, st.DirtyBytes())
+		}
+		if st.Dirty == 0 && st.Writeback == 0 {
+			break
+		}
+		if time.Since(lastLog) >= every {
+			lastLog = time.Now()
+			m.j().save(r)
+			m.log().Info("flushing volume cache", "volume", r.Volume,
+				"dirty_blocks", st.Dirty, "of", first, "dirty_bytes", st.DirtyBytes(),
+				"elapsed", time.Since(start).Round(time.Millisecond), "deadline", timeout)
+		}
+		if time.Now().After(deadline) {
+			m.j().save(r)
+			return fmt.Errorf("flush: %d dirty blocks left after %s", st.Dirty, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			m.j().save(r)
+			return fmt.Errorf("flush: %d dirty blocks left: %w", st.Dirty, context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// Commit the now empty cache's metadata.
+	if err := m.DM.Message(ctx, topName(r.Volume), "flush"); err != nil {
+		return err
+	}
+	r.LastDirty = 0
+	if err := m.j().save(r); err != nil {
+		return err
+	}
+	m.log().Info("volume cache flushed", "volume", r.Volume, "blocks", first, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Recover runs at agent start, before any volume is used: it finds every
+// recorded mapping again (mapping anew after a reboot), reassembles each
+// cache from the fast device with its dirty blocks, and finishes every
+// detach that was under way (an agent killed mid-flush resumes the flush).
+// One failing volume does not stop the others; their errors are joined.
+func (m *Manager) Recover(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	recs, err := m.j().all()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range recs {
+		var err error
+		if r.Phase == PhaseDetaching {
+			m.log().Info("resuming the detach of a volume", "volume", r.Volume)
+			err = m.detach(ctx, r)
+		} else {
+			_, err = m.assemble(ctx, r)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("recover %s: %w", r.Volume, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Snapshot runs take (which makes the RBD snapshot through librbd) with
+// the volume's writes held and its cache flushed, so the snapshot holds
+// every write acknowledged before it. A writeback cache writes all back on
+// suspend (flush_on_suspend). The image is mapped with the exclusive
+// option, which refuses every other client the lock (librbd's snapshot
+// included), so while the writes are held the origin shim is pointed away
+// from the mapping, the image unmapped, the snapshot taken, and the image
+// mapped again before the writes go on.
+func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx context.Context) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, err := m.j().load(volume)
+	if errors.Is(err, os.ErrNotExist) {
+		return take(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if r.Phase != PhaseAttached {
+		return fmt.Errorf("snapshot %s: the volume is %s", volume, r.Phase)
+	}
+	top, shim := topName(volume), originName(volume)
+	st, err := m.Stats(ctx, volume)
+	if err != nil {
+		return err
+	}
+	if st.Mode == dmcache.Writeback {
+		if st.Error != "" {
+			return fmt.Errorf("snapshot %s: the cache failed (%s): its %d dirty bytes cannot be flushed", volume, st.Error, st.DirtyBytes())
+		}
+		if err := m.DM.Message(ctx, top, "flush_on_suspend"); err != nil {
+			return fmt.Errorf("snapshot %s: %w", volume, err)
+		}
+	}
+	start := time.Now()
+	if err := m.DM.Suspend(ctx, top); err != nil {
+		return fmt.Errorf("snapshot %s: hold writes: %w", volume, err)
+	}
+	r.Snapshotting = true
+	if err := m.j().save(r); err != nil {
+		m.DM.Resume(context.WithoutCancel(ctx), top)
+		return err
+	}
+	// Whatever happens below, map again, point the shim back and let the
+	// writes go: a volume left suspended hangs its domain. (An agent killed
+	// in between does the same on start: assemble.)
+	defer func() {
+		if _, err := m.assemble(context.WithoutCancel(ctx), r); err != nil {
+			m.log().Error("resume after snapshot", "volume", volume, "err", err)
+		}
+	}()
+	if st.Mode == dmcache.Writeback {
+		st, err := m.Stats(ctx, volume)
+		if err != nil {
+			return err
+		}
+		if st.Dirty != 0 {
+			return fmt.Errorf("snapshot %s: %d dirty blocks after the flush on suspend", volume, st.Dirty)
+		}
+	}
+	if err := m.DM.Reload(ctx, shim, fmt.Sprintf("0 %d error", r.Sectors)); err != nil {
+		return fmt.Errorf("snapshot %s: %w", volume, err)
+	}
+	if d, ok, err := m.Mapper.Find(r.Image); err != nil {
+		return err
+	} else if ok {
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := m.Mapper.Unmap(uctx, d, false)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("snapshot %s: %w", volume, err)
+		}
+	}
+	m.log().Info("volume writes held for a snapshot", "volume", volume, "flush_took", time.Since(start).Round(time.Millisecond))
+	return take(ctx)
+}

@@ -1,0 +1,268 @@
+// Package cachedvol attaches RBD volumes on this host as kernel block
+// devices (krbd), each with an optional cache on a local fast device:
+// dm-writecache for writeback, dm-cache for writethrough (see package
+// dmcache for why). It never loses an acknowledged write: every step is
+// recorded before it is made (journal.go), detach and snapshots flush first
+// and wait for zero dirty blocks, an agent killed mid-flush finishes the
+// flush when it starts again, and a cache that ever held data is only ever
+// reassembled from the fast device, never initialised again.
+package cachedvol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/strata-infra/strata/agent/storage/dmcache"
+	"github.com/strata-infra/strata/agent/storage/krbd"
+)
+
+// Mapper is the part of krbd.Mapper the manager uses.
+type Mapper interface {
+	Map(ctx context.Context, a krbd.Auth, img krbd.Image, o krbd.Options) (krbd.Device, error)
+	Find(img krbd.Image) (krbd.Device, bool, error)
+	Unmap(ctx context.Context, d krbd.Device, force bool) error
+}
+
+// Device is the host's fast device the caches live on.
+type Device interface {
+	// Path is the block device (a partition, an LV, a loop device, a RAM
+	// disk); Sectors its size in 512-byte sectors.
+	Path() string
+	Sectors() (int64, error)
+	// Zero clears the first bytes of a slice: a cache's superblock.
+	Zero(s Slice, bytes int64) error
+}
+
+// Manager attaches, flushes and detaches this host's krbd volumes.
+type Manager struct {
+	DM     dmcache.DM
+	Mapper Mapper
+	Auth   krbd.Auth
+	// Fast is the cache device; nil when the host has none (then only
+	// cache mode none is accepted).
+	Fast Device
+	// StateDir holds the records.
+	StateDir string
+	Log      *slog.Logger
+	// FlushTimeout bounds one flush (default 10 minutes); ProgressEvery
+	// is how often a flush logs its progress line (default 5 s).
+	FlushTimeout, ProgressEvery time.Duration
+	// Exclusive maps every image with the exclusive option.
+	Exclusive bool
+
+	mu sync.Mutex // one change at a time; status reads need none
+}
+
+// Volume is what the storage controller asks to attach.
+type Volume struct {
+	Name   string // unique on the host: the RBD image name
+	Image  krbd.Image
+	Mode   dmcache.Mode
+	Params dmcache.Params
+	// CacheBytes is the cache's size (writeback and writethrough).
+	CacheBytes int64
+}
+
+func (m *Manager) log() *slog.Logger {
+	if m.Log != nil {
+		return m.Log
+	}
+	return slog.Default()
+}
+
+func (m *Manager) j() journal { return journal{dir: m.StateDir} }
+
+// Names of the device-mapper devices of a volume.
+func topName(v string) string  { return "strata-" + v }
+func dataName(v string) string { return "strata-" + v + "-cdata" }
+func metaName(v string) string { return "strata-" + v + "-cmeta" }
+
+// originName is the shim between the mapping and the top device: a linear
+// device that a snapshot points away from the mapping so that the image
+// can be unmapped (and its exclusive lock let go) while the top device
+// holds the writes.
+func originName(v string) string { return "strata-" + v + "-origin" }
+
+// Attach maps v and assembles its cache; it returns the block device the
+// domain opens: /dev/mapper/strata-<name>, a cache target or (mode none) a
+// linear device over the mapping. Attaching an attached volume returns its device again; a
+// volume with a record (an agent restart, a reboot) is reassembled from it.
+func (m *Manager) Attach(ctx context.Context, v Volume) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := v.Params.Validate(); err != nil {
+		return "", fmt.Errorf("attach %s: %w", v.Name, err)
+	}
+	r, err := m.j().load(v.Name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if r, err = m.newRecord(v); err != nil {
+			return "", fmt.Errorf("attach %s: %w", v.Name, err)
+		}
+	case err != nil:
+		return "", err
+	case r.Phase == PhaseDetaching:
+		return "", fmt.Errorf("attach %s: a detach is under way; it finishes first", v.Name)
+	}
+	return m.assemble(ctx, r)
+}
+
+// newRecord allocates the cache's slices and records them, fresh.
+func (m *Manager) newRecord(v Volume) (*Record, error) {
+	r := &Record{Volume: v.Name, Image: v.Image, Mode: v.Mode, Params: v.Params, Phase: PhaseAttaching}
+	if r.Mode == "" {
+		r.Mode = dmcache.None
+	}
+	if r.Mode != dmcache.None {
+		if m.Fast == nil {
+			return nil, fmt.Errorf("cache mode %s: this host has no cache device (agent config storage.cache.device)", r.Mode)
+		}
+		if v.CacheBytes < 1<<20 {
+			return nil, fmt.Errorf("cache size %d bytes: want at least 1 MiB", v.CacheBytes)
+		}
+		total, err := m.Fast.Sectors()
+		if err != nil {
+			return nil, err
+		}
+		recs, err := m.j().all()
+		if err != nil {
+			return nil, err
+		}
+		var used []Slice
+		for _, o := range recs {
+			used = append(used, o.Data, o.Meta)
+		}
+		if r.Data, err = allocate(total, v.CacheBytes/512, used); err != nil {
+			return nil, err
+		}
+		if r.Mode == dmcache.Writethrough {
+			if r.Meta, err = allocate(total, dmcache.CacheMetaBytes(v.CacheBytes)/512, append(used, r.Data)); err != nil {
+				return nil, err
+			}
+		}
+		r.Fresh = true
+	}
+	return r, m.j().save(r)
+}
+
+// assemble brings r's mapping and devices up from what exists: it maps the
+// image unless mapped, makes the origin shim, the slices and the top
+// device unless made, zeroing a superblock only while the record is fresh.
+func (m *Manager) assemble(ctx context.Context, r *Record) (string, error) {
+	d, err := m.Mapper.Map(ctx, m.Auth, r.Image, krbd.Options{Exclusive: m.Exclusive})
+	if err != nil {
+		return "", err
+	}
+	sectors, err := originSectors(d.Path)
+	if err != nil {
+		return "", err
+	}
+	top, shim := topName(r.Volume), originName(r.Volume)
+	if _, err := m.DM.Status(ctx, shim); errors.Is(err, dmcache.ErrNotFound) {
+		if err := m.DM.Create(ctx, shim, dmcache.LinearTable(d.Path, 0, sectors)); err != nil {
+			return "", fmt.Errorf("assemble %s: %w", r.Volume, err)
+		}
+	} else if err != nil {
+		return "", err
+	} else if r.Snapshotting {
+		// An agent killed amid a snapshot: the shim may point nowhere and
+		// the writes be held. Point it at the mapping and let them go.
+		if err := m.DM.Reload(ctx, shim, dmcache.LinearTable(d.Path, 0, sectors)); err != nil {
+			return "", fmt.Errorf("assemble %s: %w", r.Volume, err)
+		}
+		if err := m.DM.Resume(ctx, top); err != nil && !errors.Is(err, dmcache.ErrNotFound) {
+			return "", fmt.Errorf("assemble %s: %w", r.Volume, err)
+		}
+	}
+	changed := r.Snapshotting || r.Sectors != sectors
+	r.Snapshotting, r.Sectors = false, sectors
+	if _, err := m.DM.Status(ctx, top); err == nil {
+		if changed || r.Fresh || r.Phase != PhaseAttached {
+			r.Fresh, r.Phase = false, PhaseAttached
+			if err := m.j().save(r); err != nil {
+				return "", err
+			}
+		}
+		return dmcache.DevPath(top), nil
+	} else if !errors.Is(err, dmcache.ErrNotFound) {
+		return "", err
+	}
+	if err := m.slices(ctx, r); err != nil {
+		return "", err
+	}
+	if r.Fresh && r.Mode != dmcache.None {
+		// A new cache: clear whatever a former volume left in its slices
+		// so the target initialises them.
+		if err := m.Fast.Zero(r.Data, 1<<20); err != nil {
+			return "", err
+		}
+		if r.Mode == dmcache.Writethrough {
+			if err := m.Fast.Zero(r.Meta, 1<<20); err != nil {
+				return "", err
+			}
+		}
+	}
+	if err := m.DM.Create(ctx, top, m.table(r, dmcache.DevPath(shim), sectors)); err != nil {
+		return "", fmt.Errorf("assemble %s: %w", r.Volume, err)
+	}
+	r.Fresh, r.Phase = false, PhaseAttached
+	if err := m.j().save(r); err != nil {
+		return "", err
+	}
+	m.log().Info("volume assembled", "volume", r.Volume, "mode", r.Mode, "rbd", d.Path)
+	return dmcache.DevPath(top), nil
+}
+
+// table is the top device's table over origin.
+func (m *Manager) table(r *Record, origin string, sectors int64) string {
+	switch {
+	case r.Degraded || r.Mode == dmcache.None:
+		return dmcache.LinearTable(origin, 0, sectors)
+	case r.Mode == dmcache.Writeback:
+		return dmcache.WritecacheTable(origin, dmcache.DevPath(dataName(r.Volume)), sectors, r.Params)
+	default:
+		return dmcache.CacheTable(dmcache.DevPath(metaName(r.Volume)), dmcache.DevPath(dataName(r.Volume)), origin, sectors)
+	}
+}
+
+// slices makes the linear devices over r's slices of the fast device.
+func (m *Manager) slices(ctx context.Context, r *Record) error {
+	if r.Degraded {
+		return nil // its cache failed; the volume runs on the origin
+	}
+	for _, s := range []struct {
+		name  string
+		slice Slice
+	}{{dataName(r.Volume), r.Data}, {metaName(r.Volume), r.Meta}} {
+		if s.slice.Sectors == 0 {
+			continue
+		}
+		if _, err := m.DM.Status(ctx, s.name); err == nil {
+			continue
+		}
+		if err := m.DM.Create(ctx, s.name, dmcache.LinearTable(m.Fast.Path(), s.slice.Offset, s.slice.Sectors)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stats reads the volume's cache state (Mode none for an uncached one).
+func (m *Manager) Stats(ctx context.Context, volume string) (dmcache.Stats, error) {
+	line, err := m.DM.Status(ctx, topName(volume))
+	if errors.Is(err, dmcache.ErrNotFound) {
+		return dmcache.Stats{Mode: dmcache.None}, nil
+	}
+	if err != nil {
+		return dmcache.Stats{}, err
+	}
+	return dmcache.ParseStatus(line)
+}
+
+// Records lists what the host holds.
+func (m *Manager) Records() ([]*Record, error) { return m.j().all() }

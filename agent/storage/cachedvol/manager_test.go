@@ -1,0 +1,516 @@
+package cachedvol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/agent/storage/dmcache"
+	"github.com/strata-infra/strata/agent/storage/krbd"
+	"github.com/strata-infra/strata/internal/promtest"
+)
+
+// fakeDM plays device-mapper: it keeps tables and makes up status lines;
+// a writecache's dirty blocks drain by drain a status read once cleaner
+// is on, or all at once on a suspend after flush_on_suspend.
+type fakeDM struct {
+	mu    sync.Mutex
+	devs  map[string]*fakeDev
+	log   []string
+	drain int64
+}
+
+type fakeDev struct {
+	table                              string
+	dirty                              int64
+	cleaner, flushOnSuspend, suspended bool
+	failed                             bool
+}
+
+func newFakeDM() *fakeDM { return &fakeDM{devs: map[string]*fakeDev{}, drain: 100} }
+
+func (f *fakeDM) record(s string) { f.log = append(f.log, s) }
+
+func (f *fakeDM) Create(_ context.Context, name, table string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.devs[name] != nil {
+		return fmt.Errorf("%s exists", name)
+	}
+	f.devs[name] = &fakeDev{table: table}
+	f.record("create " + name + ": " + table)
+	return nil
+}
+
+func (f *fakeDM) Reload(_ context.Context, name, table string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.devs[name].table = table
+	f.record("reload " + name)
+	return nil
+}
+
+func (f *fakeDM) Remove(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d := f.devs[name]; d != nil && d.dirty > 0 {
+		// Removing a writecache with dirty blocks would lose them: the
+		// manager must never do it.
+		return fmt.Errorf("test: remove %s with %d dirty blocks", name, d.dirty)
+	}
+	delete(f.devs, name)
+	f.record("remove " + name)
+	return nil
+}
+
+func (f *fakeDM) Status(_ context.Context, name string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return "", dmcache.ErrNotFound
+	}
+	kind := strings.Fields(d.table)[2]
+	switch kind {
+	case "writecache":
+		if d.cleaner && !d.failed {
+			d.dirty -= min(d.dirty, f.drain)
+		}
+		e := 0
+		if d.failed {
+			e = -5
+		}
+		return fmt.Sprintf("0 1000 writecache %d 10000 %d 0 0 0 0 0 0 0 0 0 0 0", e, 10000-d.dirty), nil
+	case "cache":
+		if d.failed {
+			return "0 1000 cache Fail", nil
+		}
+		return "0 1000 cache 8 27/2048 128 3/1536 1 2 3 4 0 0 0 1 writethrough 2 migration_threshold 2048 smq 0 rw -", nil
+	}
+	return "0 1000 " + kind, nil
+}
+
+func (f *fakeDM) Message(_ context.Context, name, msg string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("message " + name + " " + msg)
+	switch msg {
+	case "cleaner":
+		f.devs[name].cleaner = true
+	case "flush_on_suspend":
+		f.devs[name].flushOnSuspend = true
+	}
+	return nil
+}
+
+func (f *fakeDM) Suspend(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d.flushOnSuspend {
+		d.dirty, d.flushOnSuspend = 0, false
+	}
+	d.suspended = true
+	f.record("suspend " + name)
+	return nil
+}
+
+func (f *fakeDM) Resume(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.devs[name].suspended = false
+	f.record("resume " + name)
+	return nil
+}
+
+func (f *fakeDM) write(name string, blocks int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.devs[name].dirty += blocks
+}
+
+type fakeMapper struct {
+	mapped map[krbd.Image]krbd.Device
+	next   int
+}
+
+func (m *fakeMapper) Map(_ context.Context, _ krbd.Auth, img krbd.Image, o krbd.Options) (krbd.Device, error) {
+	if d, ok := m.mapped[img]; ok {
+		return d, nil
+	}
+	d := krbd.Device{ID: m.next, Path: fmt.Sprintf("/dev/rbd%d", m.next), Image: img}
+	m.next++
+	m.mapped[img] = d
+	return d, nil
+}
+
+func (m *fakeMapper) Find(img krbd.Image) (krbd.Device, bool, error) {
+	d, ok := m.mapped[img]
+	return d, ok, nil
+}
+
+func (m *fakeMapper) Unmap(_ context.Context, d krbd.Device, _ bool) error {
+	delete(m.mapped, d.Image)
+	return nil
+}
+
+type fakeFast struct{ zeroed []Slice }
+
+func (f *fakeFast) Path() string                { return "/dev/fast" }
+func (f *fakeFast) Sectors() (int64, error)     { return 1 << 21, nil } // 1 GiB
+func (f *fakeFast) Zero(s Slice, _ int64) error { f.zeroed = append(f.zeroed, s); return nil }
+
+type rig struct {
+	m    *Manager
+	dm   *fakeDM
+	krbd *fakeMapper
+	fast *fakeFast
+}
+
+func newRig(t *testing.T) *rig {
+	r := &rig{dm: newFakeDM(), krbd: &fakeMapper{mapped: map[krbd.Image]krbd.Device{}}, fast: &fakeFast{}}
+	r.m = r.manager(t.TempDir())
+	return r
+}
+
+func (r *rig) manager(state string) *Manager {
+	return &Manager{DM: r.dm, Mapper: r.krbd, Fast: r.fast, StateDir: state,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ProgressEvery: time.Millisecond, FlushTimeout: 5 * time.Second}
+}
+
+func vol(name string, mode dmcache.Mode) Volume {
+	return Volume{Name: name, Image: krbd.Image{Pool: "volumes", Name: name}, Mode: mode, CacheBytes: 64 << 20,
+		Params: dmcache.Params{HighWatermark: 50, LowWatermark: 40, MaxAge: 30 * time.Second}}
+}
+
+// deviceSectors reads the origin's size; the fake's /dev/rbdN do not exist.
+func init() {
+	originSectors = func(string) (int64, error) { return 1 << 20, nil }
+}
+
+func TestAttachWriteback(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	p, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback))
+	if err != nil || p != "/dev/mapper/strata-v1" {
+		t.Fatalf("Attach = %q, %v", p, err)
+	}
+	want := []string{
+		"create strata-v1-origin: 0 1048576 linear /dev/rbd0 0",
+		"create strata-v1-cdata: 0 131072 linear /dev/fast 0",
+		"create strata-v1: 0 1048576 writecache s /dev/mapper/strata-v1-origin /dev/mapper/strata-v1-cdata 4096 6 high_watermark 50 low_watermark 40 max_age 30000",
+	}
+	if strings.Join(r.dm.log, "\n") != strings.Join(want, "\n") {
+		t.Errorf("dm calls:\n%s\nwant:\n%s", strings.Join(r.dm.log, "\n"), strings.Join(want, "\n"))
+	}
+	if len(r.fast.zeroed) != 1 {
+		t.Errorf("a fresh cache is zeroed once: %v", r.fast.zeroed)
+	}
+	recs, _ := r.m.Records()
+	if len(recs) != 1 || recs[0].Phase != PhaseAttached || recs[0].Fresh {
+		t.Errorf("record after attach: %+v", recs[0])
+	}
+	// Again: nothing changes.
+	n := len(r.dm.log)
+	if p2, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil || p2 != p || len(r.dm.log) != n {
+		t.Errorf("second Attach = %q, %v, dm calls %v", p2, err, r.dm.log[n:])
+	}
+}
+
+func TestAttachWritethroughAndNone(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.m.Attach(ctx, vol("wt", dmcache.Writethrough)); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.dm.devs["strata-wt"].table; got != "0 1048576 cache /dev/mapper/strata-wt-cmeta /dev/mapper/strata-wt-cdata /dev/mapper/strata-wt-origin 128 1 writethrough smq 0" {
+		t.Errorf("writethrough table %q", got)
+	}
+	if len(r.fast.zeroed) != 2 {
+		t.Errorf("data and metadata of a fresh dm-cache are zeroed: %v", r.fast.zeroed)
+	}
+	p, err := r.m.Attach(ctx, vol("plain", dmcache.None))
+	if err != nil || p != "/dev/mapper/strata-plain" {
+		t.Errorf("mode none: %q, %v", p, err)
+	}
+	if d := r.dm.devs["strata-plain"]; d == nil || d.table != "0 1048576 linear /dev/mapper/strata-plain-origin 0" {
+		t.Errorf("mode none: a linear device over the shim, got %+v", d)
+	}
+	rec, err := r.m.j().load("wt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []Slice{rec.Data, rec.Meta}
+	if data[0].Offset < 0 || data[1].Offset < data[0].Offset+data[0].Sectors {
+		t.Errorf("dm-cache slices overlap: %+v", data)
+	}
+	// No fast device: only none.
+	r.m.Fast = nil
+	if _, err := r.m.Attach(ctx, vol("x", dmcache.Writeback)); err == nil || !strings.Contains(err.Error(), "no cache device") {
+		t.Errorf("writeback without a cache device: %v", err)
+	}
+	r.m.Fast = r.fast
+	big := vol("big", dmcache.Writeback)
+	big.CacheBytes = 2 << 30
+	if _, err := r.m.Attach(ctx, big); err == nil || !strings.Contains(err.Error(), "no free") {
+		t.Errorf("a cache larger than the device: %v", err)
+	}
+}
+
+func TestDetachFlushesFirst(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 1000)
+	if err := r.m.Detach(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	log := strings.Join(r.dm.log, "\n")
+	if !strings.Contains(log, "message strata-v1 cleaner") || !strings.Contains(log, "message strata-v1 flush\nremove strata-v1") {
+		t.Errorf("detach must clean, flush, then remove:\n%s", log)
+	}
+	if len(r.dm.devs) != 0 || len(r.krbd.mapped) != 0 {
+		t.Errorf("left after detach: dm %v, krbd %v", r.dm.devs, r.krbd.mapped)
+	}
+	if recs, _ := r.m.Records(); len(recs) != 0 {
+		t.Errorf("records after detach: %+v", recs)
+	}
+	// Again: nothing to do.
+	if err := r.m.Detach(ctx, "v1"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDetachInterruptedIsResumed(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 1000)
+	r.dm.drain = 0 // the origin is unreachable: nothing drains
+	r.m.FlushTimeout = 50 * time.Millisecond
+	err := r.m.Detach(ctx, "v1")
+	if err == nil || !strings.Contains(err.Error(), "1000 dirty blocks left") {
+		t.Fatalf("detach that cannot flush: %v", err)
+	}
+	recs, _ := r.m.Records()
+	if len(recs) != 1 || recs[0].Phase != PhaseDetaching || recs[0].LastDirty != 1000*4096 {
+		t.Fatalf("record after a failed flush: %+v", recs)
+	}
+	if r.dm.devs["strata-v1"] == nil || len(r.krbd.mapped) != 1 {
+		t.Fatal("a failed flush tore the volume down")
+	}
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err == nil {
+		t.Error("attach during a detach succeeded")
+	}
+	// A new agent: the origin is back.
+	r.dm.drain = 300
+	if err := r.manager(r.m.StateDir).Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.dm.devs) != 0 || len(r.krbd.mapped) != 0 {
+		t.Errorf("left after the resumed detach: %v %v", r.dm.devs, r.krbd.mapped)
+	}
+}
+
+func TestRecoverReassemblesWithoutInitialising(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	for _, v := range []Volume{vol("a", dmcache.Writeback), vol("b", dmcache.Writethrough), vol("c", dmcache.None)} {
+		if _, err := r.m.Attach(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tables := map[string]string{}
+	for n, d := range r.dm.devs {
+		tables[n] = d.table
+	}
+	zeroed := len(r.fast.zeroed)
+	// A reboot: no device-mapper devices, no mappings.
+	r.dm.devs = map[string]*fakeDev{}
+	r.krbd.mapped = map[krbd.Image]krbd.Device{}
+	r.krbd.next = 0
+	if err := r.manager(r.m.StateDir).Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.fast.zeroed) != zeroed {
+		t.Errorf("recover zeroed a cache that holds data: %v", r.fast.zeroed[zeroed:])
+	}
+	if len(r.dm.devs) != len(tables) || len(r.krbd.mapped) != 3 {
+		t.Errorf("after recover: dm %d devices (want %d), %d mapped", len(r.dm.devs), len(tables), len(r.krbd.mapped))
+	}
+	for n, d := range r.dm.devs {
+		if d.table != tables[n] {
+			t.Errorf("%s reassembled as %q, was %q", n, d.table, tables[n])
+		}
+	}
+}
+
+func TestSnapshotHoldsWrites(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 500)
+	took := false
+	err := r.m.Snapshot(ctx, "v1", func(context.Context) error {
+		d := r.dm.devs["strata-v1"]
+		if !d.suspended || d.dirty != 0 {
+			t.Errorf("snapshot taken with writes flowing (%v) or dirty blocks (%d)", !d.suspended, d.dirty)
+		}
+		if len(r.krbd.mapped) != 0 || !strings.HasSuffix(r.dm.devs["strata-v1-origin"].table, " error") {
+			t.Errorf("snapshot taken with the image mapped (%v) or the shim on it (%q): the exclusive lock refuses librbd",
+				r.krbd.mapped, r.dm.devs["strata-v1-origin"].table)
+		}
+		took = true
+		return errors.New("ceph said no")
+	})
+	if !took || err == nil || err.Error() != "ceph said no" {
+		t.Errorf("Snapshot = %v (taken %v)", err, took)
+	}
+	if r.dm.devs["strata-v1"].suspended {
+		t.Error("the volume stays suspended after a failed snapshot")
+	}
+	if len(r.krbd.mapped) != 1 || r.dm.devs["strata-v1-origin"].table != "0 1048576 linear /dev/rbd1 0" {
+		t.Errorf("after the snapshot the image is mapped again (%v) under the shim (%q)", r.krbd.mapped, r.dm.devs["strata-v1-origin"].table)
+	}
+	if recs, _ := r.m.Records(); recs[0].Snapshotting {
+		t.Error("record still says snapshotting")
+	}
+	if !strings.Contains(strings.Join(r.dm.log, "\n"), "message strata-v1 flush_on_suspend\nsuspend strata-v1") {
+		t.Errorf("snapshot must flush on suspend: %v", r.dm.log)
+	}
+}
+
+// TestSnapshotInterruptedIsRecovered: an agent killed with the writes
+// held and the image unmapped; the next one maps it and lets them go.
+func TestSnapshotInterruptedIsRecovered(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writethrough)); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := r.m.j().load("v1")
+	rec.Snapshotting = true
+	r.m.j().save(rec)
+	r.dm.devs["strata-v1"].suspended = true
+	r.dm.devs["strata-v1-origin"].table = "0 1048576 error"
+	r.krbd.mapped = map[krbd.Image]krbd.Device{}
+	if err := r.manager(r.m.StateDir).Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.dm.devs["strata-v1"].suspended || len(r.krbd.mapped) != 1 || !strings.Contains(r.dm.devs["strata-v1-origin"].table, "linear /dev/rbd") {
+		t.Errorf("after recover: suspended %v, mapped %v, shim %q", r.dm.devs["strata-v1"].suspended, r.krbd.mapped, r.dm.devs["strata-v1-origin"].table)
+	}
+}
+
+func TestAllocate(t *testing.T) {
+	used := []Slice{{Offset: 0, Sectors: 2048}, {Offset: 4096, Sectors: 2048}}
+	s, err := allocate(10240, 2048, used)
+	if err != nil || s.Offset != 2048 {
+		t.Errorf("first fit into the hole: %+v %v", s, err)
+	}
+	s, err = allocate(10240, 3000, used)
+	if err != nil || s.Offset != 6144 || s.Sectors != 4096 {
+		t.Errorf("after the last, 1 MiB aligned: %+v %v", s, err)
+	}
+	if _, err := allocate(10240, 8192, used); err == nil {
+		t.Error("allocated past the end")
+	}
+}
+
+func TestStatusAndMetrics(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	for _, v := range []Volume{vol("wb", dmcache.Writeback), vol("wt", dmcache.Writethrough), vol("plain", dmcache.None)} {
+		if _, err := r.m.Attach(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.dm.write("strata-wb", 7)
+	sts, err := r.m.Statuses(ctx)
+	if err != nil || len(sts) != 3 {
+		t.Fatalf("Statuses = %+v, %v", sts, err)
+	}
+	if sts[1].Volume != "wb" || sts[1].DirtyBytes != 7*4096 || sts[1].Stats.Dirty != 7 || sts[1].Phase != PhaseAttached {
+		t.Errorf("wb status: %+v", sts[1])
+	}
+	got := promtest.Values(t, r.m.Collector())
+	for k, want := range map[string]float64{
+		`strata_volume_cache_dirty_blocks{mode="writeback",volume="wb"}`:         7,
+		`strata_volume_cache_dirty_bytes{mode="writeback",volume="wb"}`:          7 * 4096,
+		`strata_volume_cache_blocks{mode="writeback",volume="wb"}`:               10000,
+		`strata_volume_cache_read_hits_total{mode="writethrough",volume="wt"}`:   1,
+		`strata_volume_cache_read_misses_total{mode="writethrough",volume="wt"}`: 2,
+		`strata_volume_cache_writes_total{mode="writethrough",volume="wt"}`:      7,
+		`strata_volume_cache_failed{mode="writethrough",volume="wt"}`:            0,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+	for k := range got {
+		if strings.Contains(k, `volume="plain"`) {
+			t.Errorf("an uncached volume has cache metrics: %s", k)
+		}
+	}
+}
+
+func TestCheckFailingCache(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	for _, v := range []Volume{vol("wb", dmcache.Writeback), vol("wt", dmcache.Writethrough)} {
+		if _, err := r.m.Attach(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.m.Check(ctx); err != nil {
+		t.Fatalf("healthy caches: %v", err)
+	}
+	r.dm.write("strata-wb", 9)
+	r.dm.devs["strata-wb"].failed = true
+	r.dm.devs["strata-wt"].failed = true
+	err := r.m.Check(ctx)
+	if err == nil || !strings.Contains(err.Error(), "volume wb: writeback cache failed") || strings.Contains(err.Error(), "volume wt") {
+		t.Errorf("Check: %v", err)
+	}
+	if got := r.dm.devs["strata-wt"].table; got != "0 1048576 linear /dev/mapper/strata-wt-origin 0" {
+		t.Errorf("failed writethrough cache not dropped: %q", got)
+	}
+	if r.dm.devs["strata-wt-cdata"] != nil || r.dm.devs["strata-wt-cmeta"] != nil {
+		t.Error("the failed cache's slices stay")
+	}
+	if !strings.Contains(r.dm.devs["strata-wb"].table, "writecache") {
+		t.Error("a failed writeback cache holding dirty data was taken away")
+	}
+	sts, _ := r.m.Statuses(ctx)
+	if !sts[0].AtRisk || sts[0].DirtyBytes != 9*4096 || !sts[1].Degraded || sts[1].AtRisk {
+		t.Errorf("statuses: %+v", sts)
+	}
+	// The writeback volume cannot be flushed: its detach fails and keeps
+	// the record; the degraded one detaches.
+	if err := r.m.Detach(ctx, "wb"); err == nil || !strings.Contains(err.Error(), "at risk") {
+		t.Errorf("detach of a failed writeback cache: %v", err)
+	}
+	if err := r.m.Detach(ctx, "wt"); err != nil {
+		t.Errorf("detach of a degraded volume: %v", err)
+	}
+	// A restart keeps the degraded volume uncached.
+	if _, err := r.m.Attach(ctx, vol("wt", dmcache.Writethrough)); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := r.m.j().load("wt")
+	if rec.Degraded {
+		t.Error("a new attach after the detach kept the old failure")
+	}
+}
