@@ -249,3 +249,19 @@ func TestGuestEnvCarriesFactorAndStrict(t *testing.T) {
 		t.Errorf("the run's own factor was overridden: %v", got)
 	}
 }
+
+func TestQemuArgsDrives(t *testing.T) {
+	h := &Harness{}
+	args := strings.Join(h.qemuArgs("vmlinux", "initrd", Options{Drives: []string{"/tmp/a.img", "/tmp/b,c.img"}}), " ")
+	for _, want := range []string{
+		"-drive file=/tmp/a.img,format=raw,if=virtio,cache=writethrough,id=d0",
+		"-drive file=/tmp/b,,c.img,format=raw,if=virtio,cache=writethrough,id=d1",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("qemu args lack %q:\n%s", want, args)
+		}
+	}
+	if strings.Contains(strings.Join(h.qemuArgs("vmlinux", "initrd", Options{}), " "), "-drive") {
+		t.Error("a drive without Options.Drives")
+	}
+}
