@@ -10,8 +10,20 @@ type VolumeTypeSpec struct {
 	// device, for the SSD cache).
 	AttachMode string `json:"attach_mode,omitempty"`
 	// CacheMode is the host SSD cache for krbd volumes: "none" (the
-	// default), "writeback" or "writethrough".
+	// default), "writeback" (dm-writecache) or "writethrough" (dm-cache).
 	CacheMode string `json:"cache_mode,omitempty"`
+	// CacheSizeMiB is each volume's cache on its host's fast device
+	// (default 1024).
+	CacheSizeMiB int `json:"cache_size_mib,omitempty"`
+	// CacheHighWatermark and CacheLowWatermark (percent of the cache in
+	// use) start and stop the writeback of a writeback cache (default 50
+	// and 45).
+	CacheHighWatermark int `json:"cache_high_watermark,omitempty"`
+	CacheLowWatermark  int `json:"cache_low_watermark,omitempty"`
+	// CacheMaxDirtySeconds is the longest a write stays on the host's
+	// cache only, unwritten to Ceph (writeback; default 30): it bounds
+	// what a dead host can hold.
+	CacheMaxDirtySeconds int `json:"cache_max_dirty_seconds,omitempty"`
 }
 
 // VolumeSpec is the spec of kind "volume" (project): an RBD image. At most

@@ -6,8 +6,10 @@
 package storagespec
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -51,10 +53,84 @@ func ValidateType(s api.VolumeTypeSpec) *api.FieldError {
 		if s.AttachMode != "krbd" {
 			return api.Fieldf("spec.cache_mode", "%q needs attach_mode krbd (the cache sits on a kernel block device)", s.CacheMode)
 		}
+	case "writearound":
+		return api.Fieldf("spec.cache_mode", "writearound: no device-mapper target offers it (dm-cache's passthrough caches nothing); use writethrough")
 	default:
 		return api.Fieldf("spec.cache_mode", "%q is not none, writeback or writethrough", s.CacheMode)
 	}
+	return validateCache(s)
+}
+
+// Cache defaults and limits of a volume type.
+const (
+	DefaultCacheSizeMiB       = 1024
+	MaxCacheSizeMiB           = 1 << 20 // 1 TiB
+	DefaultCacheHighWatermark = 50
+	DefaultCacheLowWatermark  = 45
+	DefaultCacheMaxDirty      = 30 * time.Second
+	MaxCacheMaxDirty          = time.Hour
+)
+
+func validateCache(s api.VolumeTypeSpec) *api.FieldError {
+	cached := s.CacheMode == "writeback" || s.CacheMode == "writethrough"
+	if s.CacheSizeMiB != 0 {
+		if !cached {
+			return api.Fieldf("spec.cache_size_mib", "needs a cache_mode of writeback or writethrough")
+		}
+		if s.CacheSizeMiB < 16 || s.CacheSizeMiB > MaxCacheSizeMiB {
+			return api.Fieldf("spec.cache_size_mib", "%d is outside 16..%d", s.CacheSizeMiB, MaxCacheSizeMiB)
+		}
+	}
+	for _, f := range []struct {
+		field string
+		v     int
+	}{{"spec.cache_high_watermark", s.CacheHighWatermark}, {"spec.cache_low_watermark", s.CacheLowWatermark}, {"spec.cache_max_dirty_seconds", s.CacheMaxDirtySeconds}} {
+		if f.v != 0 && s.CacheMode != "writeback" {
+			return api.Fieldf(f.field, "applies to cache_mode writeback only")
+		}
+		if f.v < 0 {
+			return api.Fieldf(f.field, "%d is negative", f.v)
+		}
+	}
+	c := CacheOf(s)
+	switch {
+	case c.HighWatermark > 100:
+		return api.Fieldf("spec.cache_high_watermark", "%d is over 100", c.HighWatermark)
+	case c.LowWatermark > c.HighWatermark:
+		return api.Fieldf("spec.cache_low_watermark", "%d is above the high watermark %d", c.LowWatermark, c.HighWatermark)
+	case c.MaxDirty > MaxCacheMaxDirty:
+		return api.Fieldf("spec.cache_max_dirty_seconds", "%d is over %d (an hour of writes a dead host would hold)", s.CacheMaxDirtySeconds, int(MaxCacheMaxDirty.Seconds()))
+	}
 	return nil
+}
+
+// Cache is a volume type's cache, defaults filled in.
+type Cache struct {
+	Mode                        string // none, writeback or writethrough
+	SizeBytes                   int64
+	HighWatermark, LowWatermark int
+	MaxDirty                    time.Duration
+}
+
+// CacheOf is the cache a volume type gives its volumes.
+func CacheOf(s api.VolumeTypeSpec) Cache {
+	c := Cache{Mode: s.CacheMode}
+	if c.Mode == "" {
+		c.Mode = "none"
+	}
+	if c.Mode == "none" {
+		return c
+	}
+	c.SizeBytes = int64(cmp.Or(s.CacheSizeMiB, DefaultCacheSizeMiB)) << 20
+	if c.Mode == "writeback" {
+		c.HighWatermark = cmp.Or(s.CacheHighWatermark, DefaultCacheHighWatermark)
+		c.LowWatermark = s.CacheLowWatermark
+		if c.LowWatermark == 0 {
+			c.LowWatermark = min(DefaultCacheLowWatermark, c.HighWatermark)
+		}
+		c.MaxDirty = cmp.Or(time.Duration(s.CacheMaxDirtySeconds)*time.Second, DefaultCacheMaxDirty)
+	}
+	return c
 }
 
 // ValidateVolume checks a volume's spec on its own; prev is the stored

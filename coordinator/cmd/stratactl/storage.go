@@ -22,6 +22,10 @@ func volumeTypesCmd(g *globals) *cobra.Command {
 	create.Flags().StringVar(&s.Pool, "pool", "volumes", "Ceph pool of the type's volumes")
 	create.Flags().StringVar(&s.AttachMode, "attach-mode", "librbd", "librbd (qemu opens the image) or krbd (kernel block device)")
 	create.Flags().StringVar(&s.CacheMode, "cache-mode", "none", "host SSD cache for krbd volumes: none, writeback or writethrough")
+	create.Flags().IntVar(&s.CacheSizeMiB, "cache-size-mib", 0, "each volume's cache on its host's fast device (default 1024)")
+	create.Flags().IntVar(&s.CacheHighWatermark, "cache-high-watermark", 0, "writeback: percent of the cache in use that starts writeback (default 50)")
+	create.Flags().IntVar(&s.CacheLowWatermark, "cache-low-watermark", 0, "writeback: percent of the cache in use that stops writeback (default 45)")
+	create.Flags().IntVar(&s.CacheMaxDirtySeconds, "cache-max-dirty-seconds", 0, "writeback: the longest a write stays on the host only (default 30)")
 	list := listCmd(k, []string{"POOL", "ATTACH", "CACHE"}, func(_ api.Resource, s api.VolumeTypeSpec) []string {
 		return []string{s.Pool, s.AttachMode, s.CacheMode}
 	})
