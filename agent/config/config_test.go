@@ -37,6 +37,8 @@ func TestLoadNamesTheBadKey(t *testing.T) {
 		"vtep: 10.0.0.1\ngossip: {profile: wan}\n":       "gossip.profile",
 		"vtep: 10.0.0.1\nnetwork: {driver: ovs-magic}\n": "network.driver",
 		"network: {driver: linuxbridge}\n":               "vtep",
+		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {device: nvme0n1}}\n":     "storage.cache.device",
+		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {flush_timeout: 10ms}}\n": "storage.cache.flush_timeout",
 	}
 	for body, key := range cases {
 		path := filepath.Join(t.TempDir(), "agent.yaml")

@@ -31,6 +31,20 @@ type Storage struct {
 	Pools []string `json:"pools,omitempty"`
 	// LeaseTTL is how long the controller lease outlives a dead holder.
 	LeaseTTL time.Duration `json:"lease_ttl"`
+	// Cache is the host's fast device for the caches of krbd volumes.
+	Cache Cache `json:"cache"`
+}
+
+// Cache is where this host keeps the caches of its krbd volumes.
+type Cache struct {
+	// Device is a block device (a partition, an LVM logical volume, a
+	// RAM disk in tests) the caches are cut from, a slice per volume;
+	// empty: no cache here, krbd volumes with a cache mode are refused.
+	// Its contents belong to Strata: a cache that holds dirty data is
+	// reassembled from it after a reboot.
+	Device string `json:"device"`
+	// FlushTimeout bounds the flush before a detach.
+	FlushTimeout time.Duration `json:"flush_timeout"`
 }
 
 // Ceph is one host's Ceph client configuration.
@@ -50,6 +64,7 @@ func DefaultStorage() Storage {
 	return Storage{
 		Ceph:       Ceph{User: "strata", Keyring: "/etc/ceph/ceph.client.strata.keyring", Timeout: 30 * time.Second},
 		ImagesPool: "images", VolumesPool: "volumes", LeaseTTL: 15 * time.Second,
+		Cache: Cache{FlushTimeout: 10 * time.Minute},
 	}
 }
 
@@ -64,6 +79,7 @@ func (s *Storage) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.ImagesPool, "images-pool", s.ImagesPool, "Ceph pool of the images")
 	fs.StringVar(&s.VolumesPool, "volumes-pool", s.VolumesPool, "Ceph pool of the default volume type and the controller lease")
 	fs.StringSliceVar(&s.Pools, "ceph-pools", s.Pools, "further Ceph pools (of other volume types) this host's instances may open")
+	fs.StringVar(&s.Cache.Device, "cache-device", s.Cache.Device, "block device the caches of krbd volumes are cut from (empty: none)")
 }
 
 // Backends are the storage backends the host announces for the
@@ -103,6 +119,10 @@ func (s *Storage) validate() error {
 		return api.Fieldf("storage.lease_ttl", "%s is below 3s", s.LeaseTTL)
 	case s.Ceph.Timeout < time.Second:
 		return api.Fieldf("storage.ceph.timeout", "%s is below 1s", s.Ceph.Timeout)
+	case s.Cache.Device != "" && !strings.HasPrefix(s.Cache.Device, "/dev/"):
+		return api.Fieldf("storage.cache.device", "%q is not a block device under /dev", s.Cache.Device)
+	case s.Cache.FlushTimeout < time.Second:
+		return api.Fieldf("storage.cache.flush_timeout", "%s is below 1s", s.Cache.FlushTimeout)
 	}
 	for i, p := range append([]string{s.ImagesPool, s.VolumesPool}, s.Pools...) {
 		field := "storage.pools[" + strconv.Itoa(i-2) + "]"

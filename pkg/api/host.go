@@ -88,7 +88,35 @@ type HostReport struct {
 	// Processes are the children the agent supervises (dnsmasq), with
 	// the restarts its liveness checks made.
 	Processes []SupervisedProcess `json:"processes,omitempty"`
-	Reported  time.Time           `json:"reported"`
+	// VolumeCaches are the host's krbd volumes and their caches. The
+	// dirty bytes are what only this host holds (the last count when the
+	// cache cannot be read): the coordinator keeps the last report of a
+	// host it lost, and with it what that host held.
+	VolumeCaches []VolumeCacheReport `json:"volume_caches,omitempty"`
+	Reported     time.Time           `json:"reported"`
+}
+
+// VolumeCacheReport is one krbd volume on its host.
+type VolumeCacheReport struct {
+	Image string `json:"image"` // pool/image
+	Mode  string `json:"mode"`  // none, writeback or writethrough
+	Phase string `json:"phase"` // attaching, attached or detaching
+	// DirtyBytes is the data only this host holds, not yet in Ceph.
+	DirtyBytes int64 `json:"dirty_bytes"`
+	// AtRisk: the writeback cache failed holding DirtyBytes; the volume
+	// takes no writes. Degraded: the writethrough cache failed and the
+	// volume runs uncached (nothing lost).
+	AtRisk   bool   `json:"at_risk,omitempty"`
+	Degraded bool   `json:"degraded,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Hit and miss counts and the cache's size, in blocks of BlockBytes.
+	BlockBytes  int64 `json:"block_bytes,omitempty"`
+	Blocks      int64 `json:"blocks,omitempty"`
+	DirtyBlocks int64 `json:"dirty_blocks"`
+	ReadHits    int64 `json:"read_hits,omitempty"`
+	ReadMisses  int64 `json:"read_misses,omitempty"`
+	WriteHits   int64 `json:"write_hits,omitempty"`
+	WriteMisses int64 `json:"write_misses,omitempty"`
 }
 
 // NetworkHost is how a host carries tenant networks.

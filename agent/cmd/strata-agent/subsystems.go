@@ -41,6 +41,9 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 	if err := registerStorage(a, cfg, log); err != nil {
 		return err
 	}
+	if _, err := registerVolumeCaches(a, cfg, log); err != nil {
+		return err
+	}
 	if cfg.Compute.Enabled {
 		return registerCompute(a, cfg, log, l2)
 	}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strata-infra/strata/agent/config"
+	"github.com/strata-infra/strata/agent/daemon"
+	"github.com/strata-infra/strata/agent/storage/attach"
+	"github.com/strata-infra/strata/agent/storage/cachedvol"
+	"github.com/strata-infra/strata/agent/storage/dmcache"
+	"github.com/strata-infra/strata/agent/storage/krbd"
+	"github.com/strata-infra/strata/pkg/api"
+)
+
+// checkEvery is how often the agent looks at its volume caches: a failed
+// device, the dirty count it publishes.
+const checkEvery = 10 * time.Second
+
+// registerVolumeCaches runs this host's krbd volume manager when it has
+// Ceph and the kernel has krbd: on start it finds every volume it had
+// mapped again, reassembles their caches with their dirty blocks and
+// finishes interrupted detaches (Recover, retried until it succeeds), then
+// checks the caches every checkEvery. Each volume's state goes into the
+// status report and the metrics.
+func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger) (*cachedvol.Manager, error) {
+	s := cfg.Storage
+	mp := &krbd.Mapper{}
+	if !s.Enabled() {
+		return nil, nil
+	}
+	if why := mp.Available(); why != "" {
+		log.Info("no krbd volumes on this host", "reason", why)
+		return nil, nil
+	}
+	mons, err := attach.ParseMonHost(s.Ceph.MonHost)
+	if err != nil {
+		return nil, fmt.Errorf("storage.ceph.mon_host: %w", err)
+	}
+	auth := krbd.Auth{User: s.Ceph.User}
+	for _, m := range mons {
+		auth.Monitors = append(auth.Monitors, m.String())
+	}
+	if auth.Key, err = keyringKey(s.Ceph.Keyring); err != nil {
+		return nil, err
+	}
+	log = log.With("subsystem", "volumecache")
+	m := &cachedvol.Manager{
+		DM: dmcache.DMSetup{}, Mapper: mp, Auth: auth, Exclusive: true,
+		StateDir: filepath.Join(cfg.StateDir, "volumes"), Log: log,
+		FlushTimeout: s.Cache.FlushTimeout,
+	}
+	if s.Cache.Device != "" {
+		m.Fast = cachedvol.BlockDevice(s.Cache.Device)
+	}
+	rep := &cacheReporter{m: m}
+	a.Background(func(ctx context.Context) {
+		for {
+			err := m.Recover(ctx)
+			if err == nil {
+				break
+			}
+			log.Error("recover volumes", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(checkEvery):
+			}
+		}
+		for {
+			if err := m.Check(ctx); err != nil {
+				log.Error("volume caches", "err", err)
+			}
+			rep.refresh(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(checkEvery):
+			}
+		}
+	})
+	a.Reporter(rep.report)
+	a.Registry().MustRegister(m.Collector())
+	log.Info("krbd volumes", "cache_device", s.Cache.Device, "state", m.StateDir)
+	return m, nil
+}
+
+// cacheReporter keeps the last statuses read, so a report never waits on
+// dmsetup.
+type cacheReporter struct {
+	m    *cachedvol.Manager
+	mu   sync.Mutex
+	last []api.VolumeCacheReport
+}
+
+func (c *cacheReporter) refresh(ctx context.Context) {
+	sts, err := c.m.Statuses(ctx)
+	if err != nil {
+		return
+	}
+	recs, _ := c.m.Records()
+	images := map[string]string{}
+	for _, r := range recs {
+		images[r.Volume] = r.Image.String()
+	}
+	out := make([]api.VolumeCacheReport, 0, len(sts))
+	for _, s := range sts {
+		out = append(out, api.VolumeCacheReport{
+			Image: images[s.Volume], Mode: string(s.Mode), Phase: s.Phase, DirtyBytes: s.DirtyBytes,
+			AtRisk: s.AtRisk, Degraded: s.Degraded, Error: strings.TrimSpace(s.Stats.Error + " " + s.StatsError),
+			BlockBytes: s.Stats.BlockBytes, Blocks: s.Stats.Blocks, DirtyBlocks: s.Stats.Dirty,
+			ReadHits: s.Stats.ReadHits, ReadMisses: s.Stats.ReadMisses, WriteHits: s.Stats.WriteHits, WriteMisses: s.Stats.WriteMisses,
+		})
+	}
+	c.mu.Lock()
+	c.last = out
+	c.mu.Unlock()
+}
+
+func (c *cacheReporter) report(rep *api.HostReport) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rep.VolumeCaches = append(rep.VolumeCaches, c.last...)
+}
+
+// keyringKey is the base64 key of a keyring file's first "key =" line.
+func keyringKey(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("ceph keyring: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok && strings.TrimSpace(k) == "key" {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("ceph keyring %s: no key line", path)
+}
