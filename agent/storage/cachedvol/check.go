@@ -32,6 +32,14 @@ func (m *Manager) Check(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
+		if st.Error == "" && r.Mode == "writeback" {
+			// dm-writecache fails writes to a failed device one by one and
+			// says so in its status only once a metadata commit fails: a
+			// flush commits now, and its failure is the failure.
+			if err := m.DM.Message(ctx, topName(r.Volume), "flush"); err != nil {
+				st.Error = "flush failed: " + err.Error()
+			}
+		}
 		if st.Error == "" {
 			if r.LastDirty != st.DirtyBytes() {
 				r.LastDirty = st.DirtyBytes()
@@ -41,6 +49,7 @@ func (m *Manager) Check(ctx context.Context) error {
 		}
 		if r.Mode == "writeback" {
 			r.LastDirty = max(r.LastDirty, st.DirtyBytes())
+			r.CacheError = st.Error
 			m.j().save(r)
 			m.log().Error("writeback cache failed: the volume takes no writes and its dirty data is at risk",
 				"volume", r.Volume, "cache_error", st.Error, "dirty_bytes", r.LastDirty)

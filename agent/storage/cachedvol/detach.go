@@ -97,6 +97,9 @@ func (m *Manager) flush(ctx context.Context, r *Record) error {
 	if st.Mode != dmcache.Writeback {
 		return nil // writethrough, degraded or never assembled: the origin has it all
 	}
+	if st.Error == "" {
+		st.Error = r.CacheError
+	}
 	if st.Error != "" {
 		return fmt.Errorf("flush: the cache failed (%s) with %d dirty bytes: they are at risk; the record stays", st.Error, st.DirtyBytes())
 	}
@@ -213,6 +216,9 @@ func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx con
 		return err
 	}
 	if st.Mode == dmcache.Writeback {
+		if st.Error == "" {
+			st.Error = r.CacheError
+		}
 		if st.Error != "" {
 			return fmt.Errorf("snapshot %s: the cache failed (%s): its %d dirty bytes cannot be flushed", volume, st.Error, st.DirtyBytes())
 		}

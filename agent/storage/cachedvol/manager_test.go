@@ -31,6 +31,7 @@ type fakeDev struct {
 	dirty                              int64
 	cleaner, flushOnSuspend, suspended bool
 	failed                             bool
+	silentFail                         bool // failed, with a clean status (dm-writecache)
 }
 
 func newFakeDM() *fakeDM { return &fakeDM{devs: map[string]*fakeDev{}, drain: 100} }
@@ -100,6 +101,9 @@ func (f *fakeDM) Message(_ context.Context, name, msg string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("message " + name + " " + msg)
+	if f.devs[name].silentFail && msg == "flush" {
+		return fmt.Errorf("dmsetup message %s 0 flush: Input/output error", name)
+	}
 	switch msg {
 	case "cleaner":
 		f.devs[name].cleaner = true
@@ -478,7 +482,7 @@ func TestCheckFailingCache(t *testing.T) {
 		t.Fatalf("healthy caches: %v", err)
 	}
 	r.dm.write("strata-wb", 9)
-	r.dm.devs["strata-wb"].failed = true
+	r.dm.devs["strata-wb"].silentFail = true
 	r.dm.devs["strata-wt"].failed = true
 	err := r.m.Check(ctx)
 	if err == nil || !strings.Contains(err.Error(), "volume wb: writeback cache failed") || strings.Contains(err.Error(), "volume wt") {

@@ -41,6 +41,9 @@ func (m *Manager) Statuses(ctx context.Context) ([]Status, error) {
 		if err != nil {
 			s.StatsError = err.Error()
 		} else {
+			if st.Error == "" {
+				st.Error = r.CacheError
+			}
 			s.Stats = st
 			if st.Mode != dmcache.None || r.Mode == dmcache.None {
 				s.DirtyBytes = st.DirtyBytes()
