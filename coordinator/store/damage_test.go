@@ -25,7 +25,7 @@ func fillStore(t *testing.T, path string) []int {
 		put(t, s, project(fmt.Sprintf("p%03d", i), strings.Repeat("d", 100)))
 	}
 	var leaves []int
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.backend.(*boltBackend).db.View(func(tx *bolt.Tx) error {
 		for id := 2; ; id++ {
 			pi, err := tx.Page(id)
 			if err != nil || pi == nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,53 +20,48 @@ func newHistory() string {
 	return hex.EncodeToString(b)
 }
 
-// History is the ID of this store's line of epochs; it changes only when
-// a backup is restored.
-func (s *Store) History() string { return s.history }
-
 // JumpEpoch moves the cluster epoch to at least min, as one commit with an
 // empty delta. After a restore, hosts that applied epochs of the history
 // before it may be ahead of the restored store: the epoch jumps past
 // them, so epochs never go back on any host and every host's next plan is
 // a full one. It returns the epoch after the call.
 func (s *Store) JumpEpoch(min uint64) (uint64, error) {
-	var epoch uint64
-	jumped := false
-	err := s.db.Update(func(btx *bolt.Tx) error {
-		epoch = readEpoch(btx)
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	for try := 1; ; try++ {
+		t, epoch := s.snapshot()
 		if epoch >= min {
-			return nil
+			return epoch, nil
 		}
-		tx := &Tx{btx: btx, epoch: min, now: time.Now().UTC()}
-		if err := tx.commitDelta(s.retain); err != nil {
-			return err
+		d := storedDelta{Epoch: min, Base: epoch, Changes: []storedChange{}}
+		rec, err := s.record(d)
+		if err == nil {
+			err = s.backend.Commit(rec)
 		}
-		epoch, jumped = min, true
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("jump epoch to %d: %w", min, err)
+		if errors.Is(err, ErrEpochMoved) && try < maxCommitTries {
+			if err := s.catchUp(); err != nil {
+				return 0, fmt.Errorf("jump epoch to %d: %w", min, err)
+			}
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("jump epoch to %d: %w", min, err)
+		}
+		s.publish(t, d)
+		s.wake()
+		return min, nil
 	}
-	if jumped {
-		s.bumped(epoch)
-	}
-	return epoch, nil
 }
 
-// Backup writes a consistent copy of the whole store to w from one
-// read transaction, while commits go on (bbolt's Tx.WriteTo). It returns
-// the epoch the copy holds.
+// Backup writes a consistent copy of the whole store to w while commits
+// go on. It returns the epoch the copy holds. Only the bbolt backend has
+// one; an etcd cluster is backed up with etcd's own snapshots.
 func (s *Store) Backup(w io.Writer) (uint64, error) {
-	var epoch uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		epoch = readEpoch(tx)
-		_, err := tx.WriteTo(w)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
+	b, ok := s.backend.(*boltBackend)
+	if !ok {
+		return 0, errors.New("backup: this store is on etcd; back up the etcd cluster with etcdctl snapshot save")
 	}
-	return epoch, nil
+	return b.backup(w)
 }
 
 // BackupFile copies the store at path (a coordinator that is not
@@ -76,8 +72,8 @@ func BackupFile(path, out string) (uint64, error) {
 		return 0, fmt.Errorf("open %q read-only (is the coordinator running? then back up over the API): %w", path, err)
 	}
 	defer db.Close()
-	s := &Store{db: db}
-	return writeFileAtomic(out, s.Backup)
+	b := &boltBackend{db: db}
+	return writeFileAtomic(out, b.backup)
 }
 
 func writeFileAtomic(out string, write func(io.Writer) (uint64, error)) (uint64, error) {
@@ -148,13 +144,13 @@ func Restore(from, path string) (RestoreResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("restore: copy %q: %w", from, err)
 	}
-	st, err := Open(tmp, Options{})
+	st, err := openBolt(tmp, false)
 	if err != nil {
 		return res, fmt.Errorf("restore from %q refused: %w", from, err)
 	}
-	res.OldHistory, res.Epoch = st.History(), st.Epoch()
 	res.NewHistory = newHistory()
 	err = st.db.Update(func(tx *bolt.Tx) error {
+		res.OldHistory, res.Epoch = string(tx.Bucket(bucketMeta).Get(keyHistory)), readEpoch(tx)
 		if err := tx.DeleteBucket(bucketDeltas); err != nil {
 			return err
 		}

@@ -1,9 +1,7 @@
 package store
 
 import (
-	"encoding/binary"
-	"encoding/json"
-	"fmt"
+	"sort"
 
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -13,57 +11,55 @@ type Filter func(api.Resource) bool
 
 // Plan builds host's plan after epoch since: the filtered deltas in
 // (since, current] when every one of them is still retained, else the full
-// filtered plan at the current epoch. It is read in one transaction, so the
-// answer is consistent with its epoch.
+// filtered plan at the current epoch. It reads one snapshot, so the answer
+// is consistent with its epoch; deltas are served from memory, decoded
+// once when they were committed.
 func (s *Store) Plan(host string, since uint64, keep Filter) (api.Plan, error) {
-	var p api.Plan
-	err := s.View(func(tx *Tx) error {
-		p = api.Plan{Host: host, Epoch: tx.epoch, History: s.history}
-		if since == tx.epoch {
-			return nil
+	s.mu.Lock()
+	t, epoch, history, deltas := s.tree.Clone(), s.epoch, s.history, s.deltas
+	s.mu.Unlock()
+	p := api.Plan{Host: host, Epoch: epoch, History: history}
+	if since == epoch {
+		return p, nil
+	}
+	if since > 0 && since < epoch {
+		if ds, ok := deltasAfter(deltas, since, epoch, keep); ok {
+			p.Deltas = ds
+			return p, nil
 		}
-		if since > 0 && since < tx.epoch {
-			deltas, ok, err := tx.deltasAfter(since, keep)
-			if err != nil {
-				return err
-			}
-			if ok {
-				p.Deltas = deltas
-				return nil
-			}
+	}
+	// Full plan: since is 0, too old, or ahead of us (a coordinator
+	// restored from an older copy); the agent fences on the epoch.
+	p.Full = true
+	p.Resources = []api.Resource{}
+	tx := &Tx{s: s, tree: t, epoch: epoch, readOnly: true}
+	err := tx.All(func(r api.Resource) error {
+		if keep(r) {
+			p.Resources = append(p.Resources, r)
 		}
-		// Full plan: since is 0, too old, or ahead of us (a coordinator
-		// restored from an older copy); the agent fences on the epoch.
-		p.Full = true
-		p.Resources = []api.Resource{}
-		return tx.All(func(r api.Resource) error {
-			if keep(r) {
-				p.Resources = append(p.Resources, r)
-			}
-			return nil
-		})
+		return nil
 	})
 	return p, err
 }
 
-// deltasAfter returns the deltas after since, filtered; ok is false when the
-// log no longer reaches back to since+1.
-func (tx *Tx) deltasAfter(since uint64, keep Filter) ([]api.Delta, bool, error) {
-	c := tx.btx.Bucket(bucketDeltas).Cursor()
-	k, v := c.Seek(u64(since + 1))
-	if k == nil || binary.BigEndian.Uint64(k) != since+1 {
-		return nil, false, nil
+// deltasAfter returns the retained deltas in (since, epoch], filtered; ok
+// is false when they no longer reach back to since+1 or have a gap (an
+// epoch jump after a restore).
+func deltasAfter(deltas []storedDelta, since, epoch uint64, keep Filter) ([]api.Delta, bool) {
+	i := sort.Search(len(deltas), func(i int) bool { return deltas[i].Epoch > since })
+	if i == len(deltas) || deltas[i].Epoch != since+1 {
+		return nil, false
 	}
 	out := []api.Delta{}
-	for next := since + 1; k != nil; k, v = c.Next() {
-		if binary.BigEndian.Uint64(k) != next {
-			return nil, false, nil // a gap (an epoch jump after a restore): full plan
+	next := since + 1
+	for _, sd := range deltas[i:] {
+		if sd.Epoch > epoch {
+			break
+		}
+		if sd.Epoch != next {
+			return nil, false
 		}
 		next++
-		var sd storedDelta
-		if err := json.Unmarshal(v, &sd); err != nil {
-			return nil, false, fmt.Errorf("decode delta %d: %w", binary.BigEndian.Uint64(k), err)
-		}
 		d := api.Delta{Epoch: sd.Epoch, Changes: []api.Change{}}
 		for _, ch := range sd.Changes {
 			if c, ok := filterChange(ch, keep); ok {
@@ -73,7 +69,7 @@ func (tx *Tx) deltasAfter(since uint64, keep Filter) ([]api.Delta, bool, error) 
 		// An empty delta still tells the host the epoch moved.
 		out = append(out, d)
 	}
-	return out, true, nil
+	return out, next == epoch+1
 }
 
 // filterChange maps a stored change onto one host: a resource that left the
@@ -98,12 +94,10 @@ func filterChange(ch storedChange, keep Filter) (api.Change, bool) {
 
 // OldestDelta is the epoch of the oldest retained delta (0 when none).
 func (s *Store) OldestDelta() uint64 {
-	var e uint64
-	_ = s.View(func(tx *Tx) error {
-		if k, _ := tx.btx.Bucket(bucketDeltas).Cursor().First(); k != nil {
-			e = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	return e
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.deltas) == 0 {
+		return 0
+	}
+	return s.deltas[0].Epoch
 }

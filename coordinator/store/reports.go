@@ -1,42 +1,31 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-infra/strata/pkg/api"
 )
 
 // PutReport records an agent's status report and the per-resource statuses
-// in it. Reports are observed state: they never bump the epoch. A status
-// on a resource that keep says is not the host's is dropped, and its key
-// returned: a host never writes onto another host's (tenant's) resources,
-// and one stale entry does not lose the rest of the report.
+// in it. Reports are observed state: they never bump the epoch and keep no
+// history. A status on a resource that keep says is not the host's is
+// dropped, and its key returned: a host never writes onto another host's
+// (tenant's) resources, and one stale entry does not lose the rest of the
+// report.
 func (s *Store) PutReport(r api.HostReport, keep Filter) (dropped []api.Key, err error) {
 	buf, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	return dropped, s.db.Update(func(tx *bolt.Tx) error {
-		dropped = dropped[:0]
-		if err := tx.Bucket(bucketReports).Put([]byte(r.Host), buf); err != nil {
-			return err
-		}
-		st := tx.Bucket(bucketStatus)
-		res := tx.Bucket(bucketResources)
+	ops := []ObsOp{{NS: nsReports, Key: r.Host, Val: buf}}
+	err = s.View(func(tx *Tx) error {
 		for _, rr := range r.Resources {
-			k := resourceKey(rr.Key)
-			v := res.Get(k)
-			if v == nil {
+			stored, err := tx.Get(rr.Key)
+			if err != nil {
 				continue // deleted since the agent looked
-			}
-			var stored api.Resource
-			if err := json.Unmarshal(v, &stored); err != nil {
-				return fmt.Errorf("status of %s: %w", rr.Key, err)
 			}
 			if !keep(stored) {
 				dropped = append(dropped, rr.Key)
@@ -47,51 +36,51 @@ func (s *Store) PutReport(r api.HostReport, keep Filter) (dropped []api.Key, err
 			if err != nil {
 				return err
 			}
-			if err := st.Put(statusKey(rr.Key, r.Host), b); err != nil {
-				return fmt.Errorf("status of %s: %w", rr.Key, err)
-			}
+			ops = append(ops, ObsOp{NS: nsStatus, Key: statusKey(rr.Key, r.Host), Val: b})
 		}
 		return nil
 	})
+	if err != nil {
+		return dropped, err
+	}
+	return dropped, s.backend.Write(ops)
 }
 
 // Reports returns the last report of every host that has sent one.
 func (s *Store) Reports() (map[string]api.HostReport, error) {
 	out := map[string]api.HostReport{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketReports).ForEach(func(k, v []byte) error {
-			var r api.HostReport
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			out[string(k)] = r
-			return nil
-		})
+	err := s.backend.Scan(nsReports, "", func(k string, v []byte) error {
+		var r api.HostReport
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		out[k] = r
+		return nil
 	})
 	return out, err
 }
 
 // statusKey keys one host's status of a resource: the resource's key, NUL,
 // the host.
-func statusKey(k api.Key, host string) []byte {
-	return append(append(resourceKey(k), 0), host...)
+func statusKey(k api.Key, host string) string {
+	return string(resourceKey(k)) + "\x00" + host
 }
 
 // HostStatuses returns what each host last reported about a resource, in
 // host order.
 func (tx *Tx) HostStatuses(k api.Key) []api.ResourceStatus {
-	prefix := append(resourceKey(k), 0)
+	prefix := string(resourceKey(k)) + "\x00"
 	var out []api.ResourceStatus
-	c := tx.btx.Bucket(bucketStatus).Cursor()
-	for key, v := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, v = c.Next() {
+	_ = tx.s.backend.Scan(nsStatus, prefix, func(key string, v []byte) error {
 		if len(key) == len(prefix) {
-			continue // the placement status (placementKey), no host's
+			return nil // the placement status (placementKey), no host's
 		}
 		var st api.ResourceStatus
 		if json.Unmarshal(v, &st) == nil {
 			out = append(out, st)
 		}
-	}
+		return nil
+	})
 	return out
 }
 
@@ -115,44 +104,30 @@ func (tx *Tx) Status(k api.Key) *api.ResourceStatus {
 // all hosts.
 func (tx *Tx) Failing(host string) []api.ResourceReport {
 	var out []api.ResourceReport
-	_ = tx.btx.Bucket(bucketStatus).ForEach(func(key, v []byte) error {
-		parts := bytes.SplitN(key, []byte{0}, 4)
-		if len(parts) != 4 || len(parts[3]) == 0 || (host != "" && string(parts[3]) != host) {
+	_ = tx.s.backend.Scan(nsStatus, "", func(key string, v []byte) error {
+		parts := strings.SplitN(key, "\x00", 4)
+		if len(parts) != 4 || len(parts[3]) == 0 || (host != "" && parts[3] != host) {
 			return nil
 		}
 		var st api.ResourceStatus
 		if json.Unmarshal(v, &st) != nil || st.State != api.ResourceError {
 			return nil
 		}
-		out = append(out, api.ResourceReport{Key: api.Key{Kind: string(parts[0]), Project: string(parts[1]), Name: string(parts[2])}, ResourceStatus: st})
+		out = append(out, api.ResourceReport{Key: api.Key{Kind: parts[0], Project: parts[1], Name: parts[2]}, ResourceStatus: st})
 		return nil
 	})
 	return out
 }
 
-// deleteStatuses drops every host's status of a resource that is gone.
-func (tx *Tx) deleteStatuses(k api.Key) {
-	prefix := append(resourceKey(k), 0)
-	b := tx.btx.Bucket(bucketStatus)
-	c := b.Cursor()
-	var keys [][]byte
-	for key, _ := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, _ = c.Next() {
-		keys = append(keys, append([]byte(nil), key...))
-	}
-	for _, key := range keys {
-		_ = b.Delete(key)
-	}
-}
-
 // placementKey keys a resource's placement status beside its hosts'
 // statuses: the status key of the empty host (no host has that name), so
 // deleting the resource drops it too.
-func placementKey(k api.Key) []byte { return statusKey(k, "") }
+func placementKey(k api.Key) string { return statusKey(k, "") }
 
 // Placement returns the scheduler's last word on a resource, or nil.
 func (tx *Tx) Placement(k api.Key) *api.PlacementStatus {
-	v := tx.btx.Bucket(bucketStatus).Get(placementKey(k))
-	if v == nil {
+	v, err := tx.s.backend.Get(nsStatus, placementKey(k))
+	if err != nil || v == nil {
 		return nil
 	}
 	var p api.PlacementStatus
@@ -183,19 +158,25 @@ func (s *Store) writePlacements(notes []placementNote) error {
 	if len(notes) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	var ops []ObsOp
+	err := s.View(func(tx *Tx) error {
 		for _, n := range notes {
-			if tx.Bucket(bucketResources).Get(resourceKey(n.key)) == nil {
+			if _, err := tx.Get(n.key); err != nil {
 				continue
 			}
 			b, err := json.Marshal(n.status)
 			if err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketStatus).Put(placementKey(n.key), b); err != nil {
-				return fmt.Errorf("placement status of %s: %w", n.key, err)
-			}
+			ops = append(ops, ObsOp{NS: nsStatus, Key: placementKey(n.key), Val: b})
 		}
 		return nil
 	})
+	if err != nil || len(ops) == 0 {
+		return err
+	}
+	if err := s.backend.Write(ops); err != nil {
+		return fmt.Errorf("placement statuses: %w", err)
+	}
+	return nil
 }

@@ -175,7 +175,7 @@ func TestTokensAreStoredHashed(t *testing.T) {
 		t.Fatalf("wrong secret: %v", err)
 	}
 	raw := ""
-	_ = s.db.View(func(tx *bolt.Tx) error {
+	_ = s.backend.(*boltBackend).db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error { raw += string(k) + string(v); return nil })
 	})
 	if strings.Contains(raw, secret) {

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/strata-infra/strata/pkg/api"
 )
 
@@ -24,51 +22,51 @@ func (s *Store) PutToken(t api.Token, secret string) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).Put([]byte(HashSecret(secret)), buf)
-	})
+	return s.backend.Write([]ObsOp{{NS: nsTokens, Key: HashSecret(secret), Val: buf}})
 }
 
 // LookupToken finds the token whose secret is given.
 func (s *Store) LookupToken(secret string) (api.Token, error) {
 	var t api.Token
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketTokens).Get([]byte(HashSecret(secret)))
-		if v == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(v, &t)
-	})
-	return t, err
+	v, err := s.backend.Get(nsTokens, HashSecret(secret))
+	if err != nil {
+		return t, err
+	}
+	if v == nil {
+		return t, ErrNotFound
+	}
+	return t, json.Unmarshal(v, &t)
 }
 
 // Tokens lists every token (never their secrets, which are not kept).
 func (s *Store) Tokens() ([]api.Token, error) {
 	var out []api.Token
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).ForEach(func(_, v []byte) error {
-			var t api.Token
-			if err := json.Unmarshal(v, &t); err != nil {
-				return err
-			}
-			out = append(out, t)
-			return nil
-		})
+	err := s.backend.Scan(nsTokens, "", func(_ string, v []byte) error {
+		var t api.Token
+		if err := json.Unmarshal(v, &t); err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
 	})
 	return out, err
 }
 
 // DeleteToken removes the token with the given ID.
 func (s *Store) DeleteToken(id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var t api.Token
-			if json.Unmarshal(v, &t) == nil && t.ID == id {
-				return c.Delete()
-			}
+	var key string
+	err := s.backend.Scan(nsTokens, "", func(k string, v []byte) error {
+		var t api.Token
+		if key == "" && json.Unmarshal(v, &t) == nil && t.ID == id {
+			key = k
 		}
-		return fmt.Errorf("token %q: %w", id, ErrNotFound)
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if key == "" {
+		return fmt.Errorf("token %q: %w", id, ErrNotFound)
+	}
+	return s.backend.Write([]ObsOp{{NS: nsTokens, Key: key, Delete: true}})
 }

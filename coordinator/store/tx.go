@@ -1,20 +1,21 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/google/btree"
 
 	"github.com/strata-infra/strata/pkg/api"
 )
 
 // Tx is one store transaction. Reads see the writes made earlier in it.
 type Tx struct {
-	btx      *bolt.Tx
-	epoch    uint64 // the epoch this transaction will commit as
+	s        *Store
+	tree     *btree.BTreeG[item] // this transaction's copy-on-write view
+	epoch    uint64              // the epoch this transaction will commit as
 	now      time.Time
 	readOnly bool
 	changes  []storedChange
@@ -35,12 +36,12 @@ func (tx *Tx) Epoch() uint64 { return tx.epoch }
 
 // Get reads one resource.
 func (tx *Tx) Get(k api.Key) (api.Resource, error) {
-	v := tx.btx.Bucket(bucketResources).Get(resourceKey(k))
-	if v == nil {
+	it, ok := tx.tree.Get(item{key: string(resourceKey(k))})
+	if !ok {
 		return api.Resource{}, fmt.Errorf("%s: %w", k, ErrNotFound)
 	}
 	var r api.Resource
-	if err := json.Unmarshal(v, &r); err != nil {
+	if err := json.Unmarshal(it.val, &r); err != nil {
 		return api.Resource{}, fmt.Errorf("decode %s: %w", k, err)
 	}
 	return r, nil
@@ -49,57 +50,65 @@ func (tx *Tx) Get(k api.Key) (api.Resource, error) {
 // List returns the resources of a kind, in name order; project "" lists
 // every project's when all is true, else only global ones.
 func (tx *Tx) List(kind, project string, all bool) ([]api.Resource, error) {
-	prefix := []byte(kind + "\x00")
+	prefix := kind + "\x00"
 	if !all {
-		prefix = append(prefix, []byte(project+"\x00")...)
+		prefix += project + "\x00"
 	}
 	var out []api.Resource
-	c := tx.btx.Bucket(bucketResources).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	var err error
+	tx.scan(prefix, func(it item) bool {
 		var r api.Resource
-		if err := json.Unmarshal(v, &r); err != nil {
-			return nil, fmt.Errorf("decode %q: %w", k, err)
+		if err = json.Unmarshal(it.val, &r); err != nil {
+			err = fmt.Errorf("decode %q: %w", it.key, err)
+			return false
 		}
 		out = append(out, r)
-	}
-	return out, nil
+		return true
+	})
+	return out, err
 }
 
 // Keys returns the keys of every project's resources of a kind, without
 // decoding them: for cluster-wide uniqueness checks that need only names.
 func (tx *Tx) Keys(kind string) []api.Key {
-	prefix := []byte(kind + "\x00")
 	var out []api.Key
-	c := tx.btx.Bucket(bucketResources).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		parts := bytes.SplitN(k, []byte{0}, 3)
-		if len(parts) == 3 {
-			out = append(out, api.Key{Kind: kind, Project: string(parts[1]), Name: string(parts[2])})
+	tx.scan(kind+"\x00", func(it item) bool {
+		if parts := strings.SplitN(it.key, "\x00", 3); len(parts) == 3 {
+			out = append(out, api.Key{Kind: kind, Project: parts[1], Name: parts[2]})
 		}
-	}
+		return true
+	})
 	return out
 }
 
 // Count returns how many resources of a kind a project holds, without
 // decoding them.
 func (tx *Tx) Count(kind, project string) int {
-	prefix := []byte(kind + "\x00" + project + "\x00")
 	n := 0
-	c := tx.btx.Bucket(bucketResources).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		n++
-	}
+	tx.scan(kind+"\x00"+project+"\x00", func(item) bool { n++; return true })
 	return n
 }
 
 // All calls fn for every resource.
 func (tx *Tx) All(fn func(api.Resource) error) error {
-	return tx.btx.Bucket(bucketResources).ForEach(func(k, v []byte) error {
+	var err error
+	tx.tree.Ascend(func(it item) bool {
 		var r api.Resource
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode %q: %w", k, err)
+		if err = json.Unmarshal(it.val, &r); err != nil {
+			err = fmt.Errorf("decode %q: %w", it.key, err)
+			return false
 		}
-		return fn(r)
+		err = fn(r)
+		return err == nil
+	})
+	return err
+}
+
+// scan calls fn for every resource whose key starts with prefix, in key
+// order, until fn returns false.
+func (tx *Tx) scan(prefix string, fn func(item) bool) {
+	tx.tree.AscendGreaterOrEqual(item{key: prefix}, func(it item) bool {
+		return strings.HasPrefix(it.key, prefix) && fn(it)
 	})
 }
 
@@ -125,9 +134,7 @@ func (tx *Tx) Put(r api.Resource) (api.Resource, bool, error) {
 	if err != nil {
 		return r, false, fmt.Errorf("encode %s: %w", r.Key(), err)
 	}
-	if err := tx.btx.Bucket(bucketResources).Put(resourceKey(r.Key()), buf); err != nil {
-		return r, false, fmt.Errorf("put %s: %w", r.Key(), err)
-	}
+	tx.tree.ReplaceOrInsert(item{key: string(resourceKey(r.Key())), val: buf})
 	tx.changes = append(tx.changes, storedChange{Op: api.OpPut, New: r, Prev: prevp})
 	return r, true, nil
 }
@@ -141,35 +148,7 @@ func (tx *Tx) Delete(k api.Key) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	if err := tx.btx.Bucket(bucketResources).Delete(resourceKey(k)); err != nil {
-		return false, fmt.Errorf("delete %s: %w", k, err)
-	}
-	tx.deleteStatuses(k)
+	tx.tree.Delete(item{key: string(resourceKey(k))})
 	tx.changes = append(tx.changes, storedChange{Op: api.OpDelete, New: api.Resource{Kind: k.Kind, Project: k.Project, Name: k.Name, Epoch: tx.epoch}, Prev: &prev})
 	return true, nil
-}
-
-func (tx *Tx) commitDelta(retain int) error {
-	buf, err := json.Marshal(storedDelta{Epoch: tx.epoch, Changes: tx.changes})
-	if err != nil {
-		return fmt.Errorf("encode delta %d: %w", tx.epoch, err)
-	}
-	deltas := tx.btx.Bucket(bucketDeltas)
-	if err := deltas.Put(u64(tx.epoch), buf); err != nil {
-		return fmt.Errorf("append delta %d: %w", tx.epoch, err)
-	}
-	if err := tx.btx.Bucket(bucketMeta).Put(keyEpoch, u64(tx.epoch)); err != nil {
-		return fmt.Errorf("write epoch %d: %w", tx.epoch, err)
-	}
-	// Trim the log to the newest retain deltas.
-	if tx.epoch > uint64(retain) {
-		cut := u64(tx.epoch - uint64(retain))
-		c := deltas.Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k, cut) <= 0; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
-				return fmt.Errorf("trim delta log: %w", err)
-			}
-		}
-	}
-	return nil
 }
