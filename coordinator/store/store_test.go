@@ -36,7 +36,11 @@ func put(t *testing.T, s *Store, r api.Resource) (uint64, bool) {
 }
 
 func TestEpochBumpsOncePerChangingCommit(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "s.db"), 0)
+	onBoth(t, testEpochBumpsOncePerChangingCommit)
+}
+
+func testEpochBumpsOncePerChangingCommit(t *testing.T, b backend) {
+	s, _ := b.open(t, 0)
 	defer s.Close()
 	if e, ch := put(t, s, project("a", "x")); e != 1 || !ch {
 		t.Fatalf("first put: epoch %d changed %v, want 1 true", e, ch)
@@ -75,15 +79,16 @@ func TestEpochBumpsOncePerChangingCommit(t *testing.T) {
 	})
 }
 
-func TestReopenKeepsStateAndEpoch(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s.db")
-	s := open(t, path, 0)
+func TestReopenKeepsStateAndEpoch(t *testing.T) { onBoth(t, testReopenKeepsStateAndEpoch) }
+
+func testReopenKeepsStateAndEpoch(t *testing.T, b backend) {
+	s, reopen := b.open(t, 0)
 	put(t, s, project("a", "one"))
 	put(t, s, project("a", "two"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = open(t, path, 0)
+	s = reopen()
 	defer s.Close()
 	if s.Epoch() != 2 {
 		t.Fatalf("epoch after reopen = %d, want 2", s.Epoch())
@@ -98,7 +103,11 @@ func TestReopenKeepsStateAndEpoch(t *testing.T) {
 }
 
 func TestPlanFallsBackToFullWhenDeltasTrimmed(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "s.db"), 3)
+	onBoth(t, testPlanFallsBackToFullWhenDeltasTrimmed)
+}
+
+func testPlanFallsBackToFullWhenDeltasTrimmed(t *testing.T, b backend) {
+	s, _ := b.open(t, 3)
 	defer s.Close()
 	for i := 0; i < 6; i++ {
 		put(t, s, project("p"+string(rune('a'+i)), ""))
@@ -133,8 +142,10 @@ func TestPlanFallsBackToFullWhenDeltasTrimmed(t *testing.T) {
 	}
 }
 
-func TestPlanFilterTurnsMoveIntoDelete(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "s.db"), 0)
+func TestPlanFilterTurnsMoveIntoDelete(t *testing.T) { onBoth(t, testPlanFilterTurnsMoveIntoDelete) }
+
+func testPlanFilterTurnsMoveIntoDelete(t *testing.T, b backend) {
+	s, _ := b.open(t, 0)
 	defer s.Close()
 	onHost := func(host string) Filter {
 		return func(r api.Resource) bool {
