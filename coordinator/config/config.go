@@ -37,14 +37,20 @@ type Config struct {
 	// address is loopback.
 	InsecureHTTP bool `json:"insecure_http"`
 	// MaxConns bounds the API's open connections.
-	MaxConns        int           `json:"max_conns"`
-	GossipBind      string        `json:"gossip_bind"`
-	GossipAdvertise string        `json:"gossip_advertise"`
-	Join            []string      `json:"join"`
-	GossipKeyFile   string        `json:"gossip_key_file"`
-	GossipProfile   string        `json:"gossip_profile"`
-	RetainDeltas    int           `json:"retain_deltas"`
-	MaxWait         time.Duration `json:"max_wait"`
+	MaxConns        int      `json:"max_conns"`
+	GossipBind      string   `json:"gossip_bind"`
+	GossipAdvertise string   `json:"gossip_advertise"`
+	Join            []string `json:"join"`
+	GossipKeyFile   string   `json:"gossip_key_file"`
+	GossipProfile   string   `json:"gossip_profile"`
+	RetainDeltas    int      `json:"retain_deltas"`
+	// Store is where desired state lives: "bbolt" (a file in the data
+	// dir, one coordinator) or "etcd" (any number of coordinators over
+	// one etcd cluster).
+	Store         string        `json:"store"`
+	EtcdEndpoints []string      `json:"etcd_endpoints"`
+	EtcdPrefix    string        `json:"etcd_prefix"`
+	MaxWait       time.Duration `json:"max_wait"`
 	// VNIRange is the VXLAN IDs networks are given, "min-max".
 	VNIRange    string `json:"vni_range"`
 	UnderlayMTU int    `json:"underlay_mtu"`
@@ -69,6 +75,8 @@ func (c *Config) SetDefaults() {
 		GossipProfile: "lan",
 		GossipKeyFile: "/etc/strata/gossip.key",
 		RetainDeltas:  10000,
+		Store:         "bbolt",
+		EtcdPrefix:    "/strata/",
 		MaxWait:       60 * time.Second,
 		VNIRange:      "1000-99999",
 		UnderlayMTU:   1500,
@@ -100,6 +108,9 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", c.GossipKeyFile, "file with the base64 gossip encryption key")
 	fs.StringVar(&c.GossipProfile, "gossip-profile", c.GossipProfile, "gossip timing profile: lan or local")
 	fs.IntVar(&c.RetainDeltas, "retain-deltas", c.RetainDeltas, "deltas kept for agents to catch up by")
+	fs.StringVar(&c.Store, "store", c.Store, "desired-state store: bbolt (one coordinator) or etcd (many)")
+	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "etcd client URL, with --store etcd (repeatable)")
+	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", c.EtcdPrefix, "key prefix of this cluster's state in etcd")
 	fs.DurationVar(&c.MaxWait, "max-wait", c.MaxWait, "longest plan long-poll")
 	fs.StringVar(&c.VNIRange, "vni-range", c.VNIRange, "VXLAN IDs given to networks, min-max")
 	fs.IntVar(&c.UnderlayMTU, "underlay-mtu", c.UnderlayMTU, "hosts' underlay MTU; tenant networks get 50 less")
@@ -175,6 +186,18 @@ func (c *Config) Validate() error {
 	}
 	if c.RetainDeltas < 1 {
 		return api.Fieldf("retain_deltas", "must be at least 1")
+	}
+	switch c.Store {
+	case "bbolt":
+	case "etcd":
+		if len(c.EtcdEndpoints) == 0 {
+			return api.Fieldf("etcd_endpoints", "needs at least one etcd client URL with store: etcd")
+		}
+		if c.EtcdPrefix == "" || c.EtcdPrefix[0] != '/' {
+			return api.Fieldf("etcd_prefix", "%q must start with /", c.EtcdPrefix)
+		}
+	default:
+		return api.Fieldf("store", "%q is not bbolt or etcd", c.Store)
 	}
 	return nil
 }

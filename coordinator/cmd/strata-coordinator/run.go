@@ -42,11 +42,12 @@ func run(ctx context.Context, cfg *config.Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, StoreFile), store.Options{RetainDeltas: cfg.RetainDeltas})
+	st, leases, closeStore, err := openStore(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
+	_ = leases // singleton work (recovery, storage) holds its lease here
 	if err := ensureAdminToken(st, cfg.DataDir, log); err != nil {
 		return err
 	}
@@ -75,6 +76,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go membership.FeedScheduler(ctx, member, kinds.Scheduler, 200*time.Millisecond)
+	go st.Follow(ctx) // other coordinators' commits (etcd); nothing on bbolt
 	go gsync.Run(ctx)
 	if cfg.RecoveryGrace > 0 {
 		// One coordinator: it always holds the recovery lease.
