@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/strata-infra/strata/coordinator/recovery"
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
@@ -334,6 +335,14 @@ func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// drainRequest is the body of a drain: why, and whether the host's
+// routers and DHCP servers move to other hosts now (after its instances,
+// which `stratactl hosts drain --migrate` moves first).
+type drainRequest struct {
+	Reason      string `json:"reason,omitempty"`
+	MoveNetwork bool   `json:"move_network,omitempty"`
+}
+
 // setDrain drains (drain=true) or enables a host: a committed change to its
 // hostconfig, so it survives coordinator restarts and reaches the agent.
 func (s *Server) setDrain(drain bool) http.HandlerFunc {
@@ -347,9 +356,7 @@ func (s *Server) setDrain(drain bool) http.HandlerFunc {
 			s.errorFor(w, fe)
 			return
 		}
-		var req struct {
-			Reason string `json:"reason,omitempty"`
-		}
+		var req drainRequest
 		if r.ContentLength > 0 {
 			if err := decodeStrict(r, &req, ""); err != nil {
 				s.errorFor(w, err)
@@ -390,6 +397,23 @@ func (s *Server) setDrain(drain bool) http.HandlerFunc {
 		res.Changed, res.Epoch = changed, epoch
 		if changed {
 			s.log.Info("host drain changed", "host", host, "drained", drain, "epoch", epoch, actor(r))
+		}
+		if drain && req.MoveNetwork {
+			// Emptying a drained host: its routers and DHCP servers go to
+			// other hosts, with the same addresses.
+			var hosts func() []api.Host
+			if s.hosts != nil {
+				hosts = s.hosts.Hosts
+			}
+			moved, err := recovery.MoveNetworkOff(s.store, s.reg, hosts, host)
+			if err != nil {
+				s.errorFor(w, err)
+				return
+			}
+			if len(moved) > 0 {
+				res.Changed, res.Epoch = true, s.store.Epoch()
+				s.log.Info("routers and DHCP moved off a drained host", "host", host, "moved", moved, actor(r))
+			}
 		}
 		writeJSON(w, http.StatusOK, res)
 	}

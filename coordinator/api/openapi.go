@@ -107,9 +107,7 @@ var errorText = map[int]string{
 func fixedOperations() []operation {
 	host := pathParam("host", "host name")
 	str := openapi3.NewStringSchema()
-	drainBody := schemaFor(struct {
-		Reason string `json:"reason,omitempty"`
-	}{})
+	drainBody := schemaFor(drainRequest{})
 	health := schemaFor(healthAnswer{})
 	return []operation{
 		{method: "GET", path: "/healthz", id: "getHealth", tag: "health", summary: "Liveness: the process serves HTTP", public: true, okCode: 200, ok: jsonResponse("alive", health)},

@@ -262,14 +262,21 @@ func (c *Controller) recorded(f fenceRes) (time.Time, error) {
 // write admits and commits one system write of r with spec; a stored
 // resource is the Prev. It returns the epoch of the commit.
 func (c *Controller) write(r api.Resource, spec any, base registry.Admission) (uint64, error) {
-	k, ok := c.reg.Get(r.Kind)
+	return write(c.store, c.reg, c.hosts, r, spec, base)
+}
+
+func write(st *store.Store, reg *registry.Registry, hosts func() []api.Host, r api.Resource, spec any, base registry.Admission) (uint64, error) {
+	k, ok := reg.Get(r.Kind)
 	if !ok {
 		return 0, fmt.Errorf("no kind %q", r.Kind)
 	}
-	epoch, _, err := c.store.Update(func(tx *store.Tx) error {
+	epoch, _, err := st.Update(func(tx *store.Tx) error {
 		a := base
-		a.Tx, a.Admin, a.System, a.Settings, a.Scheduler = tx, true, true, c.reg.Settings, c.reg.Scheduler
-		a.Hosts = c.hosts
+		a.Tx, a.Admin, a.System, a.Settings, a.Scheduler = tx, true, true, reg.Settings, reg.Scheduler
+		a.Hosts = hosts
+		if a.Hosts == nil {
+			a.Hosts = func() []api.Host { return nil }
+		}
 		if prev, err := tx.Get(r.Key()); err == nil {
 			a.Prev = &prev
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -308,9 +315,28 @@ func facts(reports map[string]api.HostReport) *contract.Facts {
 // evacuate moves what the fenced host ran: instances (each its own commit,
 // a refused one tried again after Retry), then routers and DHCP servers.
 func (c *Controller) evacuate(host, fence string, hosts []api.Host, reports map[string]api.HostReport) error {
-	var instances, routers, networks []api.Resource
-	err := c.store.View(func(tx *store.Tx) error {
-		for kind, out := range map[string]*[]api.Resource{"instance": &instances, "router": &routers, "network": &networks} {
+	instances, err := placedOn(c.store, host, "instance")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range instances {
+		errs = append(errs, c.moveInstance(r, host, fence))
+	}
+	moved, epoch, err := moveNetwork(c.store, c.reg, c.hosts, host, reports)
+	if len(moved) > 0 {
+		c.noteMove(host, epoch)
+		c.log.Warn("routers and DHCP moved off a fenced host", "moved", moved, "from", host, "fence", fence, "epoch", epoch)
+	}
+	return errors.Join(append(errs, err)...)
+}
+
+// placedOn lists the resources of kind placed on host (an instance's or a
+// router's host, a network's DHCP host), by key.
+func placedOn(st *store.Store, host string, kinds ...string) ([]api.Resource, error) {
+	var out []api.Resource
+	err := st.View(func(tx *store.Tx) error {
+		for _, kind := range kinds {
 			rs, err := tx.List(kind, "", true)
 			if err != nil {
 				return err
@@ -321,33 +347,49 @@ func (c *Controller) evacuate(host, fence string, hosts []api.Host, reports map[
 					DHCPHost string `json:"dhcp_host"`
 				}
 				_ = json.Unmarshal(r.Spec, &on)
-				if on.Host == host || (kind == "network" && on.DHCPHost == host) {
-					*out = append(*out, r)
+				if (kind != "network" && on.Host == host) || (kind == "network" && on.DHCPHost == host) {
+					out = append(out, r)
 				}
 			}
 		}
 		return nil
 	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Key().String() < out[j].Key().String() })
+	return out, err
+}
+
+// MoveNetworkOff places the routers and DHCP servers on host on other
+// alive, undrained hosts (a router only where its physnet is bridged),
+// each in a commit of its own with the same ports, MACs and addresses:
+// for a fenced host, and for a drained one being emptied. It returns what
+// moved.
+func MoveNetworkOff(st *store.Store, reg *registry.Registry, hosts func() []api.Host, host string) ([]string, error) {
+	reports, err := st.Reports()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	sortKeys(instances, routers, networks)
+	moved, _, err := moveNetwork(st, reg, hosts, host, reports)
+	return moved, err
+}
+
+func moveNetwork(st *store.Store, reg *registry.Registry, hosts func() []api.Host, host string, reports map[string]api.HostReport) ([]string, uint64, error) {
+	rs, err := placedOn(st, host, "router", "network")
+	if err != nil {
+		return nil, 0, err
+	}
+	var moved []string
+	var last uint64
 	var errs []error
-	for _, r := range instances {
-		errs = append(errs, c.moveInstance(r, host, fence))
-	}
 	ev := registry.Admission{Evacuate: host, Facts: facts(reports)}
-	for _, r := range append(routers, networks...) {
-		spec := decodeSpec(r)
-		epoch, err := c.write(r, spec, ev)
+	for _, r := range rs {
+		epoch, err := write(st, reg, hosts, r, decodeSpec(r), ev)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("move %s off fenced host %s: %w", r.Key(), host, err))
+			errs = append(errs, fmt.Errorf("move %s off host %s: %w", r.Key(), host, err))
 			continue
 		}
-		c.noteMove(host, epoch)
-		c.log.Warn("moved off a fenced host", "resource", r.Key().String(), "from", host, "fence", fence, "epoch", epoch)
+		moved, last = append(moved, r.Key().String()), epoch
 	}
-	return errors.Join(errs...)
+	return moved, last, errors.Join(errs...)
 }
 
 func decodeSpec(r api.Resource) any {
@@ -360,12 +402,6 @@ func decodeSpec(r api.Resource) any {
 	}
 	_ = json.Unmarshal(r.Spec, spec)
 	return spec
-}
-
-func sortKeys(lists ...[]api.Resource) {
-	for _, l := range lists {
-		sort.Slice(l, func(i, j int) bool { return l[i].Key().String() < l[j].Key().String() })
-	}
 }
 
 func (c *Controller) noteMove(host string, epoch uint64) {

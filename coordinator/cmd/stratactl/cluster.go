@@ -17,9 +17,9 @@ func hostsCmd(g *globals) *cobra.Command {
 	for _, drain := range []bool{true, false} {
 		use, short, verb := "enable NAME", "Let a drained host take new placements again", "enable"
 		if drain {
-			use, short, verb = "drain NAME", "Give a host no new placements (its instances stay)", "drain"
+			use, short, verb = "drain NAME", "Give a host no new placements; --migrate moves its instances, routers and DHCP away", "drain"
 		}
-		var reason string
+		var reason, migrate string
 		c := &cobra.Command{
 			Use: use, Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -42,11 +42,24 @@ func hostsCmd(g *globals) *cobra.Command {
 				if !pr.Changed {
 					state = "already " + state
 				}
-				return g.print(cmd, pr, ctl.Table{Header: []string{"HOST", "STATE", "EPOCH"}, Rows: [][]string{{args[0], state, fmt.Sprint(pr.Epoch)}}})
+				if err := g.print(cmd, pr, ctl.Table{Header: []string{"HOST", "STATE", "EPOCH"}, Rows: [][]string{{args[0], state, fmt.Sprint(pr.Epoch)}}}); err != nil {
+					return err
+				}
+				if !drain || migrate == "none" {
+					return nil
+				}
+				return emptyHost(cmd.Context(), c, cmd.ErrOrStderr(), args[0], migrate)
 			},
 		}
 		if drain {
 			c.Flags().StringVar(&reason, "reason", "", "why, for other operators")
+			c.Flags().StringVar(&migrate, "migrate", "none", "move the host's instances away: live (running instances on RBD move while they run; stopped ones cold), cold (stop, move, start), or none; then its routers and DHCP")
+			c.PreRunE = func(*cobra.Command, []string) error {
+				if migrate != "live" && migrate != "cold" && migrate != "none" {
+					return fmt.Errorf("--migrate %q: want live, cold or none", migrate)
+				}
+				return nil
+			}
 		}
 		cmd.AddCommand(c)
 	}

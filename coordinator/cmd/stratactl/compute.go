@@ -202,6 +202,7 @@ func instancesCmd(g *globals) *cobra.Command {
 		power("reboot", "Reboot a running instance (hard reset)", func(s *api.InstanceSpec) { s.Reboots++ }),
 		deleteResourceCmd(g, "instances", &project))
 	cmd.AddCommand(moveCmds(g, &project, needProject)...)
+	cmd.AddCommand(evacuateCmd(g, &project, needProject))
 	cmd.AddCommand(volumeAttachCmds(g, &project, needProject)...)
 	return cmd
 }

@@ -142,7 +142,7 @@ func newRoot() *cobra.Command {
 	pf.DurationVar(&g.waitTimeout, "wait-timeout", 5*time.Minute, "how long --wait waits")
 	root.AddCommand(configCmd(g), versionCmd(g), clidoc.Command("1"))
 	root.AddCommand(hostsCmd(g), statusCmd(g), projectsCmd(g), tokensCmd(g), gossipCmd(g), quotaCmd(g), applyCmd(g), deleteCmd(g))
-	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g), aggregatesCmd(g), serverGroupsCmd(g))
+	root.AddCommand(flavorsCmd(g), imagesCmd(g), instancesCmd(g), aggregatesCmd(g), serverGroupsCmd(g), fencesCmd(g))
 	root.AddCommand(volumeTypesCmd(g), volumesCmd(g), volumeSnapshotsCmd(g))
 	root.AddCommand(networksCmd(g), subnetsCmd(g), portsCmd(g), securityGroupsCmd(g), externalNetworksCmd(g), routersCmd(g), floatingIPsCmd(g), firewallGroupsCmd(g))
 	requireSubcommands(root)
