@@ -1,0 +1,87 @@
+package secgroup_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/agent/network/secgroup"
+	"github.com/strata-infra/strata/internal/testenv"
+	"github.com/strata-infra/strata/pkg/netspec"
+)
+
+// TestRemotePortBothWays: a port whose group allows everything, on one
+// host, and a port without groups on another host of the same network.
+// Each starts a TCP connection and a ping to the other: both ways work,
+// on both L2 drivers (on ovs, the filtered port once could answer but not
+// start a connection).
+func TestRemotePortBothWays(t *testing.T) {
+	for _, drv := range [][]string{{"linuxbridge", "linuxbridge"}, {"ovs", "ovs"}, {"ovs", "linuxbridge"}, {"linuxbridge", "ovs"}} {
+		for _, farSG := range []bool{false, true} {
+			t.Run(drv[0]+"-"+drv[1]+map[bool]string{true: "-filtered"}[farSG], func(t *testing.T) { testRemotePortBothWays(t, drv, farSG) })
+		}
+	}
+}
+
+func testRemotePortBothWays(t *testing.T, drv []string, farSG bool) {
+	lab := nettest.NewLabDrivers(t, drv...)
+	n := network.Network{ID: "net-a", VNI: 5001, Subnets: []network.Subnet{{ID: "s", CIDR: netip.MustParsePrefix("10.1.1.0/24")}}}
+	ports := []network.Port{
+		{ID: "open", Host: "h1", IPs: []netip.Addr{netip.MustParseAddr("10.1.1.10")}, SecurityGroups: []string{"all"}},
+		{ID: "far", Host: "h2", IPs: []netip.Addr{netip.MustParseAddr("10.1.1.20")}},
+	}
+	for i := range ports {
+		ports[i].NetworkID, ports[i].MAC = n.ID, nettest.MAC(i+1)
+	}
+	if farSG {
+		ports[1].SecurityGroups = []string{"all"}
+	}
+	groups := []netspec.SecurityGroup{{ID: "all", Rules: []netspec.SecurityGroupRule{
+		{Direction: netspec.Egress}, {Direction: netspec.Ingress},
+	}}}
+	ns := map[string]string{}
+	for _, h := range lab.Hosts {
+		ag := nettest.NewAgent(t, h)
+		st := lab.HostState(h, []network.Network{n}, ports)
+		st.SecurityGroups = groups
+		for _, p := range ports {
+			if p.Host == h.Name {
+				ep := network.Endpoint{PortID: p.ID, IfName: "eth0", Addr: netip.PrefixFrom(p.IPs[0], 24)}
+				st.LocalEndpoints = append(st.LocalEndpoints, ep)
+				ns[p.ID] = ag.EP.Namespace(ep)
+			}
+		}
+		ag.Set(t, st)
+		d, err := secgroup.New(secgroup.Config{NetNS: h.NS, Logger: nettest.Logger(t)})
+		must(t, err)
+		must(t, d.Set(context.Background(), st))
+	}
+	listen(t, ns["open"], 8080)
+	listen(t, ns["far"], 8080)
+	ctx := context.Background()
+	for _, c := range []struct{ from, to, ip string }{
+		{"open", "far", "10.1.1.20"},
+		{"far", "open", "10.1.1.10"},
+	} {
+		// The first connection waits for ARP across the tunnel: poll for
+		// the event (a connection), not one try against a timer.
+		took, err := testenv.Poll(30*time.Second, func() error {
+			if connects(ns[c.from], c.ip, 8080) {
+				return nil
+			}
+			return errors.New("no connection")
+		})
+		if err != nil {
+			t.Errorf("%s -> %s (%s) TCP 8080: %v", c.from, c.to, c.ip, err)
+			continue
+		}
+		t.Logf("%s -> %s (%s) TCP 8080: connected after %v", c.from, c.to, c.ip, took.Round(time.Millisecond))
+		if _, recv, _ := nettest.Ping(ctx, ns[c.from], c.ip, 3, 200*time.Millisecond); recv == 0 {
+			t.Errorf("%s -> %s (%s): no answer to ping", c.from, c.to, c.ip)
+		}
+	}
+}
