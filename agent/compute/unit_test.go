@@ -285,3 +285,20 @@ func TestRootVolumeNotThereYetIsNoFailedBuild(t *testing.T) {
 		t.Fatalf("instance a is %q once its root volume is there, want running", got)
 	}
 }
+
+// TestDomainXMLOpenVSwitch: a NIC bound to an Open vSwitch bridge (a port
+// without security groups on an ovs host) is a tap libvirt adds to the
+// integration bridge: <virtualport type='openvswitch'>, no Linux bridge.
+func TestDomainXMLOpenVSwitch(t *testing.T) {
+	in := fakeInstance(t, "x")
+	in.Spec.Ports[0].Bridge, in.Spec.Ports[0].Switch = "strata-int", computespec.SwitchOpenVSwitch
+	x, err := domainXML(in, "strata-x", DomainQEMU, filesOf("/s", "x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<source bridge="strata-int">`, `<virtualport type="openvswitch">`, `<target dev="` + TapName("p-x") + `">`} {
+		if !strings.Contains(x, want) {
+			t.Errorf("domain XML lacks %s:\n%s", want, x)
+		}
+	}
+}

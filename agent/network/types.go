@@ -52,6 +52,60 @@ type Network struct {
 type L2Binding struct {
 	Bridge string
 	Type   L2Type
+	// Filtered is the Linux bridge where the network's ports with
+	// security groups plug in instead, and where their nftables filter
+	// matches them: Bridge itself on a Linux bridge host, a hybrid bridge
+	// joined to the integration bridge on an Open vSwitch host.
+	Filtered string
+	// Plug adds a link to Bridge when Type is L2OpenVSwitch (nil
+	// otherwise): the host's Open vSwitch driver.
+	Plug Plugger
+}
+
+// Plugger plugs a host-side link into an Open vSwitch integration bridge
+// as a port of a network, on the network's local VLAN.
+type Plugger interface {
+	PlugPort(ctx context.Context, p OVSPort) error
+}
+
+// OVSPort is one link to plug into the integration bridge.
+type OVSPort struct {
+	Link string // the link's name in the host's namespace
+	VNI  uint32 // its network
+	// MACs are the addresses behind the link (the port's MAC), for
+	// unicast flows; other destinations are flooded on the network.
+	MACs []net.HardwareAddr
+	// NetNS and IfName are the far end of a veth (a DHCP, router or
+	// endpoint namespace); Created says the veth was just made, so the
+	// userspace datapath's checksum setting is applied to it once.
+	NetNS, IfName string
+	Created       bool
+}
+
+// Filtered reports whether the port has security groups: it plugs into
+// its network's Filtered bridge.
+func (p Port) Filtered() bool { return len(p.SecurityGroups) > 0 }
+
+// PortBinding is where port p of network n plugs in: the Filtered
+// bridge, as a Linux bridge port, when p has security groups.
+func (n Network) PortBinding(p Port) L2Binding { return n.L2.ForPort(p.Filtered()) }
+
+// ForPort is where a port plugs in: b itself, or b's Filtered bridge, as a
+// Linux bridge port, when the port has security groups.
+func (b L2Binding) ForPort(filtered bool) L2Binding {
+	if filtered && b.Filtered != "" && b.Filtered != b.Bridge {
+		return L2Binding{Bridge: b.Filtered, Type: L2LinuxBridge, Filtered: b.Filtered}
+	}
+	return b
+}
+
+// FilterBridge is the bridge where the network's filtered ports are
+// matched by the security group table.
+func (n Network) FilterBridge() string {
+	if n.L2.Filtered != "" {
+		return n.L2.Filtered
+	}
+	return n.L2.Bridge
 }
 
 // L2Type is the kind of switch a network's ports plug into.

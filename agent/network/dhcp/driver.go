@@ -156,7 +156,7 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 		if st.Held("network", w.net.ID) {
 			continue // waits for its retry; its dnsmasq stays as it is
 		}
-		if err := d.ensure(w); err != nil {
+		if err := d.ensure(ctx, w); err != nil {
 			errs = append(errs, &network.ResourceError{Kind: "network", ID: w.net.ID, Err: fmt.Errorf("dhcp: %w", err)})
 		}
 	}
@@ -193,9 +193,9 @@ func wanted(st network.HostState) map[string]served {
 	return out
 }
 
-func (d *Driver) ensure(w served) error {
+func (d *Driver) ensure(ctx context.Context, w served) error {
 	ns := d.Namespace(w.net.ID)
-	if err := d.ensureLinks(ns, w); err != nil {
+	if err := d.ensureLinks(ctx, ns, w); err != nil {
 		return err
 	}
 	dir := filepath.Join(d.cfg.StateDir, w.net.ID)

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -19,35 +20,37 @@ import (
 // ensureLinks makes the namespace and the veth of a DHCP network, plugs the
 // host side into the bridge and gives the inside the DHCP port's MAC and
 // addresses.
-func (d *Driver) ensureLinks(ns string, w served) error {
+func (d *Driver) ensureLinks(ctx context.Context, ns string, w served) error {
 	if !netnsutil.Exists(ns) {
 		if err := netnsutil.Create(ns); err != nil {
 			return err
 		}
 		d.linkChanges.Add(1)
 	}
-	brName, err := w.net.Bridge()
-	if err != nil {
+	if _, err := w.net.Bridge(); err != nil {
 		return err
 	}
 	name := network.DHCPVethName(w.net.VNI)
-	br, err := d.h.LinkByName(brName)
+	hostLinks, err := netlinksafe.LinkList(d.h)
 	if err != nil {
-		return fmt.Errorf("bridge %q: %w", brName, err)
+		return fmt.Errorf("list links: %w", err)
+	}
+	links := make(map[string]netlink.Link, len(hostLinks))
+	for _, l := range hostLinks {
+		links[l.Attrs().Name] = l
 	}
 	mtu := nlink.MTU(w.net)
-	l, err := d.h.LinkByName(name)
+	l, ok := links[name]
 	switch {
-	case err == nil && !nlink.Owned(l, network.DHCPVethPrefix):
+	case ok && !nlink.Owned(l, network.DHCPVethPrefix):
 		return fmt.Errorf("link %q exists and is not Strata's", name)
-	case err != nil && !nlink.IsNotFound(err):
-		return fmt.Errorf("read link %q: %w", name, err)
-	case err != nil:
+	case !ok:
 		if l, err = d.createVeth(name, ns, w, mtu); err != nil {
 			return fmt.Errorf("create veth %q: %w", name, err)
 		}
 	}
-	if err := nlink.Fix(d.h, l, mtu, br.Attrs().Index, &d.linkChanges); err != nil {
+	op := network.OVSPort{VNI: w.net.VNI, MACs: []net.HardwareAddr{w.port.MAC}, NetNS: ns, IfName: network.DHCPIfName, Created: !ok}
+	if err := nlink.Attach(ctx, d.h, l, mtu, w.net.PortBinding(w.port), links, op, &d.linkChanges); err != nil {
 		return fmt.Errorf("veth %q: %w", name, err)
 	}
 	return d.ensureInside(ns, w, mtu)

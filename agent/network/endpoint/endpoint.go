@@ -112,7 +112,7 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 		if st.Held("port", ep.PortID) {
 			continue // not plugged or changed now; an existing one stays
 		}
-		if err := d.ensure(ep, port, nets[port.NetworkID], links); err != nil {
+		if err := d.ensure(ctx, ep, port, nets[port.NetworkID], links); err != nil {
 			errs = append(errs, &network.ResourceError{Kind: "port", ID: ep.PortID, Err: fmt.Errorf("endpoint: %w", err)})
 		}
 	}
@@ -123,7 +123,7 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	return nil
 }
 
-func (d *Driver) ensure(ep network.Endpoint, port network.Port, n network.Network, links map[string]netlink.Link) error {
+func (d *Driver) ensure(ctx context.Context, ep network.Endpoint, port network.Port, n network.Network, links map[string]netlink.Link) error {
 	ns := d.Namespace(ep)
 	if !strings.HasPrefix(ns, d.nsPart) {
 		return fmt.Errorf("namespace %q does not start with %q", ns, d.nsPart)
@@ -134,14 +134,13 @@ func (d *Driver) ensure(ep network.Endpoint, port network.Port, n network.Networ
 	if len(ep.MAC) == 0 {
 		ep.MAC = port.MAC
 	}
-	brName, err := n.Bridge()
-	if err != nil {
+	if _, err := n.Bridge(); err != nil {
 		return err
 	}
-	br, ok := links[brName]
-	if !ok {
-		return fmt.Errorf("bridge %q not found", brName)
-	}
+	// A port with security groups plugs into the network's filtered
+	// bridge; any other into the network's switch (on an Open vSwitch
+	// host, straight into the integration bridge).
+	b := n.PortBinding(port)
 	if !netnsutil.Exists(ns) {
 		if err := netnsutil.Create(ns); err != nil {
 			return err
@@ -161,7 +160,8 @@ func (d *Driver) ensure(ep network.Endpoint, port network.Port, n network.Networ
 		}
 		d.log.Info("created endpoint", "port", port.ID, "link", name, "netns", ns)
 	}
-	if err := nlink.Fix(d.h, l, mtu, br.Attrs().Index, &d.changes); err != nil {
+	op := network.OVSPort{VNI: n.VNI, MACs: []net.HardwareAddr{ep.MAC}, NetNS: ns, IfName: ep.IfName, Created: !ok}
+	if err := nlink.Attach(ctx, d.h, l, mtu, b, links, op, &d.changes); err != nil {
 		return fmt.Errorf("veth %q: %w", name, err)
 	}
 	return d.ensureInside(ns, ep, mtu)

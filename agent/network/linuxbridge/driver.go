@@ -44,7 +44,8 @@ func (d *Driver) Binding(n network.Network) network.L2Binding { return Binding(n
 
 // Binding is where a network's ports plug in with this driver.
 func Binding(n network.Network) network.L2Binding {
-	return network.L2Binding{Bridge: network.BridgeName(n.VNI), Type: network.L2LinuxBridge}
+	br := network.BridgeName(n.VNI)
+	return network.L2Binding{Bridge: br, Type: network.L2LinuxBridge, Filtered: br}
 }
 
 // New opens a netlink handle in cfg.NetNS. It starts no goroutine.

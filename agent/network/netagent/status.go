@@ -119,7 +119,9 @@ func (s *resourceStatus) binding(networkID, portID string) (network.L2Binding, e
 	case s.filtered[portID] && !s.sgOK:
 		return network.L2Binding{}, fmt.Errorf("port %q: its security groups are not in force on this host; not plugged", portID)
 	}
-	return b, nil
+	// A port with security groups plugs where its filter matches it: the
+	// network's filtered bridge (on an Open vSwitch host, the hybrid one).
+	return b.ForPort(s.filtered[portID]), nil
 }
 
 func (s *resourceStatus) report(rep *api.HostReport) {

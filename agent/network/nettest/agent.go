@@ -14,11 +14,12 @@ import (
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
 	"github.com/strata-infra/strata/agent/network/ovs"
 	"github.com/strata-infra/strata/internal/netprobe"
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // L2 is the driver that makes a host's bridges and tunnels.
 type L2 interface {
-	network.Driver
+	network.L2
 	Changes() int64
 }
 
@@ -53,7 +54,8 @@ func NewAgent(t testing.TB, h *Host) *Agent {
 	log := Logger(t).With("host", h.Name)
 	a := &Agent{Host: h}
 	if h.Driver == "ovs" {
-		o, err := ovs.New(context.Background(), ovs.Config{NetNS: h.NS, DB: h.OVS.DB(), RunDir: h.OVS.Dir, Datapath: h.Datapath, Logger: log})
+		o, err := ovs.New(context.Background(), ovs.Config{NetNS: h.NS, DB: h.OVS.DB(), RunDir: h.OVS.Dir, Datapath: h.Datapath,
+			PortWait: testenv.Scale(15 * time.Second), Logger: log})
 		must(t, err)
 		a.OVS, a.L2 = o, o
 	} else {
@@ -71,7 +73,11 @@ func NewAgent(t testing.TB, h *Host) *Agent {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.Supervise(ctx, 100*time.Millisecond) })
 	if a.OVS != nil {
-		wg.Go(func() { a.OVS.Watch(ctx, 100*time.Millisecond) })
+		every := h.CanaryEvery
+		if every <= 0 {
+			every = 100 * time.Millisecond
+		}
+		wg.Go(func() { a.OVS.Watch(ctx, every) })
 	}
 	a.stop = func() { cancel(); wg.Wait(); a.All.Close() }
 	t.Cleanup(a.Stop)
@@ -85,12 +91,22 @@ func (a *Agent) Stop() {
 	a.once.Do(a.stop)
 }
 
-// Set applies st and fails t on error.
+// Set applies st, bound by this agent's L2 driver as the agent binds it,
+// and fails t on error.
 func (a *Agent) Set(t testing.TB, st network.HostState) {
 	t.Helper()
-	if err := a.All.Set(context.Background(), st); err != nil {
+	if err := a.All.Set(context.Background(), a.Bind(st)); err != nil {
 		t.Fatalf("host %s: %v", a.Host.Name, err)
 	}
+}
+
+// Bind returns st with its networks bound by this agent's L2 driver (on
+// an ovs host, with the driver that plugs ports into its bridge), for
+// tests that hand a state to one driver themselves.
+func (a *Agent) Bind(st network.HostState) network.HostState {
+	st.Networks = append([]network.Network(nil), st.Networks...)
+	network.Bind(&st, a.L2)
+	return st
 }
 
 // DHCP runs busybox udhcpc in namespace ns on ifName and returns the address

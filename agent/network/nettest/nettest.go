@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -74,6 +75,9 @@ type Host struct {
 	// Datapath is the ovs driver's datapath: "netdev" (userspace), or ""
 	// to let the driver detect it (the kernel's where it has one).
 	Datapath string
+	// CanaryEvery is how often the ovs driver's Watch checks its canary
+	// flow (one ovs-ofctl run each time); 0 means 100 ms.
+	CanaryEvery time.Duration
 }
 
 // Lab is a set of hosts on one underlay.

@@ -3,6 +3,7 @@ package nettest
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/agent/network/ovs/ovstest"
@@ -69,6 +70,10 @@ func NewKernelOVSLab(t testing.TB, n int) *Lab {
 	for _, h := range lab.Hosts {
 		h.Driver = "ovs"
 		h.OVS = ovstest.Start(t, h.NS)
+		// The agent's own interval. Each check runs ovs-ofctl: at 100 ms
+		// on two hosts, that process churn alone starved the guest's one
+		// TCG CPU, and with it ovs-vswitchd's handler threads.
+		h.CanaryEvery = time.Second
 	}
 	return lab
 }

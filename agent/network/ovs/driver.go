@@ -53,8 +53,12 @@ type Config struct {
 	// Datapath is "system" (kernel) or "netdev" (userspace); "" detects.
 	Datapath string
 	// Ofctl is the ovs-ofctl binary; default "ovs-ofctl".
-	Ofctl  string
-	Logger *slog.Logger
+	Ofctl string
+	// PortWait bounds how long Set waits for ovs-vswitchd to give new
+	// ports their OpenFlow numbers; default 15 s (a pass that fails is
+	// retried).
+	PortWait time.Duration
+	Logger   *slog.Logger
 }
 
 // DefaultBridge is the integration bridge's name.
@@ -71,12 +75,19 @@ type Driver struct {
 	datapath string
 	dpWhy    string
 	dpid     string
+	portWait time.Duration
 	log      *slog.Logger
 	changes  atomic.Int64
 	applies  atomic.Int64
 	restores atomic.Int64
 	gen      uint32
 	last     *network.HostState
+	// The local VLAN of each network, and the instance taps expected on
+	// the bridge but not there yet, as of the last pass.
+	lvids map[uint32]int
+	taps  map[string]bool
+	// flowed are the ports the flows last applied include.
+	flowed map[string]bool
 	// The size and duration of the last flow bundle applied.
 	lastFlows int
 	lastTook  time.Duration
@@ -84,15 +95,71 @@ type Driver struct {
 
 var _ network.L2 = (*Driver)(nil)
 
-// Binding implements network.L2. Ports plug into the network's Linux
-// bridge, which a veth joins to the integration bridge (a hybrid plug per
-// network): security groups stay nftables rules on bridged traffic, the
-// same on both drivers, and libvirt attaches taps to a Linux bridge.
-func (d *Driver) Binding(n network.Network) network.L2Binding { return Binding(n) }
+// Binding implements network.L2. A network's ports plug straight into
+// the integration bridge (libvirt's <virtualport type='openvswitch'>, or
+// through PlugPort), on the network's local VLAN; those with security
+// groups plug into the network's hybrid Linux bridge (Filtered), joined
+// to the integration bridge by a veth, where the nftables security
+// groups filter them as on Linux bridge hosts.
+func (d *Driver) Binding(n network.Network) network.L2Binding {
+	b := Binding(n)
+	b.Bridge, b.Plug = d.bridge, d
+	return b
+}
 
-// Binding is where a network's ports plug in with this driver.
+// Binding is where a network's ports plug in with this driver on the
+// default integration bridge, without a Plugger (for checks and tests).
 func Binding(n network.Network) network.L2Binding {
-	return network.L2Binding{Bridge: network.BridgeName(n.VNI), Type: network.L2LinuxBridge}
+	return network.L2Binding{Bridge: DefaultBridge, Type: network.L2OpenVSwitch, Filtered: network.BridgeName(n.VNI)}
+}
+
+// PlugPort implements network.Plugger: it adds link p.Link to the
+// integration bridge as a port of network p.VNI, on the network's local
+// VLAN, and applies the flows that include it. The network must be in the
+// state of the last Set. Plugging a port that is in place changes
+// nothing.
+func (d *Driver) PlugPort(ctx context.Context, p network.OVSPort) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h == nil || d.db == nil {
+		return errors.New("ovs: driver closed")
+	}
+	lvid, ok := d.lvids[p.VNI]
+	if d.last == nil || !ok {
+		return fmt.Errorf("ovs: plug %q: network %d is not set up on this host", p.Link, p.VNI)
+	}
+	if p.Created && d.datapath == "netdev" && p.NetNS != "" {
+		// The userspace datapath reads what the namespace's stack sends
+		// as it is: checksums must be complete where it leaves.
+		if err := nlink.TxChecksumOff(p.NetNS, p.IfName); err != nil {
+			return fmt.Errorf("ovs: plug %q: %w", p.Link, err)
+		}
+	}
+	s, err := d.db.read(ctx, d.bridge)
+	if err != nil {
+		return fmt.Errorf("ovs: %w", err)
+	}
+	if s.bridge == nil {
+		return fmt.Errorf("ovs: plug %q: no bridge %q", p.Link, d.bridge)
+	}
+	t := &tx{d: d.db}
+	if err := t.ensurePort(s, s.bridge.UUID, wantPort{name: p.Link, tag: lvid, kind: kindLocal, vni: p.VNI, macs: macList(p.MACs)}); err != nil {
+		return fmt.Errorf("ovs: plug %q: %w", p.Link, err)
+	}
+	if err := t.commit(ctx); err != nil {
+		return fmt.Errorf("ovs: plug %q: %w", p.Link, err)
+	}
+	if len(t.ops) == 0 && d.flowed[p.Link] {
+		return nil // in place, and in the flows
+	}
+	if len(t.ops) > 0 {
+		d.changes.Add(1)
+		d.log.Info("plugged port", "port", p.Link, "vni", p.VNI, "vlan", lvid)
+	}
+	if err := d.set(ctx, *d.last); err != nil {
+		return fmt.Errorf("ovs: plug %q: %w", p.Link, err)
+	}
+	return nil
 }
 
 // New connects to OVSDB and opens a netlink handle. It starts no goroutine
@@ -109,6 +176,9 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	}
 	if cfg.Ofctl == "" {
 		cfg.Ofctl = "ovs-ofctl"
+	}
+	if cfg.PortWait <= 0 {
+		cfg.PortWait = 15 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -132,9 +202,10 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	}
 	d := &Driver{
 		h: h, netns: cfg.NetNS, db: c, bridge: cfg.Bridge, datapath: dp, dpWhy: why,
-		of:   ofctl{bin: cfg.Ofctl, target: "unix:" + filepath.Join(cfg.RunDir, cfg.Bridge+".mgmt")},
-		dpid: datapathID(cfg.Bridge, cfg.NetNS),
-		log:  log.With("subsystem", "ovs", "bridge", cfg.Bridge),
+		of:       ofctl{bin: cfg.Ofctl, target: "unix:" + filepath.Join(cfg.RunDir, cfg.Bridge+".mgmt")},
+		dpid:     datapathID(cfg.Bridge, cfg.NetNS),
+		portWait: cfg.PortWait,
+		log:      log.With("subsystem", "ovs", "bridge", cfg.Bridge),
 	}
 	d.log.Info("ovs driver ready", "datapath", dp, "why", why)
 	return d, nil
@@ -251,23 +322,39 @@ func (d *Driver) set(ctx context.Context, st network.HostState) error {
 	var errs []error
 	want := map[uint32]bool{}
 	var ready []network.Network
+	hybrid := hybridNets(st)
 	for _, n := range nets {
-		want[n.VNI] = true
-		if err := d.ensureLinux(n, links); err != nil {
-			errs = append(errs, &network.ResourceError{Kind: "network", ID: n.ID, Err: err})
-			continue
+		// Only a network with local ports that have security groups needs
+		// its hybrid bridge; the others' ports are on the integration
+		// bridge itself.
+		if hybrid[n.ID] {
+			want[n.VNI] = true
+			if err := d.ensureLinux(n, links); err != nil {
+				errs = append(errs, &network.ResourceError{Kind: "network", ID: n.ID, Err: err})
+				continue
+			}
 		}
 		ready = append(ready, n)
 	}
 	errs = append(errs, d.removeStaleLinux(want, links)...)
-	if err := d.converge(ctx, st, ready); err != nil {
+	if len(want) > 0 || len(errs) > 0 {
+		// Re-read: links were made or removed.
+		if list, err = netlinksafe.LinkList(d.h); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
+		}
+		links = make(map[string]netlink.Link, len(list))
+		for _, l := range list {
+			links[l.Attrs().Name] = l
+		}
+	}
+	if err := d.converge(ctx, st, ready, links); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
 // converge makes the integration bridge's ports, then its flows.
-func (d *Driver) converge(ctx context.Context, st network.HostState, nets []network.Network) error {
+func (d *Driver) converge(ctx context.Context, st network.HostState, nets []network.Network, links map[string]netlink.Link) error {
 	s, err := d.db.read(ctx, d.bridge)
 	if err != nil {
 		return err
@@ -277,10 +364,14 @@ func (d *Driver) converge(ctx context.Context, st network.HostState, nets []netw
 	if err != nil {
 		return err
 	}
-	lay := buildLayout(st, nets, s.ports)
+	lay := buildLayout(st, nets, s.ports, links)
+	d.lvids, d.taps = lay.lvids, lay.taps
 	for name, p := range s.ports {
 		if _, ok := lay.ports[name]; ok || !owned(p.ExternalIDs) || p.ExternalIDs[kindKey] == "" {
 			continue
+		}
+		if _, there := links[name]; there && p.ExternalIDs[kindKey] == kindTap {
+			continue // libvirt's: it goes with its domain
 		}
 		if err := t.deletePort(brUUID, p); err != nil {
 			return fmt.Errorf("delete port %q: %w", name, err)
@@ -307,13 +398,20 @@ func (d *Driver) converge(ctx context.Context, st network.HostState, nets []netw
 	if err != nil {
 		return err
 	}
-	return d.applyFlows(ctx, s, lay.flows(ofports))
+	if err := d.applyFlows(ctx, s, lay.flows(ofports)); err != nil {
+		return err
+	}
+	d.flowed = map[string]bool{}
+	for name := range ofports {
+		d.flowed[name] = true
+	}
+	return nil
 }
 
 // waitOfports waits until ovs-vswitchd has given every named port an
 // OpenFlow port number, and returns the snapshot that shows them.
 func (d *Driver) waitOfports(ctx context.Context, names []string) (snapshot, map[string]int, error) {
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(d.portWait)
 	for {
 		s, err := d.db.read(ctx, d.bridge)
 		if err != nil {
@@ -409,6 +507,9 @@ func (d *Driver) Watch(ctx context.Context, every time.Duration) {
 			return
 		case <-tick.C:
 		}
+		if err := d.adoptTaps(ctx); err != nil {
+			d.log.Warn("adopting instance taps failed, retrying", "err", err)
+		}
 		restored, err := d.checkCanary(ctx)
 		if err != nil {
 			if !lost {
@@ -424,6 +525,28 @@ func (d *Driver) Watch(ctx context.Context, every time.Duration) {
 		d.restores.Add(1)
 		d.log.Info("flows restored", "generation", d.Generation())
 	}
+}
+
+// adoptTaps applies the last state again when an instance tap it expects
+// (libvirt adds it to the bridge when the domain starts) has appeared, so
+// that the tap gets its network's VLAN and flows.
+func (d *Driver) adoptTaps(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last == nil || d.h == nil || d.db == nil || len(d.taps) == 0 {
+		return nil
+	}
+	s, err := d.db.read(ctx, d.bridge)
+	if err != nil {
+		return err
+	}
+	for tap := range d.taps {
+		if _, on := s.ports[tap]; on {
+			d.log.Info("instance tap on the bridge: adopting it", "tap", tap)
+			return d.set(ctx, *d.last)
+		}
+	}
+	return nil
 }
 
 // checkCanary restores the last state's flows when the current

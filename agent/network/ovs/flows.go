@@ -14,10 +14,11 @@ import (
 // NORMAL action: every packet is steered by these flows, so a broadcast
 // from one tunnel never goes back out of another.
 const (
-	TableClassify   = 0   // which port a packet came in on
-	TableFromTunnel = 4   // tunnel key -> the network's local port
+	TableClassify   = 0   // which port a packet came in on; local ports get their network's VLAN
+	TableFromTunnel = 4   // tunnel key -> the network's local VLAN
 	TableARP        = 10  // ARP for known remote ports answered here
-	TableToTunnel   = 20  // known MAC -> its host's tunnel; the rest flooded to the network's hosts
+	TableToTunnel   = 20  // from a local port: a local MAC to its port, a remote one to its host's tunnel, the rest flooded
+	TableToLocal    = 30  // from a tunnel: a local MAC to its port, the rest to every local port of the network
 	TableCanary     = 250 // one flow of the current generation: gone means ovs-vswitchd lost its flows
 )
 
@@ -41,16 +42,24 @@ func Cookie(gen uint32) uint64 { return CookieTag | uint64(gen) }
 
 // FlowNetwork is what the flows need to know of one network on this host.
 type FlowNetwork struct {
-	VNI   uint32
-	Type  string // TypeVXLAN or TypeGRE
-	LVID  int    // local VLAN on the integration bridge, 1..4094
-	Patch int    // ofport of the network's port on the integration bridge
+	VNI  uint32
+	Type string // TypeVXLAN or TypeGRE
+	LVID int    // local VLAN on the integration bridge, 1..4094
+	// Locals are the network's ports on the integration bridge.
+	Locals []FlowLocal
 	// Unicast maps a remote port's MAC to the ofport of its host's tunnel.
 	Unicast map[string]int
 	// Flood is the tunnels to the hosts with ports on the network.
 	Flood []int
 	// ARP maps a remote port's IPv4 address to its MAC.
 	ARP map[netip.Addr]string
+}
+
+// FlowLocal is one local port of a network: its ofport and the MACs
+// behind it (unicast to them goes straight there).
+type FlowLocal struct {
+	Ofport int
+	MACs   []string
 }
 
 // FlowTunnel is one tunnel port of the integration bridge.
@@ -74,6 +83,7 @@ func Flows(nets []FlowNetwork, tunnels []FlowTunnel) []string {
 	add(TableFromTunnel, 0, "", "drop")
 	add(TableARP, 0, "", "goto_table:"+strconv.Itoa(TableToTunnel))
 	add(TableToTunnel, 0, "", "drop")
+	add(TableToLocal, 0, "", "drop")
 	add(TableCanary, 0, "", "drop")
 	tuns := append([]FlowTunnel(nil), tunnels...)
 	sort.Slice(tuns, func(i, j int) bool { return tuns[i].Ofport < tuns[j].Ofport })
@@ -95,10 +105,21 @@ func networkFlows(n FlowNetwork) []string {
 		out = append(out, fmt.Sprintf("table=%d,priority=%d,%s,actions=%s", table, prio, match, actions))
 	}
 	vlan := fmt.Sprintf("dl_vlan=%d", n.LVID)
-	toTunnel := fmt.Sprintf("pop_vlan,set_field:%d->tun_id", n.VNI)
-	add(TableClassify, 100, "in_port="+strconv.Itoa(n.Patch),
-		fmt.Sprintf("push_vlan:0x8100,set_field:%d->vlan_vid,goto_table:%d", 0x1000|n.LVID, TableARP))
-	add(TableFromTunnel, 100, fmt.Sprintf("reg0=%d,tun_id=%d", tunnelTypeReg[n.Type], n.VNI), "output:"+strconv.Itoa(n.Patch))
+	toTunnel := fmt.Sprintf("set_field:%d->tun_id", n.VNI)
+	locals := append([]FlowLocal(nil), n.Locals...)
+	sort.Slice(locals, func(i, j int) bool { return locals[i].Ofport < locals[j].Ofport })
+	localMACs := map[string]int{}
+	var outLocals string
+	for _, l := range locals {
+		add(TableClassify, 100, "in_port="+strconv.Itoa(l.Ofport),
+			fmt.Sprintf("push_vlan:0x8100,set_field:%d->vlan_vid,goto_table:%d", 0x1000|n.LVID, TableARP))
+		for _, m := range l.MACs {
+			localMACs[m] = l.Ofport
+		}
+		outLocals += ",output:" + strconv.Itoa(l.Ofport)
+	}
+	add(TableFromTunnel, 100, fmt.Sprintf("reg0=%d,tun_id=%d", tunnelTypeReg[n.Type], n.VNI),
+		fmt.Sprintf("push_vlan:0x8100,set_field:%d->vlan_vid,goto_table:%d", 0x1000|n.LVID, TableToLocal))
 	ips := make([]netip.Addr, 0, len(n.ARP))
 	for ip := range n.ARP {
 		if ip.Is4() {
@@ -122,22 +143,45 @@ func networkFlows(n FlowNetwork) []string {
 			"IN_PORT",
 		}, ","))
 	}
-	macs := make([]string, 0, len(n.Unicast))
-	for mac := range n.Unicast {
+	// Local MACs: to their port, whether the packet came from another
+	// local port or from a tunnel.
+	macs := make([]string, 0, len(localMACs))
+	for mac := range localMACs {
 		macs = append(macs, mac)
 	}
 	sort.Strings(macs)
 	for _, mac := range macs {
-		add(TableToTunnel, 50, vlan+",dl_dst="+mac, toTunnel+",output:"+strconv.Itoa(n.Unicast[mac]))
+		for _, table := range []int{TableToTunnel, TableToLocal} {
+			add(table, 60, vlan+",dl_dst="+mac, "pop_vlan,output:"+strconv.Itoa(localMACs[mac]))
+		}
 	}
-	if len(n.Flood) > 0 {
-		flood := append([]int(nil), n.Flood...)
-		sort.Ints(flood)
-		acts := toTunnel
+	macs = macs[:0]
+	for mac := range n.Unicast {
+		if _, local := localMACs[mac]; !local {
+			macs = append(macs, mac)
+		}
+	}
+	sort.Strings(macs)
+	for _, mac := range macs {
+		add(TableToTunnel, 50, vlan+",dl_dst="+mac, "pop_vlan,"+toTunnel+",output:"+strconv.Itoa(n.Unicast[mac]))
+	}
+	// Broadcast and unknown unicast: from a local port to the other local
+	// ports (OpenFlow never sends a packet back out of its in_port) and to
+	// the network's hosts; from a tunnel to the local ports only.
+	flood := append([]int(nil), n.Flood...)
+	sort.Ints(flood)
+	acts := "pop_vlan" + outLocals
+	if len(flood) > 0 {
+		acts += "," + toTunnel
 		for _, p := range flood {
 			acts += ",output:" + strconv.Itoa(p)
 		}
+	}
+	if acts != "pop_vlan" {
 		add(TableToTunnel, 10, vlan, acts)
+	}
+	if outLocals != "" {
+		add(TableToLocal, 10, vlan, "pop_vlan"+outLocals)
 	}
 	return out
 }

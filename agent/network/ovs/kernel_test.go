@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +34,25 @@ func TestKernelDatapathInGuest(t *testing.T) {
 	// Two hosts' ovsdb-server and ovs-vswitchd under TCG: a bound for a
 	// hung guest, not a performance target. dnsmasq: the agent's DHCP
 	// driver is made with the others (no network here asks for DHCP).
-	res := kerneltest.RunWith(t, "github.com/strata-infra/strata/agent/network/ovs", "^"+test+"$",
-		kerneltest.Options{Timeout: testenv.Scale(6 * time.Minute), MemoryMB: 768, Tools: []string{"dnsmasq"}})
+	opts := kerneltest.Options{Timeout: testenv.Scale(6 * time.Minute), MemoryMB: 768, Tools: []string{"dnsmasq"},
+		// Everything in the guest runs on one emulated CPU, several
+		// times slower than the host: its waits (ovs-vsctl, the ports'
+		// OpenFlow numbers, the first answers) get that much longer too.
+		Env: map[string]string{testenv.FactorEnv: strconv.FormatFloat(guestSlowdown*testenv.Factor(), 'f', -1, 64)}}
+	// STRATA_GUEST_COUNT=N runs the guest test N times in one boot (and
+	// gives the guest N times as long): for hunting a rare failure.
+	if n, err := strconv.Atoi(os.Getenv("STRATA_GUEST_COUNT")); err == nil && n > 1 {
+		opts.Args = append(opts.Args, "-test.count="+strconv.Itoa(n))
+		opts.Timeout *= time.Duration(n)
+	}
+	res := kerneltest.RunWith(t, "github.com/strata-infra/strata/agent/network/ovs", "^"+test+"$", opts)
 	if !strings.Contains(res.Output, "--- PASS: "+test) {
 		t.Errorf("guest output lacks the pass line of %s:\n%s", test, res.Output)
 	}
 }
+
+// guestSlowdown is how much longer the guest's waits are than the host's.
+const guestSlowdown = 4
 
 // TestGuestKernelDatapath runs only inside the kernel-test guest: two OVS
 // hosts (namespaces on a veth underlay, each with its own ovsdb-server and
@@ -70,36 +85,37 @@ func TestGuestKernelDatapath(t *testing.T) {
 			t.Fatalf("host %s: driver chose datapath %q, want system", a.Host.Name, dp)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
 	// Set has returned with every port given its OpenFlow number and the
-	// flows in: the first packets may still wait for the kernel to resolve
-	// the tunnel's route, so each pair polls until it is answered.
+	// flows in: the first packets may still wait for ovs-vswitchd's
+	// upcall handling of the first packet of each flow, so each pair polls
+	// (on a bound of its own) until it is answered, and says how long that
+	// took.
 	for _, c := range []struct{ from, to string }{
 		{"v1", "v2"}, {"v2", "v1"}, // VXLAN, both ways
 		{"g1", "g2"}, {"g2", "g1"}, {"g1", "g3"}, // GRE, both ways
 	} {
 		to := l.port(c.to)
 		ip := to.IPs[0].String()
-		if !pingUntil(ctx, l.ns(c.from), ip) {
-			t.Errorf("%s -> %s (%s): no answer on the kernel datapath", c.from, c.to, ip)
-			// What the next look at this needs, on a context of its own.
-			dctx, dcancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
-			for _, h := range l.lab.Hosts {
-				for _, args := range [][]string{{"ovs-dpctl", "show"}, {"ovs-dpctl", "dump-flows"}, {"ovs-ofctl", "-O", "OpenFlow13", "dump-flows", ovs.DefaultBridge}} {
-					out, err := nettest.Run(dctx, h.NS, args[0], args[1:]...)
-					t.Logf("%s: %s: %v\n%s", h.NS, strings.Join(args, " "), err, out)
-				}
-			}
-			dcancel()
+		pctx, pcancel := context.WithTimeout(context.Background(), testenv.Scale(60*time.Second))
+		start := time.Now()
+		ok := pingUntil(pctx, l.ns(c.from), ip)
+		pcancel()
+		if !ok {
+			t.Errorf("%s -> %s (%s): no answer on the kernel datapath within %v", c.from, c.to, ip, testenv.Scale(60*time.Second))
+			l.logKernelDatapath(t)
 			break
 		}
+		t.Logf("%s -> %s (%s): first answer after %v", c.from, c.to, ip, time.Since(start).Round(time.Millisecond))
 		// Both networks have 10.1.1.10 and .11: the answer must come
 		// from the sender's own network.
+		ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
 		if mac := neighMAC(ctx, l.ns(c.from), ip); mac != to.MAC.String() {
 			t.Errorf("%s -> %s (%s): answered by MAC %q, want %s", c.from, c.to, ip, mac, to.MAC)
 		}
+		cancel()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(60*time.Second))
+	defer cancel()
 	// Isolation: 10.1.1.13 exists only on the GRE network.
 	if pingOK(ctx, l.ns("v1"), "10.1.1.13") {
 		t.Error("v1 (VXLAN) reached 10.1.1.13, an address only on the GRE network")
@@ -109,7 +125,7 @@ func TestGuestKernelDatapath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{ovs.DefaultBridge, "gre_sys", "vxlan_sys_4789", "spo-5001", "spo-5002"} {
+	for _, want := range []string{ovs.DefaultBridge, "gre_sys", "vxlan_sys_4789", network.EndpointVethName("v1"), network.EndpointVethName("g1")} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kernel datapath of h1 lacks %s:\n%s", want, out)
 		}
@@ -121,6 +137,37 @@ func TestGuestKernelDatapath(t *testing.T) {
 	got, err := h1.OVS.Vsctl(ctx, "get", "bridge", ovs.DefaultBridge, "datapath_type")
 	if err != nil || strings.TrimSpace(got) != "system" {
 		t.Errorf("bridge datapath_type = %q (%v), want system", got, err)
+	}
+}
+
+// logKernelDatapath logs what the next look at a failure needs: the
+// datapath's ports and counters (lost upcalls), its flows, the upcall
+// handlers, the OpenFlow table, the links' counters and neighbours of
+// every host of the lab.
+func (l *tunnelLab) logKernelDatapath(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(60*time.Second))
+	defer cancel()
+	for _, h := range l.lab.Hosts {
+		ctl := "--target=" + filepath.Join(h.OVS.Dir, "ovs-vswitchd.ctl")
+		for _, args := range [][]string{
+			{"ovs-dpctl", "show", "-s"},
+			{"ovs-dpctl", "dump-flows", "-m"},
+			{"ovs-appctl", ctl, "upcall/show"},
+			{"ovs-appctl", ctl, "coverage/show"},
+			{"ovs-ofctl", "-O", "OpenFlow13", "dump-flows", h.OVS.Mgmt(ovs.DefaultBridge)},
+			{"ovs-ofctl", "-O", "OpenFlow13", "dump-ports-desc", h.OVS.Mgmt(ovs.DefaultBridge)},
+			{"ip", "-s", "link"},
+			{"ip", "neigh"},
+			{"bridge", "fdb", "show"},
+		} {
+			out, err := nettest.Run(ctx, h.NS, args[0], args[1:]...)
+			t.Logf("%s: %s: %v\n%s", h.NS, strings.Join(args, " "), err, out)
+		}
+	}
+	for _, p := range l.ports {
+		out, err := nettest.Run(ctx, l.ns(p.ID), "ip", "neigh")
+		t.Logf("%s: ip neigh: %v\n%s", p.ID, err, out)
 	}
 }
 

@@ -1,27 +1,53 @@
 package ovs
 
 import (
+	"net"
 	"net/netip"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
+	"github.com/strata-infra/strata/pkg/netspec"
+	"github.com/vishvananda/netlink"
+)
+
+// Port kinds on the integration bridge (external_ids:strata-kind).
+const (
+	kindNetwork = "network" // the veth to a network's hybrid bridge (ports with security groups)
+	kindTunnel  = "tunnel"
+	kindLocal   = "local" // a DHCP, router or endpoint veth, plugged through PlugPort
+	kindTap     = "tap"   // an instance's tap, added by libvirt (<virtualport type='openvswitch'>)
+)
+
+// External IDs of a local port: its network and the MACs behind it.
+const (
+	vniKey  = "strata-vni"
+	macsKey = "strata-macs"
 )
 
 // layout is what the integration bridge must have for one host state: a
-// port per network (with its local VLAN) and a tunnel port per remote host
-// and tunnel type that shares a network with this host.
+// port per local port of a network (with the network's local VLAN), one
+// to the hybrid bridge of each network with local ports that have
+// security groups, and a tunnel port per remote host and tunnel type that
+// shares a network with this host.
 type layout struct {
 	ports map[string]wantPort
 	nets  []layoutNet
 	tuns  map[string]string // tunnel port -> type
+	lvids map[uint32]int
+	// taps are the instance taps libvirt is to add, not on the bridge yet.
+	taps map[string]bool
 }
 
 type layoutNet struct {
 	n       network.Network
 	typ     string
 	lvid    int
-	unicast map[string]string // remote MAC -> tunnel port
-	flood   map[string]bool   // tunnel ports
+	locals  map[string][]string // local OVS port -> the MACs behind it
+	unicast map[string]string   // remote MAC -> tunnel port
+	flood   map[string]bool     // tunnel ports
 	arp     map[netip.Addr]string
 }
 
@@ -32,45 +58,130 @@ func netType(n network.Network) string {
 	return TypeVXLAN
 }
 
-// buildLayout computes the layout. Local VLANs already given to a
-// network's port are kept; new networks get the lowest free ones.
-func buildLayout(st network.HostState, nets []network.Network, have map[string]Port) layout {
-	lay := layout{ports: map[string]wantPort{}, tuns: map[string]string{}}
-	used := map[int]bool{}
-	lvid := map[uint32]int{}
+// hybridNets are the networks with a local port that has security groups:
+// those ports plug into the network's hybrid Linux bridge.
+func hybridNets(st network.HostState) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range st.Ports {
+		if p.Host == st.Host && p.Filtered() {
+			out[p.NetworkID] = true
+		}
+	}
+	return out
+}
+
+// portMACs is p's MAC and those of its allowed address pairs.
+func portMACs(p network.Port) []string {
+	out := []string{p.MAC.String()}
+	for _, ap := range p.AllowedAddressPairs {
+		if ap.MAC != nil {
+			out = append(out, ap.MAC.String())
+		}
+	}
+	return out
+}
+
+// buildLayout computes the layout from the state, the ports the bridge
+// has (have) and the host's links. Local VLANs already given to a
+// network's ports are kept; other networks get the lowest free ones, in
+// VNI order.
+func buildLayout(st network.HostState, nets []network.Network, have map[string]Port, links map[string]netlink.Link) layout {
+	lay := layout{ports: map[string]wantPort{}, tuns: map[string]string{}, lvids: map[uint32]int{}, taps: map[string]bool{}}
+	byVNI := map[uint32]bool{}
 	for _, n := range nets {
-		if p, ok := have[PatchOVSName(n.VNI)]; ok && owned(p.ExternalIDs) && p.Tag != nil && *p.Tag > 0 && *p.Tag < 4095 && !used[*p.Tag] {
-			lvid[n.VNI], used[*p.Tag] = *p.Tag, true
+		byVNI[n.VNI] = true
+	}
+	used := map[int]bool{}
+	names := make([]string, 0, len(have))
+	for name := range have {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := have[name]
+		vni, err := strconv.ParseUint(p.ExternalIDs[vniKey], 10, 32)
+		if err != nil || !owned(p.ExternalIDs) || !byVNI[uint32(vni)] || p.Tag == nil || *p.Tag <= 0 || *p.Tag >= 4095 {
+			continue
+		}
+		if _, taken := lay.lvids[uint32(vni)]; !taken && !used[*p.Tag] {
+			lay.lvids[uint32(vni)], used[*p.Tag] = *p.Tag, true
 		}
 	}
 	next := 1
 	idx := map[string]int{}
+	hybrid := hybridNets(st)
 	for _, n := range nets {
-		if lvid[n.VNI] == 0 {
+		if lay.lvids[n.VNI] == 0 {
 			for used[next] {
 				next++
 			}
-			lvid[n.VNI], used[next] = next, true
+			lay.lvids[n.VNI], used[next] = next, true
 		}
-		name := PatchOVSName(n.VNI)
-		lay.ports[name] = wantPort{name: name, tag: lvid[n.VNI], kind: "network"}
+		lvid := lay.lvids[n.VNI]
 		idx[n.ID] = len(lay.nets)
-		lay.nets = append(lay.nets, layoutNet{n: n, typ: netType(n), lvid: lvid[n.VNI],
-			unicast: map[string]string{}, flood: map[string]bool{}, arp: map[netip.Addr]string{}})
+		ln := layoutNet{n: n, typ: netType(n), lvid: lvid, locals: map[string][]string{},
+			unicast: map[string]string{}, flood: map[string]bool{}, arp: map[netip.Addr]string{}}
+		if hybrid[n.ID] {
+			name := PatchOVSName(n.VNI)
+			lay.ports[name] = wantPort{name: name, tag: lvid, kind: kindNetwork, vni: n.VNI}
+			ln.locals[name] = nil // filled with the filtered ports' MACs below
+		}
+		lay.nets = append(lay.nets, ln)
+	}
+	// Local ports plugged through PlugPort stay while their link is there
+	// (not moved onto a hybrid bridge) and their network is.
+	for _, name := range names {
+		p := have[name]
+		if !owned(p.ExternalIDs) || p.ExternalIDs[kindKey] != kindLocal {
+			continue
+		}
+		vni, _ := strconv.ParseUint(p.ExternalIDs[vniKey], 10, 32)
+		l, ok := links[name]
+		if !ok || !byVNI[uint32(vni)] || nlink.OnLinuxBridge(l, links) {
+			continue
+		}
+		var macs []string
+		if m := p.ExternalIDs[macsKey]; m != "" {
+			macs = strings.Split(m, ",")
+		}
+		lay.ports[name] = wantPort{name: name, tag: lay.lvids[uint32(vni)], kind: kindLocal, vni: uint32(vni), macs: macs}
+		for i := range lay.nets {
+			if lay.nets[i].n.VNI == uint32(vni) {
+				lay.nets[i].locals[name] = macs
+			}
+		}
 	}
 	for _, p := range st.Ports {
 		i, ok := idx[p.NetworkID]
-		if !ok || p.Host == st.Host {
+		if !ok {
+			continue
+		}
+		ln := &lay.nets[i]
+		if p.Host == st.Host {
+			if p.Filtered() {
+				patch := PatchOVSName(ln.n.VNI)
+				ln.locals[patch] = append(ln.locals[patch], portMACs(p)...)
+				continue
+			}
+			// An instance's tap, which libvirt adds to the bridge: adopted
+			// (tagged, flows) once it is there.
+			tap := netspec.TapName(p.ID)
+			if _, on := have[tap]; on {
+				macs := portMACs(p)
+				lay.ports[tap] = wantPort{name: tap, tag: ln.lvid, kind: kindTap, vni: ln.n.VNI, macs: macs}
+				ln.locals[tap] = macs
+			} else if p.Owner == "" {
+				lay.taps[tap] = true
+			}
 			continue
 		}
 		vtep, ok := st.RemoteVTEPs[p.Host]
 		if !ok || !vtep.IsValid() || vtep == st.LocalVTEP {
 			continue
 		}
-		ln := &lay.nets[i]
 		tun := tunnelName(ln.typ, vtep)
 		if _, ok := lay.ports[tun]; !ok {
-			lay.ports[tun] = wantPort{name: tun, ifType: ln.typ, kind: "tunnel",
+			lay.ports[tun] = wantPort{name: tun, ifType: ln.typ, kind: kindTunnel,
 				options: map[string]string{"remote_ip": vtep.String(), "key": "flow"}}
 			lay.tuns[tun] = ln.typ
 		}
@@ -83,7 +194,17 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 	return lay
 }
 
-// flows renders the layout's flows with the ports' OpenFlow numbers.
+// macList renders MACs for external_ids.
+func macList(macs []net.HardwareAddr) []string {
+	out := make([]string, 0, len(macs))
+	for _, m := range macs {
+		out = append(out, m.String())
+	}
+	return out
+}
+
+// flows renders the layout's flows with the ports' OpenFlow numbers. A
+// port without one yet is left out.
 func (lay layout) flows(ofports map[string]int) []string {
 	var tuns []FlowTunnel
 	for name, typ := range lay.tuns {
@@ -91,8 +212,12 @@ func (lay layout) flows(ofports map[string]int) []string {
 	}
 	nets := make([]FlowNetwork, 0, len(lay.nets))
 	for _, ln := range lay.nets {
-		fn := FlowNetwork{VNI: ln.n.VNI, Type: ln.typ, LVID: ln.lvid, Patch: ofports[PatchOVSName(ln.n.VNI)],
-			Unicast: map[string]int{}, ARP: ln.arp}
+		fn := FlowNetwork{VNI: ln.n.VNI, Type: ln.typ, LVID: ln.lvid, Unicast: map[string]int{}, ARP: ln.arp}
+		for name, macs := range ln.locals {
+			if of := ofports[name]; of > 0 {
+				fn.Locals = append(fn.Locals, FlowLocal{Ofport: of, MACs: macs})
+			}
+		}
 		for mac, tun := range ln.unicast {
 			fn.Unicast[mac] = ofports[tun]
 		}

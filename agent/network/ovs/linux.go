@@ -9,11 +9,12 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// Each network keeps its Linux bridge sbr-<vni>, where instances, DHCP and
-// router legs plug in as on linuxbridge hosts, and where security groups
-// filter (nftables + br_netfilter). A veth joins it to the integration
-// bridge: spl-<vni> on the Linux bridge, spo-<vni> on OVS with the
-// network's local VLAN. This is neutron's hybrid plug, one per network.
+// A network with local ports that have security groups gets a Linux
+// bridge sbr-<vni> (its hybrid bridge), where those ports plug in and
+// security groups filter them (nftables + br_netfilter), as on
+// linuxbridge hosts. A veth joins it to the integration bridge: spl-<vni>
+// on the Linux bridge, spo-<vni> on OVS with the network's local VLAN.
+// Ports without security groups are on the integration bridge itself.
 // The names are derived in pkg/netspec.
 const (
 	PatchLinuxPrefix = netspec.PatchLinuxPrefix // veth end on the network's Linux bridge
@@ -26,7 +27,7 @@ func PatchLinuxName(vni uint32) string { return netspec.PatchLinuxName(vni) }
 // PatchOVSName is the veth end of network vni on the integration bridge.
 func PatchOVSName(vni uint32) string { return netspec.PatchOVSName(vni) }
 
-// ensureLinux makes the network's Linux bridge and its veth to OVS.
+// ensureLinux makes the network's hybrid Linux bridge and its veth to OVS.
 func (d *Driver) ensureLinux(n network.Network, links map[string]netlink.Link) error {
 	mtu := nlink.MTU(n)
 	brName := network.BridgeName(n.VNI)

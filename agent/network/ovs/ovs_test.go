@@ -114,9 +114,22 @@ func TestVXLANAndGRETunnels(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports := strings.Fields(out)
-	for _, want := range []string{"spo-5001", "spo-5002", "stv-ac1e0002", "stv-ac1e0003", "stg-ac1e0002", "stg-ac1e0003"} {
+	// The endpoints (no security groups) are ports of the integration
+	// bridge itself: no hybrid bridge, no veth to one.
+	for _, want := range []string{network.EndpointVethName("v1"), network.EndpointVethName("g1"),
+		"stv-ac1e0002", "stv-ac1e0003", "stg-ac1e0002", "stg-ac1e0003"} {
 		if !contains(ports, want) {
 			t.Errorf("h1 integration bridge ports %v: no %s", ports, want)
+		}
+	}
+	for _, p := range ports {
+		if strings.HasPrefix(p, ovs.PatchOVSPrefix) {
+			t.Errorf("h1 has a hybrid bridge port %s, but no port has security groups", p)
+		}
+	}
+	for _, c := range []struct{ port, tag string }{{network.EndpointVethName("v1"), "1"}, {network.EndpointVethName("g1"), "2"}} {
+		if got, err := h1.OVS.Vsctl(ctx, "get", "port", c.port, "tag"); err != nil || strings.TrimSpace(got) != c.tag {
+			t.Errorf("port %s: tag %q (%v), want its network's local VLAN %s", c.port, got, err, c.tag)
 		}
 	}
 	for _, col := range []struct{ col, want string }{{"fail_mode", "secure"}, {"datapath_type", "netdev"}} {

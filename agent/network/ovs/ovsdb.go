@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -123,10 +124,24 @@ type wantBridge struct {
 // wantPort is one port Strata wants on the integration bridge.
 type wantPort struct {
 	name    string
-	ifType  string // "" (a system device: the network's veth), "vxlan", "gre"
+	ifType  string // "" (a system device: a veth or tap), "vxlan", "gre"
 	options map[string]string
-	tag     int // local VLAN of a network port; 0 for tunnels
+	tag     int // local VLAN of a network's port; 0 for tunnels
 	kind    string
+	vni     uint32   // a network's port: its network
+	macs    []string // a local port: the MACs behind it
+}
+
+// ids are the external_ids the driver keeps on the port.
+func (w wantPort) ids() map[string]string {
+	ids := map[string]string{OwnerKey: OwnerValue, kindKey: w.kind}
+	if w.vni > 0 {
+		ids[vniKey] = strconv.FormatUint(uint64(w.vni), 10)
+	}
+	if len(w.macs) > 0 {
+		ids[macsKey] = strings.Join(w.macs, ",")
+	}
+	return ids
 }
 
 // tx builds one OVSDB transaction.
@@ -209,21 +224,38 @@ func (t *tx) ensureBridge(s snapshot, w wantBridge) (string, error) {
 
 // ensurePort adds or fixes one port of the bridge.
 func (t *tx) ensurePort(s snapshot, bridgeUUID string, w wantPort) error {
-	ids := map[string]string{OwnerKey: OwnerValue, kindKey: w.kind}
+	ids := w.ids()
 	var tag *int
 	if w.tag > 0 {
 		tag = &w.tag
 	}
 	if p, ok := s.ports[w.name]; ok {
-		if !owned(p.ExternalIDs) {
+		// An instance's tap is libvirt's port, named by Strata: adopted
+		// by adding Strata's IDs to libvirt's.
+		if !owned(p.ExternalIDs) && w.kind != kindTap {
 			return fmt.Errorf("port %q exists and is not Strata's", w.name)
 		}
+		np := p
+		var fields []any
 		if (p.Tag == nil) != (tag == nil) || (tag != nil && *p.Tag != *tag) {
-			np := p
 			np.Tag = tag
-			if err := t.add(t.d.c.Where(&np).Update(&np, &np.Tag)); err != nil {
+			fields = append(fields, &np.Tag)
+		}
+		if !hasAll(p.ExternalIDs, ids) {
+			np.ExternalIDs = maps.Clone(p.ExternalIDs)
+			if np.ExternalIDs == nil {
+				np.ExternalIDs = map[string]string{}
+			}
+			maps.Copy(np.ExternalIDs, ids)
+			fields = append(fields, &np.ExternalIDs)
+		}
+		if len(fields) > 0 {
+			if err := t.add(t.d.c.Where(&np).Update(&np, fields...)); err != nil {
 				return err
 			}
+		}
+		if w.kind == kindTap || w.kind == kindLocal {
+			return nil // the device is someone else's: only the port is ours to tag
 		}
 		i, ok := s.ifaces[w.name]
 		if ok && (i.Type != w.ifType || !maps.Equal(i.Options, w.options)) {
@@ -246,6 +278,16 @@ func (t *tx) ensurePort(s snapshot, bridgeUUID string, w wantPort) error {
 }
 
 // deletePort removes a port from the bridge; its Interface row goes with it.
+// hasAll reports whether have holds every key of want with its value.
+func hasAll(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 func (t *tx) deletePort(bridgeUUID string, p Port) error {
 	pp := p
 	if err := t.add(t.d.c.Where(&pp).Delete()); err != nil {

@@ -92,10 +92,10 @@ func (d *Driver) Close() error { return nlink.CloseHandle(&d.mu, &d.h) }
 // input changes nothing for that router. It goes on past a failing router
 // and returns every error, each a network.ResourceError naming its router.
 func (d *Driver) Set(ctx context.Context, st network.HostState) error {
-	bridges := map[string]string{}
+	bridges := map[string]network.Network{}
 	for _, n := range st.Networks {
 		if n.L2.Bridge != "" {
-			bridges[n.ID] = n.L2.Bridge
+			bridges[n.ID] = n
 		}
 	}
 	d.mu.Lock()
@@ -124,7 +124,7 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 			errs = append(errs, &network.ResourceError{Kind: "router", ID: r.ID, Err: err})
 			continue
 		}
-		if err := d.ensure(r, bridges, links); err != nil {
+		if err := d.ensure(ctx, r, bridges, links); err != nil {
 			errs = append(errs, &network.ResourceError{Kind: "router", ID: r.ID, Err: err})
 		}
 	}
@@ -136,7 +136,7 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	return nil
 }
 
-func (d *Driver) ensure(r netspec.Router, bridges map[string]string, links map[string]netlink.Link) error {
+func (d *Driver) ensure(ctx context.Context, r netspec.Router, bridges map[string]network.Network, links map[string]netlink.Link) error {
 	ns := d.Namespace(r.ID)
 	if !netnsutil.Exists(ns) {
 		if err := netnsutil.Create(ns); err != nil {
@@ -148,7 +148,7 @@ func (d *Driver) ensure(r netspec.Router, bridges map[string]string, links map[s
 	if err := tagNamespace(ns, r.ID); err != nil {
 		return err
 	}
-	if err := d.ensureLegs(r, ns, bridges, links); err != nil {
+	if err := d.ensureLegs(ctx, r, ns, bridges, links); err != nil {
 		return err
 	}
 	if err := d.ensureInside(r, ns); err != nil {
@@ -160,7 +160,7 @@ func (d *Driver) ensure(r netspec.Router, bridges map[string]string, links map[s
 // check validates one router against this host: its fields, its
 // interfaces' networks being here, and its floating IPs not taken by a
 // router checked before it.
-func check(r netspec.Router, bridges map[string]string, fips map[netip.Addr]string) error {
+func check(r netspec.Router, bridges map[string]network.Network, fips map[netip.Addr]string) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func newRLabOn(t *testing.T, driver string, eps map[string]string) *rlab {
 }
 
 func (l *rlab) l2State() network.HostState {
-	st := l.lab.HostState(l.h, l.nets, l.ports)
+	st := l.agent.Bind(l.lab.HostState(l.h, l.nets, l.ports))
 	for _, p := range l.ports {
 		st.LocalEndpoints = append(st.LocalEndpoints, network.Endpoint{PortID: p.ID, IfName: "eth0", Addr: netip.PrefixFrom(p.IPs[0], 24)})
 	}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -23,33 +24,44 @@ const routeProto = netlink.RouteProtocol(0xb5)
 
 // leg is one veth of a router: host side on a bridge, router side inside.
 type leg struct {
-	host, inner, bridge string
-	addrs               []netip.Prefix
-	mac                 net.HardwareAddr // of the inner side; nil: any
+	host, inner string
+	bind        network.L2Binding
+	vni         uint32 // the tenant network of an internal leg; 0 for the gateway
+	mtu         int    // the tenant network's; 0: the bridge's
+	addrs       []netip.Prefix
+	mac         net.HardwareAddr // of the inner side; nil: any
 }
 
-func legs(r netspec.Router, bridges map[string]string) []leg {
+func legs(r netspec.Router, nets map[string]network.Network) []leg {
 	var ls []leg
 	if g := r.Gateway; g != nil {
-		l := leg{host: HostGatewayLeg(r.ID), inner: GatewayLeg(r.ID), bridge: g.Bridge, addrs: []netip.Prefix{g.Addr}}
+		l := leg{host: HostGatewayLeg(r.ID), inner: GatewayLeg(r.ID), bind: network.L2Binding{Bridge: g.Bridge, Type: network.L2LinuxBridge},
+			addrs: []netip.Prefix{g.Addr}}
 		for _, f := range r.FloatingIPs {
 			l.addrs = append(l.addrs, netip.PrefixFrom(f.IP, 32))
 		}
 		ls = append(ls, l)
 	}
 	for _, in := range r.Interfaces {
-		ls = append(ls, leg{host: HostInternalLeg(r.ID, in.ID), inner: InternalLeg(in.ID),
-			bridge: bridges[in.NetworkID], addrs: []netip.Prefix{in.Addr}, mac: in.MAC})
+		n := nets[in.NetworkID]
+		ls = append(ls, leg{host: HostInternalLeg(r.ID, in.ID), inner: InternalLeg(in.ID), bind: n.L2, vni: n.VNI,
+			mtu: nlink.MTU(n), addrs: []netip.Prefix{in.Addr}, mac: in.MAC})
 	}
 	return ls
 }
 
-// ensureLegs makes the veths of r and puts their host sides on the bridges.
-func (d *Driver) ensureLegs(r netspec.Router, ns string, bridges map[string]string, links map[string]netlink.Link) error {
-	for _, lg := range legs(r, bridges) {
-		br, ok := links[lg.bridge]
-		if !ok {
-			return fmt.Errorf("bridge %q not found", lg.bridge)
+// ensureLegs makes the veths of r and puts their host sides on the bridges
+// (a tenant network's leg on an Open vSwitch host: on the integration
+// bridge).
+func (d *Driver) ensureLegs(ctx context.Context, r netspec.Router, ns string, nets map[string]network.Network, links map[string]netlink.Link) error {
+	for _, lg := range legs(r, nets) {
+		mtu := lg.mtu
+		if lg.bind.Type != network.L2OpenVSwitch {
+			br, ok := links[lg.bind.Bridge]
+			if !ok {
+				return fmt.Errorf("bridge %q not found", lg.bind.Bridge)
+			}
+			mtu = br.Attrs().MTU
 		}
 		l, ok := links[lg.host]
 		if ok && !nlink.Owned(l, lg.host[:4]) {
@@ -61,7 +73,11 @@ func (d *Driver) ensureLegs(r netspec.Router, ns string, bridges map[string]stri
 				return fmt.Errorf("create leg %q: %w", lg.host, err)
 			}
 		}
-		if err := nlink.Fix(d.h, l, br.Attrs().MTU, br.Attrs().Index, &d.changes); err != nil {
+		op := network.OVSPort{VNI: lg.vni, NetNS: ns, IfName: lg.inner, Created: !ok}
+		if lg.mac != nil {
+			op.MACs = []net.HardwareAddr{lg.mac}
+		}
+		if err := nlink.Attach(ctx, d.h, l, mtu, lg.bind, links, op, &d.changes); err != nil {
 			return fmt.Errorf("leg %q: %w", lg.host, err)
 		}
 	}

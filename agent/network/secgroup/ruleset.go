@@ -110,7 +110,9 @@ func ruleset(name string, st network.HostState, closed map[string]bool, cc *comp
 	}
 	bridges := map[string]string{}
 	for _, n := range st.Networks {
-		bridges[n.ID] = n.L2.Bridge
+		// Filtered ports sit on this bridge (on an Open vSwitch host, the
+		// network's hybrid bridge); the others' traffic to them enters it.
+		bridges[n.ID] = n.FilterBridge()
 	}
 	fwd := nftsync.Chain{Name: "forward", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter}
 	fwd.Rules = append(fwd.Rules, nftsync.R().CtState(nftsync.CtEstablished|nftsync.CtRelated).Accept())

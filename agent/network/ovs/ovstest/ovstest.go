@@ -73,7 +73,7 @@ func Start(t testing.TB, ns string) *Switch {
 	s := &Switch{NS: ns, Dir: dir}
 	t.Cleanup(func() {
 		if t.Failed() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(5*time.Second))
 			out, err := s.Vsctl(ctx, "show")
 			cancel()
 			t.Logf("ovs-vsctl show in %s: %v\n%s", ns, err, out)
@@ -87,7 +87,7 @@ func Start(t testing.TB, ns string) *Switch {
 		}
 		os.RemoveAll(dir)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
 	defer cancel()
 	if _, err := s.run(ctx, false, "ovsdb-tool", "create", filepath.Join(dir, "conf.db"), Schema); err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func Start(t testing.TB, ns string) *Switch {
 // StartDB starts ovsdb-server on the existing database.
 func (s *Switch) StartDB(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
 	defer cancel()
 	d := s.Dir
 	if _, err := s.run(ctx, true, "ovsdb-server", filepath.Join(d, "conf.db"),
@@ -117,7 +117,7 @@ func (s *Switch) StartDB(t testing.TB) {
 // StartVswitchd starts ovs-vswitchd on the database.
 func (s *Switch) StartVswitchd(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
 	defer cancel()
 	d := s.Dir
 	if _, err := s.run(ctx, true, "ovs-vswitchd", s.DB(), "--unixctl="+filepath.Join(d, "ovs-vswitchd.ctl"),
@@ -146,7 +146,7 @@ func (s *Switch) Kill(t testing.TB, name string) {
 		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testenv.Scale(10 * time.Second))
 	for alive(pid) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -176,7 +176,8 @@ func (s *Switch) Stop(t testing.TB) {
 // build the underlay and to set flow-restore-wait, as an operator would;
 // the driver speaks OVSDB through libovsdb.
 func (s *Switch) Vsctl(ctx context.Context, args ...string) (string, error) {
-	return s.run(ctx, false, "ovs-vsctl", append([]string{"--db=" + s.DB(), "--timeout=20"}, args...)...)
+	timeout := "--timeout=" + strconv.Itoa(int(testenv.Scale(20*time.Second).Seconds()))
+	return s.run(ctx, false, "ovs-vsctl", append([]string{"--db=" + s.DB(), timeout}, args...)...)
 }
 
 // Ofctl runs ovs-ofctl (OpenFlow 1.3) against a bridge of this switch.
@@ -195,7 +196,7 @@ const PhysBridge = "s15phy"
 // moves from dev to the bridge's internal port.
 func (s *Switch) Underlay(t testing.TB, dev string, vtep netip.Prefix) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
 	defer cancel()
 	if _, err := s.Vsctl(ctx, "add-br", PhysBridge, "--", "set", "bridge", PhysBridge, "datapath_type=netdev",
 		"--", "add-port", PhysBridge, dev); err != nil {
@@ -214,9 +215,9 @@ func (s *Switch) Underlay(t testing.TB, dev string, vtep netip.Prefix) {
 // network configuration would.
 func (s *Switch) addrUp(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
 	defer cancel()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testenv.Scale(10 * time.Second))
 	for {
 		_, err := s.run(ctx, true, "ip", "link", "show", PhysBridge)
 		if err == nil || time.Now().After(deadline) {
@@ -239,7 +240,7 @@ func (s *Switch) addrUp(t testing.TB) {
 // forwards nothing until the flows' owner has put them back and cleared it.
 func (s *Switch) RestartVswitchd(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Scale(30*time.Second))
 	defer cancel()
 	s.Kill(t, "ovs-vswitchd")
 	if _, err := s.Vsctl(ctx, "--no-wait", "set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true"); err != nil {
