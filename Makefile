@@ -40,11 +40,13 @@ test:
 	if [ "$$(id -u)" = 0 ]; then $(GO) run ./internal/testenv/cmd/strata-test-sweep; fi; \
 	exit $$status
 
-## lab: coordinator + 3 agents in namespaces strata-lab-h1..h3, then the demo
+## lab: coordinator + 3 agents in namespaces strata-lab-h1..h3, a libvirtd per
+## host and a single-node Ceph on the lab bridge (.lab/ceph), then the demo
 lab: build
 	bin/strata-lab up --demo testdata/lab/demo.yaml
 
-## lab-down: stop every lab process, remove its namespaces, links and state
+## lab-down: stop every lab process (Ceph's daemons by their pid files),
+## remove its namespaces, links and state
 lab-down:
 	@test -x bin/strata-lab || $(MAKE) build
 	bin/strata-lab down

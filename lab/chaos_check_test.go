@@ -278,7 +278,7 @@ func chaosCheckFreshApply(t *testing.T, l *Lab, before map[int]map[string][]stri
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.upNetwork(); err != nil {
+	if err := l.UpNetwork(); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

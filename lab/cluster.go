@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/apiclient"
@@ -28,8 +29,18 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return err
 	}
-	if err := l.upNetwork(); err != nil {
+	if err := l.UpNetwork(); err != nil {
 		return err
+	}
+	if l.RunCeph && l.Ceph == nil {
+		if _, _, err := l.UpCeph(ctx); err != nil {
+			return err
+		}
+	}
+	for i := 1; i <= l.Hosts; i++ {
+		if err := l.cephRoute(i); err != nil {
+			return err
+		}
 	}
 	keyFile := filepath.Join(l.Dir, "gossip.key")
 	if _, err := os.Stat(keyFile); err != nil {
@@ -138,7 +149,7 @@ func (l *Lab) AgentArgs(i int) []string {
 	if l.L2Driver(i) == DriverOVS {
 		args = append(args, l.ovsArgs(i)...)
 	}
-	return args
+	return append(args, l.cephArgs()...)
 }
 
 // NetNSPrefix starts the names of the namespaces host i's agent makes
@@ -179,6 +190,7 @@ func (l *Lab) Down() error {
 		keep(l.StopAgent(i, syscall.SIGTERM))
 	}
 	keep(l.StopCoordinator(syscall.SIGTERM))
+	keep(cephtest.StopDir(l.CephDir()))
 	// The agents leave their data plane running when they stop, by design:
 	// dnsmasq processes and the namespaces they made go here.
 	pidfile.KillAll(l.Dir)

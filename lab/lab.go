@@ -46,6 +46,11 @@ type Config struct {
 	// when missing or empty) or "ovs" (the lab runs Open vSwitch in that
 	// host's namespace; see ovs.go).
 	L2Drivers []string
+	// Ceph, when set, is the cluster every host's agent is configured
+	// for (client config, storage controller). RunCeph makes Up start
+	// the lab's own cluster on the lab bridge and set Ceph (make lab).
+	Ceph    *Ceph
+	RunCeph bool
 }
 
 // Default is the lab of the README: make lab.
@@ -54,7 +59,7 @@ func Default(repo string) Config {
 		Prefix: "strata-lab", Short: "stlab", Bridge: "strata-lab0", Hosts: 3,
 		Subnet: netip.MustParsePrefix("172.31.250.0/24"),
 		Dir:    filepath.Join(repo, ".lab"), BinDir: filepath.Join(repo, "bin"),
-		LoopbackAPI: true, RetainDeltas: 10000, L2Drivers: DemoL2Drivers,
+		LoopbackAPI: true, RetainDeltas: 10000, L2Drivers: DemoL2Drivers, RunCeph: true,
 	}
 }
 

@@ -13,13 +13,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // TestMain sweeps up after the package: t.Cleanup does not run after a
-// panic or a -timeout.
-func TestMain(m *testing.M) { testenv.Main(m) }
+// panic or a -timeout. The package's tests that need Ceph share one
+// cluster, started at the first that asks (cephtest.Require) and
+// stopped here.
+func TestMain(m *testing.M) {
+	stop := cephtest.Lazy("s13l", "rbd") // each test makes pools of its own
+	testenv.Main(runThenStop{m, stop})
+}
+
+type runThenStop struct {
+	m    *testing.M
+	stop func()
+}
+
+func (r runThenStop) Run() int {
+	defer r.stop()
+	return r.m.Run()
+}
 
 func requireRoot(t testing.TB) {
 	t.Helper()
@@ -38,6 +55,10 @@ func buildBinaries(t testing.TB) string {
 	dir := t.TempDir()
 	for _, pkg := range []string{"./coordinator/cmd/strata-coordinator", "./agent/cmd/strata-agent", "./coordinator/cmd/stratactl"} {
 		cmd := exec.Command("go", "build", "-o", dir, pkg)
+		if rbd.Supported {
+			// This test binary has Ceph support (-tags pacific): so have the lab's.
+			cmd.Args = []string{"go", "build", "-tags", "pacific", "-o", dir, pkg}
+		}
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, out)

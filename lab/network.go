@@ -28,9 +28,9 @@ func nsExists(name string) bool {
 	return err == nil
 }
 
-// upNetwork makes the bridge and, per host, a namespace with a veth whose
+// UpNetwork makes the bridge and, per host, a namespace with a veth whose
 // peer is on the bridge. Existing pieces are kept.
-func (l *Lab) upNetwork() error {
+func (l *Lab) UpNetwork() error {
 	if !linkExists(l.Bridge) {
 		if err := ip("link", "add", l.Bridge, "type", "bridge"); err != nil {
 			return err

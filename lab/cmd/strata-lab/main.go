@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-infra/strata/agent/compute/virttest"
+	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/lab"
 	"github.com/strata-infra/strata/pkg/pidfile"
 )
@@ -65,9 +66,38 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 	}
 	start := time.Now()
 	fmt.Printf("starting lab: coordinator + %d agents in namespaces %s .. %s\n", l.Hosts, l.Namespace(1), l.Namespace(l.Hosts))
+	if err := l.UpNetwork(); err != nil {
+		return err
+	}
+	// Ceph comes up (≈11 s, most of it the OSD) while the libvirtds probe
+	// qemu: the agents need both.
+	cephDone := make(chan error, 1)
+	if why := cephtest.Available(); l.RunCeph && why != "" {
+		l.RunCeph = false
+		fmt.Printf("Ceph is off in this lab: %s\n", why)
+	}
+	if l.RunCeph {
+		go func() {
+			reused, took, err := l.UpCeph(ctx)
+			if err == nil {
+				verb := "started"
+				if reused {
+					verb = "still running, reused"
+				}
+				fmt.Printf("Ceph (mon, mgr, one bluestore OSD; pools %s, %s) at %s: %s in %s\n",
+					lab.VolumesPool, lab.ImagesPool, l.Ceph.MonHost, verb, took.Round(100*time.Millisecond))
+			}
+			cephDone <- err
+		}()
+	} else {
+		cephDone <- nil
+	}
 	image, noCompute := startCompute(l)
 	if noCompute != "" {
 		fmt.Printf("compute is off in this lab: %s\n", noCompute)
+	}
+	if err := <-cephDone; err != nil {
+		return err
 	}
 	if err := l.Up(ctx); err != nil {
 		return err
@@ -124,14 +154,21 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 			return err
 		}
 	}
+	if image != "" && l.Ceph != nil {
+		fmt.Printf("\nCeph (%s; ceph -c %s -s): an image imported, an instance booting from a copy-on-write clone, a volume hot-plugged into it, a snapshot and a clone:\n",
+			l.Ceph.MonHost, l.CephConf())
+		if err := l.DemoStorage(ctx, os.Stdout, image); err != nil {
+			return err
+		}
+	}
 	if demo != "" {
 		fmt.Printf("\nThe contract (what some host could not apply is refused at the API, naming the field):\n")
 		if err := l.DemoContract(ctx, os.Stdout); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("\nThe lab is running (TLS; pin its CA). To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN_FILE=%s\n  export STRATA_CA_FILE=%s\n  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
-		l.OperatorEndpoint(), filepath.Join(l.Dir, "coordinator", "admin.token"), l.CAFile(), filepath.Join(l.Dir, "logs"))
+	fmt.Printf("\nThe lab is running (TLS; pin its CA). To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN_FILE=%s\n  export STRATA_CA_FILE=%s\n%s  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
+		l.OperatorEndpoint(), filepath.Join(l.Dir, "coordinator", "admin.token"), l.CAFile(), cephExports(l), filepath.Join(l.Dir, "logs"))
 	return nil
 }
 
@@ -182,4 +219,14 @@ func startCompute(l *lab.Lab) (image, why string) {
 		return append(lab.ComputeArgs(lvs[i], g, 5*time.Second), lab.SchedulingZones(i)...)
 	}
 	return g.Image, ""
+}
+
+// cephExports are the shell lines that point stratactl images import at
+// the lab's Ceph; none without it.
+func cephExports(l *lab.Lab) string {
+	s := ""
+	for _, e := range l.CephEnv() {
+		s += "  export " + e + "\n"
+	}
+	return s
 }
