@@ -245,6 +245,14 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if since > s.store.Epoch() {
+		// Another coordinator over the same etcd may be ahead of this
+		// one's view: catch up before calling the store older.
+		if err := s.store.Sync(); err != nil {
+			s.errorFor(w, err)
+			return
+		}
+	}
+	if since > s.store.Epoch() {
 		// Same history, yet the host applied epochs this store never
 		// reached: this is an older copy of the store, started by mistake.
 		// Serving it would undo every change after the copy; refuse.

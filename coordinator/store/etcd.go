@@ -239,6 +239,19 @@ func (b *etcdBackend) catchUpRev(s *Store) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
+// Sync brings the store up to the backend's epoch now, without waiting
+// for Follow: for an answer that must not be older than what a client
+// has already seen from another coordinator. Nothing to do on bbolt.
+func (s *Store) Sync() error {
+	b, ok := s.backend.(*etcdBackend)
+	if !ok {
+		return nil
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return b.catchUp(s)
+}
+
 // Follow applies the commits of other coordinators as they happen, until
 // ctx ends: the store's epoch, plans and observers stay current without
 // a write of this coordinator's own. It does nothing for a backend that
