@@ -54,7 +54,7 @@ lab-down:
 ## bench: one "BENCH <name> <value> <unit>" line per figure
 bench: build
 	bin/strata-bench
-	$(GO) test -tags "$(GOTAGS)" -run '^$$' -bench . -benchtime 3x ./agent/... ./pkg/rbd/ ./lab/... 2>&1 | bin/strata-bench gotest
+	$(GO) test -tags "$(GOTAGS)" -run '^$$' -bench . -benchtime 3x ./agent/... ./pkg/rbd/ ./lab/... ./coordinator/store/ 2>&1 | bin/strata-bench gotest
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
