@@ -19,7 +19,7 @@ var DefaultModules = []string{
 	"ip_gre", "gre", "vxlan", "veth", "bridge", "8021q", "dummy", "tun",
 	"nf_tables", "nft_chain_nat", "nft_nat", "nft_ct", "nft_masq", "nft_reject_inet", "nf_conntrack",
 	"dm-mod", "dm-writecache", "dm-cache", "dm-cache-smq",
-	"brd", "loop", "nbd", "rbd",
+	"brd", "loop", "nbd", "rbd", "virtio_blk",
 }
 
 // DefaultTools are the host tools packed into every guest, at their host
@@ -58,8 +58,8 @@ type Options struct {
 	CGO bool
 	// Drives are host files (raw images) the guest sees as virtio disks
 	// /dev/vda, /dev/vdb... in order, written through to the file, so a
-	// later guest finds what an earlier one wrote (add "virtio_blk" to
-	// Modules and load it in the test).
+	// later guest finds what an earlier one wrote (modprobe virtio_blk in
+	// the test).
 	Drives []string
 }
 

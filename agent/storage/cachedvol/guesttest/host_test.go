@@ -134,7 +134,7 @@ func (r *guestRig) opts(t testing.TB, env map[string]string) kerneltest.Options 
 		e[k] = v
 	}
 	return kerneltest.Options{
-		Modules: []string{"virtio_blk"}, Env: e, Drives: []string{r.fast},
+		Env: e, Drives: []string{r.fast},
 		// Four tests write 24 MiB each to Ceph from a TCG guest and flush
 		// it (2.5 min on an idle machine, 6 with the load average at 40):
 		// a bound for a hung guest, not a performance target.
