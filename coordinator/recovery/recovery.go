@@ -323,7 +323,23 @@ func (c *Controller) evacuate(host, fence string, hosts []api.Host, reports map[
 	for _, r := range instances {
 		errs = append(errs, c.moveInstance(r, host, fence))
 	}
+	// A router or DHCP server that cannot move (no alive host bridges
+	// its physnet) is tried again after Retry, not every pass.
+	nk := api.Key{Kind: "network-move", Name: host}
+	c.mu.Lock()
+	last, failed := c.tried[nk]
+	c.mu.Unlock()
+	if failed && c.now().Sub(last) < c.cfg.Retry {
+		return errors.Join(errs...)
+	}
 	moved, epoch, err := moveNetwork(c.store, c.reg, c.hosts, host, reports)
+	c.mu.Lock()
+	if err != nil {
+		c.tried[nk] = c.now()
+	} else {
+		delete(c.tried, nk)
+	}
+	c.mu.Unlock()
 	if len(moved) > 0 {
 		c.noteMove(host, epoch)
 		c.log.Warn("routers and DHCP moved off a fenced host", "moved", moved, "from", host, "fence", fence, "epoch", epoch)
