@@ -95,3 +95,21 @@ func ComputeArgs(lv *Libvirtd, g Guest, shutdown time.Duration) []string {
 		"--guest-kernel", g.Kernel, "--guest-initrd", g.Initrd,
 		"--guest-cmdline", "console=ttyS0 panic=-1 quiet", "--guest-firmware", "/usr/share/qemu/qboot.rom"}
 }
+
+// MigrationArgs links <dir>/<host> to each lab host's libvirtd socket and
+// returns the agent flags that reach a peer's libvirtd through those links
+// (one {host} template for every host, as qemu+tls://{host}/system is
+// across machines); live migrations' memory is tunnelled through them.
+func MigrationArgs(dir string, lvs map[int]*Libvirtd, hostName func(int) string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	for i, lv := range lvs {
+		link := filepath.Join(dir, hostName(i))
+		os.Remove(link)
+		if err := os.Symlink(lv.Socket, link); err != nil {
+			return nil, err
+		}
+	}
+	return []string{"--migration-uri", "qemu+unix:///system?socket=" + filepath.Join(dir, "{host}")}, nil
+}

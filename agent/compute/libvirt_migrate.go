@@ -54,7 +54,8 @@ func (p Progress) String() string {
 // libvirt URI (qemu+tls://compute-07/system across machines,
 // qemu+unix:///system?socket=PATH for libvirtds on one machine), Data,
 // when set, the address qemu sends a live migration's memory to
-// (tcp://10.0.0.7), else the peer's libvirtd picks it (its hostname).
+// (tcp://10.0.0.7); without it the memory is tunnelled through the
+// libvirtds' connection.
 type PeerURIs func(peer string) (control, data string)
 
 // LibvirtMigrator is the Migrator over go-libvirt.
@@ -87,6 +88,11 @@ func (m *LibvirtMigrator) MigrateLive(ctx context.Context, domain, peer string, 
 	}
 	flags := golibvirt.MigrateLive | golibvirt.MigratePeer2peer | golibvirt.MigratePersistDest |
 		golibvirt.MigrateUndefineSource | golibvirt.MigrateAutoConverge | golibvirt.MigrateAbortOnError
+	if data == "" {
+		// No address for qemu's own stream: the memory goes through the
+		// libvirtds' connection (TLS across machines).
+		flags |= golibvirt.MigrateTunnelled
+	}
 	done := make(chan error, 1)
 	go func() {
 		_, err := l.DomainMigratePerform3Params(d, golibvirt.OptString{control}, params, nil, flags)

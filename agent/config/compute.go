@@ -40,8 +40,9 @@ type Compute struct {
 	// on one machine (the lab).
 	MigrationURI string `json:"migration_uri"`
 	// MigrationDataURI, when set, is where qemu sends a live migration's
-	// memory ("tcp://{host}-migration.example"); empty lets the
-	// destination's libvirtd give its own hostname.
+	// memory straight ("tcp://{host}-migration.example"); empty tunnels
+	// it through the libvirtds' connection (MigrationURI: encrypted with
+	// TLS, but slower).
 	MigrationDataURI string `json:"migration_data_uri"`
 }
 
@@ -70,7 +71,7 @@ func (c *Compute) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DirectBoot.Initrd, "guest-initrd", c.DirectBoot.Initrd, "initrd for --guest-kernel")
 	fs.StringVar(&c.DirectBoot.Cmdline, "guest-cmdline", c.DirectBoot.Cmdline, "kernel command line for --guest-kernel")
 	fs.StringVar(&c.MigrationURI, "migration-uri", c.MigrationURI, "libvirt URI of another host's libvirtd for migrations; {host} is its name")
-	fs.StringVar(&c.MigrationDataURI, "migration-data-uri", c.MigrationDataURI, "where a live migration's memory goes ({host}); empty: the destination's hostname")
+	fs.StringVar(&c.MigrationDataURI, "migration-data-uri", c.MigrationDataURI, "where qemu sends a live migration's memory ({host}); empty: tunnelled through libvirtd")
 	fs.StringVar(&c.DirectBoot.Firmware, "guest-firmware", c.DirectBoot.Firmware, "firmware for --guest-kernel, e.g. /usr/share/qemu/qboot.rom")
 }
 

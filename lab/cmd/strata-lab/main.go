@@ -215,8 +215,12 @@ func startCompute(l *lab.Lab) (image, why string) {
 		}
 		lvs[i] = lv
 	}
+	mig, err := lab.MigrationArgs(filepath.Join(l.Dir, "libvirt-peers"), lvs, l.HostName)
+	if err != nil {
+		return "", err.Error()
+	}
 	l.AgentExtraArgs = func(i int) []string {
-		return append(lab.ComputeArgs(lvs[i], g, 5*time.Second), lab.SchedulingZones(i)...)
+		return append(append(lab.ComputeArgs(lvs[i], g, 5*time.Second), lab.SchedulingZones(i)...), mig...)
 	}
 	return g.Image, ""
 }
