@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/strata-infra/strata/coordinator/scheduler"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/config"
 	"github.com/strata-infra/strata/pkg/credential"
@@ -62,6 +63,27 @@ type Config struct {
 	FenceExpiry   time.Duration `json:"fence_expiry"`
 	LogFormat     string        `json:"log_format"`
 	LogLevel      string        `json:"log_level"`
+	// Scheduler tunes placement.
+	Scheduler Scheduler `json:"scheduler"`
+}
+
+// Scheduler is the placement section: nova's allocation ratios (how far
+// a host's vCPUs, RAM and disk may be overcommitted) and whether free RAM
+// and vCPUs spread instances out or pack them.
+type Scheduler struct {
+	CPUAllocationRatio  float64 `json:"cpu_allocation_ratio"`
+	RAMAllocationRatio  float64 `json:"ram_allocation_ratio"`
+	DiskAllocationRatio float64 `json:"disk_allocation_ratio"`
+	// Placement is "spread" (the default) or "pack".
+	Placement string `json:"placement"`
+}
+
+// SchedulerConfig is the scheduler's configuration from c.
+func (c *Config) SchedulerConfig() scheduler.Config {
+	sc := scheduler.DefaultConfig()
+	sc.Ratios = scheduler.Ratios{VCPU: c.Scheduler.CPUAllocationRatio, RAM: c.Scheduler.RAMAllocationRatio, Disk: c.Scheduler.DiskAllocationRatio}
+	sc.Spread = c.Scheduler.Placement != "pack"
+	return sc
 }
 
 // SetDefaults fills c with the built-in defaults.
@@ -86,6 +108,8 @@ func (c *Config) SetDefaults() {
 		MaxConns:      4096,
 		LogFormat:     "text",
 		LogLevel:      "info",
+		Scheduler: Scheduler{CPUAllocationRatio: scheduler.DefaultRatios().VCPU, RAMAllocationRatio: scheduler.DefaultRatios().RAM,
+			DiskAllocationRatio: scheduler.DefaultRatios().Disk, Placement: "spread"},
 	}
 }
 
@@ -119,6 +143,10 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.FenceExpiry, "fence-expiry", c.FenceExpiry, "expiry of a fence's Ceph blocklist entries (renewed while the fence holds)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.Float64Var(&c.Scheduler.CPUAllocationRatio, "cpu-allocation-ratio", c.Scheduler.CPUAllocationRatio, "vCPUs placed per host CPU")
+	fs.Float64Var(&c.Scheduler.RAMAllocationRatio, "ram-allocation-ratio", c.Scheduler.RAMAllocationRatio, "RAM placed per host RAM (1: no overcommit)")
+	fs.Float64Var(&c.Scheduler.DiskAllocationRatio, "disk-allocation-ratio", c.Scheduler.DiskAllocationRatio, "disk placed per host disk")
+	fs.StringVar(&c.Scheduler.Placement, "placement", c.Scheduler.Placement, "spread instances over hosts, or pack them: spread or pack")
 }
 
 // Load merges defaults, the file at path and the flags the user set.
@@ -150,6 +178,15 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Listen) == 0 {
 		return api.Fieldf("listen", "needs at least one ip:port")
+	}
+	for key, r := range map[string]float64{"scheduler.cpu_allocation_ratio": c.Scheduler.CPUAllocationRatio,
+		"scheduler.ram_allocation_ratio": c.Scheduler.RAMAllocationRatio, "scheduler.disk_allocation_ratio": c.Scheduler.DiskAllocationRatio} {
+		if !(r > 0) || r > 1000 {
+			return api.Fieldf(key, "%v is not in (0, 1000]", r)
+		}
+	}
+	if p := c.Scheduler.Placement; p != "spread" && p != "pack" {
+		return api.Fieldf("scheduler.placement", "%q is neither spread nor pack", p)
 	}
 	for _, l := range c.Listen {
 		if _, err := netip.ParseAddrPort(l); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/strata-infra/strata/coordinator/membership"
 	"github.com/strata-infra/strata/coordinator/recovery"
 	"github.com/strata-infra/strata/coordinator/registry"
+	"github.com/strata-infra/strata/coordinator/scheduler"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/gossip"
@@ -65,6 +66,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	kinds := registry.Default()
+	kinds.Scheduler = scheduler.New(cfg.SchedulerConfig())
 	kinds.Settings.VNIMin, kinds.Settings.VNIMax, _ = cfg.VNIs() // validated at load
 	kinds.Settings.UnderlayMTU = cfg.UnderlayMTU
 	srv := coordapi.New(coordapi.Options{
