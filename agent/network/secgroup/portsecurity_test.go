@@ -71,7 +71,7 @@ func testPortSecurity(t *testing.T, drv string) {
 	set()
 	check := func(what, fromNS string, src netip.Addr, to string, port int, want bool) {
 		t.Helper()
-		if got := connectsFrom(fromNS, src, to, port); got != want {
+		if got := connected(want, func() bool { return connectsFrom(fromNS, src, to, port) }); got != want {
 			t.Errorf("%s: %s -> %s:%d connected=%v, want %v", what, src, to, port, got, want)
 		}
 	}
