@@ -12,6 +12,7 @@ import (
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // cluster is a store, the default kinds and a gossip view the test sets.
@@ -281,6 +282,26 @@ func TestDirtyCacheWaitsForAnOperator(t *testing.T) {
 	k.pass()
 	if vm, _ := get[api.InstanceSpec](k, "instance", "p", "vm"); vm.Host == "h1" {
 		t.Fatalf("not moved after the admin accepted the loss: %s", k.placement("p", "vm"))
+	}
+}
+
+// TestDirtyKrbdCacheFromHostReport: the krbd cache's own report (the
+// host's volume_caches) holds the instance back the same way.
+func TestDirtyKrbdCacheFromHostReport(t *testing.T) {
+	k := newCluster(t, "h1", "h2", "h3")
+	demo(k)
+	img := "volumes/" + storagespec.VolumeImage("p", "vm-root")
+	k.report(api.HostReport{Host: "h1", VolumeCaches: []api.VolumeCacheReport{{Image: img, Mode: "writeback", DirtyBlocks: 2, DirtyBytes: 8192}}})
+	k.setState("h1", api.StateDead)
+	k.clock = k.clock.Add(10 * time.Second)
+	k.pass()
+	k.recordFence("h1-1")
+	k.pass()
+	if vm, _ := get[api.InstanceSpec](k, "instance", "p", "vm"); vm.Host != "h1" {
+		t.Fatalf("moved to %s with dirty krbd cache blocks left on the dead host", vm.Host)
+	}
+	if msg := k.placement("p", "vm"); !strings.Contains(msg, "2 dirty cache blocks (8192 bytes)") {
+		t.Fatalf("placement status %q", msg)
 	}
 }
 

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/computespec"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // RecordedFence returns when the active storage controller recorded fence
@@ -42,8 +44,30 @@ func RecordedFence(tx *store.Tx, name, host string) (time.Time, error) {
 }
 
 // DirtyCache sums what the host last said its SSD cache held dirty for the
-// instance's volumes: data that is on that host, not in Ceph.
+// instance's volumes: data that is on that host, not in Ceph. It reads the
+// host's last report (volume_caches, the krbd cache's counts) and the
+// instance's status detail (volume_cache).
 func DirtyCache(tx *store.Tx, k api.Key, host string) (blocks, bytes uint64, vols []string) {
+	if rep, ok := tx.Report(host); ok {
+		res, err := tx.Get(k)
+		if err == nil {
+			s := decode[api.InstanceSpec](res)
+			mine := map[string]string{}
+			for _, v := range append([]string{s.RootVolume, s.BootVolume}, s.Volumes...) {
+				if v != "" {
+					mine[storagespec.VolumeImage(k.Project, v)] = v
+				}
+			}
+			for _, c := range rep.VolumeCaches {
+				img := c.Image[strings.LastIndexByte(c.Image, '/')+1:]
+				if v, ok := mine[img]; ok && (c.DirtyBlocks > 0 || c.DirtyBytes > 0) {
+					blocks += uint64(max(c.DirtyBlocks, 0))
+					bytes += uint64(max(c.DirtyBytes, 0))
+					vols = append(vols, v)
+				}
+			}
+		}
+	}
 	for _, st := range tx.HostStatuses(k) {
 		if st.Host != host {
 			continue

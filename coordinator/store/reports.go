@@ -60,6 +60,16 @@ func (s *Store) Reports() (map[string]api.HostReport, error) {
 	return out, err
 }
 
+// Report is host's last report, read inside the transaction.
+func (tx *Tx) Report(host string) (api.HostReport, bool) {
+	var r api.HostReport
+	v, err := tx.s.backend.Get(nsReports, host)
+	if err != nil || v == nil || json.Unmarshal(v, &r) != nil {
+		return r, false
+	}
+	return r, true
+}
+
 // statusKey keys one host's status of a resource: the resource's key, NUL,
 // the host.
 func statusKey(k api.Key, host string) string {
