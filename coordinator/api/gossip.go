@@ -39,9 +39,17 @@ func (s *Server) registerIdentity(w http.ResponseWriter, r *http.Request) {
 		s.errorFor(w, err)
 		return
 	}
+	if spec.Role != "" {
+		// Coordinators register themselves from their store.
+		s.errorFor(w, api.Fieldf("role", "a host's agent registers a host identity; role must be empty"))
+		return
+	}
 	buf, _ := json.Marshal(spec)
 	var res api.PutResult
 	epoch, changed, err := s.commit.Record(func(tx *store.Tx) error {
+		if old, err := tx.Get(api.Key{Kind: "hostidentity", Name: host}); err == nil && registry.HostIdentity(old).Role == api.IdentityCoordinator {
+			return registry.Conflictf("%q is a coordinator's gossip name; no host may register under it", host)
+		}
 		var err error
 		res.Resource, _, err = tx.Put(api.Resource{Kind: "hostidentity", Name: host, Spec: buf})
 		return err

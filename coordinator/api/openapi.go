@@ -127,7 +127,7 @@ func fixedOperations() []operation {
 		{method: "POST", path: "/v1/hosts/{host}/status", id: "postHostReport", tag: "agents", summary: "An agent's status report (the host's agent token)", params: openapi3.Parameters{host},
 			body: schemaRef("HostReport"), okCode: 204, ok: jsonResponse("recorded", nil), errs: []int{400}},
 		{method: "PUT", path: "/v1/hosts/{host}/identity", id: "putHostIdentity", tag: "agents", summary: "Bind the host's gossip address and VTEP to its name (the host's agent token)", params: openapi3.Parameters{host},
-			body: schemaFor(api.HostIdentitySpec{}), okCode: 200, ok: jsonResponse("hostidentity written", schemaRef("PutResult")), errs: []int{400}},
+			body: schemaFor(api.HostIdentitySpec{}), okCode: 200, ok: jsonResponse("hostidentity written", schemaRef("PutResult")), errs: []int{400, 409}},
 		{method: "POST", path: "/v1/hosts/{host}/drain", id: "drainHost", tag: "hosts", summary: "Drain a host: no new placements (admin)", params: openapi3.Parameters{host},
 			body: drainBody, okCode: 200, ok: jsonResponse("hostconfig written", schemaRef("PutResult")), errs: []int{400}},
 		{method: "POST", path: "/v1/hosts/{host}/enable", id: "enableHost", tag: "hosts", summary: "Undrain a host (admin)", params: openapi3.Parameters{host},

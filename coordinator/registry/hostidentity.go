@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/netip"
 
+	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/gossip"
 )
@@ -22,11 +23,21 @@ func HostIdentityKind() *Kind {
 			if err := CheckHostAddr("spec.addr", s.Addr, true); err != nil {
 				return err
 			}
+			switch s.Role {
+			case "":
+			case api.IdentityCoordinator:
+				if s.VTEP != "" {
+					return api.Fieldf("spec.vtep", "a coordinator has no VTEP")
+				}
+			default:
+				return api.Fieldf("spec.role", "%q is not \"\" (a host) or %q", s.Role, api.IdentityCoordinator)
+			}
 			return CheckHostAddr("spec.vtep", s.VTEP, false)
 		},
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"addr"},
-			"properties": map[string]any{"addr": map[string]any{"type": "string"}, "vtep": map[string]any{"type": "string"}},
+			"properties": map[string]any{"addr": map[string]any{"type": "string"}, "vtep": map[string]any{"type": "string"},
+				"role": map[string]any{"type": "string", "enum": []string{"", api.IdentityCoordinator}}},
 		},
 	}
 }
@@ -83,4 +94,24 @@ func GossipKeyringKind() *Kind {
 			},
 		},
 	}
+}
+
+// RegisterCoordinator binds coordinator name to its gossip address in tx:
+// the coordinator's own credential is its store, so a member holding only
+// the gossip key cannot pass for it. A host registered under the name
+// keeps it (a conflict), as a coordinator's keeps it from any agent.
+func RegisterCoordinator(tx *store.Tx, name string, addr netip.Addr) (bool, error) {
+	if fe := api.ValidateName("name", name); fe != nil {
+		return false, fe
+	}
+	spec := api.HostIdentitySpec{Addr: addr.String(), Role: api.IdentityCoordinator}
+	if err := CheckHostAddr("gossip address", spec.Addr, true); err != nil {
+		return false, err
+	}
+	if old, err := tx.Get(api.Key{Kind: "hostidentity", Name: name}); err == nil && HostIdentity(old).Role != api.IdentityCoordinator {
+		return false, Conflictf("coordinator name %q is a registered host's; give the coordinator another name", name)
+	}
+	buf, _ := json.Marshal(spec)
+	_, changed, err := tx.Put(api.Resource{Kind: "hostidentity", Name: name, Spec: buf})
+	return changed, err
 }

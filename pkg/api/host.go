@@ -181,10 +181,20 @@ type HostConfigSpec struct {
 // host: the address the host gossips from and its VTEP, registered by the
 // host's own agent credential. Gossip members claiming the host's name
 // with anything else are ignored by the coordinator and every agent.
+//
+// A coordinator registers its own (Role coordinator) from its store when
+// it starts: a coordinator name is bound to its gossip address just as a
+// host's, and no agent may register under it.
 type HostIdentitySpec struct {
 	Addr string `json:"addr"`
 	VTEP string `json:"vtep,omitempty"`
+	// Role is "" for a host's agent, IdentityCoordinator for a
+	// coordinator.
+	Role string `json:"role,omitempty"`
 }
+
+// IdentityCoordinator is the role of a coordinator's hostidentity.
+const IdentityCoordinator = "coordinator"
 
 // GossipKeyringName is the one resource of kind "gossipkeyring".
 const GossipKeyringName = "cluster"

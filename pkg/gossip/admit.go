@@ -13,13 +13,18 @@ import (
 // address it gossips from and its VTEP. A host registers them with its own
 // (per-host) API credential, so a member holding only the gossip key
 // cannot pass for it.
+//
+// A coordinator's identity (Coordinator set) binds its name to its
+// gossip address the same way; the coordinator writes it from its store.
 type Identity struct {
-	Addr netip.Addr
-	VTEP netip.Addr
+	Addr        netip.Addr
+	VTEP        netip.Addr
+	Coordinator bool
 }
 
-// admission is the member's rule for who counts as a host: an agent
-// member must carry the name, address and VTEP of a registered host.
+// admission is the member's rule for who counts: an agent member must
+// carry the name, address and VTEP of a registered host, a coordinator
+// member the name and address of a registered coordinator.
 // memberlist asks it for every alive message (so a refused member never
 // enters the pool's state here, and cannot hold a real host's name), and
 // Peers filters by it again, so a registration that changes later is
@@ -67,13 +72,20 @@ func (a *admission) check(p Peer) error {
 		return nil
 	}
 	id, registered := a.ids[p.Name]
+	coordinator := p.Meta.Role == RoleCoordinator
 	switch {
-	case p.Meta.Role == RoleCoordinator && registered:
+	case coordinator && !registered:
+		return fmt.Errorf("coordinator member %q is not a registered coordinator", p.Name)
+	case coordinator && !id.Coordinator:
 		return fmt.Errorf("coordinator member %q takes a registered host's name", p.Name)
-	case p.Meta.Role == RoleCoordinator:
+	case coordinator && p.Addr.Addr() != id.Addr:
+		return fmt.Errorf("coordinator member %q gossips from %s, it is registered at %s", p.Name, p.Addr.Addr(), id.Addr)
+	case coordinator:
 		return nil
 	case !registered:
 		return fmt.Errorf("member %q is not a registered host", p.Name)
+	case id.Coordinator:
+		return fmt.Errorf("member %q takes a registered coordinator's name", p.Name)
 	case p.Addr.Addr() != id.Addr:
 		return fmt.Errorf("member %q gossips from %s, host %q is registered at %s", p.Name, p.Addr.Addr(), p.Name, id.Addr)
 	case p.Meta.VTEP != id.VTEP:

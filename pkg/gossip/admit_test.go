@@ -59,7 +59,8 @@ func TestKeylessMemberNeverJoins(t *testing.T) {
 
 func TestAdmissionRule(t *testing.T) {
 	a := &admission{local: "self", log: discardLogger(), logged: map[string]bool{}}
-	reg := map[string]Identity{"h1": {Addr: netip.MustParseAddr("127.0.0.1"), VTEP: netip.MustParseAddr("10.0.0.1")}}
+	reg := map[string]Identity{"h1": {Addr: netip.MustParseAddr("127.0.0.1"), VTEP: netip.MustParseAddr("10.0.0.1")},
+		"coord": {Addr: netip.MustParseAddr("127.0.0.5"), Coordinator: true}}
 	at := func(name, addr string, role Role, vtep string) Peer {
 		p := Peer{Name: name, Addr: netip.AddrPortFrom(netip.MustParseAddr(addr), 7946), Meta: Meta{Role: role}}
 		if vtep != "" {
@@ -95,6 +96,9 @@ func TestAdmissionRule(t *testing.T) {
 		{at("h1", "127.0.0.1", RoleAgent, "10.0.0.66"), false}, // another VTEP
 		{at("h2", "127.0.0.2", RoleAgent, "10.0.0.2"), false},  // not registered
 		{at("h1", "127.0.0.1", RoleCoordinator, ""), false},    // a coordinator named like a host
+		{at("coord", "127.0.0.6", RoleCoordinator, ""), false}, // a coordinator from another address
+		{at("c2", "127.0.0.5", RoleCoordinator, ""), false},    // a coordinator not registered
+		{at("coord", "127.0.0.5", RoleAgent, ""), false},       // an agent named like a coordinator
 		{Peer{Name: "h1", Addr: netip.MustParseAddrPort("127.0.0.1:1"), MetaErr: io.EOF}, false},
 	} {
 		if err := a.check(c.p); (err == nil) != c.ok {
@@ -177,4 +181,80 @@ func TestKeyRotationWithoutRestart(t *testing.T) {
 	if err := ms[0].SetKeys([][]byte{newKey}, testKey); err == nil {
 		t.Fatal("SetKeys took a primary outside the keyring")
 	}
+}
+
+// TestCoordinatorNameBound: a coordinator's gossip name is bound to its
+// registered address like a host's. With real memberlist, a keyed member
+// claiming the coordinator role under a name no coordinator registered, or
+// a registered coordinator's name from another address, is refused by the
+// pool's coordinator and by an agent; an agent-role member cannot take the
+// coordinator's name either; the real coordinator, joining after the
+// impostor of its name, is admitted under it.
+func TestCoordinatorNameBound(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	ids := map[string]Identity{
+		"c1": {Addr: lo, Coordinator: true},
+		"c2": {Addr: lo, Coordinator: true},
+		"h1": {Addr: lo, VTEP: netip.MustParseAddr("10.0.0.1")},
+	}
+	cp := freePort(t)
+	c1 := startMember(t, "c1", cp, Meta{Role: RoleCoordinator}, nil)
+	c1.SetIdentities(ids)
+	h1, err := New(Config{Name: "h1", BindAddr: "127.0.0.1", BindPort: freePort(t), Key: testKey, Profile: ProfileLocal,
+		Logger: discardLogger(), Meta: agentMeta("h1", 1), Identities: ids, RegisteredOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h1.Shutdown() })
+	if _, err := h1.Join([]string{addrOf(cp)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "h1 and c1 see each other", func() bool {
+		_, a := peer(c1, "h1")
+		_, b := peer(h1, "c1")
+		return a && b
+	})
+	impostor := func(name, addr string, role Role) {
+		t.Helper()
+		meta := Meta{Role: role, APIAddr: "https://203.0.113.66:8443"}
+		if role == RoleAgent {
+			meta = agentMeta(name, 1)
+		}
+		m, err := New(Config{Name: name, BindAddr: addr, BindPort: freePort(t), Key: testKey, Profile: ProfileLocal, Logger: discardLogger(), Meta: meta})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Shutdown()
+		if _, err := m.Join([]string{addrOf(cp)}); err != nil {
+			t.Fatalf("impostor %s join: %v", name, err)
+		}
+		// It reaches the pool (its key is right) and hears the members,
+		// so its own alive message has gone out to them.
+		waitFor(t, 10*time.Second, "impostor "+name+" hears h1", func() bool { _, ok := peer(m, "h1"); return ok })
+		// The agent pulling it in directly is refused the same way.
+		_, _ = h1.Join([]string{m.LocalAddr().String()})
+		for _, v := range []*Member{c1, h1} {
+			if p, ok := peer(v, name); ok && p.Addr == m.LocalAddr() {
+				t.Errorf("%s admitted impostor %s (%s from %s)", v.Name(), name, role, addr)
+			}
+			if r := v.Refused(); len(r) != 0 {
+				t.Errorf("impostor reached %s's memberlist view: %v", v.Name(), r)
+			}
+		}
+	}
+	impostor("c9", "127.0.0.1", RoleCoordinator) // not a registered coordinator
+	impostor("c2", "127.0.0.2", RoleCoordinator) // c2's name from another address
+	impostor("c1", "127.0.0.3", RoleAgent)       // an agent taking a coordinator's name
+
+	// The real c2 comes and gets its name.
+	c2 := startMember(t, "c2", freePort(t), Meta{Role: RoleCoordinator}, nil)
+	c2.SetIdentities(ids)
+	if _, err := c2.Join([]string{addrOf(cp)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "real c2 alive at c1 and h1", func() bool {
+		p1, a := peer(c1, "c2")
+		p2, b := peer(h1, "c2")
+		return a && b && p1.State == StateAlive && p2.State == StateAlive
+	})
 }

@@ -22,7 +22,7 @@ func Identities(rs []api.Resource) map[string]Identity {
 		if err != nil {
 			continue
 		}
-		id := Identity{Addr: addr}
+		id := Identity{Addr: addr, Coordinator: spec.Role == api.IdentityCoordinator}
 		if spec.VTEP != "" {
 			id.VTEP, _ = netip.ParseAddr(spec.VTEP)
 		}

@@ -163,6 +163,17 @@ func startGossip(cfg *config.Config, st *store.Store, log *slog.Logger) (*gossip
 	if err != nil {
 		return nil, err
 	}
+	// Bind our gossip name to our address before anyone hears it, so that
+	// agents and the other coordinators admit this coordinator under its
+	// name, and no member holding only the key can take it.
+	_, _, err = st.Update(func(tx *store.Tx) error {
+		_, err := registry.RegisterCoordinator(tx, cfg.Name, m.LocalAddr().Addr())
+		return err
+	})
+	if err != nil {
+		m.Shutdown()
+		return nil, fmt.Errorf("register coordinator %q in gossip: %w", cfg.Name, err)
+	}
 	if len(cfg.Join) > 0 {
 		// Agents join us too, so a coordinator that finds no peer yet is fine.
 		if n, err := m.Join(cfg.Join); err != nil {
