@@ -29,6 +29,11 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return err
 	}
+	// Traversable, not listable: each agent's dnsmasq drops to an
+	// unprivileged user that must reach its files under hN/dhcp.
+	if err := os.Chmod(l.Dir, 0o711); err != nil {
+		return err
+	}
 	if err := l.UpNetwork(); err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func testLab(t testing.TB, hosts, retain int) *Lab {
 func testLabConfig(t testing.TB, cfg Config) *Lab {
 	t.Helper()
 	requireRoot(t)
-	cfg.Dir, cfg.BinDir = filepath.Join(t.TempDir(), "lab"), buildBinaries(t)
+	cfg.Dir, cfg.BinDir = filepath.Join(testenv.SharedTempDir(t), "lab"), buildBinaries(t)
 	l, err := New(UniqueConfig(t, 't', cfg))
 	if err != nil {
 		t.Fatal(err)

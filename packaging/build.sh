@@ -56,6 +56,7 @@ render strata-agent strata-agent.service "the agent state" \
 render strata-coordinator strata-coordinator.service "nothing else: the cluster store stays" \
 	'	echo "strata-coordinator: the cluster store in /var/lib/strata/coordinator is kept" >\&2'
 cp "$repo/packaging/scripts/coordinator-user.sh" "$stage/scripts/strata-coordinator/preinst"
+cp "$repo/packaging/scripts/agent-user.sh" "$stage/scripts/strata-agent/preinst"
 
 # One changelog entry for this build, in nfpm's (chglog) format: nfpm
 # renders it as changelog.Debian.gz and as the rpm %changelog.

@@ -200,6 +200,10 @@ func TestDebScriptletArguments(t *testing.T) {
 	if !strings.Contains(c["preinst"], "useradd --system") {
 		t.Errorf("coordinator preinst does not create the strata user:\n%s", c["preinst"])
 	}
+	a := debScripts(t, debFile(packagesOf(t, oldVersion), "strata-agent", oldVersion))
+	if !strings.Contains(a["preinst"], "useradd --system") || !strings.Contains(a["preinst"], "strata-dnsmasq") {
+		t.Errorf("agent preinst does not create the strata-dnsmasq user:\n%s", a["preinst"])
+	}
 }
 
 // TestScriptletsTouchNothingOutsideChroot runs the agent's postrm purge,

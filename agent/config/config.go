@@ -47,6 +47,10 @@ type Network struct {
 	// sharing one (the lab) need distinct prefixes.
 	NetNSPrefix string `json:"netns_prefix"`
 	DHCPDomain  string `json:"dhcp_domain"`
+	// DHCPUser is the unprivileged user each dnsmasq drops to (the
+	// packages make strata-dnsmasq); missing, Debian's dnsmasq, then
+	// nobody. Never root.
+	DHCPUser string `json:"dhcp_user"`
 	// PhysicalNetworks maps the physical networks external networks name
 	// to host interfaces, each bridged by the agent (sbe-<physnet>).
 	PhysicalNetworks map[string]string `json:"physical_networks"`
@@ -104,7 +108,7 @@ func (c *Config) SetDefaults() {
 		Zone:              "default",
 		Gossip:            Gossip{Bind: "0.0.0.0:7946", Profile: "lan", KeyFile: "/etc/strata/gossip.key"},
 		Reserved:          Reserved{VCPUs: 1, RAMMiB: 1024, DiskGiB: 10},
-		Network:           Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", PhysicalNetworks: map[string]string{}, DeadHostGrace: 30 * time.Second},
+		Network:           Network{Driver: "linuxbridge", NetNSPrefix: "strata-", DHCPDomain: "strata.internal", DHCPUser: "strata-dnsmasq", PhysicalNetworks: map[string]string{}, DeadHostGrace: 30 * time.Second},
 		Compute:           DefaultCompute(),
 		Storage:           DefaultStorage(),
 		MetricsAddr:       "127.0.0.1:9464",

@@ -100,6 +100,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
+	// Traversable, not listable (what is inside is root's alone): the
+	// dnsmasq of each network drops to an unprivileged user that rereads
+	// its files under dhcp/ (0710 to its group) on SIGHUP.
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
 	client, err := apiclient.NewPinned(cfg.Coordinator, token, cfg.CoordinatorCAFile)
 	if err != nil {
 		return nil, err

@@ -39,7 +39,7 @@ func (e Env) agentFiles(f Files) []Result {
 		rs = append(rs, r)
 	}
 	if f.StateDir != "" {
-		r := Result{Check: "dir:state", Required: true, Fix: "mkdir -p -m 0700 " + f.StateDir}
+		r := Result{Check: "dir:state", Required: true, Fix: "mkdir -p -m 0711 " + f.StateDir}
 		dir := f.StateDir
 		for {
 			if st, err := os.Stat(dir); err == nil {

@@ -107,3 +107,21 @@ func Factor() float64 {
 func Scale(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * Factor())
 }
+
+// SharedTempDir is t.TempDir() made traversable (0711) with the directory
+// the test framework made above it, for a process that drops privileges
+// (dnsmasq) and must still reach files under it. Nothing in it becomes
+// listable or readable by others.
+func SharedTempDir(t interface {
+	TB
+	TempDir() string
+}) string {
+	t.Helper()
+	d := t.TempDir()
+	for _, p := range []string{d, filepath.Dir(d)} {
+		if err := os.Chmod(p, 0o711); err != nil {
+			t.Fatalf("make %s traversable: %v", p, err)
+		}
+	}
+	return d
+}

@@ -24,7 +24,7 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 			OVS: ovs.Config{DB: cfg.Network.OVS.DB, RunDir: cfg.Network.OVS.RunDir, Bridge: cfg.Network.OVS.Bridge,
 				Datapath: cfg.Network.OVS.Datapath},
 			Self:        planmap.Self{Host: cfg.Name, VTEP: netip.MustParseAddr(cfg.VTEP), UnderlayDev: cfg.Network.UnderlayDev},
-			NetNSPrefix: cfg.Network.NetNSPrefix, StateDir: cfg.StateDir, DHCPDomain: cfg.Network.DHCPDomain,
+			NetNSPrefix: cfg.Network.NetNSPrefix, StateDir: cfg.StateDir, DHCPDomain: cfg.Network.DHCPDomain, DHCPUser: cfg.Network.DHCPUser,
 			PhysicalNetworks: cfg.Network.PhysicalNetworks,
 			DeadGrace:        cfg.Network.DeadHostGrace, Kick: a.Runner().Kick, StatusChanged: a.ReportSoon,
 			Logger: log, Peers: a.Peers,

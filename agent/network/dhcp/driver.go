@@ -35,7 +35,10 @@ type Config struct {
 	StateDir string // leases, pid files and rendered files, one directory per network
 	Domain   string // DNS domain of port names; default "strata.internal"
 	Dnsmasq  string // binary; default "dnsmasq" from PATH
-	Logger   *slog.Logger
+	// User dnsmasq drops to after start (DefaultUser when empty); when it
+	// does not exist, Debian's "dnsmasq", then "nobody". Never root.
+	User   string
+	Logger *slog.Logger
 	// Restarted, when set, is called after the supervisor restarted a
 	// dnsmasq (it died or hung), so the host status says so at once, not
 	// at the next periodic report. It must not block.
@@ -51,6 +54,7 @@ type Counters struct {
 // Driver manages the dnsmasq instances of one host.
 type Driver struct {
 	cfg  Config
+	as   runAs // who dnsmasq runs as
 	h    *netlink.Handle
 	log  *slog.Logger
 	mu   sync.Mutex
@@ -97,18 +101,32 @@ func New(cfg Config) (*Driver, error) {
 		}
 		cfg.Dnsmasq = bin
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
-		return nil, fmt.Errorf("dhcp: create state dir %q: %w", cfg.StateDir, err)
-	}
-	h, err := netnsutil.Handle(cfg.NetNS)
-	if err != nil {
-		return nil, fmt.Errorf("dhcp: %w", err)
+	if cfg.User == "" {
+		cfg.User = DefaultUser
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{cfg: cfg, h: h, log: log.With("subsystem", "dhcp"), runs: map[string]*instance{}}, nil
+	log = log.With("subsystem", "dhcp")
+	as, err := lookupRunAs(cfg.User)
+	if err != nil {
+		return nil, err
+	}
+	if as.user != cfg.User {
+		log.Warn("dnsmasq user does not exist; using another unprivileged user", "want", cfg.User, "user", as.user, "group", as.group)
+	}
+	if err := as.shareDir(cfg.StateDir, 0o710); err != nil {
+		return nil, fmt.Errorf("dhcp: state dir: %w", err)
+	}
+	if err := as.checkReach(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	h, err := netnsutil.Handle(cfg.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	return &Driver{cfg: cfg, as: as, h: h, log: log, runs: map[string]*instance{}}, nil
 }
 
 func lookDnsmasq() (string, error) {
@@ -209,7 +227,7 @@ func (d *Driver) ensure(ctx context.Context, w served) error {
 		inst = &instance{netID: w.net.ID, ns: ns, dir: dir}
 		d.runs[w.net.ID] = inst
 	}
-	inst.args = Args(w.net, dir, d.cfg.Domain)
+	inst.args = Args(w.net, dir, d.cfg.Domain, d.as.user, d.as.group)
 	inst.probeAddr = probeAddr(w.port)
 	if err := d.converge(inst, changed); err != nil {
 		return err
@@ -258,8 +276,8 @@ func (d *Driver) converge(inst *instance, filesChanged bool) error {
 // writeFiles renders the files dnsmasq rereads on SIGHUP and reports whether
 // any changed.
 func (d *Driver) writeFiles(dir string, w served) (bool, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, fmt.Errorf("create %q: %w", dir, err)
+	if err := d.as.shareDir(dir, 0o750); err != nil {
+		return false, err
 	}
 	mtu := w.net.MTU
 	if mtu == 0 {
@@ -271,7 +289,7 @@ func (d *Driver) writeFiles(dir string, w served) (bool, error) {
 		addnHosts: AddnHosts(w.net, w.ports, d.cfg.Domain),
 		optsFile:  OptsFile(w.net, mtu),
 	} {
-		c, err := writeIfChanged(filepath.Join(dir, name), content)
+		c, err := d.as.writeIfChanged(filepath.Join(dir, name), content)
 		if err != nil {
 			return false, err
 		}
@@ -280,12 +298,32 @@ func (d *Driver) writeFiles(dir string, w served) (bool, error) {
 	return changed, nil
 }
 
-func writeIfChanged(path, content string) (bool, error) {
+// writeIfChanged writes content to path (through a rename, so dnsmasq
+// never reads half a file) unless it holds it already, and leaves it
+// readable by dnsmasq's group either way (a file an older agent wrote may
+// be root's alone).
+func (r runAs) writeIfChanged(path, content string) (bool, error) {
 	if old, err := os.ReadFile(path); err == nil && string(old) == content {
-		return false, nil
+		f, err := os.Open(path)
+		if err != nil {
+			return false, err
+		}
+		defer f.Close()
+		return false, r.shareFile(f)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return false, fmt.Errorf("write %q: %w", tmp, err)
+	}
+	_, err = f.WriteString(content)
+	if err == nil {
+		err = r.shareFile(f)
+	}
+	if err2 := f.Close(); err == nil {
+		err = err2
+	}
+	if err != nil {
 		return false, fmt.Errorf("write %q: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -32,11 +32,13 @@ const (
 // Subnet.Pools are the coordinator's IPAM business. IPv6 subnets get
 // stateful DHCPv6 in static mode with router advertisements (managed flag)
 // from dnsmasq.
-func Args(n network.Network, dir, domain string) []string {
+//
+// dnsmasq drops to user and group once its sockets and files are open.
+func Args(n network.Network, dir, domain, user, group string) []string {
 	p := func(f string) string { return filepath.Join(dir, f) }
 	args := []string{
 		"--conf-file=/dev/null", "--no-hosts", "--no-resolv", "--keep-in-foreground",
-		"--user=root", "--group=root",
+		"--user=" + user, "--group=" + group,
 		"--pid-file=" + p(pidFile), "--dhcp-leasefile=" + p(leaseFile),
 		"--dhcp-hostsfile=" + p(hostsFile), "--addn-hosts=" + p(addnHosts),
 		"--dhcp-optsfile=" + p(optsFile), "--log-facility=" + p(logFile),

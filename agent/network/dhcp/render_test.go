@@ -44,8 +44,9 @@ func TestRender(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	n, _ := testNet()
-	args := Args(n, "/s/n1", "lab")
+	args := Args(n, "/s/n1", "lab", "strata-dnsmasq", "strata-dnsmasq")
 	for _, want := range []string{
+		"--user=strata-dnsmasq", "--group=strata-dnsmasq",
 		"--pid-file=/s/n1/pid", "--dhcp-hostsfile=/s/n1/host", "--interface=dhcp0",
 		"--dhcp-range=set:subnet-v4,10.1.1.0,static,255.255.255.0,86400s",
 		"--dhcp-range=set:subnet-v6,fd00:1::,static,64,86400s", "--enable-ra", "--keep-in-foreground",

@@ -42,6 +42,7 @@ type Config struct {
 	NetNSPrefix string
 	StateDir    string // the agent's; dnsmasq state goes below it
 	DHCPDomain  string
+	DHCPUser    string // the user dnsmasq drops to (dhcp.Config.User)
 	// PhysicalNetworks maps physical networks to host interfaces.
 	PhysicalNetworks map[string]string
 	Logger           *slog.Logger
@@ -84,7 +85,7 @@ func New(cfg Config) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := dhcp.New(dhcp.Config{NSPrefix: cfg.NetNSPrefix, StateDir: filepath.Join(cfg.StateDir, "dhcp"), Domain: cfg.DHCPDomain, Logger: log, Restarted: cfg.StatusChanged})
+	d, err := dhcp.New(dhcp.Config{NSPrefix: cfg.NetNSPrefix, StateDir: filepath.Join(cfg.StateDir, "dhcp"), Domain: cfg.DHCPDomain, User: cfg.DHCPUser, Logger: log, Restarted: cfg.StatusChanged})
 	if err != nil {
 		lb.Close()
 		return nil, err

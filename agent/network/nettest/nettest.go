@@ -106,7 +106,7 @@ func NewLab(t testing.TB, n int) *Lab {
 			Name:     "h" + strconv.Itoa(i),
 			NS:       lab.Prefix + "h" + strconv.Itoa(i),
 			VTEP:     netip.AddrFrom4([4]byte{172, 30, 0, byte(i)}),
-			StateDir: t.TempDir(),
+			StateDir: testenv.SharedTempDir(t),
 		}
 		h.Prefix = h.NS + "-"
 		must(t, netnsutil.Create(h.NS))
