@@ -198,6 +198,14 @@ func hash10(s string) string {
 // whose kind changes to change its name.
 func GroupSetName(groupID string) string { return "gm_" + hash10(groupID) }
 
+// GroupSet6Name is the nft set of security group id's IPv6 member
+// addresses (intervals).
+func GroupSet6Name(groupID string) string { return "gm6_" + hash10(groupID) }
+
+// PortSecurityChain is the bridge-family chain checking the sources of
+// what port id sends (MAC, ARP, IPv4 and IPv6 sources).
+func PortSecurityChain(portID string) string { return "s_" + hash10(portID) }
+
 // PortEgressChain is the nft chain of what port id sends.
 func PortEgressChain(portID string) string { return "o_" + hash10(portID) }
 
@@ -252,7 +260,7 @@ func NetworkNames(vni uint32) []Name {
 func PortNames(portID string) []Name {
 	return []Name{{LinkName, EndpointVethName(portID)}, {LinkName, TapName(portID)},
 		{NetNSName, EndpointNamespace(longestPrefix, portID)},
-		{NFTName, PortEgressChain(portID)}, {NFTName, PortIngressChain(portID)}}
+		{NFTName, PortEgressChain(portID)}, {NFTName, PortIngressChain(portID)}, {NFTName, PortSecurityChain(portID)}}
 }
 
 // RouterNames are the names a host derives for a router with interfaces
@@ -267,7 +275,9 @@ func RouterNames(routerID string, ifIDs []string) []Name {
 }
 
 // GroupNames are the names a host derives for a security group.
-func GroupNames(groupID string) []Name { return []Name{{NFTName, GroupSetName(groupID)}} }
+func GroupNames(groupID string) []Name {
+	return []Name{{NFTName, GroupSetName(groupID)}, {NFTName, GroupSet6Name(groupID)}}
+}
 
 // PhysnetNames are the names a host derives for a physical network.
 func PhysnetNames(physnet string) []Name { return []Name{{LinkName, ProviderBridge(physnet)}} }

@@ -25,6 +25,8 @@ const (
 	IIFName                 // iifname
 	OIFName                 // oifname
 	EtherSAddr              // ether saddr
+	SAddr6                  // ip6 saddr
+	DAddr6                  // ip6 daddr
 )
 
 var fieldInfo = [...]struct {
@@ -40,6 +42,8 @@ var fieldInfo = [...]struct {
 	IIFName:    {"iifname", 16, nftables.TypeIFName},
 	OIFName:    {"oifname", 16, nftables.TypeIFName},
 	EtherSAddr: {"ether saddr", 6, nftables.TypeEtherAddr},
+	SAddr6:     {"ip6 saddr", 16, nftables.TypeIP6Addr},
+	DAddr6:     {"ip6 daddr", 16, nftables.TypeIP6Addr},
 }
 
 // width is the field's size in a key: its length padded to 4 bytes.
@@ -64,6 +68,10 @@ func (f Field) load(r uint32) expr.Any {
 		return &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: r}
 	case EtherSAddr:
 		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6}
+	case SAddr6:
+		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}
+	case DAddr6:
+		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}
 	default:
 		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 	}
@@ -162,6 +170,16 @@ func (r Range) Text(fields []Field, vmap bool) string {
 }
 
 func fieldText(f Field, lo, hi []byte) string {
+	if f == SAddr6 || f == DAddr6 {
+		a, b := netip.AddrFrom16([16]byte(lo)), netip.AddrFrom16([16]byte(hi))
+		for bits := 0; bits <= 128; bits++ {
+			p := netip.PrefixFrom(a, bits)
+			if p.Masked().Addr() == a && lastOf(p) == b {
+				return p.String()
+			}
+		}
+		return a.String() + "-" + b.String()
+	}
 	switch fieldInfo[f].len {
 	case 16:
 		return strconv.Quote(strings.TrimRight(string(lo), "\x00"))
@@ -213,4 +231,13 @@ func verdictText(v expr.Verdict) string {
 // Verdict ends the rule with verdict v.
 func (b *B) Verdict(v expr.Verdict) Rule {
 	return b.end(verdictText(v), &expr.Verdict{Kind: v.Kind, Chain: v.Chain})
+}
+
+// lastOf is the last address of p.
+func lastOf(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom16(b)
 }

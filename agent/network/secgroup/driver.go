@@ -21,9 +21,12 @@ import (
 
 // Config configures a Driver.
 type Config struct {
-	NetNS  string // the host's namespace; "" is the agent's own
-	Table  string // DefaultTable when ""
-	Logger *slog.Logger
+	NetNS string // the host's namespace; "" is the agent's own
+	Table string // DefaultTable when ""
+	// L2Table is the bridge-family anti-spoofing table; DefaultL2Table
+	// when "".
+	L2Table string
+	Logger  *slog.Logger
 }
 
 // Driver keeps the security group table of one host.
@@ -46,6 +49,9 @@ var _ network.Driver = (*Driver)(nil)
 func New(cfg Config) (*Driver, error) {
 	if cfg.Table == "" {
 		cfg.Table = DefaultTable
+	}
+	if cfg.L2Table == "" {
+		cfg.L2Table = DefaultL2Table
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -91,6 +97,11 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	if err := netnsutil.Do(d.cfg.NetNS, bridgeNetfilterOn); err != nil {
 		return fmt.Errorf("secgroup: %w", err)
 	}
+	// Anti-spoofing first: a port's sources are checked on its link
+	// before the group rules admit its IPv6 by MAC.
+	if err := d.syncL2(st); err != nil {
+		errs = append(errs, fmt.Errorf("port anti-spoofing table: %w", err))
+	}
 	stats, err := d.sync(st, nil)
 	if err != nil {
 		d.log.Warn("security group batch refused; splitting it", "err", err)
@@ -123,6 +134,20 @@ func (d *Driver) sync(st network.HostState, closed map[string]bool) (nftsync.Sta
 		d.beforeSync(c, want)
 	}
 	return d.nft.Sync(c, want)
+}
+
+// syncL2 applies the bridge-family anti-spoofing table: a second batch,
+// since a table has one family. Until it applies, a filtered port's IPv6
+// is dropped by the inet table only if its MAC is unknown there, so it
+// goes first.
+func (d *Driver) syncL2(st network.HostState) error {
+	c, done, err := d.conn()
+	if err != nil {
+		return err
+	}
+	defer done()
+	_, err = d.nft.Sync(c, l2Ruleset(d.cfg.L2Table, st))
+	return err
 }
 
 // split applies st with every local filtered port closed, then opens the
@@ -238,16 +263,20 @@ func (d *Driver) conn() (*nftables.Conn, func(), error) {
 	return c, func() { f.Close() }, nil
 }
 
-// bridgeNetfilterOn makes bridged IPv4 traverse the inet hooks in the
-// current namespace (br_netfilter), which stateful filtering needs.
+// bridgeNetfilterOn makes bridged IPv4 and IPv6 traverse the inet hooks
+// in the current namespace (br_netfilter), which stateful filtering needs.
 func bridgeNetfilterOn() error {
-	const p = "/proc/sys/net/bridge/bridge-nf-call-iptables"
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return fmt.Errorf("read %s (br_netfilter needed): %w", p, err)
+	for _, p := range []string{"/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/bridge/bridge-nf-call-ip6tables"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("read %s (br_netfilter needed): %w", p, err)
+		}
+		if strings.TrimSpace(string(b)) == "1" {
+			continue
+		}
+		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+			return err
+		}
 	}
-	if strings.TrimSpace(string(b)) == "1" {
-		return nil
-	}
-	return os.WriteFile(p, []byte("1"), 0o644)
+	return nil
 }

@@ -106,7 +106,8 @@ func ruleset(name string, st network.HostState, closed map[string]bool, cc *comp
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		t.Sets = append(t.Sets, nftsync.Set{Name: GroupSet(id), Fields: groupKey, Ranges: disjoint4(members[id])})
+		t.Sets = append(t.Sets, nftsync.Set{Name: GroupSet(id), Fields: groupKey, Ranges: disjoint4(members[id])},
+			nftsync.Set{Name: GroupSet6(id), Fields: groupKey6, Ranges: disjoint6(members[id])})
 	}
 	bridges := map[string]string{}
 	for _, n := range st.Networks {
@@ -125,14 +126,36 @@ func ruleset(name string, st network.HostState, closed map[string]bool, cc *comp
 	// Every address of a port, and every allowed pair, goes through the
 	// port's chains: addresses by the maps, pairs that are whole CIDRs
 	// by a rule each, after the map of their direction.
+	egress6 := nftsync.Set{Name: egress6Map, Fields: egress6Key, VMap: true, Exact: true}
+	ingress6 := nftsync.Set{Name: ingress6Map, Fields: ingress6Key, VMap: true, Exact: true}
 	var chains []nftsync.Chain
-	var cidrOut, cidrIn []nftsync.Rule
+	var cidrOut, cidrIn, cidrIn6 []nftsync.Rule
 	pols := &policies{groups: groups, made: map[string]bool{}, cc: cc}
 	seen := map[string]bool{}
 	for _, p := range st.Ports {
 		br := bridges[p.NetworkID]
 		if !filtered(st, p) || br == "" {
 			continue
+		}
+		// IPv6: its sources are checked on the port's link (the bridge
+		// table), so what it sends is the port's by bridge and MAC; what
+		// it receives is by bridge and address.
+		_, v6 := l2Sources(p)
+		for _, s := range v6 {
+			jumpOut := expr.Verdict{Kind: expr.VerdictJump, Chain: egressChain(p.ID)}
+			if k := "6o/" + br + "/" + s.mac.String(); !seen[k] {
+				seen[k] = true
+				egress6.Ranges = append(egress6.Ranges, nftsync.Range{From: nftsync.PackBytes(egress6Key, [][]byte{[]byte(br), s.mac}), Verdict: jumpOut})
+			}
+			if !s.prefix.IsSingleIP() {
+				cidrIn6 = append(cidrIn6, nftsync.R().OIF(br).IPv6().Dst6(s.prefix).Jump(ingressChain(p.ID)))
+				continue
+			}
+			if k := "6i/" + br + "/" + s.prefix.Addr().String(); !seen[k] {
+				seen[k] = true
+				ingress6.Ranges = append(ingress6.Ranges, nftsync.Range{From: nftsync.PackBytes(ingress6Key, [][]byte{[]byte(br), s.prefix.Addr().AsSlice()}),
+					Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: ingressChain(p.ID)}})
+			}
 		}
 		for _, s := range sourcesOf(p) {
 			if !s.prefix.IsSingleIP() {
@@ -158,18 +181,20 @@ func ruleset(name string, st network.HostState, closed map[string]bool, cc *comp
 		in := nftsync.Chain{Name: ingressChain(p.ID), Rules: []nftsync.Rule{dhcpAnswers(), nftsync.R().Drop()}}
 		if !closed[p.ID] {
 			o, i := pols.chains(p.SecurityGroups)
-			out.Rules = []nftsync.Rule{nftsync.R().Goto(o)}
-			in.Rules = []nftsync.Rule{nftsync.R().Goto(i)}
+			out.Rules = []nftsync.Rule{nftsync.R().IPv6().Goto(v6Chain(o)), nftsync.R().Goto(o)}
+			in.Rules = []nftsync.Rule{nftsync.R().IPv6().Goto(v6Chain(i)), nftsync.R().Goto(i)}
 		}
 		chains = append(chains, out, in)
 	}
 	fwd.Rules = append(fwd.Rules, nftsync.R().Jump(sourcesChain), nftsync.R().IPv4().VMap(egressMap, egressKey...))
 	fwd.Rules = append(append(fwd.Rules, cidrOut...), nftsync.R().IPv4().VMap(ingressMap, ingressKey...))
 	fwd.Rules = append(fwd.Rules, cidrIn...)
+	fwd.Rules = append(fwd.Rules, nftsync.R().IPv6().VMap(egress6Map, egress6Key...), nftsync.R().IPv6().VMap(ingress6Map, ingress6Key...))
+	fwd.Rules = append(fwd.Rules, cidrIn6...)
 	chains = append(chains, pols.out...)
 	t.Sets = append(t.Sets, pols.sets...)
 	srcRules, srcSets := sources(st, bridges)
-	t.Sets = append(append(t.Sets, egress, ingress), srcSets...)
+	t.Sets = append(append(t.Sets, egress, ingress, egress6, ingress6), srcSets...)
 	t.Chains = append([]nftsync.Chain{fwd, {Name: sourcesChain, Rules: srcRules}}, chains...)
 	return t
 }
@@ -183,9 +208,23 @@ const (
 	bridgeSet  = "bridges"       // Strata's bridges
 )
 
+// The IPv6 dispatch maps and their keys.
+const (
+	egress6Map  = "egress6_ports"  // bridge . MAC : jump to the port's egress chain
+	ingress6Map = "ingress6_ports" // bridge . address : jump to the port's ingress chain
+	src6Set     = "src6_filtered"  // bridge . MAC of filtered local ports (IPv6 sources checked in the bridge table)
+)
+
+var (
+	egress6Key  = []nftsync.Field{nftsync.IIFName, nftsync.EtherSAddr}
+	ingress6Key = []nftsync.Field{nftsync.OIFName, nftsync.DAddr6}
+)
+
 // BaseSets are the sets the table always holds, empty when the host has
 // no ports; group sets come and go with the groups.
-func BaseSets() []string { return []string{egressMap, ingressMap, srcAddrSet, srcMACSet, bridgeSet} }
+func BaseSets() []string {
+	return []string{egressMap, ingressMap, egress6Map, ingress6Map, srcAddrSet, srcMACSet, src6Set, bridgeSet}
+}
 
 var (
 	egressKey  = []nftsync.Field{nftsync.IIFName, nftsync.SAddr, nftsync.EtherSAddr}
@@ -202,6 +241,50 @@ var (
 // maps are. A member lo-hi is the element lo-hi . lo-hi, so an address
 // matches when it is in one member's range.
 var groupKey = []nftsync.Field{nftsync.SAddr, nftsync.SAddr}
+
+// groupKey6 is groupKey for IPv6 members.
+var groupKey6 = []nftsync.Field{nftsync.SAddr6, nftsync.SAddr6}
+
+// GroupSet6 is the set of IPv6 member addresses of security group id.
+func GroupSet6(id string) string { return netspec.GroupSet6Name(id) }
+
+// disjoint6 is disjoint4 for the IPv6 prefixes among ps (link-local
+// addresses are not members: a remote group names routable peers).
+func disjoint6(ps []netip.Prefix) []nftsync.Range {
+	type span struct{ lo, hi netip.Addr }
+	var spans []span
+	for _, p := range ps {
+		if !p.Addr().Is6() || p.Addr().Is4In6() {
+			continue
+		}
+		spans = append(spans, span{p.Masked().Addr(), lastAddr6(p)})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo.Less(spans[j].lo) })
+	var merged []span
+	for _, s := range spans {
+		if n := len(merged); n > 0 && (!merged[n-1].hi.Less(s.lo) || merged[n-1].hi.Next() == s.lo) {
+			if merged[n-1].hi.Less(s.hi) {
+				merged[n-1].hi = s.hi
+			}
+			continue
+		}
+		merged = append(merged, s)
+	}
+	out := make([]nftsync.Range, len(merged))
+	for i, s := range merged {
+		out[i] = nftsync.Range{From: nftsync.PackBytes(groupKey6, [][]byte{s.lo.AsSlice(), s.lo.AsSlice()}),
+			To: nftsync.PackBytes(groupKey6, [][]byte{s.hi.AsSlice(), s.hi.AsSlice()})}
+	}
+	return out
+}
+
+func lastAddr6(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom16(b)
+}
 
 // disjoint4 turns the IPv4 prefixes among ps into the fewest disjoint
 // ranges that cover them: the kernel refuses overlapping intervals (a
@@ -248,6 +331,7 @@ const sourcesChain = "sources"
 func sources(st network.HostState, bridges map[string]string) ([]nftsync.Rule, []nftsync.Set) {
 	addrs := nftsync.Set{Name: srcAddrSet, Fields: egressKey, Exact: true}
 	macs := nftsync.Set{Name: srcMACSet, Fields: srcMACKey, Exact: true}
+	macs6 := nftsync.Set{Name: src6Set, Fields: srcMACKey, Exact: true}
 	brs := nftsync.Set{Name: bridgeSet, Fields: bridgeKey, Exact: true}
 	seen := map[string]bool{}
 	add := func(s *nftsync.Set, vals ...[]byte) {
@@ -263,6 +347,10 @@ func sources(st network.HostState, bridges map[string]string) ([]nftsync.Rule, [
 		switch {
 		case br == "":
 		case filtered(st, p):
+			_, v6 := l2Sources(p)
+			for _, s := range v6 {
+				add(&macs6, []byte(br), s.mac)
+			}
 			for _, s := range sourcesOf(p) {
 				if s.prefix.IsSingleIP() {
 					add(&addrs, []byte(br), s.prefix.Addr().AsSlice(), s.mac)
@@ -288,10 +376,13 @@ func sources(st network.HostState, bridges map[string]string) ([]nftsync.Rule, [
 		nftsync.R().Proto(netspec.ProtoUDP).SPort(68, 68).DPort(67, 67).Return(),
 		nftsync.R().IPv4().In(srcAddrSet, egressKey...).Return(),
 		nftsync.R().In(srcMACSet, srcMACKey...).Return(),
+		// A filtered port's IPv6 sources were checked on its link (no
+		// router advertisement or redirect among them).
+		nftsync.R().IPv6().In(src6Set, srcMACKey...).Return(),
 	}
 	rules = append(rules, cidrs...)
 	rules = append(rules, nftsync.R().In(bridgeSet, bridgeKey...).Drop())
-	return rules, []nftsync.Set{addrs, macs, brs}
+	return rules, []nftsync.Set{addrs, macs, macs6, brs}
 }
 
 // DHCP answers are not replies conntrack knows (the request went to
@@ -394,8 +485,56 @@ func (ps *policies) chains(groups []string) (out, in string) {
 		rules, sets := ps.cc.compile(c.name, list)
 		ch.Rules = append(append(append(ch.Rules, rules...), remote...), nftsync.R().Drop())
 		ps.out, ps.sets = append(ps.out, ch), append(ps.sets, sets...)
+		ps.out = append(ps.out, chain6(v6Chain(c.name), c.rules, c.ingress, v))
 	}
 	return out, in
+}
+
+// v6Chain is the name of the IPv6 twin of a policy chain.
+func v6Chain(name string) string { return name[:2] + "6" + name[2:] }
+
+// chain6 is a policy chain for IPv6: what neighbour discovery and DHCPv6
+// need (as neutron allows), then the rules that apply to IPv6. A rule
+// without a remote end applies to both families (icmp is ICMPv6 here);
+// one with a remote group matches the group's IPv6 members; one with a
+// remote CIDR (IPv4 only) matches no IPv6 packet. Rule by rule, not
+// compiled: IPv6 rule sets are small, and stay readable.
+func chain6(name string, rules []netspec.SecurityGroupRule, ingress bool, v expr.Verdict) nftsync.Chain {
+	ch := nftsync.Chain{Name: name}
+	if ingress {
+		for _, t := range []byte{nftsync.ICMPv6RouterAdvert, nftsync.ICMPv6NeighborSolicit, nftsync.ICMPv6NeighborAdvert} {
+			ch.Rules = append(ch.Rules, nftsync.R().ICMPv6Type(t).Accept())
+		}
+		ch.Rules = append(ch.Rules, nftsync.R().Proto(netspec.ProtoUDP).SPort(547, 547).DPort(546, 546).Accept())
+	} else {
+		for _, t := range []byte{nftsync.ICMPv6RouterSolicit, nftsync.ICMPv6NeighborSolicit, nftsync.ICMPv6NeighborAdvert} {
+			ch.Rules = append(ch.Rules, nftsync.R().ICMPv6Type(t).Return())
+		}
+		ch.Rules = append(ch.Rules, nftsync.R().Proto(netspec.ProtoUDP).SPort(546, 546).DPort(547, 547).Return())
+	}
+	for _, r := range rules {
+		if r.RemoteCIDR != "" {
+			continue
+		}
+		b := nftsync.R()
+		if r.Protocol == netspec.ProtoICMP {
+			b = b.L4Proto(58)
+		} else {
+			b = b.Proto(r.Protocol)
+		}
+		switch {
+		case r.RemoteGroup != "" && ingress:
+			b = b.In(GroupSet6(r.RemoteGroup), nftsync.SAddr6, nftsync.SAddr6)
+		case r.RemoteGroup != "":
+			b = b.In(GroupSet6(r.RemoteGroup), nftsync.DAddr6, nftsync.DAddr6)
+		}
+		if r.Ports != nil {
+			b = b.DPort(r.Ports.From, r.Ports.To)
+		}
+		ch.Rules = append(ch.Rules, b.Verdict(v))
+	}
+	ch.Rules = append(ch.Rules, nftsync.R().Drop())
+	return ch
 }
 
 var protoNums = map[string]uint8{netspec.ProtoTCP: 6, netspec.ProtoUDP: 17, netspec.ProtoICMP: 1}

@@ -42,8 +42,10 @@ func TestGroupRulesCompiled(t *testing.T) {
 	for _, s := range tab.Sets {
 		elems += len(s.Ranges)
 	}
-	// forward 4 + sources 4 + 2 per port + so_ 2 + si_ 4.
-	if want := 4 + 4 + 2*50 + 2 + 4; rules != want {
+	// forward 6 (4, and the IPv6 maps) + sources 5 + 4 per port (IPv6
+	// and IPv4 gotos each way) + so_ 2 + si_ 4 + so6_ 6 and si6_ 6 (what
+	// neighbour discovery and DHCPv6 need, the rule without a CIDR, drop).
+	if want := 6 + 5 + 4*50 + 2 + 4 + 6 + 6; rules != want {
 		t.Errorf("%d rules, want %d; the shared ingress chain:\n%s", rules, want, strings.Join(shared, "\n"))
 	}
 	if elems < 1000 {

@@ -8,10 +8,12 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/agent/network/nftsync"
@@ -85,12 +87,13 @@ func testSecurityGroups(t *testing.T, drv string) {
 
 	// other leaves misc for app: app's member set takes its address (one
 	// range element for .11-.12 in place of .11, misc's loses it), its
-	// own two gotos point at app's chains, and misc's chain pair, now
-	// unused, goes. Nothing else changes.
+	// own four gotos (IPv4 and IPv6, each way) point at app's chains, and
+	// misc's chain pair and its IPv6 twins, now unused, go. Nothing else
+	// changes.
 	st.Ports[2].SecurityGroups = []string{"app"}
 	set()
-	if s := d.LastSync(); s.ElemsAdded != 1 || s.ElemsDeleted != 2 || s.RulesAdded != 2 || s.RulesDeleted != 2 || s.Objects != 2 {
-		t.Errorf("membership change applied as %+v, want 1 element added, 2 deleted, 2 rules replaced, 2 chains deleted", s)
+	if s := d.LastSync(); s.ElemsAdded != 1 || s.ElemsDeleted != 2 || s.RulesAdded != 4 || s.RulesDeleted != 4 || s.Objects != 4 {
+		t.Errorf("membership change applied as %+v, want 1 element added, 2 deleted, 4 rules replaced, 4 chains deleted", s)
 	}
 	check("other", 5432, true)
 	st.Ports[1].SecurityGroups = []string{"misc"} // cli leaves app
@@ -98,11 +101,12 @@ func testSecurityGroups(t *testing.T, drv string) {
 	check("cli", 5432, false)
 
 	// A rule added to a group changes its ports' shared chains in place:
-	// a CIDR rule is one element of a verdict map, and nothing else.
+	// a CIDR rule is one element of a verdict map, and (a rule without a
+	// remote end applies to IPv6 too) one rule of the IPv6 twin chain.
 	st.SecurityGroups[0].Rules = append(slices.Clone(st.SecurityGroups[0].Rules), tcp(8081, ""))
 	set()
-	if s := d.LastSync(); s.ElemsAdded != 1 || s.ElemsDeleted != 0 || s.RulesAdded != 0 || s.RulesDeleted != 0 || s.Objects != 0 {
-		t.Errorf("a rule added to a group applied as %+v, want exactly one element added", s)
+	if s := d.LastSync(); s.ElemsAdded != 1 || s.ElemsDeleted != 0 || s.RulesAdded != 1 || s.RulesDeleted != 0 || s.Objects != 0 {
+		t.Errorf("a rule added to a group applied as %+v, want exactly one element and one IPv6 rule added", s)
 	}
 	check("cli", 8081, true)
 
@@ -220,7 +224,7 @@ func TestRefusedBatchIsSplit(t *testing.T) {
 	d.SetBeforeSync(func(c *nftables.Conn, want nftsync.Table) {
 		batches++
 		for _, ch := range want.Chains {
-			if ch.Name == secgroup.IngressChain("bad") && len(ch.Rules) == 1 { // open: a goto to its groups' chain
+			if ch.Name == secgroup.IngressChain("bad") && strings.HasPrefix(ch.Rules[len(ch.Rules)-1].Text, "goto ") { // open: gotos to its groups' chains
 				tab := &nftables.Table{Family: nftables.TableFamilyINet, Name: secgroup.DefaultTable}
 				c.DelChain(&nftables.Chain{Table: tab, Name: "no-such-chain"}) // ENOENT: the whole batch is refused
 			}
@@ -240,10 +244,24 @@ func TestRefusedBatchIsSplit(t *testing.T) {
 	for _, id := range []string{"p0", "p1", "bad", "p3", "p4"} {
 		rules, err := c.GetRules(tab, &nftables.Chain{Table: tab, Name: secgroup.IngressChain(id)})
 		must(t, err)
-		open := len(rules) == 1 // a goto to its groups' chain; DHCP answers and a drop when closed
+		open := gotos(rules) == 2 // gotos to its groups' chains (IPv6, IPv4); DHCP answers and a drop when closed
 		if open != (id != "bad") {
 			t.Errorf("port %s: %d ingress rules (open %v)", id, len(rules), open)
 		}
 	}
 	t.Logf("one refused port among 5: %d batches to find it", batches)
+}
+
+// gotos counts the rules ending in a goto.
+func gotos(rules []*nftables.Rule) int {
+	n := 0
+	for _, r := range rules {
+		if len(r.Exprs) == 0 {
+			continue
+		}
+		if v, ok := r.Exprs[len(r.Exprs)-1].(*expr.Verdict); ok && v.Kind == expr.VerdictGoto {
+			n++
+		}
+	}
+	return n
 }
