@@ -186,31 +186,34 @@ func RouterNamespacePrefix(prefix string) string { return prefix + RouterNamespa
 func RouterNamespace(prefix, routerID string) string { return RouterNamespacePrefix(prefix) + routerID }
 
 // Security group nft names: a set of member addresses per group, two
-// chains per filtered port.
-func hash10(s string) string {
+// chains per filtered port. They carry the whole SHA-256 of the ID (nft
+// names take 255 bytes): with a short hash, a tenant could search offline
+// for a port or group name whose chain or set is another project's, and
+// the two would be one object on the host.
+func hashFull(s string) string {
 	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])[:10]
+	return hex.EncodeToString(sum[:])
 }
 
 // GroupSetName is the nft set of security group id's member addresses
 // (intervals: a member may be an allowed pair's CIDR). The prefix changed
 // from "g_" when the set became one of intervals, as nftsync needs a set
-// whose kind changes to change its name.
-func GroupSetName(groupID string) string { return "gm_" + hash10(groupID) }
+// whose kind changes to change its name (the hash's length changed since).
+func GroupSetName(groupID string) string { return "gm_" + hashFull(groupID) }
 
 // GroupSet6Name is the nft set of security group id's IPv6 member
 // addresses (intervals).
-func GroupSet6Name(groupID string) string { return "gm6_" + hash10(groupID) }
+func GroupSet6Name(groupID string) string { return "gm6_" + hashFull(groupID) }
 
 // PortSecurityChain is the bridge-family chain checking the sources of
 // what port id sends (MAC, ARP, IPv4 and IPv6 sources).
-func PortSecurityChain(portID string) string { return "s_" + hash10(portID) }
+func PortSecurityChain(portID string) string { return "s_" + hashFull(portID) }
 
 // PortEgressChain is the nft chain of what port id sends.
-func PortEgressChain(portID string) string { return "o_" + hash10(portID) }
+func PortEgressChain(portID string) string { return "o_" + hashFull(portID) }
 
 // PortIngressChain is the nft chain of what port id receives.
-func PortIngressChain(portID string) string { return "i_" + hash10(portID) }
+func PortIngressChain(portID string) string { return "i_" + hashFull(portID) }
 
 // NameKind is what kind of kernel object a name names.
 type NameKind string

@@ -56,9 +56,9 @@ func TestDerivedNamesAreStable(t *testing.T) {
 		RouterInternalLeg("p.r", "p.i"):   "sri-" + hash11("p.r/p.i"),
 		RouterInnerLeg("p.i"):             "qr-" + hash11("p.i"),
 		RouterInnerGatewayLeg("p.r"):      "qg-" + hash11("p.r"),
-		GroupSetName("p.g"):               "gm_" + hash10("p.g"),
-		PortEgressChain("p.a"):            "o_" + hash10("p.a"),
-		PortIngressChain("p.a"):           "i_" + hash10("p.a"),
+		GroupSetName("p.g"):               "gm_" + hashFull("p.g"),
+		PortEgressChain("p.a"):            "o_" + hashFull("p.a"),
+		PortIngressChain("p.a"):           "i_" + hashFull("p.a"),
 	} {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)

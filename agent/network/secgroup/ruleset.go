@@ -443,7 +443,9 @@ func (ps *policies) chains(groups []string) (out, in string) {
 	// new chains and maps under another name.
 	ids := slices.Compact(slices.Sorted(slices.Values(groups)))
 	sum := sha256.Sum256([]byte(strings.Join(ids, "\n")))
-	id := hex.EncodeToString(sum[:5])
+	// 128 bits: a tenant's group names must not be searchable into
+	// another project's chain name (which would share its chains).
+	id := hex.EncodeToString(sum[:16])
 	out, in = "so_"+id, "si_"+id
 	if ps.made[id] {
 		return out, in
