@@ -115,7 +115,6 @@ func Run(env Env, d Drivers, files Files) []Result {
 		add(env.kernel(featTun, cfg, true, kfix(featTun)),
 			env.file("dev:net/tun", "/dev/net/tun", true, "mknod /dev/net/tun c 10 200, or load tun"),
 			env.bin("qemu-system-x86_64", true, "apt install qemu-system-x86 / dnf install qemu-kvm"),
-			env.bin("virsh", true, "apt install libvirt-clients / dnf install libvirt-client"),
 			env.anyBin("libvirtd", true, "apt install libvirt-daemon-system / dnf install libvirt-daemon", "libvirtd", "virtqemud"),
 			env.socket("socket:libvirt", true, "start libvirt: systemctl start libvirtd (or virtqemud.socket)",
 				"/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock", "/var/run/libvirt/libvirt-sock"),

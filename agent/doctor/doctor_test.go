@@ -82,7 +82,7 @@ func byCheck(rs []Result) map[string]Result {
 }
 
 func allBins(h *fakeHost) {
-	for _, b := range []string{"ip", "nft", "dnsmasq", "bridge", "ovs-vsctl", "ovs-ofctl", "qemu-system-x86_64", "virsh", "libvirtd", "rbd", "dmsetup"} {
+	for _, b := range []string{"ip", "nft", "dnsmasq", "bridge", "ovs-vsctl", "ovs-ofctl", "qemu-system-x86_64", "libvirtd", "rbd", "dmsetup"} {
 		h.bins[b] = true
 	}
 }
@@ -155,7 +155,7 @@ func TestRunReportsEachFeature(t *testing.T) {
 				os.Remove(filepath.Join(h.root, "dev/kvm"))
 				h.sockets["/run/libvirt/virtqemud-sock"] = true
 			},
-			want: map[string]string{"bin:dnsmasq": Missing, "bin:virsh": Missing, "bin:libvirtd": Missing, "dev:kvm": Warn,
+			want: map[string]string{"bin:dnsmasq": Missing, "bin:libvirtd": Missing, "dev:kvm": Warn,
 				"socket:libvirt": OK, "kernel:bridge": Missing, "bin:ip": OK},
 			ok: false,
 		},
@@ -250,7 +250,7 @@ func TestAgentFiles(t *testing.T) {
 func TestPrint(t *testing.T) {
 	rep := NewReport([]Result{
 		{Check: "kernel:vxlan", Status: OK, Detail: "built in", Required: true},
-		{Check: "bin:virsh", Status: Missing, Detail: "virsh not on PATH", Fix: "apt install libvirt-clients", Required: true},
+		{Check: "bin:libvirtd", Status: Missing, Detail: "libvirtd not on PATH", Fix: "apt install libvirt-daemon-system", Required: true},
 	})
 	var b bytes.Buffer
 	if err := rep.Print(&b, "table"); err != nil {
@@ -258,7 +258,7 @@ func TestPrint(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "CHECK STATUS DETAIL FIX" ||
-		!strings.Contains(lines[2], "apt install libvirt-clients") || !strings.HasSuffix(lines[1], "-") {
+		!strings.Contains(lines[2], "apt install libvirt-daemon-system") || !strings.HasSuffix(lines[1], "-") {
 		t.Fatalf("table:\n%s", b.String())
 	}
 	b.Reset()
