@@ -274,9 +274,9 @@ func TestRPMScriptletArguments(t *testing.T) {
 	tool(t, "unshare")
 	s := rpmScripts(t, rpmFile(packagesOf(t, oldVersion), "strata-agent", oldVersion))
 	checkCases(t, s, "strata-agent.service", []scriptCase{
-		{"postinstall", true, []string{"1"}, []string{"systemctl --system daemon-reload", "systemctl --no-reload enable UNIT"}},
+		{"postinstall", true, []string{"1"}, []string{"systemctl --system daemon-reload", "systemctl --no-reload preset UNIT"}},
 		{"postinstall", true, []string{"2"}, []string{"systemctl --system daemon-reload"}},
-		{"postinstall", false, []string{"1"}, []string{"systemctl --no-reload enable UNIT"}},
+		{"postinstall", false, []string{"1"}, []string{"systemctl --no-reload preset UNIT"}},
 		{"postinstall", false, []string{"2"}, nil},
 		{"preuninstall", true, []string{"0"}, []string{"systemctl stop UNIT", "systemctl --no-reload disable UNIT"}},
 		{"preuninstall", true, []string{"1"}, nil},
