@@ -58,21 +58,43 @@ render strata-coordinator strata-coordinator.service "nothing else: the cluster 
 cp "$repo/packaging/scripts/coordinator-user.sh" "$stage/scripts/strata-coordinator/preinst"
 cp "$repo/packaging/scripts/agent-user.sh" "$stage/scripts/strata-agent/preinst"
 
-# One changelog entry for this build, in nfpm's (chglog) format: nfpm
-# renders it as changelog.Debian.gz and as the rpm %changelog.
-sha=$(cd "$repo" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-when=$(cd "$repo" && git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
-cat >"$stage/changelog.yml" <<YAML
+# The changelog, in nfpm's (chglog) format, which it renders as
+# changelog.Debian.gz and as the rpm %changelog: one entry for this build
+# and one per earlier release tag (v*), newest first, each listing the
+# commits it brought. Outside a git checkout, one entry says so.
+git_changelog() {
+	local refs=() i from to ver
+	mapfile -t refs < <(git tag --list 'v[0-9]*' --sort=-creatordate)
+	refs=(HEAD "${refs[@]}")
+	for ((i = 0; i < ${#refs[@]}; i++)); do
+		to=${refs[$i]} from=${refs[$((i + 1))]:-}
+		ver=$VERSION
+		[ "$to" = HEAD ] || ver=${to#v}
+		# HEAD on a tag: that release's entry is this build's.
+		[ "$to" != HEAD ] || [ -z "$from" ] || [ -n "$(git rev-list "$from..HEAD")" ] || continue
+		printf -- '- semver: %s-1\n  date: %s\n' "$ver" "$(git log -1 --format=%cI "$to")"
+		printf '  packager: Strata maintainers <strata@example.org>\n'
+		printf '  deb:\n    urgency: medium\n    distributions: [unstable]\n  changes:\n'
+		# Subjects as YAML single-quoted strings, cut to fit a changelog line.
+		git log --no-merges --format='%h %s' ${from:+"$from.."}"$to" |
+			awk '{ h = $1; $1 = ""; s = substr($0, 2); if (length(s) > 72) s = substr(s, 1, 69) "...";
+				gsub(/\x27/, "\x27\x27", s); printf "    - commit: %s\n      note: \x27%s\x27\n", h, s }'
+	done
+}
+if (cd "$repo" && git rev-parse --git-dir >/dev/null 2>&1); then
+	(cd "$repo" && git_changelog) >"$stage/changelog.yml"
+else
+	cat >"$stage/changelog.yml" <<YAML
 - semver: $VERSION-1
-  date: $when
+  date: $(date -u +%Y-%m-%dT%H:%M:%SZ)
   packager: Strata maintainers <strata@example.org>
   deb:
     urgency: medium
     distributions: [unstable]
   changes:
-    - commit: $sha
-      note: Build of git commit $sha.
+    - note: Built outside a git checkout; no history.
 YAML
+fi
 
 for pkg in strata-agent strata-coordinator stratactl; do
 	d=$stage/doc/$pkg
