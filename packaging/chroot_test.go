@@ -64,6 +64,8 @@ func debMirror() string {
 func chrootBase(t *testing.T, depends string) string {
 	t.Helper()
 	debootstrap := tool(t, "debootstrap")
+	// Ansible's apt module runs inside the roots of the rolling upgrade.
+	depends += ", python3-apt"
 	sum := sha256.Sum256([]byte(depends))
 	dir := filepath.Join(chrootCache(), fmt.Sprintf("%s-minbase-%x", suite, sum[:4]))
 	if fileExists(filepath.Join(dir, ".complete")) {

@@ -2,15 +2,14 @@ package packaging
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,79 +17,6 @@ import (
 	"github.com/strata-infra/strata/lab"
 	"github.com/strata-infra/strata/pkg/api"
 )
-
-// labHelperEnv, when set, makes this test binary the lab's upgrade command
-// (see TestMain): STRATA_LAB_HELPER=<lab config JSON file> <binary> <host>
-// <strata-agent .deb>. The playbook runs it where a real host runs apt:
-// it installs the package with dpkg into the host's own root, then
-// restarts the agent as systemd would.
-const labHelperEnv = "STRATA_LAB_HELPER"
-
-// labFile is what the helper needs of the test's lab.Config (which also
-// holds a func, so it is not JSON itself), and the hosts' roots.
-type labFile struct {
-	Prefix, Short, Bridge, Dir, BinDir string
-	Hosts, RetainDeltas                int
-	Subnet                             netip.Prefix
-	L2Drivers, AgentBins               []string
-	// Roots are the hosts' roots, overlays of the cached Debian chroot,
-	// where dpkg installs strata-agent; AgentBins point into them.
-	Roots []string
-}
-
-func newLabFile(c lab.Config, roots []string) labFile {
-	return labFile{Prefix: c.Prefix, Short: c.Short, Bridge: c.Bridge, Dir: c.Dir, BinDir: c.BinDir,
-		Hosts: c.Hosts, RetainDeltas: c.RetainDeltas, Subnet: c.Subnet, L2Drivers: c.L2Drivers,
-		AgentBins: c.AgentBins, Roots: roots}
-}
-
-func (f labFile) config() lab.Config {
-	return lab.Config{Prefix: f.Prefix, Short: f.Short, Bridge: f.Bridge, Dir: f.Dir, BinDir: f.BinDir,
-		Hosts: f.Hosts, RetainDeltas: f.RetainDeltas, Subnet: f.Subnet, L2Drivers: f.L2Drivers,
-		AgentBins: f.AgentBins}
-}
-
-// labUpgradeMain upgrades one lab host's agent package and logs start and
-// end to <config>.log, so the test can see the batches one after another.
-// A package dpkg refuses fails the upgrade before the agent is stopped.
-func labUpgradeMain(cfgFile string, args []string) int {
-	fail := func(err error) int { fmt.Fprintln(os.Stderr, "lab upgrade:", err); return 1 }
-	if len(args) != 2 {
-		return fail(fmt.Errorf("want <host index> <strata-agent .deb>, got %q", args))
-	}
-	b, err := os.ReadFile(cfgFile)
-	if err != nil {
-		return fail(err)
-	}
-	var cfg labFile
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return fail(err)
-	}
-	l, err := lab.New(cfg.config())
-	if err != nil {
-		return fail(err)
-	}
-	i, err := strconv.Atoi(args[0])
-	if err != nil || i < 1 || i > len(cfg.Roots) {
-		return fail(fmt.Errorf("host index %q: want 1..%d", args[0], len(cfg.Roots)))
-	}
-	logf, err := os.OpenFile(cfgFile+".log", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fail(err)
-	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "start %d %d\n", i, time.Now().UnixNano())
-	err = dpkgInstall(cfg.Roots[i-1], args[1])
-	if err == nil {
-		err = l.RestartAgent(i)
-	}
-	if err != nil {
-		fmt.Fprintf(logf, "fail %d %d\n", i, time.Now().UnixNano())
-		return fail(err)
-	}
-	fmt.Fprintf(logf, "done %d %d\n", i, time.Now().UnixNano())
-	return 0
-}
 
 // dpkgInstall installs the package file deb with dpkg -i inside root (a
 // chroot: nothing outside root changes), as apt would on a host.
@@ -259,4 +185,162 @@ func (p *pinger) stop(t *testing.T) (sent int, lost []int) {
 		}
 	}
 	return sent, lost
+}
+
+// aptRepo makes root's only apt source a flat file repository at
+// /srv/strata-repo holding debs, indexed by dpkg-scanpackages, as the
+// role's "repo" install expects. A deb named in corrupt is indexed, then
+// overwritten, so apt refuses it on its hash.
+func aptRepo(t *testing.T, root string, debs []string, corrupt string) {
+	t.Helper()
+	scan := tool(t, "dpkg-scanpackages")
+	repo := filepath.Join(root, "srv", "strata-repo")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, deb := range debs {
+		b, err := os.ReadFile(deb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(repo, filepath.Base(deb)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(scan, "--multiversion", ".")
+	cmd.Dir = repo
+	index, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dpkg-scanpackages in %s: %v", repo, err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "Packages"), index, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if corrupt != "" {
+		if err := os.WriteFile(filepath.Join(repo, filepath.Base(corrupt)), []byte("not a Debian package\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lists, _ := filepath.Glob(filepath.Join(root, "etc", "apt", "sources.list.d", "*"))
+	for _, f := range lists {
+		os.Remove(f)
+	}
+	src := "deb [trusted=yes] file:/srv/strata-repo ./\n"
+	if err := os.WriteFile(filepath.Join(root, "etc", "apt", "sources.list"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restartEvent is one agent restart the supervisor made, with what the
+// coordinator said of every host's drain state just before it.
+type restartEvent struct {
+	host        int
+	at          time.Time
+	drained     map[string]bool
+	keptDrained bool // the host stayed drained while its old agent ran on
+}
+
+// supervisor plays systemd's part for the lab's agents, which run from
+// the binary dpkg installed in each host's root: on a host with systemd
+// the package's postinst try-restarts the running unit once the new
+// files are in; in a chroot it cannot, so the supervisor restarts the
+// agent when it sees dpkg replace the binary (a new inode). It waits
+// hold first, checking that the playbook keeps the host drained while
+// the old agent still runs.
+type supervisor struct {
+	l     *lab.Lab
+	roots []string
+	hold  time.Duration
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	evs   []restartEvent
+	errs  []error
+}
+
+func superviseAgents(t *testing.T, l *lab.Lab, roots []string) *supervisor {
+	s := &supervisor{l: l, roots: roots, hold: 1500 * time.Millisecond, stop: make(chan struct{}), done: make(chan struct{})}
+	inodes := make([]uint64, len(roots))
+	for i := range roots {
+		inodes[i] = s.inode(i)
+	}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+			for i := range roots {
+				if ino := s.inode(i); ino != 0 && ino != inodes[i] {
+					inodes[i] = ino
+					s.restart(i + 1)
+				}
+			}
+		}
+	}()
+	t.Cleanup(s.halt)
+	return s
+}
+
+func (s *supervisor) inode(i int) uint64 {
+	var st syscall.Stat_t
+	if syscall.Stat(filepath.Join(s.roots[i], "usr", "bin", "strata-agent"), &st) != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+func (s *supervisor) drainState() (map[string]bool, error) {
+	var hs []api.Host
+	if err := s.l.Ctl(&hs, "hosts", "list"); err != nil {
+		return nil, err
+	}
+	m := map[string]bool{}
+	for _, h := range hs {
+		m[h.Name] = h.Drained
+	}
+	return m, nil
+}
+
+func (s *supervisor) restart(host int) {
+	ev := restartEvent{host: host, at: time.Now(), keptDrained: true}
+	var err error
+	ev.drained, err = s.drainState()
+	for deadline := time.Now().Add(s.hold); err == nil && time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		var now map[string]bool
+		if now, err = s.drainState(); err == nil && !now[s.l.HostName(host)] {
+			ev.keptDrained = false
+		}
+	}
+	if err == nil {
+		err = s.l.RestartAgent(host)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.evs = append(s.evs, ev)
+	if err != nil {
+		s.errs = append(s.errs, fmt.Errorf("restart h%d: %w", host, err))
+	}
+}
+
+// events returns and forgets the restarts so far.
+func (s *supervisor) events() ([]restartEvent, []error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	evs, errs := s.evs, s.errs
+	s.evs, s.errs = nil, nil
+	return evs, errs
+}
+
+func (s *supervisor) halt() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
 }

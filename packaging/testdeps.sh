@@ -2,7 +2,8 @@
 # Installs what the packaging tests need: lintian (deb lint), rpm and
 # rpmlint (rpm scriptlets and lint), debootstrap (the Debian 12 chroot of
 # TestDebInstallUpgradeRemove), ansible-core and ansible-lint (role and
-# playbook checks), systemd (for systemd-analyze only: installing it on a
+# playbook checks), dpkg-dev (dpkg-scanpackages for the rolling upgrade's
+# apt repository), systemd (for systemd-analyze only: installing it on a
 # machine where systemd is not PID 1 starts nothing), and the nfpm binary
 # into $(go env GOPATH)/bin. Idempotent: a second run installs nothing.
 set -euo pipefail
@@ -10,7 +11,7 @@ export PATH=/usr/local/go/bin:$PATH
 export DEBIAN_FRONTEND=noninteractive
 NFPM_VERSION=v2.45.2
 
-pkgs=(lintian rpm rpmlint debootstrap ansible-core ansible-lint systemd)
+pkgs=(lintian rpm rpmlint debootstrap dpkg-dev ansible-core ansible-lint systemd)
 . "$(dirname "$0")/../testdata/apt.sh"
 apt_install_missing "packaging deps" "${pkgs[@]}"
 
