@@ -75,9 +75,10 @@ git_changelog() {
 		printf -- '- semver: %s-1\n  date: %s\n' "$ver" "$(git log -1 --format=%cI "$to")"
 		printf '  packager: Strata maintainers <strata@example.org>\n'
 		printf '  deb:\n    urgency: medium\n    distributions: [unstable]\n  changes:\n'
-		# Subjects as YAML single-quoted strings, cut to fit a changelog line.
+		# Subjects as YAML single-quoted strings, cut at a word to fit a
+		# changelog line (a cut word reads as a misspelling to lintian).
 		git log --no-merges --format='%h %s' ${from:+"$from.."}"$to" |
-			awk '{ h = $1; $1 = ""; s = substr($0, 2); if (length(s) > 72) s = substr(s, 1, 69) "...";
+			awk '{ h = $1; $1 = ""; s = substr($0, 2); if (length(s) > 72) { s = substr(s, 1, 70); sub(/ [^ ]*$/, "", s); s = s "..." }
 				gsub(/\x27/, "\x27\x27", s); printf "    - commit: %s\n      note: \x27%s\x27\n", h, s }'
 	done
 }
