@@ -63,6 +63,11 @@ func lookupRunAs(want string) (runAs, error) {
 // shareDir makes dir (made if missing) root's, entered by the group with
 // mode (0710: traverse; 0750: read its entries too).
 func (r runAs) shareDir(dir string, mode os.FileMode) error {
+	// Parents made here are only traversable (0711), as the agent's state
+	// directory is: dnsmasq must pass them, never list them.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return fmt.Errorf("create %q: %w", filepath.Dir(dir), err)
+	}
 	if err := os.MkdirAll(dir, mode); err != nil {
 		return fmt.Errorf("create %q: %w", dir, err)
 	}
