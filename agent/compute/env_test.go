@@ -73,6 +73,10 @@ func setup() (*testEnv, error) {
 	if err != nil {
 		return &testEnv{}, err
 	}
+	// dnsmasq drops to an unprivileged user and must pass it.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return &testEnv{}, err
+	}
 	e := &testEnv{dir: dir}
 	out, err := exec.Command("bash", "../../testdata/guest/build.sh").Output()
 	if err != nil {
