@@ -30,7 +30,9 @@ var DefaultTools = []string{
 }
 
 // DefaultFiles are data files the default tools need in the guest.
-var DefaultFiles = []string{"/usr/share/openvswitch/vswitch.ovsschema"}
+// The host's user and group names come along: dnsmasq drops to an
+// unprivileged user (never root), which must exist in the guest.
+var DefaultFiles = []string{"/usr/share/openvswitch/vswitch.ovsschema", "/etc/passwd", "/etc/group"}
 
 // Options tune one guest run. The zero value runs with the defaults.
 type Options struct {
