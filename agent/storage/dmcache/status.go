@@ -89,8 +89,10 @@ func ParseCache(line string) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	if len(f) >= 1 && f[0] == "Fail" {
-		return Stats{Mode: Writethrough, Error: "Fail"}, nil
+	// "Fail": the cache is in failure mode; "Error": the kernel could
+	// not read its metadata to report (seen as a device fails).
+	if len(f) >= 1 && (f[0] == "Fail" || f[0] == "Error") {
+		return Stats{Mode: Writethrough, Error: f[0]}, nil
 	}
 	if len(f) < 11 {
 		return Stats{}, fmt.Errorf("cache status %q: want at least 11 fields", line)

@@ -87,6 +87,7 @@ func TestParseStatus(t *testing.T) {
 			want: Stats{Mode: Writethrough, BlockBytes: 65536, Blocks: 1536, Used: 300, Dirty: 5,
 				ReadHits: 10, ReadMisses: 20, WriteHits: 30, WriteMisses: 40, Reads: 30, Writes: 70, Error: "metadata ro needs_check"}},
 		{name: "cache failed", line: "0 262144 cache Fail", want: Stats{Mode: Writethrough, Error: "Fail"}},
+		{name: "cache metadata unreadable", line: "0 262144 cache Error", want: Stats{Mode: Writethrough, Error: "Error"}},
 		{name: "linear", line: "0 262144 linear", want: Stats{Mode: None}},
 		{name: "garbage", line: "0 10 writecache x y z w", bad: true},
 		{name: "short", line: "0 10 cache 8 1/2", bad: true},
