@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/lab"
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -91,7 +92,7 @@ func goBuild(t *testing.T, dir, pkg, v string) string {
 func rollingLab(t *testing.T, binDir string, agentBins []string) *lab.Lab {
 	t.Helper()
 	l, err := lab.New(lab.UniqueConfig(t, 'r', lab.Config{
-		Hosts: len(agentBins), Dir: filepath.Join(t.TempDir(), "lab"), BinDir: binDir, RetainDeltas: 10000,
+		Hosts: len(agentBins), Dir: filepath.Join(testenv.SharedTempDir(t), "lab"), BinDir: binDir, RetainDeltas: 10000,
 		L2Drivers: lab.DemoL2Drivers, AgentBins: agentBins,
 	}))
 	if err != nil {
