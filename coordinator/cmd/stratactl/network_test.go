@@ -33,21 +33,29 @@ type cli struct {
 
 func newCLI(t *testing.T) *cli {
 	t.Helper()
+	c, _ := coordinatorCLI(t, oneHost{})
+	c.must("projects", "create", "p")
+	return c
+}
+
+// coordinatorCLI serves a real coordinator API over a fresh store with
+// hosts as its gossip view, and returns an admin's stratactl against it
+// and the store.
+func coordinatorCLI(t *testing.T, hosts coordapi.HostSource) (*cli, *store.Store) {
+	t.Helper()
 	t.Setenv("STRATA_PROJECT", "")
 	st, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(coordapi.New(coordapi.Options{Store: st, Registry: registry.Default(), Hosts: oneHost{}}))
+	srv := httptest.NewServer(coordapi.New(coordapi.Options{Store: st, Registry: registry.Default(), Hosts: hosts}))
 	t.Cleanup(srv.Close)
 	tok, err := coordapi.IssueToken(st, api.TokenRequest{Name: "admin", Role: api.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cliFor(t, srv.URL, tok.Secret)
-	c.must("projects", "create", "p")
-	return c
+	return cliFor(t, srv.URL, tok.Secret), st
 }
 
 // cliFor runs stratactl against url with the token in a file, as an

@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	coordapi "github.com/strata-infra/strata/coordinator/api"
-	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
 )
@@ -29,19 +25,7 @@ func (threeHosts) Hosts() []api.Host {
 }
 
 func TestSchedulingCommands(t *testing.T) {
-	t.Setenv("STRATA_PROJECT", "")
-	st, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(coordapi.New(coordapi.Options{Store: st, Registry: registry.Default(), Hosts: threeHosts{}}))
-	t.Cleanup(srv.Close)
-	tok, err := coordapi.IssueToken(st, api.TokenRequest{Name: "admin", Role: api.RoleAdmin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cliFor(t, srv.URL, tok.Secret)
+	c, st := coordinatorCLI(t, threeHosts{})
 	c.must("projects", "create", "p")
 	c.must("flavors", "create", "small", "--vcpus", "1", "--ram", "256", "--disk", "1")
 	c.must("flavors", "create", "fast", "--vcpus", "1", "--ram", "256", "--extra-spec", "disk=ssd")
@@ -84,7 +68,7 @@ func TestSchedulingCommands(t *testing.T) {
 	// A resize may itself move the instance (the scheduler picks among all
 	// hosts), so the migration is judged against the host it had just before.
 	c.must("instances", "resize", "-p", "p", "f", "small")
-	arrived(t, st, srv.URL, tok.Secret, "f")
+	arrived(t, st, c.url, c.token, "f")
 	before := hostLine(c.must("instances", "show", "-p", "p", "f"))
 	c.must("instances", "migrate", "-p", "p", "f")
 	out = c.must("instances", "show", "-p", "p", "f")
@@ -95,7 +79,7 @@ func TestSchedulingCommands(t *testing.T) {
 	if _, err := c.run("instances", "migrate", "-p", "p", "f"); err == nil || !strings.Contains(err.Error(), "is migrating from "+before) {
 		t.Fatalf("migrate during a migration: %v", err)
 	}
-	arrived(t, st, srv.URL, tok.Secret, "f")
+	arrived(t, st, c.url, c.token, "f")
 	if out := c.must("instances", "show", "-p", "p", "f"); !strings.Contains(out, "migrated from "+before+" to "+hostLine(out)) {
 		t.Fatalf("instances show after the move:\n%s", out)
 	}

@@ -1,33 +1,14 @@
 package main
 
 import (
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	coordapi "github.com/strata-infra/strata/coordinator/api"
-	"github.com/strata-infra/strata/coordinator/registry"
-	"github.com/strata-infra/strata/coordinator/store"
-	"github.com/strata-infra/strata/pkg/api"
 )
 
 // TestInstanceVolumeCommands: boot from a volume, attach and detach
 // volumes, and the refusals, through stratactl against a coordinator.
 func TestInstanceVolumeCommands(t *testing.T) {
-	t.Setenv("STRATA_PROJECT", "")
-	st, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(coordapi.New(coordapi.Options{Store: st, Registry: registry.Default(), Hosts: threeHosts{}}))
-	t.Cleanup(srv.Close)
-	tok, err := coordapi.IssueToken(st, api.TokenRequest{Name: "admin", Role: api.RoleAdmin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cliFor(t, srv.URL, tok.Secret)
+	c, _ := coordinatorCLI(t, threeHosts{})
 	c.must("projects", "create", "p")
 	c.must("flavors", "create", "small", "--vcpus", "1", "--ram", "256", "--disk", "1")
 	c.must("volumetypes", "create", "default", "--pool", "volumes")
