@@ -218,14 +218,18 @@ func lightRule(b []byte) (*nftables.Rule, string, error) {
 	return r, chain, ad.Err()
 }
 
-// ruleID names a rule of ours: chain and comment.
-type ruleID struct{ chain, key string }
+// ruleID names a rule of ours: table, chain and comment.
+type ruleID struct {
+	family       nftables.TableFamily
+	table, chain string
+	key          string
+}
 
 // flushResult is what the kernel said about our batch.
 type flushResult struct {
 	err     error
 	handles map[ruleID]uint64 // new rules, from the kernel's echo
-	foreign bool              // the batch had operations on other tables
+	foreign bool              // the batch had operations on tables not ours
 }
 
 // flush sends the operations queued on c as one batch through k instead of
@@ -238,7 +242,7 @@ type flushResult struct {
 // handle. The operations are taken from c through its test-dial hook, so
 // they are exactly the bytes c.Flush would send, including any the caller
 // queued before Sync.
-func (k *kconn) flush(c *nftables.Conn, t *nftables.Table) flushResult {
+func (k *kconn) flush(c *nftables.Conn, t []*nftables.Table) flushResult {
 	var res flushResult
 	sent := false
 	ack := []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 20)}}
@@ -261,7 +265,7 @@ func (k *kconn) flush(c *nftables.Conn, t *nftables.Table) flushResult {
 	return res
 }
 
-func (k *kconn) send(batch []netlink.Message, t *nftables.Table) flushResult {
+func (k *kconn) send(batch []netlink.Message, t []*nftables.Table) flushResult {
 	res := flushResult{handles: map[ruleID]uint64{}}
 	if len(batch) < 3 {
 		res.err = errors.New("empty batch")
@@ -301,7 +305,7 @@ func (k *kconn) send(batch []netlink.Message, t *nftables.Table) flushResult {
 					return res
 				}
 				if key, ok := ruleKey(r); ok {
-					res.handles[ruleID{chain, key}] = r.Handle
+					res.handles[ruleID{nftables.TableFamily(m.Data[0]), tableOf(m), chain, key}] = r.Handle
 				}
 			case m.Header.Type == netlink.Error && m.Header.Sequence == seq:
 				return res // acknowledged: the batch is committed
@@ -310,25 +314,51 @@ func (k *kconn) send(batch []netlink.Message, t *nftables.Table) flushResult {
 	}
 }
 
-// ownTable reports whether an operation names table t (of its family).
-func ownTable(m netlink.Message, t *nftables.Table) bool {
-	if len(m.Data) < 4 || nftables.TableFamily(m.Data[0]) != t.Family {
+// ownTable reports whether an operation names one of tables ts (of its
+// family).
+func ownTable(m netlink.Message, ts []*nftables.Table) bool {
+	if len(m.Data) < 4 {
 		return false
 	}
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return false
-	}
-	// NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,SET_ELEM_LIST_TABLE}
-	// are all attribute 1.
-	for ad.Next() {
-		if ad.Type() == 1 {
-			return ad.String() == t.Name
+	name := tableOf(m)
+	for _, t := range ts {
+		if nftables.TableFamily(m.Data[0]) == t.Family && name == t.Name {
+			return true
 		}
 	}
 	return false
 }
 
+// tableOf is the table an operation or echo names ("" if none).
+func tableOf(m netlink.Message) string {
+	if len(m.Data) < 4 {
+		return ""
+	}
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return ""
+	}
+	// NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,SET_ELEM_LIST_TABLE}
+	// are all attribute 1.
+	for ad.Next() {
+		if ad.Type() == 1 {
+			return ad.String()
+		}
+	}
+	return ""
+}
+
 func ruleKey(r *nftables.Rule) (string, bool) {
 	return userdata.GetString(r.UserData, userdata.TypeComment)
+}
+
+// Generation returns the ruleset generation of c's namespace: it moves by
+// one per committed batch, so tests count batches with it.
+func Generation(c *nftables.Conn) (uint32, error) {
+	k, err := dialK(c)
+	if err != nil {
+		return 0, err
+	}
+	defer k.Close()
+	return k.gen()
 }

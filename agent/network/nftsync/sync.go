@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -84,73 +85,59 @@ func Key(text string, n int) string {
 // on c before Sync go into the same batch, but then Sync does not remember
 // the result (see the generation cache in kernel.go).
 func (e *Engine) Sync(c *nftables.Conn, want Table) (Stats, error) {
+	return e.SyncTables(c, want)
+}
+
+// SyncTables is Sync for several tables (of any families) at once: their
+// differences go into one batch, so the kernel applies all of them or none
+// and no packet ever sees some tables changed and the others not.
+func (e *Engine) SyncTables(c *nftables.Conn, want ...Table) (Stats, error) {
 	if c.TestDial != nil { // a fake kernel: the library's own paths only
-		return e.syncTable(c, nil, want)
+		return e.syncTables(c, nil, want)
 	}
 	k, err := dialK(c)
 	if err != nil {
 		return Stats{}, fmt.Errorf("netlink: %w", err)
 	}
 	defer k.Close()
-	return e.syncTable(c, k, want)
+	return e.syncTables(c, k, want)
 }
 
-func (e *Engine) syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error) {
+// tableRun is one table's part of a batch.
+type tableRun struct {
+	t    *nftables.Table
+	key  cacheKey
+	hit  bool
+	next snapshot
+}
+
+func (e *Engine) syncTables(c *nftables.Conn, k *kconn, want []Table) (Stats, error) {
 	var st Stats
-	t := &nftables.Table{Family: want.Family, Name: want.Name}
-	var key cacheKey
 	var gen0 uint32
 	caching := k != nil && k.cookie != 0
 	if caching {
-		key = cacheKey{netns: k.cookie, family: want.Family, name: want.Name}
 		var err error
 		if gen0, err = k.gen(); err != nil {
 			caching = false
 		}
 	}
-	have, hit := snapshot{}, false
-	if caching {
-		have, hit = e.cacheGet(key, gen0)
-	}
-	if !hit {
-		if caching {
-			e.cacheDrop(key)
-		}
-		tables, err := c.ListTablesOfFamily(want.Family)
+	runs := make([]tableRun, len(want))
+	for i, w := range want {
+		r, err := e.queueTable(c, k, w, caching, gen0, &st)
 		if err != nil {
-			return st, fmt.Errorf("list tables: %w", err)
+			return st, err
 		}
-		exists := false
-		for _, x := range tables {
-			exists = exists || x.Name == want.Name
-		}
-		have = snapshot{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
-		if exists {
-			if have, err = e.read(c, k, t); err != nil {
-				return st, err
-			}
-		} else {
-			c.AddTable(t)
-			st.Objects++
-		}
+		runs[i] = r
 	}
-	next := newSnapshot()
-	var del deletions
-	// Chains first (verdict map elements name them), then sets, then the
-	// rules (which name both), then what goes.
-	chains := addChains(c, t, want.Chains, have, next, &st, &del)
-	if err := syncSets(c, t, want.Sets, have, next, &st, &del); err != nil {
-		return st, err
-	}
-	for i, wc := range want.Chains {
-		next.rules[wc.Name] = syncRules(c, chains[i], wc.Rules, have.rules[wc.Name], &st)
-	}
-	del.queue()
 	if st.Ops() == 0 {
 		// Remember what was read, if nothing was committed while reading.
-		if caching && !hit {
+		if caching {
 			if g, err := k.gen(); err == nil && g == gen0 {
-				e.cachePut(key, gen0, next)
+				for _, r := range runs {
+					if !r.hit {
+						e.cachePut(r.key, gen0, r.next)
+					}
+				}
 			}
 		}
 		return st, nil
@@ -161,23 +148,89 @@ func (e *Engine) syncTable(c *nftables.Conn, k *kconn, want Table) (Stats, error
 		}
 		return st, nil
 	}
-	res := k.flush(c, t)
+	tables := make([]*nftables.Table, len(runs))
+	for i, r := range runs {
+		tables[i] = r.t
+	}
+	res := k.flush(c, tables)
 	if res.err != nil {
-		e.cacheDrop(key)
+		for _, r := range runs {
+			e.cacheDrop(r.key)
+		}
 		return st, applyErr(st, want, res.err)
 	}
 	// Remember the result if our commit is the only one since gen0 was
 	// read and every new rule's handle is known.
-	if caching && !res.foreign && next.setHandles(res.handles) {
-		if g, err := k.gen(); err == nil && g == nextGen(gen0) {
-			e.cachePut(key, g, next)
+	if !caching || res.foreign {
+		return st, nil
+	}
+	g, err := k.gen()
+	for _, r := range runs {
+		if err == nil && g == nextGen(gen0) && r.next.setHandles(res.handles, r.t) {
+			e.cachePut(r.key, g, r.next)
+		} else {
+			e.cacheDrop(r.key)
 		}
 	}
 	return st, nil
 }
 
-func applyErr(st Stats, want Table, err error) error {
-	return fmt.Errorf("apply batch of %d operations to table %q (previous ruleset kept): %w", st.Ops(), want.Name, err)
+// queueTable queues on c what turns table want into what it should be,
+// counting the operations into st.
+func (e *Engine) queueTable(c *nftables.Conn, k *kconn, want Table, caching bool, gen0 uint32, st *Stats) (tableRun, error) {
+	t := &nftables.Table{Family: want.Family, Name: want.Name}
+	run := tableRun{t: t, key: cacheKey{family: want.Family, name: want.Name}}
+	if caching {
+		run.key.netns = k.cookie
+	}
+	have := snapshot{}
+	if caching {
+		have, run.hit = e.cacheGet(run.key, gen0)
+	}
+	if !run.hit {
+		if caching {
+			e.cacheDrop(run.key)
+		}
+		tables, err := c.ListTablesOfFamily(want.Family)
+		if err != nil {
+			return run, fmt.Errorf("list tables: %w", err)
+		}
+		exists := false
+		for _, x := range tables {
+			exists = exists || x.Name == want.Name
+		}
+		have = snapshot{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
+		if exists {
+			if have, err = e.read(c, k, t); err != nil {
+				return run, err
+			}
+		} else {
+			c.AddTable(t)
+			st.Objects++
+		}
+	}
+	next := newSnapshot()
+	var del deletions
+	// Chains first (verdict map elements name them), then sets, then the
+	// rules (which name both), then what goes.
+	chains := addChains(c, t, want.Chains, have, next, st, &del)
+	if err := syncSets(c, t, want.Sets, have, next, st, &del); err != nil {
+		return run, err
+	}
+	for i, wc := range want.Chains {
+		next.rules[wc.Name] = syncRules(c, chains[i], wc.Rules, have.rules[wc.Name], st)
+	}
+	del.queue()
+	run.next = next
+	return run, nil
+}
+
+func applyErr(st Stats, want []Table, err error) error {
+	names := make([]string, len(want))
+	for i, w := range want {
+		names[i] = strconv.Quote(w.Name)
+	}
+	return fmt.Errorf("apply batch of %d operations to table %s (previous ruleset kept): %w", st.Ops(), strings.Join(names, " and "), err)
 }
 
 // snapshot is a table as the diff needs it: chains, rules (handle and
@@ -197,14 +250,14 @@ func newSnapshot() snapshot {
 
 // setHandles gives the new rules (handle 0) of s the handles the kernel
 // echoed; false if one is missing.
-func (s snapshot) setHandles(h map[ruleID]uint64) bool {
+func (s snapshot) setHandles(h map[ruleID]uint64, t *nftables.Table) bool {
 	for chain, rules := range s.rules {
 		for _, r := range rules {
 			if r.Handle != 0 {
 				continue
 			}
 			key, _ := ruleKey(r)
-			if r.Handle = h[ruleID{chain, key}]; r.Handle == 0 {
+			if r.Handle = h[ruleID{t.Family, t.Name, chain, key}]; r.Handle == 0 {
 				return false
 			}
 		}

@@ -75,8 +75,9 @@ func (d *Driver) Close() error {
 	return nil
 }
 
-// Set converges the table to st's ports and groups in one batch. One bad
-// group or port never holds back the rest, and never leaves a port open:
+// Set converges both tables (anti-spoofing and groups) to st's ports and
+// groups in one batch. One bad group or port never holds back the rest,
+// and never leaves a port open:
 //   - a group that does not validate is applied with no rules, so its
 //     ports receive and send nothing (a port naming an unknown group
 //     likewise), and reported as a network.ResourceError;
@@ -96,11 +97,6 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	}
 	if err := netnsutil.Do(d.cfg.NetNS, bridgeNetfilterOn); err != nil {
 		return fmt.Errorf("secgroup: %w", err)
-	}
-	// Anti-spoofing first: a port's sources are checked on its link
-	// before the group rules admit its IPv6 by MAC.
-	if err := d.syncL2(st); err != nil {
-		errs = append(errs, fmt.Errorf("port anti-spoofing table: %w", err))
 	}
 	stats, err := d.sync(st, nil)
 	if err != nil {
@@ -122,7 +118,11 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	return nil
 }
 
-// sync applies the table with the ports in closed shut.
+// sync applies the anti-spoofing table (bridge family) and the group
+// table (inet) with the ports in closed shut, in one batch: the kernel
+// takes both or neither, so no packet ever meets one table changed and
+// the other not (a port's IPv6 admitted by MAC in inet before its
+// sources are checked on its link, or the reverse).
 func (d *Driver) sync(st network.HostState, closed map[string]bool) (nftsync.Stats, error) {
 	c, done, err := d.conn()
 	if err != nil {
@@ -133,21 +133,7 @@ func (d *Driver) sync(st network.HostState, closed map[string]bool) (nftsync.Sta
 	if d.beforeSync != nil {
 		d.beforeSync(c, want)
 	}
-	return d.nft.Sync(c, want)
-}
-
-// syncL2 applies the bridge-family anti-spoofing table: a second batch,
-// since a table has one family. Until it applies, a filtered port's IPv6
-// is dropped by the inet table only if its MAC is unknown there, so it
-// goes first.
-func (d *Driver) syncL2(st network.HostState) error {
-	c, done, err := d.conn()
-	if err != nil {
-		return err
-	}
-	defer done()
-	_, err = d.nft.Sync(c, l2Ruleset(d.cfg.L2Table, st))
-	return err
+	return d.nft.SyncTables(c, l2Ruleset(d.cfg.L2Table, st), want)
 }
 
 // split applies st with every local filtered port closed, then opens the

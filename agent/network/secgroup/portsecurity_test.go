@@ -4,12 +4,15 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/agent/network/nftsync"
 	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
@@ -88,9 +91,21 @@ func testPortSecurity(t *testing.T, drv string) {
 	ip(t, "-n", ns("a"), "link", "set", "eth0", "address", ports[0].MAC.String())
 	check("own MAC again", ns("a"), a1, "10.1.1.30", 9090, true)
 
-	// An allowed address pair lets the port send from that address.
+	// An allowed address pair lets the port send from that address. It
+	// changes both tables (the port's sources on its link, its group's
+	// members) in one batch: the ruleset generation moves by one.
 	st.Ports[0].AllowedAddressPairs = []network.AddressPair{{Prefix: netip.PrefixFrom(forged, 32)}}
+	gen0 := generation(t, h.NS)
 	set()
+	if g := generation(t, h.NS); g != gen0+1 {
+		t.Errorf("a change to both tables took %d batches, want 1", g-gen0)
+	}
+	for _, tbl := range []string{"bridge " + secgroup.DefaultL2Table, "inet " + secgroup.DefaultTable} {
+		out, err := exec.Command("ip", "netns", "exec", h.NS, "nft", "list", "table", strings.Fields(tbl)[0], strings.Fields(tbl)[1]).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), forged.String()) {
+			t.Errorf("table %s does not hold the pair %s after the batch: %v\n%s", tbl, forged, err, out)
+		}
+	}
 	check("allowed address pair", ns("a"), forged, "10.1.1.30", 9090, true)
 	// A pair counts as a member of the port's groups: srv's "8080 from
 	// app's members" admits it (a CIDR pair overlapping the port's own
@@ -105,6 +120,19 @@ func testPortSecurity(t *testing.T, drv string) {
 	check("pair removed", ns("a"), forged, "10.1.1.30", 9090, false)
 	check("pair removed from app's members", ns("a"), forged, "10.1.1.30", 8080, false)
 	check("first address still a member", ns("a"), a1, "10.1.1.30", 8080, true)
+}
+
+// generation is the nft ruleset generation of namespace ns.
+func generation(t *testing.T, ns string) uint32 {
+	t.Helper()
+	f, err := os.Open(netnsutil.Path(ns))
+	must(t, err)
+	defer f.Close()
+	c, err := nftsync.Open(int(f.Fd()))
+	must(t, err)
+	g, err := nftsync.Generation(c)
+	must(t, err)
+	return g
 }
 
 func ip(t *testing.T, args ...string) {
