@@ -58,11 +58,13 @@ type Config struct {
 	MetricsAddr string `json:"metrics_addr"`
 	// RecoveryGrace is how long a host stays dead in gossip before the
 	// recovery controller fences it and moves what it ran; 0 turns
-	// recovery off. FenceExpiry is the fence's blocklist expiry.
-	RecoveryGrace time.Duration `json:"recovery_grace"`
-	FenceExpiry   time.Duration `json:"fence_expiry"`
-	LogFormat     string        `json:"log_format"`
-	LogLevel      string        `json:"log_level"`
+	// recovery off. FenceExpiry is the fence's blocklist expiry;
+	// FenceRetention how long a released fence is kept as history.
+	RecoveryGrace  time.Duration `json:"recovery_grace"`
+	FenceExpiry    time.Duration `json:"fence_expiry"`
+	FenceRetention time.Duration `json:"fence_retention"`
+	LogFormat      string        `json:"log_format"`
+	LogLevel       string        `json:"log_level"`
 	// Scheduler tunes placement.
 	Scheduler Scheduler `json:"scheduler"`
 }
@@ -90,24 +92,25 @@ func (c *Config) SchedulerConfig() scheduler.Config {
 func (c *Config) SetDefaults() {
 	host, _ := os.Hostname()
 	*c = Config{
-		Name:          host + "-coordinator",
-		DataDir:       "/var/lib/strata/coordinator",
-		Listen:        []string{"127.0.0.1:7070"},
-		GossipBind:    "0.0.0.0:7946",
-		GossipProfile: "lan",
-		GossipKeyFile: "/etc/strata/gossip.key",
-		RetainDeltas:  10000,
-		Store:         "bbolt",
-		EtcdPrefix:    "/strata/",
-		MaxWait:       60 * time.Second,
-		VNIRange:      "1000-99999",
-		UnderlayMTU:   1500,
-		MetricsAddr:   "127.0.0.1:9465",
-		RecoveryGrace: 30 * time.Second,
-		FenceExpiry:   24 * time.Hour,
-		MaxConns:      4096,
-		LogFormat:     "text",
-		LogLevel:      "info",
+		Name:           host + "-coordinator",
+		DataDir:        "/var/lib/strata/coordinator",
+		Listen:         []string{"127.0.0.1:7070"},
+		GossipBind:     "0.0.0.0:7946",
+		GossipProfile:  "lan",
+		GossipKeyFile:  "/etc/strata/gossip.key",
+		RetainDeltas:   10000,
+		Store:          "bbolt",
+		EtcdPrefix:     "/strata/",
+		MaxWait:        60 * time.Second,
+		VNIRange:       "1000-99999",
+		UnderlayMTU:    1500,
+		MetricsAddr:    "127.0.0.1:9465",
+		RecoveryGrace:  30 * time.Second,
+		FenceExpiry:    24 * time.Hour,
+		FenceRetention: 7 * 24 * time.Hour,
+		MaxConns:       4096,
+		LogFormat:      "text",
+		LogLevel:       "info",
 		Scheduler: Scheduler{CPUAllocationRatio: scheduler.DefaultRatios().VCPU, RAMAllocationRatio: scheduler.DefaultRatios().RAM,
 			DiskAllocationRatio: scheduler.DefaultRatios().Disk, Placement: "spread"},
 	}
@@ -141,6 +144,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus metrics listen address (empty: off)")
 	fs.DurationVar(&c.RecoveryGrace, "recovery-grace", c.RecoveryGrace, "how long a dead host waits before it is fenced and its instances, routers and DHCP move (0: off)")
 	fs.DurationVar(&c.FenceExpiry, "fence-expiry", c.FenceExpiry, "expiry of a fence's Ceph blocklist entries (renewed while the fence holds)")
+	fs.DurationVar(&c.FenceRetention, "fence-retention", c.FenceRetention, "how long a released fence is kept as the record of what was fenced when")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.Float64Var(&c.Scheduler.CPUAllocationRatio, "cpu-allocation-ratio", c.Scheduler.CPUAllocationRatio, "vCPUs placed per host CPU")
@@ -184,6 +188,9 @@ func (c *Config) Validate() error {
 		if !(r > 0) || r > 1000 {
 			return api.Fieldf(key, "%v is not in (0, 1000]", r)
 		}
+	}
+	if c.FenceRetention < time.Minute {
+		return api.Fieldf("fence_retention", "%s is too short to keep a released fence as history (at least 1m)", c.FenceRetention)
 	}
 	if p := c.Scheduler.Placement; p != "spread" && p != "pack" {
 		return api.Fieldf("scheduler.placement", "%q is neither spread nor pack", p)

@@ -49,12 +49,16 @@ type Config struct {
 	Interval time.Duration
 	// Retry is how often an instance that could not be moved is tried again.
 	Retry time.Duration
+	// Retention is how long a released fence stays as the record of what
+	// was fenced when before it is pruned.
+	Retention time.Duration
 }
 
 // DefaultConfig suits a LAN: SWIM declares death in a few seconds, then
-// 30 s of grace.
+// 30 s of grace; released fences are kept for a week.
 func DefaultConfig() Config {
-	return Config{Grace: 30 * time.Second, FenceExpiry: 24 * time.Hour, Interval: time.Second, Retry: 10 * time.Second}
+	return Config{Grace: 30 * time.Second, FenceExpiry: 24 * time.Hour, Interval: time.Second, Retry: 10 * time.Second,
+		Retention: 7 * 24 * time.Hour}
 }
 
 // Controller is the recovery controller.
@@ -90,6 +94,9 @@ func New(cfg Config, st *store.Store, reg *registry.Registry, hosts func() []api
 	}
 	if cfg.Retry <= 0 {
 		cfg.Retry = d.Retry
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = d.Retention
 	}
 	if lease == nil {
 		lease = Always{}
@@ -129,7 +136,8 @@ type fenceRes struct {
 }
 
 // Pass is one level-triggered pass: fence the hosts dead past the grace,
-// move what fenced hosts ran, release the fences of hosts back clean.
+// move what fenced hosts ran, release the fences of hosts back clean
+// (restarting what was held on them), prune old released fences.
 // Each host's and resource's step is its own commit: one that fails
 // stalls no other.
 func (c *Controller) Pass() error {
@@ -163,6 +171,7 @@ func (c *Controller) Pass() error {
 	}
 	for _, f := range fences {
 		if f.spec.Released {
+			errs = append(errs, c.prune(f))
 			continue
 		}
 		if _, err := c.recorded(f); err != nil {
@@ -230,10 +239,15 @@ func (c *Controller) fence(h api.Host, rep api.HostReport, fences []fenceRes) er
 		}
 	}
 	add(h.Addr)
+	// One past the highest number of the host's fences: pruned ones leave
+	// gaps, and a name is never reused while an older fence keeps it.
 	n := 1
 	for _, f := range fences {
+		var i int
 		if f.spec.Host == h.Name {
-			n++
+			if _, err := fmt.Sscanf(strings.TrimPrefix(f.res.Name, h.Name+"-"), "%d", &i); err == nil && i >= n {
+				n = i + 1
+			}
 		}
 	}
 	name := fmt.Sprintf("%s-%d", h.Name, n)
@@ -502,7 +516,7 @@ func (c *Controller) releaseIfClean(h api.Host, rep api.HostReport, f *fenceRes)
 		return err
 	}
 	spec := f.spec
-	spec.Released = true
+	spec.Released, spec.ReleasedAt = true, c.now().UTC()
 	spec.Reason = strings.TrimSpace(spec.Reason + "; released: back and clean at epoch " + fmt.Sprint(rep.AppliedEpoch))
 	if len(spec.Reason) > registry.MaxDescriptionLen {
 		spec.Reason = spec.Reason[:registry.MaxDescriptionLen]
@@ -511,5 +525,83 @@ func (c *Controller) releaseIfClean(h api.Host, rep api.HostReport, f *fenceRes)
 		return fmt.Errorf("release fence %s: %w", f.res.Name, err)
 	}
 	c.log.Info("host back and clean: fence released", "host", h.Name, "fence", f.res.Name, "applied_epoch", rep.AppliedEpoch)
+	return c.restartHeld(h.Name, f.res.Name)
+}
+
+// restartHeld starts again what the fence held on its host: instances
+// that were not moved (a local disk, dirty cache blocks, no room
+// elsewhere) and want to run. Their guests died with the host, or lost
+// their Ceph clients to the blocklist, and a guest that stopped outside
+// Strata stays stopped until its instance changes: each gets a start (its
+// Starts counter bumped, in a commit of its own) and a placement status
+// that says why.
+func (c *Controller) restartHeld(host, fence string) error {
+	rs, err := placedOn(c.store, host, "instance")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range rs {
+		var spec api.InstanceSpec
+		if err := json.Unmarshal(r.Spec, &spec); err != nil || spec.Power == api.PowerStopped {
+			continue
+		}
+		spec.Starts++
+		if _, err := c.write(r, &spec, registry.Admission{}); err != nil {
+			errs = append(errs, fmt.Errorf("restart %s held on host %s: %w", r.Key(), host, err))
+			continue
+		}
+		msg := fmt.Sprintf("restarted on %s: fence %s released, the host is back", host, fence)
+		_, _, err := c.store.Update(func(tx *store.Tx) error {
+			tx.SetPlacement(r.Key(), api.PlacementStatus{State: api.PlacementPlaced, Host: host, Message: msg, Updated: c.now().UTC()})
+			return nil
+		})
+		errs = append(errs, err)
+		c.mu.Lock()
+		delete(c.tried, r.Key())
+		c.mu.Unlock()
+		c.log.Warn("instance held on a fenced host restarted there", "instance", r.Key().String(), "host", host, "fence", fence)
+	}
+	return errors.Join(errs...)
+}
+
+// prune deletes a released fence older than the retention, once the
+// storage controller has lifted its blocklist entries (reported it
+// released at its epoch).
+func (c *Controller) prune(f fenceRes) error {
+	at := f.spec.ReleasedAt
+	if at.IsZero() {
+		at = f.res.Updated // released before releases were stamped
+	}
+	if c.now().Sub(at) < c.cfg.Retention {
+		return nil
+	}
+	_, _, err := c.store.Update(func(tx *store.Tx) error {
+		cur, err := tx.Get(f.res.Key())
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if cur.Epoch != f.res.Epoch {
+			return nil // changed since the pass read it: next pass
+		}
+		lifted := false
+		for _, st := range tx.HostStatuses(cur.Key()) {
+			lifted = lifted || (st.State == api.FenceReleased && st.Epoch == cur.Epoch)
+		}
+		if !lifted {
+			return nil
+		}
+		pruned, err := tx.Delete(cur.Key())
+		if pruned {
+			c.log.Info("released fence pruned", "fence", f.res.Name, "host", f.spec.Host, "released_at", at, "retention", c.cfg.Retention)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("prune fence %s: %w", f.res.Name, err)
+	}
 	return nil
 }

@@ -356,3 +356,82 @@ func TestEvacuationNeedsARecordedFence(t *testing.T) {
 		t.Fatalf("evacuation without a fence: %v", err)
 	}
 }
+
+// TestHeldInstanceRestartsAfterRelease: an instance held on the dead host
+// (dirty cache blocks there) gets a start once the host is back clean and
+// its fence is released; the released fence is pruned after the
+// retention, once the storage controller lifted it, and the host's next
+// fence takes the next number.
+func TestHeldInstanceRestartsAfterRelease(t *testing.T) {
+	k := newCluster(t, "h1", "h2", "h3")
+	k.c.cfg.Retention = time.Hour
+	demo(k)
+	img := "volumes/" + storagespec.VolumeImage("p", "vm-root")
+	k.report(api.HostReport{Host: "h1", VolumeCaches: []api.VolumeCacheReport{{Image: img, Mode: "writeback", DirtyBlocks: 2, DirtyBytes: 8192}}})
+	k.setState("h1", api.StateDead)
+	k.clock = k.clock.Add(10 * time.Second)
+	k.pass()
+	k.recordFence("h1-1")
+	k.pass()
+	if vm, _ := get[api.InstanceSpec](k, "instance", "p", "vm"); vm.Host != "h1" || vm.Starts != 0 {
+		t.Fatalf("held instance: host %s starts %d", vm.Host, vm.Starts)
+	}
+	// A stopped instance on the host stays stopped.
+	off, _ := get[api.InstanceSpec](k, "instance", "p", "disk")
+	off.Power = api.PowerStopped
+	k.put("instance", "p", "disk", &off)
+
+	k.clock = k.clock.Add(time.Minute)
+	k.setState("h1", api.StateAlive)
+	k.report(api.HostReport{Host: "h1", AppliedEpoch: k.st.Epoch()})
+	k.pass()
+	fs, fres := get[api.FenceSpec](k, "fence", "", "h1-1")
+	if !fs.Released || !fs.ReleasedAt.Equal(k.clock) {
+		t.Fatalf("fence after the host came back clean: %+v", fs)
+	}
+	vm, _ := get[api.InstanceSpec](k, "instance", "p", "vm")
+	if vm.Host != "h1" || vm.Starts != 1 {
+		t.Fatalf("held instance after the release: host %s starts %d; want a start on h1", vm.Host, vm.Starts)
+	}
+	if msg := k.placement("p", "vm"); !strings.Contains(msg, "restarted on h1: fence h1-1 released") {
+		t.Fatalf("placement status %q", msg)
+	}
+	if d, _ := get[api.InstanceSpec](k, "instance", "p", "disk"); d.Starts != 0 {
+		t.Fatalf("a stopped instance got a start: %d", d.Starts)
+	}
+	epoch := k.st.Epoch()
+	k.pass()
+	if k.st.Epoch() != epoch {
+		t.Fatal("a pass after the release changed the store again")
+	}
+
+	// Kept within the retention, and past it until the storage
+	// controller has lifted the entries.
+	k.clock = k.clock.Add(59 * time.Minute)
+	k.pass()
+	k.clock = k.clock.Add(2 * time.Minute)
+	k.pass()
+	if fs := k.fenceList(); len(fs) != 1 {
+		t.Fatalf("fences %v: pruned before the storage controller lifted it", fs)
+	}
+	k.report(api.HostReport{Host: "h3", Resources: []api.ResourceReport{{Key: fres.Key(),
+		ResourceStatus: api.ResourceStatus{State: api.FenceReleased, Epoch: fres.Epoch, Updated: k.clock}}}})
+	k.pass()
+	if fs := k.fenceList(); len(fs) != 0 {
+		t.Fatalf("fences %v past the retention, lifted: want none", fs)
+	}
+
+	// A fence in force is never pruned, and numbers go on past the gaps.
+	k.put("fence", "", "h2-4", &api.FenceSpec{Host: "h2", Addrs: []string{"172.30.9.2"}, Released: true, ReleasedAt: k.clock})
+	_, old := get[api.FenceSpec](k, "fence", "", "h2-4")
+	k.report(api.HostReport{Host: "h3", Resources: []api.ResourceReport{{Key: old.Key(),
+		ResourceStatus: api.ResourceStatus{State: api.FenceReleased, Epoch: old.Epoch, Updated: k.clock}}}})
+	k.setState("h2", api.StateDead)
+	k.clock = k.clock.Add(10 * time.Second)
+	k.pass()
+	k.clock = k.clock.Add(48 * time.Hour)
+	k.pass()
+	if fs := k.fenceList(); strings.Join(fs, ",") != "h2-5" {
+		t.Fatalf("fences %v, want h2-5 (h2-4 released and pruned)", fs)
+	}
+}

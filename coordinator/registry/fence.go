@@ -14,8 +14,9 @@ const DefaultFenceExpiry = 24 * 60 * 60
 // controller puts the host's Ceph client addresses on the OSD blocklist
 // and breaks their RBD locks and reports it "fenced"; only then is anything
 // of the host's rebuilt elsewhere. Every storage controller host gets it
-// in its plan. A fence is never deleted by the coordinator: fences are the
-// record of what was fenced when, released once the host came back clean.
+// in its plan. Fences are the record of what was fenced when, released once
+// the host came back clean; the coordinator deletes a released fence only
+// once it is older than its fence_retention.
 func FenceKind() *Kind {
 	str := map[string]any{"type": "string"}
 	return &Kind{
@@ -30,6 +31,7 @@ func FenceKind() *Kind {
 				"addrs":          map[string]any{"type": "array", "items": str, "maxItems": 16},
 				"expiry_seconds": map[string]any{"type": "integer", "minimum": 0},
 				"released":       map[string]any{"type": "boolean"},
+				"released_at":    str,
 			},
 		},
 	}

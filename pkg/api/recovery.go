@@ -8,7 +8,8 @@ import "time"
 // Ceph client addresses on the OSD blocklist (with Expiry, renewed while
 // the fence holds) and breaks the RBD locks they hold, then reports the
 // fence "fenced". Nothing of the host's is rebuilt elsewhere before that
-// status is recorded. Fences stay as the history of what was fenced when.
+// status is recorded. Fences stay as the history of what was fenced when, until a released one
+// is older than the coordinator's fence_retention.
 type FenceSpec struct {
 	// Host is the fenced host.
 	Host string `json:"host"`
@@ -26,6 +27,10 @@ type FenceSpec struct {
 	// Released is set once the host came back clean (alive, its old
 	// domains removed): the controller removes the blocklist entries.
 	Released bool `json:"released,omitempty"`
+	// ReleasedAt is when the coordinator released the fence; a released
+	// fence is pruned once it is older than the coordinator's
+	// fence_retention.
+	ReleasedAt time.Time `json:"released_at,omitzero"`
 }
 
 // Fence states in a fence's status.

@@ -82,7 +82,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	go gsync.Run(ctx)
 	if cfg.RecoveryGrace > 0 {
 		// One coordinator: it always holds the recovery lease.
-		rc := recovery.New(recovery.Config{Grace: cfg.RecoveryGrace, FenceExpiry: cfg.FenceExpiry}, st, kinds,
+		rc := recovery.New(recovery.Config{Grace: cfg.RecoveryGrace, FenceExpiry: cfg.FenceExpiry, Retention: cfg.FenceRetention}, st, kinds,
 			membership.View{Peers: member}.Hosts, recovery.Always{}, log.With("subsystem", "recovery"))
 		go rc.Run(ctx)
 	}
