@@ -209,6 +209,10 @@ func GroupSet6Name(groupID string) string { return "gm6_" + hashFull(groupID) }
 // what port id sends (MAC, ARP, IPv4 and IPv6 sources).
 func PortSecurityChain(portID string) string { return "s_" + hashFull(portID) }
 
+// PortNDChain is the bridge-family chain checking the target address of
+// the neighbour advertisements port id sends.
+func PortNDChain(portID string) string { return "n_" + hashFull(portID) }
+
 // PortEgressChain is the nft chain of what port id sends.
 func PortEgressChain(portID string) string { return "o_" + hashFull(portID) }
 
@@ -263,7 +267,8 @@ func NetworkNames(vni uint32) []Name {
 func PortNames(portID string) []Name {
 	return []Name{{LinkName, EndpointVethName(portID)}, {LinkName, TapName(portID)},
 		{NetNSName, EndpointNamespace(longestPrefix, portID)},
-		{NFTName, PortEgressChain(portID)}, {NFTName, PortIngressChain(portID)}, {NFTName, PortSecurityChain(portID)}}
+		{NFTName, PortEgressChain(portID)}, {NFTName, PortIngressChain(portID)}, {NFTName, PortSecurityChain(portID)},
+		{NFTName, PortNDChain(portID)}}
 }
 
 // RouterNames are the names a host derives for a router with interfaces

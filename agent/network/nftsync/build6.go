@@ -94,3 +94,15 @@ func (b *B) ARPSender(mac net.HardwareAddr, p netip.Prefix) *B {
 	return b.add("arp saddr ip "+p.Masked().String(), ld,
 		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: net.CIDRMask(p.Bits(), 32), Xor: make([]byte, 4)}, cmpEq(a[:]))
 }
+
+// NDTarget matches the target address of a neighbour solicitation or
+// advertisement against p (after ICMPv6Type).
+func (b *B) NDTarget(p netip.Prefix) *B {
+	ld := &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16}
+	a := p.Masked().Addr().As16()
+	if p.Bits() == 128 {
+		return b.add("icmpv6 nd target "+p.Addr().String(), ld, cmpEq(a[:]))
+	}
+	return b.add("icmpv6 nd target "+p.Masked().String(), ld,
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 16, Mask: net.CIDRMask(p.Bits(), 128), Xor: make([]byte, 16)}, cmpEq(a[:]))
+}

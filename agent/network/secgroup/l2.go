@@ -99,7 +99,7 @@ func l2Ruleset(name string, st network.HostState) nftsync.Table {
 			dispatch.Ranges = append(dispatch.Ranges, nftsync.Range{From: nftsync.PackBytes(l2Key, [][]byte{[]byte(link)}),
 				Verdict: expr.Verdict{Kind: expr.VerdictJump, Chain: ch}})
 		}
-		chains = append(chains, nftsync.Chain{Name: ch, Rules: l2PortRules(p)})
+		chains = append(chains, nftsync.Chain{Name: ch, Rules: l2PortRules(p)}, nftsync.Chain{Name: netspec.PortNDChain(p.ID), Rules: ndRules(p)})
 	}
 	pre := nftsync.Chain{Name: "prerouting", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPrerouting,
 		Priority: nftables.ChainPriorityFilter, Rules: []nftsync.Rule{nftsync.R().VMap(l2Map, l2Key...)}}
@@ -115,7 +115,10 @@ func l2Ruleset(name string, st network.HostState) nftsync.Table {
 //     whose sender address is one of its sources (0.0.0.0: a probe);
 //   - IPv6 from one of its sources, link-local included, or from :: for
 //     ICMPv6 (duplicate address detection, MLD); never a router
-//     advertisement or a redirect: a guest is not a router;
+//     advertisement or a redirect: a guest is not a router; a neighbour
+//     advertisement only for one of its addresses (ndRules): IPv6's ARP
+//     reply, which would otherwise draw a neighbour's traffic for any
+//     address to the port;
 //   - nothing else.
 func l2PortRules(p network.Port) []nftsync.Rule {
 	v4, v6 := l2Sources(p)
@@ -134,7 +137,8 @@ func l2PortRules(p network.Port) []nftsync.Rule {
 		nftsync.R().EtherType(nftsync.EtherARP).EtherSrc(p.MAC).ARPSender(p.MAC, netip.MustParsePrefix("0.0.0.0/32")).Return(),
 		nftsync.R().EtherType(nftsync.EtherARP).Drop(),
 		nftsync.R().EtherType(nftsync.EtherIPv6).ICMPv6Type(nftsync.ICMPv6RouterAdvert).Drop(),
-		nftsync.R().EtherType(nftsync.EtherIPv6).ICMPv6Type(nftsync.ICMPv6Redirect).Drop())
+		nftsync.R().EtherType(nftsync.EtherIPv6).ICMPv6Type(nftsync.ICMPv6Redirect).Drop(),
+		nftsync.R().EtherType(nftsync.EtherIPv6).ICMPv6Type(nftsync.ICMPv6NeighborAdvert).Jump(netspec.PortNDChain(p.ID)))
 	for _, s := range v6 {
 		rs = append(rs, nftsync.R().EtherType(nftsync.EtherIPv6).EtherSrc(s.mac).Src6(s.prefix).Return())
 	}
@@ -142,4 +146,20 @@ func l2PortRules(p network.Port) []nftsync.Rule {
 		nftsync.R().EtherType(nftsync.EtherIPv6).EtherSrc(p.MAC).Src6(netip.MustParsePrefix("::/128")).L4Proto(58).Return(),
 		nftsync.R().Drop())
 	return rs
+}
+
+// ndRules is the chain of p's neighbour advertisements: one whose target
+// is one of p's IPv6 sources (addresses, pairs, link-local) returns to
+// the port's chain, which checks its source next; any other is dropped.
+func ndRules(p network.Port) []nftsync.Rule {
+	_, v6 := l2Sources(p)
+	var rs []nftsync.Rule
+	seen := map[netip.Prefix]bool{}
+	for _, s := range v6 {
+		if !seen[s.prefix] {
+			seen[s.prefix] = true
+			rs = append(rs, nftsync.R().NDTarget(s.prefix).Return())
+		}
+	}
+	return append(rs, nftsync.R().Drop())
 }

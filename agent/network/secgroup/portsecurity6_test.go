@@ -27,7 +27,8 @@ import (
 //     does not, neighbour discovery works;
 //   - a forged IPv6 source is dropped, an allowed pair lets it through;
 //   - an ARP reply for an address not the port's is dropped (the peer
-//     never resolves it), until that address is an allowed pair;
+//     never resolves it), until that address is an allowed pair; a
+//     neighbour advertisement likewise, by its target address;
 //   - a router advertisement from a filtered port never reaches its
 //     neighbour (one from a port without port security does: the sender
 //     works).
@@ -119,9 +120,33 @@ func testPortSecurity6(t *testing.T, drv string) {
 		return defaultRoute6(t, ns("srv")) != ""
 	})
 
+	// Neighbour advertisements, IPv6's ARP replies: a sends two from its
+	// own link-local address (a source it may use), one for a6 and one
+	// for forged6. srv takes untracked advertisements (as a router does),
+	// so each that arrives makes a neighbour entry: a6's does, forged6's
+	// was dropped for its target.
+	ip(t, "netns", "exec", ns("srv"), "sysctl", "-qw", "net.ipv6.conf.eth0.forwarding=1", "net.ipv6.conf.eth0.accept_untracked_na=1")
+	aMAC := st.Ports[0].MAC.String()
+	for _, x := range []netip.Addr{a6, forged6} {
+		ip(t, "-n", ns("srv"), "neigh", "flush", "to", x.String())
+	}
+	sendNA(t, ns("a"), forged6)
+	sendNA(t, ns("a"), a6)
+	testenv.WaitTrue(t, 10*time.Second, "srv learns a6 from a's advertisement", func() bool {
+		return neighbour(t, ns("srv"), a6) == aMAC
+	})
+	if mac := neighbour(t, ns("srv"), forged6); mac != "" {
+		t.Errorf("srv took a neighbour advertisement for %s (not a's) from %s", forged6, mac)
+	}
+
 	// Allowed pairs open exactly those sources.
 	st.Ports[0].AllowedAddressPairs = []network.AddressPair{{Prefix: netip.PrefixFrom(forged6, 128)}, {Prefix: netip.PrefixFrom(forged4, 32)}}
 	set()
+	ip(t, "-n", ns("srv"), "neigh", "flush", "to", forged6.String())
+	testenv.WaitTrue(t, 10*time.Second, "srv takes a's advertisement for its allowed pair "+forged6.String(), func() bool {
+		sendNA(t, ns("a"), forged6)
+		return neighbour(t, ns("srv"), forged6) == aMAC
+	})
 	check("IPv6 allowed pair", ns("a"), forged6, s6, 9091, true)
 	check("IPv6 allowed pair is a member of app", ns("a"), forged6, s6, 8080, true)
 	// srv's neighbour entry for forged4 failed above; a fresh one
@@ -180,6 +205,39 @@ func neighbour(t *testing.T, ns string, a netip.Addr) string {
 		}
 	}
 	return ""
+}
+
+// sendNA sends one unsolicited neighbour advertisement (override) for
+// target to all nodes from eth0's link-local address in ns.
+func sendNA(t *testing.T, ns string, target netip.Addr) {
+	t.Helper()
+	must(t, netnsutil.Do(ns, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		fd, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_RAW, syscall.IPPROTO_ICMPV6)
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(fd)
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_MULTICAST_HOPS, 255); err != nil {
+			return err
+		}
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_MULTICAST_IF, ifi.Index); err != nil {
+			return err
+		}
+		// Type 136, code 0, checksum (the kernel's), the override flag,
+		// the target, and the target link-layer address option.
+		na := []byte{136, 0, 0, 0, 0x20, 0, 0, 0}
+		na = append(append(na, target.AsSlice()...), 2, 1)
+		na = append(na, ifi.HardwareAddr...)
+		to := &syscall.SockaddrInet6{ZoneId: uint32(ifi.Index), Addr: [16]byte{0xff, 0x02, 15: 1}}
+		if err := syscall.Sendto(fd, na, 0, to); err != nil {
+			return fmt.Errorf("send neighbour advertisement: %w", err)
+		}
+		return nil
+	}))
 }
 
 func defaultRoute6(t *testing.T, ns string) string {
