@@ -5,7 +5,7 @@
 // instances on RBD restart elsewhere through the scheduler, routers and
 // DHCP servers are placed on other hosts with the same addresses. A host
 // that comes back clean (alive, its old domains gone) has its fence
-// released. One controller is active at a time (Lease).
+// released. One controller is active at a time: the holder of LeaseName.
 package recovery
 
 import (
@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strata-infra/strata/coordinator/lease"
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
@@ -27,16 +28,16 @@ import (
 	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
-// Lease says whether this coordinator runs recovery now. A single
-// coordinator always does (Always); HA coordinators hold it through an
-// etcd lease, so that two never fence or move the same host's things.
-type Lease interface{ Held() bool }
+// LeaseName is the lease the recovery controller holds while it acts: a
+// single coordinator holds it itself (lease.Local), HA coordinators hold
+// it through an etcd lease (lease.Etcd), so that two never fence or move
+// the same host's things, and when the holder dies its lease expires and
+// another coordinator's controller carries on from the store.
+const LeaseName = "recovery"
 
-// Always is the lease of a coordinator that runs alone.
-type Always struct{}
-
-// Held is always true.
-func (Always) Held() bool { return true }
+// errLeaseLost stops a pass whose hold went away mid-way: its successor
+// carries on from what was committed.
+var errLeaseLost = errors.New("recovery lease lost")
 
 // Config tunes the controller.
 type Config struct {
@@ -63,15 +64,17 @@ func DefaultConfig() Config {
 
 // Controller is the recovery controller.
 type Controller struct {
-	cfg   Config
-	store *store.Store
-	reg   *registry.Registry
-	hosts func() []api.Host
-	lease Lease
-	log   *slog.Logger
-	now   func() time.Time
+	cfg    Config
+	store  *store.Store
+	reg    *registry.Registry
+	hosts  func() []api.Host
+	leases lease.Leases
+	log    *slog.Logger
+	now    func() time.Time
 
 	mu sync.Mutex
+	// hold is the lease this controller acts under (nil: none now).
+	hold lease.Hold
 	// tried is when an instance's move was last refused.
 	tried map[api.Key]time.Time
 	// moved is the epoch of the last move off each fenced host: the host
@@ -80,8 +83,9 @@ type Controller struct {
 }
 
 // New returns a controller over the store, placing with reg's scheduler
-// and reading liveness from hosts (the gossip view).
-func New(cfg Config, st *store.Store, reg *registry.Registry, hosts func() []api.Host, lease Lease, log *slog.Logger) *Controller {
+// and reading liveness from hosts (the gossip view), acting only while it
+// holds LeaseName of leases (nil: a local lease, for a coordinator alone).
+func New(cfg Config, st *store.Store, reg *registry.Registry, hosts func() []api.Host, leases lease.Leases, log *slog.Logger) *Controller {
 	d := DefaultConfig()
 	if cfg.Grace <= 0 {
 		cfg.Grace = d.Grace
@@ -98,34 +102,92 @@ func New(cfg Config, st *store.Store, reg *registry.Registry, hosts func() []api
 	if cfg.Retention <= 0 {
 		cfg.Retention = d.Retention
 	}
-	if lease == nil {
-		lease = Always{}
+	if leases == nil {
+		leases = lease.NewLocal()
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Controller{cfg: cfg, store: st, reg: reg, hosts: hosts, lease: lease, log: log,
+	return &Controller{cfg: cfg, store: st, reg: reg, hosts: hosts, leases: leases, log: log,
 		now: time.Now, tried: map[api.Key]time.Time{}, moved: map[string]uint64{}}
 }
 
-// Run passes every Interval and after commits until ctx ends, while the
-// lease is held.
+// Run campaigns for the recovery lease until ctx ends; while it holds
+// the lease it passes every Interval and after commits. A lost lease (the
+// holder cut off from etcd past its TTL) stops the passes until it is
+// held again; a successor starts from the store alone.
 func (c *Controller) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		h, err := c.leases.Acquire(ctx, LeaseName)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("recovery lease not acquired", "err", err)
+				sleep(ctx, c.cfg.Interval)
+			}
+			continue
+		}
+		c.log.Info("recovery lease held: this coordinator runs recovery", "token", h.Token())
+		c.act(ctx, h)
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = h.Release(rctx)
+		cancel()
+	}
+}
+
+// act runs passes under hold h until ctx ends or h is lost.
+func (c *Controller) act(ctx context.Context, h lease.Hold) {
+	c.mu.Lock()
+	// Refusals seen before are stale now: try everything afresh. (What
+	// a predecessor moved is not known here; releaseIfClean falls back
+	// to the fence's epoch and the instances' placement for it.)
+	c.hold, c.tried = h, map[api.Key]time.Time{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.hold = nil
+		c.mu.Unlock()
+	}()
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
 	for {
 		changed := c.store.Changed()
-		if c.lease.Held() {
-			if err := c.Pass(); err != nil {
-				c.log.Warn("recovery pass", "err", err)
-			}
+		if err := c.Pass(); err != nil && !errors.Is(err, errLeaseLost) {
+			c.log.Warn("recovery pass", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-h.Lost():
+			c.log.Warn("recovery lease lost: this coordinator stops recovery", "token", h.Token())
+			return
 		case <-t.C:
 		case <-changed:
 		}
+	}
+}
+
+// Holding reports whether this controller holds the recovery lease now.
+func (c *Controller) Holding() bool {
+	c.mu.Lock()
+	h := c.hold
+	c.mu.Unlock()
+	if h == nil {
+		return false
+	}
+	select {
+	case <-h.Lost():
+		return false
+	default:
+		return true
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
@@ -276,7 +338,27 @@ func (c *Controller) recorded(f fenceRes) (time.Time, error) {
 // write admits and commits one system write of r with spec; a stored
 // resource is the Prev. It returns the epoch of the commit.
 func (c *Controller) write(r api.Resource, spec any, base registry.Admission) (uint64, error) {
+	if err := c.lost(); err != nil {
+		return 0, err
+	}
 	return write(c.store, c.reg, c.hosts, r, spec, base)
+}
+
+// lost is errLeaseLost when the controller runs under a hold that is gone
+// (Pass called outside Run, as tests do, acts unguarded).
+func (c *Controller) lost() error {
+	c.mu.Lock()
+	h := c.hold
+	c.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	select {
+	case <-h.Lost():
+		return errLeaseLost
+	default:
+		return nil
+	}
 }
 
 func write(st *store.Store, reg *registry.Registry, hosts func() []api.Host, r api.Resource, spec any, base registry.Admission) (uint64, error) {
@@ -345,6 +427,9 @@ func (c *Controller) evacuate(host, fence string, hosts []api.Host, reports map[
 	c.mu.Unlock()
 	if failed && c.now().Sub(last) < c.cfg.Retry {
 		return errors.Join(errs...)
+	}
+	if err := c.lost(); err != nil {
+		return err
 	}
 	moved, epoch, err := moveNetwork(c.store, c.reg, c.hosts, host, reports)
 	c.mu.Lock()
@@ -575,6 +660,9 @@ func (c *Controller) prune(f fenceRes) error {
 	}
 	if c.now().Sub(at) < c.cfg.Retention {
 		return nil
+	}
+	if err := c.lost(); err != nil {
+		return err
 	}
 	_, _, err := c.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.Get(f.res.Key())

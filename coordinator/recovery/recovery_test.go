@@ -34,6 +34,12 @@ func newCluster(t *testing.T, names ...string) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return newClusterOn(t, st, names...)
+}
+
+// newClusterOn is a cluster over st (bbolt, or a coordinator's etcd store).
+func newClusterOn(t *testing.T, st *store.Store, names ...string) *cluster {
+	t.Helper()
 	reg := registry.Default()
 	if err := reg.Attach(st); err != nil {
 		t.Fatal(err)

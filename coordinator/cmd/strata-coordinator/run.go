@@ -48,7 +48,6 @@ func run(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer closeStore()
-	_ = leases // singleton work (recovery, storage) holds its lease here
 	if err := ensureAdminToken(st, cfg.DataDir, log); err != nil {
 		return err
 	}
@@ -81,9 +80,10 @@ func run(ctx context.Context, cfg *config.Config) error {
 	go st.Follow(ctx) // other coordinators' commits (etcd); nothing on bbolt
 	go gsync.Run(ctx)
 	if cfg.RecoveryGrace > 0 {
-		// One coordinator: it always holds the recovery lease.
+		// Acts only while it holds the recovery lease: always on a
+		// single coordinator, one at a time among HA coordinators.
 		rc := recovery.New(recovery.Config{Grace: cfg.RecoveryGrace, FenceExpiry: cfg.FenceExpiry, Retention: cfg.FenceRetention}, st, kinds,
-			membership.View{Peers: member}.Hosts, recovery.Always{}, log.With("subsystem", "recovery"))
+			membership.View{Peers: member}.Hosts, leases, log.With("subsystem", "recovery"))
 		go rc.Run(ctx)
 	}
 	errc := make(chan error, len(cfg.Listen)+1)
