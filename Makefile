@@ -45,8 +45,9 @@ test:
 lab: build
 	bin/strata-lab up --demo testdata/lab/demo.yaml
 
-## lab-down: stop every lab process (Ceph's daemons by their pid files),
-## remove its namespaces, links and state
+## lab-down: stop every lab process (the guests' qemus through their
+## libvirtd or by pid, Ceph's daemons by their pid files), remove its
+## namespaces, links and state
 lab-down:
 	@test -x bin/strata-lab || $(MAKE) build
 	bin/strata-lab down

@@ -195,9 +195,13 @@ func (l *Lab) Down() error {
 		keep(l.StopAgent(i, syscall.SIGTERM))
 	}
 	keep(l.StopCoordinator(syscall.SIGTERM))
+	// The agents leave their guests running when they stop, by design
+	// (an agent restart is not a guest outage): the guests go here, while
+	// Ceph still serves their RBD disks and their libvirtds still run.
+	keep(l.StopGuests())
 	keep(cephtest.StopDir(l.CephDir()))
-	// The agents leave their data plane running when they stop, by design:
-	// dnsmasq processes and the namespaces they made go here.
+	// Likewise the rest of their data plane: dnsmasq processes, the
+	// libvirtds (by their pid files) and the namespaces they made go here.
 	pidfile.KillAll(l.Dir)
 	keep(l.downNetwork())
 	if first == nil {

@@ -32,8 +32,18 @@ type cephLab struct {
 // newCephLab brings up a lab of n hosts on the shared cluster, in pools
 // of its own (the cluster outlives the test, and RBD names derive from
 // project and name), with flavor tiny, a default volume type and
-// project demo-a.
+// project demo-a. Each host's libvirtd lives in a test directory of its
+// own, stopped (with its guests) before the lab goes down.
 func newCephLab(t testing.TB, n int) *cephLab {
+	t.Helper()
+	return newCephLabLV(t, n, false)
+}
+
+// newCephLabLV is newCephLab; with inLab the libvirtds live where make
+// lab puts them, under the lab's directory (lv1..lvN), and the lab's Down
+// alone must stop them and their guests (they are stopped beforehand
+// only when the test failed).
+func newCephLabLV(t testing.TB, n int, inLab bool) *cephLab {
 	t.Helper()
 	virttest.Require(t)
 	if !rbd.Supported {
@@ -62,17 +72,23 @@ func newCephLab(t testing.TB, n int) *cephLab {
 	}
 	cl := &cephLab{Lab: l, cluster: cluster, lvs: map[int]*Libvirtd{}, guest: g}
 	for i := 1; i <= n; i++ {
-		dir, err := testenv.MkdirTemp(fmt.Sprintf("stlv%d", i))
-		if err != nil {
-			t.Fatal(err)
+		dir := filepath.Join(l.Dir, fmt.Sprintf("lv%d", i))
+		if !inLab {
+			var err error
+			if dir, err = testenv.MkdirTemp(fmt.Sprintf("stlv%d", i)); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
 		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
 		lv, err := l.StartLibvirtd(i, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Runs before the lab's own cleanup: guests and libvirtd go first.
 		t.Cleanup(func() {
+			if inLab && !t.Failed() {
+				return
+			}
 			if err := lv.Stop(); err != nil {
 				t.Errorf("stop libvirtd of h%d: %v", lv.Host, err)
 			}
