@@ -27,6 +27,8 @@ func TestContractRefusesWhatHostsCannotApply(t *testing.T) {
 		{"/v1/projects/demo/floatingips/f1", `{"spec":{"external_network":"ext","port":"vm"}}`},
 		// A 60-character group name passes, and its host ID is valid.
 		{"/v1/projects/demo/securitygroups/" + long, `{"spec":{"rules":[{"direction":"ingress","remote_group":"` + long + `"}]}}`},
+		// IPv6 remote CIDRs, with the ethertype inferred or matching.
+		{"/v1/projects/demo/securitygroups/v6", `{"spec":{"rules":[{"direction":"ingress","remote_cidr":"fd00::/64"},{"direction":"egress","remote_cidr":"2001:db8::/32","ethertype":"IPv6"}]}}`},
 	} {
 		f.must(f.admin, "PUT", c.path, c.body, 201)
 	}
@@ -40,6 +42,10 @@ func TestContractRefusesWhatHostsCannotApply(t *testing.T) {
 			`{"spec":{"interfaces":[{"subnet":"s1"},{"subnet":"s2"}]}}`, "spec.external_network", `floating ip "f1"`, 409},
 		{"interface overlapping the external network", "PUT", "/v1/projects/demo/routers/r1",
 			`{"spec":{"external_network":"ext","interfaces":[{"subnet":"s1"},{"subnet":"near"}]}}`, "spec.interfaces[1].subnet", "overlaps external network", 400},
+		{"ethertype against the remote cidr", "PUT", "/v1/projects/demo/securitygroups/mixed",
+			`{"spec":{"rules":[{"direction":"ingress","remote_cidr":"fd00::/64","ethertype":"IPv4"}]}}`, "spec.rules[0].ethertype", `does not match remote cidr "fd00::/64"`, 400},
+		{"unknown ethertype", "PUT", "/v1/projects/demo/securitygroups/mixed",
+			`{"spec":{"rules":[{"direction":"ingress","ethertype":"ipx"}]}}`, "spec.rules[0].ethertype", `ethertype "ipx"`, 400},
 		{"delete the DHCP port by hand", "DELETE", "/v1/projects/demo/ports/" + api.DHCPPortName("app"), "", "", `network "app"`, 409},
 		{"delete a router interface port by hand", "DELETE", "/v1/projects/demo/ports/" + api.RouterPortName("r1", "s2"), "", "", `router "r1"`, 409},
 		{"delete a subnet a router uses", "DELETE", "/v1/projects/demo/subnets/s2", "", "", "", 409},

@@ -64,12 +64,13 @@ func keyNames(keys []kv) string {
 }
 
 // ParseSecurityGroupRule parses a security group rule such as
-// "direction=ingress,protocol=tcp,ports=22,remote_cidr=0.0.0.0/0".
+// "direction=ingress,protocol=tcp,ports=22,remote_cidr=0.0.0.0/0" (an
+// IPv6 remote_cidr, or ethertype=IPv6, makes it an IPv6 rule).
 func ParseSecurityGroupRule(s string) (api.SecurityGroupRuleSpec, error) {
 	var r api.SecurityGroupRuleSpec
 	err := parseKV("rule", s, []kv{
 		{"direction", &r.Direction}, {"protocol", &r.Protocol}, {"ports", &r.Ports},
-		{"remote_cidr", &r.RemoteCIDR}, {"remote_group", &r.RemoteGroup},
+		{"remote_cidr", &r.RemoteCIDR}, {"remote_group", &r.RemoteGroup}, {"ethertype", &r.Ethertype},
 	})
 	return r, err
 }

@@ -18,7 +18,7 @@ func TestParseSecurityGroupRule(t *testing.T) {
 		{in: " direction = egress , ports=8000:8080, remote-group=web ,",
 			want: api.SecurityGroupRuleSpec{Direction: "egress", Ports: "8000:8080", RemoteGroup: "web"}},
 		{in: "Direction=ingress", want: api.SecurityGroupRuleSpec{Direction: "ingress"}},
-		{in: "direction=ingress,port=22", err: `unknown key "port"; want one of direction, protocol, ports, remote_cidr, remote_group`},
+		{in: "direction=ingress,port=22", err: `unknown key "port"; want one of direction, protocol, ports, remote_cidr, remote_group, ethertype`},
 		{in: "direction=ingress,tcp", err: `"tcp" is not key=value`},
 		{in: "direction=ingress,direction=egress", err: `key "direction" is given twice`},
 		{in: " ", err: "empty"},

@@ -83,8 +83,11 @@ type SecurityGroupRuleSpec struct {
 	Protocol  string `json:"protocol,omitempty"`
 	// Ports is "22" or "8000:8080"; only with tcp or udp.
 	Ports       string `json:"ports,omitempty"`
-	RemoteCIDR  string `json:"remote_cidr,omitempty"`
+	RemoteCIDR  string `json:"remote_cidr,omitempty"` // IPv4 or IPv6
 	RemoteGroup string `json:"remote_group,omitempty"`
+	// Ethertype is "IPv4" or "IPv6": the rule applies to that family
+	// only. Empty: the family of RemoteCIDR, or both without one.
+	Ethertype string `json:"ethertype,omitempty"`
 }
 
 // SecurityGroupSpec is the spec of kind "securitygroup". A port with no

@@ -77,9 +77,12 @@ func SecurityGroupFromAPI(project, name string, s api.SecurityGroupSpec) (Securi
 		if err != nil {
 			return g, err
 		}
-		rule := SecurityGroupRule{Direction: r.Direction, Protocol: r.Protocol, Ports: pr, RemoteCIDR: r.RemoteCIDR}
+		rule := SecurityGroupRule{Direction: r.Direction, Protocol: r.Protocol, Ports: pr, RemoteCIDR: r.RemoteCIDR, Ethertype: r.Ethertype}
 		if r.RemoteGroup != "" {
 			rule.RemoteGroup = GroupID(project, r.RemoteGroup)
+		}
+		if err := rule.CheckEthertype(); err != nil {
+			return g, api.Fieldf(field+".ethertype", "%v", err)
 		}
 		if err := rule.validate(map[string]bool{rule.RemoteGroup: true}); err != nil {
 			return g, api.Fieldf(field, "%v", err)

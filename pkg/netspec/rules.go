@@ -68,6 +68,44 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// ParseRemoteCIDR parses a security group rule's remote CIDR: IPv4 or
+// IPv6, host bits zero, no zone, no IPv4-mapped IPv6; "" is the zero
+// Prefix (any address).
+func ParseRemoteCIDR(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return p, fmt.Errorf("invalid cidr %q: %w", s, err)
+	case p.Addr().Is4In6():
+		return p, fmt.Errorf("invalid cidr %q: an IPv4-mapped IPv6 prefix (write it as IPv4)", s)
+	case p != p.Masked():
+		return p, fmt.Errorf("invalid cidr %q: host bits set (did you mean %s?)", s, p.Masked())
+	}
+	return p, nil
+}
+
+// CheckEthertype checks a rule's ethertype, and that it matches the
+// family of its remote CIDR: a rule for IPv4 from an IPv6 prefix could
+// never match, and is refused rather than kept as a silent no-op.
+func (r SecurityGroupRule) CheckEthertype() error {
+	switch r.Ethertype {
+	case "", EtherIPv4, EtherIPv6:
+	default:
+		return fmt.Errorf("ethertype %q: want %s, %s or empty", r.Ethertype, EtherIPv4, EtherIPv6)
+	}
+	p, err := ParseRemoteCIDR(r.RemoteCIDR)
+	if err != nil || !p.IsValid() || r.Ethertype == "" {
+		return nil
+	}
+	if fam := map[bool]string{true: EtherIPv4, false: EtherIPv6}[p.Addr().Is4()]; fam != r.Ethertype {
+		return fmt.Errorf("ethertype %q does not match remote cidr %q, an %s prefix", r.Ethertype, r.RemoteCIDR, fam)
+	}
+	return nil
+}
+
 func validProto(proto string, ranges ...*PortRange) error {
 	switch proto {
 	case ProtoAny, ProtoTCP, ProtoUDP, ProtoICMP:
@@ -123,9 +161,10 @@ func (r SecurityGroupRule) validate(groups map[string]bool) error {
 		errs = append(errs, fmt.Errorf("direction %q: want ingress or egress", r.Direction))
 	}
 	errs = append(errs, validProto(r.Protocol, r.Ports))
-	if _, err := ParseCIDR(r.RemoteCIDR); err != nil {
+	if _, err := ParseRemoteCIDR(r.RemoteCIDR); err != nil {
 		errs = append(errs, fmt.Errorf("remote cidr: %w", err))
 	}
+	errs = append(errs, r.CheckEthertype())
 	if r.RemoteGroup != "" && r.RemoteCIDR != "" {
 		errs = append(errs, errors.New("remote cidr and remote group are both set"))
 	}

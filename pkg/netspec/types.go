@@ -139,8 +139,32 @@ type SecurityGroupRule struct {
 	Direction   string // Ingress or Egress
 	Protocol    string
 	Ports       *PortRange // destination ports; only with tcp or udp
-	RemoteCIDR  string
-	RemoteGroup string // ID of a group whose members' addresses match
+	RemoteCIDR  string     // IPv4 or IPv6
+	RemoteGroup string     // ID of a group whose members' addresses match
+	// Ethertype (EtherIPv4 or EtherIPv6) limits the rule to one family;
+	// empty is RemoteCIDR's family, or both (see Families).
+	Ethertype string
+}
+
+// Ethertypes of a security group rule (neutron's spelling).
+const (
+	EtherIPv4 = "IPv4"
+	EtherIPv6 = "IPv6"
+)
+
+// Families reports which address families a validated rule applies to:
+// its ethertype's, else its remote CIDR's, else both.
+func (r SecurityGroupRule) Families() (v4, v6 bool) {
+	switch r.Ethertype {
+	case EtherIPv4:
+		return true, false
+	case EtherIPv6:
+		return false, true
+	}
+	if p, err := ParseRemoteCIDR(r.RemoteCIDR); err == nil && p.IsValid() {
+		return p.Addr().Is4(), p.Addr().Is6()
+	}
+	return true, true
 }
 
 // DefaultSecurityGroup is a project's default group: all egress, and

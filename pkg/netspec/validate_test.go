@@ -96,12 +96,42 @@ func TestValidateSecurityGroups(t *testing.T) {
 		{SecurityGroupRule{Direction: Ingress, RemoteCIDR: "10.0.0.0/33"}, `remote cidr: invalid cidr "10.0.0.0/33"`},
 		{SecurityGroupRule{Direction: Ingress, Protocol: ProtoUDP, Ports: &PortRange{From: 65535, To: 65536}}, "port range 65535-65536"},
 		{SecurityGroupRule{Direction: Ingress, RemoteCIDR: "10.0.0.0/8", RemoteGroup: "default"}, "remote cidr and remote group are both set"},
+		{SecurityGroupRule{Direction: Ingress, RemoteCIDR: "fd00::/64", Ethertype: EtherIPv4}, `ethertype "IPv4" does not match remote cidr "fd00::/64", an IPv6 prefix`},
+		{SecurityGroupRule{Direction: Egress, RemoteCIDR: "10.0.0.0/8", Ethertype: EtherIPv6}, `ethertype "IPv6" does not match remote cidr "10.0.0.0/8", an IPv4 prefix`},
+		{SecurityGroupRule{Direction: Ingress, Ethertype: "ipv6"}, `ethertype "ipv6": want IPv4, IPv6 or empty`},
+		{SecurityGroupRule{Direction: Ingress, RemoteCIDR: "fd00::1/64"}, `remote cidr: invalid cidr "fd00::1/64": host bits set (did you mean fd00::/64?)`},
+		{SecurityGroupRule{Direction: Ingress, RemoteCIDR: "::ffff:10.0.0.0/104"}, `remote cidr: invalid cidr "::ffff:10.0.0.0/104": an IPv4-mapped`},
 	}
 	for _, tt := range bad {
 		err := ValidateSecurityGroups([]SecurityGroup{{ID: "g", Rules: []SecurityGroupRule{tt.rule}}, DefaultSecurityGroup("default")})
 		if err == nil || !strings.Contains(err.Error(), `security group "g" rule 0: `+tt.want) {
 			t.Errorf("rule %+v: got %v, want %q", tt.rule, err, tt.want)
 		}
+	}
+}
+
+// TestRuleFamilies: a rule's ethertype, else its remote CIDR, says which
+// families it applies to; neither means both.
+func TestRuleFamilies(t *testing.T) {
+	for _, c := range []struct {
+		r      SecurityGroupRule
+		v4, v6 bool
+	}{
+		{SecurityGroupRule{Direction: Ingress}, true, true},
+		{SecurityGroupRule{Direction: Ingress, RemoteGroup: "g"}, true, true},
+		{SecurityGroupRule{Direction: Ingress, RemoteCIDR: "0.0.0.0/0"}, true, false},
+		{SecurityGroupRule{Direction: Ingress, RemoteCIDR: "::/0"}, false, true},
+		{SecurityGroupRule{Direction: Ingress, RemoteCIDR: "fd00::/8", Ethertype: EtherIPv6}, false, true},
+		{SecurityGroupRule{Direction: Ingress, Ethertype: EtherIPv4}, true, false},
+		{SecurityGroupRule{Direction: Ingress, Ethertype: EtherIPv6, RemoteGroup: "g"}, false, true},
+	} {
+		if v4, v6 := c.r.Families(); v4 != c.v4 || v6 != c.v6 {
+			t.Errorf("%+v: families v4=%v v6=%v, want %v %v", c.r, v4, v6, c.v4, c.v6)
+		}
+	}
+	ok := []SecurityGroup{{ID: "g", Rules: []SecurityGroupRule{{Direction: Ingress, RemoteCIDR: "fd00:6::/64"}, {Direction: Egress, RemoteCIDR: "::/0", Ethertype: EtherIPv6}}}}
+	if err := ValidateSecurityGroups(ok); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -22,9 +22,11 @@ import (
 // TestLabPortSecurityIPv6AndARP sends real traffic between endpoints on
 // nettest's lab (both L2 drivers, the real kernel tables):
 //   - a filtered port's IPv6 goes through its groups' rules (it was all
-//     dropped): a rule without a remote end and one naming a group (the
-//     port's IPv6 address is a member) admit it, a port without a rule
-//     does not, neighbour discovery works;
+//     dropped): a rule without a remote end, one naming a group (the
+//     port's IPv6 address is a member) and one with an IPv6 remote CIDR
+//     holding it admit it, a port without a rule, a CIDR not holding it
+//     or a rule for IPv4 only (ethertype) do not, neighbour discovery
+//     works;
 //   - a forged IPv6 source is dropped, an allowed pair lets it through;
 //   - an ARP reply for an address not the port's is dropped (the peer
 //     never resolves it), until that address is an allowed pair; a
@@ -62,7 +64,10 @@ func testPortSecurity6(t *testing.T, drv string) {
 		{ID: "app", Rules: []netspec.SecurityGroupRule{egressAll, tcp(7070, "srv")}},
 		// srv: 8080 from app's members, 9091 from anyone (no remote end),
 		// 9092 from nobody.
-		{ID: "srv", Rules: []netspec.SecurityGroupRule{egressAll, tcp(8080, "app"), tcp(9091, "")}},
+		// IPv6 remote CIDRs: 9093 from a's prefix, 9094 from another
+		// one; 9095 from anyone but only over IPv4 (ethertype).
+		{ID: "srv", Rules: []netspec.SecurityGroupRule{egressAll, tcp(8080, "app"), tcp(9091, ""),
+			cidr(9093, "fd00:6::/64", ""), cidr(9094, "fd00:7::/64", ""), cidr(9095, "", netspec.EtherIPv4)}},
 	}
 	ag.Set(t, st)
 	ns := func(id string) string { return ag.EP.Namespace(network.Endpoint{PortID: id}) }
@@ -75,7 +80,7 @@ func testPortSecurity6(t *testing.T, drv string) {
 		}
 	}
 	ip(t, "-n", ns("a"), "addr", "add", forged4.String()+"/24", "dev", "eth0")
-	for _, p := range []int{8080, 9091, 9092} {
+	for _, p := range []int{8080, 9091, 9092, 9093, 9094, 9095} {
 		listen6(t, ns("srv"), p)
 	}
 	listen6(t, ns("a"), 7070)
@@ -98,6 +103,11 @@ func testPortSecurity6(t *testing.T, drv string) {
 	check("IPv6 ingress by the receiver's group", ns("srv"), s6, a6, 7070, true)
 	check("IPv4 still filtered", ns("a"), a4, s4, 9092, false)
 	check("forged IPv6 source", ns("a"), forged6, s6, 9091, false)
+	check("IPv6 remote CIDR holding the sender", ns("a"), a6, s6, 9093, true)
+	check("IPv6 remote CIDR not holding the sender", ns("a"), a6, s6, 9094, false)
+	check("IPv6 remote CIDR matches no IPv4", ns("a"), a4, s4, 9093, false)
+	check("ethertype IPv4 rule, over IPv6", ns("a"), a6, s6, 9095, false)
+	check("ethertype IPv4 rule, over IPv4", ns("a"), a4, s4, 9095, true)
 
 	// ARP: a answers for forged4 (its kernel has it), the reply is not
 	// the port's to send, so srv never resolves it.
@@ -158,6 +168,14 @@ func testPortSecurity6(t *testing.T, drv string) {
 	st.Ports[0].AllowedAddressPairs = nil
 	set()
 	check("IPv6 pair removed", ns("a"), forged6, s6, 9091, false)
+}
+
+// cidr is an ingress TCP rule to port from remote (IPv4 or IPv6) for
+// ethertype.
+func cidr(port int, remote, ethertype string) netspec.SecurityGroupRule {
+	r := tcp(port, "")
+	r.RemoteCIDR, r.Ethertype = remote, ethertype
+	return r
 }
 
 func listen6(t *testing.T, ns string, port int) {

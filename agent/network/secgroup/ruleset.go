@@ -398,7 +398,7 @@ func ruleKey(r netspec.SecurityGroupRule) string {
 	if r.Ports != nil {
 		ports = fmt.Sprintf("%d:%d", r.Ports.From, r.Ports.To)
 	}
-	return strings.Join([]string{r.Direction, r.Protocol, ports, r.RemoteCIDR, r.RemoteGroup}, "|")
+	return strings.Join([]string{r.Direction, r.Protocol, ports, r.RemoteCIDR, r.RemoteGroup, r.Ethertype}, "|")
 }
 
 // canonicalRules sorts rules and drops repeats: a set of allow rules
@@ -478,6 +478,9 @@ func (ps *policies) chains(groups []string) (out, in string) {
 		var list []firewall.Rule
 		var remote []nftsync.Rule
 		for _, r := range c.rules {
+			if v4, _ := r.Families(); !v4 {
+				continue // in the IPv6 twin only
+			}
 			if r.RemoteGroup != "" {
 				remote = append(remote, rule(r, c.ingress).Verdict(v))
 				continue
@@ -496,10 +499,10 @@ func (ps *policies) chains(groups []string) (out, in string) {
 func v6Chain(name string) string { return name[:2] + "6" + name[2:] }
 
 // chain6 is a policy chain for IPv6: what neighbour discovery and DHCPv6
-// need (as neutron allows), then the rules that apply to IPv6. A rule
-// without a remote end applies to both families (icmp is ICMPv6 here);
-// one with a remote group matches the group's IPv6 members; one with a
-// remote CIDR (IPv4 only) matches no IPv6 packet. Rule by rule, not
+// need (as neutron allows), then the rules that apply to IPv6 (Families:
+// ethertype IPv6, an IPv6 remote CIDR, or neither family named; icmp is
+// ICMPv6 here). One with a remote group matches the group's IPv6
+// members, one with a remote CIDR that prefix. Rule by rule, not
 // compiled: IPv6 rule sets are small, and stay readable.
 func chain6(name string, rules []netspec.SecurityGroupRule, ingress bool, v expr.Verdict) nftsync.Chain {
 	ch := nftsync.Chain{Name: name}
@@ -515,7 +518,7 @@ func chain6(name string, rules []netspec.SecurityGroupRule, ingress bool, v expr
 		ch.Rules = append(ch.Rules, nftsync.R().Proto(netspec.ProtoUDP).SPort(546, 546).DPort(547, 547).Return())
 	}
 	for _, r := range rules {
-		if r.RemoteCIDR != "" {
+		if _, v6 := r.Families(); !v6 {
 			continue
 		}
 		b := nftsync.R()
@@ -529,6 +532,12 @@ func chain6(name string, rules []netspec.SecurityGroupRule, ingress bool, v expr
 			b = b.In(GroupSet6(r.RemoteGroup), nftsync.SAddr6, nftsync.SAddr6)
 		case r.RemoteGroup != "":
 			b = b.In(GroupSet6(r.RemoteGroup), nftsync.DAddr6, nftsync.DAddr6)
+		case r.RemoteCIDR != "" && ingress:
+			cidr, _ := netspec.ParseRemoteCIDR(r.RemoteCIDR)
+			b = b.Src6(cidr)
+		case r.RemoteCIDR != "":
+			cidr, _ := netspec.ParseRemoteCIDR(r.RemoteCIDR)
+			b = b.Dst6(cidr)
 		}
 		if r.Ports != nil {
 			b = b.DPort(r.Ports.From, r.Ports.To)
@@ -545,7 +554,7 @@ var protoNums = map[string]uint8{netspec.ProtoTCP: 6, netspec.ProtoUDP: 17, nets
 // it: the remote end is the source for ingress, the destination for
 // egress.
 func compiled(r netspec.SecurityGroupRule, ingress bool, v expr.Verdict) firewall.Rule {
-	cidr, _ := netspec.ParseCIDR(r.RemoteCIDR)
+	cidr, _ := netspec.ParseRemoteCIDR(r.RemoteCIDR)
 	fr := firewall.Rule{Proto: protoNums[r.Protocol], Verdict: v}
 	if ingress {
 		fr.Src = cidr
@@ -562,7 +571,7 @@ func compiled(r netspec.SecurityGroupRule, ingress bool, v expr.Verdict) firewal
 // source for ingress and the destination for egress.
 func rule(r netspec.SecurityGroupRule, ingress bool) *nftsync.B {
 	b := nftsync.R().Proto(r.Protocol)
-	cidr, _ := netspec.ParseCIDR(r.RemoteCIDR)
+	cidr, _ := netspec.ParseRemoteCIDR(r.RemoteCIDR)
 	switch {
 	case r.RemoteGroup != "" && ingress:
 		b = b.IPv4().In(GroupSet(r.RemoteGroup), nftsync.SAddr, nftsync.SAddr)

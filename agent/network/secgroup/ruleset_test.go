@@ -53,3 +53,46 @@ func TestGroupRulesCompiled(t *testing.T) {
 	}
 	t.Logf("shared ingress chain:\n%s", strings.Join(shared, "\n"))
 }
+
+// TestIPv6CIDRRules: a rule with an IPv6 remote CIDR is in the IPv6 twin
+// of its chain only, matching that prefix (the remote end: source for
+// ingress, destination for egress); a rule limited to IPv4 by its
+// ethertype is in the IPv4 chain only.
+func TestIPv6CIDRRules(t *testing.T) {
+	g := netspec.SecurityGroup{ID: "web", Rules: []netspec.SecurityGroupRule{
+		{Direction: netspec.Egress, Protocol: netspec.ProtoTCP, Ports: &netspec.PortRange{From: 443, To: 443}, RemoteCIDR: "2001:db8::/32"},
+		{Direction: netspec.Ingress, Protocol: netspec.ProtoTCP, Ports: &netspec.PortRange{From: 22, To: 22}, RemoteCIDR: "fd00:6::/64", Ethertype: netspec.EtherIPv6},
+		{Direction: netspec.Ingress, Protocol: netspec.ProtoTCP, Ports: &netspec.PortRange{From: 80, To: 80}, Ethertype: netspec.EtherIPv4},
+	}}
+	if err := netspec.ValidateSecurityGroups([]netspec.SecurityGroup{g}); err != nil {
+		t.Fatal(err)
+	}
+	st := network.HostState{Host: "h1", SecurityGroups: []netspec.SecurityGroup{g},
+		Networks: []network.Network{{ID: "n", VNI: 5001, L2: network.L2Binding{Bridge: "sbr-5001"}}},
+		Ports:    []network.Port{{ID: "p", NetworkID: "n", Host: "h1", IPs: []netip.Addr{netip.MustParseAddr("10.200.0.1")}, SecurityGroups: []string{"web"}}}}
+	chains := map[string]string{}
+	for _, c := range secgroup.Ruleset(secgroup.DefaultTable, st).Chains {
+		var texts []string
+		for _, r := range c.Rules {
+			texts = append(texts, r.Text)
+		}
+		if len(c.Name) > 3 {
+			chains[c.Name[:3]] = strings.Join(texts, "\n")
+		}
+	}
+	for _, c := range []struct{ chain, has string }{
+		{"so6", "ip6 daddr 2001:db8::/32"}, {"si6", "ip6 saddr fd00:6::/64"},
+		{"si_", "th dport vmap"}, // the IPv4 rule, compiled into a map
+	} {
+		if !strings.Contains(chains[c.chain], c.has) {
+			t.Errorf("chain %s lacks %q:\n%s", c.chain, c.has, chains[c.chain])
+		}
+	}
+	for _, c := range []struct{ chain, not string }{
+		{"so_", "vmap"}, {"si6", "dport 80"}, // no IPv6 rule in IPv4 chains, no IPv4 one in IPv6's
+	} {
+		if strings.Contains(chains[c.chain], c.not) {
+			t.Errorf("chain %s has %q:\n%s", c.chain, c.not, chains[c.chain])
+		}
+	}
+}

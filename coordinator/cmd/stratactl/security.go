@@ -16,7 +16,7 @@ import (
 
 // Rule indexes are 0-based, as in the API's field names (spec.rules[0]).
 
-const sgRuleHelp = `rule: comma-separated key=value with keys direction (ingress|egress), protocol (tcp|udp|icmp|...), ports ("22" or "8000:8080"), remote_cidr, remote_group; repeatable`
+const sgRuleHelp = `rule: comma-separated key=value with keys direction (ingress|egress), protocol (tcp|udp|icmp|...), ports ("22" or "8000:8080"), remote_cidr (IPv4 or IPv6), remote_group, ethertype (IPv4|IPv6: one family only; default the remote_cidr's, or both); repeatable`
 
 const fwRuleHelp = `rule: comma-separated key=value with keys protocol, source, destination (CIDRs), source_ports, destination_ports ("22" or "8000:8080"), action (allow|deny|reject); repeatable, in order`
 
@@ -103,7 +103,7 @@ func remote(r api.SecurityGroupRuleSpec) string {
 // sgRule renders a rule in the --rule syntax.
 func sgRule(r api.SecurityGroupRuleSpec) string {
 	return kvString([][2]string{{"direction", r.Direction}, {"protocol", r.Protocol}, {"ports", r.Ports},
-		{"remote_cidr", r.RemoteCIDR}, {"remote_group", r.RemoteGroup}})
+		{"remote_cidr", r.RemoteCIDR}, {"remote_group", r.RemoteGroup}, {"ethertype", r.Ethertype}})
 }
 
 func kvString(kvs [][2]string) string {
