@@ -95,17 +95,16 @@ func Run(env Env, d Drivers, files Files) []Result {
 	case "ovs":
 		// Without the module the driver falls back to the userspace
 		// datapath (datapath_type=netdev), and says so in host status.
-		// Each network keeps its Linux bridge (the hybrid plug), where
-		// security groups filter bridged traffic as on linuxbridge hosts;
-		// flows go in through ovs-ofctl.
+		// Security groups are the integration bridge's conntrack flows;
+		// flows go in through ovs-ofctl. Provider networks keep their
+		// Linux bridge.
 		sockets := []string{"/run/openvswitch/db.sock", "/var/run/openvswitch/db.sock"}
 		if p, ok := strings.CutPrefix(files.OVSDB, "unix:"); ok {
 			sockets = []string{p}
 		}
 		add(env.kernel(featOVS, cfg, false, kfix(featOVS)+" (else the userspace datapath, netdev, is used)"),
 			env.kernel(featGRE, cfg, false, kfix(featGRE)+" (only GRE tunnels need it)"),
-			env.kernel(featBridge, cfg, true, kfix(featBridge)+" (each network's hybrid-plug bridge)"),
-			env.kernel(featBrNetfilter, cfg, true, kfix(featBrNetfilter)+" (security groups filter bridged traffic)"),
+			env.kernel(featBridge, cfg, true, kfix(featBridge)+" (provider networks' bridges)"),
 			env.bin("ovs-vsctl", true, "apt install openvswitch-switch / dnf install openvswitch"),
 			env.bin("ovs-ofctl", true, "apt install openvswitch-common / dnf install openvswitch"),
 			env.socket("socket:ovsdb", true, "start Open vSwitch: systemctl start openvswitch-switch (openvswitch on rpm systems)",

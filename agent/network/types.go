@@ -53,9 +53,10 @@ type L2Binding struct {
 	Bridge string
 	Type   L2Type
 	// Filtered is the Linux bridge where the network's ports with
-	// security groups plug in instead, and where their nftables filter
-	// matches them: Bridge itself on a Linux bridge host, a hybrid bridge
-	// joined to the integration bridge on an Open vSwitch host.
+	// security groups plug in, and where their nftables filter matches
+	// them: Bridge itself on a Linux bridge host; "" on an Open vSwitch
+	// host, where they plug into Bridge and the L2 driver's flows filter
+	// them.
 	Filtered string
 	// Plug adds a link to Bridge when Type is L2OpenVSwitch (nil
 	// otherwise): the host's Open vSwitch driver.
@@ -100,9 +101,10 @@ func (b L2Binding) ForPort(filtered bool) L2Binding {
 }
 
 // FilterBridge is the bridge where the network's filtered ports are
-// matched by the security group table.
+// matched by the security group table; "" on an Open vSwitch host,
+// whose L2 driver filters them itself.
 func (n Network) FilterBridge() string {
-	if n.L2.Filtered != "" {
+	if n.L2.Filtered != "" || n.L2.Type == L2OpenVSwitch {
 		return n.L2.Filtered
 	}
 	return n.L2.Bridge

@@ -8,10 +8,10 @@ import (
 	"github.com/strata-infra/strata/agent/plan"
 )
 
-// TestBindingPerPort: on an Open vSwitch host a NIC without security
-// groups plugs into the integration bridge (libvirt's virtualport), one
-// with groups into its network's hybrid Linux bridge, where the nftables
-// filter matches it; none while the group table is not in force.
+// TestBindingPerPort: on an Open vSwitch host every NIC plugs into the
+// integration bridge (libvirt's virtualport), one with security groups
+// too (the bridge's flows filter it); one with groups gets none while the
+// group table is not in force.
 func TestBindingPerPort(t *testing.T) {
 	s := newResourceStatus()
 	n := network.Network{ID: "n5001", VNI: 5001}
@@ -27,7 +27,7 @@ func TestBindingPerPort(t *testing.T) {
 		typ          network.L2Type
 	}{
 		{"open", ovs.DefaultBridge, network.L2OpenVSwitch},
-		{"guarded", network.BridgeName(5001), network.L2LinuxBridge},
+		{"guarded", ovs.DefaultBridge, network.L2OpenVSwitch},
 	} {
 		b, err := s.binding(n.ID, c.port)
 		if err != nil || b.Bridge != c.bridge || b.Type != c.typ {

@@ -120,7 +120,8 @@ func (s *resourceStatus) binding(networkID, portID string) (network.L2Binding, e
 		return network.L2Binding{}, fmt.Errorf("port %q: its security groups are not in force on this host; not plugged", portID)
 	}
 	// A port with security groups plugs where its filter matches it: the
-	// network's filtered bridge (on an Open vSwitch host, the hybrid one).
+	// network's filtered bridge (on an Open vSwitch host, the integration
+	// bridge, whose flows filter it).
 	return b.ForPort(s.filtered[portID]), nil
 }
 

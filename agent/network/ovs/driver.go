@@ -95,12 +95,10 @@ type Driver struct {
 
 var _ network.L2 = (*Driver)(nil)
 
-// Binding implements network.L2. A network's ports plug straight into
-// the integration bridge (libvirt's <virtualport type='openvswitch'>, or
-// through PlugPort), on the network's local VLAN; those with security
-// groups plug into the network's hybrid Linux bridge (Filtered), joined
-// to the integration bridge by a veth, where the nftables security
-// groups filter them as on Linux bridge hosts.
+// Binding implements network.L2. Every port of a network plugs straight
+// into the integration bridge (libvirt's <virtualport type='openvswitch'>,
+// or through PlugPort), on the network's local VLAN; the security groups
+// of those that have them are the bridge's firewall flows (firewall.go).
 func (d *Driver) Binding(n network.Network) network.L2Binding {
 	b := Binding(n)
 	b.Bridge, b.Plug = d.bridge, d
@@ -110,7 +108,7 @@ func (d *Driver) Binding(n network.Network) network.L2Binding {
 // Binding is where a network's ports plug in with this driver on the
 // default integration bridge, without a Plugger (for checks and tests).
 func Binding(n network.Network) network.L2Binding {
-	return network.L2Binding{Bridge: DefaultBridge, Type: network.L2OpenVSwitch, Filtered: network.BridgeName(n.VNI)}
+	return network.L2Binding{Bridge: DefaultBridge, Type: network.L2OpenVSwitch}
 }
 
 // PlugPort implements network.Plugger: it adds link p.Link to the
@@ -319,26 +317,11 @@ func (d *Driver) set(ctx context.Context, st network.HostState) error {
 	}
 	nets := append([]network.Network(nil), st.Networks...)
 	sort.Slice(nets, func(i, j int) bool { return nets[i].VNI < nets[j].VNI })
-	var errs []error
-	want := map[uint32]bool{}
-	var ready []network.Network
-	hybrid := hybridNets(st)
-	for _, n := range nets {
-		// Only a network with local ports that have security groups needs
-		// its hybrid bridge; the others' ports are on the integration
-		// bridge itself.
-		if hybrid[n.ID] {
-			want[n.VNI] = true
-			if err := d.ensureLinux(n, links); err != nil {
-				errs = append(errs, &network.ResourceError{Kind: "network", ID: n.ID, Err: err})
-				continue
-			}
-		}
-		ready = append(ready, n)
-	}
-	errs = append(errs, d.removeStaleLinux(want, links)...)
-	if len(want) > 0 || len(errs) > 0 {
-		// Re-read: links were made or removed.
+	// The hybrid Linux bridges of an older agent go: security groups are
+	// flows on the integration bridge now.
+	before := d.changes.Load()
+	errs := d.removeStaleLinux(links)
+	if len(errs) > 0 || d.changes.Load() != before {
 		if list, err = netlinksafe.LinkList(d.h); err != nil {
 			return errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
 		}
@@ -347,6 +330,7 @@ func (d *Driver) set(ctx context.Context, st network.HostState) error {
 			links[l.Attrs().Name] = l
 		}
 	}
+	ready := nets
 	if err := d.converge(ctx, st, ready, links); err != nil {
 		errs = append(errs, err)
 	}
@@ -405,7 +389,8 @@ func (d *Driver) converge(ctx context.Context, st network.HostState, nets []netw
 	for name := range ofports {
 		d.flowed[name] = true
 	}
-	return nil
+	// Ports whose groups cannot be applied are in the flows, closed.
+	return errors.Join(lay.errs...)
 }
 
 // waitOfports waits until ovs-vswitchd has given every named port an

@@ -56,10 +56,12 @@ type FlowNetwork struct {
 }
 
 // FlowLocal is one local port of a network: its ofport and the MACs
-// behind it (unicast to them goes straight there).
+// behind it (unicast to them goes straight there, or through its
+// ingress firewall when it is Filtered).
 type FlowLocal struct {
-	Ofport int
-	MACs   []string
+	Ofport   int
+	MACs     []string
+	Filtered bool
 }
 
 // FlowTunnel is one tunnel port of the integration bridge.
@@ -69,8 +71,9 @@ type FlowTunnel struct {
 }
 
 // Flows renders the integration bridge's flows, without cookie, in a
-// stable order: the same input gives the same text.
-func Flows(nets []FlowNetwork, tunnels []FlowTunnel) []string {
+// stable order: the same input gives the same text. fw are the local
+// ports with security groups (their Locals entries say Filtered).
+func Flows(nets []FlowNetwork, tunnels []FlowTunnel, fw []FlowFiltered) []string {
 	var out []string
 	add := func(table, prio int, match, actions string) {
 		f := "table=" + strconv.Itoa(table) + ",priority=" + strconv.Itoa(prio)
@@ -96,7 +99,7 @@ func Flows(nets []FlowNetwork, tunnels []FlowTunnel) []string {
 	for _, n := range ns {
 		out = append(out, networkFlows(n)...)
 	}
-	return out
+	return append(out, firewallFlows(fw)...)
 }
 
 func networkFlows(n FlowNetwork) []string {
@@ -109,15 +112,25 @@ func networkFlows(n FlowNetwork) []string {
 	locals := append([]FlowLocal(nil), n.Locals...)
 	sort.Slice(locals, func(i, j int) bool { return locals[i].Ofport < locals[j].Ofport })
 	localMACs := map[string]int{}
-	var outLocals string
+	filtered := map[int]bool{}
+	var outLocals, outFiltered string
 	for _, l := range locals {
-		add(TableClassify, 100, "in_port="+strconv.Itoa(l.Ofport),
-			fmt.Sprintf("push_vlan:0x8100,set_field:%d->vlan_vid,goto_table:%d", 0x1000|n.LVID, TableARP))
 		for _, m := range l.MACs {
 			localMACs[m] = l.Ofport
 		}
+		if l.Filtered {
+			// Its classification is the firewall's; what goes to it
+			// goes through its ingress rules (a fork each, by
+			// conntrack, so one flood reaches every port it may).
+			filtered[l.Ofport] = true
+			outFiltered += fmt.Sprintf(",set_field:%d->reg7,resubmit(,%d)", l.Ofport, TableIngress)
+			continue
+		}
+		add(TableClassify, 100, "in_port="+strconv.Itoa(l.Ofport),
+			fmt.Sprintf("push_vlan:0x8100,set_field:%d->vlan_vid,goto_table:%d", 0x1000|n.LVID, TableARP))
 		outLocals += ",output:" + strconv.Itoa(l.Ofport)
 	}
+	outLocals += outFiltered
 	add(TableFromTunnel, 100, fmt.Sprintf("reg0=%d,tun_id=%d", tunnelTypeReg[n.Type], n.VNI),
 		fmt.Sprintf("push_vlan:0x8100,set_field:%d->vlan_vid,goto_table:%d", 0x1000|n.LVID, TableToLocal))
 	ips := make([]netip.Addr, 0, len(n.ARP))
@@ -151,8 +164,13 @@ func networkFlows(n FlowNetwork) []string {
 	}
 	sort.Strings(macs)
 	for _, mac := range macs {
+		of := localMACs[mac]
+		to := "pop_vlan,output:" + strconv.Itoa(of)
+		if filtered[of] {
+			to = fmt.Sprintf("pop_vlan,set_field:%d->reg7,goto_table:%d", of, TableIngress)
+		}
 		for _, table := range []int{TableToTunnel, TableToLocal} {
-			add(table, 60, vlan+",dl_dst="+mac, "pop_vlan,output:"+strconv.Itoa(localMACs[mac]))
+			add(table, 60, vlan+",dl_dst="+mac, to)
 		}
 	}
 	macs = macs[:0]

@@ -20,7 +20,7 @@ func TestFlowsRendering(t *testing.T) {
 		ARP:     map[netip.Addr]string{netip.MustParseAddr("10.0.0.11"): "02:00:00:00:00:0b"},
 	}}
 	tuns := []FlowTunnel{{Ofport: 2, Type: TypeVXLAN}, {Ofport: 1, Type: TypeVXLAN}, {Ofport: 4, Type: TypeGRE}}
-	got := strings.Join(Flows(nets, tuns), "\n")
+	got := strings.Join(Flows(nets, tuns, nil), "\n")
 	want := strings.Join([]string{
 		"table=0,priority=0,actions=drop",
 		"table=4,priority=0,actions=drop",
@@ -43,6 +43,10 @@ func TestFlowsRendering(t *testing.T) {
 		"table=20,priority=50,dl_vlan=3,dl_dst=02:00:00:00:00:0b,actions=pop_vlan,set_field:5001->tun_id,output:2",
 		"table=20,priority=10,dl_vlan=3,actions=pop_vlan,output:7,output:8,set_field:5001->tun_id,output:1,output:2",
 		"table=30,priority=10,dl_vlan=3,actions=pop_vlan,output:7,output:8",
+		"table=40,priority=0,actions=drop",
+		"table=41,priority=0,actions=drop",
+		"table=50,priority=0,actions=drop",
+		"table=51,priority=0,actions=drop",
 	}, "\n")
 	if got != want {
 		t.Errorf("flows:\n%s\nwant:\n%s", got, want)
@@ -50,7 +54,7 @@ func TestFlowsRendering(t *testing.T) {
 	if strings.Contains(got, "NORMAL") {
 		t.Error("a flow uses NORMAL")
 	}
-	if FlowsHash(Flows(nets, tuns)) != FlowsHash(Flows(nets, tuns)) {
+	if FlowsHash(Flows(nets, tuns, nil)) != FlowsHash(Flows(nets, tuns, nil)) {
 		t.Error("the same input hashes differently")
 	}
 	if c := WithCookie([]string{"table=0,priority=0,actions=drop"}, 7); c != "cookie=0x5354524100000007,table=0,priority=0,actions=drop\n" {

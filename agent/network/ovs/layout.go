@@ -15,7 +15,7 @@ import (
 
 // Port kinds on the integration bridge (external_ids:strata-kind).
 const (
-	kindNetwork = "network" // the veth to a network's hybrid bridge (ports with security groups)
+	kindNetwork = "network" // the veth to a network's hybrid bridge, before security groups became flows: removed
 	kindTunnel  = "tunnel"
 	kindLocal   = "local" // a DHCP, router or endpoint veth, plugged through PlugPort
 	kindTap     = "tap"   // an instance's tap, added by libvirt (<virtualport type='openvswitch'>)
@@ -28,10 +28,10 @@ const (
 )
 
 // layout is what the integration bridge must have for one host state: a
-// port per local port of a network (with the network's local VLAN), one
-// to the hybrid bridge of each network with local ports that have
-// security groups, and a tunnel port per remote host and tunnel type that
-// shares a network with this host.
+// port per local port of a network (with the network's local VLAN), and
+// a tunnel port per remote host and tunnel type that shares a network
+// with this host; the local ports with security groups get firewall
+// flows.
 type layout struct {
 	ports map[string]wantPort
 	nets  []layoutNet
@@ -39,6 +39,10 @@ type layout struct {
 	lvids map[uint32]int
 	// taps are the instance taps libvirt is to add, not on the bridge yet.
 	taps map[string]bool
+	// fw are the local ports with security groups, by OVS port.
+	fw map[string]FlowFiltered
+	// errs are the ports kept closed, each a network.ResourceError.
+	errs []error
 }
 
 type layoutNet struct {
@@ -58,18 +62,6 @@ func netType(n network.Network) string {
 	return TypeVXLAN
 }
 
-// hybridNets are the networks with a local port that has security groups:
-// those ports plug into the network's hybrid Linux bridge.
-func hybridNets(st network.HostState) map[string]bool {
-	out := map[string]bool{}
-	for _, p := range st.Ports {
-		if p.Host == st.Host && p.Filtered() {
-			out[p.NetworkID] = true
-		}
-	}
-	return out
-}
-
 // portMACs is p's MAC and those of its allowed address pairs.
 func portMACs(p network.Port) []string {
 	out := []string{p.MAC.String()}
@@ -86,7 +78,8 @@ func portMACs(p network.Port) []string {
 // network's ports are kept; other networks get the lowest free ones, in
 // VNI order.
 func buildLayout(st network.HostState, nets []network.Network, have map[string]Port, links map[string]netlink.Link) layout {
-	lay := layout{ports: map[string]wantPort{}, tuns: map[string]string{}, lvids: map[uint32]int{}, taps: map[string]bool{}}
+	lay := layout{ports: map[string]wantPort{}, tuns: map[string]string{}, lvids: map[uint32]int{}, taps: map[string]bool{},
+		fw: map[string]FlowFiltered{}}
 	byVNI := map[uint32]bool{}
 	for _, n := range nets {
 		byVNI[n.VNI] = true
@@ -109,7 +102,6 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 	}
 	next := 1
 	idx := map[string]int{}
-	hybrid := hybridNets(st)
 	for _, n := range nets {
 		if lay.lvids[n.VNI] == 0 {
 			for used[next] {
@@ -121,15 +113,10 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 		idx[n.ID] = len(lay.nets)
 		ln := layoutNet{n: n, typ: netType(n), lvid: lvid, locals: map[string][]string{},
 			unicast: map[string]string{}, flood: map[string]bool{}, arp: map[netip.Addr]string{}}
-		if hybrid[n.ID] {
-			name := PatchOVSName(n.VNI)
-			lay.ports[name] = wantPort{name: name, tag: lvid, kind: kindNetwork, vni: n.VNI}
-			ln.locals[name] = nil // filled with the filtered ports' MACs below
-		}
 		lay.nets = append(lay.nets, ln)
 	}
 	// Local ports plugged through PlugPort stay while their link is there
-	// (not moved onto a hybrid bridge) and their network is.
+	// (not on a Linux bridge) and their network is.
 	for _, name := range names {
 		p := have[name]
 		if !owned(p.ExternalIDs) || p.ExternalIDs[kindKey] != kindLocal {
@@ -158,11 +145,6 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 		}
 		ln := &lay.nets[i]
 		if p.Host == st.Host {
-			if p.Filtered() {
-				patch := PatchOVSName(ln.n.VNI)
-				ln.locals[patch] = append(ln.locals[patch], portMACs(p)...)
-				continue
-			}
 			// An instance's tap, which libvirt adds to the bridge: adopted
 			// (tagged, flows) once it is there.
 			tap := netspec.TapName(p.ID)
@@ -191,7 +173,37 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 			ln.arp[ip.Unmap()] = p.MAC.String()
 		}
 	}
+	lay.firewall(st, idx)
 	return lay
+}
+
+// firewall gives each local port with security groups, where it is on
+// the bridge (its tap or endpoint veth), its sources and rules.
+func (lay *layout) firewall(st network.HostState, idx map[string]int) {
+	groups := map[string]netspec.SecurityGroup{}
+	for _, g := range st.SecurityGroups {
+		groups[g.ID] = g
+	}
+	var members map[string][]netip.Prefix
+	for _, p := range st.Ports {
+		i, ok := idx[p.NetworkID]
+		if !ok || p.Host != st.Host || !p.Filtered() {
+			continue
+		}
+		ln := &lay.nets[i]
+		if members == nil {
+			members = groupMembers(st)
+		}
+		rules, err := portRules(p, groups, members)
+		if err != nil {
+			lay.errs = append(lay.errs, &network.ResourceError{Kind: "port", ID: p.ID, Err: err})
+		}
+		for _, link := range []string{netspec.TapName(p.ID), netspec.EndpointVethName(p.ID)} {
+			if _, on := ln.locals[link]; on {
+				lay.fw[link] = FlowFiltered{LVID: ln.lvid, Sources: portSources(p), Rules: rules}
+			}
+		}
+	}
 }
 
 // macList renders MACs for external_ids.
@@ -215,7 +227,8 @@ func (lay layout) flows(ofports map[string]int) []string {
 		fn := FlowNetwork{VNI: ln.n.VNI, Type: ln.typ, LVID: ln.lvid, Unicast: map[string]int{}, ARP: ln.arp}
 		for name, macs := range ln.locals {
 			if of := ofports[name]; of > 0 {
-				fn.Locals = append(fn.Locals, FlowLocal{Ofport: of, MACs: macs})
+				_, filtered := lay.fw[name]
+				fn.Locals = append(fn.Locals, FlowLocal{Ofport: of, MACs: macs, Filtered: filtered})
 			}
 		}
 		for mac, tun := range ln.unicast {
@@ -227,5 +240,12 @@ func (lay layout) flows(ofports map[string]int) []string {
 		sort.Ints(fn.Flood)
 		nets = append(nets, fn)
 	}
-	return Flows(nets, tuns)
+	var fw []FlowFiltered
+	for name, f := range lay.fw {
+		if of := ofports[name]; of > 0 {
+			f.Ofport = of
+			fw = append(fw, f)
+		}
+	}
+	return Flows(nets, tuns, fw)
 }

@@ -95,8 +95,12 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := netnsutil.Do(d.cfg.NetNS, bridgeNetfilterOn); err != nil {
-		return fmt.Errorf("secgroup: %w", err)
+	// Only Linux bridges need br_netfilter: an Open vSwitch host's
+	// ports are filtered by its L2 driver's flows.
+	if bridged(st) {
+		if err := netnsutil.Do(d.cfg.NetNS, bridgeNetfilterOn); err != nil {
+			return fmt.Errorf("secgroup: %w", err)
+		}
 	}
 	stats, err := d.sync(st, nil)
 	if err != nil {
@@ -247,6 +251,16 @@ func (d *Driver) conn() (*nftables.Conn, func(), error) {
 		return nil, nil, fmt.Errorf("secgroup: nftables: %w", err)
 	}
 	return c, func() { f.Close() }, nil
+}
+
+// bridged reports whether a network of st has a filter bridge here.
+func bridged(st network.HostState) bool {
+	for _, n := range st.Networks {
+		if n.FilterBridge() != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // bridgeNetfilterOn makes bridged IPv4 and IPv6 traverse the inet hooks

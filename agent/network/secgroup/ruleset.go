@@ -111,8 +111,9 @@ func ruleset(name string, st network.HostState, closed map[string]bool, cc *comp
 	}
 	bridges := map[string]string{}
 	for _, n := range st.Networks {
-		// Filtered ports sit on this bridge (on an Open vSwitch host, the
-		// network's hybrid bridge); the others' traffic to them enters it.
+		// Filtered ports sit on this bridge; the others' traffic to them
+		// enters it. On an Open vSwitch host there is none: the L2
+		// driver's flows filter its ports.
 		bridges[n.ID] = n.FilterBridge()
 	}
 	fwd := nftsync.Chain{Name: "forward", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter}

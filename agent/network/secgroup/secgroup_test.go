@@ -68,8 +68,14 @@ func testSecurityGroups(t *testing.T, drv string) {
 	}
 	d, err := secgroup.New(secgroup.Config{NetNS: h.NS, Logger: nettest.Logger(t)})
 	must(t, err)
+	// On ovs the groups are the integration bridge's flows: the L2
+	// driver applies them, the nft table holds no port.
+	ovs := drv == "ovs"
 	set := func() {
 		t.Helper()
+		if ovs {
+			ag.Set(t, st)
+		}
 		must(t, d.Set(context.Background(), st))
 	}
 	set()
@@ -92,7 +98,7 @@ func testSecurityGroups(t *testing.T, drv string) {
 	// changes.
 	st.Ports[2].SecurityGroups = []string{"app"}
 	set()
-	if s := d.LastSync(); s.ElemsAdded != 1 || s.ElemsDeleted != 2 || s.RulesAdded != 4 || s.RulesDeleted != 4 || s.Objects != 4 {
+	if s := d.LastSync(); !ovs && (s.ElemsAdded != 1 || s.ElemsDeleted != 2 || s.RulesAdded != 4 || s.RulesDeleted != 4 || s.Objects != 4) {
 		t.Errorf("membership change applied as %+v, want 1 element added, 2 deleted, 4 rules replaced, 4 chains deleted", s)
 	}
 	check("other", 5432, true)
@@ -105,7 +111,7 @@ func testSecurityGroups(t *testing.T, drv string) {
 	// remote end applies to IPv6 too) one rule of the IPv6 twin chain.
 	st.SecurityGroups[0].Rules = append(slices.Clone(st.SecurityGroups[0].Rules), tcp(8081, ""))
 	set()
-	if s := d.LastSync(); s.ElemsAdded != 1 || s.ElemsDeleted != 0 || s.RulesAdded != 1 || s.RulesDeleted != 0 || s.Objects != 0 {
+	if s := d.LastSync(); !ovs && (s.ElemsAdded != 1 || s.ElemsDeleted != 0 || s.RulesAdded != 1 || s.RulesDeleted != 0 || s.Objects != 0) {
 		t.Errorf("a rule added to a group applied as %+v, want exactly one element and one IPv6 rule added", s)
 	}
 	check("cli", 8081, true)
@@ -127,6 +133,13 @@ func testSecurityGroups(t *testing.T, drv string) {
 	if res := network.ResourceErrors(err); len(res) != 1 || res[0].Kind != "securitygroup" || res[0].ID != "bad" {
 		t.Fatalf("bad group: %v", err)
 	}
+	if ovs {
+		// The bridge keeps the port closed, and says which.
+		err = ag.All.Set(context.Background(), ag.Bind(st))
+		if res := network.ResourceErrors(err); len(res) != 1 || res[0].Kind != "port" || res[0].ID != "other" {
+			t.Fatalf("bad group on the bridge: %v", err)
+		}
+	}
 	check("other", 8080, false)
 	check("cli", 8080, true)
 	st.Ports[2].SecurityGroups = []string{"app"}
@@ -134,6 +147,12 @@ func testSecurityGroups(t *testing.T, drv string) {
 	set()
 	check("other", 8080, true)
 
+	if ovs {
+		// The bridge's flows take a port's groups with the port itself:
+		// a port they do not know matches no flow of table 0 (dropped),
+		// as a tap libvirt has just added until the driver adopts it.
+		return
+	}
 	// A port plugged before the table knows it sends nothing (the forward
 	// chain ends closed on Strata's bridges); once known, its rules apply.
 	known := st
