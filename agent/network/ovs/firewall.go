@@ -166,11 +166,19 @@ func portFirewall(p FlowFiltered) []string {
 			add(TableEgress, 70, from+",ip,nw_src="+prefixText(s.Prefix), track)
 			continue
 		}
-		for _, t := range []int{icmp6RouterSolicit, icmp6NeighborSolicit, icmp6NeighborAdvert} {
+		for _, t := range []int{icmp6RouterSolicit, icmp6NeighborSolicit} {
 			add(TableEgress, 75, from+",icmp6,ipv6_src="+prefixText(s.Prefix)+",icmp_type="+strconv.Itoa(t), pass)
+		}
+		// A neighbour advertisement (IPv6's ARP reply) only for one of
+		// its own addresses, as ARP's sender address.
+		for _, t := range srcs {
+			if t.Prefix.Addr().Is6() {
+				add(TableEgress, 76, from+",icmp6,ipv6_src="+prefixText(s.Prefix)+",icmp_type=136,nd_target="+prefixText(t.Prefix), pass)
+			}
 		}
 		add(TableEgress, 70, from+",ipv6,ipv6_src="+prefixText(s.Prefix), track)
 	}
+	add(TableEgress, 74, in+",icmp6,icmp_type=136", "drop")
 	ms := make([]string, 0, len(macs))
 	for m := range macs {
 		ms = append(ms, m)

@@ -67,7 +67,8 @@ func maskOf(t *testing.T, m string) (int, int) {
 // TestFirewallFlows pins one filtered port's flows: its sources before
 // conntrack, a remote-group rule as one match per member, a CIDR rule
 // only for IPv4, a rule without remote end for both families, and what
-// goes to it through its ingress table.
+// goes to it through its ingress table, a neighbour advertisement only
+// for its own addresses.
 func TestFirewallFlows(t *testing.T) {
 	mac, _ := net.ParseMAC("02:00:00:00:00:01")
 	p := network.Port{ID: "a", Host: "h1", MAC: mac, IPs: []netip.Addr{netip.MustParseAddr("10.0.0.5")}, SecurityGroups: []string{"web"}}
@@ -89,6 +90,8 @@ func TestFirewallFlows(t *testing.T) {
 		"table=40,priority=70,in_port=7,dl_src=02:00:00:00:00:01,arp,arp_sha=02:00:00:00:00:01,arp_spa=10.0.0.5,actions=push_vlan:0x8100,set_field:4098->vlan_vid,resubmit(,10)",
 		"table=40,priority=70,in_port=7,dl_src=02:00:00:00:00:01,ipv6,ipv6_src=fe80::ff:fe00:1,actions=ct(table=41,zone=7)",
 		"table=40,priority=90,in_port=7,icmp6,icmp_type=134,actions=drop",
+		"table=40,priority=76,in_port=7,dl_src=02:00:00:00:00:01,icmp6,ipv6_src=fe80::ff:fe00:1,icmp_type=136,nd_target=fe80::ff:fe00:1,actions=push_vlan:0x8100,set_field:4098->vlan_vid,resubmit(,10)",
+		"table=40,priority=74,in_port=7,icmp6,icmp_type=136,actions=drop",
 		"table=41,priority=50,in_port=7,ct_state=+new-est-inv+trk,ip,actions=ct(commit,zone=7),push_vlan:0x8100,set_field:4098->vlan_vid,resubmit(,10)",
 		"table=41,priority=50,in_port=7,ct_state=+new-est-inv+trk,ipv6,actions=ct(commit,zone=7),push_vlan:0x8100,set_field:4098->vlan_vid,resubmit(,10)",
 		"table=51,priority=50,reg7=7,ct_state=+new-est-inv+trk,ip,nw_src=10.0.0.5,actions=ct(commit,zone=7),output:7",
