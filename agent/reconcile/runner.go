@@ -77,6 +77,10 @@ type Runner struct {
 	metrics *metrics
 	// OnApplied is called after a pass in which every reconciler succeeded.
 	OnApplied func(epoch uint64)
+	// OnQuiet, when set, is called once QuietAfter has passed without a
+	// pass after one or more passes: when a burst of changes is over.
+	OnQuiet    func()
+	QuietAfter time.Duration
 
 	mu      sync.Mutex
 	status  map[string]api.SubsystemStatus
@@ -151,6 +155,9 @@ func (r *Runner) Run(ctx context.Context, initial *plan.Snapshot) {
 	failures := 0
 	timer := time.NewTimer(0) // first pass at once
 	defer timer.Stop()
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -159,10 +166,16 @@ func (r *Runner) Run(ctx context.Context, initial *plan.Snapshot) {
 			cur = s
 		case <-r.kick:
 		case <-timer.C:
+		case <-quiet.C:
+			r.OnQuiet()
+			continue
 		}
 		if cur == nil {
 			timer.Reset(r.resync)
 			continue
+		}
+		if r.OnQuiet != nil {
+			resetTimer(quiet, r.QuietAfter)
 		}
 		if ok, retry := r.pass(ctx, cur); ok {
 			failures = 0

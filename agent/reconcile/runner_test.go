@@ -178,3 +178,41 @@ func TestPassOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestOnQuietOncePerBurst: OnQuiet runs once QuietAfter has passed after
+// the last pass, and not again while no pass runs.
+func TestOnQuietOncePerBurst(t *testing.T) {
+	r := New(slog.New(slog.DiscardHandler), time.Hour, nil)
+	r.Register(OrderNetwork, &flaky{name: "network"})
+	applied := make(chan time.Time, 10) // when each pass ended
+	quiet := make(chan time.Time, 10)
+	r.OnApplied = func(uint64) { applied <- time.Now() }
+	r.OnQuiet, r.QuietAfter = func() { quiet <- time.Now() }, 100*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx, &plan.Snapshot{Epoch: 1})
+	for _, epoch := range []uint64{1, 2} {
+		if epoch > 1 {
+			r.Update(&plan.Snapshot{Epoch: epoch})
+		}
+		var passed time.Time
+		select {
+		case passed = <-applied:
+		case <-time.After(testenv.Scale(10 * time.Second)):
+			t.Fatalf("epoch %d never applied", epoch)
+		}
+		select {
+		case at := <-quiet:
+			if at.Before(passed) {
+				t.Fatalf("epoch %d: OnQuiet ran before the pass ended", epoch)
+			}
+		case <-time.After(testenv.Scale(10 * time.Second)):
+			t.Fatalf("epoch %d: OnQuiet never ran after the pass", epoch)
+		}
+		select {
+		case <-quiet:
+			t.Fatalf("epoch %d: OnQuiet ran again without a pass", epoch)
+		case <-time.After(5 * r.QuietAfter):
+		}
+	}
+}
