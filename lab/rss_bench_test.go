@@ -5,18 +5,22 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // BenchmarkLabAgentRSS: the resident memory of the real strata-agent
 // processes of a 2-host lab once they hold 200 networks and 2,000 ports
 // (1,000 bound to each host, every one in a security group with a
-// remote-group rule), read from /proc/<pid>/status of each agent after it
-// converged. The networks have no DHCP: dnsmasq processes are not the
+// remote-group rule), read from /proc/<pid>/status of each agent once it
+// converged, and again at rest (its RSS steady for 3 s, after the agent
+// handed back what its last passes dropped). The networks have no DHCP: dnsmasq processes are not the
 // agent's memory. The lab is set up and torn down on every call: 2,400
 // writes, each applied by both agents as it commits, took 22 minutes on
 // the shared 2-core machine (load average 45).
@@ -71,14 +75,43 @@ func BenchmarkLabAgentRSS(b *testing.B) {
 	_, took := waitCLI(b, l, 10*time.Minute, "200 networks and 2,000 ports converged", AllAliveAndConverged(2))
 	b.Logf("created %d networks and %d ports; converged %v after the last port", networks, ports, took)
 	b.Logf("created and converged in %v", time.Since(start))
-	rss := agentRSS(b, l)
+	converged := agentRSS(b, l)
+	// At rest: each agent returns what its last passes dropped once no
+	// pass ran for a second (reconcile's OnQuiet); wait until the RSS of
+	// every agent held within 1% for 3 s.
+	var rss []int
+	var series [][]int
+	settled, err := testenv.Poll(2*time.Minute, func() error {
+		time.Sleep(250 * time.Millisecond)
+		series = append(series, agentRSS(b, l))
+		if len(series) < 12 {
+			return fmt.Errorf("%d readings", len(series))
+		}
+		last := series[len(series)-12:]
+		for i := range last[0] {
+			lo, hi := last[0][i], last[0][i]
+			for _, r := range last {
+				lo, hi = min(lo, r[i]), max(hi, r[i])
+			}
+			if float64(hi-lo) > 0.01*float64(hi) {
+				return fmt.Errorf("agent %s: VmRSS %d..%d KiB over the last 3 s", l.HostName(i+1), lo, hi)
+			}
+		}
+		rss = series[len(series)-1]
+		return nil
+	})
+	if err != nil {
+		b.Fatalf("agents' RSS did not settle: %v", err)
+	}
+	b.Logf("RSS settled %v after convergence", settled.Round(time.Second))
 	worst, worstIdle := 0, 0
 	for i := range rss {
-		b.Logf("agent %s: VmRSS %d KiB idle, %d KiB holding %d networks and %d ports", l.HostName(i+1), idle[i], rss[i], networks, ports)
+		b.Logf("agent %s: VmRSS %d KiB idle, %d KiB on converging, %d KiB at rest holding %d networks and %d ports", l.HostName(i+1), idle[i], converged[i], rss[i], networks, ports)
 		worst, worstIdle = max(worst, rss[i]), max(worstIdle, idle[i])
 	}
 	b.ReportMetric(float64(worst)/1024, "agent-rss-MiB")
 	b.ReportMetric(float64(worstIdle)/1024, "agent-idle-rss-MiB")
+	b.ReportMetric(float64(slices.Max(converged))/1024, "agent-converging-rss-MiB")
 }
 
 // agentRSS reads VmRSS (KiB) of each running agent of l.
