@@ -58,8 +58,8 @@ type FlowSource struct {
 }
 
 // FlowRule is one allow rule of a filtered port, with its remote end
-// resolved: Remote4 and Remote6 are the addresses it matches in each
-// family, and Any4/Any6 say it matches any address there.
+// resolved: Remote are the addresses it matches (either family), and
+// Any4/Any6 say it matches any address of that family.
 type FlowRule struct {
 	Ingress bool
 	Proto   string // netspec.ProtoAny, ProtoTCP, ProtoUDP or ProtoICMP
@@ -344,19 +344,28 @@ func portRules(p network.Port, groups map[string]netspec.SecurityGroup, members 
 			}
 			seen[k] = true
 			fr := FlowRule{Ingress: r.Direction == netspec.Ingress, Proto: r.Protocol, Ports: r.Ports}
+			// The families a rule applies to: its ethertype's, else its
+			// remote CIDR's, else both.
+			v4, v6 := r.Families()
 			switch {
 			case r.RemoteGroup != "":
-				fr.Remote = members[r.RemoteGroup]
+				for _, m := range members[r.RemoteGroup] {
+					if (m.Addr().Is4() && v4) || (m.Addr().Is6() && v6) {
+						fr.Remote = append(fr.Remote, m)
+					}
+				}
 			case r.RemoteCIDR != "":
-				// A remote CIDR is IPv4: the rule matches no IPv6 packet.
-				cidr, _ := netspec.ParseCIDR(r.RemoteCIDR)
-				if cidr.Bits() == 0 {
-					fr.Any4 = true
-				} else {
+				cidr, _ := netspec.ParseRemoteCIDR(r.RemoteCIDR)
+				switch {
+				case cidr.Bits() != 0:
 					fr.Remote = []netip.Prefix{cidr}
+				case cidr.Addr().Is4():
+					fr.Any4 = true
+				default:
+					fr.Any6 = true
 				}
 			default:
-				fr.Any4, fr.Any6 = true, true
+				fr.Any4, fr.Any6 = v4, v6
 			}
 			out = append(out, fr)
 		}
@@ -373,7 +382,7 @@ func ruleKey(r netspec.SecurityGroupRule) string {
 	if r.Ports != nil {
 		ports = fmt.Sprintf("%d:%d", r.Ports.From, r.Ports.To)
 	}
-	return strings.Join([]string{r.Direction, r.Protocol, ports, r.RemoteCIDR, r.RemoteGroup}, "|")
+	return strings.Join([]string{r.Direction, r.Protocol, ports, r.RemoteCIDR, r.RemoteGroup, r.Ethertype}, "|")
 }
 
 // validGroup checks g with the groups it names as remotes.
