@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/strata-infra/strata/pkg/computespec"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // exportPool is the name of the libvirt pool through which a host lets the
@@ -38,6 +39,11 @@ func (d *Driver) depart(ctx context.Context, in Instance, dom Domain, exists boo
 	}
 	if dom.State != computespec.PowerRunning && dom.State != computespec.PowerPaused {
 		return fmt.Errorf("%sthe guest is %s here, not running", computespec.LiveMigrationFailed, dom.State)
+	}
+	for _, v := range in.Spec.Volumes {
+		if fe := storagespec.CheckLiveMigration("instance.volumes", v.Serial, v.KRBD != nil); fe != nil {
+			return fmt.Errorf("%s%w", computespec.LiveMigrationFailed, fe)
+		}
 	}
 	log := d.log.With("instance", id, "to", m.Peer)
 	log.Info("live migration starting")

@@ -83,6 +83,9 @@ func (d *Driver) Set(ctx context.Context, desired []Instance) error {
 			setErrs = append(setErrs, fmt.Errorf("delete instance %q: %w", id, err))
 		}
 	}
+	if err := d.release(ctx, desired); err != nil {
+		setErrs = append(setErrs, err)
+	}
 	d.mu.Lock()
 	d.desired, d.errs = want, errs
 	d.mu.Unlock()
@@ -266,6 +269,25 @@ func (d *Driver) attachVolumes(ctx context.Context, in Instance) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// release lets the host-side devices of volumes go once no desired
+// instance has them (their domains are gone or detached them above).
+func (d *Driver) release(ctx context.Context, desired []Instance) error {
+	if d.cfg.Volumes == nil {
+		return nil
+	}
+	var keep []computespec.Volume
+	for _, in := range desired {
+		keep = append(keep, in.Spec.Volumes...)
+		if in.Spec.Root != nil {
+			keep = append(keep, *in.Spec.Root)
+		}
+	}
+	if err := d.cfg.Volumes.Release(ctx, keep); err != nil {
+		return fmt.Errorf("volumes: %w", err)
+	}
+	return nil
 }
 
 // stop presses the ACPI button and pulls the plug after ShutdownTimeout.

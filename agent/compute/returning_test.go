@@ -2,6 +2,7 @@ package compute
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,8 +13,9 @@ import (
 
 // countingVolumes is a volume door that counts every call after armed.
 type countingVolumes struct {
-	armed bool
-	calls []string
+	armed    bool
+	calls    []string
+	released [][]computespec.Volume
 }
 
 func (v *countingVolumes) note(call string) {
@@ -40,6 +42,13 @@ func (v *countingVolumes) Grow(_ context.Context, domain string, _ computespec.V
 	return nil
 }
 func (v *countingVolumes) Ready(context.Context) error { v.note("Ready"); return nil }
+
+// Release is the host-wide pass that lets go of volumes nothing keeps; it
+// is kept apart from the calls, with what it was told to keep.
+func (v *countingVolumes) Release(_ context.Context, keep []computespec.Volume) error {
+	v.released = append(v.released, keep)
+	return nil
+}
 
 // (The kept instance, which has no volumes, is told so each pass: an empty
 // Set on its own domain is not counted.)
@@ -80,5 +89,49 @@ func TestReturningHostRemovesEvacuatedDomainsOnly(t *testing.T) {
 	hv.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d domains left, want only the kept one (the evacuated one undefined)", n)
+	}
+}
+
+// TestReleaseKeepsEveryDesiredVolume: after each pass the host lets go of
+// the host-side devices (krbd mappings, caches) of exactly the volumes no
+// desired instance has, root disks included, and only after the domains
+// that had them are gone.
+func TestReleaseKeepsEveryDesiredVolume(t *testing.T) {
+	hv := &fakeHV{doms: map[string]*Domain{}}
+	vols := &countingVolumes{}
+	d, err := New(Config{Hypervisor: hv, StateDir: t.TempDir(), DomainType: DomainQEMU, ShutdownTimeout: time.Millisecond,
+		Capacity: computespec.Capacity{VCPUs: 2, RAMMiB: 1024, DiskGiB: 10}, Volumes: vols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := fakeInstance(t, "a"), fakeInstance(t, "b")
+	a.Spec.Root = &computespec.Volume{Pool: "volumes", Image: "volume-a-root"}
+	a.Spec.Volumes = []computespec.Volume{{Pool: "volumes", Image: "volume-k", KRBD: &computespec.KRBD{CacheMode: "writeback"}}}
+	b.Spec.Volumes = []computespec.Volume{{Pool: "volumes", Image: "volume-l"}}
+	ctx := context.Background()
+	images := func() []string {
+		var out []string
+		for _, v := range vols.released[len(vols.released)-1] {
+			out = append(out, v.Image)
+		}
+		return out
+	}
+	if err := d.Set(ctx, []Instance{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(images()); got != "[volume-k volume-a-root volume-l]" {
+		t.Fatalf("first pass kept %s", got)
+	}
+	if err := d.Set(ctx, []Instance{b}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(images()); got != "[volume-l]" {
+		t.Fatalf("after a is gone the pass kept %s", got)
+	}
+	hv.mu.Lock()
+	_, aLeft := hv.doms[DomainName(DefaultDomainPrefix, "a")]
+	hv.mu.Unlock()
+	if aLeft {
+		t.Fatal("a's domain is still there when its volumes are released")
 	}
 }

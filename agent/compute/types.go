@@ -45,8 +45,9 @@ type Migration struct {
 	Live bool   // the guest keeps running (its root disk is on RBD)
 }
 
-// Volumes attaches RBD volumes to domains as librbd network disks
-// (agent/storage/attach on a host configured for Ceph).
+// Volumes attaches RBD volumes to domains as librbd network disks, or as
+// block disks on krbd devices (agent/storage/attach on a host configured
+// for Ceph).
 type Volumes interface {
 	// RootDisk is the libvirt disk (vda) of an instance booting from v.
 	RootDisk(v computespec.Volume) libvirtxml.DomainDisk
@@ -61,6 +62,10 @@ type Volumes interface {
 	// Ready makes what this host's qemu needs to open volumes (the cephx
 	// secret), before a guest arrives by live migration.
 	Ready(ctx context.Context) error
+	// Release lets go of the host-side devices of every volume not in
+	// keep (krbd: flush its cache, take it down, unmap), once the domains
+	// that had them are gone.
+	Release(ctx context.Context, keep []computespec.Volume) error
 }
 
 // DirectBoot boots a kernel and initrd without a boot loader.

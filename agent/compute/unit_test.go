@@ -256,6 +256,7 @@ func (v *rootWait) Claim(_ context.Context, r computespec.Volume) error {
 func (v *rootWait) Set(context.Context, string, []computespec.Volume) error { return nil }
 func (v *rootWait) Grow(context.Context, string, computespec.Volume) error  { return nil }
 func (v *rootWait) Ready(context.Context) error                             { return nil }
+func (v *rootWait) Release(context.Context, []computespec.Volume) error     { return nil }
 
 // TestRootVolumeNotThereYetIsNoFailedBuild: a new instance whose root
 // volume cannot be claimed yet keeps its defined domain (its host reports

@@ -43,7 +43,7 @@ func TestInstanceVolumes(t *testing.T) {
 		{"/v1/projects/a/instances/x", `{"spec":{"flavor":"small","boot_volume":"boot"}}`, "spec.boot_volume"}, // vm2's
 		{"/v1/projects/a/instances/x", `{"spec":{"flavor":"small","image":"cirros","volumes":["data"]}}`, "spec.volumes[0]"},
 		{"/v1/projects/a/instances/x", `{"spec":{"flavor":"small","image":"cirros","volumes":["other","other"]}}`, "spec.volumes[1]"},
-		{"/v1/projects/a/instances/x", `{"spec":{"flavor":"small","image":"cirros","volumes":["k"]}}`, "spec.volumes[0]"},
+		{"/v1/projects/a/instances/x", `{"spec":{"flavor":"small","boot_volume":"k"}}`, "spec.boot_volume"}, // krbd: attach only
 		{"/v1/projects/a/instances/x", `{"spec":{"flavor":"small","image":"cirros","root_volume":"other"}}`, "spec.root_volume"},
 		{"/v1/projects/a/instances/vm2", `{"spec":{"flavor":"small","boot_volume":"boot","volumes":["boot"]}}`, "spec.volumes[0]"},
 		{"/v1/projects/a/instances/vm2", `{"spec":{"flavor":"small","boot_volume":"other"}}`, "spec.boot_volume"},
@@ -69,9 +69,13 @@ func TestInstanceVolumes(t *testing.T) {
 			t.Errorf("DELETE volume %s: %d %s, want 409", v, code, body)
 		}
 	}
-	// Hot-plug: move data from vm1 to vm2.
+	// Hot-plug: move data from vm1 to vm2, with the krbd volume k (a
+	// kernel block device on vm2's host).
 	f.must(f.admin, "PUT", "/v1/projects/a/instances/vm1", `{"spec":{"flavor":"small","image":"tiny"}}`, 200)
-	f.must(f.admin, "PUT", "/v1/projects/a/instances/vm2", `{"spec":{"flavor":"small","boot_volume":"boot","volumes":["data","other"]}}`, 200)
+	f.must(f.admin, "PUT", "/v1/projects/a/instances/vm2", `{"spec":{"flavor":"small","boot_volume":"boot","volumes":["data","other","k"]}}`, 200)
+	if s := instanceSpec(t, f, "a", "vm2"); !slices.Equal(s.Volumes, []string{"data", "other", "k"}) {
+		t.Fatalf("vm2 with the krbd volume: %+v", s)
+	}
 	if s := instanceSpec(t, f, "a", "vm1"); s.RootVolume != "vm1-root" || len(s.Volumes) != 0 {
 		t.Fatalf("vm1 after detach: %+v", s)
 	}

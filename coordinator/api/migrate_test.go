@@ -106,6 +106,14 @@ func TestLiveMigration(t *testing.T) {
 	if code, body, _ := putVM(f, "vm", stopped); code != 400 || !strings.Contains(body, "needs the instance running") {
 		t.Fatalf("live migration of a stopped instance: %d %s", code, body)
 	}
+	// A krbd volume is a block device of its host: it cannot move live.
+	f.must(f.admin, "PUT", "/v1/volumetypes/cached", `{"spec":{"pool":"volumes","attach_mode":"krbd","cache_mode":"writeback"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/k", `{"spec":{"size_gib":1,"type":"cached"}}`, 201)
+	withK := s
+	withK.Volumes, withK.LiveMigrations = []string{"k"}, 1
+	if code, body, _ := putVM(f, "vm", withK); code != 400 || !strings.Contains(body, "through krbd") || !strings.Contains(body, "spec.live_migrations") {
+		t.Fatalf("live migration with a krbd volume: %d %s", code, body)
+	}
 	s.LiveMigrations = 1
 	s.Host = "h2" // an admin names the host
 	code, body, got := putVM(f, "vm", s)

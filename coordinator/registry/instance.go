@@ -275,6 +275,11 @@ func move(a *Admission, r *api.Resource, s *api.InstanceSpec, p api.InstanceSpec
 	if err := movable(a, s, p, field, live, resize); err != nil {
 		return err
 	}
+	if live {
+		if err := liveMovableVolumes(a, r.Project, s, field); err != nil {
+			return err
+		}
+	}
 	if resize {
 		old, err := getFlavor(a.Tx, p.Flavor)
 		if err == nil && fl.DiskGiB < old.DiskGiB {

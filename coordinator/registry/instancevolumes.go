@@ -18,7 +18,8 @@ const MaxInstanceVolumes = 25
 
 // checkInstanceVolumes checks the instance's boot volume and attached
 // volumes: each exists in the project, has a type instances attach
-// (librbd), is listed once, and is not in use by another instance. A
+// (librbd, or krbd but not to boot from: storagespec.CheckInstanceVolume,
+// which the host runs too), is listed once, and is not in use by another instance. A
 // volume is attached to one instance at a time: never two writers.
 func checkInstanceVolumes(a *Admission, r *api.Resource, s *api.InstanceSpec) error {
 	if len(s.Volumes) > MaxInstanceVolumes {
@@ -36,8 +37,8 @@ func checkInstanceVolumes(a *Admission, r *api.Resource, s *api.InstanceSpec) er
 		if err != nil {
 			return err
 		}
-		if ts.AttachMode == "krbd" {
-			return api.Fieldf(field, "volume %q has type %q (attach_mode krbd), which instances do not attach yet; use a librbd type", name, storagespec.TypeOf(vs))
+		if fe := storagespec.CheckInstanceVolume(field, name, storagespec.TypeOf(vs), ts, field == "spec.boot_volume"); fe != nil {
+			return fe
 		}
 		if other, ok, err := instanceUsing(a.Tx, r.Project, name, r.Name); err != nil {
 			return err
@@ -117,5 +118,24 @@ func makeRootVolume(a *Admission, r *api.Resource, s *api.InstanceSpec, fl compu
 		return err
 	}
 	s.RootVolume = name
+	return nil
+}
+
+// liveMovableVolumes refuses a live migration of an instance with a krbd
+// volume (storagespec.CheckLiveMigration, which the host runs too).
+func liveMovableVolumes(a *Admission, project string, s *api.InstanceSpec, field string) error {
+	for _, name := range s.Volumes {
+		vs, err := getProjectResource[api.VolumeSpec](a.Tx, "volume", project, name, field)
+		if err != nil {
+			return err
+		}
+		ts, err := getGlobal[api.VolumeTypeSpec](a.Tx, "volumetype", storagespec.TypeOf(vs), field)
+		if err != nil {
+			return err
+		}
+		if fe := storagespec.CheckLiveMigration(field, name, ts.AttachMode == "krbd"); fe != nil {
+			return fe
+		}
+	}
 	return nil
 }

@@ -101,6 +101,20 @@ type Volume struct {
 	Image     string `json:"image"`
 	Serial    string `json:"serial,omitempty"`
 	SizeBytes uint64 `json:"size_bytes,omitempty"`
+	// KRBD, when set, maps the image as a kernel block device on the host
+	// (with its cache) and hands the domain that device instead of letting
+	// qemu open the image.
+	KRBD *KRBD `json:"krbd,omitempty"`
+}
+
+// KRBD is how a host maps a volume of a krbd volume type: the type's
+// cache, defaults filled in (storagespec.CacheOf).
+type KRBD struct {
+	CacheMode       string `json:"cache_mode"` // none, writeback or writethrough
+	CacheBytes      int64  `json:"cache_bytes,omitempty"`
+	HighWatermark   int    `json:"high_watermark,omitempty"`
+	LowWatermark    int    `json:"low_watermark,omitempty"`
+	MaxDirtySeconds int    `json:"max_dirty_seconds,omitempty"`
 }
 
 // Capacity is an amount of host resources.

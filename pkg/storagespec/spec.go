@@ -213,3 +213,33 @@ const BackendPrefix = "rbd:"
 // can open the pool's images (the scheduler places an instance whose
 // disks live there only on such hosts).
 func Backend(pool string) string { return BackendPrefix + pool }
+
+// CheckInstanceVolume is what an instance may do with a volume of type ts
+// (named typeName): attach a librbd or a krbd volume (a kernel block
+// device on its host, cached or not), boot only from a librbd one — a
+// krbd root would have to be mapped and its cache assembled before the
+// domain is even defined, and moved with it on a live migration, which
+// hosts do not do. The coordinator runs it at admission and the agent
+// before it attaches, so what the API accepts every host can apply.
+func CheckInstanceVolume(field, volume, typeName string, ts api.VolumeTypeSpec, boot bool) *api.FieldError {
+	if fe := ValidateType(ts); fe != nil {
+		return api.Fieldf(field, "volume %q: type %q: %s: %s", volume, typeName, fe.Field, fe.Message)
+	}
+	if boot && ts.AttachMode == "krbd" {
+		return api.Fieldf(field, "volume %q has type %q (attach_mode krbd): instances boot only from librbd volumes; attach it in spec.volumes", volume, typeName)
+	}
+	return nil
+}
+
+// CheckLiveMigration refuses to move an instance live while it has a krbd
+// volume attached: the volume is a block device of the source host (with
+// its cache's dirty blocks), which the destination cannot open until the
+// source has flushed and unmapped it, so the guest cannot keep running
+// across the move. A cold move waits for that (the destination's claim
+// is refused until then). The host checks the same before it starts.
+func CheckLiveMigration(field, volume string, krbd bool) *api.FieldError {
+	if krbd {
+		return api.Fieldf(field, "volume %q is attached through krbd (a block device of this host, with its cache): a live migration cannot take it along; stop the instance and migrate it cold, or detach the volume first", volume)
+	}
+	return nil
+}

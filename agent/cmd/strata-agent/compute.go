@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/strata-infra/strata/agent/storage/cachedvol"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,8 @@ import (
 // registerCompute registers the compute subsystem, which runs after the
 // network one (reconcile.OrderCompute): a pass makes an instance's bridge
 // and filter before its domain starts, and l2 says where its taps plug in.
-func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 computeagent.L2) error {
+// kernel, when not nil, maps the instances' krbd volumes.
+func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 computeagent.L2, kernel *cachedvol.Manager) error {
 	cc := cfg.Compute
 	dir := cc.InstancesDir
 	if dir == "" {
@@ -27,6 +29,9 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 c
 	}
 	var cv compute.Volumes
 	if vols != nil {
+		if kernel != nil {
+			vols.UseKernel(kernel)
+		}
 		cv = vols
 		a.Background(ceph.Keep)
 		a.Reporter(ceph.Report)

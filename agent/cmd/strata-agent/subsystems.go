@@ -41,11 +41,12 @@ func registerSubsystems(a *daemon.Agent, cfg *config.Config, log *slog.Logger) e
 	if err := registerStorage(a, cfg, log); err != nil {
 		return err
 	}
-	if _, err := registerVolumeCaches(a, cfg, log); err != nil {
+	kernel, err := registerVolumeCaches(a, cfg, log)
+	if err != nil {
 		return err
 	}
 	if cfg.Compute.Enabled {
-		return registerCompute(a, cfg, log, l2)
+		return registerCompute(a, cfg, log, l2, kernel)
 	}
 	return nil
 }

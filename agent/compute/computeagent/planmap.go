@@ -80,7 +80,7 @@ func desired(h *plan.Host, host string, boot *compute.DirectBoot, l2 L2) []wante
 			root = is.RootVolume
 		}
 		if root != "" {
-			v, err := vols.volume(r.Project, root)
+			v, err := vols.volume(r.Project, root, true)
 			if err != nil {
 				errs = append(errs, err.Error())
 			}
@@ -89,7 +89,7 @@ func desired(h *plan.Host, host string, boot *compute.DirectBoot, l2 L2) []wante
 			errs = append(errs, fmt.Sprintf("image %q is not in the plan", is.Image))
 		}
 		for _, name := range is.Volumes {
-			v, err := vols.volume(r.Project, name)
+			v, err := vols.volume(r.Project, name, false)
 			if err != nil {
 				errs = append(errs, err.Error())
 				continue

@@ -34,8 +34,9 @@ func indexVolumes(h *plan.Host) volumeIndex {
 	return ix
 }
 
-// volume is project's volume name as the driver attaches it.
-func (ix volumeIndex) volume(project, name string) (computespec.Volume, error) {
+// volume is project's volume name as the driver attaches it (boot: as
+// the instance's root disk), checked as the coordinator checked it.
+func (ix volumeIndex) volume(project, name string, boot bool) (computespec.Volume, error) {
 	vs, ok := ix.vols[api.Key{Kind: "volume", Project: project, Name: name}]
 	if !ok {
 		return computespec.Volume{}, fmt.Errorf("volume %q is not in the plan", name)
@@ -44,6 +45,19 @@ func (ix volumeIndex) volume(project, name string) (computespec.Volume, error) {
 	if !ok {
 		return computespec.Volume{}, fmt.Errorf("volume type %q of volume %q is not in the plan", storagespec.TypeOf(vs), name)
 	}
-	return computespec.Volume{Pool: ts.Pool, Image: storagespec.VolumeImage(project, name), Serial: name,
-		SizeBytes: uint64(vs.SizeGiB) * storagespec.GiB}, nil
+	field := "spec.volumes"
+	if boot {
+		field = "spec.boot_volume"
+	}
+	if fe := storagespec.CheckInstanceVolume(field, name, storagespec.TypeOf(vs), ts, boot); fe != nil {
+		return computespec.Volume{}, fe
+	}
+	v := computespec.Volume{Pool: ts.Pool, Image: storagespec.VolumeImage(project, name), Serial: name,
+		SizeBytes: uint64(vs.SizeGiB) * storagespec.GiB}
+	if ts.AttachMode == "krbd" {
+		c := storagespec.CacheOf(ts)
+		v.KRBD = &computespec.KRBD{CacheMode: c.Mode, CacheBytes: c.SizeBytes,
+			HighWatermark: c.HighWatermark, LowWatermark: c.LowWatermark, MaxDirtySeconds: int(c.MaxDirty.Seconds())}
+	}
+	return v, nil
 }

@@ -25,6 +25,8 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/strata-infra/strata/agent/storage/cachedvol"
 )
 
 // Client is how qemu reaches Ceph on this host.
@@ -36,12 +38,23 @@ type Client struct {
 }
 
 // Volume is one RBD image attached to a domain; Serial (the volume's name)
-// is what the guest sees in /dev/disk/by-id.
+// is what the guest sees in /dev/disk/by-id. Dev, when set, is the host
+// block device of a krbd volume (cachedvol.DevicePath), which the domain
+// opens instead of the image; Cached is how that device is made.
 type Volume struct {
 	Pool, Image, Serial string
+	Dev                 string
+	Cached              *cachedvol.Volume
 }
 
-func (v Volume) source() string { return v.Pool + "/" + v.Image }
+// source is what identifies the volume among a domain's disks: its block
+// device, or pool/image for librbd.
+func (v Volume) source() string {
+	if v.Dev != "" {
+		return v.Dev
+	}
+	return v.Pool + "/" + v.Image
+}
 
 // Libvirt attaches through a libvirtd socket.
 type Libvirt struct {
@@ -136,8 +149,20 @@ func readKey(path string) ([]byte, error) {
 	return nil, fmt.Errorf("ceph keyring %s: no key line", path)
 }
 
-// DiskXML is the libvirt disk of an RBD volume at target dev (vdb...).
+// DiskXML is the libvirt disk of an RBD volume at target dev (vdb...):
+// a librbd network disk, or for a krbd volume a block disk on its host
+// device (O_DIRECT and native AIO: the host's page cache stays out of the
+// way of the volume's own cache).
 func (a *Libvirt) DiskXML(v Volume, dev string) libvirtxml.DomainDisk {
+	if v.Dev != "" {
+		return libvirtxml.DomainDisk{
+			Device: "disk",
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", IO: "native", Discard: "unmap"},
+			Source: &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: v.Dev}},
+			Target: &libvirtxml.DomainDiskTarget{Dev: dev, Bus: "virtio"},
+			Serial: v.Serial,
+		}
+	}
 	var hosts []libvirtxml.DomainDiskSourceHost
 	for _, m := range a.client.Monitors {
 		hosts = append(hosts, libvirtxml.DomainDiskSourceHost{Name: m.Addr().String(), Port: strconv.Itoa(int(m.Port()))})
@@ -154,8 +179,8 @@ func (a *Libvirt) DiskXML(v Volume, dev string) libvirtxml.DomainDisk {
 	}
 }
 
-// attached reads the domain's disks: its RBD volumes by source, and every
-// target name in use.
+// attached reads the domain's disks: its RBD volumes by source (krbd ones
+// by their block device), and every target name in use.
 func attached(l *golibvirt.Libvirt, dom golibvirt.Domain, flags golibvirt.DomainXMLFlags) (map[string]libvirtxml.DomainDisk, map[string]bool, error) {
 	x, err := l.DomainGetXMLDesc(dom, flags)
 	if err != nil {
@@ -176,6 +201,8 @@ func attached(l *golibvirt.Libvirt, dom golibvirt.Domain, flags golibvirt.Domain
 		}
 		if s := disk.Source; s != nil && s.Network != nil && s.Network.Protocol == "rbd" {
 			rbd[s.Network.Name] = disk
+		} else if s != nil && s.Block != nil && isKernelDev(s.Block.Dev) {
+			rbd[s.Block.Dev] = disk
 		}
 	}
 	return rbd, devs, nil

@@ -8,6 +8,7 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/strata-infra/strata/agent/storage/cachedvol"
 	"github.com/strata-infra/strata/pkg/computespec"
 )
 
@@ -16,11 +17,16 @@ import (
 type Claimer func(pool, image string) ([]string, error)
 
 // Host is the compute driver's door to volumes (compute.Volumes): librbd
-// disks through libvirt, each claimed before this host's qemu opens it.
+// disks through libvirt, each claimed before this host's qemu opens it,
+// and krbd volumes as block disks on the device the Kernel maps (with
+// its cache), detached from the host once no domain has them (Release).
 type Host struct {
 	lv    *Libvirt
 	claim Claimer
 	log   *slog.Logger
+	// kernel maps krbd volumes; nil on a host without krbd, where they
+	// are refused.
+	kernel Kernel
 
 	mu       sync.Mutex
 	secretOK bool
@@ -32,12 +38,53 @@ func NewHost(lv *Libvirt, claim Claimer, log *slog.Logger) *Host {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Host{lv: lv, claim: claim, log: log.With("subsystem", "volumes")}
-	lv.claim = func(ctx context.Context, v Volume) error { return h.claimRef(v.Pool, v.Image) }
+	lv.claim = h.claimAttach
 	return h
 }
 
+// UseKernel makes h attach krbd volumes through k.
+func (h *Host) UseKernel(k Kernel) { h.kernel = k }
+
 func volumeOf(v computespec.Volume) Volume {
-	return Volume{Pool: v.Pool, Image: v.Image, Serial: v.Serial}
+	out := Volume{Pool: v.Pool, Image: v.Image, Serial: v.Serial, Cached: cachedVolume(v)}
+	if out.Cached != nil {
+		out.Dev = cachedvol.DevicePath(out.Cached.Name)
+	}
+	return out
+}
+
+// claimAttach runs before a volume is attached to a domain: it fences
+// other writers off the image and, for a krbd volume, maps it and
+// assembles its cache (an image this host has mapped already is its own:
+// no claim, which would find the mapping holding the lock).
+func (h *Host) claimAttach(ctx context.Context, v Volume) error {
+	if v.Cached == nil {
+		return h.claimRef(v.Pool, v.Image)
+	}
+	if h.kernel == nil {
+		return fmt.Errorf("volume %s/%s is a krbd volume: this host has no krbd (the kernel lacks the rbd module, or no Ceph is configured)", v.Pool, v.Image)
+	}
+	recs, err := h.kernel.Records()
+	if err != nil {
+		return err
+	}
+	mine := false
+	for _, r := range recs {
+		mine = mine || r.Volume == v.Cached.Name
+	}
+	if !mine {
+		if err := h.claimRef(v.Pool, v.Image); err != nil {
+			return err
+		}
+	}
+	dev, err := h.kernel.Attach(ctx, *v.Cached)
+	if err != nil {
+		return fmt.Errorf("map %s/%s: %w", v.Pool, v.Image, err)
+	}
+	if dev != v.Dev {
+		return fmt.Errorf("map %s/%s: the device is %s, not %s", v.Pool, v.Image, dev, v.Dev)
+	}
+	return nil
 }
 
 // RootDisk is the instance's RBD root disk, vda.

@@ -1,0 +1,94 @@
+package attach
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/strata-infra/strata/agent/storage/cachedvol"
+	"github.com/strata-infra/strata/agent/storage/dmcache"
+	"github.com/strata-infra/strata/agent/storage/krbd"
+	"github.com/strata-infra/strata/pkg/computespec"
+)
+
+// Kernel is the host's krbd volume manager (*cachedvol.Manager): it maps
+// a volume and assembles its cache, and flushes, takes down and unmaps it
+// once no domain has it.
+type Kernel interface {
+	Attach(ctx context.Context, v cachedvol.Volume) (string, error)
+	Detach(ctx context.Context, volume string) error
+	Records() ([]*cachedvol.Record, error)
+}
+
+// kernelDevPrefix starts the path of every block device Kernel hands a
+// domain; a block disk with another source is not Strata's.
+var kernelDevPrefix = cachedvol.DevicePath("")
+
+// cachedVolume is how the manager attaches v (a volume of a krbd type):
+// named by its RBD image, unique on the host.
+func cachedVolume(v computespec.Volume) *cachedvol.Volume {
+	k := v.KRBD
+	if k == nil {
+		return nil
+	}
+	return &cachedvol.Volume{
+		Name: v.Image, Image: krbd.Image{Pool: v.Pool, Name: v.Image},
+		Mode: dmcache.Mode(k.CacheMode), CacheBytes: k.CacheBytes,
+		Params: dmcache.Params{HighWatermark: k.HighWatermark, LowWatermark: k.LowWatermark,
+			MaxAge: time.Duration(k.MaxDirtySeconds) * time.Second},
+	}
+}
+
+// KernelDisk maps a krbd volume (with its cache) as Set does before it
+// hot-plugs it, and returns the disk the domain gets at target dev.
+func (h *Host) KernelDisk(ctx context.Context, v computespec.Volume, dev string) (libvirtxml.DomainDisk, error) {
+	av := volumeOf(v)
+	if av.Cached == nil {
+		return libvirtxml.DomainDisk{}, fmt.Errorf("volume %s/%s is not a krbd volume", v.Pool, v.Image)
+	}
+	if err := h.claimAttach(ctx, av); err != nil {
+		return libvirtxml.DomainDisk{}, err
+	}
+	return h.lv.DiskXML(av, dev), nil
+}
+
+// isKernelDev says whether a block disk's source is one of Kernel's.
+func isKernelDev(path string) bool { return strings.HasPrefix(path, kernelDevPrefix) }
+
+// Release detaches, flushing their caches first, the krbd volumes of this
+// host that no domain wants any more (keep lists every volume of every
+// instance the host keeps). A volume still open (the guest has not let a
+// hot-unplugged disk go) fails to detach and is retried on the next pass;
+// its record stays, and so does its cache with every dirty block.
+func (h *Host) Release(ctx context.Context, keep []computespec.Volume) error {
+	if h.kernel == nil {
+		return nil
+	}
+	recs, err := h.kernel.Records()
+	if err != nil {
+		return err
+	}
+	wanted := map[string]bool{}
+	for _, v := range keep {
+		if v.KRBD != nil {
+			wanted[v.Image] = true
+		}
+	}
+	var errs []string
+	for _, r := range recs {
+		if wanted[r.Volume] {
+			continue
+		}
+		h.log.Info("detaching a krbd volume no domain uses", "volume", r.Volume, "mode", r.Mode)
+		if err := h.kernel.Detach(ctx, r.Volume); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("release krbd volumes: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package attach
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/agent/storage/cachedvol"
+	"github.com/strata-infra/strata/agent/storage/dmcache"
+	"github.com/strata-infra/strata/pkg/computespec"
+)
+
+// fakeKernel records what the host asks of the krbd volume manager.
+type fakeKernel struct {
+	recs     map[string]bool
+	attached []cachedvol.Volume
+	detached []string
+	failOn   string // Detach of this volume fails (still open)
+}
+
+func (k *fakeKernel) Attach(_ context.Context, v cachedvol.Volume) (string, error) {
+	k.attached = append(k.attached, v)
+	k.recs[v.Name] = true
+	return cachedvol.DevicePath(v.Name), nil
+}
+
+func (k *fakeKernel) Detach(_ context.Context, volume string) error {
+	if volume == k.failOn {
+		return errors.New("device-mapper: remove ioctl failed: Device or resource busy")
+	}
+	k.detached = append(k.detached, volume)
+	delete(k.recs, volume)
+	return nil
+}
+
+func (k *fakeKernel) Records() ([]*cachedvol.Record, error) {
+	var out []*cachedvol.Record
+	for n := range k.recs {
+		out = append(out, &cachedvol.Record{Volume: n})
+	}
+	return out, nil
+}
+
+var krbdVol = computespec.Volume{Pool: "volumes", Image: "volume-k", Serial: "k", SizeBytes: 1 << 30,
+	KRBD: &computespec.KRBD{CacheMode: "writeback", CacheBytes: 64 << 20, HighWatermark: 50, LowWatermark: 45, MaxDirtySeconds: 30}}
+
+// TestKernelVolumeDisk: a krbd volume is a block disk on the device the
+// manager makes, with the type's cache, and is found again among a
+// domain's disks by that device; a librbd one stays a network disk.
+func TestKernelVolumeDisk(t *testing.T) {
+	v := volumeOf(krbdVol)
+	if v.Dev != "/dev/mapper/strata-volume-k" || v.source() != v.Dev {
+		t.Fatalf("device %q, source %q", v.Dev, v.source())
+	}
+	want := cachedvol.Volume{Name: "volume-k", Mode: dmcache.Writeback, CacheBytes: 64 << 20,
+		Params: dmcache.Params{HighWatermark: 50, LowWatermark: 45, MaxAge: 30 * time.Second}}
+	want.Image.Pool, want.Image.Name = "volumes", "volume-k"
+	if *v.Cached != want {
+		t.Fatalf("cached volume %+v, want %+v", *v.Cached, want)
+	}
+	lv := &Libvirt{client: Client{User: "strata", SecretUUID: "u"}}
+	disk := lv.DiskXML(v, "vdb")
+	x, err := disk.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`<disk type="block" device="disk">`, `<source dev="/dev/mapper/strata-volume-k">`,
+		`cache="none" io="native"`, `<target dev="vdb" bus="virtio">`, `<serial>k</serial>`} {
+		if !strings.Contains(x, s) {
+			t.Errorf("krbd disk lacks %s:\n%s", s, x)
+		}
+	}
+	if strings.Contains(x, "rbd") && strings.Contains(x, "protocol") {
+		t.Errorf("krbd disk is a network disk:\n%s", x)
+	}
+	lib := volumeOf(computespec.Volume{Pool: "volumes", Image: "volume-l", Serial: "l"})
+	if lib.Dev != "" || lib.Cached != nil || lib.source() != "volumes/volume-l" {
+		t.Fatalf("librbd volume %+v", lib)
+	}
+	ldisk := lv.DiskXML(lib, "vdc")
+	if x, _ := ldisk.Marshal(); !strings.Contains(x, `protocol="rbd"`) {
+		t.Errorf("librbd disk:\n%s", x)
+	}
+	if !isKernelDev(v.Dev) || isKernelDev("/dev/sdb") || isKernelDev("/dev/mapper/vg0-root") {
+		t.Error("isKernelDev takes devices that are not Strata's, or misses its own")
+	}
+}
+
+// TestKernelVolumeAttachAndRelease: before a krbd volume is hot-plugged
+// the host claims the image (unless it has it mapped already) and maps it
+// with its cache; a host without krbd refuses it clearly; after a pass the
+// volumes no instance keeps are detached (flushed), and one still open is
+// reported and kept for the next pass.
+func TestKernelVolumeAttachAndRelease(t *testing.T) {
+	var claimed []string
+	h := NewHost(&Libvirt{}, func(pool, image string) ([]string, error) {
+		claimed = append(claimed, pool+"/"+image)
+		return nil, nil
+	}, nil)
+	ctx := context.Background()
+	if err := h.claimAttach(ctx, volumeOf(krbdVol)); err == nil || !strings.Contains(err.Error(), "no krbd") {
+		t.Fatalf("a host without krbd attached a krbd volume: %v", err)
+	}
+	k := &fakeKernel{recs: map[string]bool{"volume-old": true}}
+	h.UseKernel(k)
+	for range 2 {
+		if err := h.claimAttach(ctx, volumeOf(krbdVol)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(claimed) != 1 || claimed[0] != "volumes/volume-k" || len(k.attached) != 2 {
+		t.Fatalf("claims %v, attaches %d: want one claim (the second finds its own mapping) and two idempotent attaches", claimed, len(k.attached))
+	}
+	if err := h.claimAttach(ctx, volumeOf(computespec.Volume{Pool: "volumes", Image: "volume-l"})); err != nil || len(k.attached) != 2 {
+		t.Fatalf("a librbd volume went to the kernel: %v", err)
+	}
+
+	if err := h.Release(ctx, []computespec.Volume{krbdVol}); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.detached) != 1 || k.detached[0] != "volume-old" {
+		t.Fatalf("detached %v, want only volume-old", k.detached)
+	}
+	k.failOn = "volume-k"
+	err := h.Release(ctx, nil)
+	if err == nil || !strings.Contains(err.Error(), "busy") || !k.recs["volume-k"] {
+		t.Fatalf("release of an open volume: %v, records %v", err, k.recs)
+	}
+	k.failOn = ""
+	if err := h.Release(ctx, nil); err != nil || len(k.recs) != 0 {
+		t.Fatalf("the next pass: %v, records %v", err, k.recs)
+	}
+}
