@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,12 @@ func (c *Controller) apply(ctx context.Context, p Pool, d desiredState) ([]api.R
 		made[v.Key] = true
 		report(v.Key, v.Epoch, StateAvailable, "", &st)
 		for _, sn := range snapsOf[v.Ref] {
+			if sn.KRBD && !hasSnap(st, sn.Ref.Snap) {
+				if held, err := krbdHeld(p, v.Ref); err != nil || held != "" {
+					report(sn.Key, sn.Epoch, StatePending, cmp.Or(held, fmt.Sprint(err)), nil)
+					continue
+				}
+			}
 			if err := p.Snapshot(sn.Ref, true); err != nil {
 				report(sn.Key, sn.Epoch, StateError, err.Error(), nil)
 				continue
@@ -188,6 +195,10 @@ func (c *Controller) prune(p Pool, d desiredState) error {
 				continue // not ours
 			}
 			if !wantImage[ref] {
+				if held, err := krbdHeld(p, ref); err != nil || held != "" {
+					errs = append(errs, fmt.Sprintf("delete %s waits: %s", ref, cmp.Or(held, fmt.Sprint(err))))
+					continue
+				}
 				if err := p.Remove(ref, st.Owner, true); err != nil {
 					errs = append(errs, err.Error())
 				} else {
@@ -250,4 +261,34 @@ func (c *Controller) flatten(p Pool, key api.Key, r rbd.Ref) error {
 		c.cfg.Logger.Info("flattened", "volume", key, "image", r.String(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return err
+}
+
+// krbdHeld says, when a host still holds the image, why the controller
+// waits: a krbd volume's host holds the exclusive lock (librbd could not
+// take it for a snapshot) and, with a writeback cache, writes Ceph has not
+// seen yet. That host flushes the cache (zero dirty blocks) before it
+// unmaps the image, once no instance has the volume; the snapshot or the
+// delete goes on after. Deleting an image a writer still holds would fail
+// the same way, so that wait applies to every volume.
+// (Watchers would count this controller's own open of the image; the
+// lock owner is the writer: a krbd mapping takes it when it maps.)
+func krbdHeld(p Pool, r rbd.Ref) (string, error) {
+	_, owners, err := p.Holders(r)
+	if err != nil {
+		return "", err
+	}
+	if len(owners) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("waits until no host holds %s (locked by %s): a krbd volume's host flushes its cache to zero dirty blocks and unmaps it once no instance has it (detach the volume)",
+		r, strings.Join(owners, ", ")), nil
+}
+
+func hasSnap(st rbd.ImageStatus, name string) bool {
+	for _, s := range st.Snapshots {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -31,6 +31,9 @@ type volume struct {
 	// Err says why the volume cannot be mapped (a type, image or snapshot
 	// missing from the plan, or a check failing): reported, never applied.
 	Err string
+	// KRBD: its type maps it as a kernel block device on its host, maybe
+	// behind a cache holding writes Ceph has not seen (krbdHeld).
+	KRBD bool
 }
 
 // snapshot is one volumesnapshot of the plan.
@@ -39,6 +42,7 @@ type snapshot struct {
 	Epoch uint64
 	Ref   rbd.Ref // with Snap
 	Err   string
+	KRBD  bool // of a krbd volume
 }
 
 // desiredState is everything the controller wants in Ceph.
@@ -93,6 +97,7 @@ func desired(s *plan.Snapshot) (desiredState, error) {
 	sort.Strings(d.Pools)
 	specs := map[api.Key]api.VolumeSpec{}
 	refs := map[api.Key]rbd.Ref{}
+	krbdVol := map[api.Key]bool{}
 	for _, r := range s.Kind("volume") {
 		var vs api.VolumeSpec
 		if err := json.Unmarshal(r.Spec, &vs); err != nil {
@@ -101,6 +106,7 @@ func desired(s *plan.Snapshot) (desiredState, error) {
 		specs[r.Key()] = vs
 		if ts, ok := types[storagespec.TypeOf(vs)]; ok {
 			refs[r.Key()] = rbd.Ref{Pool: ts.Pool, Image: storagespec.VolumeImage(r.Project, r.Name)}
+			krbdVol[r.Key()] = ts.AttachMode == "krbd"
 		}
 	}
 	snaps := map[api.Key]snapshot{}
@@ -109,8 +115,8 @@ func desired(s *plan.Snapshot) (desiredState, error) {
 		if err := json.Unmarshal(r.Spec, &ss); err != nil {
 			return d, fmt.Errorf("volumesnapshot %s: %w", r.Key(), err)
 		}
-		sn := snapshot{Key: r.Key(), Epoch: r.Epoch}
 		vk := api.Key{Kind: "volume", Project: r.Project, Name: ss.Volume}
+		sn := snapshot{Key: r.Key(), Epoch: r.Epoch, KRBD: krbdVol[vk]}
 		if ref, ok := refs[vk]; ok {
 			sn.Ref = rbd.Ref{Pool: ref.Pool, Image: ref.Image, Snap: storagespec.SnapshotName(r.Project, r.Name)}
 		} else {
@@ -122,7 +128,7 @@ func desired(s *plan.Snapshot) (desiredState, error) {
 	for _, r := range s.Kind("volume") {
 		vs := specs[r.Key()]
 		v := volume{Key: r.Key(), Epoch: r.Epoch, Size: uint64(vs.SizeGiB) * storagespec.GiB,
-			Owner: storagespec.Owner("volume", r.Project, r.Name), Flatten: vs.Flatten}
+			Owner: storagespec.Owner("volume", r.Project, r.Name), Flatten: vs.Flatten, KRBD: krbdVol[r.Key()]}
 		ref, ok := refs[r.Key()]
 		switch {
 		case !ok:
