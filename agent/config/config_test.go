@@ -37,8 +37,11 @@ func TestLoadNamesTheBadKey(t *testing.T) {
 		"vtep: 10.0.0.1\ngossip: {profile: wan}\n":       "gossip.profile",
 		"vtep: 10.0.0.1\nnetwork: {driver: ovs-magic}\n": "network.driver",
 		"network: {driver: linuxbridge}\n":               "vtep",
-		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {device: nvme0n1}}\n":     "storage.cache.device",
-		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {flush_timeout: 10ms}}\n": "storage.cache.flush_timeout",
+		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {device: nvme0n1}}\n":                     "storage.cache.device",
+		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {flush_timeout: 10ms}}\n":                 "storage.cache.flush_timeout",
+		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {idle_clean_after: 10ms}}\n":              "storage.cache.idle_clean_after",
+		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {volume_group: \"a b\"}}\n":               "storage.cache.volume_group",
+		"vtep: 10.0.0.1\nstorage: {ceph: {mon_host: 10.0.0.5}, cache: {device: /dev/sdb, volume_group: vg0}}\n": "storage.cache.volume_group",
 	}
 	for body, key := range cases {
 		path := filepath.Join(t.TempDir(), "agent.yaml")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,9 @@ type Storage struct {
 	Cache Cache `json:"cache"`
 }
 
+// vgNameRE is what LVM takes as a volume group's name.
+var vgNameRE = regexp.MustCompile(`^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,126}$`)
+
 // Cache is where this host keeps the caches of its krbd volumes.
 type Cache struct {
 	// Device is a block device (a partition, an LVM logical volume, a
@@ -43,8 +47,15 @@ type Cache struct {
 	// Its contents belong to Strata: a cache that holds dirty data is
 	// reassembled from it after a reboot.
 	Device string `json:"device"`
+	// VolumeGroup is an LVM volume group to carve the caches from
+	// instead, a logical volume per cache (strata-<image>-cdata); the
+	// group may hold other LVs, which are never touched.
+	VolumeGroup string `json:"volume_group,omitempty"`
 	// FlushTimeout bounds the flush before a detach.
 	FlushTimeout time.Duration `json:"flush_timeout"`
+	// IdleCleanAfter is how long a writeback volume goes without a
+	// request before its cache writes everything back (0: never).
+	IdleCleanAfter time.Duration `json:"idle_clean_after"`
 }
 
 // Ceph is one host's Ceph client configuration.
@@ -64,7 +75,7 @@ func DefaultStorage() Storage {
 	return Storage{
 		Ceph:       Ceph{User: "strata", Keyring: "/etc/ceph/ceph.client.strata.keyring", Timeout: 30 * time.Second},
 		ImagesPool: "images", VolumesPool: "volumes", LeaseTTL: 15 * time.Second,
-		Cache: Cache{FlushTimeout: 10 * time.Minute},
+		Cache: Cache{FlushTimeout: 10 * time.Minute, IdleCleanAfter: 30 * time.Second},
 	}
 }
 
@@ -80,6 +91,7 @@ func (s *Storage) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.VolumesPool, "volumes-pool", s.VolumesPool, "Ceph pool of the default volume type and the controller lease")
 	fs.StringSliceVar(&s.Pools, "ceph-pools", s.Pools, "further Ceph pools (of other volume types) this host's instances may open")
 	fs.StringVar(&s.Cache.Device, "cache-device", s.Cache.Device, "block device the caches of krbd volumes are cut from (empty: none)")
+	fs.StringVar(&s.Cache.VolumeGroup, "cache-volume-group", s.Cache.VolumeGroup, "LVM volume group the caches of krbd volumes are carved from, an LV each (instead of --cache-device)")
 }
 
 // Backends are the storage backends the host announces for the
@@ -121,6 +133,12 @@ func (s *Storage) validate() error {
 		return api.Fieldf("storage.ceph.timeout", "%s is below 1s", s.Ceph.Timeout)
 	case s.Cache.Device != "" && !strings.HasPrefix(s.Cache.Device, "/dev/"):
 		return api.Fieldf("storage.cache.device", "%q is not a block device under /dev", s.Cache.Device)
+	case s.Cache.VolumeGroup != "" && s.Cache.Device != "":
+		return api.Fieldf("storage.cache.volume_group", "set either storage.cache.device or a volume group, not both")
+	case s.Cache.VolumeGroup != "" && !vgNameRE.MatchString(s.Cache.VolumeGroup):
+		return api.Fieldf("storage.cache.volume_group", "%q is not an LVM volume group name", s.Cache.VolumeGroup)
+	case s.Cache.IdleCleanAfter != 0 && s.Cache.IdleCleanAfter < time.Second:
+		return api.Fieldf("storage.cache.idle_clean_after", "%s is below 1s (0 turns idle cleaning off)", s.Cache.IdleCleanAfter)
 	case s.Cache.FlushTimeout < time.Second:
 		return api.Fieldf("storage.cache.flush_timeout", "%s is below 1s", s.Cache.FlushTimeout)
 	}

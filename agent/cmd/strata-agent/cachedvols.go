@@ -28,7 +28,8 @@ const checkEvery = 10 * time.Second
 // Ceph and the kernel has krbd: on start it finds every volume it had
 // mapped again, reassembles their caches with their dirty blocks and
 // finishes interrupted detaches (Recover, retried until it succeeds), then
-// checks the caches every checkEvery. Each volume's state goes into the
+// checks the caches every checkEvery and cleans the caches of idle
+// volumes (storage.cache.idle_clean_after). Each volume's state goes into the
 // status report and the metrics.
 func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger) (*cachedvol.Manager, error) {
 	s := cfg.Storage
@@ -57,8 +58,11 @@ func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger)
 		StateDir: filepath.Join(cfg.StateDir, "volumes"), Log: log,
 		FlushTimeout: s.Cache.FlushTimeout,
 	}
-	if s.Cache.Device != "" {
+	switch {
+	case s.Cache.Device != "":
 		m.Fast = cachedvol.BlockDevice(s.Cache.Device)
+	case s.Cache.VolumeGroup != "":
+		m.Fast = cachedvol.VolumeGroup{Name: s.Cache.VolumeGroup}
 	}
 	rep := &cacheReporter{m: m}
 	a.Background(func(ctx context.Context) {
@@ -78,6 +82,11 @@ func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger)
 			if err := m.Check(ctx); err != nil {
 				log.Error("volume caches", "err", err)
 			}
+			if idle := s.Cache.IdleCleanAfter; idle > 0 {
+				if err := m.CleanIdle(ctx, time.Now(), idle); err != nil {
+					log.Error("idle cleaning", "err", err)
+				}
+			}
 			rep.refresh(ctx)
 			select {
 			case <-ctx.Done():
@@ -88,7 +97,7 @@ func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger)
 	})
 	a.Reporter(rep.report)
 	a.Registry().MustRegister(m.Collector())
-	log.Info("krbd volumes", "cache_device", s.Cache.Device, "state", m.StateDir)
+	log.Info("krbd volumes", "cache_device", s.Cache.Device, "cache_volume_group", s.Cache.VolumeGroup, "state", m.StateDir)
 	return m, nil
 }
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"syscall"
+
 	"github.com/strata-infra/strata/agent/storage/dmcache"
 )
 
@@ -31,6 +34,14 @@ func (m *Manager) Check(ctx context.Context) error {
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if st.Error == "" {
+			// dm-cache keeps a clean status while its data device fails
+			// under it (only its metadata's failure shows): read the
+			// data device itself.
+			if err := m.probe(dmcache.DevPath(dataName(r.Volume))); err != nil {
+				st.Error = "cache data device: " + err.Error()
+			}
 		}
 		if st.Error == "" && r.Mode == "writeback" {
 			// dm-writecache fails writes to a failed device one by one and
@@ -75,4 +86,31 @@ func (m *Manager) Check(ctx context.Context) error {
 		m.log().Warn("writethrough cache failed: the volume runs uncached, nothing lost", "volume", r.Volume, "cache_error", st.Error)
 	}
 	return errors.Join(errs...)
+}
+
+// probe reads the first block of a cache's data device.
+func (m *Manager) probe(path string) error {
+	if m.Probe != nil {
+		return m.Probe(path)
+	}
+	return readDirect(path)
+}
+
+// readDirect reads 4 KiB at offset 0 with O_DIRECT, past the page cache,
+// into a page-aligned buffer.
+func readDirect(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	defer syscall.Munmap(buf)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
 }

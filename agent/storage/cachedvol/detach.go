@@ -53,6 +53,17 @@ func (m *Manager) detach(ctx context.Context, r *Record) error {
 			return fmt.Errorf("detach %s: %w", r.Volume, err)
 		}
 	}
+	if c, ok := m.Fast.(Carver); ok {
+		// The cache is written back and its devices gone: its LVs go too.
+		for _, s := range []Slice{r.Data, r.Meta} {
+			if s.Path == "" {
+				continue
+			}
+			if err := c.Drop(ctx, s); err != nil {
+				return fmt.Errorf("detach %s: %w", r.Volume, err)
+			}
+		}
+	}
 	d, ok, err := m.Mapper.Find(r.Image)
 	if err != nil {
 		return err

@@ -26,6 +26,9 @@ const (
 type Slice struct {
 	Offset  int64 `json:"offset"`
 	Sectors int64 `json:"sectors"`
+	// Path, when set, is a device of the slice's own (an LV a Carver
+	// made), used from Offset; empty: the manager's fast device.
+	Path string `json:"path,omitempty"`
 }
 
 // Record is what the agent keeps of one volume it attached: enough to find
@@ -59,6 +62,9 @@ type Record struct {
 	// LastDirty is the last dirty byte count seen, published so the
 	// coordinator knows what this host holds.
 	LastDirty int64 `json:"last_dirty"`
+	// IdleCleaning is set while the cache writes everything back because
+	// the volume is idle (CleanIdle); the next I/O turns it off.
+	IdleCleaning bool `json:"idle_cleaning,omitempty"`
 }
 
 // journal keeps one JSON file a volume in dir, each written atomically.

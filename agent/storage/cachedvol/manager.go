@@ -54,8 +54,13 @@ type Manager struct {
 	FlushTimeout, ProgressEvery time.Duration
 	// Exclusive maps every image with the exclusive option.
 	Exclusive bool
+	// Probe reads the start of a cache's data device, which Check does to
+	// find a failed one; nil: a direct read of its first 4 KiB.
+	Probe func(path string) error
 
 	mu sync.Mutex // one change at a time; status reads need none
+	// idle is what CleanIdle last saw of each volume's I/O.
+	idle map[string]idleSeen
 }
 
 // Volume is what the storage controller asks to attach.
@@ -81,6 +86,10 @@ func (m *Manager) j() journal { return journal{dir: m.StateDir} }
 func topName(v string) string  { return "strata-" + v }
 func dataName(v string) string { return "strata-" + v + "-cdata" }
 func metaName(v string) string { return "strata-" + v + "-cmeta" }
+
+// DevicePath is the block device Attach returns for volume: what a
+// domain's disk names, known before the volume is attached.
+func DevicePath(volume string) string { return dmcache.DevPath(topName(volume)) }
 
 // originName is the shim between the mapping and the top device: a linear
 // device that a snapshot points away from the mapping so that the image
@@ -108,6 +117,13 @@ func (m *Manager) Attach(ctx context.Context, v Volume) (string, error) {
 		return "", err
 	case r.Phase == PhaseDetaching:
 		return "", fmt.Errorf("attach %s: a detach is under way; it finishes first", v.Name)
+	case r.Fresh && r.Data.Path != "" && r.Data.Sectors == 0:
+		// Killed while carving its LVs: carve again (by name).
+		if c, ok := m.Fast.(Carver); ok {
+			if err := m.carve(c, r, v.CacheBytes); err != nil {
+				return "", fmt.Errorf("attach %s: %w", v.Name, err)
+			}
+		}
 	}
 	return m.assemble(ctx, r)
 }
@@ -124,6 +140,9 @@ func (m *Manager) newRecord(v Volume) (*Record, error) {
 		}
 		if v.CacheBytes < 1<<20 {
 			return nil, fmt.Errorf("cache size %d bytes: want at least 1 MiB", v.CacheBytes)
+		}
+		if c, ok := m.Fast.(Carver); ok {
+			return r, m.carve(c, r, v.CacheBytes)
 		}
 		total, err := m.Fast.Sectors()
 		if err != nil {
@@ -148,6 +167,31 @@ func (m *Manager) newRecord(v Volume) (*Record, error) {
 		r.Fresh = true
 	}
 	return r, m.j().save(r)
+}
+
+// carve makes r's slices as LVs of their own. The record is saved (fresh)
+// before each LV is made, so an agent killed in between finds the LV by
+// its name again and a detach drops it.
+func (m *Manager) carve(c Carver, r *Record, cacheBytes int64) error {
+	ctx := context.Background()
+	r.Fresh = true
+	r.Data = Slice{Path: m.Fast.Path() + "/" + dataName(r.Volume)}
+	if r.Mode == dmcache.Writethrough {
+		r.Meta = Slice{Path: m.Fast.Path() + "/" + metaName(r.Volume)}
+	}
+	if err := m.j().save(r); err != nil {
+		return err
+	}
+	var err error
+	if r.Data, err = c.Carve(ctx, dataName(r.Volume), cacheBytes/512); err != nil {
+		return err
+	}
+	if r.Mode == dmcache.Writethrough {
+		if r.Meta, err = c.Carve(ctx, metaName(r.Volume), dmcache.CacheMetaBytes(cacheBytes)/512); err != nil {
+			return err
+		}
+	}
+	return m.j().save(r)
 }
 
 // assemble brings r's mapping and devices up from what exists: it maps the
@@ -210,7 +254,7 @@ func (m *Manager) assemble(ctx context.Context, r *Record) (string, error) {
 	if err := m.DM.Create(ctx, top, m.table(r, dmcache.DevPath(shim), sectors)); err != nil {
 		return "", fmt.Errorf("assemble %s: %w", r.Volume, err)
 	}
-	r.Fresh, r.Phase = false, PhaseAttached
+	r.Fresh, r.Phase, r.IdleCleaning = false, PhaseAttached, false
 	if err := m.j().save(r); err != nil {
 		return "", err
 	}
@@ -245,7 +289,16 @@ func (m *Manager) slices(ctx context.Context, r *Record) error {
 		if _, err := m.DM.Status(ctx, s.name); err == nil {
 			continue
 		}
-		if err := m.DM.Create(ctx, s.name, dmcache.LinearTable(m.Fast.Path(), s.slice.Offset, s.slice.Sectors)); err != nil {
+		dev := m.Fast.Path()
+		if s.slice.Path != "" {
+			dev = s.slice.Path
+			if c, ok := m.Fast.(Carver); ok {
+				if err := c.Activate(ctx, s.slice); err != nil {
+					return err
+				}
+			}
+		}
+		if err := m.DM.Create(ctx, s.name, dmcache.LinearTable(dev, s.slice.Offset, s.slice.Sectors)); err != nil {
 			return err
 		}
 	}

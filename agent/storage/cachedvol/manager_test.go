@@ -31,7 +31,8 @@ type fakeDev struct {
 	dirty                              int64
 	cleaner, flushOnSuspend, suspended bool
 	failed                             bool
-	silentFail                         bool // failed, with a clean status (dm-writecache)
+	writes                             int64 // requests since the table was loaded
+	silentFail                         bool  // failed, with a clean status (dm-writecache)
 }
 
 func newFakeDM() *fakeDM { return &fakeDM{devs: map[string]*fakeDev{}, drain: 100} }
@@ -53,6 +54,8 @@ func (f *fakeDM) Reload(_ context.Context, name, table string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.devs[name].table = table
+	// A new table: the cleaner mode and the counters start again.
+	f.devs[name].cleaner, f.devs[name].writes = false, 0
 	f.record("reload " + name)
 	return nil
 }
@@ -87,7 +90,7 @@ func (f *fakeDM) Status(_ context.Context, name string) (string, error) {
 		if d.failed {
 			e = -5
 		}
-		return fmt.Sprintf("0 1000 writecache %d 10000 %d 0 0 0 0 0 0 0 0 0 0 0", e, 10000-d.dirty), nil
+		return fmt.Sprintf("0 1000 writecache %d 10000 %d 0 0 0 %d 0 0 0 0 0 0 0 0", e, 10000-d.dirty, d.writes), nil
 	case "cache":
 		if d.failed {
 			return "0 1000 cache Fail", nil
@@ -137,6 +140,7 @@ func (f *fakeDM) write(name string, blocks int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.devs[name].dirty += blocks
+	f.devs[name].writes++
 }
 
 type fakeMapper struct {
@@ -175,16 +179,24 @@ type rig struct {
 	dm   *fakeDM
 	krbd *fakeMapper
 	fast *fakeFast
+	// badData are the cache data devices whose reads fail.
+	badData map[string]bool
 }
 
 func newRig(t *testing.T) *rig {
-	r := &rig{dm: newFakeDM(), krbd: &fakeMapper{mapped: map[krbd.Image]krbd.Device{}}, fast: &fakeFast{}}
+	r := &rig{dm: newFakeDM(), krbd: &fakeMapper{mapped: map[krbd.Image]krbd.Device{}}, fast: &fakeFast{}, badData: map[string]bool{}}
 	r.m = r.manager(t.TempDir())
 	return r
 }
 
 func (r *rig) manager(state string) *Manager {
 	return &Manager{DM: r.dm, Mapper: r.krbd, Fast: r.fast, StateDir: state,
+		Probe: func(path string) error {
+			if r.badData[path] {
+				return fmt.Errorf("read %s: input/output error", path)
+			}
+			return nil
+		},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ProgressEvery: time.Millisecond, FlushTimeout: 5 * time.Second}
 }
 
@@ -516,5 +528,33 @@ func TestCheckFailingCache(t *testing.T) {
 	rec, _ := r.m.j().load("wt")
 	if rec.Degraded {
 		t.Error("a new attach after the detach kept the old failure")
+	}
+}
+
+// TestCheckFailingDataDevice: a cache data device that fails while the
+// target's status stays clean (dm-cache's data device; its metadata still
+// answers) is found by reading it: the writethrough volume falls back to
+// the origin, the writeback one is failed with its bytes at risk.
+func TestCheckFailingDataDevice(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	for _, v := range []Volume{vol("wb", dmcache.Writeback), vol("wt", dmcache.Writethrough)} {
+		if _, err := r.m.Attach(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.dm.write("strata-wb", 3)
+	r.badData["/dev/mapper/strata-wt-cdata"] = true
+	r.badData["/dev/mapper/strata-wb-cdata"] = true
+	err := r.m.Check(ctx)
+	if err == nil || !strings.Contains(err.Error(), "volume wb: writeback cache failed (cache data device: read /dev/mapper/strata-wb-cdata: input/output error)") {
+		t.Fatalf("Check: %v", err)
+	}
+	if got := r.dm.devs["strata-wt"].table; got != "0 1048576 linear /dev/mapper/strata-wt-origin 0" {
+		t.Errorf("writethrough cache with a failed data device not dropped: %q", got)
+	}
+	sts, _ := r.m.Statuses(ctx)
+	if !sts[0].AtRisk || sts[0].DirtyBytes != 3*4096 || !strings.Contains(sts[0].Stats.Error, "cache data device") || !sts[1].Degraded {
+		t.Errorf("statuses: %+v", sts)
 	}
 }
