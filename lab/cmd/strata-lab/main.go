@@ -160,6 +160,10 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 		if err := l.DemoStorage(ctx, os.Stdout, image); err != nil {
 			return err
 		}
+		fmt.Printf("\nkrbd volumes and the host SSD cache (device-mapper, which this kernel lacks):\n")
+		if err := l.DemoCache(ctx, os.Stdout); err != nil {
+			return err
+		}
 	}
 	if demo != "" {
 		fmt.Printf("\nThe contract (what some host could not apply is refused at the API, naming the field):\n")
