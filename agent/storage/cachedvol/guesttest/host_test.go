@@ -36,6 +36,7 @@ type guestRig struct {
 	images map[string]string // test name -> image
 	ctl    string            // control server, as the guest reaches it
 	fast   string            // the crash test's cache device, a file here
+	pv     string            // the volume group's physical volume, a file here
 	h      *kerneltest.Harness
 }
 
@@ -75,11 +76,17 @@ func newGuestRig(t testing.TB, names ...string) *guestRig {
 	}
 	r.ctl = r.serveControl(t)
 	r.fast = filepath.Join(t.TempDir(), "fast.img")
-	if err := os.WriteFile(r.fast, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(r.fast, 2*cacheBytes); err != nil {
-		t.Fatal(err)
+	r.pv = filepath.Join(t.TempDir(), "pv.img")
+	for _, f := range []struct {
+		path string
+		size int64
+	}{{r.fast, 2 * cacheBytes}, {r.pv, 64 << 20}} {
+		if err := os.WriteFile(f.path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(f.path, f.size); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return r
 }
@@ -134,7 +141,9 @@ func (r *guestRig) opts(t testing.TB, env map[string]string) kerneltest.Options 
 		e[k] = v
 	}
 	return kerneltest.Options{
-		Env: e, Drives: []string{r.fast},
+		// /dev/vda is the crash test's cache, /dev/vdb the volume group's
+		// disk; lvm comes along for the volume group test.
+		Env: e, Drives: []string{r.fast, r.pv}, Tools: []string{"lvm"},
 		// Four tests write 24 MiB each to Ceph from a TCG guest and flush
 		// it (2.5 min on an idle machine, 6 with the load average at 40):
 		// a bound for a hung guest, not a performance target.
@@ -176,15 +185,15 @@ func (r *guestRig) checkImage(t *testing.T, name string, want []byte) {
 }
 
 // TestCachedVolumesInGuest boots the kernel-test guest twice for all of
-// this package's guest tests. The first boot runs
+// this package's guest tests. The first boot runs TestGuestInstanceDisk,
 // TestGuestCachedVolumeNothingLost, TestGuestSnapshotOfCachedVolume and the
 // write half of TestGuestCacheSurvivesCrash, which crashes that guest; the
 // second boot runs the recover half over the same cache file and image.
 // The host then reads the raw images back.
 func TestCachedVolumesInGuest(t *testing.T) {
-	r := newGuestRig(t, "nl", "kill", "snap", "wt", "wbf", "crash")
+	r := newGuestRig(t, "nl", "kill", "snap", "wt", "wbf", "disk", "diskn", "lvm", "idle", "crash")
 	ctx := t.Context()
-	run := "^(TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
+	run := "^(TestGuestIdleCleaning|TestGuestInstanceDisk|TestGuestVolumeGroupCache|TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
 	res, err := r.h.RunPackage(ctx, pkg, run, r.opts(t, map[string]string{envPhase: "write"}))
 	if res == nil {
 		t.Fatal(err)
@@ -194,7 +203,7 @@ func TestCachedVolumesInGuest(t *testing.T) {
 		t.Fatalf("first guest: want the crash point and no exit code, got %v\n%s", err, kerneltest.FailureMessage(r.h, pkg, run, res, err))
 	}
 	t.Logf("first guest (%s):\n%s", res.Total.Round(time.Millisecond), res.Output)
-	for _, test := range []string{"TestGuestCachedVolumeNothingLost", "TestGuestSnapshotOfCachedVolume", "TestGuestFailingCacheDevice"} {
+	for _, test := range []string{"TestGuestIdleCleaning", "TestGuestInstanceDisk", "TestGuestVolumeGroupCache", "TestGuestCachedVolumeNothingLost", "TestGuestSnapshotOfCachedVolume", "TestGuestFailingCacheDevice"} {
 		if !strings.Contains(res.Output, "--- PASS: "+test+" ") {
 			t.Errorf("first guest: %s did not pass", test)
 		}
@@ -204,6 +213,10 @@ func TestCachedVolumesInGuest(t *testing.T) {
 	}
 	r.checkImage(t, "nl", Pattern(1, dataBytes))
 	r.checkImage(t, "kill", Pattern(2, dataBytes))
+	r.checkImage(t, "disk", Pattern(20, diskBytes))
+	r.checkImage(t, "diskn", Pattern(21, diskBytes))
+	r.checkImage(t, "lvm", Pattern(30, lvmBytes))
+	r.checkImage(t, "idle", idleImage())
 
 	m := regexp.MustCompile(recordPrefix + `(\S+)`).FindStringSubmatch(res.Output)
 	if m == nil {
