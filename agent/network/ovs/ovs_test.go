@@ -23,6 +23,8 @@ type tunnelLab struct {
 	agents []*nettest.Agent
 	nets   []network.Network
 	ports  []network.Port
+	// restarted: restartLosingVswitchds has run (kernel_test.go).
+	restarted bool
 }
 
 func ep(id, netID, host string, mac byte, ip string) network.Port {

@@ -6,6 +6,7 @@
 package ovstest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -55,9 +56,13 @@ func (s *Switch) run(ctx context.Context, inNS bool, name string, args ...string
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = s.env()
-	out, err := cmd.CombinedOutput()
+	// Only stdout is the answer: on a slow guest the OVS tools warn on
+	// stderr about their own long poll intervals.
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("%s %s: %w: %s%s", name, strings.Join(args, " "), err, out, stderr.Bytes())
 	}
 	return string(out), nil
 }
@@ -82,7 +87,7 @@ func Start(t testing.TB, ns string) *Switch {
 		if t.Failed() {
 			for _, f := range []string{"ovs-vswitchd.log", "ovsdb-server.log"} {
 				b, _ := os.ReadFile(filepath.Join(dir, f))
-				t.Logf("%s of %s (last 3000 bytes):\n%s", f, ns, tail(b, 3000))
+				t.Logf("%s of %s (without its periodic coverage and timing lines, first and last 4000 bytes):\n%s", f, ns, headTail(withoutNoise(b), 4000))
 			}
 		}
 		os.RemoveAll(dir)
@@ -252,9 +257,24 @@ func (s *Switch) RestartVswitchd(t testing.TB) {
 	}
 }
 
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
+// withoutNoise drops the log's periodic coverage dumps and poll-interval
+// warnings, which on a slow guest push everything else out of a tail.
+func withoutNoise(b []byte) []byte {
+	var out []byte
+	for _, l := range bytes.SplitAfter(b, []byte("\n")) {
+		if bytes.Contains(l, []byte("|coverage|")) || bytes.Contains(l, []byte("|timeval|")) {
+			continue
+		}
+		out = append(out, l...)
 	}
-	return string(b)
+	return out
+}
+
+// headTail is b, or its first and last n bytes when it is longer: a
+// daemon's start says how it set itself up, its end what went wrong.
+func headTail(b []byte, n int) string {
+	if len(b) <= 2*n {
+		return string(b)
+	}
+	return string(b[:n]) + "\n[…]\n" + string(b[len(b)-n:])
 }
