@@ -111,8 +111,9 @@ func addFlowsOneByOne(b *testing.B, h *nettest.Host, d *ovs.Driver, limit int) f
 }
 
 // BenchmarkRestartConverge2000Ports: a clean host converges to 200
-// networks and 2,000 remote ports (Linux bridges, veths, OVS ports, tunnel
-// ports, about 4,600 flows); then a fresh driver, as after an agent
+// networks and 2,000 remote ports (the integration bridge, its tunnel
+// ports, about 4,600 flows; no Linux bridge or veth since ports plug into
+// the integration bridge); then a fresh driver, as after an agent
 // restart, converges the same plan. The restart must change nothing (no
 // link, no OVSDB row, the flow dump byte for byte the same); the figure
 // is the clean start's time over the restart's (target: at least 10).

@@ -19,15 +19,34 @@ import (
 // Each starts a TCP connection and a ping to the other: both ways work,
 // on both L2 drivers (on ovs, the filtered port once could answer but not
 // start a connection).
+//
+// The report's other conditions, with the filtered port on an ovs host
+// and the far port filtered too: "everything" as explicit 0.0.0.0/0
+// rules, and the default group's remote-group ingress (both ports
+// members); each side then starts a second connection, after conntrack
+// holds the first.
 func TestRemotePortBothWays(t *testing.T) {
 	for _, drv := range [][]string{{"linuxbridge", "linuxbridge"}, {"ovs", "ovs"}, {"ovs", "linuxbridge"}, {"linuxbridge", "ovs"}} {
 		for _, farSG := range []bool{false, true} {
-			t.Run(drv[0]+"-"+drv[1]+map[bool]string{true: "-filtered"}[farSG], func(t *testing.T) { testRemotePortBothWays(t, drv, farSG) })
+			t.Run(drv[0]+"-"+drv[1]+map[bool]string{true: "-filtered"}[farSG], func(t *testing.T) { testRemotePortBothWays(t, drv, farSG, allowAll) })
+		}
+	}
+	for _, drv := range [][]string{{"ovs", "ovs"}, {"ovs", "linuxbridge"}} {
+		for _, rs := range []struct {
+			name  string
+			rules []netspec.SecurityGroupRule
+		}{{"cidr", allowAllCIDR}, {"default", netspec.DefaultSecurityGroup("all").Rules}} {
+			t.Run(drv[0]+"-"+drv[1]+"-filtered-"+rs.name, func(t *testing.T) { testRemotePortBothWays(t, drv, true, rs.rules) })
 		}
 	}
 }
 
-func testRemotePortBothWays(t *testing.T, drv []string, farSG bool) {
+var (
+	allowAll     = []netspec.SecurityGroupRule{{Direction: netspec.Egress}, {Direction: netspec.Ingress}}
+	allowAllCIDR = []netspec.SecurityGroupRule{{Direction: netspec.Egress, RemoteCIDR: "0.0.0.0/0"}, {Direction: netspec.Ingress, RemoteCIDR: "0.0.0.0/0"}}
+)
+
+func testRemotePortBothWays(t *testing.T, drv []string, farSG bool, rules []netspec.SecurityGroupRule) {
 	lab := nettest.NewLabDrivers(t, drv...)
 	n := network.Network{ID: "net-a", VNI: 5001, Subnets: []network.Subnet{{ID: "s", CIDR: netip.MustParsePrefix("10.1.1.0/24")}}}
 	ports := []network.Port{
@@ -40,9 +59,7 @@ func testRemotePortBothWays(t *testing.T, drv []string, farSG bool) {
 	if farSG {
 		ports[1].SecurityGroups = []string{"all"}
 	}
-	groups := []netspec.SecurityGroup{{ID: "all", Rules: []netspec.SecurityGroupRule{
-		{Direction: netspec.Egress}, {Direction: netspec.Ingress},
-	}}}
+	groups := []netspec.SecurityGroup{{ID: "all", Rules: rules}}
 	ns := map[string]string{}
 	for _, h := range lab.Hosts {
 		ag := nettest.NewAgent(t, h)
@@ -65,6 +82,8 @@ func testRemotePortBothWays(t *testing.T, drv []string, farSG bool) {
 	ctx := context.Background()
 	for _, c := range []struct{ from, to, ip string }{
 		{"open", "far", "10.1.1.20"},
+		{"far", "open", "10.1.1.10"},
+		{"open", "far", "10.1.1.20"}, // again, with the first in conntrack
 		{"far", "open", "10.1.1.10"},
 	} {
 		// The first connection waits for ARP across the tunnel: poll for
