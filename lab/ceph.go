@@ -33,6 +33,12 @@ const (
 	VolumesPool = "volumes"
 )
 
+// StorageMonCaps are the mon caps of the lab's storage controller user:
+// the rbd profile, and the blocklist commands a fence of a dead host
+// needs (the profile may blocklist one client, not a whole address, nor
+// lift an entry).
+const StorageMonCaps = `profile rbd, allow command "osd blocklist", allow command "osd blocklist ls"`
+
 // CephDir holds the lab's own cluster: config, keyrings, data, pid files.
 func (l *Lab) CephDir() string { return filepath.Join(l.Dir, "ceph") }
 
@@ -85,7 +91,7 @@ func (l *Lab) UpCeph(ctx context.Context) (reused bool, took time.Duration, err 
 	if err != nil {
 		return false, 0, fmt.Errorf("lab ceph: %w", err)
 	}
-	if _, err := c.CreateUser(ctx, "client."+labCephUser, "mon", "profile rbd", "osd", "profile rbd", "mgr", "profile rbd"); err != nil {
+	if _, err := c.CreateUser(ctx, "client."+labCephUser, "mon", StorageMonCaps, "osd", "profile rbd", "mgr", "profile rbd"); err != nil {
 		cephtest.StopDir(dir)
 		return false, 0, fmt.Errorf("lab ceph: %w", err)
 	}

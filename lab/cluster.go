@@ -84,6 +84,7 @@ func (l *Lab) StartCoordinator(ctx context.Context) error {
 	if l.LoopbackAPI {
 		argv = append(argv, "--listen", "127.0.0.1:7070")
 	}
+	argv = append(argv, l.CoordinatorExtraArgs...)
 	if _, err := l.start(l.coordinatorProc(), argv); err != nil {
 		return err
 	}

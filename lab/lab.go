@@ -34,6 +34,9 @@ type Config struct {
 	// AgentExtraArgs, when set, adds flags to host i's agent (a test
 	// turning compute on for one host, say).
 	AgentExtraArgs func(i int) []string
+	// CoordinatorExtraArgs adds flags to the coordinator (a short
+	// recovery grace, say).
+	CoordinatorExtraArgs []string
 	// AgentBins, when set, holds host i's strata-agent at index i-1
 	// instead of BinDir's: a binary a package manager installed in a
 	// root of that host's own (the rolling-upgrade test).

@@ -33,17 +33,18 @@ type cephLab struct {
 // of its own (the cluster outlives the test, and RBD names derive from
 // project and name), with flavor tiny, a default volume type and
 // project demo-a. Each host's libvirtd lives in a test directory of its
-// own, stopped (with its guests) before the lab goes down.
-func newCephLab(t testing.TB, n int) *cephLab {
+// own, stopped (with its guests) before the lab goes down. coordArgs are
+// the coordinator's extra flags.
+func newCephLab(t testing.TB, n int, coordArgs ...string) *cephLab {
 	t.Helper()
-	return newCephLabLV(t, n, false)
+	return newCephLabLV(t, n, false, coordArgs...)
 }
 
 // newCephLabLV is newCephLab; with inLab the libvirtds live where make
 // lab puts them, under the lab's directory (lv1..lvN), and the lab's Down
 // alone must stop them and their guests (they are stopped beforehand
 // only when the test failed).
-func newCephLabLV(t testing.TB, n int, inLab bool) *cephLab {
+func newCephLabLV(t testing.TB, n int, inLab bool, coordArgs ...string) *cephLab {
 	t.Helper()
 	virttest.Require(t)
 	if !rbd.Supported {
@@ -51,7 +52,7 @@ func newCephLabLV(t testing.TB, n int, inLab bool) *cephLab {
 	}
 	cluster := cephtest.Require(t)
 	ctx := context.Background()
-	keyring, err := cluster.CreateUser(ctx, "client.strata", "mon", "profile rbd", "osd", "profile rbd", "mgr", "profile rbd")
+	keyring, err := cluster.CreateUser(ctx, "client.strata", "mon", StorageMonCaps, "osd", "profile rbd", "mgr", "profile rbd")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func newCephLabLV(t testing.TB, n int, inLab bool) *cephLab {
 		t.Cleanup(func() { cluster.Ceph(ctx, "osd", "pool", "delete", p, p, "--yes-i-really-really-mean-it") })
 	}
 	l := testLabConfig(t, Config{Hosts: n, RetainDeltas: 10000, Ceph: &Ceph{MonHost: cluster.MonHost(), User: "strata",
-		Keyring: keyring, ImagesPool: images, VolumesPool: volumes, Route: cluster.Addr}})
+		Keyring: keyring, ImagesPool: images, VolumesPool: volumes, Route: cluster.Addr}, CoordinatorExtraArgs: coordArgs})
 	start := time.Now()
 	g, err := BuildGuest(repoRoot(t), t.TempDir())
 	if err != nil {
@@ -96,7 +97,12 @@ func newCephLabLV(t testing.TB, n int, inLab bool) *cephLab {
 		cl.lvs[i] = lv
 	}
 	t.Logf("guest built and %d libvirtds up (qemu probed) in %s", n, time.Since(start).Round(time.Millisecond))
-	l.AgentExtraArgs = func(i int) []string { return ComputeArgs(cl.lvs[i], g, 2*time.Second) }
+	// Each host reaches the others' libvirtds for live migrations.
+	mig, err := MigrationArgs(filepath.Join(l.Dir, "libvirt-peers"), cl.lvs, l.HostName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.AgentExtraArgs = func(i int) []string { return append(ComputeArgs(cl.lvs[i], g, 2*time.Second), mig...) }
 	if err := l.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
