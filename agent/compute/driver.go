@@ -38,6 +38,9 @@ type Driver struct {
 	disconnects uint64
 	lastSweep   time.Time
 	obs         chan struct{}
+	// early counts live migrations refused because the destination had
+	// not prepared yet, by instance ID.
+	early map[string]int
 }
 
 var _ Compute = (*Driver)(nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/strata-infra/strata/pkg/computespec"
 	"github.com/strata-infra/strata/pkg/storagespec"
@@ -51,10 +52,49 @@ func (d *Driver) depart(ctx context.Context, in Instance, dom Domain, exists boo
 		log.Info("live migration progress", "progress", p.String())
 	})
 	if err != nil {
+		// Both hosts act on the move as they see it: the destination
+		// defines the Ceph secret and writes the seed ISO, and the source
+		// may start before that. Such a refusal is tried again (on the
+		// resource's backoff), a few times, before the move fails.
+		if destinationNotReady(err) && d.tooEarly(id) <= maxTooEarly {
+			log.Info("live migration refused: the destination has not prepared the guest yet; trying again", "err", err)
+			return fmt.Errorf("the destination %s has not prepared the guest yet: %w", m.Peer, err)
+		}
+		d.migrated(id)
 		return fmt.Errorf("%s%w", computespec.LiveMigrationFailed, err)
 	}
+	d.migrated(id)
 	log.Info("live migration done: the guest runs on the peer")
 	return nil
+}
+
+// maxTooEarly is how many refusals of a destination not prepared yet a
+// live migration is tried again after.
+const maxTooEarly = 5
+
+// destinationNotReady reports whether the destination's libvirtd refused
+// the guest for what its agent prepares when it sees the move: the Ceph
+// secret, or the instance's files.
+func destinationNotReady(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Secret not found") || strings.Contains(msg, "Cannot access storage file")
+}
+
+// tooEarly counts one more early refusal of instance id's live migration.
+func (d *Driver) tooEarly(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.early == nil {
+		d.early = map[string]int{}
+	}
+	d.early[id]++
+	return d.early[id]
+}
+
+func (d *Driver) migrated(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.early, id)
 }
 
 // arrive prepares the destination of a move before its domain exists: a

@@ -206,3 +206,33 @@ func TestLiveMoveHandsTheDomainOver(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLiveMoveWaitsForTheDestination: the source may start a live move
+// before the destination defined the Ceph secret; that refusal is tried
+// again (no failure the coordinator would move the instance back for), a
+// few times, and the move goes through once the destination is ready.
+func TestLiveMoveWaitsForTheDestination(t *testing.T) {
+	src, _, mg := twoHosts(t)
+	ctx := context.Background()
+	in := fakeInstance(t, "a")
+	if err := src.Set(ctx, []Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	mg.fail = errors.New("Secret not found: no secret with matching uuid 'a20908a3'")
+	for i := 1; i <= maxTooEarly; i++ {
+		err := src.Set(ctx, []Instance{moving(in, "dst", true, true)})
+		if err == nil || strings.Contains(err.Error(), computespec.LiveMigrationFailed) || !strings.Contains(err.Error(), "not prepared the guest yet") {
+			t.Fatalf("early refusal %d: %v", i, err)
+		}
+	}
+	if err := src.Set(ctx, []Instance{moving(in, "dst", true, true)}); err == nil || !strings.Contains(err.Error(), computespec.LiveMigrationFailed) {
+		t.Fatalf("refused %d times and still retried: %v", maxTooEarly+1, err)
+	}
+	mg.fail = nil
+	if err := src.Set(ctx, []Instance{moving(in, "dst", true, true)}); err != nil {
+		t.Fatal(err)
+	}
+	if src.status("a") != computespec.PowerMissing {
+		t.Fatalf("source after the move: %s", src.status("a"))
+	}
+}
