@@ -109,8 +109,6 @@ func readDirect(path string) error {
 		return err
 	}
 	defer syscall.Munmap(buf)
-	if _, err := f.ReadAt(buf, 0); err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	return nil
+	_, err = f.ReadAt(buf, 0) // a *PathError: "read <path>: <why>"
+	return err
 }

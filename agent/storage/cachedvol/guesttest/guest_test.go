@@ -385,8 +385,9 @@ func hostSnapshot(ctx context.Context, image, snap string) error {
 // TestGuestFailingCacheDevice fails the fast device under a writethrough
 // and a writeback volume (their slices' tables swapped for the error
 // target): the writethrough volume falls back to the uncached device with
-// every write intact; the writeback one refuses writes and its status says
-// the data at risk.
+// every write intact, also when only its data device fails (dm-cache's
+// status stays clean then); the writeback one refuses writes and its
+// status says the data at risk.
 func TestGuestFailingCacheDevice(t *testing.T) {
 	requireGuest(t)
 	guestSetup(t)
@@ -458,6 +459,39 @@ func TestGuestFailingCacheDevice(t *testing.T) {
 		defer mp.Unmap(context.Background(), d, false)
 		if got := readBack(t, d.Path, len(second)); string(got) != string(second) {
 			t.Fatal("the image does not hold what was written after the fallback")
+		}
+	})
+
+	t.Run("writethrough data device fails alone", func(t *testing.T) {
+		// Only the cache's data device fails; its metadata device still
+		// answers, so dm-cache's status stays clean: the agent's check
+		// reads the data device and finds it.
+		m := manager(t.TempDir(), "/dev/ram0")
+		img := image(t, "wt2")
+		v := writeback("wt2", img)
+		v.Mode, v.CacheBytes = dmcache.Writethrough, 32<<20
+		dev, err := m.Attach(ctx, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := Pattern(8, 8<<20)
+		writeAll(t, dev, first)
+		readBack(t, dev, len(first))
+		fail("strata-wt2-cdata")
+		st := dirty(t, m, "wt2")
+		t.Logf("dm-cache status with its data device failed: %+v", st)
+		if err := m.Check(ctx); err != nil {
+			t.Fatalf("check of a writethrough cache whose data device failed: %v", err)
+		}
+		sts, _ := m.Statuses(ctx)
+		if len(sts) != 1 || !sts[0].Degraded || sts[0].AtRisk {
+			t.Fatalf("status after the data device failed: %+v", sts)
+		}
+		if got := readBack(t, dev, len(first)); string(got) != string(first) {
+			t.Fatal("after the fallback the volume does not hold what was written through the cache")
+		}
+		if err := m.Detach(ctx, "wt2"); err != nil {
+			t.Fatal(err)
 		}
 	})
 

@@ -191,7 +191,7 @@ func (r *guestRig) checkImage(t *testing.T, name string, want []byte) {
 // second boot runs the recover half over the same cache file and image.
 // The host then reads the raw images back.
 func TestCachedVolumesInGuest(t *testing.T) {
-	r := newGuestRig(t, "nl", "kill", "snap", "wt", "wbf", "disk", "diskn", "lvm", "idle", "crash")
+	r := newGuestRig(t, "nl", "kill", "snap", "wt", "wt2", "wbf", "disk", "diskn", "lvm", "idle", "crash")
 	ctx := t.Context()
 	run := "^(TestGuestIdleCleaning|TestGuestInstanceDisk|TestGuestVolumeGroupCache|TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
 	res, err := r.h.RunPackage(ctx, pkg, run, r.opts(t, map[string]string{envPhase: "write"}))
@@ -217,6 +217,7 @@ func TestCachedVolumesInGuest(t *testing.T) {
 	r.checkImage(t, "diskn", Pattern(21, diskBytes))
 	r.checkImage(t, "lvm", Pattern(30, lvmBytes))
 	r.checkImage(t, "idle", idleImage())
+	r.checkImage(t, "wt2", Pattern(8, 8<<20))
 
 	m := regexp.MustCompile(recordPrefix + `(\S+)`).FindStringSubmatch(res.Output)
 	if m == nil {
