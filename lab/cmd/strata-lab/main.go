@@ -171,6 +171,10 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 			return err
 		}
 	}
+	fmt.Printf("\nWho is kept out (TLS with the lab's CA, the gossip key and host identities, port security):\n")
+	if err := l.DemoSecurity(ctx, os.Stdout); err != nil {
+		return err
+	}
 	fmt.Printf("\nThe lab is running (TLS; pin its CA). To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN_FILE=%s\n  export STRATA_CA_FILE=%s\n%s  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
 		l.OperatorEndpoint(), filepath.Join(l.Dir, "coordinator", "admin.token"), l.CAFile(), cephExports(l), filepath.Join(l.Dir, "logs"))
 	return nil
