@@ -26,6 +26,7 @@ type Driver struct {
 	domType  string
 	reason   string
 	capacity computespec.Capacity
+	ratios   computespec.Ratios
 
 	setMu sync.Mutex // one Set at a time
 
@@ -95,6 +96,7 @@ func New(cfg Config) (*Driver, error) {
 		}
 	}
 	d.capacity = c.Sub(cfg.Reserved)
+	d.ratios = cfg.Ratios.Or(computespec.DefaultRatios())
 	return d, nil
 }
 

@@ -109,7 +109,8 @@ func (d *Driver) admit(desired []Instance, owned map[string]Domain) ([]Instance,
 			err = fmt.Errorf("instance.id: %q appears twice", in.Spec.ID)
 		}
 		if err == nil {
-			err = d.capacity.Sub(used).Fits(in.Flavor)
+			// The scheduler's rule at the ratios this host announces.
+			err = d.capacity.FitsAt(used, in.Flavor.Resources(), d.ratios)
 		}
 		seen[in.Spec.ID] = true
 		if err != nil {

@@ -87,6 +87,9 @@ type Config struct {
 	DomainType string
 	// Reserved is kept back from the host's capacity for the host itself.
 	Reserved computespec.Capacity
+	// Ratios are the allocation ratios instances are admitted by (the
+	// agent announces the same in gossip); zero ones are nova's defaults.
+	Ratios computespec.Ratios
 	// Capacity overrides the measured host capacity (before Reserved) when
 	// not zero; tests use it.
 	Capacity computespec.Capacity

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/computespec"
 )
 
 // Compute configures the compute subsystem (libvirt domains).
@@ -44,6 +45,12 @@ type Compute struct {
 	// it through the libvirtds' connection (MigrationURI: encrypted with
 	// TLS, but slower).
 	MigrationDataURI string `json:"migration_data_uri"`
+	// AllocationRatios are how far this host's vCPUs, RAM and disk (after
+	// reserved) are overcommitted: the agent announces them in gossip
+	// with its capacity, the scheduler places by them and the agent
+	// admits instances by them, through one check (computespec FitsAt).
+	// Default nova's: vcpu 16, ram 1, disk 1.
+	AllocationRatios computespec.Ratios `json:"allocation_ratios"`
 }
 
 // DirectBoot is a kernel to boot guests with instead of their disk.
@@ -57,7 +64,7 @@ type DirectBoot struct {
 // DefaultCompute is the compute section's defaults.
 func DefaultCompute() Compute {
 	return Compute{LibvirtSocket: "/run/libvirt/libvirt-sock", DomainPrefix: "strata-", ShutdownTimeout: 60 * time.Second,
-		MigrationURI: "qemu+tls://{host}/system"}
+		MigrationURI: "qemu+tls://{host}/system", AllocationRatios: computespec.DefaultRatios()}
 }
 
 func (c *Compute) bindFlags(fs *pflag.FlagSet) {
@@ -72,6 +79,9 @@ func (c *Compute) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DirectBoot.Cmdline, "guest-cmdline", c.DirectBoot.Cmdline, "kernel command line for --guest-kernel")
 	fs.StringVar(&c.MigrationURI, "migration-uri", c.MigrationURI, "libvirt URI of another host's libvirtd for migrations; {host} is its name")
 	fs.StringVar(&c.MigrationDataURI, "migration-data-uri", c.MigrationDataURI, "where qemu sends a live migration's memory ({host}); empty: tunnelled through libvirtd")
+	fs.Float64Var(&c.AllocationRatios.VCPU, "cpu-allocation-ratio", c.AllocationRatios.VCPU, "vCPUs placed and admitted per host CPU")
+	fs.Float64Var(&c.AllocationRatios.RAM, "ram-allocation-ratio", c.AllocationRatios.RAM, "RAM placed and admitted per host RAM (1: no overcommit)")
+	fs.Float64Var(&c.AllocationRatios.Disk, "disk-allocation-ratio", c.AllocationRatios.Disk, "disk placed and admitted per host disk")
 	fs.StringVar(&c.DirectBoot.Firmware, "guest-firmware", c.DirectBoot.Firmware, "firmware for --guest-kernel, e.g. /usr/share/qemu/qboot.rom")
 }
 
@@ -79,7 +89,12 @@ func (c *Compute) validate() error {
 	if !c.Enabled {
 		return nil
 	}
+	if err := c.AllocationRatios.Validate("compute.allocation_ratios"); err != nil {
+		return err
+	}
 	switch {
+	case c.AllocationRatios.VCPU == 0 || c.AllocationRatios.RAM == 0 || c.AllocationRatios.Disk == 0:
+		return api.Fieldf("compute.allocation_ratios", "%+v: every ratio must be above 0", c.AllocationRatios)
 	case c.LibvirtSocket == "":
 		return api.Fieldf("compute.libvirt_socket", "must be set")
 	case c.DomainPrefix == "" || len(c.DomainPrefix) > 20:

@@ -265,6 +265,11 @@ func (a *Agent) startGossip() (*gossip.Member, error) {
 		Arch: hostinfo.Arch(), Physnets: slices.Sorted(maps.Keys(a.cfg.Network.PhysicalNetworks)), Hypervisor: a.hypervisor,
 		Storage: a.cfg.Storage.Backends(),
 		VCPUs:   uint32(cap.VCPUs), RAMMiB: uint64(cap.RAMMiB), DiskGiB: uint64(cap.DiskGiB)}
+	if a.cfg.Compute.Enabled {
+		// The ratios the compute driver admits by, so the scheduler
+		// places by the same.
+		meta.Ratios = a.cfg.Compute.AllocationRatios
+	}
 	if a.cfg.VTEP != "" {
 		meta.VTEP = netip.MustParseAddr(a.cfg.VTEP) // validated in config
 	}

@@ -49,6 +49,7 @@ func HostFromPeer(p gossip.Peer) api.Host {
 		h.VTEP = m.VTEP.String()
 	}
 	h.Capacity = api.Capacity{VCPUs: int(m.VCPUs), RAMMiB: int(m.RAMMiB), DiskGiB: int(m.DiskGiB)}
+	h.AllocationRatios = m.Ratios
 	h.AppliedEpoch = m.AppliedEpoch
 	h.Arch, h.Physnets, h.Hypervisor, h.Storage = m.Arch, m.Physnets, m.Hypervisor, m.Storage
 	return h
@@ -60,7 +61,7 @@ func SchedulerHosts(hosts []api.Host) []scheduler.Host {
 	out := make([]scheduler.Host, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, scheduler.Host{Name: h.Name, Alive: h.State == api.StateAlive, Drained: h.Drained,
-			Zone: h.Zone, Capacity: h.Capacity, Arch: h.Arch, Hypervisor: h.Hypervisor,
+			Zone: h.Zone, Capacity: h.Capacity, Ratios: h.AllocationRatios, Arch: h.Arch, Hypervisor: h.Hypervisor,
 			Physnets: h.Physnets, Storage: h.Storage, Aggregates: h.Aggregates})
 	}
 	return out

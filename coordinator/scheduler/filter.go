@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/strata-infra/strata/pkg/computespec"
 )
 
 // Context is one placement as filters and weighers see it: the request
@@ -165,36 +167,37 @@ func (StorageFilter) Pass(h *HostState, c *Context) bool {
 // scheduler imports nothing of the API's storage rules).
 const rbdBackend = "rbd:"
 
-// fits reports whether used+want stays within capacity x ratio.
-func fits(capacity, used, want int, ratio float64) bool {
-	if want == 0 {
-		return true
+// ratio is the host's announced ratio, or def when it announces none.
+func ratio(announced, def float64) float64 {
+	if announced > 0 {
+		return announced
 	}
-	return float64(used+want) <= float64(capacity)*ratio
+	return def
 }
 
-// VCPUFilter passes hosts with room for the vCPUs, overcommitted by Ratio.
+// VCPUFilter passes hosts with room for the vCPUs, overcommitted by the
+// host's announced ratio, or Ratio when it announces none.
 type VCPUFilter struct{ Ratio float64 }
 
 func (VCPUFilter) Reason(*Context) string { return "out of vCPUs" }
 func (f VCPUFilter) Pass(h *HostState, c *Context) bool {
-	return fits(h.Capacity.VCPUs, h.Used.VCPUs, c.Req.Resources.VCPUs, f.Ratio)
+	return computespec.Room(h.Capacity.VCPUs, h.Used.VCPUs, c.Req.Resources.VCPUs, ratio(h.Ratios.VCPU, f.Ratio))
 }
 
-// RAMFilter passes hosts with room for the RAM, overcommitted by Ratio.
+// RAMFilter passes hosts with room for the RAM, like VCPUFilter.
 type RAMFilter struct{ Ratio float64 }
 
 func (RAMFilter) Reason(*Context) string { return "out of RAM" }
 func (f RAMFilter) Pass(h *HostState, c *Context) bool {
-	return fits(h.Capacity.RAMMiB, h.Used.RAMMiB, c.Req.Resources.RAMMiB, f.Ratio)
+	return computespec.Room(h.Capacity.RAMMiB, h.Used.RAMMiB, c.Req.Resources.RAMMiB, ratio(h.Ratios.RAM, f.Ratio))
 }
 
-// DiskFilter passes hosts with room for the disk, overcommitted by Ratio.
+// DiskFilter passes hosts with room for the disk, like VCPUFilter.
 type DiskFilter struct{ Ratio float64 }
 
 func (DiskFilter) Reason(*Context) string { return "out of disk" }
 func (f DiskFilter) Pass(h *HostState, c *Context) bool {
-	return fits(h.Capacity.DiskGiB, h.Used.DiskGiB, c.Req.Resources.DiskGiB, f.Ratio)
+	return computespec.Room(h.Capacity.DiskGiB, h.Used.DiskGiB, c.Req.Resources.DiskGiB, ratio(h.Ratios.Disk, f.Ratio))
 }
 
 // GroupFilter keeps a group's hard policy: anti-affinity passes hosts

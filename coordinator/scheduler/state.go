@@ -110,7 +110,7 @@ func (s *State) SetHosts(hosts []Host) {
 
 func sameHost(a, b Host) bool {
 	return a.Name == b.Name && a.Alive == b.Alive && a.Drained == b.Drained && a.Zone == b.Zone &&
-		a.Capacity == b.Capacity && a.Arch == b.Arch && a.Hypervisor == b.Hypervisor &&
+		a.Capacity == b.Capacity && a.Ratios == b.Ratios && a.Arch == b.Arch && a.Hypervisor == b.Hypervisor &&
 		slices.Equal(a.Physnets, b.Physnets) && slices.Equal(a.Storage, b.Storage) &&
 		slices.Equal(a.Aggregates, b.Aggregates)
 }

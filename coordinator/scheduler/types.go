@@ -17,6 +17,7 @@ package scheduler
 
 import (
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/computespec"
 )
 
 // Resources is an amount of vCPUs, RAM and disk: the one capacity type the
@@ -32,6 +33,10 @@ type Host struct {
 	Zone    string
 	// Capacity is what the host offers after its own reservations.
 	Capacity Resources
+	// Ratios are the allocation ratios the host's agent announces and
+	// admits instances by; a zero ratio (an agent that announces none)
+	// takes the scheduler's Config.Ratios.
+	Ratios Ratios
 	// Arch ("x86_64", "aarch64") and Hypervisor ("kvm", "qemu") are
 	// matched against image properties; empty means unknown and matches.
 	Arch       string
@@ -88,17 +93,18 @@ type Request struct {
 }
 
 // Ratios are the allocation ratios: how far a host's capacity may be
-// overcommitted (nova's cpu_allocation_ratio and friends).
-type Ratios struct {
-	VCPU, RAM, Disk float64
-}
+// overcommitted (nova's cpu_allocation_ratio and friends). Each agent
+// announces its own; the agent admits and the scheduler places by the
+// same rule (computespec.Capacity.FitsAt).
+type Ratios = computespec.Ratios
 
 // DefaultRatios are nova's defaults: 16 vCPUs per core, no RAM or disk
 // overcommit.
-func DefaultRatios() Ratios { return Ratios{VCPU: 16, RAM: 1, Disk: 1} }
+func DefaultRatios() Ratios { return computespec.DefaultRatios() }
 
 // Config tunes a scheduler.
 type Config struct {
+	// Ratios apply to hosts whose agent announces none.
 	Ratios Ratios
 	// Spread weighs free RAM and vCPUs up (spread); false packs.
 	Spread bool

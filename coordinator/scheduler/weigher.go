@@ -30,7 +30,7 @@ type RAMWeigher struct{ Mult, Ratio float64 }
 
 func (w RAMWeigher) Multiplier() float64 { return w.Mult }
 func (w RAMWeigher) Weigh(h *HostState, c *Context) float64 {
-	return float64(h.Capacity.RAMMiB)*w.Ratio - float64(h.Used.RAMMiB)
+	return float64(h.Capacity.RAMMiB)*ratio(h.Ratios.RAM, w.Ratio) - float64(h.Used.RAMMiB)
 }
 
 // CPUWeigher scores free vCPUs, like RAMWeigher.
@@ -38,7 +38,7 @@ type CPUWeigher struct{ Mult, Ratio float64 }
 
 func (w CPUWeigher) Multiplier() float64 { return w.Mult }
 func (w CPUWeigher) Weigh(h *HostState, c *Context) float64 {
-	return float64(h.Capacity.VCPUs)*w.Ratio - float64(h.Used.VCPUs)
+	return float64(h.Capacity.VCPUs)*ratio(h.Ratios.VCPU, w.Ratio) - float64(h.Used.VCPUs)
 }
 
 // GroupWeigher keeps the soft policies: members of a soft-affinity group

@@ -25,16 +25,20 @@ type Capacity = computespec.Capacity
 // Host is the coordinator's view of one agent: liveness and meta from gossip,
 // the rest from the agent's last status report.
 type Host struct {
-	Name         string    `json:"name"`
-	Addr         string    `json:"addr"`
-	State        string    `json:"state"`
-	StateSince   time.Time `json:"state_since"`
-	Zone         string    `json:"zone,omitempty"`
-	Aggregates   []string  `json:"aggregates,omitempty"`
-	VTEP         string    `json:"vtep,omitempty"`
-	Capacity     Capacity  `json:"capacity"`
-	AppliedEpoch uint64    `json:"applied_epoch"`
-	Drained      bool      `json:"drained"`
+	Name       string    `json:"name"`
+	Addr       string    `json:"addr"`
+	State      string    `json:"state"`
+	StateSince time.Time `json:"state_since"`
+	Zone       string    `json:"zone,omitempty"`
+	Aggregates []string  `json:"aggregates,omitempty"`
+	VTEP       string    `json:"vtep,omitempty"`
+	Capacity   Capacity  `json:"capacity"`
+	// AllocationRatios are the overcommit ratios the agent admits
+	// instances by and the scheduler places by (zero: none announced,
+	// the coordinator's apply).
+	AllocationRatios computespec.Ratios `json:"allocation_ratios"`
+	AppliedEpoch     uint64             `json:"applied_epoch"`
+	Drained          bool               `json:"drained"`
 	// Arch and Physnets come from the agent (gossip meta), for placement.
 	Arch     string   `json:"arch,omitempty"`
 	Physnets []string `json:"physnets,omitempty"`

@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/strata-infra/strata/pkg/computespec"
 )
 
 // Role says what a node does in the pool.
@@ -57,6 +59,10 @@ type Meta struct {
 	// for, "rbd:<pool>" per Ceph pool (storagespec.Backend), for the
 	// scheduler (minor version 1.3).
 	Storage []string
+	// Ratios are the allocation ratios the host's agent admits instances
+	// by, for the scheduler to place by the same (minor version 1.4);
+	// zero ratios mean none announced.
+	Ratios computespec.Ratios
 
 	// leaving is set only by Member.Leave, just before memberlist's leave
 	// message, so peers can tell a graceful leave from a failure: see
@@ -73,7 +79,7 @@ func (m Meta) Equal(o Meta) bool {
 		m.AppliedEpoch == o.AppliedEpoch && m.APIAddr == o.APIAddr &&
 		m.Drained == o.Drained && m.leaving == o.leaving &&
 		m.Arch == o.Arch && slices.Equal(m.Physnets, o.Physnets) && m.Hypervisor == o.Hypervisor &&
-		slices.Equal(m.Storage, o.Storage)
+		slices.Equal(m.Storage, o.Storage) && m.Ratios == o.Ratios
 }
 
 func (m Meta) clone() Meta {
@@ -113,6 +119,12 @@ func (m Meta) clone() Meta {
 // fields are then written too, empty or not):
 //
 //	storage    varint count, then that many strings
+//
+// Appended in minor version 1.4, written only when a ratio is set (the
+// 1.1 to 1.3 fields are then written too, empty or not):
+//
+//	ratios     three varints: vcpu, ram and disk allocation ratios in
+//	           thousandths (0 = not announced)
 //
 // Compatibility rule: a newer minor writer may append fields after flags and
 // set reserved flag bits without changing the version byte; readers decode
@@ -168,21 +180,30 @@ func (m Meta) Encode() ([]byte, error) {
 		flags |= flagLeaving
 	}
 	e.uvarint("flags", flags)
-	if m.Arch != "" || len(m.Physnets) > 0 || m.Hypervisor != "" || len(m.Storage) > 0 {
+	ratios := m.Ratios != (computespec.Ratios{})
+	if err := m.Ratios.Validate("ratios"); err != nil {
+		return nil, fmt.Errorf("encode meta field %w", err)
+	}
+	if m.Arch != "" || len(m.Physnets) > 0 || m.Hypervisor != "" || len(m.Storage) > 0 || ratios {
 		e.str("arch", -1, m.Arch)
 		e.uvarint("physnets", uint64(len(m.Physnets)))
 		for i, p := range m.Physnets {
 			e.str("physnets", i, p)
 		}
 	}
-	if m.Hypervisor != "" || len(m.Storage) > 0 {
+	if m.Hypervisor != "" || len(m.Storage) > 0 || ratios {
 		e.str("hypervisor", -1, m.Hypervisor)
 	}
-	if len(m.Storage) > 0 {
+	if len(m.Storage) > 0 || ratios {
 		e.uvarint("storage", uint64(len(m.Storage)))
 		for i, b := range m.Storage {
 			e.str("storage", i, b)
 		}
+	}
+	if ratios {
+		e.uvarint("ratios", milli(m.Ratios.VCPU))
+		e.uvarint("ratios", milli(m.Ratios.RAM))
+		e.uvarint("ratios", milli(m.Ratios.Disk))
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -277,11 +298,20 @@ func DecodeMeta(b []byte) (Meta, error) {
 			}
 		}
 	}
+	if d.err == nil && len(d.buf) > 0 {
+		maxMilli := uint64(computespec.MaxRatio * 1000)
+		m.Ratios.VCPU = float64(d.uvarint("ratios", maxMilli)) / 1000
+		m.Ratios.RAM = float64(d.uvarint("ratios", maxMilli)) / 1000
+		m.Ratios.Disk = float64(d.uvarint("ratios", maxMilli)) / 1000
+	}
 	if d.err != nil {
 		return Meta{}, d.err
 	}
 	return m, nil
 }
+
+// milli is a ratio in thousandths, rounded (Validate bounds it).
+func milli(r float64) uint64 { return uint64(math.Round(r * 1000)) }
 
 type decoder struct {
 	buf []byte

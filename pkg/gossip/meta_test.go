@@ -1,12 +1,15 @@
 package gossip
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/strata-infra/strata/pkg/computespec"
 )
 
 func fullMeta() Meta {
@@ -45,6 +48,9 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"physnets only", Meta{Role: RoleAgent, Physnets: []string{"p"}}},
 		{"storage only", Meta{Role: RoleAgent, Storage: []string{"rbd:images", "rbd:volumes"}}},
 		{"storage and the rest", Meta{Role: RoleAgent, Arch: "x86_64", Physnets: []string{"p"}, Hypervisor: "qemu", Storage: []string{"rbd:volumes"}}},
+		{"allocation ratios only", Meta{Role: RoleAgent, VCPUs: 2, Ratios: computespec.Ratios{VCPU: 16, RAM: 1, Disk: 1}}},
+		{"fractional ratios and the rest", Meta{Role: RoleAgent, Arch: "x86_64", Hypervisor: "kvm", Storage: []string{"rbd:v"},
+			Ratios: computespec.Ratios{VCPU: 2.5, RAM: 1.125, Disk: computespec.MaxRatio}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,11 +157,13 @@ func TestDecodeMetaIgnoresNewerTrailingFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	b[len(b)-1] |= 0x40 // reserved flag bit in the one-byte flags varint
-	// Version 1.1, 1.2 and 1.3 fields, then fields this reader does not know.
+	// Version 1.1 to 1.4 fields, then fields this reader does not know.
 	want.Arch, want.Physnets, want.Hypervisor, want.Storage = "x86_64", []string{"physnet1"}, "kvm", []string{"rbd:vol"}
+	want.Ratios = computespec.Ratios{VCPU: 16, RAM: 1.5, Disk: 1}
 	b = append(b, 6, 'x', '8', '6', '_', '6', '4', 1, 8, 'p', 'h', 'y', 's', 'n', 'e', 't', '1')
 	b = append(b, 3, 'k', 'v', 'm')
 	b = append(b, 1, 7, 'r', 'b', 'd', ':', 'v', 'o', 'l')
+	b = binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(b, 16000), 1500), 1000)
 	b = append(b, 0x07, 3, 'n', 'e', 'w', 0xff)
 	got, err := DecodeMeta(b)
 	if err != nil {
@@ -163,6 +171,22 @@ func TestDecodeMetaIgnoresNewerTrailingFields(t *testing.T) {
 	}
 	if !got.Equal(want) {
 		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestEncodeMetaRefusesBadRatio(t *testing.T) {
+	_, err := Meta{Role: RoleAgent, Ratios: computespec.Ratios{VCPU: -2}}.Encode()
+	if err == nil || !strings.Contains(err.Error(), "ratios.vcpu") {
+		t.Fatalf("Encode: %v, want an error naming ratios.vcpu", err)
+	}
+	// A meta without ratios encodes exactly as before version 1.4.
+	old := Meta{Role: RoleAgent, Zone: "z", VCPUs: 4}
+	b, err := old.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []byte{metaVersion, 1, 1, 'z', 0, 0, 4, 0, 0, 0, 0, 0}; string(b) != string(want) {
+		t.Fatalf("encoding % x, want % x", b, want)
 	}
 }
 

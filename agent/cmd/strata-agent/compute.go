@@ -47,8 +47,8 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 c
 		Hypervisor: lv, Migrator: mg, DomainPrefix: cc.DomainPrefix, Volumes: cv,
 		StateDir: dir, DomainType: cc.DomainType, ShutdownTimeout: cc.ShutdownTimeout,
 		// The same reservations as the capacity gossip announces.
-		Reserved: cfg.Reserved,
-		Logger:   log,
+		Reserved: cfg.Reserved, Ratios: cc.AllocationRatios,
+		Logger: log,
 	})
 	if err != nil {
 		return err
