@@ -164,6 +164,13 @@ func TestPoolConvergesAndPropagatesMeta(t *testing.T) {
 				return seesAlive(ms[0], "node-2", want) && seesAlive(ms[1], "node-2", want)
 			})
 			t.Logf("meta update propagated to both peers in %v", time.Since(start))
+			// Peer looks up one node as Peers shows it.
+			if p, ok := ms[1].Peer("node-2"); !ok || p.State != StateAlive || !p.Meta.Equal(want) {
+				t.Fatalf("Peer(node-2) = %+v, %v; want alive with %+v", p, ok, want)
+			}
+			if p, ok := ms[1].Peer("nobody"); ok {
+				t.Fatalf("Peer(nobody) = %+v, want none", p)
+			}
 		})
 	}
 }

@@ -163,3 +163,22 @@ func (v *view) snapshot(now time.Time, suspectTTL time.Duration) []Peer {
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
+
+// get returns one peer as snapshot would, without touching the others.
+func (v *view) get(name string, now time.Time, suspectTTL time.Duration) (Peer, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, ok := v.peers[name]
+	if !ok {
+		return Peer{}, false
+	}
+	p := e.peer
+	if (p.State == StateDead || p.State == StateLeft) && now.Sub(p.StateSince) >= v.reapAfter {
+		return Peer{}, false
+	}
+	if !e.suspectSince.IsZero() && now.Sub(e.suspectSince) < suspectTTL {
+		p.State, p.StateSince = StateSuspect, e.suspectSince
+	}
+	p.Meta = p.Meta.clone()
+	return p, true
+}
