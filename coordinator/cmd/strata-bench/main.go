@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -23,10 +24,17 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(dir)
+	if path := os.Getenv("STRATA_BENCH_CPUPROFILE"); path != "" {
+		stop, err := cpuProfile(path)
+		if err != nil {
+			fail(err)
+		}
+		defer stop()
+	}
 	if os.Getenv("STRATA_BENCH_ONLY") != "gossip" {
 		schedulerThroughput()
 	}
-	budget := 4 * time.Minute
+	budget := 20 * time.Minute
 	if v := os.Getenv("STRATA_BENCH_GOSSIP_BUDGET"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -34,7 +42,8 @@ func main() {
 		}
 		budget = d
 	}
-	if err := gossipBench(gossipSizes(), 5*time.Second, budget); err != nil {
+	udp, inproc := gossipSizes()
+	if err := gossipBench(udp, inproc, 5*time.Second, budget); err != nil {
 		fail(err)
 	}
 	if os.Getenv("STRATA_BENCH_ONLY") == "gossip" {
@@ -46,6 +55,20 @@ func main() {
 	if err := planFanout(dir); err != nil {
 		fail(err)
 	}
+}
+
+// cpuProfile writes a CPU profile of the run to path (to find where a
+// figure's time goes: go tool pprof bin/strata-bench path).
+func cpuProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func fail(err error) {
@@ -90,24 +113,31 @@ func convertGoBench() {
 	}
 }
 
-// gossipSizes are the pool sizes of the gossip load figures: 100, 500 and
-// 1,000, or STRATA_BENCH_GOSSIP="n1,n2,..." (its first size is then also
-// the propagation pool), for machines where those do not form. The
-// gossip runs start no new size after STRATA_BENCH_GOSSIP_BUDGET (4m);
-// STRATA_BENCH_ONLY=gossip runs only them.
-func gossipSizes() []int {
-	v := os.Getenv("STRATA_BENCH_GOSSIP")
+// gossipSizes are the pool sizes of the gossip figures: over loopback
+// UDP in real time, 100 and 500 (STRATA_BENCH_GOSSIP="n1,n2,..."), and
+// over the in-process network with stretched timers, 500 and 1,000
+// (STRATA_BENCH_GOSSIP_INPROC; "0" runs none). The gossip runs start no
+// new size after STRATA_BENCH_GOSSIP_BUDGET (20m); STRATA_BENCH_ONLY=gossip
+// runs only them.
+func gossipSizes() (udp, inproc []int) {
+	return sizesFrom("STRATA_BENCH_GOSSIP", []int{100, 500}), sizesFrom("STRATA_BENCH_GOSSIP_INPROC", []int{500, 1000})
+}
+
+func sizesFrom(env string, def []int) []int {
+	v := os.Getenv(env)
 	if v == "" {
-		return []int{100, 500, 1000}
+		return def
+	}
+	if v == "0" {
+		return nil
 	}
 	var out []int
 	for _, f := range strings.Split(v, ",") {
 		var n int
 		if _, err := fmt.Sscan(f, &n); err != nil || n < 2 {
-			fail(fmt.Errorf("STRATA_BENCH_GOSSIP %q: want sizes of 2 or more, comma separated", v))
+			fail(fmt.Errorf("%s %q: want sizes of 2 or more, comma separated, or 0", env, v))
 		}
 		out = append(out, n)
 	}
-	propagationPool = out[0]
 	return out
 }
