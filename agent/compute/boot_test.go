@@ -47,10 +47,13 @@ func TestInstanceBootsAndPings(t *testing.T) {
 	if s.Power != computespec.PowerRunning {
 		t.Errorf("instance power %q, want running", s.Power)
 	}
+	// The guest answers pings as soon as udhcpc has set its address; its
+	// init prints the lease line after that, and the driver reads the
+	// console on its sweep: wait for the line rather than read it once.
 	for _, want := range []string{"strata-guest: lease 10.77.0.10", "strata-guest: disk vda"} {
-		if !strings.Contains(s.ConsoleLog, want) {
-			t.Errorf("console log lacks %q:\n%s", want, s.ConsoleLog)
-		}
+		waitFor(t, 30*time.Second, "console log line "+strconv.Quote(want), func() bool {
+			return strings.Contains(d.status("boot").ConsoleLog, want)
+		})
 	}
 }
 
