@@ -278,7 +278,6 @@ func injectFault(t *testing.T, l *Lab, rng *rand.Rand, kind string, quiet *sync.
 // the coordinator had at since (or later); restarted, its report must also
 // be from after since (a killed agent's last report proves nothing).
 func waitHostCaughtUp(l *Lab, i int, since time.Time, restarted bool) error {
-	var target uint64
 	return healWithin(chaosHealBound, func() error {
 		c, err := l.Client()
 		if err != nil {
@@ -290,8 +289,13 @@ func waitHostCaughtUp(l *Lab, i int, since time.Time, restarted bool) error {
 		if err := c.Do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
 			return err
 		}
-		if target == 0 {
-			target = st.Epoch
+		// The host must have applied every epoch that changed its plan
+		// (commits to resources it does not hold do not wake it).
+		var target uint64
+		for _, line := range st.Hosts {
+			if line.Name == l.HostName(i) {
+				target = line.PlanEpoch
+			}
 		}
 		var h api.Host
 		if err := c.Do(ctx, http.MethodGet, "/v1/hosts/"+l.HostName(i), nil, &h); err != nil {

@@ -29,10 +29,11 @@ type staticHosts []api.Host
 func (h staticHosts) Hosts() []api.Host { return h }
 
 type fixture struct {
-	t     *testing.T
-	srv   *httptest.Server
-	store *store.Store
-	admin string
+	t      *testing.T
+	srv    *httptest.Server
+	server *Server
+	store  *store.Store
+	admin  string
 }
 
 // newFixture serves the default kinds plus "widget", a project-scoped kind
@@ -75,9 +76,10 @@ func serve(t *testing.T, st *store.Store, hosts ...api.Host) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Options{Store: st, Registry: reg, Hosts: staticHosts(hosts), MaxWait: 5 * time.Second}))
+	server := New(Options{Store: st, Registry: reg, Hosts: staticHosts(hosts), MaxWait: 5 * time.Second})
+	srv := httptest.NewServer(server)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, srv: srv, store: st}
+	return &fixture{t: t, srv: srv, server: server, store: st}
 }
 
 func (f *fixture) do(token, method, path, body string) (int, []byte) {

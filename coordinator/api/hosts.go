@@ -130,9 +130,20 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 
 // Converged says whether every live agent has applied epoch.
 func Converged(epoch uint64, hosts []api.Host) api.ClusterStatus {
+	return ConvergedFor(epoch, hosts, nil)
+}
+
+// ConvergedFor says whether every live agent has applied what concerns
+// it: need(host) is the latest epoch that changed its plan (nil: epoch).
+// A host whose plan no commit since changed is converged at an older one.
+func ConvergedFor(epoch uint64, hosts []api.Host, need func(string) uint64) api.ClusterStatus {
 	st := api.ClusterStatus{Epoch: epoch, Converged: true, Hosts: []api.HostStatusLine{}}
 	for _, h := range hosts {
-		line := api.HostStatusLine{Name: h.Name, State: h.State, AppliedEpoch: h.AppliedEpoch, Converged: h.AppliedEpoch == epoch}
+		want := epoch
+		if need != nil {
+			want = min(need(h.Name), epoch)
+		}
+		line := api.HostStatusLine{Name: h.Name, State: h.State, AppliedEpoch: h.AppliedEpoch, PlanEpoch: want, Converged: h.AppliedEpoch >= want}
 		if h.Report != nil {
 			for _, ss := range h.Report.Subsystems {
 				if !ss.OK {
@@ -146,7 +157,7 @@ func Converged(epoch uint64, hosts []api.Host) api.ClusterStatus {
 		live := h.State == api.StateAlive || h.State == api.StateSuspect
 		switch {
 		case live && !line.Converged:
-			line.Reason = fmt.Sprintf("applied epoch %d of %d", h.AppliedEpoch, epoch)
+			line.Reason = fmt.Sprintf("applied epoch %d of %d", h.AppliedEpoch, want)
 		case live && line.Errors > 0:
 			line.Reason = fmt.Sprintf("%d errors", line.Errors)
 		case !live && h.Resources > 0:
@@ -207,7 +218,7 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 		s.errorFor(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Converged(s.store.Epoch(), hs))
+	writeJSON(w, http.StatusOK, ConvergedFor(s.store.Epoch(), hs, s.need))
 }
 
 // hostPlan long-polls: with since equal to the current epoch it waits up to
@@ -262,9 +273,10 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("this coordinator's store is at epoch %d but host %s applied epoch %d of the same history: the store is an older copy; the host keeps its plan", s.store.Epoch(), host, since)})
 		return
 	}
-	if since == s.store.Epoch() && wait > 0 {
-		changed := s.store.Changed()
-		if since == s.store.Epoch() {
+	if wait > 0 {
+		// A commit to other hosts' resources does not wake the host.
+		changed, pending := s.changedFor(host, since)
+		if !pending {
 			t := time.NewTimer(wait)
 			select {
 			case <-changed:
@@ -276,7 +288,7 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 			t.Stop()
 		}
 	}
-	plan, err := s.store.Plan(host, since, s.reg.PlanFilter(host))
+	plan, err := s.planOf(host, since)
 	if err != nil {
 		s.errorFor(w, err)
 		return
@@ -298,7 +310,7 @@ func (s *Server) restoredHost(w http.ResponseWriter, host string, since uint64) 
 	if epoch != before {
 		s.log.Warn("host is ahead of the restored store: epoch jumped past it", "host", host, "host_epoch", since, "from", before, "to", epoch)
 	}
-	plan, err := s.store.Plan(host, 0, s.reg.PlanFilter(host))
+	plan, err := s.planOf(host, 0)
 	if err != nil {
 		s.errorFor(w, err)
 		return
@@ -326,7 +338,7 @@ func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
 	rep.Reported = time.Now().UTC()
 	// A host reports only on what its plan gives it: status written onto
 	// any other resource would be a host speaking for another's tenants.
-	keep := s.reg.PlanFilter(host)
+	keep := s.planFilter(host)
 	if principal(r).Role == api.RoleAdmin {
 		keep = func(api.Resource) bool { return true } // an operator's word
 	}
@@ -425,4 +437,42 @@ func (s *Server) setDrain(drain bool) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+// changedFor returns a channel closed at the next commit that concerns
+// host, and whether the host at since has something to apply already.
+func (s *Server) changedFor(host string, since uint64) (<-chan struct{}, bool) {
+	if s.scope == nil {
+		ch := s.store.Changed()
+		return ch, since != s.store.Epoch()
+	}
+	// A host behind the epoch is answered at once, even with empty
+	// deltas: only a host parked at the epoch waits for a commit that
+	// concerns it.
+	ch := s.scope.Changed(host)
+	return ch, since != s.scope.Epoch()
+}
+
+// planOf is host's plan after since, holding only what concerns it.
+func (s *Server) planOf(host string, since uint64) (api.Plan, error) {
+	if s.scope == nil {
+		return s.store.Plan(host, since, s.reg.PlanFilter(host))
+	}
+	return s.scope.Plan(host, since)
+}
+
+// planFilter says whether a resource is in host's plan now.
+func (s *Server) planFilter(host string) store.Filter {
+	if s.scope == nil {
+		return s.reg.PlanFilter(host)
+	}
+	return s.scope.Keep(host)
+}
+
+// need is the epoch host must have applied to hold its whole plan.
+func (s *Server) need(host string) uint64 {
+	if s.scope == nil {
+		return s.store.Epoch()
+	}
+	return s.scope.Need(host)
 }

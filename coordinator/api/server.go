@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-infra/strata/coordinator/commit"
 	"github.com/strata-infra/strata/coordinator/membership"
+	"github.com/strata-infra/strata/coordinator/planscope"
 	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
@@ -39,6 +40,8 @@ type Server struct {
 	mux     *routeMux
 	maxWait time.Duration
 	metrics *metrics
+	// scope decides what each host's plan holds and whom a commit wakes.
+	scope *planscope.Scope
 
 	keysApplied func() uint64
 	rotateMu    sync.Mutex // one gossip key rotation at a time
@@ -83,6 +86,13 @@ func New(o Options) *Server {
 	}
 	if o.Metrics != nil && o.Store != nil {
 		o.Metrics.MustRegister(newClusterCollector(o.Store, o.Hosts), version.BuildInfo("coordinator"))
+	}
+	if o.Store != nil {
+		sc, err := planscope.New(o.Store, o.Registry, o.Store.Retain())
+		if err != nil {
+			o.Logger.Error("plan scope cannot read the store; every host gets every resource", "err", err)
+		}
+		s.scope = sc
 	}
 	var hosts func() []api.Host
 	if o.Hosts != nil {

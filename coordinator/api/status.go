@@ -17,7 +17,7 @@ func (s *Server) resourceHosts(tx *store.Tx, res api.Resource, hosts []api.Host)
 	var out []api.ResourceStatus
 	for _, h := range hosts {
 		st, ok := reported[h.Name]
-		if !s.reg.PlanFilter(h.Name)(res) && !(ok && st.State == api.ResourceError) {
+		if !s.planFilter(h.Name)(res) && !(ok && st.State == api.ResourceError) {
 			continue
 		}
 		if ok && st.State != api.ResourceApplied {

@@ -19,6 +19,12 @@ func TestResourceStatusPerHost(t *testing.T) {
 	}
 	f.must(f.admin, "PUT", "/v1/projects/a/securitygroups/web", `{"spec":{"rules":[{"direction":"ingress","protocol":"tcp","ports":"80"}]}}`, 201)
 	f.must(f.admin, "PUT", "/v1/projects/b/securitygroups/web", `{"spec":{"rules":[]}}`, 201)
+	// A project's groups are in the plans of the hosts with a port on
+	// one of its networks.
+	f.must(f.admin, "PUT", "/v1/projects/a/networks/n", `{}`, 201)
+	for _, h := range []string{"h1", "h2"} {
+		f.must(f.admin, "PUT", "/v1/projects/a/ports/p-"+h, `{"spec":{"network":"n","host":"`+h+`"}}`, 201)
+	}
 	tokA, err := IssueToken(f.store, api.TokenRequest{Name: "a", Role: api.RoleProject, Project: "a"})
 	if err != nil {
 		t.Fatal(err)

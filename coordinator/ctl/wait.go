@@ -93,7 +93,13 @@ func waitOnce(ctx context.Context, c *apiclient.Client, path string, epoch uint6
 	if path == "" {
 		for _, h := range st.Hosts {
 			if alive[h.Name] {
-				hosts = append(hosts, api.ResourceStatus{Host: h.Name, State: api.ResourceApplied, Epoch: h.AppliedEpoch})
+				e := h.AppliedEpoch
+				if h.Converged {
+					// It applied every commit that concerned it: the
+					// epochs since changed nothing in its plan.
+					e = max(e, st.Epoch)
+				}
+				hosts = append(hosts, api.ResourceStatus{Host: h.Name, State: api.ResourceApplied, Epoch: e})
 			}
 		}
 	}

@@ -48,6 +48,7 @@ func (s *Store) JumpEpoch(min uint64) (uint64, error) {
 			return 0, fmt.Errorf("jump epoch to %d: %w", min, err)
 		}
 		s.publish(t, d)
+		s.notify(d)
 		s.wake()
 		return min, nil
 	}

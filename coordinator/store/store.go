@@ -50,6 +50,8 @@ type Store struct {
 	// their observers' calls.
 	commitMu  sync.Mutex
 	observers []func(epoch uint64, changes []api.Change)
+	// epochObservers are called for every epoch, changed or not.
+	epochObservers []func(epoch uint64, changes []api.Change)
 }
 
 // item is one resource as stored: its key and JSON.
@@ -68,6 +70,21 @@ func (s *Store) Observe(fn func(epoch uint64, changes []api.Change)) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	s.observers = append(s.observers, fn)
+}
+
+// ObserveFrom runs init on the current state and registers fn for every
+// commit after it, with no commit in between: a view built by init and
+// kept by fn never misses one. Unlike Observe, fn is called for commits
+// that changed nothing but the epoch too (a jump after a restore).
+func (s *Store) ObserveFrom(init func(epoch uint64, tx *Tx) error, fn func(epoch uint64, changes []api.Change)) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	t, epoch := s.snapshot()
+	if err := init(epoch, &Tx{s: s, tree: t, epoch: epoch, readOnly: true}); err != nil {
+		return err
+	}
+	s.epochObservers = append(s.epochObservers, fn)
+	return nil
 }
 
 // Open opens or creates the bbolt store at path.
@@ -113,6 +130,9 @@ func (s *Store) install(l *Loaded) {
 		s.changed = make(chan struct{})
 	}
 }
+
+// Retain is how many deltas the store keeps.
+func (s *Store) Retain() int { return s.retain }
 
 // Close closes the backend.
 func (s *Store) Close() error { return s.backend.Close() }
@@ -267,6 +287,9 @@ func (s *Store) record(d storedDelta) (*Record, error) {
 // notify tells the observers what a delta changed. Called with commitMu.
 func (s *Store) notify(d storedDelta) {
 	if len(d.Changes) == 0 {
+		for _, fn := range s.epochObservers {
+			fn(d.Epoch, nil)
+		}
 		return
 	}
 	observed := make([]api.Change, len(d.Changes))
@@ -277,6 +300,9 @@ func (s *Store) notify(d storedDelta) {
 		}
 	}
 	for _, fn := range s.observers {
+		fn(d.Epoch, observed)
+	}
+	for _, fn := range s.epochObservers {
 		fn(d.Epoch, observed)
 	}
 }

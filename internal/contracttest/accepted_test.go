@@ -106,6 +106,38 @@ func (c *coordinator) sync(h *host) bool {
 	return changed
 }
 
+// sameAsFull checks that the plan h built from deltas is the full plan
+// the coordinator would send it now: the per-host deltas never miss a
+// resource that entered the host's plan, nor keep one that left it.
+func (c *coordinator) sameAsFull(h *host, sd uint64, call int, history []string) {
+	c.t.Helper()
+	code, b := c.do(http.MethodGet, fmt.Sprintf("/v1/hosts/%s/plan?since=0", h.self.Host), nil)
+	if code != http.StatusOK {
+		c.t.Fatalf("full plan of %s: %d %s", h.self.Host, code, b)
+	}
+	var p api.Plan
+	if err := json.Unmarshal(b, &p); err != nil {
+		c.t.Fatal(err)
+	}
+	if p.Epoch != h.state.Epoch {
+		return // committed since; compared at the next epoch
+	}
+	full := map[string]uint64{}
+	for _, r := range p.Resources {
+		full[r.Key().String()] = r.Epoch
+	}
+	for k, r := range h.state.Resources {
+		if e, ok := full[k]; !ok || e != r.Epoch {
+			c.t.Fatalf("seed %d call %d: host %s holds %s at epoch %d by deltas; its full plan has it: %v (epoch %d)\n%s", sd, call, h.self.Host, k, r.Epoch, ok, e, tail(history))
+		}
+	}
+	for k := range full {
+		if _, ok := h.state.Resources[k]; !ok {
+			c.t.Fatalf("seed %d call %d: host %s lacks %s by deltas; its full plan has it\n%s", sd, call, h.self.Host, k, tail(history))
+		}
+	}
+}
+
 // seed is STRATA_CONTRACT_SEED when set, else the clock.
 func seed(t *testing.T) uint64 {
 	if v := os.Getenv("STRATA_CONTRACT_SEED"); v != "" {
@@ -171,6 +203,7 @@ func TestAcceptedStateAlwaysApplies(t *testing.T) {
 				continue // the same plan as last checked
 			}
 			checked++
+			c.sameAsFull(h, sd, i, history)
 			snap := &plan.Snapshot{Epoch: h.state.Epoch}
 			for _, r := range h.state.Resources {
 				snap.Resources = append(snap.Resources, r)

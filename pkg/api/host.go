@@ -156,9 +156,13 @@ type HostStatusLine struct {
 	Name         string `json:"name"`
 	State        string `json:"state"`
 	AppliedEpoch uint64 `json:"applied_epoch"`
-	Converged    bool   `json:"converged"`
-	Errors       int    `json:"errors"`
-	Resources    int    `json:"resources"`
+	// PlanEpoch is the latest epoch that changed this host's plan: the
+	// host is converged once it applied it, whatever the cluster epoch
+	// (a commit to resources no host of it holds does not concern it).
+	PlanEpoch uint64 `json:"plan_epoch"`
+	Converged bool   `json:"converged"`
+	Errors    int    `json:"errors"`
+	Resources int    `json:"resources"`
 	// Reason says why this host keeps the fleet from converging.
 	Reason string `json:"reason,omitempty"`
 }
