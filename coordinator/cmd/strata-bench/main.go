@@ -31,6 +31,12 @@ func main() {
 		}
 		defer stop()
 	}
+	if os.Getenv("STRATA_BENCH_ONLY") == "scope" {
+		if err := scopedFanout(dir); err != nil {
+			fail(err)
+		}
+		return
+	}
 	if os.Getenv("STRATA_BENCH_ONLY") != "gossip" {
 		schedulerThroughput()
 	}
@@ -53,6 +59,9 @@ func main() {
 		fail(err)
 	}
 	if err := planFanout(dir); err != nil {
+		fail(err)
+	}
+	if err := scopedFanout(dir); err != nil {
 		fail(err)
 	}
 }
