@@ -56,6 +56,7 @@ lab-down:
 bench: build
 	bin/strata-bench
 	$(GO) test -tags "$(GOTAGS)" -run '^$$' -bench . -benchtime 3x ./agent/... ./pkg/rbd/ ./lab/... ./coordinator/store/ 2>&1 | bin/strata-bench gotest
+	$(GO) test -tags "$(GOTAGS)" -run '^$$' -bench HALeaderLossStall -benchtime 1x ./coordinator/hatest/ 2>&1 | bin/strata-bench gotest
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
