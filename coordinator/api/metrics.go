@@ -75,20 +75,23 @@ func (m *metrics) plans(full bool) {
 type clusterCollector struct {
 	store *store.Store
 	hosts HostSource
+	// need is the epoch a host must have applied: the last that changed
+	// its plan.
+	need func(string) uint64
 
 	hostsDesc, drained, unconverged, lag, size, members, epoch *prometheus.Desc
 }
 
-func newClusterCollector(st *store.Store, hosts HostSource) *clusterCollector {
+func newClusterCollector(st *store.Store, hosts HostSource, need func(string) uint64) *clusterCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("strata_coordinator_"+name, help, labels, nil)
 	}
 	return &clusterCollector{
-		store: st, hosts: hosts,
+		store: st, hosts: hosts, need: need,
 		hostsDesc:   d("hosts", "Hosts by gossip state (alive, suspect, dead, left).", "state"),
 		drained:     d("hosts_drained", "Hosts an operator drained."),
-		unconverged: d("hosts_unconverged", "Live hosts that have not applied the current epoch."),
-		lag:         d("epoch_lag", "Epochs the slowest live host is behind the cluster epoch."),
+		unconverged: d("hosts_unconverged", "Live hosts that have not applied the last epoch that changed their plan."),
+		lag:         d("epoch_lag", "Epochs the slowest live host is behind the last epoch that changed its plan."),
 		size:        d("store_bytes", "Size of the desired-state store."),
 		members:     d("gossip_members", "Members in the gossip pool, this coordinator included."),
 		epoch:       d("epoch", "Current cluster epoch."),
@@ -122,9 +125,10 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		if rep, ok := reports[h.Name]; ok && rep.AppliedEpoch > applied {
 			applied = rep.AppliedEpoch
 		}
-		if applied < epoch {
+		want := min(c.need(h.Name), epoch)
+		if applied < want {
 			unconverged++
-			lag = max(lag, epoch-applied)
+			lag = max(lag, want-applied)
 		}
 	}
 	for state, n := range byState {

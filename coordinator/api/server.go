@@ -84,15 +84,15 @@ func New(o Options) *Server {
 			sched.SetHosts(membership.SchedulerHosts(o.Hosts.Hosts()))
 		}
 	}
-	if o.Metrics != nil && o.Store != nil {
-		o.Metrics.MustRegister(newClusterCollector(o.Store, o.Hosts), version.BuildInfo("coordinator"))
-	}
 	if o.Store != nil {
 		sc, err := planscope.New(o.Store, o.Registry, o.Store.Retain())
 		if err != nil {
 			o.Logger.Error("plan scope cannot read the store; every host gets every resource", "err", err)
 		}
 		s.scope = sc
+	}
+	if o.Metrics != nil && o.Store != nil {
+		o.Metrics.MustRegister(newClusterCollector(o.Store, o.Hosts, s.need), version.BuildInfo("coordinator"))
 	}
 	var hosts func() []api.Host
 	if o.Hosts != nil {
