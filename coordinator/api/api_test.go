@@ -295,6 +295,12 @@ func TestStatusConvergence(t *testing.T) {
 	if !st.Converged {
 		t.Fatalf("dead hosts with nothing on them must not block convergence: %+v", st)
 	}
+	// A host ahead of the store (an older copy restored) is not converged,
+	// whatever its plan epoch says.
+	st = ConvergedFor(8, []api.Host{{Name: "h2", State: api.StateAlive, AppliedEpoch: 9}}, func(string) uint64 { return 8 })
+	if st.Converged || len(st.Reasons) != 1 || st.Reasons[0] != "h2: applied epoch 9, ahead of this store's 8: the store is an older copy" {
+		t.Fatalf("host ahead of the store: %+v", st)
+	}
 	for _, state := range []string{api.StateDead, api.StateLeft, api.StateUnknown} {
 		st = Converged(1, []api.Host{{Name: "h1", State: api.StateAlive, AppliedEpoch: 1}, {Name: "h3", State: state, AppliedEpoch: 1, Resources: 2}})
 		if st.Converged || len(st.Reasons) != 1 || st.Reasons[0] != "h3: host is "+state+" with 2 resources placed on it" {

@@ -143,7 +143,10 @@ func ConvergedFor(epoch uint64, hosts []api.Host, need func(string) uint64) api.
 		if need != nil {
 			want = min(need(h.Name), epoch)
 		}
-		line := api.HostStatusLine{Name: h.Name, State: h.State, AppliedEpoch: h.AppliedEpoch, PlanEpoch: want, Converged: h.AppliedEpoch >= want}
+		// A host ahead of the store (same history) applied epochs this
+		// store does not hold: the store is an older copy, not converged.
+		ahead := h.AppliedEpoch > epoch
+		line := api.HostStatusLine{Name: h.Name, State: h.State, AppliedEpoch: h.AppliedEpoch, PlanEpoch: want, Converged: h.AppliedEpoch >= want && !ahead}
 		if h.Report != nil {
 			for _, ss := range h.Report.Subsystems {
 				if !ss.OK {
@@ -156,6 +159,8 @@ func ConvergedFor(epoch uint64, hosts []api.Host, need func(string) uint64) api.
 		line.Resources = h.Resources
 		live := h.State == api.StateAlive || h.State == api.StateSuspect
 		switch {
+		case live && ahead:
+			line.Reason = fmt.Sprintf("applied epoch %d, ahead of this store's %d: the store is an older copy", h.AppliedEpoch, epoch)
 		case live && !line.Converged:
 			line.Reason = fmt.Sprintf("applied epoch %d of %d", h.AppliedEpoch, want)
 		case live && line.Errors > 0:
