@@ -84,13 +84,7 @@ const (
 // its local VLAN classification).
 func firewallFlows(ports []FlowFiltered) []string {
 	var out []string
-	add := func(table, prio int, match, actions string) {
-		f := "table=" + strconv.Itoa(table) + ",priority=" + strconv.Itoa(prio)
-		if match != "" {
-			f += "," + match
-		}
-		out = append(out, f+",actions="+actions)
-	}
+	add := func(table, prio int, match, actions string) { out = append(out, flowLine(table, prio, match, actions)) }
 	add(TableEgress, 0, "", "drop")
 	add(TableEgressCT, 0, "", "drop")
 	add(TableIngress, 0, "", "drop")
@@ -132,7 +126,7 @@ func portFirewall(p FlowFiltered) []string {
 		// Overlapping members or sources may render one match twice.
 		if k := fmt.Sprintf("%d/%d/%s", table, prio, match); !seen[k] {
 			seen[k] = true
-			out = append(out, fmt.Sprintf("table=%d,priority=%d,%s,actions=%s", table, prio, match, actions))
+			out = append(out, flowLine(table, prio, match, actions))
 		}
 	}
 	of := strconv.Itoa(p.Ofport)

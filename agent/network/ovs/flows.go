@@ -75,13 +75,7 @@ type FlowTunnel struct {
 // ports with security groups (their Locals entries say Filtered).
 func Flows(nets []FlowNetwork, tunnels []FlowTunnel, fw []FlowFiltered) []string {
 	var out []string
-	add := func(table, prio int, match, actions string) {
-		f := "table=" + strconv.Itoa(table) + ",priority=" + strconv.Itoa(prio)
-		if match != "" {
-			f += "," + match
-		}
-		out = append(out, f+",actions="+actions)
-	}
+	add := func(table, prio int, match, actions string) { out = append(out, flowLine(table, prio, match, actions)) }
 	add(TableClassify, 0, "", "drop")
 	add(TableFromTunnel, 0, "", "drop")
 	add(TableARP, 0, "", "goto_table:"+strconv.Itoa(TableToTunnel))
@@ -102,11 +96,18 @@ func Flows(nets []FlowNetwork, tunnels []FlowTunnel, fw []FlowFiltered) []string
 	return append(out, firewallFlows(fw)...)
 }
 
+// flowLine renders one flow for ovs-ofctl; an empty match matches all.
+func flowLine(table, prio int, match, actions string) string {
+	f := "table=" + strconv.Itoa(table) + ",priority=" + strconv.Itoa(prio)
+	if match != "" {
+		f += "," + match
+	}
+	return f + ",actions=" + actions
+}
+
 func networkFlows(n FlowNetwork) []string {
 	var out []string
-	add := func(table, prio int, match, actions string) {
-		out = append(out, fmt.Sprintf("table=%d,priority=%d,%s,actions=%s", table, prio, match, actions))
-	}
+	add := func(table, prio int, match, actions string) { out = append(out, flowLine(table, prio, match, actions)) }
 	vlan := fmt.Sprintf("dl_vlan=%d", n.LVID)
 	toTunnel := fmt.Sprintf("set_field:%d->tun_id", n.VNI)
 	locals := append([]FlowLocal(nil), n.Locals...)
