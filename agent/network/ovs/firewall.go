@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -293,26 +294,15 @@ func prefixText(p netip.Prefix) string {
 // MAC, its allowed address pairs (with their MAC, or its own), and the
 // IPv6 link-local address of each of those MACs.
 func portSources(p network.Port) []FlowSource {
+	// The flows match IPv4 as IPv4: an IPv4-mapped address is unmapped.
+	p.IPs = slices.Clone(p.IPs)
+	for i, a := range p.IPs {
+		p.IPs[i] = a.Unmap()
+	}
 	var out []FlowSource
-	macs := []net.HardwareAddr{p.MAC}
-	for _, a := range p.IPs {
-		a = a.Unmap()
-		out = append(out, FlowSource{MAC: p.MAC.String(), Prefix: netip.PrefixFrom(a, a.BitLen())})
-	}
-	for _, ap := range p.AllowedAddressPairs {
-		mac := ap.MAC
-		if mac == nil {
-			mac = p.MAC
-		} else if mac.String() != p.MAC.String() {
-			macs = append(macs, mac)
-		}
-		out = append(out, FlowSource{MAC: mac.String(), Prefix: ap.Prefix.Masked()})
-	}
-	for _, m := range macs {
-		if ll, ok := secgroup.LinkLocal(m); ok {
-			out = append(out, FlowSource{MAC: m.String(), Prefix: netip.PrefixFrom(ll, 128)})
-		}
-	}
+	secgroup.EachSource(p, func(mac net.HardwareAddr, pre netip.Prefix) {
+		out = append(out, FlowSource{MAC: mac.String(), Prefix: pre})
+	})
 	return out
 }
 

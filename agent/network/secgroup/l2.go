@@ -33,21 +33,28 @@ type l2Source struct {
 	prefix netip.Prefix
 }
 
-// l2Sources lists what p may send from, per family: each of its addresses
-// with its MAC, its allowed pairs (with their MAC, or its own), and the
-// IPv6 link-local address of each of those MACs (EUI-64), which IPv6
-// needs before it has any other (neighbour discovery, router solicits).
+// l2Sources is EachSource's list, per family.
 func l2Sources(p network.Port) (v4, v6 []l2Source) {
-	macs := []net.HardwareAddr{p.MAC}
-	add := func(mac net.HardwareAddr, pre netip.Prefix) {
+	EachSource(p, func(mac net.HardwareAddr, pre netip.Prefix) {
 		if pre.Addr().Is4() {
 			v4 = append(v4, l2Source{mac, pre})
 		} else {
 			v6 = append(v6, l2Source{mac, pre})
 		}
-	}
+	})
+	return v4, v6
+}
+
+// EachSource calls f with each (MAC, address or CIDR) p may send from:
+// each of its addresses with its MAC, its allowed pairs (with their MAC,
+// or its own), then the IPv6 link-local address of each of those MACs
+// (EUI-64), which IPv6 needs before it has any other (neighbour
+// discovery, router solicits). The nft anti-spoofing table and the OVS
+// firewall flows both admit exactly these.
+func EachSource(p network.Port, f func(mac net.HardwareAddr, pre netip.Prefix)) {
+	macs := []net.HardwareAddr{p.MAC}
 	for _, a := range p.IPs {
-		add(p.MAC, netip.PrefixFrom(a, a.BitLen()))
+		f(p.MAC, netip.PrefixFrom(a, a.BitLen()))
 	}
 	for _, ap := range p.AllowedAddressPairs {
 		mac := ap.MAC
@@ -56,14 +63,13 @@ func l2Sources(p network.Port) (v4, v6 []l2Source) {
 		} else if mac.String() != p.MAC.String() {
 			macs = append(macs, mac)
 		}
-		add(mac, ap.Prefix.Masked())
+		f(mac, ap.Prefix.Masked())
 	}
 	for _, m := range macs {
 		if ll, ok := LinkLocal(m); ok {
-			v6 = append(v6, l2Source{m, netip.PrefixFrom(ll, 128)})
+			f(m, netip.PrefixFrom(ll, 128))
 		}
 	}
-	return v4, v6
 }
 
 // LinkLocal is the IPv6 link-local address (EUI-64) of a 48-bit MAC.
