@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strata-infra/strata/agent/hostinfo"
 	"github.com/strata-infra/strata/pkg/computespec"
 )
 
@@ -91,8 +92,10 @@ func New(cfg Config) (*Driver, error) {
 	c := cfg.Capacity
 	if c == (computespec.Capacity{}) {
 		var err error
-		if c, err = HostCapacity(cfg.StateDir); err != nil {
-			return nil, fmt.Errorf("compute: %w", err)
+		// The same measure gossip announces (the reservations are taken
+		// off below).
+		if c, err = hostinfo.Capacity(cfg.StateDir, computespec.Capacity{}); err != nil {
+			return nil, fmt.Errorf("compute: host capacity: %w", err)
 		}
 	}
 	d.capacity = c.Sub(cfg.Reserved)
