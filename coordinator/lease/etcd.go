@@ -62,6 +62,9 @@ func (h *etcdHold) Lost() <-chan struct{} { return h.sess.Done() }
 // every later holder's is larger.
 func (h *etcdHold) Token() int64 { return h.el.Rev() }
 
+// Key is this holder's election key: it exists while the hold does.
+func (h *etcdHold) Key() string { return h.el.Key() }
+
 func (h *etcdHold) Release(ctx context.Context) error {
 	h.once.Do(func() {
 		h.err = h.el.Resign(ctx)

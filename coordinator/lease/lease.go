@@ -4,9 +4,11 @@
 // over etcd campaign for it through an etcd lease and election (Etcd), so
 // when the holder dies its lease expires and another takes over.
 //
-// A holder checks Lost before each step and stamps what it writes with
-// Token, a fencing token that grows with every new holder, so that a
-// holder that was cut off cannot act after its successor started.
+// A holder checks Lost before each step, and commits what it writes under
+// its hold's Key and Token (store.LeaseGuard): the token is a fencing
+// token that grows with every new holder, and etcd refuses a commit whose
+// holder's key is gone, so a holder that was cut off cannot act after its
+// successor started, even before it notices.
 package lease
 
 import (
@@ -27,6 +29,9 @@ type Hold interface {
 	Lost() <-chan struct{}
 	// Token is the fencing token: larger for every later holder.
 	Token() int64
+	// Key is the store key the hold exists as, made at revision Token
+	// ("" for a local hold, which has no store key: nothing to check).
+	Key() string
 	// Release gives the lease up.
 	Release(ctx context.Context) error
 }
@@ -74,6 +79,7 @@ type localHold struct {
 
 func (h *localHold) Lost() <-chan struct{} { return h.done }
 func (h *localHold) Token() int64          { return h.token }
+func (h *localHold) Key() string           { return "" }
 
 func (h *localHold) Release(context.Context) error {
 	h.once.Do(func() {

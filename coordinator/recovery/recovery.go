@@ -36,8 +36,9 @@ import (
 const LeaseName = "recovery"
 
 // errLeaseLost stops a pass whose hold went away mid-way: its successor
-// carries on from what was committed.
-var errLeaseLost = errors.New("recovery lease lost")
+// carries on from what was committed. It is the store's error, so a
+// commit the store refused for the same reason stops the pass the same.
+var errLeaseLost = store.ErrLeaseLost
 
 // Config tunes the controller.
 type Config struct {
@@ -338,35 +339,41 @@ func (c *Controller) recorded(f fenceRes) (time.Time, error) {
 // write admits and commits one system write of r with spec; a stored
 // resource is the Prev. It returns the epoch of the commit.
 func (c *Controller) write(r api.Resource, spec any, base registry.Admission) (uint64, error) {
-	if err := c.lost(); err != nil {
+	g, err := c.guard()
+	if err != nil {
 		return 0, err
 	}
-	return write(c.store, c.reg, c.hosts, r, spec, base)
+	return write(c.store, c.reg, c.hosts, g, r, spec, base)
 }
 
-// lost is errLeaseLost when the controller runs under a hold that is gone
-// (Pass called outside Run, as tests do, acts unguarded).
-func (c *Controller) lost() error {
+// guard is the lease the controller's commits go in under, or
+// errLeaseLost when the controller runs under a hold that is gone (Pass
+// called outside Run, as tests do, acts unguarded). The check here only
+// saves work: the store refuses a commit whose hold expired in between.
+func (c *Controller) guard() (store.LeaseGuard, error) {
 	c.mu.Lock()
 	h := c.hold
 	c.mu.Unlock()
 	if h == nil {
-		return nil
+		return store.LeaseGuard{}, nil
 	}
 	select {
 	case <-h.Lost():
-		return errLeaseLost
+		return store.LeaseGuard{}, errLeaseLost
 	default:
-		return nil
+		return store.LeaseGuard{Key: h.Key(), Rev: h.Token()}, nil
 	}
 }
 
-func write(st *store.Store, reg *registry.Registry, hosts func() []api.Host, r api.Resource, spec any, base registry.Admission) (uint64, error) {
+// write commits r with spec, admitted as a system write, under the lease
+// g (zero: unguarded).
+func write(st *store.Store, reg *registry.Registry, hosts func() []api.Host, g store.LeaseGuard, r api.Resource, spec any, base registry.Admission) (uint64, error) {
 	k, ok := reg.Get(r.Kind)
 	if !ok {
 		return 0, fmt.Errorf("no kind %q", r.Kind)
 	}
 	epoch, _, err := st.Update(func(tx *store.Tx) error {
+		tx.Under(g)
 		a := base
 		a.Tx, a.Admin, a.System, a.Settings, a.Scheduler = tx, true, true, reg.Settings, reg.Scheduler
 		a.Hosts = hosts
@@ -428,10 +435,11 @@ func (c *Controller) evacuate(host, fence string, hosts []api.Host, reports map[
 	if failed && c.now().Sub(last) < c.cfg.Retry {
 		return errors.Join(errs...)
 	}
-	if err := c.lost(); err != nil {
+	g, err := c.guard()
+	if err != nil {
 		return err
 	}
-	moved, epoch, err := moveNetwork(c.store, c.reg, c.hosts, host, reports)
+	moved, epoch, err := moveNetwork(c.store, c.reg, c.hosts, g, host, reports)
 	c.mu.Lock()
 	if err != nil {
 		c.tried[nk] = c.now()
@@ -483,11 +491,11 @@ func MoveNetworkOff(st *store.Store, reg *registry.Registry, hosts func() []api.
 	if err != nil {
 		return nil, err
 	}
-	moved, _, err := moveNetwork(st, reg, hosts, host, reports)
+	moved, _, err := moveNetwork(st, reg, hosts, store.LeaseGuard{}, host, reports)
 	return moved, err
 }
 
-func moveNetwork(st *store.Store, reg *registry.Registry, hosts func() []api.Host, host string, reports map[string]api.HostReport) ([]string, uint64, error) {
+func moveNetwork(st *store.Store, reg *registry.Registry, hosts func() []api.Host, g store.LeaseGuard, host string, reports map[string]api.HostReport) ([]string, uint64, error) {
 	rs, err := placedOn(st, host, "router", "network")
 	if err != nil {
 		return nil, 0, err
@@ -497,7 +505,7 @@ func moveNetwork(st *store.Store, reg *registry.Registry, hosts func() []api.Hos
 	var errs []error
 	ev := registry.Admission{Evacuate: host, Facts: facts(reports)}
 	for _, r := range rs {
-		epoch, err := write(st, reg, hosts, r, decodeSpec(r), ev)
+		epoch, err := write(st, reg, hosts, g, r, decodeSpec(r), ev)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("move %s off host %s: %w", r.Key(), host, err))
 			continue
@@ -661,10 +669,12 @@ func (c *Controller) prune(f fenceRes) error {
 	if c.now().Sub(at) < c.cfg.Retention {
 		return nil
 	}
-	if err := c.lost(); err != nil {
+	g, err := c.guard()
+	if err != nil {
 		return err
 	}
-	_, _, err := c.store.Update(func(tx *store.Tx) error {
+	_, _, err = c.store.Update(func(tx *store.Tx) error {
+		tx.Under(g)
 		cur, err := tx.Get(f.res.Key())
 		if errors.Is(err, store.ErrNotFound) {
 			return nil

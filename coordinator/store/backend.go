@@ -33,6 +33,22 @@ type Backend interface {
 // first; the Store catches up and runs the transaction again.
 var ErrEpochMoved = errors.New("the cluster epoch moved under this commit")
 
+// ErrLeaseLost is a commit refused because it was made under a lease
+// (Tx.Under) that its holder holds no more: a successor may act already,
+// so the commit is not tried again.
+var ErrLeaseLost = errors.New("the lease this commit was made under is held no more")
+
+// LeaseGuard names a singleton lease by the store key its holder made and
+// the revision it made it at (lease.Hold's Key and Token). A commit under
+// a guard goes in only while that key still exists at that revision, in
+// the same etcd transaction as the epoch check: a holder that was cut off
+// cannot write after its lease expired, even if it has not noticed yet.
+// The zero guard (a single coordinator's local lease) guards nothing.
+type LeaseGuard struct {
+	Key string
+	Rev int64
+}
+
 // Loaded is a backend's whole state.
 type Loaded struct {
 	Epoch     uint64
@@ -60,6 +76,9 @@ type Record struct {
 	// Obs are observed-state writes that go with the commit (statuses
 	// of a deleted resource).
 	Obs []ObsOp
+	// Guard, when set, is a lease the commit holds only under. bbolt
+	// has one coordinator and local leases, so only etcd checks it.
+	Guard LeaseGuard
 }
 
 // Namespaces of observed state.

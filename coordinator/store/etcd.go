@@ -134,16 +134,35 @@ func (b *etcdBackend) Commit(rec *Record) error {
 		ops = append(ops, clientv3.OpDelete(b.p+"d/", clientv3.WithRange(b.deltaKey(rec.TrimTo+1))))
 	}
 	ops = append(ops, b.obsOps(rec.Obs)...)
+	cmps := []clientv3.Cmp{b.epochIs(rec.Base)}
+	var orElse []clientv3.Op
+	if g := rec.Guard; g.Key != "" {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(g.Key), "=", g.Rev))
+		orElse = append(orElse, clientv3.OpGet(g.Key, clientv3.WithKeysOnly()))
+	}
 	ctx, cancel := b.ctx()
 	defer cancel()
-	resp, err := b.c.Txn(ctx).If(b.epochIs(rec.Base)).Then(ops...).Commit()
+	resp, err := b.c.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 	if err != nil {
 		return fmt.Errorf("etcd: commit epoch %d: %w", rec.Epoch, err)
 	}
 	if !resp.Succeeded {
+		if len(orElse) > 0 && !guardHolds(resp, rec.Guard) {
+			return fmt.Errorf("commit epoch %d under lease %s (revision %d): %w", rec.Epoch, rec.Guard.Key, rec.Guard.Rev, ErrLeaseLost)
+		}
 		return ErrEpochMoved
 	}
 	return nil
+}
+
+// guardHolds reads a failed guarded commit's Else: whether the lease key
+// was still there, made at the guard's revision.
+func guardHolds(resp *clientv3.TxnResponse, g LeaseGuard) bool {
+	if len(resp.Responses) == 0 {
+		return false
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	return len(kvs) == 1 && kvs[0].CreateRevision == g.Rev
 }
 
 func (b *etcdBackend) obsKey(ns, key string) string { return b.p + "o/" + ns + "/" + key }

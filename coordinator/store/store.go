@@ -253,6 +253,7 @@ func (s *Store) commit(tx *Tx, base uint64) (storedDelta, error) {
 	if err != nil {
 		return d, err
 	}
+	rec.Guard = tx.guard
 	// Write each touched key once, as the transaction left it.
 	done := map[string]bool{}
 	for _, ch := range tx.changes {

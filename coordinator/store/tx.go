@@ -23,7 +23,12 @@ type Tx struct {
 	rollback []func()
 	// placements are the placement statuses to write after it ends.
 	placements []placementNote
+	guard      LeaseGuard
 }
+
+// Under makes the transaction's commit conditional on the lease g: if its
+// holder lost it, the commit fails with ErrLeaseLost and writes nothing.
+func (tx *Tx) Under(g LeaseGuard) { tx.guard = g }
 
 // OnRollback registers fn to run if this transaction does not commit a
 // change,
