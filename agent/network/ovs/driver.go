@@ -437,14 +437,11 @@ func (d *Driver) applyFlows(ctx context.Context, s snapshot, flows []string) err
 	gen64, _ := strconv.ParseUint(s.bridge.ExternalIDs[genKey], 10, 32)
 	gen := uint32(gen64)
 	if s.bridge.ExternalIDs[hashKey] == hash {
-		total, err := d.of.Count(ctx, "")
+		n, err := d.of.CountFlows(ctx, allFlows, genFlows(tableAll, gen))
 		if err != nil {
 			return err
 		}
-		ours, err := d.of.Count(ctx, cookieMatch(gen))
-		if err != nil {
-			return err
-		}
+		total, ours := n[0], n[1]
 		if total == len(flows) && ours == len(flows) {
 			d.gen = gen
 			return d.clearRestoreWait(ctx, s)
@@ -543,8 +540,8 @@ func (d *Driver) checkCanary(ctx context.Context) (bool, error) {
 	if d.last == nil || d.h == nil || d.db == nil {
 		return false, nil
 	}
-	n, err := d.of.Count(ctx, fmt.Sprintf("table=%d,%s", TableCanary, cookieMatch(d.gen)))
-	if (err == nil && n == 1) || ctx.Err() != nil {
+	n, err := d.of.CountFlows(ctx, genFlows(TableCanary, d.gen))
+	if (err == nil && n[0] == 1) || ctx.Err() != nil {
 		return false, nil // in place, or Watch is ending: not a loss
 	}
 	d.log.Warn("canary flow gone: restoring flows", "generation", d.gen, "err", err)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -39,32 +37,8 @@ func (o ofctl) Replace(ctx context.Context, flows string) error {
 	return err
 }
 
-var flowCountRE = regexp.MustCompile(`flow_count=(\d+)`)
-
-// Count returns how many flows match match ("" for all).
-func (o ofctl) Count(ctx context.Context, match string) (int, error) {
-	args := []string{"dump-aggregate", o.target}
-	if match != "" {
-		args = append(args, match)
-	}
-	out, err := o.run(ctx, "", args...)
-	if err != nil {
-		return 0, err
-	}
-	m := flowCountRE.FindStringSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("ovs-ofctl dump-aggregate: no flow_count in %q", out)
-	}
-	return strconv.Atoi(m[1])
-}
-
 // Dump returns the bridge's flows as ovs-ofctl prints them, without
 // statistics: tests compare two dumps to prove nothing changed.
 func (o ofctl) Dump(ctx context.Context) (string, error) {
 	return o.run(ctx, "", "--no-stats", "--sort", "dump-flows", o.target)
-}
-
-// cookieMatch matches the flows of generation gen exactly.
-func cookieMatch(gen uint32) string {
-	return fmt.Sprintf("cookie=0x%x/-1", Cookie(gen))
 }

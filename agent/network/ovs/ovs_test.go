@@ -202,10 +202,47 @@ func TestAgentRestartKeepsFlows(t *testing.T) {
 		if after != before[i] {
 			t.Errorf("host %s: flows changed across the restart:\nbefore:\n%s\nafter:\n%s", h.Name, before[i], after)
 		}
+		checkCounts(ctx, t, h, fresh.OVS)
 		l.agents[i] = fresh
 	}
 	if !pingOK(ctx, l.ns("g1"), "10.1.1.13") {
 		t.Error("g1 -> g3 over GRE after the restart: no answer")
+	}
+}
+
+// checkCounts: the driver's own OpenFlow aggregate requests count what
+// ovs-ofctl dump-aggregate counts, for every flow, the generation's and
+// the canary.
+func checkCounts(ctx context.Context, t *testing.T, h *nettest.Host, d *ovs.Driver) {
+	t.Helper()
+	cookie := fmt.Sprintf("cookie=0x%x/-1", ovs.Cookie(d.Generation()))
+	for _, c := range []struct {
+		table uint8
+		match string
+	}{{255, cookie}, {ovs.TableCanary, fmt.Sprintf("table=%d,%s", ovs.TableCanary, cookie)}} {
+		all, current, err := d.CountFlows(ctx, c.table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []struct {
+			match string
+			got   int
+		}{{"", all}, {c.match, current}} {
+			args := []string{"dump-aggregate", h.OVS.Mgmt(ovs.DefaultBridge)}
+			if w.match != "" {
+				args = append(args, w.match)
+			}
+			out, err := h.OVS.Ofctl(ctx, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("flow_count=%d", w.got); !strings.Contains(out, want) {
+				t.Errorf("host %s: the driver counts %d flows matching %q, ovs-ofctl: %s", h.Name, w.got, w.match, out)
+			}
+		}
+		if c.table == ovs.TableCanary && current != 1 {
+			t.Errorf("host %s: %d canary flows of the generation, want 1", h.Name, current)
+		}
 	}
 }
 
