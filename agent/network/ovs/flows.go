@@ -98,11 +98,19 @@ func Flows(nets []FlowNetwork, tunnels []FlowTunnel, fw []FlowFiltered) []string
 
 // flowLine renders one flow for ovs-ofctl; an empty match matches all.
 func flowLine(table, prio int, match, actions string) string {
-	f := "table=" + strconv.Itoa(table) + ",priority=" + strconv.Itoa(prio)
+	var b strings.Builder
+	b.Grow(len("table=255,priority=65535,,actions=") + len(match) + len(actions))
+	b.WriteString("table=")
+	b.WriteString(strconv.Itoa(table))
+	b.WriteString(",priority=")
+	b.WriteString(strconv.Itoa(prio))
 	if match != "" {
-		f += "," + match
+		b.WriteByte(',')
+		b.WriteString(match)
 	}
-	return f + ",actions=" + actions
+	b.WriteString(",actions=")
+	b.WriteString(actions)
+	return b.String()
 }
 
 func networkFlows(n FlowNetwork) []string {
@@ -142,20 +150,19 @@ func networkFlows(n FlowNetwork) []string {
 	}
 	sort.Slice(ips, func(i, j int) bool { return ips[i].Less(ips[j]) })
 	for _, ip := range ips {
-		mac := n.ARP[ip]
+		mac, ipS := n.ARP[ip], ip.String()
 		// An ARP request for a known remote port becomes its reply, sent
 		// back where it came from: the tunnels carry no ARP for it.
-		add(TableARP, 100, vlan+",arp,arp_op=1,arp_tpa="+ip.String(), strings.Join([]string{
-			"move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]",
-			"set_field:" + mac + "->eth_src",
-			"set_field:2->arp_op",
-			"move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[]",
-			"move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[]",
-			"set_field:" + mac + "->arp_sha",
-			"set_field:" + ip.String() + "->arp_spa",
-			"pop_vlan",
-			"IN_PORT",
-		}, ","))
+		var a strings.Builder
+		a.Grow(230)
+		for _, s := range []string{
+			"move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:", mac, "->eth_src,set_field:2->arp_op,",
+			"move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],",
+			"set_field:", mac, "->arp_sha,set_field:", ipS, "->arp_spa,pop_vlan,IN_PORT",
+		} {
+			a.WriteString(s)
+		}
+		add(TableARP, 100, vlan+",arp,arp_op=1,arp_tpa="+ipS, a.String())
 	}
 	// Local MACs: to their port, whether the packet came from another
 	// local port or from a tunnel.
@@ -209,9 +216,10 @@ func networkFlows(n FlowNetwork) []string {
 // is installed is already what it wants.
 func FlowsHash(flows []string) string {
 	h := sha256.New()
+	var buf []byte
 	for _, f := range flows {
-		h.Write([]byte(f))
-		h.Write([]byte{'\n'})
+		buf = append(append(buf[:0], f...), '\n')
+		h.Write(buf)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -138,6 +138,12 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 			}
 		}
 	}
+	// A remote host's tunnel port name, made once per host and type.
+	type tunKey struct {
+		typ  string
+		vtep netip.Addr
+	}
+	tunNames := map[tunKey]string{}
 	for _, p := range st.Ports {
 		i, ok := idx[p.NetworkID]
 		if !ok {
@@ -161,16 +167,22 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 		if !ok || !vtep.IsValid() || vtep == st.LocalVTEP {
 			continue
 		}
-		tun := tunnelName(ln.typ, vtep)
+		tk := tunKey{ln.typ, vtep}
+		tun, ok := tunNames[tk]
+		if !ok {
+			tun = tunnelName(ln.typ, vtep)
+			tunNames[tk] = tun
+		}
 		if _, ok := lay.ports[tun]; !ok {
 			lay.ports[tun] = wantPort{name: tun, ifType: ln.typ, kind: kindTunnel,
 				options: map[string]string{"remote_ip": vtep.String(), "key": "flow"}}
 			lay.tuns[tun] = ln.typ
 		}
-		ln.unicast[p.MAC.String()] = tun
+		mac := p.MAC.String()
+		ln.unicast[mac] = tun
 		ln.flood[tun] = true
 		for _, ip := range p.IPs {
-			ln.arp[ip.Unmap()] = p.MAC.String()
+			ln.arp[ip.Unmap()] = mac
 		}
 	}
 	lay.firewall(st, idx)
