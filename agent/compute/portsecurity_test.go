@@ -187,6 +187,10 @@ func TestLabPortSecurityGuest(t *testing.T) {
 		t.Fatalf("%v; console:\n%s", err, console())
 	}
 	t.Logf("guest up with its listeners after %s", booted.Round(time.Millisecond))
+	// DHCP hands out the port's first address, not another of its own.
+	if !strings.Contains(console(), "strata-guest: lease "+psFirst+" ") {
+		t.Errorf("the guest did not lease its port's first address %s:\n%s", psFirst, console())
+	}
 
 	// One probe: each forged send, then the second address, IPv6, and
 	// last the first address. The MAC is forged and restored in one

@@ -97,15 +97,20 @@ func HostName(p network.Port) string {
 	return "host-" + r.Replace(p.IPs[0].String())
 }
 
-// HostsFile renders --dhcp-hostsfile: one line per port address in a DHCP
-// subnet, sorted.
+// HostsFile renders --dhcp-hostsfile: one line per port and DHCP subnet,
+// with the port's first address in that subnet, sorted. Only the first:
+// dnsmasq, given two lines for one MAC in one subnet, hands out either
+// (a guest whose port had two addresses took the second).
 func HostsFile(n network.Network, ports []network.Port) string {
 	var lines []string
 	for _, p := range ports {
+		seen := map[string]bool{}
 		for _, ip := range p.IPs {
-			if _, ok := subnetOf(n, ip); !ok {
+			s, ok := subnetOf(n, ip)
+			if !ok || seen[s.ID] {
 				continue
 			}
+			seen[s.ID] = true
 			a := ip.String()
 			if ip.Is6() {
 				a = "[" + a + "]"

@@ -40,6 +40,12 @@ func TestRender(t *testing.T) {
 			t.Errorf("%s:\n got %q\nwant %q", tt.name, tt.got, tt.want)
 		}
 	}
+	// A port with two addresses in one subnet: DHCP hands out the first.
+	two := network.Port{ID: "p3", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}, HostName: "two", IPs: []netip.Addr{
+		netip.MustParseAddr("10.1.1.21"), netip.MustParseAddr("10.1.1.20"), netip.MustParseAddr("fd00:1::21"), netip.MustParseAddr("fd00:1::20")}}
+	if got, want := HostsFile(n, []network.Port{two}), "02:00:00:00:00:03,10.1.1.21,two\n02:00:00:00:00:03,[fd00:1::21],two\n"; got != want {
+		t.Errorf("hosts of a port with two addresses per subnet:\n got %q\nwant %q", got, want)
+	}
 }
 
 func TestArgs(t *testing.T) {
