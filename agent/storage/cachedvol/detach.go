@@ -118,14 +118,7 @@ func (m *Manager) flush(ctx context.Context, r *Record) error {
 	if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
 		return err
 	}
-	timeout := m.FlushTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Minute
-	}
-	every := m.ProgressEvery
-	if every <= 0 {
-		every = 5 * time.Second
-	}
+	timeout, every := m.flushBounds()
 	start := time.Now()
 	deadline := start.Add(timeout)
 	first, lastLog := st.Dirty, time.Time{}
@@ -200,15 +193,33 @@ func (m *Manager) Recover(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Progress is how far the write-back before a snapshot got: Dirty
+// blocks left of First, after Elapsed.
+type Progress struct {
+	Dirty, First int64
+	Elapsed      time.Duration
+}
+
 // Snapshot runs take (which makes the RBD snapshot through librbd) with
 // the volume's writes held and its cache flushed, so the snapshot holds
-// every write acknowledged before it. A writeback cache writes all back on
-// suspend (flush_on_suspend). The image is mapped with the exclusive
-// option, which refuses every other client the lock (librbd's snapshot
-// included), so while the writes are held the origin shim is pointed away
-// from the mapping, the image unmapped, the snapshot taken, and the image
-// mapped again before the writes go on.
+// every write acknowledged before it; see SnapshotWith.
 func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx context.Context) error) error {
+	return m.SnapshotWith(ctx, volume, nil, take)
+}
+
+// SnapshotWith runs take with the volume's writes held and its cache
+// flushed. A writeback cache is first written back while the writes still
+// flow (the cleaner mode; progress is called, and a line logged, every
+// ProgressEvery, up to FlushTimeout), so that they are held only for what
+// is dirtied meanwhile: dm-writecache writes that back on suspend
+// (flush_on_suspend), and the snapshot is refused if any block is still
+// dirty then. The image is mapped with the exclusive option, which refuses
+// every other client the lock (librbd's snapshot included), so while the
+// writes are held the origin shim is pointed away from the mapping, the
+// image unmapped, the snapshot taken, and the image mapped again before
+// the writes go on; the volume's own table (caching on) is loaded again
+// after a write-back.
+func (m *Manager) SnapshotWith(ctx context.Context, volume string, progress func(Progress), take func(ctx context.Context) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, err := m.j().load(volume)
@@ -226,12 +237,27 @@ func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx con
 	if err != nil {
 		return err
 	}
+	cleaned := false
 	if st.Mode == dmcache.Writeback {
 		if st.Error == "" {
 			st.Error = r.CacheError
 		}
 		if st.Error != "" {
 			return fmt.Errorf("snapshot %s: the cache failed (%s): its %d dirty bytes cannot be flushed", volume, st.Error, st.DirtyBytes())
+		}
+		if st.Dirty > 0 {
+			// Marked as idle cleaning: an agent killed meanwhile turns
+			// caching back on at the volume's next request (CleanIdle).
+			r.IdleCleaning, cleaned = true, true
+			if err := m.j().save(r); err != nil {
+				return err
+			}
+			if err := m.writeBack(ctx, r, st.Dirty, progress); err != nil {
+				if berr := m.busyAgain(context.WithoutCancel(ctx), r); berr != nil {
+					m.log().Error("caching on again after a failed write-back", "volume", volume, "err", berr)
+				}
+				return fmt.Errorf("snapshot %s: %w", volume, err)
+			}
 		}
 		if err := m.DM.Message(ctx, top, "flush_on_suspend"); err != nil {
 			return fmt.Errorf("snapshot %s: %w", volume, err)
@@ -250,8 +276,15 @@ func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx con
 	// writes go: a volume left suspended hangs its domain. (An agent killed
 	// in between does the same on start: assemble.)
 	defer func() {
-		if _, err := m.assemble(context.WithoutCancel(ctx), r); err != nil {
+		ctx := context.WithoutCancel(ctx)
+		if _, err := m.assemble(ctx, r); err != nil {
 			m.log().Error("resume after snapshot", "volume", volume, "err", err)
+			return
+		}
+		if cleaned {
+			if err := m.busyAgain(ctx, r); err != nil {
+				m.log().Error("caching on again after a snapshot", "volume", volume, "err", err)
+			}
 		}
 	}()
 	if st.Mode == dmcache.Writeback {
@@ -278,4 +311,65 @@ func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx con
 	}
 	m.log().Info("volume writes held for a snapshot", "volume", volume, "flush_took", time.Since(start).Round(time.Millisecond))
 	return take(ctx)
+}
+
+// writeBack writes a writeback cache back while its writes still flow
+// (the cleaner mode: new writes go around the cache) until no block is
+// dirty (of first), or until the count stops falling for stallAfter: what is left
+// then is being written again and again, and the flush on suspend takes
+// it. It fails past FlushTimeout.
+func (m *Manager) writeBack(ctx context.Context, r *Record, first int64, progress func(Progress)) error {
+	const stallAfter = 2 * time.Second
+	if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
+		return err
+	}
+	timeout, every := m.flushBounds()
+	start := time.Now()
+	lastLog := time.Time{}
+	low, lowAt := first, start
+	for {
+		st, err := m.Stats(ctx, r.Volume)
+		if err != nil {
+			return err
+		}
+		if st.Error != "" {
+			return fmt.Errorf("write-back: the cache failed (%s) with %d dirty bytes", st.Error, st.DirtyBytes())
+		}
+		if st.Dirty < low {
+			low, lowAt = st.Dirty, time.Now()
+		}
+		p := Progress{Dirty: st.Dirty, First: first, Elapsed: time.Since(start)}
+		done := st.Dirty == 0 && st.Writeback == 0
+		if done || time.Since(lastLog) >= every {
+			lastLog = time.Now()
+			if progress != nil {
+				progress(p)
+			}
+			m.log().Info("writing the volume cache back for a snapshot", "volume", r.Volume,
+				"dirty_blocks", st.Dirty, "of", first, "elapsed", p.Elapsed.Round(time.Millisecond), "deadline", timeout)
+		}
+		if done || time.Since(lowAt) >= stallAfter {
+			return nil
+		}
+		if time.Since(start) > timeout {
+			return fmt.Errorf("write-back: %d dirty blocks left after %s", st.Dirty, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("write-back: %d dirty blocks left: %w", st.Dirty, context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// flushBounds are FlushTimeout and ProgressEvery with their defaults.
+func (m *Manager) flushBounds() (timeout, every time.Duration) {
+	timeout, every = m.FlushTimeout, m.ProgressEvery
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	return timeout, every
 }

@@ -558,3 +558,67 @@ func TestCheckFailingDataDevice(t *testing.T) {
 		t.Errorf("statuses: %+v", sts)
 	}
 }
+
+// TestSnapshotWritesBackFirst: a snapshot of a writeback volume holding
+// dirty blocks writes them back with the writes still flowing (the cleaner
+// mode, with progress), holds the writes only then, and loads the volume's
+// own table again afterwards so that new writes are cached again.
+func TestSnapshotWritesBackFirst(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 1000)
+	var seen []Progress
+	err := r.m.SnapshotWith(ctx, "v1", func(p Progress) { seen = append(seen, p) }, func(context.Context) error {
+		if d := r.dm.devs["strata-v1"]; !d.suspended || d.dirty != 0 {
+			t.Errorf("snapshot taken with writes flowing (%v) or dirty blocks (%d)", !d.suspended, d.dirty)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 2 || seen[0].First != 1000 || seen[len(seen)-1].Dirty != 0 {
+		t.Errorf("progress of the write-back: %+v", seen)
+	}
+	log := strings.Join(r.dm.log, "\n")
+	if !strings.Contains(log, "message strata-v1 cleaner\nmessage strata-v1 flush_on_suspend\nsuspend strata-v1") {
+		t.Errorf("want the write-back before the writes are held: %v", r.dm.log)
+	}
+	if d := r.dm.devs["strata-v1"]; d.cleaner || d.suspended || !strings.Contains(d.table, "writecache") {
+		t.Errorf("after the snapshot: cleaner %v, suspended %v, table %q: caching must be on again", d.cleaner, d.suspended, d.table)
+	}
+	if recs, _ := r.m.Records(); recs[0].IdleCleaning || recs[0].Snapshotting {
+		t.Errorf("record after the snapshot: %+v", recs[0])
+	}
+}
+
+// TestSnapshotWriteBackFailsAndCachesAgain: a write-back that misses its
+// deadline fails the snapshot without holding the writes, and caching is
+// on again.
+func TestSnapshotWriteBackFailsAndCachesAgain(t *testing.T) {
+	r := newRig(t)
+	r.m.FlushTimeout = 20 * time.Millisecond
+	r.dm.drain = 0 // the cache writes nothing back
+	ctx := context.Background()
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 10)
+	r.m.Probe = nil
+	err := r.m.SnapshotWith(ctx, "v1", nil, func(context.Context) error {
+		t.Error("snapshot taken after a failed write-back")
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "dirty blocks left") {
+		t.Errorf("SnapshotWith = %v", err)
+	}
+	if strings.Contains(strings.Join(r.dm.log, "\n"), "suspend strata-v1\n") {
+		t.Errorf("writes held after a failed write-back: %v", r.dm.log)
+	}
+	if d := r.dm.devs["strata-v1"]; d.cleaner {
+		t.Error("the volume stays in the cleaner mode")
+	}
+}
