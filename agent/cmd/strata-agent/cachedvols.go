@@ -13,11 +13,14 @@ import (
 
 	"github.com/strata-infra/strata/agent/config"
 	"github.com/strata-infra/strata/agent/daemon"
+	"github.com/strata-infra/strata/agent/reconcile"
 	"github.com/strata-infra/strata/agent/storage/attach"
 	"github.com/strata-infra/strata/agent/storage/cachedvol"
 	"github.com/strata-infra/strata/agent/storage/dmcache"
 	"github.com/strata-infra/strata/agent/storage/krbd"
+	"github.com/strata-infra/strata/agent/storage/mappedsnap"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // checkEvery is how often the agent looks at its volume caches: a failed
@@ -97,6 +100,22 @@ func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger)
 	})
 	a.Reporter(rep.report)
 	a.Registry().MustRegister(m.Collector())
+	// Snapshots of the volumes this host maps are this host's to take
+	// (their exclusive lock refuses the storage controller): after the
+	// storage controller made the volumes, before compute.
+	rc := rbdConfig(s)
+	snaps := mappedsnap.New(mappedsnap.Config{
+		Host: cfg.Name, Kernel: m, Logger: log, Changed: a.ReportSoon,
+		Connect: func() (mappedsnap.Pool, error) {
+			conn, err := rbd.Connect(rc)
+			if err != nil {
+				return nil, err
+			}
+			return conn, nil
+		},
+	})
+	a.Runner().Register(reconcile.OrderStorage+50, snaps)
+	a.Reporter(snaps.Report)
 	log.Info("krbd volumes", "cache_device", s.Cache.Device, "cache_volume_group", s.Cache.VolumeGroup, "state", m.StateDir)
 	return m, nil
 }

@@ -69,7 +69,7 @@ func (c *Controller) apply(ctx context.Context, p Pool, d desiredState) ([]api.R
 		report(v.Key, v.Epoch, StateAvailable, "", &st)
 		for _, sn := range snapsOf[v.Ref] {
 			if sn.KRBD && !hasSnap(st, sn.Ref.Snap) {
-				if held, err := krbdHeld(p, v.Ref); err != nil || held != "" {
+				if held, err := krbdHeld(p, v.Ref, true); err != nil || held != "" {
 					report(sn.Key, sn.Epoch, StatePending, cmp.Or(held, fmt.Sprint(err)), nil)
 					continue
 				}
@@ -195,7 +195,7 @@ func (c *Controller) prune(p Pool, d desiredState) error {
 				continue // not ours
 			}
 			if !wantImage[ref] {
-				if held, err := krbdHeld(p, ref); err != nil || held != "" {
+				if held, err := krbdHeld(p, ref, false); err != nil || held != "" {
 					errs = append(errs, fmt.Sprintf("delete %s waits: %s", ref, cmp.Or(held, fmt.Sprint(err))))
 					continue
 				}
@@ -264,21 +264,26 @@ func (c *Controller) flatten(p Pool, key api.Key, r rbd.Ref) error {
 }
 
 // krbdHeld says, when a host still holds the image, why the controller
-// waits: a krbd volume's host holds the exclusive lock (librbd could not
-// take it for a snapshot) and, with a writeback cache, writes Ceph has not
-// seen yet. That host flushes the cache (zero dirty blocks) before it
-// unmaps the image, once no instance has the volume; the snapshot or the
-// delete goes on after. Deleting an image a writer still holds would fail
-// the same way, so that wait applies to every volume.
-// (Watchers would count this controller's own open of the image; the
-// lock owner is the writer: a krbd mapping takes it when it maps.)
-func krbdHeld(p Pool, r rbd.Ref) (string, error) {
+// does not act on it: a krbd volume's host holds the exclusive lock
+// (librbd could not take it for a snapshot) and, with a writeback cache,
+// writes Ceph has not seen yet. A snapshot is that host's to take
+// (package mappedsnap: its cache written back, its writes held); a delete
+// waits until the host flushes the cache (zero dirty blocks) and unmaps
+// the image, once no instance has the volume. Deleting an image a writer
+// still holds would fail the same way, so that wait applies to every
+// volume. (Watchers would count this controller's own open of the image;
+// the lock owner is the writer: a krbd mapping takes it when it maps.)
+func krbdHeld(p Pool, r rbd.Ref, snapshot bool) (string, error) {
 	_, owners, err := p.Holders(r)
 	if err != nil {
 		return "", err
 	}
 	if len(owners) == 0 {
 		return "", nil
+	}
+	if snapshot {
+		return fmt.Sprintf("taken by the host that maps %s (lock owner %s): it writes its cache back, holds the volume's writes and makes the snapshot; that host's status says how far",
+			r, strings.Join(owners, ", ")), nil
 	}
 	return fmt.Sprintf("waits until no host holds %s (locked by %s): a krbd volume's host flushes its cache to zero dirty blocks and unmaps it once no instance has it (detach the volume)",
 		r, strings.Join(owners, ", ")), nil

@@ -19,8 +19,9 @@ import (
 // TestKRBDVolumeWaitsForItsHost: while a host holds a krbd volume (the
 // exclusive lock its mapping takes; here a client of the test's own
 // stands in for the mapping, which this kernel cannot make), its cache may hold
-// writes Ceph has not seen. A snapshot of it then waits, pending, with a
-// status that says for what; a delete waits too. Once the host lets it go
+// writes Ceph has not seen. A snapshot of it is then that host's to take
+// (package mappedsnap): the controller leaves it, pending, with a status
+// that says who takes it; a delete waits. Once the host lets it go
 // (it flushed to zero dirty blocks and unmapped), the next pass takes the
 // snapshot, and deletes the volume.
 func TestKRBDVolumeWaitsForItsHost(t *testing.T) {
@@ -79,7 +80,7 @@ func TestKRBDVolumeWaitsForItsHost(t *testing.T) {
 	for epoch := uint64(2); epoch <= 3; epoch++ { // twice: it stays waiting
 		c.Reconcile(ctx, planOf(t, epoch, vt, vol, snap))
 		rs, ok := statusOf(c, "s")
-		if !ok || rs.State != StatePending || !strings.Contains(rs.Message, "flushes its cache") || !strings.Contains(rs.Message, ref.String()) {
+		if !ok || rs.State != StatePending || !strings.Contains(rs.Message, "taken by the host that maps") || !strings.Contains(rs.Message, ref.String()) {
 			t.Fatalf("snapshot of a held krbd volume: %+v", rs)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/internal/kerneltest"
 	"github.com/strata-infra/strata/internal/testenv"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 func TestMain(m *testing.M) {
@@ -34,10 +35,13 @@ const pkg = "github.com/strata-infra/strata/agent/storage/cachedvol/guesttest"
 type guestRig struct {
 	c      *cephtest.Cluster
 	images map[string]string // test name -> image
-	ctl    string            // control server, as the guest reaches it
-	fast   string            // the crash test's cache device, a file here
-	pv     string            // the volume group's physical volume, a file here
-	h      *kerneltest.Harness
+	// project is the project of the plan TestGuestSnapshotOfAttachedVolume
+	// builds: its image is named as the storage controller names a volume's.
+	project string
+	ctl     string // control server, as the guest reaches it
+	fast    string // the crash test's cache device, a file here
+	pv      string // the volume group's physical volume, a file here
+	h       *kerneltest.Harness
 }
 
 func newGuestRig(t testing.TB, names ...string) *guestRig {
@@ -56,10 +60,13 @@ func newGuestRig(t testing.TB, names ...string) *guestRig {
 		t.Fatal(err)
 	}
 	h.Logf = t.Logf
-	r := &guestRig{c: c, images: map[string]string{}, h: h}
+	r := &guestRig{c: c, images: map[string]string{}, h: h, project: testenv.Tag('p')}
 	ctx := t.Context()
 	for _, n := range names {
 		img := fmt.Sprintf("%s-%s", testenv.Tag('v'), n)
+		if n == attachedVolume {
+			img = storagespec.VolumeImage(r.project, n)
+		}
 		// krbd maps images with these features (object-map and the rest
 		// would need a newer kernel client's support checked).
 		if out, err := c.RBD(ctx, "create", "rbd/"+img, "--size", "128M", "--image-feature", "layering,exclusive-lock"); err != nil {
@@ -68,6 +75,9 @@ func newGuestRig(t testing.TB, names ...string) *guestRig {
 		r.images[n] = img
 		t.Cleanup(func() {
 			ctx := context.Background()
+			if n == attachedVolume {
+				c.RBD(ctx, "snap", "unprotect", "rbd/"+img+"@"+storagespec.SnapshotName(r.project, attachedSnap))
+			}
 			c.RBD(ctx, "snap", "purge", "rbd/"+img)
 			if out, err := c.RBD(ctx, "rm", "rbd/"+img); err != nil {
 				t.Logf("rbd rm %s: %v: %s", img, err, out)
@@ -101,14 +111,27 @@ func (r *guestRig) serveControl(t testing.TB) string {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /snap", func(w http.ResponseWriter, req *http.Request) {
-		img, snap := req.URL.Query().Get("image"), req.URL.Query().Get("snap")
+		q := req.URL.Query()
+		img, snap := q.Get("image"), q.Get("snap")
 		start := time.Now()
 		out, err := r.c.RBD(req.Context(), "snap", "create", "rbd/"+img+"@"+snap)
+		if err == nil && q.Get("protect") == "1" {
+			out, err = r.c.RBD(req.Context(), "snap", "protect", "rbd/"+img+"@"+snap)
+		}
 		if err != nil {
 			http.Error(w, fmt.Sprintf("%v: %s", err, out), http.StatusInternalServerError)
 			return
 		}
 		t.Logf("host: snapshot rbd/%s@%s in %s", img, snap, time.Since(start).Round(time.Millisecond))
+	})
+	// The image's snapshots, as "rbd snap ls" gives them.
+	mux.HandleFunc("GET /snaps", func(w http.ResponseWriter, req *http.Request) {
+		out, err := r.c.RBD(req.Context(), "snap", "ls", "--format", "json", "rbd/"+req.URL.Query().Get("image"))
+		if err != nil {
+			http.Error(w, fmt.Sprintf("%v: %s", err, out), http.StatusInternalServerError)
+			return
+		}
+		w.Write(out)
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
@@ -126,12 +149,13 @@ func (r *guestRig) env(t testing.TB) map[string]string {
 		imgs = append(imgs, n+"="+i)
 	}
 	return map[string]string{
-		envMon:    fmt.Sprintf("%s:%d", r.c.Addr.Addr(), cephtest.MonPort+1),
-		envUser:   "admin",
-		envKey:    key,
-		envPool:   "rbd",
-		envImages: strings.Join(imgs, ","),
-		envCtl:    r.ctl,
+		envMon:     fmt.Sprintf("%s:%d", r.c.Addr.Addr(), cephtest.MonPort+1),
+		envUser:    "admin",
+		envKey:     key,
+		envPool:    "rbd",
+		envImages:  strings.Join(imgs, ","),
+		envCtl:     r.ctl,
+		envProject: r.project,
 	}
 }
 
@@ -191,9 +215,9 @@ func (r *guestRig) checkImage(t *testing.T, name string, want []byte) {
 // second boot runs the recover half over the same cache file and image.
 // The host then reads the raw images back.
 func TestCachedVolumesInGuest(t *testing.T) {
-	r := newGuestRig(t, "nl", "kill", "snap", "wt", "wt2", "wbf", "disk", "diskn", "lvm", "idle", "crash")
+	r := newGuestRig(t, "nl", "kill", "snap", attachedVolume, "wt", "wt2", "wbf", "disk", "diskn", "lvm", "idle", "crash")
 	ctx := t.Context()
-	run := "^(TestGuestIdleCleaning|TestGuestInstanceDisk|TestGuestVolumeGroupCache|TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
+	run := "^(TestGuestIdleCleaning|TestGuestInstanceDisk|TestGuestVolumeGroupCache|TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestSnapshotOfAttachedVolume|TestGuestFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
 	res, err := r.h.RunPackage(ctx, pkg, run, r.opts(t, map[string]string{envPhase: "write"}))
 	if res == nil {
 		t.Fatal(err)
@@ -203,7 +227,7 @@ func TestCachedVolumesInGuest(t *testing.T) {
 		t.Fatalf("first guest: want the crash point and no exit code, got %v\n%s", err, kerneltest.FailureMessage(r.h, pkg, run, res, err))
 	}
 	t.Logf("first guest (%s):\n%s", res.Total.Round(time.Millisecond), res.Output)
-	for _, test := range []string{"TestGuestIdleCleaning", "TestGuestInstanceDisk", "TestGuestVolumeGroupCache", "TestGuestCachedVolumeNothingLost", "TestGuestSnapshotOfCachedVolume", "TestGuestFailingCacheDevice"} {
+	for _, test := range []string{"TestGuestIdleCleaning", "TestGuestInstanceDisk", "TestGuestVolumeGroupCache", "TestGuestCachedVolumeNothingLost", "TestGuestSnapshotOfCachedVolume", "TestGuestSnapshotOfAttachedVolume", "TestGuestFailingCacheDevice"} {
 		if !strings.Contains(res.Output, "--- PASS: "+test+" ") {
 			t.Errorf("first guest: %s did not pass", test)
 		}
