@@ -57,14 +57,14 @@ func TestSnapshotStatusFromTheMappingHost(t *testing.T) {
 	}
 
 	const waits = "taken by the host that maps volumes/volume-x (lock owner client.4): it writes its cache back, holds the volume's writes and makes the snapshot; that host's status says how far"
-	const progress = "host h2 writes the volume's cache back before the snapshot: 70 of 100 dirty blocks left after 3s"
+	const progress = "host h2 writes the volume's cache back before the snapshot: 70 dirty blocks left (100 when it began) after 3s"
 	report("h1", "pending", waits, 0)
 	report("h2", "pending", progress, time.Second)
 	r := get()
 	if r.Status == nil || r.Status.Host != "h2" || r.Status.Message != progress {
 		t.Errorf("status while the mapping host writes the cache back: %+v", r.Status)
 	}
-	if !strings.Contains(hostMsg(r, "h1"), "taken by the host that maps") || !strings.Contains(hostMsg(r, "h2"), "70 of 100 dirty blocks left") {
+	if !strings.Contains(hostMsg(r, "h1"), "taken by the host that maps") || !strings.Contains(hostMsg(r, "h2"), "70 dirty blocks left") {
 		t.Errorf("per-host statuses: %+v", r.Hosts)
 	}
 

@@ -346,7 +346,7 @@ func (m *Manager) writeBack(ctx context.Context, r *Record, first int64, progres
 				progress(p)
 			}
 			m.log().Info("writing the volume cache back for a snapshot", "volume", r.Volume,
-				"dirty_blocks", st.Dirty, "of", first, "elapsed", p.Elapsed.Round(time.Millisecond), "deadline", timeout)
+				"dirty_blocks", st.Dirty, "at_start", first, "elapsed", p.Elapsed.Round(time.Millisecond), "deadline", timeout)
 		}
 		if done || time.Since(lowAt) >= stallAfter {
 			return nil

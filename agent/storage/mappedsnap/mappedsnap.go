@@ -213,7 +213,7 @@ func (t *Taker) take(ctx context.Context, w Wanted, volume string) {
 	set(StatePending, fmt.Sprintf("host %s maps the volume and takes the snapshot: writing its cache back, then holding writes", t.cfg.Host))
 	var held time.Time
 	err = t.cfg.Kernel.SnapshotWith(ctx, volume, func(p cachedvol.Progress) {
-		set(StatePending, fmt.Sprintf("host %s writes the volume's cache back before the snapshot: %d of %d dirty blocks left after %s",
+		set(StatePending, fmt.Sprintf("host %s writes the volume's cache back before the snapshot: %d dirty blocks left (%d when it began) after %s",
 			t.cfg.Host, p.Dirty, p.First, p.Elapsed.Round(time.Second)))
 	}, func(context.Context) error {
 		held = time.Now()

@@ -146,7 +146,7 @@ func TestTakesSnapshotsOfMappedVolumes(t *testing.T) {
 	st := waitState(t, tk, "s", StatePending)
 	testenv.WaitFor(t, testenv.Scale(10*time.Second), "the progress line", func() error {
 		st = tk.Statuses()[key("s")]
-		if !strings.Contains(st.Message, "70 of 100 dirty blocks left") || !strings.Contains(st.Message, "host h2") {
+		if !strings.Contains(st.Message, "70 dirty blocks left (100 when it began)") || !strings.Contains(st.Message, "host h2") {
 			return errors.New(st.Message)
 		}
 		return nil
