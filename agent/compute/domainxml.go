@@ -121,6 +121,9 @@ func domainXML(in Instance, name, domainType string, f instanceFiles, root *libv
 			nic.VirtualPort = &libvirtxml.DomainInterfaceVirtualPort{Params: &libvirtxml.DomainInterfaceVirtualPortParams{
 				OpenVSwitch: &libvirtxml.DomainInterfaceVirtualPortParamsOpenVSwitch{}}}
 		}
+		if p.FullChecksums {
+			nic.Driver = &libvirtxml.DomainInterfaceDriver{Host: &libvirtxml.DomainInterfaceDriverHost{CSum: "off"}}
+		}
 		devs.Interfaces = append(devs.Interfaces, nic)
 	}
 	meta := domainMeta{ID: in.Spec.ID, Hash: configHash(in, domainType)}

@@ -302,4 +302,15 @@ func TestDomainXMLOpenVSwitch(t *testing.T) {
 			t.Errorf("domain XML lacks %s:\n%s", want, x)
 		}
 	}
+	if strings.Contains(x, "csum") {
+		t.Errorf("checksum offload set without FullChecksums:\n%s", x)
+	}
+	// On the userspace datapath the guest finishes its own checksums.
+	in.Spec.Ports[0].FullChecksums = true
+	if x, err = domainXML(in, "strata-x", DomainQEMU, filesOf("/s", "x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := `<host csum="off"></host>`; !strings.Contains(x, want) {
+		t.Errorf("domain XML with FullChecksums lacks %s:\n%s", want, x)
+	}
 }

@@ -61,6 +61,11 @@ type L2Binding struct {
 	// Plug adds a link to Bridge when Type is L2OpenVSwitch (nil
 	// otherwise): the host's Open vSwitch driver.
 	Plug Plugger
+	// FullChecksums says an instance's NIC must put complete checksums
+	// on what it sends: Open vSwitch's userspace datapath switches and
+	// tracks (conntrack) packets as they are and takes a checksum the
+	// guest left for the host to finish as bad.
+	FullChecksums bool
 }
 
 // Plugger plugs a host-side link into an Open vSwitch integration bridge

@@ -67,6 +67,10 @@ type Port struct {
 	MAC       net.HardwareAddr `json:"mac"`
 	Bridge    string           `json:"bridge,omitempty"`
 	Switch    string           `json:"switch,omitempty"`
+	// FullChecksums turns the NIC's checksum offload off (libvirt's
+	// <host csum='off'/>), so the guest sends complete checksums: for a
+	// switch that does not finish them (Open vSwitch's userspace datapath).
+	FullChecksums bool `json:"full_checksums,omitempty"`
 }
 
 // SwitchOpenVSwitch is Port.Switch for an Open vSwitch bridge.

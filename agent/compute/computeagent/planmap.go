@@ -147,6 +147,6 @@ func nic(h *plan.Host, project, name string, l2 L2) (computespec.Port, api.Insta
 	if err != nil {
 		return p, addr, fmt.Errorf("port %q: %w", name, err)
 	}
-	p.Bridge, p.Switch = b.Bridge, string(b.Type)
+	p.Bridge, p.Switch, p.FullChecksums = b.Bridge, string(b.Type), b.FullChecksums
 	return p, addr, nil
 }

@@ -102,6 +102,7 @@ var _ network.L2 = (*Driver)(nil)
 func (d *Driver) Binding(n network.Network) network.L2Binding {
 	b := Binding(n)
 	b.Bridge, b.Plug = d.bridge, d
+	b.FullChecksums = d.datapath == "netdev"
 	return b
 }
 
