@@ -29,6 +29,10 @@ type Daemon struct {
 	Dir    string // everything of it lives here
 	Socket string // its read-write unix socket
 	NetNS  string // the namespace it runs in ("" the caller's)
+	// Env is added to the daemon's environment: OVS_RUNDIR names the
+	// Open vSwitch whose ovs-vsctl libvirt runs for
+	// <virtualport type='openvswitch'> (libvirt passes no --db).
+	Env    []string
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -152,6 +156,7 @@ func (d *Daemon) Start() error {
 	defer out.Close()
 	cmd := exec.Command("sh", "-c", d.wrapper(libvirtd))
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), d.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Setpgid: true}
 	if err := netnsutil.Do(d.NetNS, cmd.Start); err != nil {
 		return fmt.Errorf("start libvirtd in %q: %w", d.Dir, err)
