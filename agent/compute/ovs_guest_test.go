@@ -156,7 +156,7 @@ func TestGuestOnOVS(t *testing.T) {
 			t.Logf("guest console:\n%s", status())
 		}
 	}()
-	lease := waitFor(t, 180*time.Second, "the guest's DHCP lease on the OVS host", func() bool {
+	lease := waitFor(t, 300*time.Second, "the guest's DHCP lease on the OVS host", func() bool {
 		return strings.Contains(status(), "strata-guest: lease "+guestIP)
 	})
 	t.Logf("guest leased %s %v after start", guestIP, lease.Round(time.Millisecond))
@@ -204,8 +204,8 @@ func TestGuestOnOVS(t *testing.T) {
 		t.Errorf("no flow from the tap's OpenFlow port %s:\n%s", ofport, flows)
 	}
 
-	get := func(p int, path string) (string, error) {
-		cl := &http.Client{Timeout: testenv.Scale(10 * time.Second), Transport: &http.Transport{
+	get := func(p int, path string, timeout time.Duration) (string, error) {
+		cl := &http.Client{Timeout: testenv.Scale(timeout), Transport: &http.Transport{
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, nw, addr string) (net.Conn, error) {
 				var c net.Conn
@@ -232,13 +232,13 @@ func TestGuestOnOVS(t *testing.T) {
 		t.Helper()
 		var page string
 		testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("the guest's page on port %d", p), func() (err error) {
-			page, err = get(p, "/")
+			page, err = get(p, "/", 10*time.Second)
 			return err
 		})
 		if page != "strata-guest web\n" {
 			t.Errorf("port %d: page %q", p, page)
 		}
-		big, err := get(p, "/big")
+		big, err := get(p, "/big", 60*time.Second)
 		if err != nil {
 			t.Fatalf("port %d: the 230 KB file: %v", p, err)
 		}
@@ -247,7 +247,7 @@ func TestGuestOnOVS(t *testing.T) {
 		}
 	}
 	fetch(8080)
-	if _, err := get(8081, "/"); err == nil {
+	if _, err := get(8081, "/", 10*time.Second); err == nil {
 		t.Error("port 8081, which the group does not allow, answered")
 	}
 	// The control: the group allows 8081 too, and the same guest answers.
