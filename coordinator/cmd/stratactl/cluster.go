@@ -20,6 +20,7 @@ func hostsCmd(g *globals) *cobra.Command {
 			use, short, verb = "drain NAME", "Give a host no new placements; --migrate moves its instances, routers and DHCP away", "drain"
 		}
 		var reason, migrate string
+		var moveTimeout time.Duration
 		c := &cobra.Command{
 			Use: use, Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -48,15 +49,19 @@ func hostsCmd(g *globals) *cobra.Command {
 				if !drain || migrate == "none" {
 					return nil
 				}
-				return emptyHost(cmd.Context(), c, cmd.ErrOrStderr(), args[0], migrate)
+				return emptyHost(cmd.Context(), c, cmd.ErrOrStderr(), args[0], migrate, moveTimeout)
 			},
 		}
 		if drain {
 			c.Flags().StringVar(&reason, "reason", "", "why, for other operators")
 			c.Flags().StringVar(&migrate, "migrate", "none", "move the host's instances away: live (running instances on RBD move while they run; stopped ones cold), cold (stop, move, start), or none; then its routers and DHCP")
+			c.Flags().DurationVar(&moveTimeout, "move-timeout", defaultMoveTimeout, "with --migrate: how long to wait for each instance to move before giving up (the move itself goes on)")
 			c.PreRunE = func(*cobra.Command, []string) error {
 				if migrate != "live" && migrate != "cold" && migrate != "none" {
 					return fmt.Errorf("--migrate %q: want live, cold or none", migrate)
+				}
+				if moveTimeout <= 0 {
+					return fmt.Errorf("--move-timeout %s: want a positive duration", moveTimeout)
 				}
 				return nil
 			}

@@ -12,8 +12,10 @@ import (
 	"github.com/strata-infra/strata/pkg/apiclient"
 )
 
-// drainMoveTimeout bounds the wait for one instance to move.
-const drainMoveTimeout = 10 * time.Minute
+// defaultMoveTimeout is how long hosts drain waits, by default, for one
+// instance to move (--move-timeout): a live move of a busy guest over a
+// slow link can take minutes.
+const defaultMoveTimeout = 10 * time.Minute
 
 // hostInstance is one instance placed on the drained host.
 type hostInstance struct {
@@ -56,9 +58,10 @@ func setInstance(ctx context.Context, c *apiclient.Client, in hostInstance, edit
 	return err
 }
 
-// waitInstance polls the instance until done says so.
-func waitInstance(ctx context.Context, c *apiclient.Client, in hostInstance, what string, done func(r api.Resource, s api.InstanceSpec) bool) error {
-	deadline := time.Now().Add(drainMoveTimeout)
+// waitInstance polls the instance until done says so, for at most limit;
+// running out of time, it says what it saw last.
+func waitInstance(ctx context.Context, c *apiclient.Client, in hostInstance, limit time.Duration, what string, done func(r api.Resource, s api.InstanceSpec) bool) error {
+	deadline := time.Now().Add(limit)
 	for {
 		var r api.Resource
 		if err := c.Do(ctx, http.MethodGet, apiclient.ResourcePath("instances", in.project, in.name), nil, &r); err != nil {
@@ -70,7 +73,7 @@ func waitInstance(ctx context.Context, c *apiclient.Client, in hostInstance, wha
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("instance %s/%s: %s not done after %s", in.project, in.name, what, drainMoveTimeout)
+			return fmt.Errorf("instance %s/%s: %s not done after %s (--move-timeout); last seen: %s", in.project, in.name, what, limit, seen(r, s))
 		}
 		select {
 		case <-ctx.Done():
@@ -80,15 +83,38 @@ func waitInstance(ctx context.Context, c *apiclient.Client, in hostInstance, wha
 	}
 }
 
+// seen sums up an instance as a drain waits on it.
+func seen(r api.Resource, s api.InstanceSpec) string {
+	out := fmt.Sprintf("placed on %q at epoch %d", s.Host, r.Epoch)
+	if s.Migration != nil {
+		out += fmt.Sprintf(", a move from %s in flight", s.Migration.Source)
+	}
+	if r.Status != nil {
+		out += fmt.Sprintf(", %s reports it %s at epoch %d", r.Status.Host, r.Status.State, r.Status.Epoch)
+		if r.Status.Message != "" {
+			out += " (" + r.Status.Message + ")"
+		}
+	}
+	for _, h := range r.Hosts {
+		out += fmt.Sprintf("; %s: %s at epoch %d", h.Host, h.State, h.Epoch)
+		if h.Message != "" {
+			out += " (" + h.Message + ")"
+		}
+	}
+	return out
+}
+
 // movedOff: placed elsewhere, no migration in flight, and its new host
-// reports it at its current epoch.
+// has it at its current epoch: applied, or reported in a state of its
+// own (an instance's host reports it running or stopped, which the
+// resource's hosts list shows instead of "applied").
 func movedOff(host string) func(r api.Resource, s api.InstanceSpec) bool {
 	return func(r api.Resource, s api.InstanceSpec) bool {
 		if s.Host == host || s.Migration != nil {
 			return false
 		}
 		for _, h := range r.Hosts {
-			if h.Host == s.Host && h.State == api.ResourceApplied && h.Epoch >= r.Epoch {
+			if h.Host == s.Host && h.Epoch >= r.Epoch && h.State != api.ResourcePending && h.State != api.ResourceError {
 				return true
 			}
 		}
@@ -100,7 +126,8 @@ func movedOff(host string) func(r api.Resource, s api.InstanceSpec) bool {
 // a progress line each: live (a running instance on RBD), or cold (stop,
 // migrate, start again); then the host's routers and DHCP servers; and
 // says when the host is empty.
-func emptyHost(ctx context.Context, c *apiclient.Client, w io.Writer, host, mode string) error {
+// Each move may take up to limit.
+func emptyHost(ctx context.Context, c *apiclient.Client, w io.Writer, host, mode string, limit time.Duration) error {
 	ins, err := instancesOn(ctx, c, host)
 	if err != nil {
 		return err
@@ -123,7 +150,7 @@ func emptyHost(ctx context.Context, c *apiclient.Client, w io.Writer, host, mode
 		default:
 			if running {
 				if err = setInstance(ctx, c, in, func(s *api.InstanceSpec) { s.Power = api.PowerStopped }); err == nil {
-					err = waitInstance(ctx, c, in, "stop", func(r api.Resource, s api.InstanceSpec) bool {
+					err = waitInstance(ctx, c, in, limit, "stop", func(r api.Resource, s api.InstanceSpec) bool {
 						return r.Status != nil && r.Status.Host == host && r.Status.State == api.PowerStopped
 					})
 				}
@@ -133,7 +160,7 @@ func emptyHost(ctx context.Context, c *apiclient.Client, w io.Writer, host, mode
 			}
 		}
 		if err == nil {
-			err = waitInstance(ctx, c, in, how+" migration", movedOff(host))
+			err = waitInstance(ctx, c, in, limit, how+" migration", movedOff(host))
 		}
 		if err == nil && how == "cold" && running {
 			err = setInstance(ctx, c, in, func(s *api.InstanceSpec) { s.Power = api.PowerRunning; s.Starts++ })

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/strata-infra/strata/pkg/api"
 )
 
 // TestDrainMigrateFlagAndEmptyHost: a bad --migrate is refused before
@@ -27,5 +29,51 @@ func TestDrainMigrateFlagAndEmptyHost(t *testing.T) {
 	}
 	if _, err := c.run("instances", "evacuate", "-p", "p", "vm"); err == nil || !strings.Contains(err.Error(), "--accept-data-loss") {
 		t.Fatalf("evacuate without --accept-data-loss: %v", err)
+	}
+}
+
+// TestMovedOffSeesReportedStates: an instance's new host reports it
+// running (or stopped), not "applied", in the resource's hosts list; the
+// drain's wait takes that as arrived at the current epoch, and not a
+// report behind the epoch, a pending host, an error, the old host or a
+// move still in flight.
+func TestMovedOffSeesReportedStates(t *testing.T) {
+	done := movedOff("h1")
+	at := func(host, state string, epoch uint64) api.Resource {
+		return api.Resource{Epoch: 9, Hosts: []api.ResourceStatus{{Host: host, State: state, Epoch: epoch}}}
+	}
+	on := func(host string) api.InstanceSpec { return api.InstanceSpec{Host: host} }
+	for _, c := range []struct {
+		what string
+		r    api.Resource
+		s    api.InstanceSpec
+		want bool
+	}{
+		{"running on h2 at the epoch", at("h2", "running", 9), on("h2"), true},
+		{"stopped on h2 after the epoch", at("h2", "stopped", 10), on("h2"), true},
+		{"applied on h2", at("h2", api.ResourceApplied, 9), on("h2"), true},
+		{"running on h2 behind the epoch", at("h2", "running", 8), on("h2"), false},
+		{"pending on h2", at("h2", api.ResourcePending, 9), on("h2"), false},
+		{"error on h2", at("h2", api.ResourceError, 9), on("h2"), false},
+		{"still on h1", at("h1", "running", 9), on("h1"), false},
+		{"move in flight", at("h2", "running", 9), api.InstanceSpec{Host: "h2", Migration: &api.InstanceMigration{Source: "h1", Live: true}}, false},
+		{"reported by another host", at("h3", "running", 9), on("h2"), false},
+	} {
+		if got := done(c.r, c.s); got != c.want {
+			t.Errorf("%s: moved off %v, want %v", c.what, got, c.want)
+		}
+	}
+}
+
+// TestDrainMoveTimeoutFlag: a move timeout that is not positive is
+// refused before anything is sent.
+func TestDrainMoveTimeoutFlag(t *testing.T) {
+	c, st := coordinatorCLI(t, threeHosts{})
+	epoch := st.Epoch()
+	if _, err := c.run("hosts", "drain", "h1", "--migrate", "live", "--move-timeout", "0s"); err == nil || !strings.Contains(err.Error(), "--move-timeout") {
+		t.Fatalf("--move-timeout 0s: %v", err)
+	}
+	if st.Epoch() != epoch {
+		t.Fatal("a refused drain changed the store")
 	}
 }
