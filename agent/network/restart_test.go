@@ -19,7 +19,8 @@ import (
 
 // TestAgentRestartLosesNothing: on every host the agent stops (its dnsmasq
 // supervisor, OVS watcher and drivers end, what they made stays) and a
-// fresh one starts with the same state: it changes nothing, and a 20/s ping
+// fresh one starts with the same state: it changes nothing (and its drivers
+// share one dump of the links), and a 20/s ping
 // across hosts, running from before the first stop until after the last
 // host has re-converged, loses no packet.
 func TestAgentRestartLosesNothing(t *testing.T) { forEachDriver(t, testAgentRestartLosesNothing) }
@@ -37,6 +38,10 @@ func testAgentRestartLosesNothing(t *testing.T, p *twoProjects) {
 		fresh.Set(t, p.state(h))
 		if n := fresh.L2.Changes() + fresh.EP.Changes(); n != 0 {
 			t.Errorf("host %s: restart made %d link/fdb/neigh changes, want 0", h.Name, n)
+		}
+		// Every driver read the links of this one dump: nothing changed.
+		if n := fresh.Links.Dumps(); n != 1 {
+			t.Errorf("host %s: the converged pass dumped the links %d times, want once", h.Name, n)
 		}
 		if c := fresh.DHCP.Counters(); c != (dhcp.Counters{}) {
 			t.Errorf("host %s: restart touched dnsmasq: %+v", h.Name, c)

@@ -43,6 +43,9 @@ type Config struct {
 	// dnsmasq (it died or hung), so the host status says so at once, not
 	// at the next periodic report. It must not block.
 	Restarted func()
+	// Links, when set, is the pass's shared dump of the namespace's
+	// links (nlink.LinkCache); without it the driver dumps them itself.
+	Links *nlink.LinkCache
 }
 
 // Counters say what the driver did to dnsmasq processes. Restarts counts

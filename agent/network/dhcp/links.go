@@ -31,13 +31,9 @@ func (d *Driver) ensureLinks(ctx context.Context, ns string, w served) error {
 		return err
 	}
 	name := network.DHCPVethName(w.net.VNI)
-	hostLinks, err := netlinksafe.LinkList(d.h)
+	links, err := d.cfg.Links.Links(d.h)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
-	}
-	links := make(map[string]netlink.Link, len(hostLinks))
-	for _, l := range hostLinks {
-		links[l.Attrs().Name] = l
 	}
 	mtu := nlink.MTU(w.net)
 	l, ok := links[name]
@@ -195,7 +191,7 @@ func (d *Driver) removeStaleVeths(want map[string]served) []error {
 	for _, w := range want {
 		vnis[w.net.VNI] = true
 	}
-	links, err := netlinksafe.LinkList(d.h)
+	links, err := d.cfg.Links.Links(d.h)
 	if err != nil {
 		return []error{fmt.Errorf("list links: %w", err)}
 	}

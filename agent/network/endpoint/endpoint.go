@@ -27,6 +27,9 @@ type Config struct {
 	NetNS    string // the host's namespace; "" is the agent's own
 	NSPrefix string // namespace prefix of this agent, e.g. "strata-h1-"
 	Logger   *slog.Logger
+	// Links, when set, is the pass's shared dump of the namespace's
+	// links (nlink.LinkCache); without it the driver dumps them itself.
+	Links *nlink.LinkCache
 }
 
 // Driver makes and removes endpoints.
@@ -37,6 +40,7 @@ type Driver struct {
 	nsPart  string // netspec.EndpointNamespacePrefix: every endpoint namespace starts with it
 	log     *slog.Logger
 	changes atomic.Int64
+	links   *nlink.LinkCache
 }
 
 var _ network.Driver = (*Driver)(nil)
@@ -54,7 +58,7 @@ func New(cfg Config) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{h: h, prefix: cfg.NSPrefix, nsPart: netspec.EndpointNamespacePrefix(cfg.NSPrefix), log: log.With("subsystem", "endpoint")}, nil
+	return &Driver{h: h, prefix: cfg.NSPrefix, nsPart: netspec.EndpointNamespacePrefix(cfg.NSPrefix), log: log.With("subsystem", "endpoint"), links: cfg.Links}, nil
 }
 
 // Namespace is the namespace of ep: ep.Namespace, or <prefix>ep-<port>.
@@ -84,13 +88,9 @@ func (d *Driver) Set(ctx context.Context, st network.HostState) error {
 	if d.h == nil {
 		return errors.New("endpoint: driver closed")
 	}
-	list, err := netlinksafe.LinkList(d.h)
+	links, err := d.links.Links(d.h)
 	if err != nil {
 		return fmt.Errorf("endpoint: list links: %w", err)
-	}
-	links := make(map[string]netlink.Link, len(list))
-	for _, l := range list {
-		links[l.Attrs().Name] = l
 	}
 	ports := map[string]network.Port{}
 	for _, p := range st.Ports {

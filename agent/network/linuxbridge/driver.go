@@ -15,7 +15,6 @@ import (
 
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
-	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/vishvananda/netlink"
 )
@@ -26,6 +25,9 @@ type Config struct {
 	// path); "" is the agent's own namespace.
 	NetNS  string
 	Logger *slog.Logger
+	// Links, when set, is the pass's shared dump of the namespace's
+	// links (nlink.LinkCache); without it the driver dumps them itself.
+	Links *nlink.LinkCache
 }
 
 // Driver makes bridges, VXLAN devices and their l2population entries.
@@ -34,6 +36,7 @@ type Driver struct {
 	h       *netlink.Handle
 	log     *slog.Logger
 	changes atomic.Int64
+	linkc   *nlink.LinkCache
 }
 
 var _ network.L2 = (*Driver)(nil)
@@ -58,7 +61,7 @@ func New(cfg Config) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{h: h, log: log.With("subsystem", "linuxbridge")}, nil
+	return &Driver{h: h, log: log.With("subsystem", "linuxbridge"), linkc: cfg.Links}, nil
 }
 
 // Changes counts the netlink changes this driver has made.
@@ -131,13 +134,9 @@ func (d *Driver) ensureNetwork(nd netDevices, st network.HostState, underlay int
 }
 
 func (d *Driver) links() (map[string]netlink.Link, error) {
-	list, err := netlinksafe.LinkList(d.h)
+	m, err := d.linkc.Links(d.h)
 	if err != nil {
 		return nil, fmt.Errorf("linuxbridge: list links: %w", err)
-	}
-	m := make(map[string]netlink.Link, len(list))
-	for _, l := range list {
-		m[l.Attrs().Name] = l
 	}
 	return m, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/dhcp"
 	"github.com/strata-infra/strata/agent/network/endpoint"
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
 	"github.com/strata-infra/strata/agent/network/ovs"
 	"github.com/strata-infra/strata/agent/network/planmap"
@@ -70,6 +71,7 @@ type Reconciler struct {
 	expiry  *time.Timer           // next end of a dead host's grace
 	status  resourceStatus
 	retry   *reconcile.ResourceBackoff // each failing resource's next try
+	links   *nlink.LinkCache           // one dump of the host's links per pass, for every driver
 }
 
 type named struct {
@@ -81,27 +83,36 @@ type named struct {
 // dnsmasq supervisor.
 func New(cfg Config) (*Reconciler, error) {
 	log := cfg.Logger.With("subsystem", "network")
-	lb, err := newL2(cfg, log)
+	links, err := nlink.NewLinkCache("")
 	if err != nil {
 		return nil, err
 	}
-	d, err := dhcp.New(dhcp.Config{NSPrefix: cfg.NetNSPrefix, StateDir: filepath.Join(cfg.StateDir, "dhcp"), Domain: cfg.DHCPDomain, User: cfg.DHCPUser, Logger: log, Restarted: cfg.StatusChanged})
+	ok := false
+	defer func() {
+		if !ok {
+			links.Close()
+		}
+	}()
+	lb, err := newL2(cfg, log, links)
+	if err != nil {
+		return nil, err
+	}
+	d, err := dhcp.New(dhcp.Config{NSPrefix: cfg.NetNSPrefix, StateDir: filepath.Join(cfg.StateDir, "dhcp"), Domain: cfg.DHCPDomain, User: cfg.DHCPUser, Logger: log, Restarted: cfg.StatusChanged, Links: links})
 	if err != nil {
 		lb.Close()
 		return nil, err
 	}
-	ep, err := endpoint.New(endpoint.Config{NSPrefix: cfg.NetNSPrefix, Logger: log})
+	ep, err := endpoint.New(endpoint.Config{NSPrefix: cfg.NetNSPrefix, Logger: log, Links: links})
 	if err != nil {
-		lb.Close()
-		d.Close()
+		network.Multi{lb, d}.Close()
 		return nil, err
 	}
-	pv, err := provider.New(provider.Config{Mappings: cfg.PhysicalNetworks, Logger: log})
+	pv, err := provider.New(provider.Config{Mappings: cfg.PhysicalNetworks, Logger: log, Links: links})
 	if err != nil {
 		network.Multi{lb, d, ep}.Close()
 		return nil, err
 	}
-	rt, err := router.New(router.Config{NSPrefix: netspec.RouterNamespacePrefix(cfg.NetNSPrefix), Logger: log})
+	rt, err := router.New(router.Config{NSPrefix: netspec.RouterNamespacePrefix(cfg.NetNSPrefix), Logger: log, Links: links})
 	if err != nil {
 		network.Multi{lb, d, ep, pv}.Close()
 		return nil, err
@@ -111,17 +122,18 @@ func New(cfg Config) (*Reconciler, error) {
 		network.Multi{lb, d, ep, pv, rt}.Close()
 		return nil, err
 	}
+	ok = true
 	// The L2 driver first: DHCP, endpoint and router legs plug into its
 	// bridges. Security groups next, before anything plugs a port: a
 	// port's filter is in force before its first packet (fail closed).
 	return &Reconciler{cfg: cfg, l2: lb, drivers: []named{{"l2", lb}, {"provider", pv}, {"secgroup", sg}, {"dhcp", d},
-		{"endpoint", ep}, {"router", rt}}, dhcp: d, log: log, status: newResourceStatus(), retry: reconcile.NewResourceBackoff()}, nil
+		{"endpoint", ep}, {"router", rt}}, dhcp: d, log: log, status: newResourceStatus(), retry: reconcile.NewResourceBackoff(), links: links}, nil
 }
 
 // newL2 opens the configured L2 driver.
-func newL2(cfg Config, log *slog.Logger) (network.L2, error) {
+func newL2(cfg Config, log *slog.Logger, links *nlink.LinkCache) (network.L2, error) {
 	if cfg.L2Driver != "ovs" {
-		return linuxbridge.New(linuxbridge.Config{Logger: log})
+		return linuxbridge.New(linuxbridge.Config{Logger: log, Links: links})
 	}
 	oc := cfg.OVS
 	oc.Logger = log
@@ -150,6 +162,11 @@ func (r *Reconciler) Ensure(ctx context.Context, h *plan.Host) error {
 		}
 		r.expiry = time.AfterFunc(next, r.cfg.Kick)
 	}
+	// Each pass reads the links afresh once; the drivers share that dump
+	// while no link changes. Between passes it is dropped, not kept: it
+	// would be stale by the next pass and is some 400 links' worth of heap.
+	r.links.Invalidate()
+	defer r.links.Invalidate()
 	st, probs := planmap.HostState(h, r.cfg.Self, remote)
 	network.Bind(&st, r.l2)
 	fails := map[api.Key]string{}
@@ -356,7 +373,7 @@ func (r *Reconciler) Close() error {
 	for _, d := range r.drivers {
 		m = append(m, d.Driver)
 	}
-	return m.Close()
+	return errors.Join(m.Close(), r.links.Close())
 }
 
 // RemoteVTEPs maps the agents gossip knows to their tunnel addresses,

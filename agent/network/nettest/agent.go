@@ -11,6 +11,7 @@ import (
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/dhcp"
 	"github.com/strata-infra/strata/agent/network/endpoint"
+	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/agent/network/linuxbridge"
 	"github.com/strata-infra/strata/agent/network/ovs"
 	"github.com/strata-infra/strata/internal/netprobe"
@@ -32,6 +33,9 @@ type Agent struct {
 	DHCP *dhcp.Driver
 	EP   *endpoint.Driver
 	All  network.Multi
+	// Links is the drivers' shared dump of the host's links, as the
+	// agent's.
+	Links *nlink.LinkCache
 
 	once sync.Once
 	stop func()
@@ -53,19 +57,22 @@ func NewAgent(t testing.TB, h *Host) *Agent {
 	t.Helper()
 	log := Logger(t).With("host", h.Name)
 	a := &Agent{Host: h}
+	links, err := nlink.NewLinkCache(h.NS)
+	must(t, err)
+	a.Links = links
 	if h.Driver == "ovs" {
 		o, err := ovs.New(context.Background(), ovs.Config{NetNS: h.NS, DB: h.OVS.DB(), RunDir: h.OVS.Dir, Datapath: h.Datapath,
 			PortWait: testenv.Scale(15 * time.Second), Logger: log})
 		must(t, err)
 		a.OVS, a.L2 = o, o
 	} else {
-		lb, err := linuxbridge.New(linuxbridge.Config{NetNS: h.NS, Logger: log})
+		lb, err := linuxbridge.New(linuxbridge.Config{NetNS: h.NS, Logger: log, Links: links})
 		must(t, err)
 		a.LB, a.L2 = lb, lb
 	}
-	d, err := dhcp.New(dhcp.Config{NetNS: h.NS, NSPrefix: h.Prefix, StateDir: filepath.Join(h.StateDir, "dhcp"), Logger: log})
+	d, err := dhcp.New(dhcp.Config{NetNS: h.NS, NSPrefix: h.Prefix, StateDir: filepath.Join(h.StateDir, "dhcp"), Logger: log, Links: links})
 	must(t, err)
-	ep, err := endpoint.New(endpoint.Config{NetNS: h.NS, NSPrefix: h.Prefix, Logger: log})
+	ep, err := endpoint.New(endpoint.Config{NetNS: h.NS, NSPrefix: h.Prefix, Logger: log, Links: links})
 	must(t, err)
 	a.DHCP, a.EP, a.All = d, ep, network.Multi{a.L2, d, ep}
 	t.Cleanup(func() { KillPidFiles(h.StateDir) })
@@ -79,7 +86,7 @@ func NewAgent(t testing.TB, h *Host) *Agent {
 		}
 		wg.Go(func() { a.OVS.Watch(ctx, every) })
 	}
-	a.stop = func() { cancel(); wg.Wait(); a.All.Close() }
+	a.stop = func() { cancel(); wg.Wait(); a.All.Close(); links.Close() }
 	t.Cleanup(a.Stop)
 	return a
 }

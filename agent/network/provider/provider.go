@@ -17,7 +17,6 @@ import (
 
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
-	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
@@ -34,6 +33,9 @@ type Config struct {
 	// Mappings maps physical network names to host interfaces.
 	Mappings map[string]string
 	Logger   *slog.Logger
+	// Links, when set, is the pass's shared dump of the namespace's
+	// links (nlink.LinkCache); without it the driver dumps them itself.
+	Links *nlink.LinkCache
 }
 
 // Driver keeps the provider bridges.
@@ -43,6 +45,7 @@ type Driver struct {
 	mappings map[string]string
 	log      *slog.Logger
 	changes  atomic.Int64
+	links    *nlink.LinkCache
 }
 
 var _ network.Driver = (*Driver)(nil)
@@ -62,7 +65,7 @@ func New(cfg Config) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{h: h, mappings: cfg.Mappings, log: log.With("subsystem", "provider")}, nil
+	return &Driver{h: h, mappings: cfg.Mappings, log: log.With("subsystem", "provider"), links: cfg.Links}, nil
 }
 
 // Changes counts the netlink changes made.
@@ -80,13 +83,9 @@ func (d *Driver) Set(ctx context.Context, _ network.HostState) error {
 	if d.h == nil {
 		return errors.New("provider: driver closed")
 	}
-	links, err := netlinksafe.LinkList(d.h)
+	byName, err := d.links.Links(d.h)
 	if err != nil {
 		return fmt.Errorf("provider: list links: %w", err)
-	}
-	byName := map[string]netlink.Link{}
-	for _, l := range links {
-		byName[l.Attrs().Name] = l
 	}
 	physnets := make([]string, 0, len(d.mappings))
 	for p := range d.mappings {

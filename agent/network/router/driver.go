@@ -24,7 +24,6 @@ import (
 	"github.com/strata-infra/strata/agent/network"
 	"github.com/strata-infra/strata/agent/network/internal/nlink"
 	"github.com/strata-infra/strata/agent/network/nftsync"
-	"github.com/strata-infra/strata/pkg/netlinksafe"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
 	"github.com/vishvananda/netlink"
@@ -35,6 +34,9 @@ type Config struct {
 	NetNS    string // the host's namespace; "" is the agent's own
 	NSPrefix string // netspec.RouterNamespacePrefix of the agent's netns_prefix; DefaultNSPrefix when ""
 	Logger   *slog.Logger
+	// Links, when set, is the pass's shared dump of the namespace's
+	// links (nlink.LinkCache); without it the driver dumps them itself.
+	Links *nlink.LinkCache
 }
 
 // Driver makes routers. It is safe for concurrent use.
@@ -44,6 +46,7 @@ type Driver struct {
 	prefix  string
 	log     *slog.Logger
 	changes atomic.Int64
+	links   *nlink.LinkCache
 	last    map[string]nftsync.Stats
 	nft     *nftsync.Engine // what this driver last applied to each router's table
 	fw      *Compilers      // what it compiled last for each router's firewall chains
@@ -68,7 +71,7 @@ func New(cfg Config) (*Driver, error) {
 	if p == "" {
 		p = DefaultNSPrefix
 	}
-	return &Driver{h: h, prefix: p, log: log.With("subsystem", "router"), last: map[string]nftsync.Stats{}, nft: nftsync.NewEngine(), fw: NewCompilers()}, nil
+	return &Driver{h: h, prefix: p, log: log.With("subsystem", "router"), links: cfg.Links, last: map[string]nftsync.Stats{}, nft: nftsync.NewEngine(), fw: NewCompilers()}, nil
 }
 
 // Namespace is the namespace of router id.
@@ -208,13 +211,9 @@ func (d *Driver) syncTable(r netspec.Router, ns string) error {
 }
 
 func (d *Driver) hostLinks() (map[string]netlink.Link, error) {
-	list, err := netlinksafe.LinkList(d.h)
+	links, err := d.links.Links(d.h)
 	if err != nil {
 		return nil, fmt.Errorf("router: list links: %w", err)
-	}
-	links := make(map[string]netlink.Link, len(list))
-	for _, l := range list {
-		links[l.Attrs().Name] = l
 	}
 	return links, nil
 }
