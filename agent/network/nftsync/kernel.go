@@ -55,7 +55,29 @@ const maxCached = 1024
 type Engine struct {
 	mu    sync.Mutex
 	cache map[cacheKey]cached
+	last  lastSync     // what the last SyncTablesFrom left, if certain
 	reads atomic.Int64 // full reads of a table, for tests
+}
+
+// lastSync is a SyncTablesFrom that left its tables as wanted: from what
+// (sum), in which namespace, at which generation. The zero value matches
+// nothing: a namespace cookie is never 0.
+type lastSync struct {
+	sum   Sum
+	netns uint64
+	gen   uint32
+}
+
+func (e *Engine) lastIs(l lastSync) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.last.netns != 0 && e.last == l
+}
+
+func (e *Engine) setLast(l lastSync) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.last = l
 }
 
 // NewEngine returns an engine with an empty cache.

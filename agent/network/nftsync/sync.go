@@ -93,14 +93,50 @@ func (e *Engine) Sync(c *nftables.Conn, want Table) (Stats, error) {
 // and no packet ever sees some tables changed and the others not.
 func (e *Engine) SyncTables(c *nftables.Conn, want ...Table) (Stats, error) {
 	if c.TestDial != nil { // a fake kernel: the library's own paths only
-		return e.syncTables(c, nil, want)
+		st, _, err := e.syncTables(c, nil, want)
+		return st, err
 	}
 	k, err := dialK(c)
 	if err != nil {
 		return Stats{}, fmt.Errorf("netlink: %w", err)
 	}
 	defer k.Close()
-	return e.syncTables(c, k, want)
+	st, _, err := e.syncTables(c, k, want)
+	return st, err
+}
+
+// Sum names what a caller builds its tables from (a hash of its inputs).
+type Sum [sha256.Size]byte
+
+// SyncTablesFrom is SyncTables for a caller that names what its tables are
+// built from. When sum is the one of this engine's last SyncTablesFrom,
+// which left the tables exactly as wanted, and the namespace's ruleset
+// generation is still the one that call left, nothing was committed since
+// (see the generation cache in kernel.go) and the tables are what build
+// would make again: neither build nor any read of the tables runs, and
+// skipped is true. Otherwise it is SyncTables(c, build()...). A caller
+// whose build depends on anything but what sum covers must not use it.
+func (e *Engine) SyncTablesFrom(c *nftables.Conn, sum Sum, build func() []Table) (st Stats, skipped bool, err error) {
+	if c.TestDial != nil {
+		st, err := e.SyncTables(c, build()...)
+		return st, false, err
+	}
+	k, err := dialK(c)
+	if err != nil {
+		return Stats{}, false, fmt.Errorf("netlink: %w", err)
+	}
+	defer k.Close()
+	if k.cookie != 0 {
+		if g, err := k.gen(); err == nil && e.lastIs(lastSync{sum: sum, netns: k.cookie, gen: g}) {
+			return Stats{}, true, nil
+		}
+	}
+	e.setLast(lastSync{})
+	st, gen, err := e.syncTables(c, k, build())
+	if err == nil && gen != 0 {
+		e.setLast(lastSync{sum: sum, netns: k.cookie, gen: gen})
+	}
+	return st, false, err
 }
 
 // tableRun is one table's part of a batch.
@@ -111,7 +147,9 @@ type tableRun struct {
 	next snapshot
 }
 
-func (e *Engine) syncTables(c *nftables.Conn, k *kconn, want []Table) (Stats, error) {
+// syncTables returns, with the stats, the generation the tables are
+// certainly as wanted at (0: not certain).
+func (e *Engine) syncTables(c *nftables.Conn, k *kconn, want []Table) (Stats, uint32, error) {
 	var st Stats
 	var gen0 uint32
 	caching := k != nil && k.cookie != 0
@@ -125,7 +163,7 @@ func (e *Engine) syncTables(c *nftables.Conn, k *kconn, want []Table) (Stats, er
 	for i, w := range want {
 		r, err := e.queueTable(c, k, w, caching, gen0, &st)
 		if err != nil {
-			return st, err
+			return st, 0, err
 		}
 		runs[i] = r
 	}
@@ -138,15 +176,16 @@ func (e *Engine) syncTables(c *nftables.Conn, k *kconn, want []Table) (Stats, er
 						e.cachePut(r.key, gen0, r.next)
 					}
 				}
+				return st, gen0, nil
 			}
 		}
-		return st, nil
+		return st, 0, nil
 	}
 	if k == nil {
 		if err := c.Flush(); err != nil {
-			return st, applyErr(st, want, err)
+			return st, 0, applyErr(st, want, err)
 		}
-		return st, nil
+		return st, 0, nil
 	}
 	tables := make([]*nftables.Table, len(runs))
 	for i, r := range runs {
@@ -157,22 +196,26 @@ func (e *Engine) syncTables(c *nftables.Conn, k *kconn, want []Table) (Stats, er
 		for _, r := range runs {
 			e.cacheDrop(r.key)
 		}
-		return st, applyErr(st, want, res.err)
+		return st, 0, applyErr(st, want, res.err)
 	}
 	// Remember the result if our commit is the only one since gen0 was
 	// read and every new rule's handle is known.
 	if !caching || res.foreign {
-		return st, nil
+		return st, 0, nil
 	}
 	g, err := k.gen()
+	certain := err == nil && g == nextGen(gen0)
 	for _, r := range runs {
-		if err == nil && g == nextGen(gen0) && r.next.setHandles(res.handles, r.t) {
+		if certain && r.next.setHandles(res.handles, r.t) {
 			e.cachePut(r.key, g, r.next)
 		} else {
 			e.cacheDrop(r.key)
 		}
 	}
-	return st, nil
+	if !certain {
+		return st, 0, nil
+	}
+	return st, g, nil
 }
 
 // queueTable queues on c what turns table want into what it should be,

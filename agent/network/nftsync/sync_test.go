@@ -125,6 +125,96 @@ func TestOutOfBandChangeRepaired(t *testing.T) {
 	check("after nft delete table", 28, false) // gone: nothing to read, all recreated
 }
 
+// TestSyncTablesFromSkipsUnchanged: a sync from the same inputs as the
+// last one, with nothing committed since, neither builds nor reads the
+// table; other inputs, a change behind its back (repaired), a change to
+// another table, a refused batch or a fresh engine each build again.
+func TestSyncTablesFromSkipsUnchanged(t *testing.T) {
+	nettest.RequireRoot(t)
+	ns := nettest.Prefix(t) + "from"
+	if err := netnsutil.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(netnsutil.Path(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	nft := func(args ...string) string {
+		t.Helper()
+		out, err := nettest.Run(context.Background(), ns, "nft", args...)
+		if err != nil {
+			t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	eng := nftsync.NewEngine()
+	builds := 0
+	sync := func(what string, sum byte, table nftsync.Table, wantSkip bool, wantOps int) error {
+		t.Helper()
+		c, err := nftsync.Open(int(f.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := builds
+		st, skipped, err := eng.SyncTablesFrom(c, nftsync.Sum{sum}, func() []nftsync.Table { builds++; return []nftsync.Table{table} })
+		if skipped != wantSkip || (builds == before) != wantSkip {
+			t.Errorf("%s: skipped %v after %d builds, want skipped %v", what, skipped, builds-before, wantSkip)
+		}
+		if err == nil && st.Ops() != wantOps {
+			t.Errorf("%s: %d operations (%+v), want %d", what, st.Ops(), st, wantOps)
+		}
+		return err
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(sync("first", 1, testTable(20), false, 28))
+	want := nft("list", "table", "ip", "strata_test")
+	reads := eng.Reads()
+	must(sync("same inputs", 1, testTable(20), true, 0))
+	must(sync("same inputs again", 1, testTable(20), true, 0))
+	must(sync("other inputs, same table", 2, testTable(20), false, 0))
+	must(sync("those inputs again", 2, testTable(20), true, 0))
+	if eng.Reads() != reads {
+		t.Errorf("%d reads of the table with nothing changed behind the engine's back", eng.Reads()-reads)
+	}
+	h := ""
+	for _, l := range strings.Split(nft("-a", "list", "chain", "ip", "strata_test", "fw"), "\n") {
+		if strings.Contains(l, "dport 1007 ") {
+			h = l[strings.LastIndex(l, " ")+1:]
+		}
+	}
+	if h == "" {
+		t.Fatal("rule not found")
+	}
+	nft("delete", "rule", "ip", "strata_test", "fw", "handle", h)
+	must(sync("after nft delete rule", 2, testTable(20), false, 1))
+	if got := nft("list", "table", "ip", "strata_test"); got != want {
+		t.Errorf("not repaired:\n%s\nwant:\n%s", got, want)
+	}
+	must(sync("unchanged after the repair", 2, testTable(20), true, 0))
+	nft("add", "table", "ip", "other")
+	must(sync("after a change to another table", 2, testTable(20), false, 0))
+	must(sync("unchanged", 2, testTable(20), true, 0))
+
+	bad := testTable(20)
+	bad.Chains[1].Rules = append([]nftsync.Rule{nftsync.R().SrcIn("no_such_set").Accept()}, bad.Chains[1].Rules...)
+	if err := sync("a refused batch", 3, bad, false, 0); err == nil {
+		t.Fatal("a rule naming a missing set was applied")
+	}
+	must(sync("after a refused batch", 2, testTable(20), false, 0))
+	must(sync("unchanged", 2, testTable(20), true, 0))
+	eng = nftsync.NewEngine()
+	must(sync("a fresh engine", 2, testTable(20), false, 0))
+	if got := nft("list", "table", "ip", "strata_test"); got != want {
+		t.Errorf("table differs at the end:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 // TestTeardownDeletesInDependencyOrder: chains that jump to each other and
 // name sets all go in one batch, again and again (map order varies), and
 // the kernel never answers "device or resource busy": rules, then chains,

@@ -15,3 +15,10 @@ func (d *Driver) SetBeforeSync(f func(c *nftables.Conn, want nftsync.Table)) {
 
 // IngressChain is the chain of what port id receives.
 func IngressChain(id string) string { return ingressChain(id) }
+
+// Builds is how many times the driver compiled its tables.
+func (d *Driver) Builds() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.builds
+}

@@ -3,6 +3,7 @@ package secgroup_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -269,6 +270,70 @@ func TestRefusedBatchIsSplit(t *testing.T) {
 		}
 	}
 	t.Logf("one refused port among 5: %d batches to find it", batches)
+}
+
+// TestUnchangedStateNotCompiled: a pass over the state the driver last
+// applied, with nothing committed to the namespace's ruleset since,
+// neither compiles the tables nor reads them; a rule deleted behind its
+// back, a change to another table and a changed state each compile again,
+// and the deleted rule is back.
+func TestUnchangedStateNotCompiled(t *testing.T) {
+	lab := nettest.NewLab(t, 1)
+	h := lab.Hosts[0]
+	n := network.Network{ID: "net-a", VNI: 5001, Subnets: []network.Subnet{{ID: "s", CIDR: netip.MustParsePrefix("10.1.1.0/24")}}}
+	st := lab.HostState(h, []network.Network{n}, nil)
+	for i := range 5 {
+		st.Ports = append(st.Ports, network.Port{ID: fmt.Sprintf("p%d", i), NetworkID: n.ID, Host: h.Name, MAC: nettest.MAC(i + 1),
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, 1, byte(10 + i)})}, SecurityGroups: []string{"web"}})
+	}
+	st.SecurityGroups = []netspec.SecurityGroup{{ID: "web", Rules: []netspec.SecurityGroupRule{egressAll, tcp(8080, "")}}}
+	d, err := secgroup.New(secgroup.Config{NetNS: h.NS, Logger: nettest.Logger(t)})
+	must(t, err)
+	nft := func(args ...string) string {
+		t.Helper()
+		out, err := nettest.Run(context.Background(), h.NS, "nft", args...)
+		if err != nil {
+			t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	set := func(what string, wantBuilds int) {
+		t.Helper()
+		must(t, d.Set(context.Background(), st))
+		if got := d.Builds(); got != wantBuilds {
+			t.Errorf("%s: %d compiles in all, want %d", what, got, wantBuilds)
+		}
+	}
+	set("first pass", 1)
+	want := nft("list", "table", "inet", secgroup.DefaultTable)
+	set("same state", 1)
+	set("same state again", 1)
+
+	chain := secgroup.IngressChain("p3")
+	handle := ""
+	for _, l := range strings.Split(nft("-a", "list", "chain", "inet", secgroup.DefaultTable, chain), "\n") {
+		if strings.Contains(l, "drop") || strings.Contains(l, "goto") {
+			handle = l[strings.LastIndex(l, " ")+1:]
+		}
+	}
+	if handle == "" {
+		t.Fatalf("no rule in %s", chain)
+	}
+	nft("delete", "rule", "inet", secgroup.DefaultTable, chain, "handle", handle)
+	set("after nft delete rule", 2)
+	if got := nft("list", "table", "inet", secgroup.DefaultTable); got != want {
+		t.Errorf("the deleted rule is not back:\n%s\nwant:\n%s", got, want)
+	}
+	set("same state after the repair", 2)
+	nft("add", "table", "ip", "s19other")
+	set("after a change to another table", 3)
+	set("same state", 3)
+	st.Ports = st.Ports[:4]
+	set("a port gone", 4)
+	if strings.Contains(nft("list", "table", "inet", secgroup.DefaultTable), "10.1.1.14") {
+		t.Error("the port gone is still in the table")
+	}
+	set("same state", 4)
 }
 
 // gotos counts the rules ending in a goto.
