@@ -80,6 +80,24 @@ func rangeID(from, to []byte, verdict string) string {
 	return string(b)
 }
 
+// span is where an element's key and key end sit in its ID (rangeID:
+// key, '-', key end, '=', value). The engine remembers elements by ID and
+// span alone: a snapshot of 10,000 elements held whole elements (and,
+// through their verdicts, every range the last Sync was asked for), the
+// largest part of an agent's heap at rest.
+type span struct{ key, end uint16 }
+
+func spanOf(e nftables.SetElement) span { return span{uint16(len(e.Key)), uint16(len(e.KeyEnd))} }
+
+// keys is the element of ID id as a deletion names it: key and key end.
+func (s span) keys(id string) nftables.SetElement {
+	e := nftables.SetElement{Key: []byte(id[:s.key])}
+	if s.end > 0 {
+		e.KeyEnd = []byte(id[s.key+1 : s.key+1+s.end])
+	}
+	return e
+}
+
 // elemID is an element's identity: its keys and what it maps to. An
 // element read from the kernel and the one Sync built have the same ID.
 func elemID(e nftables.SetElement, vmap bool) string {
@@ -134,7 +152,11 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 		}
 		next.sums[ws.Name] = sum
 		wantIDs, elem := wantElems(ws)
-		next.elems[ws.Name] = wantIDs
+		spans := make(map[string]span, len(wantIDs))
+		for id, e := range wantIDs {
+			spans[id] = spanOf(e)
+		}
+		next.elems[ws.Name] = spans
 		old, ok := have.sets[ws.Name]
 		if !ok || !sameKind(old, set) {
 			next.sets[ws.Name] = set
@@ -161,9 +183,9 @@ func syncSets(c *nftables.Conn, t *nftables.Table, want []Set, have, next snapsh
 		next.sets[ws.Name] = old
 		var drop, add []nftables.SetElement
 		haveIDs := have.elems[ws.Name]
-		for id, e := range haveIDs {
+		for id, sp := range haveIDs {
 			if _, ok := wantIDs[id]; !ok {
-				drop = append(drop, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd})
+				drop = append(drop, sp.keys(id))
 			}
 		}
 		for id := range wantIDs {

@@ -282,13 +282,13 @@ type snapshot struct {
 	chains map[string]*nftables.Chain
 	rules  map[string][]*nftables.Rule
 	sets   map[string]*nftables.Set
-	elems  map[string]map[string]nftables.SetElement // by set, by elemID; key and key end only
-	sums   map[string]uint64                         // by set: fingerprint of what Sync last wanted
+	elems  map[string]map[string]span // by set, by elemID
+	sums   map[string]uint64          // by set: fingerprint of what Sync last wanted
 }
 
 func newSnapshot() snapshot {
 	return snapshot{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{},
-		sets: map[string]*nftables.Set{}, elems: map[string]map[string]nftables.SetElement{}, sums: map[string]uint64{}}
+		sets: map[string]*nftables.Set{}, elems: map[string]map[string]span{}, sums: map[string]uint64{}}
 }
 
 // setHandles gives the new rules (handle 0) of s the handles the kernel
@@ -343,11 +343,11 @@ func (e *Engine) read(c *nftables.Conn, k *kconn, t *nftables.Table) (snapshot, 
 		if err != nil {
 			return s, fmt.Errorf("list elements of %q %q: %w", t.Name, set.Name, err)
 		}
-		byID := make(map[string]nftables.SetElement, len(elems))
+		byID := make(map[string]span, len(elems))
 		// The library reports a verdict map's data type as its key type.
 		vmap := set.IsMap && (set.KeyType.Name == "verdict" || set.DataType.Name == "verdict")
 		for _, e := range elems {
-			byID[elemID(e, vmap)] = nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd}
+			byID[elemID(e, vmap)] = spanOf(e)
 		}
 		s.elems[set.Name] = byID
 	}
