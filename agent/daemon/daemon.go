@@ -126,6 +126,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The storage controller deletes the images its plan does not hold:
+	// its host takes the storage plan, with every volume and snapshot.
+	client.Storage, a.watcher.Storage = cfg.Storage.Controller, cfg.Storage.Controller
 	return a, nil
 }
 

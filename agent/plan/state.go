@@ -27,7 +27,10 @@ type State struct {
 	Epoch uint64 `json:"epoch"`
 	// History is the coordinator store's line of epochs this plan is from
 	// (api.Plan.History); "" before the first plan.
-	History   string                  `json:"history,omitempty"`
+	History string `json:"history,omitempty"`
+	// Storage says the plan is the storage plan (api.Plan.Storage): it
+	// holds every volume and snapshot of the cluster.
+	Storage   bool                    `json:"storage,omitempty"`
 	Resources map[string]api.Resource `json:"resources"`
 }
 
@@ -54,6 +57,11 @@ func (s *State) Apply(p api.Plan) error {
 	if p.Full {
 		s.replace(p)
 		return nil
+	}
+	if p.Storage != s.Storage && len(p.Deltas) > 0 {
+		// Storage deltas onto a plan without every volume (or the other
+		// way round) would make a plan that is neither.
+		return fmt.Errorf("deltas of a storage plan %v do not follow on from a storage plan %v", p.Storage, s.Storage)
 	}
 	// Check the chain before touching anything, so a bad answer changes nothing.
 	e := s.Epoch
@@ -86,7 +94,7 @@ func (s *State) replace(p api.Plan) {
 	for _, r := range p.Resources {
 		next[r.Key().String()] = r
 	}
-	s.Resources, s.Epoch = next, p.Epoch
+	s.Resources, s.Epoch, s.Storage = next, p.Epoch, p.Storage
 	if p.History != "" {
 		s.History = p.History
 	}
@@ -99,7 +107,7 @@ func (s *State) Snapshot() *Snapshot {
 		rs = append(rs, r)
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].Key().String() < rs[j].Key().String() })
-	return &Snapshot{Epoch: s.Epoch, Resources: rs}
+	return &Snapshot{Epoch: s.Epoch, Storage: s.Storage, Resources: rs}
 }
 
 // ErrCorrupt marks a saved plan that cannot be decoded.
@@ -183,7 +191,9 @@ func (s *State) Save(path string) error {
 
 // Snapshot is a read-only plan at one epoch, sorted by key.
 type Snapshot struct {
-	Epoch     uint64
+	Epoch uint64
+	// Storage: the storage plan, holding every volume and snapshot.
+	Storage   bool
 	Resources []api.Resource
 }
 

@@ -27,8 +27,13 @@ type Watcher struct {
 	Log    *slog.Logger
 	// OnChange is called with every new snapshot, from the Run goroutine.
 	OnChange func(*Snapshot)
+	// Storage asks for the storage plan (the host runs the storage
+	// controller); the Source must then ask with ?storage=true. A saved
+	// plan of the other kind is replaced by a full plan first.
+	Storage bool
 
 	state      *State
+	askedFull  bool // a full plan was asked for because Storage changed
 	wake       chan struct{}
 	synced     atomic.Bool              // a watch has succeeded since start
 	coordEpoch atomic.Uint64            // the coordinator's epoch at the last successful watch
@@ -130,7 +135,13 @@ func (w *Watcher) Run(ctx context.Context) {
 
 // Step does one long-poll and applies its answer.
 func (w *Watcher) Step(ctx context.Context) error {
-	p, err := w.Source.Plan(ctx, w.Host, w.state.Epoch, w.state.History, w.Wait)
+	since := w.state.Epoch
+	if w.state.Storage != w.Storage && !w.askedFull {
+		// A full plan of the kind this host needs, asked once: a
+		// coordinator that serves no storage plan is not asked in a loop.
+		since, w.askedFull = 0, true
+	}
+	p, err := w.Source.Plan(ctx, w.Host, since, w.state.History, w.Wait)
 	if err != nil {
 		return err
 	}
@@ -138,7 +149,7 @@ func (w *Watcher) Step(ctx context.Context) error {
 		w.Log.Warn("coordinator store was restored from a backup: taking its full plan", "history", p.History,
 			"previous_history", w.state.History, "epoch", p.Epoch, "previous_epoch", w.state.Epoch)
 	}
-	if !p.Full && p.Epoch == w.state.Epoch {
+	if !p.Full && p.Epoch == w.state.Epoch && p.Storage == w.state.Storage {
 		w.caughtUp(p.Epoch)
 		return nil // long-poll timed out with nothing new
 	}

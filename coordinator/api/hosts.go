@@ -254,10 +254,22 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(d, s.maxWait)
 	}
+	storage := false
+	if v := q.Get("storage"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			s.errorFor(w, api.Fieldf("storage", "must be true or false, not %q", v))
+			return
+		}
+		storage = b
+	}
+	if storage && s.scope != nil {
+		s.scope.NoteStorage(host)
+	}
 	if h := q.Get("history"); h != "" && h != s.store.History() {
 		// The host's plan is from before a restore: epochs jump past it
 		// and it gets the whole restored plan.
-		s.restoredHost(w, host, since)
+		s.restoredHost(w, host, since, storage)
 		return
 	}
 	if since > s.store.Epoch() {
@@ -293,7 +305,7 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 			t.Stop()
 		}
 	}
-	plan, err := s.planOf(host, since)
+	plan, err := s.planOf(host, since, storage)
 	if err != nil {
 		s.errorFor(w, err)
 		return
@@ -305,7 +317,7 @@ func (s *Server) hostPlan(w http.ResponseWriter, r *http.Request) {
 // restoredHost answers a host whose plan is from the history before a
 // restore: the epoch jumps past the host's (never backwards on a host),
 // and the host gets the full restored plan.
-func (s *Server) restoredHost(w http.ResponseWriter, host string, since uint64) {
+func (s *Server) restoredHost(w http.ResponseWriter, host string, since uint64, storage bool) {
 	before := s.store.Epoch()
 	epoch, err := s.store.JumpEpoch(since + 1)
 	if err != nil {
@@ -315,7 +327,7 @@ func (s *Server) restoredHost(w http.ResponseWriter, host string, since uint64) 
 	if epoch != before {
 		s.log.Warn("host is ahead of the restored store: epoch jumped past it", "host", host, "host_epoch", since, "from", before, "to", epoch)
 	}
-	plan, err := s.planOf(host, 0)
+	plan, err := s.planOf(host, 0, storage)
 	if err != nil {
 		s.errorFor(w, err)
 		return
@@ -341,6 +353,9 @@ func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
 	}
 	rep.Host = host
 	rep.Reported = time.Now().UTC()
+	if rep.StorageController && s.scope != nil {
+		s.scope.NoteStorage(host)
+	}
 	// A host reports only on what its plan gives it: status written onto
 	// any other resource would be a host speaking for another's tenants.
 	keep := s.planFilter(host)
@@ -459,11 +474,14 @@ func (s *Server) changedFor(host string, since uint64) (<-chan struct{}, bool) {
 }
 
 // planOf is host's plan after since, holding only what concerns it.
-func (s *Server) planOf(host string, since uint64) (api.Plan, error) {
+func (s *Server) planOf(host string, since uint64, storage bool) (api.Plan, error) {
 	if s.scope == nil {
-		return s.store.Plan(host, since, s.reg.PlanFilter(host))
+		// Without a scope every host gets every volume and snapshot.
+		p, err := s.store.Plan(host, since, s.reg.PlanFilter(host))
+		p.Storage = storage
+		return p, err
 	}
-	return s.scope.Plan(host, since)
+	return s.scope.Plan(host, since, storage)
 }
 
 // planFilter says whether a resource is in host's plan now.

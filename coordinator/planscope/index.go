@@ -32,6 +32,9 @@ type index struct {
 	routers   map[ref]string // router: its host
 	fips      map[ref]string // floating IP: its router
 	fwgs      map[ref]string // firewall group: its router
+	// volHosts counts, per volume, the instances on each host that
+	// attach it or boot from it.
+	volHosts map[ref]hostCount
 
 	// rescoped collects the hosts whose plan gains or loses resources
 	// that the commit being applied did not change.
@@ -43,13 +46,14 @@ type portInfo struct{ net, host string }
 type instInfo struct {
 	hosts []string // where it runs, and the source of a move
 	ports []string // its NICs: the ports made for its networks, then its own
+	vols  []string // its boot, root and attached volumes
 }
 
 func newIndex() *index {
 	return &index{netHosts: map[ref]hostCount{}, projHosts: map[string]hostCount{}, subnets: map[ref]string{},
 		ports: map[ref]portInfo{}, portLinks: map[ref][]link{}, instRefs: map[ref]map[ref][]string{},
 		instances: map[ref]instInfo{}, routers: map[ref]string{}, fips: map[ref]string{}, fwgs: map[ref]string{},
-		rescoped: map[string]bool{}}
+		volHosts: map[ref]hostCount{}, rescoped: map[string]bool{}}
 }
 
 // apply folds one put or delete into the index.
@@ -82,6 +86,11 @@ func (ix *index) apply(op api.Op, r api.Resource) {
 				now.hosts = append(now.hosts, m.Source)
 			}
 			now.ports = append(append(now.ports, is.NetworkPorts...), is.Ports...)
+			for _, v := range append([]string{is.BootVolume, is.RootVolume}, is.Volumes...) {
+				if v != "" {
+					now.vols = append(now.vols, v)
+				}
+			}
 			ix.instances[k] = now
 		} else {
 			delete(ix.instances, k)
@@ -102,6 +111,18 @@ func (ix *index) apply(op api.Op, r api.Resource) {
 		}
 		for _, p := range append(old.ports, now.ports...) {
 			ix.relink(ref{r.Project, p})
+		}
+		// Count the new attachments before dropping the old, so that a
+		// volume that stays on a host does not leave and come back.
+		for _, v := range now.vols {
+			for _, h := range now.hosts {
+				ix.linkVolume(ref{r.Project, v}, h)
+			}
+		}
+		for _, v := range old.vols {
+			for _, h := range old.hosts {
+				ix.unlinkVolume(ref{r.Project, v}, h)
+			}
 		}
 	case "router":
 		old := ix.routers[k]
@@ -217,11 +238,38 @@ func (ix *index) unlinkNet(l link) {
 	}
 }
 
+// linkVolume and unlinkVolume count one instance on host using volume v.
+// The volume enters or leaves the host's plan with the first or the last
+// one: the host is rescoped.
+func (ix *index) linkVolume(v ref, host string) {
+	hc := ix.volHosts[v]
+	if hc == nil {
+		hc = hostCount{}
+		ix.volHosts[v] = hc
+	}
+	if hc[host]++; hc[host] == 1 {
+		ix.rescope(host)
+	}
+}
+
+func (ix *index) unlinkVolume(v ref, host string) {
+	hc := ix.volHosts[v]
+	if hc[host]--; hc[host] > 0 {
+		return
+	}
+	delete(hc, host)
+	if len(hc) == 0 {
+		delete(ix.volHosts, v)
+	}
+	ix.rescope(host)
+}
+
 // relational reports whether the index decides kind's hosts (else the
 // registry's OnHost does).
 func relational(kind string) bool {
 	switch kind {
-	case "network", "subnet", "port", "securitygroup", "router", "floatingip", "firewallgroup", "instance":
+	case "network", "subnet", "port", "securitygroup", "router", "floatingip", "firewallgroup", "instance",
+		"volume", "volumesnapshot":
 		return true
 	}
 	return false
@@ -247,7 +295,10 @@ func (ix *index) hosts(r api.Resource) []string {
 		return ix.routerHost(k.project, ix.fwgs[k])
 	case "instance":
 		return ix.instances[k].hosts
+	case "volume":
+		return keys(ix.volHosts[k])
 	}
+	// A volume snapshot is in no host's plan but a storage host's.
 	return nil
 }
 
@@ -277,6 +328,8 @@ func (ix *index) holds(host string, r api.Resource) bool {
 				return true
 			}
 		}
+	case "volume":
+		return ix.volHosts[k][host] > 0
 	}
 	return false
 }

@@ -3,10 +3,16 @@
 // on it (its instances, routers and their floating IPs and firewall
 // groups, its host config), the networks it has a port on (its DHCP and
 // router ports included, and those of an instance moving to it) with
-// their subnets and every port on them, and the security groups of the
-// projects of those networks. A commit wakes only the hosts whose plan it
-// changes; the others keep waiting, and find the epochs they missed as
-// empty deltas when they next ask.
+// their subnets and every port on them, the security groups of the
+// projects of those networks, and the volumes its instances attach or
+// boot from. A commit wakes only the hosts whose plan it changes; the
+// others keep waiting, and find the epochs they missed as empty deltas
+// when they next ask.
+//
+// A storage host (one that runs the storage controller, which makes and
+// deletes RBD images for the whole cluster) asks for the storage plan: its
+// own plan plus every volume and volume snapshot. Its controller deletes
+// the images that plan does not hold, so it must never be given less.
 //
 // The scope follows the store's commits in memory: each commit's changes
 // are mapped onto the hosts they concern once, when committed, and served
@@ -30,6 +36,8 @@ type record struct {
 	all   []api.Change            // changes for every host (global kinds)
 	each  []eachChange            // changes each host's filter decides
 	hosts map[string][]api.Change // changes for some hosts
+	// storage is every volume and snapshot change: the storage hosts'.
+	storage []api.Change
 	// rescoped hosts gained or lost resources the commit did not change:
 	// they get a full plan.
 	rescoped map[string]bool
@@ -58,7 +66,11 @@ type Scope struct {
 	// lastAll the latest that concerned every host.
 	last    map[string]uint64
 	lastAll uint64
-	waiters map[string]chan struct{}
+	// storageHosts are the hosts that asked for the storage plan, and
+	// lastStorage the latest epoch that changed a volume or snapshot.
+	storageHosts map[string]bool
+	lastStorage  uint64
+	waiters      map[string]chan struct{}
 	// others holds the resources of kinds the registry's OnHost decides.
 	others map[api.Key]api.Resource
 }
@@ -70,7 +82,7 @@ func New(st *store.Store, reg *registry.Registry, retain int) (*Scope, error) {
 		retain = store.DefaultRetainDeltas
 	}
 	sc := &Scope{store: st, reg: reg, retain: retain, ix: newIndex(), last: map[string]uint64{},
-		waiters: map[string]chan struct{}{}, others: map[api.Key]api.Resource{}}
+		waiters: map[string]chan struct{}{}, others: map[api.Key]api.Resource{}, storageHosts: map[string]bool{}}
 	err := st.ObserveFrom(func(epoch uint64, tx *store.Tx) error {
 		sc.epoch, sc.base = epoch, epoch
 		err := tx.All(func(r api.Resource) error {
@@ -123,6 +135,9 @@ func (sc *Scope) observe(epoch uint64, changes []api.Change) {
 	sc.ix.rescoped = map[string]bool{}
 	for _, k := range order {
 		l := byKey[k]
+		if storageKind(k.Kind) {
+			rec.storage = append(rec.storage, l.ch)
+		}
 		switch {
 		case l.all:
 			rec.all = append(rec.all, l.ch)
@@ -176,6 +191,12 @@ func (sc *Scope) observe(epoch uint64, changes []api.Change) {
 		drop := len(sc.records) - sc.retain
 		sc.base = sc.records[drop-1].epoch
 		sc.records = append([]*record(nil), sc.records[drop:]...)
+	}
+	if len(rec.storage) > 0 {
+		sc.lastStorage = epoch
+		for h := range sc.storageHosts {
+			sc.wake(h, epoch)
+		}
 	}
 	if len(rec.all) > 0 || len(rec.each) > 0 {
 		sc.wakeAll(epoch)
@@ -249,7 +270,25 @@ func (sc *Scope) Need(host string) uint64 {
 }
 
 func (sc *Scope) needLocked(host string) uint64 {
-	return max(sc.last[host], sc.lastAll, sc.base)
+	n := max(sc.last[host], sc.lastAll, sc.base)
+	if sc.storageHosts[host] {
+		n = max(n, sc.lastStorage)
+	}
+	return n
+}
+
+// storageKind reports whether kind goes whole to the storage hosts.
+func storageKind(kind string) bool { return kind == "volume" || kind == "volumesnapshot" }
+
+// NoteStorage records that host runs the storage controller (it asked for
+// the storage plan, or reported as a controller): every volume and
+// snapshot change wakes it, its convergence counts them, and it may
+// report on them. A coordinator learns this afresh after a restart, from
+// the host's next request.
+func (sc *Scope) NoteStorage(host string) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.storageHosts[host] = true
 }
 
 // Changed returns a channel closed at the next commit that concerns host.
@@ -270,11 +309,14 @@ func (sc *Scope) Keep(host string) store.Filter {
 	return func(r api.Resource) bool {
 		sc.mu.RLock()
 		defer sc.mu.RUnlock()
-		return sc.keepLocked(host, r)
+		return sc.keepLocked(host, sc.storageHosts[host], r)
 	}
 }
 
-func (sc *Scope) keepLocked(host string, r api.Resource) bool {
+func (sc *Scope) keepLocked(host string, storage bool, r api.Resource) bool {
+	if storage && storageKind(r.Kind) {
+		return true
+	}
 	if relational(r.Kind) {
 		return sc.ix.holds(host, r)
 	}
@@ -288,10 +330,12 @@ var ErrBehind = errors.New("plan scope is behind the store")
 // Plan is host's plan after epoch since: the deltas of (since, epoch],
 // each holding only what concerns the host (an epoch that concerned it
 // not is an empty delta), or its full plan when those are not all kept,
-// or when the host gained or lost resources that no delta names.
-func (sc *Scope) Plan(host string, since uint64) (api.Plan, error) {
+// or when the host gained or lost resources that no delta names. With
+// storage it is the storage plan (every volume and snapshot besides).
+func (sc *Scope) Plan(host string, since uint64, storage bool) (api.Plan, error) {
 	for try := 0; ; try++ {
-		p, ok, err := sc.plan(host, since)
+		p, ok, err := sc.plan(host, since, storage)
+		p.Storage = storage
 		if ok || err != nil {
 			return p, err
 		}
@@ -304,7 +348,7 @@ func (sc *Scope) Plan(host string, since uint64) (api.Plan, error) {
 	}
 }
 
-func (sc *Scope) plan(host string, since uint64) (api.Plan, bool, error) {
+func (sc *Scope) plan(host string, since uint64, storage bool) (api.Plan, bool, error) {
 	sc.mu.RLock()
 	defer sc.mu.RUnlock()
 	epoch := sc.epoch
@@ -315,11 +359,11 @@ func (sc *Scope) plan(host string, since uint64) (api.Plan, bool, error) {
 		return api.Plan{Host: host, Epoch: epoch, History: sc.store.History()}, true, nil
 	}
 	if since > 0 && since >= sc.base {
-		if ds, ok := sc.deltas(host, since); ok {
+		if ds, ok := sc.deltas(host, since, storage); ok {
 			return api.Plan{Host: host, Epoch: epoch, History: sc.store.History(), Deltas: ds}, true, nil
 		}
 	}
-	p, err := sc.store.Plan(host, 0, func(r api.Resource) bool { return sc.keepLocked(host, r) })
+	p, err := sc.store.Plan(host, 0, func(r api.Resource) bool { return sc.keepLocked(host, storage, r) })
 	if err != nil {
 		return p, true, err
 	}
@@ -329,7 +373,7 @@ func (sc *Scope) plan(host string, since uint64) (api.Plan, bool, error) {
 
 // deltas builds host's deltas after since; ok is false when the host must
 // take a full plan instead.
-func (sc *Scope) deltas(host string, since uint64) ([]api.Delta, bool) {
+func (sc *Scope) deltas(host string, since uint64, storage bool) ([]api.Delta, bool) {
 	i := sort.Search(len(sc.records), func(i int) bool { return sc.records[i].epoch > since })
 	out := make([]api.Delta, 0, len(sc.records)-i)
 	for _, rec := range sc.records[i:] {
@@ -348,7 +392,18 @@ func (sc *Scope) deltas(host string, since uint64) ([]api.Delta, bool) {
 				d.Changes = append(d.Changes, deleteOf(ec.Change))
 			}
 		}
-		d.Changes = append(d.Changes, rec.hosts[host]...)
+		if !storage {
+			d.Changes = append(d.Changes, rec.hosts[host]...)
+			out = append(out, d)
+			continue
+		}
+		// A storage host takes every volume and snapshot change, once.
+		for _, ch := range rec.hosts[host] {
+			if !storageKind(ch.Resource.Kind) {
+				d.Changes = append(d.Changes, ch)
+			}
+		}
+		d.Changes = append(d.Changes, rec.storage...)
 		out = append(out, d)
 	}
 	return out, true
@@ -373,6 +428,11 @@ func (sc *Scope) Concerned(epoch uint64) (hosts []string, all bool, ok bool) {
 	}
 	for h := range rec.rescoped {
 		seen[h] = true
+	}
+	if len(rec.storage) > 0 {
+		for h := range sc.storageHosts {
+			seen[h] = true
+		}
 	}
 	for h := range seen {
 		hosts = append(hosts, h)

@@ -72,7 +72,7 @@ func (f *fixture) concerned(epoch uint64, want ...string) {
 // plan is host's plan after since, which must be full or not as said.
 func (f *fixture) plan(host string, since uint64, full bool) api.Plan {
 	f.t.Helper()
-	p, err := f.sc.Plan(host, since)
+	p, err := f.sc.Plan(host, since, false)
 	if err != nil {
 		f.t.Fatal(err)
 	}

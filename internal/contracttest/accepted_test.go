@@ -83,12 +83,24 @@ func (c *coordinator) do(method, path string, body any) (int, []byte) {
 type host struct {
 	self  planmap.Self
 	state *plan.State
+	// storage follows the storage plan, as a storage controller's host
+	// does: every volume and snapshot besides its own plan.
+	storage bool
+}
+
+// planPath is h's plan request after since.
+func (h *host) planPath(since uint64) string {
+	p := fmt.Sprintf("/v1/hosts/%s/plan?since=%d", h.self.Host, since)
+	if h.storage {
+		p += "&storage=true"
+	}
+	return p
 }
 
 // sync brings h's plan up to date and says whether it changed.
 func (c *coordinator) sync(h *host) bool {
 	c.t.Helper()
-	code, b := c.do(http.MethodGet, fmt.Sprintf("/v1/hosts/%s/plan?since=%d", h.self.Host, h.state.Epoch), nil)
+	code, b := c.do(http.MethodGet, h.planPath(h.state.Epoch), nil)
 	if code != http.StatusOK {
 		c.t.Fatalf("plan of %s: %d %s", h.self.Host, code, b)
 	}
@@ -111,7 +123,7 @@ func (c *coordinator) sync(h *host) bool {
 // resource that entered the host's plan, nor keep one that left it.
 func (c *coordinator) sameAsFull(h *host, sd uint64, call int, history []string) {
 	c.t.Helper()
-	code, b := c.do(http.MethodGet, fmt.Sprintf("/v1/hosts/%s/plan?since=0", h.self.Host), nil)
+	code, b := c.do(http.MethodGet, h.planPath(0), nil)
 	if code != http.StatusOK {
 		c.t.Fatalf("full plan of %s: %d %s", h.self.Host, code, b)
 	}
@@ -121,6 +133,9 @@ func (c *coordinator) sameAsFull(h *host, sd uint64, call int, history []string)
 	}
 	if p.Epoch != h.state.Epoch {
 		return // committed since; compared at the next epoch
+	}
+	if p.Storage != h.storage {
+		c.t.Fatalf("seed %d call %d: host %s asked for the storage plan %v, got %v", sd, call, h.self.Host, h.storage, p.Storage)
 	}
 	full := map[string]uint64{}
 	for _, r := range p.Resources {
@@ -176,6 +191,11 @@ func TestAcceptedStateAlwaysApplies(t *testing.T) {
 			t.Fatalf("project %s: %d %s", p, code, b)
 		}
 	}
+	// Volumes need a type; their host plans need the instances the
+	// generator does not make, so only the storage host sees them.
+	if code, b := c.do(http.MethodPut, "/v1/volumetypes/default", api.ResourceRequest{Name: "default", Spec: mustJSON(api.VolumeTypeSpec{Pool: "volumes"})}); code >= 300 {
+		t.Fatalf("volume type: %d %s", code, b)
+	}
 	remote := map[string]netip.Addr{}
 	var hs []*host
 	for i, h := range hosts {
@@ -183,6 +203,10 @@ func TestAcceptedStateAlwaysApplies(t *testing.T) {
 		remote[h] = vtep
 		hs = append(hs, &host{self: planmap.Self{Host: h, VTEP: vtep, UnderlayDev: "eth0"}, state: plan.NewState()})
 	}
+	// h1 runs the storage controller too: a second view of h1, by the
+	// storage plan.
+	hs = append(hs, &host{self: hs[0].self, state: plan.NewState(), storage: true})
+	storageSeen := 0
 	var history []string
 	codes := map[int]int{}
 	epochs, checked, start := 0, 0, time.Now()
@@ -204,6 +228,19 @@ func TestAcceptedStateAlwaysApplies(t *testing.T) {
 			}
 			checked++
 			c.sameAsFull(h, sd, i, history)
+			if h.storage {
+				for _, r := range h.state.Resources {
+					if r.Kind == "volume" || r.Kind == "volumesnapshot" {
+						storageSeen++
+					}
+				}
+			} else {
+				for k, r := range h.state.Resources {
+					if r.Kind == "volume" || r.Kind == "volumesnapshot" {
+						t.Fatalf("seed %d call %d: host %s holds %s, of no instance of its", sd, i, h.self.Host, k)
+					}
+				}
+			}
 			snap := &plan.Snapshot{Epoch: h.state.Epoch}
 			for _, r := range h.state.Resources {
 				snap.Resources = append(snap.Resources, r)
@@ -214,6 +251,9 @@ func TestAcceptedStateAlwaysApplies(t *testing.T) {
 		}
 	}
 	t.Logf("%d calls in %v, %d committed, %d host plans checked, answers by status: %v", n, time.Since(start).Round(time.Millisecond), epochs, checked, codes)
+	if n >= 1000 && storageSeen == 0 {
+		t.Fatalf("the storage host's plan never held a volume: the generator no longer exercises the storage plan")
+	}
 	if codes[http.StatusOK]+codes[http.StatusCreated] == 0 || epochs < n/20 {
 		t.Fatalf("only %d of %d calls committed: the generator no longer exercises the contract", epochs, n)
 	}

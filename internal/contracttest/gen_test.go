@@ -35,6 +35,8 @@ var (
 	fips     = []string{"f1", "f2", "f3"}
 	fwgroups = []string{"fw1"}
 	externs  = []string{"ext1", "ext2"}
+	volumes  = []string{"v1", "v2", "v3"}
+	vsnaps   = []string{"vs1", "vs2"}
 	cidrs    = []string{"10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24", "10.0.0.0/16", "192.0.2.0/25", "10.0.3.0/28", "10.0.0.1/24", "fd00::/64", "bad"}
 )
 
@@ -66,7 +68,7 @@ func (g *gen) path(plural, project, name string) string {
 func (g *gen) next() call {
 	proj := g.pick(g.projects)
 	type maker func(project string) (string, string, any) // plural, name, spec
-	makers := []maker{g.network, g.subnet, g.port, g.port, g.securityGroup, g.router, g.router, g.floatingIP, g.floatingIP, g.firewallGroup, g.external}
+	makers := []maker{g.network, g.subnet, g.port, g.port, g.securityGroup, g.router, g.router, g.floatingIP, g.floatingIP, g.firewallGroup, g.external, g.volume, g.volume, g.volumeSnapshot}
 	m := makers[g.r.IntN(len(makers))]
 	plural, name, spec := m(proj)
 	if plural == "externalnetworks" {
@@ -85,6 +87,27 @@ func (g *gen) next() call {
 	default:
 		return call{http.MethodPut, g.path(plural, proj, name), api.ResourceRequest{Name: name, Spec: mustJSON(spec)}}
 	}
+}
+
+func (g *gen) volume(string) (string, string, any) {
+	s := api.VolumeSpec{SizeGiB: 1 + g.r.IntN(3)}
+	switch n := g.r.IntN(10); {
+	case n == 0:
+		s.Type = "nosuch"
+	case n == 1:
+		s.SizeGiB = 0
+	case n < 4:
+		s.Snapshot = g.pick(append(vsnaps, "nosuch"))
+		s.SizeGiB = 3
+	case n < 6:
+		s.Volume = g.pick(volumes)
+		s.SizeGiB = 3
+	}
+	return "volumes", g.pick(volumes), s
+}
+
+func (g *gen) volumeSnapshot(string) (string, string, any) {
+	return "volumesnapshots", g.pick(vsnaps), api.VolumeSnapshotSpec{Volume: g.pick(append(volumes, "nosuch"))}
 }
 
 func (g *gen) network(string) (string, string, any) {

@@ -97,7 +97,10 @@ type HostReport struct {
 	// cache cannot be read): the coordinator keeps the last report of a
 	// host it lost, and with it what that host held.
 	VolumeCaches []VolumeCacheReport `json:"volume_caches,omitempty"`
-	Reported     time.Time           `json:"reported"`
+	// StorageController is true when the host runs the storage
+	// controller: it reports on every volume and snapshot.
+	StorageController bool      `json:"storage_controller,omitempty"`
+	Reported          time.Time `json:"reported"`
 }
 
 // VolumeCacheReport is one krbd volume on its host.

@@ -35,4 +35,9 @@ type Plan struct {
 	History   string     `json:"history,omitempty"`
 	Resources []Resource `json:"resources,omitempty"`
 	Deltas    []Delta    `json:"deltas,omitempty"`
+	// Storage is true when this is the storage plan (asked with
+	// ?storage=true by a host that runs the storage controller): besides
+	// the host's own plan it holds every volume and volume snapshot. Only
+	// a storage plan may drive the deletion of images it does not hold.
+	Storage bool `json:"storage,omitempty"`
 }

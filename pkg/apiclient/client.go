@@ -26,6 +26,9 @@ type Client struct {
 	Endpoint string // e.g. http://127.0.0.1:7070
 	Token    string
 	HTTP     *http.Client
+	// Storage makes Plan ask for the storage plan (every volume and
+	// snapshot besides the host's own): for a storage controller's host.
+	Storage bool
 }
 
 // New returns a client; the HTTP timeout leaves room for plan long-polls.
@@ -145,6 +148,9 @@ func (c *Client) DoHeader(ctx context.Context, method, path string, hdr http.Hea
 func (c *Client) Plan(ctx context.Context, host string, since uint64, history string, wait time.Duration) (api.Plan, error) {
 	var p api.Plan
 	q := url.Values{"since": {fmt.Sprint(since)}, "wait": {wait.String()}}
+	if c.Storage {
+		q.Set("storage", "true")
+	}
 	if history != "" {
 		q.Set("history", history)
 	}

@@ -255,6 +255,9 @@ func (c *Controller) ensure(ctx context.Context, s *plan.Snapshot) error {
 		c.mu.Unlock()
 		return nil
 	}
+	if !s.Storage {
+		return c.notStoragePlan(s)
+	}
 	p, err := c.conn()
 	if err != nil {
 		return err
@@ -291,8 +294,8 @@ func (c *Controller) ensure(ctx context.Context, s *plan.Snapshot) error {
 }
 
 func (c *Controller) prunePass(s *plan.Snapshot) error {
-	if !c.Active() {
-		return nil
+	if !c.Active() || !s.Storage {
+		return nil // never delete by a plan that does not hold every volume
 	}
 	p, err := c.conn()
 	if err != nil {
@@ -307,6 +310,19 @@ func (c *Controller) prunePass(s *plan.Snapshot) error {
 		return err
 	}
 	return c.prune(p, d)
+}
+
+// notStoragePlan refuses a plan that is not the storage plan: it holds
+// only this host's volumes, so acting on it would delete every other
+// host's images. The host asked for the storage plan (its agent sets
+// ?storage=true); a coordinator that answers without it is older than
+// this agent, and the controller waits for it.
+func (c *Controller) notStoragePlan(s *plan.Snapshot) error {
+	msg := fmt.Sprintf("plan at epoch %d is not the storage plan (a coordinator too old to serve it?): the storage controller does nothing until it is", s.Epoch)
+	c.mu.Lock()
+	c.statuses, c.lastErr = nil, msg
+	c.mu.Unlock()
+	return errors.New(msg)
 }
 
 // markUnreachable turns the last statuses into errors that say so: the
@@ -324,6 +340,7 @@ func (c *Controller) markUnreachable(err error) {
 func (c *Controller) Report(rep *api.HostReport) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	rep.StorageController = true
 	rep.Resources = append(rep.Resources, c.statuses...)
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,7 +95,7 @@ type res struct {
 
 func planOf(t *testing.T, epoch uint64, rs ...res) *plan.Snapshot {
 	t.Helper()
-	s := &plan.Snapshot{Epoch: epoch}
+	s := &plan.Snapshot{Epoch: epoch, Storage: true}
 	for _, r := range rs {
 		b, err := json.Marshal(r.spec)
 		if err != nil {
@@ -237,6 +238,18 @@ func TestControllerVolumes(t *testing.T) {
 		t.Fatalf("stale plan: got %v, want ErrStaleEpoch", err)
 	}
 	f.status(t, "p", "v5") // and nothing was deleted
+
+	// A host's own plan (not the storage plan) holds only the volumes of
+	// its instances: acting on it would delete the rest. It is refused.
+	own := planOf(t, 15, append(append([]res{}, base...), v3)...)
+	own.Storage = false
+	if err := c.Reconcile(ctx, own); err == nil || !strings.Contains(err.Error(), "not the storage plan") {
+		t.Fatalf("a plan that is not the storage plan: got %v, want a refusal", err)
+	}
+	f.status(t, "p", "v5") // still there
+	if rs, _ := statusOf(c, "v5"); rs.State != "" {
+		t.Fatalf("statuses reported from a host plan: %+v", rs)
+	}
 }
 
 // TestControllerLease: one of two controllers is active; the standby does

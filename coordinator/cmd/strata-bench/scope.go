@@ -87,7 +87,7 @@ func scopedFanout(dir string) error {
 	if err != nil {
 		return err
 	}
-	one := fanoutDesign{name: "scoped", changed: sc.Changed, epoch: sc.Epoch, plan: sc.Plan,
+	one := fanoutDesign{name: "scoped", changed: sc.Changed, epoch: sc.Epoch, plan: func(h string, since uint64) (api.Plan, error) { return sc.Plan(h, since, false) },
 		wakes: func(hosts []string) int { return len(hosts) }}
 	bScoped, err := fanoutRun(scoped, one, sh, onNet)
 	if err != nil {
