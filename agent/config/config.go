@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -73,8 +74,11 @@ type OVS struct {
 
 // Config is the whole agent configuration.
 type Config struct {
-	Name        string `json:"name"`
-	Coordinator string `json:"coordinator"`
+	Name string `json:"name"`
+	// Coordinator is the coordinators' API URLs: one, or a list (HA
+	// coordinators over one etcd). The agent long-polls one and moves to
+	// the next when it cannot be reached.
+	Coordinator URLs `json:"coordinator"`
 	// CoordinatorCAFile is the coordinator's CA (its data dir's ca.crt),
 	// the only one the agent trusts; empty trusts the system's roots.
 	CoordinatorCAFile string   `json:"coordinator_ca_file"`
@@ -101,7 +105,7 @@ func (c *Config) SetDefaults() {
 	host, _ := os.Hostname()
 	*c = Config{
 		Name:              host,
-		Coordinator:       "https://127.0.0.1:7070",
+		Coordinator:       URLs{"https://127.0.0.1:7070"},
 		CoordinatorCAFile: "/etc/strata/ca.crt",
 		TokenFile:         "/etc/strata/agent.token",
 		StateDir:          "/var/lib/strata/agent",
@@ -123,7 +127,7 @@ func (c *Config) SetDefaults() {
 func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	c.SetDefaults()
 	fs.StringVar(&c.Name, "name", c.Name, "host name in the cluster")
-	fs.StringVar(&c.Coordinator, "coordinator", c.Coordinator, "coordinator API URL (https; http only to a loopback address)")
+	fs.Var(&c.Coordinator, "coordinator", "coordinator API URLs, comma-separated (https; http only to a loopback address)")
 	fs.StringVar(&c.CoordinatorCAFile, "coordinator-ca-file", c.CoordinatorCAFile, "the coordinator's CA certificate, pinned (empty: the system's roots)")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the agent's API token")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for the agent's state")
@@ -168,8 +172,13 @@ func (c *Config) Validate() error {
 	if fe := api.ValidateName("name", c.Name); fe != nil {
 		return fe
 	}
-	if c.Coordinator == "" {
+	if len(c.Coordinator) == 0 {
 		return api.Fieldf("coordinator", "must be set")
+	}
+	for i, u := range c.Coordinator {
+		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			return api.Fieldf(fmt.Sprintf("coordinator[%d]", i), "%q: want https://host:port", u)
+		}
 	}
 	if c.StateDir == "" {
 		return api.Fieldf("state_dir", "must be set")

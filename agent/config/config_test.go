@@ -109,3 +109,42 @@ func TestStorageBackends(t *testing.T) {
 		t.Fatalf("bad pool: %v, want an error naming storage.pools[1]", err)
 	}
 }
+
+// The coordinator key takes one URL (the single-coordinator form), a
+// list, or a comma-separated string; the flag a comma-separated string.
+func TestCoordinatorURLs(t *testing.T) {
+	for text, want := range map[string]string{
+		"coordinator: https://c1:7070\n":                      "https://c1:7070",
+		"coordinator: [https://c1:7070, https://c2:7070/]\n":  "https://c1:7070,https://c2:7070",
+		"coordinator: \"https://c1:7070, https://c2:7070\"\n": "https://c1:7070,https://c2:7070",
+	} {
+		path := filepath.Join(t.TempDir(), "agent.yaml")
+		os.WriteFile(path, []byte("name: h1\nvtep: 10.0.0.1\n"+text), 0o600)
+		var c Config
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.BindFlags(fs)
+		if err := c.Load(path, true, fs); err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		if got := c.Coordinator.String(); got != want {
+			t.Fatalf("%q: coordinators %q, want %q", text, got, want)
+		}
+	}
+	var c Config
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	if err := fs.Parse([]string{"--name", "h1", "--vtep", "10.0.0.1", "--coordinator", "http://127.0.0.1:1,http://127.0.0.1:2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Load("", false, fs); err != nil || len(c.Coordinator) != 2 {
+		t.Fatalf("flag: %v %q", err, c.Coordinator)
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte("name: h1\nvtep: 10.0.0.1\ncoordinator: [c1:7070]\n"), 0o600)
+	c = Config{}
+	fs = pflag.NewFlagSet("t", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	if err := c.Load(path, true, fs); err == nil || !strings.Contains(err.Error(), "coordinator[0]") {
+		t.Fatalf("a URL without a scheme: %v, want an error naming coordinator[0]", err)
+	}
+}

@@ -107,7 +107,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	client, err := apiclient.NewPinned(cfg.Coordinator, token, cfg.CoordinatorCAFile)
+	client, err := apiclient.NewPinned(cfg.Coordinator.String(), token, cfg.CoordinatorCAFile)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +129,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	// The storage controller deletes the images its plan does not hold:
 	// its host takes the storage plan, with every volume and snapshot.
 	client.Storage, a.watcher.Storage = cfg.Storage.Controller, cfg.Storage.Controller
+	client.OnSwitch = func(from, to string, err error) {
+		log.Warn("coordinator out of reach: moved to another", "from", from, "to", to, "err", err)
+	}
 	return a, nil
 }
 
@@ -236,7 +239,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		})
 	}
-	a.log.Info("agent started", "name", a.cfg.Name, "coordinator", a.cfg.Coordinator, "plan_epoch", a.watcher.Snapshot().Epoch)
+	a.log.Info("agent started", "name", a.cfg.Name, "coordinators", a.cfg.Coordinator.String(), "plan_epoch", a.watcher.Snapshot().Epoch)
 	<-ctx.Done()
 	sdnotify.Stopping()
 	a.log.Info("agent stopping")

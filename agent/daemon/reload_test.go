@@ -31,7 +31,7 @@ func TestResyncRunsAPassNow(t *testing.T) {
 	var cfg config.Config
 	cfg.SetDefaults()
 	cfg.TokenFile, cfg.StateDir, cfg.Resync = filepath.Join(dir, "token"), filepath.Join(dir, "state"), time.Hour
-	cfg.Coordinator = "http://127.0.0.1:1" // never reached; plain HTTP is allowed to loopback
+	cfg.Coordinator = config.URLs{"http://127.0.0.1:1"} // never reached; plain HTTP is allowed to loopback
 	if err := os.WriteFile(cfg.TokenFile, []byte("t\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

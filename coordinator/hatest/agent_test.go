@@ -15,8 +15,9 @@ import (
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-// agent is a real strata-agent process long-polling one coordinator,
-// with no data-plane subsystem (network driver none, no compute, no
+// agent is a real strata-agent process given every coordinator, its own
+// first: it long-polls that one and moves to another when it dies. It
+// runs no data-plane subsystem (network driver none, no compute, no
 // Ceph): it follows, applies and saves its plan, gossips its applied
 // epoch and reports it, as on any host.
 type agent struct {
@@ -26,7 +27,7 @@ type agent struct {
 	cmd   *exec.Cmd
 }
 
-func startAgent(t testing.TB, bin, dir, name string, c *coordinator, admin, keyFile, join string) *agent {
+func startAgent(t testing.TB, bin, dir, name string, c *coordinator, others []*coordinator, admin, keyFile, join string) *agent {
 	t.Helper()
 	a := &agent{name: name, dir: filepath.Join(dir, name), coord: c}
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
@@ -42,7 +43,13 @@ func startAgent(t testing.TB, bin, dir, name string, c *coordinator, admin, keyF
 		t.Fatal(err)
 	}
 	gossipAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	a.cmd = exec.Command(bin, "--config=", "--name", name, "--coordinator", c.url, "--coordinator-ca-file=",
+	urls := []string{c.url}
+	for _, o := range others {
+		if o != c {
+			urls = append(urls, o.url)
+		}
+	}
+	a.cmd = exec.Command(bin, "--config=", "--name", name, "--coordinator", strings.Join(urls, ","), "--coordinator-ca-file=",
 		"--token-file", tokenFile, "--state-dir", filepath.Join(a.dir, "state"), "--zone", "ha", "--vtep", "127.0.0.1",
 		"--gossip-bind", gossipAddr, "--join", join, "--gossip-profile", "local", "--gossip-key-file", keyFile,
 		"--metrics-addr", "", "--poll-wait", "2s", "--network-driver", "none", "--log-format", "text")
@@ -83,9 +90,9 @@ func (a *agent) held() (*plan.State, error) {
 }
 
 // converged says why the agent does not yet hold epoch with every
-// project in want, both in the plan it saved and in what it reported to
-// its coordinator; nil once it does.
-func (a *agent) converged(admin string, epoch uint64, want map[string]uint64) error {
+// project in want, both in the plan it saved and in what it reported
+// (read through coordinator via); nil once it does.
+func (a *agent) converged(admin string, via *coordinator, epoch uint64, want map[string]uint64) error {
 	st, err := a.held()
 	if err != nil {
 		return err
@@ -98,15 +105,30 @@ func (a *agent) converged(admin string, epoch uint64, want map[string]uint64) er
 			return fmt.Errorf("agent %s lacks acknowledged project %s", a.name, name)
 		}
 	}
-	var h api.Host
-	code, err := call("GET", a.coord.url+"/v1/hosts/"+a.name, admin, nil, &h)
-	if err != nil || code != 200 {
-		return fmt.Errorf("host %s on %s: %d %v", a.name, a.coord.name, code, err)
+	h, err := a.host(admin, via)
+	if err != nil {
+		return err
 	}
 	if h.Report == nil || h.Report.AppliedEpoch < epoch {
 		return fmt.Errorf("agent %s reported %+v, want applied epoch %d", a.name, h.Report, epoch)
 	}
 	return nil
+}
+
+// host is the agent's host as coordinator via sees it.
+func (a *agent) host(admin string, via *coordinator) (api.Host, error) {
+	var h api.Host
+	code, err := call("GET", via.url+"/v1/hosts/"+a.name, admin, nil, &h)
+	if err != nil || code != 200 {
+		return h, fmt.Errorf("host %s on %s: %d %v", a.name, via.name, code, err)
+	}
+	return h, nil
+}
+
+// moved reports whether the agent left a coordinator it could not reach
+// for another.
+func (a *agent) moved() bool {
+	return strings.Contains(a.log(), "coordinator out of reach: moved to another")
 }
 
 // refusedOlder reports whether the agent ever refused a plan older than

@@ -27,6 +27,11 @@ type leaderLoss struct {
 	stall, calm time.Duration
 	acked       int
 	epoch       uint64 // the cluster epoch at the end
+	// orphanConverged is how long, after the writes ended, c2's agent
+	// took to hold every acknowledged write through another coordinator;
+	// orphanFull and orphanDelta are its full and delta plan answers.
+	orphanConverged         time.Duration
+	orphanFull, orphanDelta uint64
 }
 
 // runLeaderLoss runs three coordinators over the three-member etcd, one
@@ -34,9 +39,12 @@ type leaderLoss struct {
 // coordinators at once; a third of the way in, it SIGKILLs the etcd
 // leader and coordinator c2. It checks that every acknowledged create is
 // there once on the survivors and that no writer sees its epoch go
-// back; then it starts c2 again (as systemd would) and checks that every
-// agent, c2's included, applies the final epoch with every acknowledged
-// project, and that none was ever offered an epoch older than its own.
+// back. Each agent is given all three coordinators, its own first: while
+// c2 is still down every agent, c2's included, must apply the epoch of
+// the last create with every acknowledged project (c2's agent by moving
+// to another coordinator, from the epoch it held: by deltas, not a full
+// plan). Then c2 starts again (as systemd would), and every agent applies
+// the final epoch; none was ever offered an epoch older than its own.
 func runLeaderLoss(t testing.TB) leaderLoss {
 	testenv.RequireBinary(t, "go")
 	ec := etcdtest.Require(t)
@@ -65,11 +73,11 @@ func runLeaderLoss(t testing.TB) leaderLoss {
 	cs := []*coordinator{first, c2, c3}
 	var agents []*agent
 	for i, c := range cs {
-		agents = append(agents, startAgent(t, agentBin, dir, fmt.Sprintf("h%d", i+1), c, token, keyFile, []string{g1, g2, g3}[i]))
+		agents = append(agents, startAgent(t, agentBin, dir, fmt.Sprintf("h%d", i+1), c, cs, token, keyFile, []string{g1, g2, g3}[i]))
 	}
 	testenv.WaitFor(t, 60*time.Second, "agents on their first plan", func() error {
 		for _, a := range agents {
-			if err := a.converged(token, 1, nil); err != nil {
+			if err := a.converged(token, a.coord, 1, nil); err != nil {
 				return err
 			}
 		}
@@ -189,17 +197,41 @@ func runLeaderLoss(t testing.TB) leaderLoss {
 			}
 		}
 	}
-	// c2 comes back, as its service manager would start it; its agent
-	// has been asking it all along.
-	c2.start(t)
+	// c2 is still down: its agent moved to another coordinator and
+	// converges there, from where it was.
 	var st api.ClusterStatus
+	if code, err := call("GET", first.url+"/v1/status", token, nil, &st); err != nil || code != 200 {
+		t.Fatalf("status: %d %v", code, err)
+	}
+	orphan := agents[1]
+	start := time.Now()
+	testenv.WaitFor(t, 120*time.Second, "every agent applied the epoch of the last create while c2 is down", func() error {
+		for _, a := range agents {
+			if err := a.converged(token, first, st.Epoch, acked); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !orphan.moved() {
+		t.Errorf("agent %s converged while its coordinator c2 was down, yet never logged moving to another", orphan.name)
+	}
+	if h, err := orphan.host(token, first); err == nil && h.Report != nil {
+		res.orphanFull, res.orphanDelta = h.Report.FullSyncs, h.Report.DeltaSyncs
+		if h.Report.FullSyncs != 1 {
+			t.Errorf("agent %s took %d full plans: after the first, moving coordinators must go on by deltas from its epoch", orphan.name, h.Report.FullSyncs)
+		}
+	}
+	res.orphanConverged = time.Since(start)
+	// c2 comes back, as its service manager would start it.
+	c2.start(t)
 	if code, err := call("GET", first.url+"/v1/status", token, nil, &st); err != nil || code != 200 {
 		t.Fatalf("status: %d %v", code, err)
 	}
 	res.epoch = st.Epoch
 	testenv.WaitFor(t, 120*time.Second, "every agent applied the final epoch", func() error {
 		for _, a := range agents {
-			if err := a.converged(token, st.Epoch, acked); err != nil {
+			if err := a.converged(token, a.coord, st.Epoch, acked); err != nil {
 				return err
 			}
 		}
@@ -221,6 +253,8 @@ func TestHACoordinatorLeaderLoss(t *testing.T) {
 	res := runLeaderLoss(t)
 	t.Logf("%d of 500 creates acknowledged; longest write stall after the kills %.2fs (before them %.2fs); final epoch %d, every agent there",
 		res.acked, res.stall.Seconds(), res.calm.Seconds(), res.epoch)
+	t.Logf("c2's agent held every acknowledged write through another coordinator %.1fs after the writes ended (%d full plan, %d delta answers)",
+		res.orphanConverged.Seconds(), res.orphanFull, res.orphanDelta)
 }
 
 // BenchmarkHALeaderLossStall measures how long writes stall when the etcd

@@ -11,45 +11,98 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
 )
 
-// Client talks to one coordinator.
+// Client talks to a coordinator: one of Endpoints, the one that last
+// answered. Coordinators over one etcd are interchangeable; when the one
+// in use cannot be reached the client moves on to the next.
 type Client struct {
-	Endpoint string // e.g. http://127.0.0.1:7070
-	Token    string
-	HTTP     *http.Client
+	Endpoint string // e.g. http://127.0.0.1:7070; the first of Endpoints
+	// Endpoints are every coordinator's URL, Endpoint first (nil: Endpoint
+	// alone).
+	Endpoints []string
+	Token     string
+	HTTP      *http.Client
 	// Storage makes Plan ask for the storage plan (every volume and
 	// snapshot besides the host's own): for a storage controller's host.
 	Storage bool
+	// OnSwitch, when set, is told when the client leaves a coordinator it
+	// could not reach for another that answered.
+	OnSwitch func(from, to string, err error)
+
+	cur atomic.Int32 // index into Endpoints of the one in use (start)
 }
 
 // New returns a client; the HTTP timeout leaves room for plan long-polls.
+// endpoint may list several coordinators, separated by commas.
 func New(endpoint, token string) *Client {
-	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Token: token, HTTP: &http.Client{Timeout: 2 * time.Minute}}
+	eps := SplitEndpoints(endpoint)
+	first := ""
+	if len(eps) > 0 {
+		first = eps[0]
+	}
+	return &Client{Endpoint: first, Endpoints: eps, Token: token, HTTP: &http.Client{Timeout: 2 * time.Minute}}
+}
+
+// SplitEndpoints splits a comma-separated list of coordinator URLs,
+// dropping blanks and trailing slashes.
+func SplitEndpoints(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimRight(strings.TrimSpace(e), "/"); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Current is the endpoint the client uses now.
+func (c *Client) Current() string {
+	eps := c.endpoints()
+	return eps[int(c.cur.Load())%len(eps)]
+}
+
+func (c *Client) endpoints() []string {
+	if len(c.Endpoints) == 0 {
+		return []string{c.Endpoint}
+	}
+	return c.Endpoints
 }
 
 // NewPinned returns a client that trusts only the CA certificates in
 // caFile (PEM): the coordinator's own CA, pinned. An empty caFile trusts
 // the system's roots. A plain http:// endpoint is refused unless its host
 // is a loopback address, where the coordinator may serve without TLS.
+//
+// endpoint may list several coordinators, separated by commas: every one
+// is checked the same way.
 func NewPinned(endpoint, token, caFile string) (*Client, error) {
 	c := New(endpoint, token)
-	u, err := url.Parse(c.Endpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if len(c.Endpoints) == 0 {
 		return nil, fmt.Errorf("coordinator endpoint %q: want https://host:port", endpoint)
 	}
-	if u.Scheme == "http" {
-		if !IsLoopback(u.Hostname()) {
-			return nil, fmt.Errorf("coordinator endpoint %q: plain http only on a loopback address; use https", endpoint)
+	plain := true
+	for _, ep := range c.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("coordinator endpoint %q: want https://host:port", ep)
 		}
+		if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("coordinator endpoint %q: plain http only on a loopback address; use https", ep)
+		}
+		plain = plain && u.Scheme == "http"
+	}
+	if plain {
 		return c, nil
 	}
 	tc, err := PinnedTLS(caFile)
@@ -96,21 +149,91 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return c.DoHeader(ctx, method, path, nil, in, out)
 }
 
-// DoHeader is Do with extra request headers (If-Match, say).
+// DoHeader is Do with extra request headers (If-Match, say). A
+// coordinator that cannot be reached is left for the next of Endpoints,
+// within this call: any request that never reached it (the connection
+// was refused), and a GET, PUT or DELETE whatever became of it (they are
+// idempotent; a POST may have been acted on).
 func (c *Client) DoHeader(ctx context.Context, method, path string, hdr http.Header, in, out any) error {
-	var body io.Reader
+	var buf []byte
 	if in != nil {
-		buf, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if buf, err = json.Marshal(in); err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
+	}
+	eps := c.endpoints()
+	start := int(c.cur.Load()) % len(eps)
+	var err, first error
+	for i := range eps {
+		n := (start + i) % len(eps)
+		var answered bool
+		answered, err = c.do(ctx, eps[n], method, path, hdr, buf, in != nil, out)
+		if ctx.Err() != nil {
+			return err
+		}
+		if answered && !unavailable(method, err) {
+			// Stay with the coordinator that answered.
+			if n != start && c.cur.CompareAndSwap(int32(start), int32(n)) && c.OnSwitch != nil {
+				c.OnSwitch(eps[start], eps[n], first)
+			}
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+		if !answered && !retryable(method, err) {
+			return err
+		}
+	}
+	return err
+}
+
+// unavailable says whether an answer is a coordinator saying it cannot
+// serve now (its store out of reach), to an idempotent request that
+// another coordinator may serve.
+func unavailable(method string, err error) bool {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Code {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return idempotent(method)
+	}
+	return false
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// retryable says whether a request that failed without an answer may go
+// to another coordinator.
+func retryable(method string, err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true // never reached the coordinator
+	}
+	return idempotent(method)
+}
+
+// do sends one request to endpoint; answered is true when the
+// coordinator answered (whatever it said).
+func (c *Client) do(ctx context.Context, endpoint, method, path string, hdr http.Header, buf []byte, hasBody bool, out any) (answered bool, err error) {
+	var body io.Reader
+	if hasBody {
 		body = bytes.NewReader(buf)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.Endpoint+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, endpoint+path, body)
 	if err != nil {
-		return err
+		return true, err
 	}
-	if in != nil {
+	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
@@ -121,26 +244,27 @@ func (c *Client) DoHeader(ctx context.Context, method, path string, hdr http.Hea
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return false, fmt.Errorf("%s %s%s: %w", method, endpoint, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		// Cut off mid-answer: the coordinator died under it.
+		return false, fmt.Errorf("%s %s%s: read answer: %w", method, endpoint, path, err)
 	}
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
-			return eb.Error
+			return true, eb.Error
 		}
-		return &api.Error{Code: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+		return true, &api.Error{Code: resp.StatusCode, Message: strings.TrimSpace(string(data))}
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+			return true, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // Plan long-polls host's plan after epoch since of history ("" before
