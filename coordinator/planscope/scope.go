@@ -16,7 +16,10 @@
 //
 // The scope follows the store's commits in memory: each commit's changes
 // are mapped onto the hosts they concern once, when committed, and served
-// from memory to every watcher.
+// from memory to every watcher. A scope that starts on a store with
+// history (a coordinator restarted) rebuilds the mapping of the retained
+// commits before its start, from the store's delta log, the first time a
+// host asks from before it: hosts go on by deltas, not full plans.
 package planscope
 
 import (
@@ -73,6 +76,11 @@ type Scope struct {
 	waiters      map[string]chan struct{}
 	// others holds the resources of kinds the registry's OnHost decides.
 	others map[api.Key]api.Resource
+
+	// start is the epoch the scope was built at; rebuild maps the
+	// retained commits before it, once.
+	start   uint64
+	rebuild sync.Once
 }
 
 // New builds the scope of st's plans and follows st's commits from now
@@ -84,7 +92,7 @@ func New(st *store.Store, reg *registry.Registry, retain int) (*Scope, error) {
 	sc := &Scope{store: st, reg: reg, retain: retain, ix: newIndex(), last: map[string]uint64{},
 		waiters: map[string]chan struct{}{}, others: map[api.Key]api.Resource{}, storageHosts: map[string]bool{}}
 	err := st.ObserveFrom(func(epoch uint64, tx *store.Tx) error {
-		sc.epoch, sc.base = epoch, epoch
+		sc.epoch, sc.base, sc.start = epoch, epoch, epoch
 		err := tx.All(func(r api.Resource) error {
 			sc.ix.apply(api.OpPut, r)
 			if _, each, _ := sc.otherHosts(r); each {
@@ -333,6 +341,9 @@ var ErrBehind = errors.New("plan scope is behind the store")
 // or when the host gained or lost resources that no delta names. With
 // storage it is the storage plan (every volume and snapshot besides).
 func (sc *Scope) Plan(host string, since uint64, storage bool) (api.Plan, error) {
+	if since > 0 && since < sc.start {
+		sc.rebuild.Do(sc.rebuildBefore)
+	}
 	for try := 0; ; try++ {
 		p, ok, err := sc.plan(host, since, storage)
 		p.Storage = storage
@@ -369,6 +380,50 @@ func (sc *Scope) plan(host string, since uint64, storage bool) (api.Plan, bool, 
 	}
 	// The index must describe the snapshot the store answered from.
 	return p, p.Epoch == epoch, nil
+}
+
+// rebuildBefore maps the store's retained commits before the scope's
+// start onto the hosts, as observe would have when they were made: the
+// index is rebuilt at the oldest epoch the store can rewind to and
+// follows the commits from there up to the start.
+func (sc *Scope) rebuildBefore() {
+	base, state, deltas, err := sc.store.Rewind(sc.start)
+	if err != nil || base >= sc.start {
+		return
+	}
+	old := &Scope{reg: sc.reg, retain: sc.retain, ix: newIndex(), last: map[string]uint64{},
+		waiters: map[string]chan struct{}{}, others: map[api.Key]api.Resource{}, storageHosts: map[string]bool{},
+		epoch: base, base: base}
+	for _, r := range state {
+		old.ix.apply(api.OpPut, r)
+		if _, each, _ := old.otherHosts(r); each {
+			old.others[r.Key()] = r
+		}
+	}
+	old.ix.rescoped = map[string]bool{}
+	for _, d := range deltas {
+		old.observe(d.Epoch, d.Changes)
+	}
+	if old.epoch != sc.start {
+		return
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.base != sc.start {
+		return // a reset since (a restore): the old commits no longer lead here
+	}
+	sc.records = append(old.records, sc.records...)
+	sc.base = old.base
+	if len(sc.records) > sc.retain {
+		drop := len(sc.records) - sc.retain
+		sc.base = sc.records[drop-1].epoch
+		sc.records = append([]*record(nil), sc.records[drop:]...)
+	}
+	for h, e := range old.last {
+		sc.last[h] = max(sc.last[h], e)
+	}
+	sc.lastAll = max(sc.lastAll, old.lastAll)
+	sc.lastStorage = max(sc.lastStorage, old.lastStorage)
 }
 
 // deltas builds host's deltas after since; ok is false when the host must
