@@ -70,9 +70,10 @@ func NewKernelOVSLab(t testing.TB, n int) *Lab {
 	for _, h := range lab.Hosts {
 		h.Driver = "ovs"
 		h.OVS = ovstest.Start(t, h.NS)
-		// The agent's own interval. Each check runs ovs-ofctl: at 100 ms
-		// on two hosts, that process churn alone starved the guest's one
-		// TCG CPU, and with it ovs-vswitchd's handler threads.
+		// The agent's own interval. Each check was an ovs-ofctl process
+		// then: at 100 ms on two hosts, that process churn alone starved
+		// the guest's one TCG CPU, and with it ovs-vswitchd's handler
+		// threads. It is one OpenFlow request now, still one a second.
 		h.CanaryEvery = time.Second
 	}
 	return lab
