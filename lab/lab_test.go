@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,10 +23,15 @@ import (
 // TestMain sweeps up after the package: t.Cleanup does not run after a
 // panic or a -timeout. The package's tests that need Ceph share one
 // cluster, started at the first that asks (cephtest.Require) and
-// stopped here.
+// stopped here; they share one build of the lab's commands, removed here.
 func TestMain(m *testing.M) {
 	stop := cephtest.Lazy("s13l", "rbd") // each test makes pools of its own
-	testenv.Main(runThenStop{m, stop})
+	testenv.Main(runThenStop{m, func() {
+		stop()
+		if binaries.dir != "" {
+			os.RemoveAll(binaries.dir)
+		}
+	}})
 }
 
 type runThenStop struct {
@@ -49,22 +55,43 @@ func repoRoot(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..")
 }
 
-// buildBinaries compiles the three commands once per test run.
+// binaries is the one build of the lab's commands the package's tests
+// share: under load each go build takes a minute, once per test.
+var binaries struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// buildBinaries compiles the three commands once per test process, in one
+// go build, and returns their directory.
 func buildBinaries(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, pkg := range []string{"./coordinator/cmd/strata-coordinator", "./agent/cmd/strata-agent", "./coordinator/cmd/stratactl"} {
-		cmd := exec.Command("go", "build", "-o", dir, pkg)
+	binaries.once.Do(func() {
+		start := time.Now()
+		dir, err := testenv.MkdirTemp("stbin")
+		if err != nil {
+			binaries.err = err
+			return
+		}
+		binaries.dir = dir
+		args := []string{"build", "-o", dir}
 		if rbd.Supported {
 			// This test binary has Ceph support (-tags pacific): so have the lab's.
-			cmd.Args = []string{"go", "build", "-tags", "pacific", "-o", dir, pkg}
+			args = append(args, "-tags", "pacific")
 		}
+		cmd := exec.Command("go", append(args, "./coordinator/cmd/strata-coordinator", "./agent/cmd/strata-agent", "./coordinator/cmd/stratactl")...)
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+			binaries.err = fmt.Errorf("go build the lab's commands: %v\n%s", err, out)
+			return
 		}
+		t.Logf("the lab's commands built in %s (once for the package's tests)", time.Since(start).Round(100*time.Millisecond))
+	})
+	if binaries.err != nil {
+		t.Fatal(binaries.err)
 	}
-	return dir
+	return binaries.dir
 }
 
 // testLab makes a lab with names and a subnet unique to this process and

@@ -50,6 +50,7 @@ func newCephLabLV(t testing.TB, n int, inLab bool, coordArgs ...string) *cephLab
 	if !rbd.Supported {
 		testenv.Missing(t, "go-ceph", rbd.ErrNoCeph.Error())
 	}
+	begin := time.Now()
 	cluster := cephtest.Require(t)
 	ctx := context.Background()
 	keyring, err := cluster.CreateUser(ctx, "client.strata", "mon", StorageMonCaps, "osd", "profile rbd", "mgr", "profile rbd")
@@ -64,6 +65,7 @@ func newCephLabLV(t testing.TB, n int, inLab bool, coordArgs ...string) *cephLab
 		}
 		t.Cleanup(func() { cluster.Ceph(ctx, "osd", "pool", "delete", p, p, "--yes-i-really-really-mean-it") })
 	}
+	t.Logf("[%s] shared Ceph cluster ready, pools %s and %s made", time.Since(begin).Round(100*time.Millisecond), images, volumes)
 	l := testLabConfig(t, Config{Hosts: n, RetainDeltas: 10000, Ceph: &Ceph{MonHost: cluster.MonHost(), User: "strata",
 		Keyring: keyring, ImagesPool: images, VolumesPool: volumes, Route: cluster.Addr}, CoordinatorExtraArgs: coordArgs})
 	start := time.Now()
@@ -96,7 +98,7 @@ func newCephLabLV(t testing.TB, n int, inLab bool, coordArgs ...string) *cephLab
 		})
 		cl.lvs[i] = lv
 	}
-	t.Logf("guest built and %d libvirtds up (qemu probed) in %s", n, time.Since(start).Round(time.Millisecond))
+	t.Logf("[%s] guest built and %d libvirtds up (qemu probed) in %s", time.Since(begin).Round(100*time.Millisecond), n, time.Since(start).Round(time.Millisecond))
 	// Each host reaches the others' libvirtds for live migrations.
 	mig, err := MigrationArgs(filepath.Join(l.Dir, "libvirt-peers"), cl.lvs, l.HostName)
 	if err != nil {
@@ -107,6 +109,7 @@ func newCephLabLV(t testing.TB, n int, inLab bool, coordArgs ...string) *cephLab
 		t.Fatal(err)
 	}
 	waitCLI(t, l, 60*time.Second, "hosts up", AllAliveAndConverged(n))
+	t.Logf("[%s] coordinator and %d agents up and converged", time.Since(begin).Round(100*time.Millisecond), n)
 	applyManifest(t, l, `
 kind: flavor
 name: tiny
@@ -154,13 +157,32 @@ func (cl *cephLab) console(i int, name string) string {
 	return string(b)
 }
 
+// waitConsole waits for the n-th match of re on the console of instance
+// name on host i. A TCG boot beside other guests on a loaded machine
+// takes minutes: the wait is long, and its failure shows the console.
 func (cl *cephLab) waitConsole(t testing.TB, i int, name string, re *regexp.Regexp, n int) []string {
 	t.Helper()
 	var m [][]string
-	testenv.WaitTrue(t, 240*time.Second, fmt.Sprintf("console of %s on h%d to show %q %d times", name, i, re, n), func() bool {
-		m = re.FindAllStringSubmatch(cl.console(i, name), -1)
-		return len(m) >= n
+	var console string
+	_, err := testenv.Poll(480*time.Second, func() error {
+		console = cl.console(i, name)
+		if m = re.FindAllStringSubmatch(console, -1); len(m) < n {
+			return fmt.Errorf("%d matches", len(m))
+		}
+		return nil
 	})
+	if err != nil {
+		// What the guest did: its CPU time and disk requests, and qemu's log.
+		stats, _ := cl.lvs[i].Virsh("domstats", "--cpu-total", "--block", "--state")
+		logs, _ := filepath.Glob(filepath.Join(cl.lvs[i].Dir, "log", "qemu", "*.log"))
+		var qlog []byte
+		for _, f := range logs {
+			b, _ := os.ReadFile(f)
+			qlog = append(append(qlog, "== "+filepath.Base(f)+"\n"...), tail(b, 1500)...)
+		}
+		t.Fatalf("console of %s on h%d to show %q %d times: %v; the console:\n%s\n--- domstats ---\n%s\n--- qemu logs ---\n%s",
+			name, i, re, n, err, tail([]byte(console), 2000), stats, qlog)
+	}
 	return m[n-1]
 }
 
