@@ -49,7 +49,14 @@ func dump(t testing.TB, ns string) string {
 	return normalize(b.String())
 }
 
-var timers = regexp.MustCompile(`\w+_timer\s+[\d.]+`)
+var (
+	timers = regexp.MustCompile(`\w+_timer\s+[\d.]+`)
+	// operState is what the kernel says of a link's carrier: its
+	// linkwatch sets it a while after the driver's changes (a bridge goes
+	// from UNKNOWN to UP once a port forwards, later on a loaded host), so
+	// it is the kernel's, not the driver's. The admin UP flag stays.
+	operState = regexp.MustCompile(`,LOWER_UP>|\bstate (UP|DOWN|UNKNOWN|LOWERLAYERDOWN|DORMANT) `)
+)
 
 // normalize keeps the lines about Strata's devices (links, their own FDB and
 // neighbour entries, not what the kernel adds or learns) and sorts them.
@@ -59,6 +66,12 @@ func normalize(s string) string {
 		line = strings.TrimSpace(line)
 		isLink := strings.Contains(line, ": "+network.BridgePrefix) || strings.Contains(line, ": "+network.VXLANPrefix)
 		if isLink || (strings.Contains(line, "dev "+network.VXLANPrefix) && !strings.Contains(line, "master")) {
+			line = operState.ReplaceAllStringFunc(line, func(m string) string {
+				if m == ",LOWER_UP>" {
+					return ">"
+				}
+				return ""
+			})
 			keep = append(keep, timers.ReplaceAllString(line, ""))
 		}
 	}
@@ -179,4 +192,23 @@ func stripIndexes(s string) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, "\n")
+}
+
+// The kernel's carrier state is not the driver's: a bridge caught before
+// and after linkwatch brought it UP normalizes the same, and its admin
+// state and STP port state still count.
+func TestNormalizeLeavesOutOperState(t *testing.T) {
+	early := "3: sbr-1: <BROADCAST,MULTICAST,UP> mtu 1450 qdisc noqueue state UNKNOWN mode DEFAULT group default"
+	late := "3: sbr-1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UP mode DEFAULT group default"
+	if a, b := normalize(early), normalize(late); a != b {
+		t.Errorf("carrier state counted:\n%s\n%s", a, b)
+	}
+	down := "3: sbr-1: <BROADCAST,MULTICAST> mtu 1450 qdisc noqueue state DOWN mode DEFAULT group default"
+	if normalize(down) == normalize(late) {
+		t.Error("a link set down normalizes like one that is up")
+	}
+	port := "4: svx-1: <BROADCAST,MULTICAST,UP> mtu 1450 master sbr-1 bridge_slave state forwarding priority 32"
+	if !strings.Contains(normalize(port), "bridge_slave state forwarding") {
+		t.Errorf("the STP port state was dropped: %s", normalize(port))
+	}
 }
