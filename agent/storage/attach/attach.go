@@ -246,6 +246,12 @@ func (a *Libvirt) Set(ctx context.Context, domain string, want []Volume) error {
 	if err != nil {
 		return fmt.Errorf("domain %q disks: %w", domain, err)
 	}
+	persistent := have
+	if xmlFlags == 0 {
+		if persistent, _, err = attached(l, dom, golibvirt.DomainXMLInactive); err != nil {
+			return fmt.Errorf("domain %q persistent disks: %w", domain, err)
+		}
+	}
 	wanted := map[string]bool{}
 	for _, v := range want {
 		wanted[v.source()] = true
@@ -255,9 +261,15 @@ func (a *Libvirt) Set(ctx context.Context, domain string, want []Volume) error {
 		if wanted[src] || disk.Target == nil || !devRE.MatchString(disk.Target.Dev) {
 			continue
 		}
-		x, _ := disk.Marshal()
 		// A live detach completes when the guest lets the device go; its
-		// target name stays taken until then.
+		// target name stays taken until then. The persistent definition
+		// loses the disk at once, so a disk still live but gone from it
+		// is a detach under way: asking again would fail (libvirt: no
+		// such device in the definition; qemu: already being unplugged).
+		if _, ok := persistent[src]; !ok {
+			continue
+		}
+		x, _ := disk.Marshal()
 		if err := l.DomainDetachDeviceFlags(dom, x, flags); err != nil {
 			errs = append(errs, fmt.Errorf("detach %s from %q: %w", src, domain, err))
 		}
