@@ -59,9 +59,11 @@ func (l *Lab) DemoCache(ctx context.Context, w io.Writer) error {
     go test -tags pacific -run TestCachedVolumesInGuest ./agent/storage/cachedvol/guesttest
   maps volumes as the compute driver does before a hot-plug and checks the block device the domain would
   open; writes through writeback caches and detaches (also with the agent SIGKILLed mid-flush), snapshots
-  under writes, crashes the guest with dirty blocks and reassembles the cache in a second boot, carves a
-  cache from an LVM volume group, cleans an idle volume's cache, and fails cache devices (writethrough
-  falls back, writeback refuses writes with the bytes at risk); the host then reads every image back.
+  under writes (also an attached volume's, which its host takes from the plan: cache written back with
+  the dirty blocks left in the snapshot's status, writes held, snapshot made), crashes the guest with
+  dirty blocks and reassembles the cache in a second boot, carves a cache from an LVM volume group,
+  cleans an idle volume's cache, and fails cache devices (writethrough falls back, writeback refuses
+  writes with the bytes at risk); the host then reads every image back.
 `)
 	return nil
 }

@@ -169,9 +169,11 @@ func (r *guestRig) opts(t testing.TB, env map[string]string) kerneltest.Options 
 		// disk; lvm comes along for the volume group test.
 		Env: e, Drives: []string{r.fast, r.pv}, Tools: []string{"lvm"},
 		// Four tests write 24 MiB each to Ceph from a TCG guest and flush
-		// it (2.5 min on an idle machine, 6 with the load average at 40):
-		// a bound for a hung guest, not a performance target.
-		Timeout: testenv.Scale(15 * time.Minute), MemoryMB: 1024,
+		// it, and the attached-volume snapshot writes 16 MiB under it
+		// (the first boot takes 5 min on an idle machine, over 15 with the
+		// load average at 60): a bound for a hung guest, not a
+		// performance target.
+		Timeout: testenv.Scale(25 * time.Minute), MemoryMB: 1024,
 	}
 }
 
