@@ -22,8 +22,9 @@ var ErrNotApplied = errors.New("not applied")
 
 // Wait waits until every live host has applied the change that moved the
 // cluster to epoch: for a resource that still exists (path names it),
-// until each host whose plan carries it reports it applied at that epoch
-// or later; for a deleted one (or path ""), until every live host's
+// until each host whose plan carries it holds it at that epoch or later
+// (applied, or in a state of its own: an instance's host reports it
+// running or stopped); for a deleted one (or path ""), until every live host's
 // applied epoch has reached it. Hosts that are not alive are not waited
 // for, and the result says so. A host's error at the epoch or later (an
 // older one is what the change may fix) or a refused placement ends
@@ -111,7 +112,7 @@ func waitOnce(ctx context.Context, c *apiclient.Client, path string, epoch uint6
 		switch {
 		case h.State == api.ResourceError && h.Epoch >= epoch:
 			return false, "", fmt.Errorf("%w: host %s: %s", ErrNotApplied, h.Host, h.Message)
-		case h.State == api.ResourceApplied && h.Epoch >= epoch:
+		case h.HoldsAt(epoch):
 			applied = append(applied, h.Host)
 		default:
 			waiting = append(waiting, h.Host)

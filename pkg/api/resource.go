@@ -55,6 +55,13 @@ const (
 	ResourceError   = "error"   // the host could not apply it; Message says why
 )
 
+// HoldsAt reports whether the host has the resource as of epoch: it
+// applied it, or reports it in a state of the resource's own (an
+// instance's host reports it running or stopped instead of applied).
+func (s ResourceStatus) HoldsAt(epoch uint64) bool {
+	return s.Epoch >= epoch && s.State != ResourcePending && s.State != ResourceError
+}
+
 // ResourceStatus is the observed state of one resource on one host.
 type ResourceStatus struct {
 	Host    string    `json:"host"`

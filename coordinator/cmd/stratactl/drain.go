@@ -105,16 +105,14 @@ func seen(r api.Resource, s api.InstanceSpec) string {
 }
 
 // movedOff: placed elsewhere, no migration in flight, and its new host
-// has it at its current epoch: applied, or reported in a state of its
-// own (an instance's host reports it running or stopped, which the
-// resource's hosts list shows instead of "applied").
+// holds it at its current epoch.
 func movedOff(host string) func(r api.Resource, s api.InstanceSpec) bool {
 	return func(r api.Resource, s api.InstanceSpec) bool {
 		if s.Host == host || s.Migration != nil {
 			return false
 		}
 		for _, h := range r.Hosts {
-			if h.Host == s.Host && h.Epoch >= r.Epoch && h.State != api.ResourcePending && h.State != api.ResourceError {
+			if h.Host == s.Host && h.HoldsAt(r.Epoch) {
 				return true
 			}
 		}

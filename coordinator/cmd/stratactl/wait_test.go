@@ -100,6 +100,25 @@ func TestWaitUntilHostsApply(t *testing.T) {
 		t.Fatalf("--wait with h1's error: %v\n%s", r[1], r[0])
 	}
 
+	// A host that reports a state of the resource's own (an instance's
+	// host says running, not applied) holds it: the wait ends. Before,
+	// it waited out --wait-timeout.
+	doc = strings.Replace(doc, "02:00:00:00:00:bb", "02:00:00:00:00:cc", 1)
+	if err := os.WriteFile(manifest, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	prev := now.Epoch
+	done = c.background("apply", "-f", manifest, "--wait", "--wait-timeout", "30s")
+	for c.json(&now, "status"); now.Epoch == prev; c.json(&now, "status") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.report(api.HostReport{AppliedEpoch: now.Epoch, Resources: []api.ResourceReport{{Key: key,
+		ResourceStatus: api.ResourceStatus{State: api.PowerRunning, Epoch: now.Epoch, Updated: time.Now()}}}})
+	r = <-done
+	if r[1] != nil || !strings.Contains(r[0].(string), "applied on 1 host(s)") {
+		t.Fatalf("--wait with h1 reporting it running at epoch %d: %v\n%s", now.Epoch, r[1], r[0])
+	}
+
 	// Nobody applies the delete: --wait-timeout ends the wait.
 	out, err := c.run("ports", "delete", "-p", "p", "vm", "--wait", "--wait-timeout", "200ms")
 	if err == nil || !strings.Contains(err.Error(), "waiting for h1") {
