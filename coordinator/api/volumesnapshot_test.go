@@ -12,15 +12,16 @@ import (
 // TestSnapshotStatusFromTheMappingHost: a snapshot of an attached krbd
 // volume is taken by the host that maps it (agent/storage/mappedsnap), not
 // by the storage controller's host. The coordinator keeps that host's
-// reports on the snapshot (every host's plan holds the volume's
-// snapshots), shows its progress as the snapshot's status beside the
-// controller's word, lets its failure win over the controller's later
-// pending, and shows the snapshot available once that host took it.
+// reports on the snapshot (the snapshot is in the plan of the hosts that
+// hold its volume, and of the storage hosts), shows its progress as the
+// snapshot's status beside the controller's word, lets its failure win
+// over the controller's later pending, and shows the snapshot available
+// once that host took it.
 func TestSnapshotStatusFromTheMappingHost(t *testing.T) {
-	f := newFixture(t, api.Host{Name: "h1"}, api.Host{Name: "h2"})
-	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
+	f := computeFixture(t)
 	f.must(f.admin, "PUT", "/v1/volumetypes/cached", `{"spec":{"pool":"volumes","attach_mode":"krbd","cache_mode":"writeback"}}`, 201)
 	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v", `{"spec":{"size_gib":1,"type":"cached"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/instances/vm", `{"spec":{"flavor":"small","image":"cirros","host":"h2","volumes":["v"]}}`, 201)
 	f.must(f.admin, "PUT", "/v1/projects/a/volumesnapshots/s", `{"spec":{"volume":"v"}}`, 201)
 	var sn api.Resource
 	json.Unmarshal(f.must(f.admin, "GET", "/v1/projects/a/volumesnapshots/s", "", 200), &sn)
@@ -35,7 +36,8 @@ func TestSnapshotStatusFromTheMappingHost(t *testing.T) {
 	t0 := time.Now().UTC()
 	report := func(host, state, msg string, at time.Duration) {
 		t.Helper()
-		rep, _ := json.Marshal(api.HostReport{Host: host, AppliedEpoch: sn.Epoch, Resources: []api.ResourceReport{{
+		// h1 runs the storage controller: its plan holds every snapshot.
+		rep, _ := json.Marshal(api.HostReport{Host: host, AppliedEpoch: sn.Epoch, StorageController: host == "h1", Resources: []api.ResourceReport{{
 			Key: sn.Key(), ResourceStatus: api.ResourceStatus{State: state, Message: msg, Epoch: sn.Epoch, Updated: t0.Add(at)}}}})
 		f.must(tokens[host], "POST", "/v1/hosts/"+host+"/status", string(rep), 204)
 	}

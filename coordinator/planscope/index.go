@@ -35,6 +35,7 @@ type index struct {
 	// volHosts counts, per volume, the instances on each host that
 	// attach it or boot from it.
 	volHosts map[ref]hostCount
+	snaps    map[ref]string // volume snapshot: its volume
 
 	// rescoped collects the hosts whose plan gains or loses resources
 	// that the commit being applied did not change.
@@ -53,13 +54,19 @@ func newIndex() *index {
 	return &index{netHosts: map[ref]hostCount{}, projHosts: map[string]hostCount{}, subnets: map[ref]string{},
 		ports: map[ref]portInfo{}, portLinks: map[ref][]link{}, instRefs: map[ref]map[ref][]string{},
 		instances: map[ref]instInfo{}, routers: map[ref]string{}, fips: map[ref]string{}, fwgs: map[ref]string{},
-		volHosts: map[ref]hostCount{}, rescoped: map[string]bool{}}
+		volHosts: map[ref]hostCount{}, snaps: map[ref]string{}, rescoped: map[string]bool{}}
 }
 
 // apply folds one put or delete into the index.
 func (ix *index) apply(op api.Op, r api.Resource) {
 	k, del := refOf(r), op == api.OpDelete
 	switch r.Kind {
+	case "volumesnapshot":
+		if del {
+			delete(ix.snaps, k)
+		} else {
+			ix.snaps[k] = contract.Decode[api.VolumeSnapshotSpec](r).Volume
+		}
 	case "subnet":
 		if del {
 			delete(ix.subnets, k)
@@ -297,8 +304,12 @@ func (ix *index) hosts(r api.Resource) []string {
 		return ix.instances[k].hosts
 	case "volume":
 		return keys(ix.volHosts[k])
+	case "volumesnapshot":
+		// With its volume: the host that maps a krbd volume takes its
+		// snapshots (agent/storage/mappedsnap). Storage hosts hold
+		// every snapshot besides.
+		return keys(ix.volHosts[ref{k.project, ix.snaps[k]}])
 	}
-	// A volume snapshot is in no host's plan but a storage host's.
 	return nil
 }
 
@@ -330,6 +341,8 @@ func (ix *index) holds(host string, r api.Resource) bool {
 		}
 	case "volume":
 		return ix.volHosts[k][host] > 0
+	case "volumesnapshot":
+		return ix.volHosts[ref{k.project, ix.snaps[k]}][host] > 0
 	}
 	return false
 }

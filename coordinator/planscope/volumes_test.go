@@ -21,9 +21,10 @@ func kinds(p api.Plan, kind string) map[string]bool {
 }
 
 // TestScopeVolumesFollowInstances: a volume is in the plan of the hosts
-// whose instances attach it or boot from it (both ends of a move), a
-// snapshot in no host's plan; a storage host's plan holds every volume
-// and snapshot, and every volume change wakes it.
+// whose instances attach it or boot from it (both ends of a move), and its
+// snapshots with it (the host that maps a krbd volume takes them); a
+// storage host's plan holds every volume and snapshot, and every volume
+// change wakes it.
 func TestScopeVolumesFollowInstances(t *testing.T) {
 	f := newFixture(t)
 	f.put("volumetype", "", "default", api.VolumeTypeSpec{Pool: "volumes"})
@@ -46,11 +47,12 @@ func TestScopeVolumesFollowInstances(t *testing.T) {
 	at := st.Epoch
 
 	// An instance on h1 booting from "boot" with v1 attached brings both
-	// to h1, in a full plan (the commit did not change them).
+	// to h1, and v1's snapshot, in a full plan (the commit did not change
+	// them).
 	e = f.put("instance", "a", "vm", api.InstanceSpec{Flavor: "f", Host: "h1", BootVolume: "boot", Volumes: []string{"v1"}})
 	f.concerned(e, "h1")
 	p := f.plan("h1", e-1, true)
-	if v := kinds(p, "volume"); !v["a/v1"] || !v["a/boot"] || len(v) != 2 || len(kinds(p, "volumesnapshot")) != 0 {
+	if v, s := kinds(p, "volume"), kinds(p, "volumesnapshot"); !v["a/v1"] || !v["a/boot"] || len(v) != 2 || !s["a/s1"] || len(s) != 1 {
 		t.Fatalf("h1's plan: %+v", p.Resources)
 	}
 	// A change to v1 is a delta to h1 and the storage host, no one else.
@@ -71,8 +73,15 @@ func TestScopeVolumesFollowInstances(t *testing.T) {
 	if n := f.sc.Need("c1"); n != e {
 		t.Fatalf("storage host needs epoch %d, want %d", n, e)
 	}
-	// A snapshot concerns only the storage host.
+	// A snapshot of v1 concerns the storage host and h1, which holds v1.
 	e = f.put("volumesnapshot", "a", "s2", api.VolumeSnapshotSpec{Volume: "v1"})
+	f.concerned(e, "c1", "h1")
+	if p := f.plan("h1", e-1, false); len(p.Deltas[0].Changes) != 1 || p.Deltas[0].Changes[0].Resource.Name != "s2" {
+		t.Fatalf("h1's delta for a snapshot of its volume: %+v", p)
+	}
+	// A snapshot of a volume no instance uses concerns the storage host.
+	f.put("volume", "a", "spare", api.VolumeSpec{SizeGiB: 1})
+	e = f.put("volumesnapshot", "a", "s3", api.VolumeSnapshotSpec{Volume: "spare"})
 	f.concerned(e, "c1")
 	sp, err := f.sc.Plan("c1", at, true)
 	if err != nil || sp.Full || !sp.Storage {
@@ -82,8 +91,8 @@ func TestScopeVolumesFollowInstances(t *testing.T) {
 	for _, d := range sp.Deltas {
 		n += len(d.Changes)
 	}
-	// v1, s2 and nothing of the instance (not on c1).
-	if n != 2 {
+	// v1, s2, spare, s3 and nothing of the instance (not on c1).
+	if n != 4 {
 		t.Fatalf("storage host's deltas since %d: %+v", at, sp.Deltas)
 	}
 	// The instance moves to h2: h1 (source) and h2 both hold the volumes;
