@@ -8,10 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/strata-infra/strata/agent/compute/virttest"
 	"github.com/strata-infra/strata/agent/storage/attach"
-	"github.com/strata-infra/strata/internal/cephtest"
-	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/rbd"
 )
 
@@ -23,21 +20,8 @@ import (
 // no longer has (CI saw "device not found: no target device vdb" on the
 // second pass of TestInstanceOnRBD when the guest was slow).
 func TestDetachUnderWay(t *testing.T) {
-	cl := cephtest.Require(t)
-	virttest.Require(t)
-	if !rbd.Supported {
-		testenv.Missing(t, "go-ceph", rbd.ErrNoCeph.Error())
-	}
+	cl, keyring, conn := cephUser(t, "strata-detach")
 	ctx := context.Background()
-	keyring, err := cl.CreateUser(ctx, "client.strata-detach", "mon", "profile rbd", "osd", "profile rbd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := rbd.Connect(rbd.Config{MonHost: cl.MonHost(), User: "strata-detach", Keyring: keyring})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
 	tag := fmt.Sprintf("s13d-%d", os.Getpid())
 	vol := rbd.Ref{Pool: "volumes", Image: tag + "-data"}
 	if err := conn.Create(vol, 16<<20, "test"); err != nil {
@@ -46,14 +30,7 @@ func TestDetachUnderWay(t *testing.T) {
 	t.Cleanup(func() { conn.Remove(vol, "", false) })
 
 	dir := t.TempDir()
-	d, err := virttest.New(dir+"/libvirt", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.KillGuests(); d.Stop() })
+	d, lv := libvirtdWith(t, dir, cl, "strata-detach", keyring)
 	domain := tag + "-noos"
 	xml := filepath.Join(dir, "noos.xml")
 	if err := os.WriteFile(xml, []byte(fmt.Sprintf(`<domain type='qemu'>
@@ -71,15 +48,6 @@ func TestDetachUnderWay(t *testing.T) {
 			t.Fatalf("virsh %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	mons, err := attach.ParseMonHost(cl.MonHost())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lv, err := attach.New(d.Socket, attach.Client{Monitors: mons, User: "strata-detach", Keyring: keyring, SecretUUID: uuid()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lv.Close()
 	if err := lv.EnsureSecret(ctx); err != nil {
 		t.Fatal(err)
 	}

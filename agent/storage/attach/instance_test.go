@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/compute"
-	"github.com/strata-infra/strata/agent/compute/virttest"
 	"github.com/strata-infra/strata/agent/storage/attach"
-	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/computespec"
 	"github.com/strata-infra/strata/pkg/rbd"
@@ -29,21 +27,8 @@ import (
 // go of it in Ceph) and plugged again, and the guest reads the record
 // back; after a stop and start the volume is still there with the record.
 func TestInstanceOnRBD(t *testing.T) {
-	cl := cephtest.Require(t)
-	virttest.Require(t)
-	if !rbd.Supported {
-		testenv.Missing(t, "go-ceph", rbd.ErrNoCeph.Error())
-	}
+	cl, keyring, conn := cephUser(t, "strata")
 	ctx := context.Background()
-	keyring, err := cl.CreateUser(ctx, "client.strata", "mon", "profile rbd", "osd", "profile rbd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := rbd.Connect(rbd.Config{MonHost: cl.MonHost(), User: "strata", Keyring: keyring})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close) // registered first: runs after the removals
 	tag := fmt.Sprintf("s13-%d", os.Getpid())
 	data := rbd.Ref{Pool: "volumes", Image: tag + "-data"}
 	if err := conn.Create(data, 64<<20, "test"); err != nil {
@@ -75,23 +60,7 @@ func TestInstanceOnRBD(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	d, err := virttest.New(dir+"/libvirt", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.KillGuests(); d.Stop() })
-	mons, err := attach.ParseMonHost(cl.MonHost())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lv, err := attach.New(d.Socket, attach.Client{Monitors: mons, User: "strata", Keyring: keyring, SecretUUID: uuid()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lv.Close()
+	d, lv := libvirtdWith(t, dir, cl, "strata", keyring)
 	claims := 0
 	host := attach.NewHost(lv, func(pool, image string) ([]string, error) {
 		claims++

@@ -41,22 +41,9 @@ import (
 // namespace; a client namespace on that segment runs dnsmasq (the guest's
 // address) and the ping.
 func TestLiveMigrationOnRBD(t *testing.T) {
-	cl := cephtest.Require(t)
-	virttest.Require(t)
-	if !rbd.Supported {
-		testenv.Missing(t, "go-ceph", rbd.ErrNoCeph.Error())
-	}
+	cl, keyring, conn := cephUser(t, "strata")
 	testenv.RequireBinary(t, "dnsmasq", "busybox")
 	ctx := context.Background()
-	keyring, err := cl.CreateUser(ctx, "client.strata", "mon", "profile rbd", "osd", "profile rbd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := rbd.Connect(rbd.Config{MonHost: cl.MonHost(), User: "strata", Keyring: keyring})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
 	tag := testenv.Tag('m')
 	out, err := exec.Command("bash", "../../../testdata/guest/build.sh").Output()
 	if err != nil {
