@@ -35,16 +35,7 @@ func testTable(n int) nftsync.Table {
 // nothing changed since our own batch, and any change made behind Sync's
 // back (here with the nft CLI) is seen and repaired by the next Sync.
 func TestOutOfBandChangeRepaired(t *testing.T) {
-	nettest.RequireRoot(t)
-	ns := nettest.Prefix(t) + "sync"
-	if err := netnsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(netnsutil.Path(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	ns, f := testNetNS(t, "sync")
 	eng := nftsync.NewEngine()
 	syncOnce := func() nftsync.Stats {
 		t.Helper()
@@ -130,16 +121,7 @@ func TestOutOfBandChangeRepaired(t *testing.T) {
 // table; other inputs, a change behind its back (repaired), a change to
 // another table, a refused batch or a fresh engine each build again.
 func TestSyncTablesFromSkipsUnchanged(t *testing.T) {
-	nettest.RequireRoot(t)
-	ns := nettest.Prefix(t) + "from"
-	if err := netnsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(netnsutil.Path(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	ns, f := testNetNS(t, "from")
 	nft := func(args ...string) string {
 		t.Helper()
 		out, err := nettest.Run(context.Background(), ns, "nft", args...)
@@ -220,16 +202,7 @@ func TestSyncTablesFromSkipsUnchanged(t *testing.T) {
 // the kernel never answers "device or resource busy": rules, then chains,
 // then sets.
 func TestTeardownDeletesInDependencyOrder(t *testing.T) {
-	nettest.RequireRoot(t)
-	ns := nettest.Prefix(t) + "order"
-	if err := netnsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(netnsutil.Path(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	_, f := testNetNS(t, "order")
 	hook, prio := nftables.ChainHookForward, nftables.ChainPriorityFilter
 	base := nftsync.Chain{Name: "forward", Type: nftables.ChainTypeFilter, Hook: hook, Priority: prio}
 	full := nftsync.Table{Family: nftables.TableFamilyINet, Name: "strata_order"}
@@ -263,16 +236,7 @@ func TestTeardownDeletesInDependencyOrder(t *testing.T) {
 // elements span many messages of one batch), a fresh engine reads it back
 // as unchanged, and one element more is one operation.
 func TestBigVerdictMap(t *testing.T) {
-	nettest.RequireRoot(t)
-	ns := nettest.Prefix(t) + "big"
-	if err := netnsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(netnsutil.Path(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	_, f := testNetNS(t, "big")
 	fields := []nftsync.Field{nftsync.L4Proto, nftsync.SAddr, nftsync.DPort}
 	table := func(n int) nftsync.Table {
 		s := nftsync.Set{Name: "vm", Fields: fields, VMap: true}
@@ -314,4 +278,21 @@ func TestBigVerdictMap(t *testing.T) {
 	if st := sync(eng, table(10001)); st.Ops() != 1 || st.ElemsAdded != 1 {
 		t.Errorf("one element more: %+v", st)
 	}
+}
+
+// testNetNS makes a namespace for t (removed with the test's prefix) and
+// opens it; the file is closed after t.
+func testNetNS(t *testing.T, name string) (string, *os.File) {
+	t.Helper()
+	nettest.RequireRoot(t)
+	ns := nettest.Prefix(t) + name
+	if err := netnsutil.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(netnsutil.Path(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return ns, f
 }
