@@ -15,10 +15,10 @@ import (
 // drivers: where the coordinator is, the tunnel endpoint, the underlay
 // device and the physical network devices. Empty fields are not checked.
 type Setup struct {
-	Coordinator string            // API URL
-	VTEP        string            // local tunnel endpoint address
-	UnderlayDev string            // device carrying the tunnels
-	Physnets    map[string]string // physical network -> host device
+	Coordinators []string          // API URLs, in the agent's failover order
+	VTEP         string            // local tunnel endpoint address
+	UnderlayDev  string            // device carrying the tunnels
+	Physnets     map[string]string // physical network -> host device
 }
 
 // Probe is how the doctor looks at this host's network and coordinator.
@@ -73,21 +73,7 @@ func HostProbe(caFile string) Probe {
 // exist. The network ones run only when the host runs a network driver.
 func SetupChecks(p Probe, s Setup, d Drivers) []Result {
 	var rs []Result
-	if s.Coordinator != "" {
-		r := Result{Check: "coordinator", Required: true, Status: OK}
-		code, err := p.Get(s.Coordinator + "/v1/openapi.json")
-		switch {
-		case err != nil:
-			r.Status, r.Detail = Missing, err.Error()
-			r.Fix = "start strata-coordinator, or fix coordinator: in the agent config"
-		case code >= 500:
-			r.Status, r.Detail = Missing, fmt.Sprintf("%s answers HTTP %d", s.Coordinator, code)
-			r.Fix = "see the coordinator's log"
-		default:
-			r.Detail = fmt.Sprintf("%s answers (HTTP %d)", s.Coordinator, code)
-		}
-		rs = append(rs, r)
-	}
+	rs = append(rs, coordinatorChecks(p, s.Coordinators)...)
 	if d.Network == "none" {
 		return rs
 	}
@@ -104,6 +90,40 @@ func SetupChecks(p Probe, s Setup, d Drivers) []Result {
 	sort.Strings(names)
 	for _, n := range names {
 		rs = append(rs, linkCheck(p, "physnet:"+n, s.Physnets[n], "network.physical_networks"))
+	}
+	return rs
+}
+
+// coordinatorChecks probes every coordinator URL the agent may fail over
+// to. One that does not answer is required only when none does: the agent
+// runs on any one of them, but the operator should hear of the others.
+func coordinatorChecks(p Probe, urls []string) []Result {
+	rs := make([]Result, 0, len(urls))
+	anyOK := false
+	for _, u := range urls {
+		r := Result{Check: "coordinator", Required: true, Status: OK}
+		if len(urls) > 1 {
+			r.Check = "coordinator:" + u
+		}
+		code, err := p.Get(u + "/v1/openapi.json")
+		switch {
+		case err != nil:
+			r.Status, r.Detail = Missing, err.Error()
+			r.Fix = "start strata-coordinator, or fix coordinator: in the agent config"
+		case code >= 500:
+			r.Status, r.Detail = Missing, fmt.Sprintf("%s answers HTTP %d", u, code)
+			r.Fix = "see the coordinator's log"
+		default:
+			r.Detail = fmt.Sprintf("%s answers (HTTP %d)", u, code)
+			anyOK = true
+		}
+		rs = append(rs, r)
+	}
+	for i := range rs {
+		if rs[i].Status != OK && anyOK {
+			rs[i].Status, rs[i].Required = Warn, false
+			rs[i].Detail += " (the agent fails over to another coordinator)"
+		}
 	}
 	return rs
 }

@@ -41,7 +41,7 @@ func fakeProbe(code int, addrs []string, links ...string) Probe {
 }
 
 func TestSetupChecks(t *testing.T) {
-	setup := Setup{Coordinator: "http://10.0.0.1:7070", VTEP: "172.31.0.5", UnderlayDev: "eth1", Physnets: map[string]string{"physnet1": "eth2"}}
+	setup := Setup{Coordinators: []string{"http://10.0.0.1:7070"}, VTEP: "172.31.0.5", UnderlayDev: "eth1", Physnets: map[string]string{"physnet1": "eth2"}}
 	netOnly := Drivers{Network: "linuxbridge", Compute: "none", Storage: "none", Cache: "none"}
 	cases := []struct {
 		name    string
@@ -103,20 +103,53 @@ func TestHostProbeOnThisMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Drivers{Network: "linuxbridge", Compute: "none", Storage: "none", Cache: "none"}
-	if got := byCheck(SetupChecks(HostProbe(""), Setup{Coordinator: srv.URL}, d)); got["coordinator"].Status != Missing {
+	if got := byCheck(SetupChecks(HostProbe(""), Setup{Coordinators: []string{srv.URL}}, d)); got["coordinator"].Status != Missing {
 		t.Errorf("coordinator with a CA the probe was not given: %+v", got["coordinator"])
 	}
-	got := byCheck(SetupChecks(HostProbe(ca), Setup{Coordinator: srv.URL, VTEP: "127.0.0.1", UnderlayDev: "lo", Physnets: map[string]string{"p1": "lo"}}, d))
+	got := byCheck(SetupChecks(HostProbe(ca), Setup{Coordinators: []string{srv.URL}, VTEP: "127.0.0.1", UnderlayDev: "lo", Physnets: map[string]string{"p1": "lo"}}, d))
 	for _, c := range []string{"coordinator", "vtep", "underlay", "physnet:p1"} {
 		if got[c].Status != OK {
 			t.Errorf("%s: %+v", c, got[c])
 		}
 	}
 	srv.Close()
-	got = byCheck(SetupChecks(HostProbe(ca), Setup{Coordinator: srv.URL, VTEP: "192.0.2.77", UnderlayDev: "s10a-nodev"}, d))
+	got = byCheck(SetupChecks(HostProbe(ca), Setup{Coordinators: []string{srv.URL}, VTEP: "192.0.2.77", UnderlayDev: "s10a-nodev"}, d))
 	for _, c := range []string{"coordinator", "vtep", "underlay"} {
 		if got[c].Status != Missing {
 			t.Errorf("%s after the coordinator stopped / on a foreign address / absent device: %+v", c, got[c])
+		}
+	}
+}
+
+// With several coordinators, each is probed; one down is a warning while
+// another answers, and required only when none does.
+func TestSetupChecksEveryCoordinator(t *testing.T) {
+	up := map[string]bool{"http://c1:7070": false, "http://c2:7070": true}
+	p := Probe{Get: func(url string) (int, error) {
+		for u, ok := range up {
+			if strings.HasPrefix(url, u) && ok {
+				return 200, nil
+			}
+		}
+		return 0, errors.New("connection refused")
+	}}
+	s := Setup{Coordinators: []string{"http://c1:7070", "http://c2:7070"}}
+	d := Drivers{Network: "none"}
+	got := byCheck(SetupChecks(p, s, d))
+	if r := got["coordinator:http://c1:7070"]; r.Status != Warn || r.Required {
+		t.Errorf("c1 down while c2 answers: %+v, want an optional warning", r)
+	}
+	if r := got["coordinator:http://c2:7070"]; r.Status != OK {
+		t.Errorf("c2: %+v", r)
+	}
+	if !NewReport(SetupChecks(p, s, d)).OK {
+		t.Error("report fails with one of two coordinators answering")
+	}
+	up["http://c2:7070"] = false
+	got = byCheck(SetupChecks(p, s, d))
+	for _, u := range s.Coordinators {
+		if r := got["coordinator:"+u]; r.Status != Missing || !r.Required {
+			t.Errorf("%s with none answering: %+v, want required and missing", u, r)
 		}
 	}
 }

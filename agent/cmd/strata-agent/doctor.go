@@ -53,7 +53,7 @@ func doctorCmd() *cobra.Command {
 			}
 			checks := append(pre, doctor.Run(doctor.Host(), d, files)...)
 			if loadErr == nil {
-				checks = append(checks, doctor.SetupChecks(doctor.HostProbe(cfg.CoordinatorCAFile), doctor.Setup{Coordinator: cfg.Coordinator[0], VTEP: cfg.VTEP,
+				checks = append(checks, doctor.SetupChecks(doctor.HostProbe(cfg.CoordinatorCAFile), doctor.Setup{Coordinators: cfg.Coordinator, VTEP: cfg.VTEP,
 					UnderlayDev: cfg.Network.UnderlayDev, Physnets: cfg.Network.PhysicalNetworks}, d)...)
 				checks = append(checks, storageChecks(cfg.Storage)...)
 			}
