@@ -62,8 +62,11 @@ func (l *Lab) DemoCache(ctx context.Context, w io.Writer) error {
   under writes (also an attached volume's, which its host takes from the plan: cache written back with
   the dirty blocks left in the snapshot's status, writes held, snapshot made), crashes the guest with
   dirty blocks and reassembles the cache in a second boot, carves a cache from an LVM volume group,
-  cleans an idle volume's cache, and fails cache devices (writethrough falls back, writeback refuses
-  writes with the bytes at risk); the host then reads every image back.
+  cleans an idle volume's cache, and fails cache devices, wholly or only their last MiB (found by the
+  agent's patrol reads): writethrough falls back, writeback refuses writes with the bytes at risk; the
+  host then reads every image back. The hot-plug itself, through a real libvirtd into a running TCG
+  guest, of a block disk on /dev/mapper/strata-<image> (a loop device here):
+    go test -tags pacific -run TestKernelDiskHotPlug ./agent/storage/attach
 `)
 	return nil
 }
