@@ -11,11 +11,15 @@ import (
 )
 
 // Check looks at every attached volume's cache and handles a failing
-// cache device: a writethrough volume falls back to the uncached device
-// (the origin holds every acknowledged write, so nothing is lost), and
-// stays so across restarts; a failed writeback cache is left in place —
-// dm-writecache refuses writes once it failed, and its dirty blocks exist
-// nowhere else — and its status says the data at risk. The dirty count is
+// cache device, whole or in part: a writethrough volume falls back to the
+// uncached device (the origin holds every acknowledged write, so nothing is
+// lost), and stays so across restarts; a failed writeback cache is left in
+// place — its dirty blocks exist nowhere else — but takes no more writes
+// (dm-writecache refuses them once it failed; a cache the agent found
+// partly failing is made to, see refuseWrites), and its status
+// says the data at risk. A failure is what the target's status says, a
+// failed metadata commit (writeback), or a read error in the stretch of
+// the cache's data device this check reads (patrol). The dirty count is
 // recorded each time, so the last one survives the agent. Errors of the
 // volumes are joined; one failing volume does not stop the others.
 func (m *Manager) Check(ctx context.Context) error {
@@ -35,15 +39,16 @@ func (m *Manager) Check(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		if st.Error == "" {
-			// dm-cache keeps a clean status while its data device fails
-			// under it (only its metadata's failure shows): read the
-			// data device itself.
-			if err := m.probe(dmcache.DevPath(dataName(r.Volume))); err != nil {
-				st.Error = "cache data device: " + err.Error()
+		partly := false
+		if st.Error == "" && r.CacheError == "" {
+			// The target's status stays clean while sectors of its data
+			// device fail under it (dm-cache; dm-writecache until it
+			// reads or commits there): read a stretch of it.
+			if err := m.patrolRead(r); err != nil {
+				st.Error, partly = "cache data device: "+err.Error(), true
 			}
 		}
-		if st.Error == "" && r.Mode == "writeback" {
+		if st.Error == "" && r.Mode == "writeback" && r.CacheError == "" {
 			// dm-writecache fails writes to a failed device one by one and
 			// says so in its status only once a metadata commit fails: a
 			// flush commits now, and its failure is the failure.
@@ -51,7 +56,7 @@ func (m *Manager) Check(ctx context.Context) error {
 				st.Error = "flush failed: " + err.Error()
 			}
 		}
-		if st.Error == "" {
+		if st.Error == "" && r.CacheError == "" {
 			if r.LastDirty != st.DirtyBytes() {
 				r.LastDirty = st.DirtyBytes()
 				errs = append(errs, m.j().save(r))
@@ -59,11 +64,22 @@ func (m *Manager) Check(ctx context.Context) error {
 			continue
 		}
 		if r.Mode == "writeback" {
+			if st.Error == "" {
+				st.Error = r.CacheError
+			}
+			first := r.CacheError == ""
 			r.LastDirty = max(r.LastDirty, st.DirtyBytes())
 			r.CacheError = st.Error
 			m.j().save(r)
-			m.log().Error("writeback cache failed: the volume takes no writes and its dirty data is at risk",
-				"volume", r.Volume, "cache_error", st.Error, "dirty_bytes", r.LastDirty)
+			if partly {
+				if err := m.refuseWrites(ctx, r); err != nil {
+					errs = append(errs, fmt.Errorf("volume %s: stop the writes to a partly failing cache: %w", r.Volume, err))
+				}
+			}
+			if first {
+				m.log().Error("writeback cache failed: the volume takes no writes and its dirty data is at risk",
+					"volume", r.Volume, "cache_error", st.Error, "dirty_bytes", r.LastDirty)
+			}
 			errs = append(errs, fmt.Errorf("volume %s: writeback cache failed (%s) holding %d dirty bytes", r.Volume, st.Error, r.LastDirty))
 			continue
 		}
@@ -88,27 +104,83 @@ func (m *Manager) Check(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// probe reads the first block of a cache's data device.
-func (m *Manager) probe(path string) error {
-	if m.Probe != nil {
-		return m.Probe(path)
+// refuseWrites makes a partly failing writeback cache take no more writes
+// while it still serves what it holds: its data device becomes a
+// dm-flakey device that fails every write and passes reads (error_writes,
+// always down), so the target's next metadata commit fails and it refuses
+// every write from then on (a write is acknowledged only once committed:
+// with FUA, or by the flush that follows it). Its dirty blocks stay on the
+// fast device, readable, and the record keeps the slice.
+func (m *Manager) refuseWrites(ctx context.Context, r *Record) error {
+	dev, off := m.Fast.Path(), r.Data.Offset
+	if r.Data.Path != "" {
+		dev = r.Data.Path
 	}
-	return readDirect(path)
+	table := fmt.Sprintf("0 %d flakey %s %d 0 1 1 error_writes", r.Data.Sectors, dev, off)
+	if err := m.DM.Reload(ctx, dataName(r.Volume), table); err != nil {
+		return err
+	}
+	// Commit now: with a write since the last commit the target fails
+	// here; without, at the first write's commit.
+	m.DM.Message(ctx, topName(r.Volume), "flush")
+	return nil
 }
 
-// readDirect reads 4 KiB at offset 0 with O_DIRECT, past the page cache,
-// into a page-aligned buffer.
-func readDirect(path string) error {
+// patrolRead reads the next PatrolBytes of r's cache data device.
+func (m *Manager) patrolRead(r *Record) error {
+	size := r.Data.Sectors * 512
+	if size <= 0 {
+		return nil
+	}
+	n := m.PatrolBytes
+	if n <= 0 {
+		n = 16 << 20
+	}
+	if m.patrol == nil {
+		m.patrol = map[string]int64{}
+	}
+	off := m.patrol[r.Volume]
+	if off >= size {
+		off = 0
+	}
+	n = min(n, size-off)
+	m.patrol[r.Volume] = off + n
+	return m.probe(dmcache.DevPath(dataName(r.Volume)), off, n)
+}
+
+// probe reads n bytes at off of a cache's data device.
+func (m *Manager) probe(path string, off, n int64) error {
+	if m.Probe != nil {
+		return m.Probe(path, off, n)
+	}
+	return readDirect(path, off, n)
+}
+
+// readDirect reads n bytes at off with O_DIRECT, past the page cache, in
+// 1 MiB page-aligned reads; the error names the first offset that failed.
+func readDirect(path string, off, n int64) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	buf, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	const chunk = 1 << 20
+	buf, err := syscall.Mmap(-1, 0, chunk, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 	if err != nil {
 		return err
 	}
 	defer syscall.Munmap(buf)
-	_, err = f.ReadAt(buf, 0) // a *PathError: "read <path>: <why>"
-	return err
+	for at := off; at < off+n; at += chunk {
+		b := buf[:min(chunk, off+n-at)]
+		if _, err := f.ReadAt(b, at); err != nil {
+			// A failed chunk: find its first bad 4 KiB for the message.
+			for p := at; p < at+int64(len(b)); p += 4096 {
+				if _, err := f.ReadAt(buf[:4096], p); err != nil {
+					return fmt.Errorf("read at byte %d: %w", p, err)
+				}
+			}
+			return fmt.Errorf("read at byte %d: %w", at, err)
+		}
+	}
+	return nil
 }

@@ -54,13 +54,20 @@ type Manager struct {
 	FlushTimeout, ProgressEvery time.Duration
 	// Exclusive maps every image with the exclusive option.
 	Exclusive bool
-	// Probe reads the start of a cache's data device, which Check does to
-	// find a failed one; nil: a direct read of its first 4 KiB.
-	Probe func(path string) error
+	// Probe reads n bytes at off of a cache's data device, which Check
+	// does to find a failed or partly failing one; nil: a direct read
+	// (O_DIRECT, past the page cache).
+	Probe func(path string, off, n int64) error
+	// PatrolBytes is how much of each cache's data device one Check reads
+	// (16 MiB when 0): the next stretch each time, from the start again
+	// after the end, so that a bad stretch anywhere is found.
+	PatrolBytes int64
 
 	mu sync.Mutex // one change at a time; status reads need none
 	// idle is what CleanIdle last saw of each volume's I/O.
 	idle map[string]idleSeen
+	// patrol is where Check reads each cache's data device next.
+	patrol map[string]int64
 }
 
 // Volume is what the storage controller asks to attach.

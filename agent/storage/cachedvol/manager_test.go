@@ -179,21 +179,27 @@ type rig struct {
 	dm   *fakeDM
 	krbd *fakeMapper
 	fast *fakeFast
-	// badData are the cache data devices whose reads fail.
+	// badData are the cache data devices whose reads fail; badAt, those
+	// that fail from a byte offset on (partly failing).
 	badData map[string]bool
+	badAt   map[string]int64
+	// reads are the stretches read of each data device.
+	reads map[string][][2]int64
 }
 
 func newRig(t *testing.T) *rig {
-	r := &rig{dm: newFakeDM(), krbd: &fakeMapper{mapped: map[krbd.Image]krbd.Device{}}, fast: &fakeFast{}, badData: map[string]bool{}}
+	r := &rig{dm: newFakeDM(), krbd: &fakeMapper{mapped: map[krbd.Image]krbd.Device{}}, fast: &fakeFast{}, badData: map[string]bool{},
+		badAt: map[string]int64{}, reads: map[string][][2]int64{}}
 	r.m = r.manager(t.TempDir())
 	return r
 }
 
 func (r *rig) manager(state string) *Manager {
 	return &Manager{DM: r.dm, Mapper: r.krbd, Fast: r.fast, StateDir: state,
-		Probe: func(path string) error {
-			if r.badData[path] {
-				return fmt.Errorf("read %s: input/output error", path)
+		Probe: func(path string, off, n int64) error {
+			r.reads[path] = append(r.reads[path], [2]int64{off, n})
+			if bad, ok := r.badAt[path]; r.badData[path] || ok && bad < off+n {
+				return fmt.Errorf("read at byte %d: input/output error", max(off, bad))
 			}
 			return nil
 		},
@@ -547,7 +553,7 @@ func TestCheckFailingDataDevice(t *testing.T) {
 	r.badData["/dev/mapper/strata-wt-cdata"] = true
 	r.badData["/dev/mapper/strata-wb-cdata"] = true
 	err := r.m.Check(ctx)
-	if err == nil || !strings.Contains(err.Error(), "volume wb: writeback cache failed (cache data device: read /dev/mapper/strata-wb-cdata: input/output error)") {
+	if err == nil || !strings.Contains(err.Error(), "volume wb: writeback cache failed (cache data device: read at byte 0: input/output error)") {
 		t.Fatalf("Check: %v", err)
 	}
 	if got := r.dm.devs["strata-wt"].table; got != "0 1048576 linear /dev/mapper/strata-wt-origin 0" {
@@ -620,5 +626,65 @@ func TestSnapshotWriteBackFailsAndCachesAgain(t *testing.T) {
 	}
 	if d := r.dm.devs["strata-v1"]; d.cleaner {
 		t.Error("the volume stays in the cleaner mode")
+	}
+}
+
+// TestCheckFindsAPartlyFailingCache: a cache whose data device fails only
+// past some offset, with a clean target status, is found by the checks'
+// patrol reads (each reads the next stretch, from the start again after
+// the end); then the rule of a failed cache applies: writethrough falls
+// back uncached, writeback takes no more writes (its data device fails
+// writes, passes reads) and says its dirty data at risk.
+func TestCheckFindsAPartlyFailingCache(t *testing.T) {
+	r := newRig(t)
+	r.m.PatrolBytes = 16 << 20
+	ctx := context.Background()
+	for _, v := range []Volume{vol("wt", dmcache.Writethrough), vol("wb", dmcache.Writeback)} {
+		if _, err := r.m.Attach(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.dm.write("strata-wb", 300)
+	// 64 MiB caches; the last MiB fails.
+	r.badAt["/dev/mapper/strata-wt-cdata"] = 63 << 20
+	r.badAt["/dev/mapper/strata-wb-cdata"] = 63 << 20
+	checks := 0
+	for ; checks < 10; checks++ {
+		if err := r.m.Check(ctx); err != nil {
+			break
+		}
+	}
+	if checks != 3 {
+		t.Errorf("found after %d clean checks, want 3 (16 MiB of 64 read each)", checks)
+	}
+	if got := r.reads["/dev/mapper/strata-wt-cdata"]; len(got) != 4 || got[3] != [2]int64{48 << 20, 16 << 20} {
+		t.Errorf("patrol reads: %v", got)
+	}
+	sts, _ := r.m.Statuses(ctx)
+	for _, s := range sts {
+		switch s.Volume {
+		case "wt":
+			if !s.Degraded || s.AtRisk || !strings.Contains(r.dm.devs["strata-wt"].table, "linear") {
+				t.Errorf("writethrough after a partial failure: %+v, table %q", s, r.dm.devs["strata-wt"].table)
+			}
+		case "wb":
+			if !s.AtRisk || s.DirtyBytes != 300*4096 || !strings.Contains(s.Stats.Error, "read at byte 66060288") {
+				t.Errorf("writeback after a partial failure: %+v", s)
+			}
+			if tb := r.dm.devs["strata-wb-cdata"].table; !strings.Contains(tb, "flakey /dev/fast") || !strings.HasSuffix(tb, " 0 1 1 error_writes") {
+				t.Errorf("the writeback cache's data device still takes writes: %q", tb)
+			}
+		}
+	}
+	// The next checks say so again, without reading or reloading again.
+	reloads := strings.Count(strings.Join(r.dm.log, "\n"), "reload strata-wb-cdata")
+	if err := r.m.Check(ctx); err == nil || !strings.Contains(err.Error(), "wb: writeback cache failed") {
+		t.Errorf("check after: %v", err)
+	}
+	if n := strings.Count(strings.Join(r.dm.log, "\n"), "reload strata-wb-cdata"); n != reloads || reloads != 1 {
+		t.Errorf("%d reloads of the failing cache's data device, then %d", reloads, n)
+	}
+	if err := r.m.Detach(ctx, "wb"); err == nil {
+		t.Error("detach of a partly failed writeback cache with dirty blocks succeeded")
 	}
 }

@@ -69,7 +69,7 @@ func requireGuest(t *testing.T) {
 // guestSetup loads the modules once per boot.
 func guestSetup(t *testing.T) {
 	t.Helper()
-	for _, m := range [][]string{{"rbd"}, {"dm-writecache"}, {"dm-cache"}, {"dm-cache-smq"},
+	for _, m := range [][]string{{"rbd"}, {"dm-writecache"}, {"dm-cache"}, {"dm-cache-smq"}, {"dm-flakey"},
 		{"brd", "rd_nr=2", "rd_size=" + strconv.Itoa(cacheBytes/1024+4096)}, {"virtio_blk"}} {
 		if _, err := os.Stat("/sys/module/" + strings.ReplaceAll(m[0], "-", "_")); err == nil {
 			continue

@@ -1,0 +1,175 @@
+package guesttest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/strata-infra/strata/agent/storage/cachedvol"
+	"github.com/strata-infra/strata/agent/storage/dmcache"
+	"github.com/strata-infra/strata/agent/storage/krbd"
+)
+
+// partCacheBytes is the caches of TestGuestPartlyFailingCacheDevice: two
+// of the agent's 16 MiB patrol reads.
+const partCacheBytes = 32 << 20
+
+// failLastMiB makes the last MiB of a cache's data device fail (the error
+// target) and leaves the rest as it was: a partly failing SSD. The
+// target's status stays clean.
+func failLastMiB(t *testing.T, name string) {
+	t.Helper()
+	f := strings.Fields(run(t, "dmsetup", "table", name)) // 0 <len> linear <dev> <off>
+	if len(f) != 5 || f[2] != "linear" {
+		t.Fatalf("table of %s: %v", name, f)
+	}
+	size, _ := strconv.ParseInt(f[1], 10, 64)
+	good := size - 2048
+	table := fmt.Sprintf("0 %d linear %s %s\n%d 2048 error\n", good, f[3], f[4], good)
+	for _, args := range [][]string{{"reload", name}, {"suspend", name}, {"resume", name}} {
+		cmd := exec.Command("dmsetup", args...)
+		if args[0] == "reload" {
+			cmd.Stdin = strings.NewReader(table)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("dmsetup %v: %v: %s", args, err, out)
+		}
+	}
+}
+
+// checkUntil runs the agent's check (as its loop does every 10 s) until
+// it finds the failure; the patrol reads reach the last MiB on the second.
+func checkUntil(t *testing.T, m *cachedvol.Manager, found func(error, []cachedvol.Status) bool) int {
+	t.Helper()
+	for i := 1; i <= 4; i++ {
+		err := m.Check(context.Background())
+		sts, _ := m.Statuses(context.Background())
+		if found(err, sts) {
+			return i
+		}
+		if i == 1 && err != nil {
+			t.Fatalf("the first check, before the patrol reached the bad sectors: %v", err)
+		}
+	}
+	sts, _ := m.Statuses(context.Background())
+	t.Fatalf("4 checks did not find the partly failing cache: %+v", sts)
+	return 0
+}
+
+// readDirectAll reads n bytes of dev past the page cache.
+func readDirectAll(t *testing.T, dev string, n int) []byte {
+	t.Helper()
+	f, err := os.OpenFile(dev, os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := make([]byte, 0, n)
+	buf := aligned(1 << 20)
+	for len(out) < n {
+		k, err := f.ReadAt(buf[:min(len(buf), n-len(out))], int64(len(out)))
+		if err != nil {
+			t.Fatalf("read %s at %d: %v", dev, len(out), err)
+		}
+		out = append(out, buf[:k]...)
+	}
+	return out
+}
+
+// TestGuestPartlyFailingCacheDevice: the last MiB of a cache's data
+// device fails, the rest works, and the targets' statuses stay clean. The
+// agent's check finds it by its patrol reads and applies the rule of a
+// failing cache: the writethrough volume falls back uncached with every
+// write intact (the host reads the image back); the writeback volume
+// refuses writes, still serves what its cache holds, and its status says
+// the data at risk.
+func TestGuestPartlyFailingCacheDevice(t *testing.T) {
+	requireGuest(t)
+	guestSetup(t)
+	ctx := t.Context()
+
+	t.Run("writethrough falls back", func(t *testing.T) {
+		m := manager(t.TempDir(), "/dev/ram0")
+		v := writeback("pwt", image(t, "pwt"))
+		v.Mode, v.CacheBytes = dmcache.Writethrough, partCacheBytes
+		dev, err := m.Attach(ctx, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := Pattern(50, 8<<20)
+		writeAll(t, dev, first)
+		readBack(t, dev, len(first)) // reads promote blocks into the cache
+		failLastMiB(t, "strata-pwt-cdata")
+		st := dirty(t, m, "pwt")
+		t.Logf("dm-cache status with the last MiB of its data device failing: %+v", st)
+		n := checkUntil(t, m, func(_ error, sts []cachedvol.Status) bool { return len(sts) == 1 && sts[0].Degraded })
+		sts, _ := m.Statuses(ctx)
+		t.Logf("found by check %d; status: %+v", n, sts[0])
+		if sts[0].AtRisk {
+			t.Errorf("a writethrough volume is never at risk: %+v", sts[0])
+		}
+		if got := readDirectAll(t, dev, len(first)); string(got) != string(first) {
+			t.Fatal("after the fallback the volume does not hold what was written through the cache")
+		}
+		writeAll(t, dev, Pattern(51, 8<<20))
+		if err := m.Detach(ctx, "pwt"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("writeback refuses writes", func(t *testing.T) {
+		m := manager(t.TempDir(), "/dev/ram1")
+		img := image(t, "pwb")
+		v := writeback("pwb", img)
+		v.CacheBytes = partCacheBytes
+		dev, err := m.Attach(ctx, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			// The test's own teardown of what the agent must keep.
+			for _, n := range []string{"strata-pwb", "strata-pwb-cdata", "strata-pwb-origin"} {
+				exec.Command("dmsetup", "remove", "--force", n).Run()
+			}
+			if d, ok, _ := (&krbd.Mapper{}).Find(img); ok {
+				(&krbd.Mapper{}).Unmap(context.Background(), d, true)
+			}
+		})
+		data := Pattern(52, 4<<20)
+		writeAll(t, dev, data)
+		failLastMiB(t, "strata-pwb-cdata")
+		n := checkUntil(t, m, func(err error, _ []cachedvol.Status) bool {
+			return err != nil && strings.Contains(err.Error(), "writeback cache failed")
+		})
+		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, werr := f.WriteAt(Pattern(53, 1<<20), 0)
+		serr := f.Sync()
+		f.Close()
+		if werr == nil && serr == nil {
+			t.Fatal("a write to a partly failing writeback cache was acknowledged after the check found it")
+		}
+		t.Logf("found by check %d; a write after: %v, fsync: %v", n, werr, serr)
+		sts, _ := m.Statuses(ctx)
+		if len(sts) != 1 || !sts[0].AtRisk || sts[0].DirtyBytes < int64(len(data))/2 {
+			t.Fatalf("status of a partly failing writeback cache with dirty data: %+v", sts)
+		}
+		t.Logf("status: %d bytes at risk (%s)", sts[0].DirtyBytes, sts[0].Stats.Error)
+		if got := readDirectAll(t, dev, len(data)); string(got) != string(data) {
+			t.Fatal("the partly failing cache does not serve what it holds")
+		}
+		if err := m.Detach(ctx, "pwb"); err == nil {
+			t.Fatal("detach of a partly failing writeback cache with dirty data succeeded")
+		}
+		if recs, _ := m.Records(); len(recs) != 1 {
+			t.Fatalf("the record of the data at risk is gone: %+v", recs)
+		}
+	})
+}
