@@ -17,9 +17,9 @@ import (
 // place — its dirty blocks exist nowhere else — but takes no more writes
 // (dm-writecache refuses them once it failed; a cache the agent found
 // partly failing is made to, see refuseWrites), and its status
-// says the data at risk. A failure is what the target's status says, a
-// failed metadata commit (writeback), or a read error in the stretch of
-// the cache's data device this check reads (patrol). The dirty count is
+// says the data at risk. A failure is what the target's status says (for
+// dm-writecache: a failed metadata commit) or a read error in the stretch
+// of the cache's data device this check reads (patrol). The dirty count is
 // recorded each time, so the last one survives the agent. Errors of the
 // volumes are joined; one failing volume does not stop the others.
 func (m *Manager) Check(ctx context.Context) error {
@@ -48,14 +48,11 @@ func (m *Manager) Check(ctx context.Context) error {
 				st.Error, partly = "cache data device: "+err.Error(), true
 			}
 		}
-		if st.Error == "" && r.Mode == "writeback" && r.CacheError == "" {
-			// dm-writecache fails writes to a failed device one by one and
-			// says so in its status only once a metadata commit fails: a
-			// flush commits now, and its failure is the failure.
-			if err := m.DM.Message(ctx, topName(r.Volume), "flush"); err != nil {
-				st.Error = "flush failed: " + err.Error()
-			}
-		}
+		// No "flush" message to make dm-writecache commit here: it is the
+		// target's write-everything-back command (it sets writeback_all),
+		// so every check would empty the cache. A write to a failed data
+		// device fails (unacknowledged) and the target's own commit, on
+		// the writer's flush or its 1 s autocommit, sets its error.
 		if st.Error == "" && r.CacheError == "" {
 			if r.LastDirty != st.DirtyBytes() {
 				r.LastDirty = st.DirtyBytes()
@@ -107,23 +104,21 @@ func (m *Manager) Check(ctx context.Context) error {
 // refuseWrites makes a partly failing writeback cache take no more writes
 // while it still serves what it holds: its data device becomes a
 // dm-flakey device that fails every write and passes reads (error_writes,
-// always down), so the target's next metadata commit fails and it refuses
-// every write from then on (a write is acknowledged only once committed:
-// with FUA, or by the flush that follows it). Its dirty blocks stay on the
-// fast device, readable, and the record keeps the slice.
+// always down). Every write now fails at the data device, unacknowledged,
+// and the target's commit after the first one fails, which puts it in its
+// own error state (it refuses writes at once from then on). Its dirty
+// blocks stay on the fast device, readable, and the record keeps the
+// slice. Nothing here waits on the failing device's I/O: only the data
+// device is reloaded (its suspend waits for its own in-flight reads),
+// never the writecache target, whose suspend waits for writeback that a
+// failed cache may never finish.
 func (m *Manager) refuseWrites(ctx context.Context, r *Record) error {
 	dev, off := m.Fast.Path(), r.Data.Offset
 	if r.Data.Path != "" {
 		dev = r.Data.Path
 	}
 	table := fmt.Sprintf("0 %d flakey %s %d 0 1 1 error_writes", r.Data.Sectors, dev, off)
-	if err := m.DM.Reload(ctx, dataName(r.Volume), table); err != nil {
-		return err
-	}
-	// Commit now: with a write since the last commit the target fails
-	// here; without, at the first write's commit.
-	m.DM.Message(ctx, topName(r.Volume), "flush")
-	return nil
+	return m.DM.Reload(ctx, dataName(r.Volume), table)
 }
 
 // patrolRead reads the next PatrolBytes of r's cache data device.

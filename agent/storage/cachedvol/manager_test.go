@@ -32,7 +32,6 @@ type fakeDev struct {
 	cleaner, flushOnSuspend, suspended bool
 	failed                             bool
 	writes                             int64 // requests since the table was loaded
-	silentFail                         bool  // failed, with a clean status (dm-writecache)
 }
 
 func newFakeDM() *fakeDM { return &fakeDM{devs: map[string]*fakeDev{}, drain: 100} }
@@ -104,10 +103,14 @@ func (f *fakeDM) Message(_ context.Context, name, msg string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("message " + name + " " + msg)
-	if f.devs[name].silentFail && msg == "flush" {
-		return fmt.Errorf("dmsetup message %s 0 flush: Input/output error", name)
-	}
 	switch msg {
+	case "flush":
+		// dm-writecache's flush commits and writes every dirty block
+		// back (writeback_all); a failed cache refuses it.
+		if f.devs[name].failed {
+			return fmt.Errorf("dmsetup message %s 0 flush: Input/output error", name)
+		}
+		f.devs[name].dirty = 0
 	case "cleaner":
 		f.devs[name].cleaner = true
 	case "flush_on_suspend":
@@ -488,6 +491,32 @@ func TestStatusAndMetrics(t *testing.T) {
 	}
 }
 
+// TestCheckKeepsDirtyBlocks: the checks of a healthy writeback cache
+// leave its dirty blocks where they are (no "flush" message, which is
+// dm-writecache's write-everything-back) and record their count.
+func TestCheckKeepsDirtyBlocks(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.m.Attach(ctx, vol("wb", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-wb", 1024)
+	for range 5 {
+		if err := r.m.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := r.dm.devs["strata-wb"].dirty; d != 1024 {
+		t.Errorf("%d dirty blocks after the checks, want the 1024 written", d)
+	}
+	if log := strings.Join(r.dm.log, "\n"); strings.Contains(log, "message strata-wb flush") {
+		t.Errorf("a check wrote the cache back:\n%s", log)
+	}
+	if rec, _ := r.m.j().load("wb"); rec.LastDirty != 1024*4096 {
+		t.Errorf("recorded %d dirty bytes, want %d", rec.LastDirty, 1024*4096)
+	}
+}
+
 func TestCheckFailingCache(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
@@ -500,7 +529,7 @@ func TestCheckFailingCache(t *testing.T) {
 		t.Fatalf("healthy caches: %v", err)
 	}
 	r.dm.write("strata-wb", 9)
-	r.dm.devs["strata-wb"].silentFail = true
+	r.dm.devs["strata-wb"].failed = true
 	r.dm.devs["strata-wt"].failed = true
 	err := r.m.Check(ctx)
 	if err == nil || !strings.Contains(err.Error(), "volume wb: writeback cache failed") || strings.Contains(err.Error(), "volume wt") {

@@ -502,15 +502,8 @@ func TestGuestFailingCacheDevice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			// The test's own teardown of what the agent must keep.
-			for _, n := range []string{"strata-wbf", "strata-wbf-cdata", "strata-wbf-origin"} {
-				exec.Command("dmsetup", "remove", "--force", n).Run()
-			}
-			if d, ok, _ := (&krbd.Mapper{}).Find(image(t, "wbf")); ok {
-				(&krbd.Mapper{}).Unmap(context.Background(), d, true)
-			}
-		})
+		good := strings.TrimSpace(run(t, "dmsetup", "table", "strata-wbf-cdata"))
+		t.Cleanup(func() { teardownFailedWriteback(t, "wbf", image(t, "wbf"), good) })
 		writeAll(t, dev, Pattern(6, 4<<20))
 		fail("strata-wbf-cdata")
 		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
@@ -530,9 +523,10 @@ func TestGuestFailingCacheDevice(t *testing.T) {
 		if err := m.Check(ctx); err == nil || !strings.Contains(err.Error(), "writeback cache failed") {
 			t.Fatalf("check of a failed writeback cache: %v", err)
 		}
+		// All 4 MiB written are at risk: nothing wrote them back.
 		sts, _ := m.Statuses(ctx)
-		if len(sts) != 1 || !sts[0].AtRisk || sts[0].DirtyBytes == 0 {
-			t.Fatalf("status of a failed writeback cache with dirty data: %+v", sts)
+		if len(sts) != 1 || !sts[0].AtRisk || sts[0].DirtyBytes != 4<<20 {
+			t.Fatalf("status of a failed writeback cache holding 4 MiB of dirty data: %+v", sts)
 		}
 		t.Logf("status: %d bytes at risk (%s)", sts[0].DirtyBytes, sts[0].Stats.Error)
 		if err := m.Detach(ctx, "wbf"); err == nil {
