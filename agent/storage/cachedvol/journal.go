@@ -55,9 +55,11 @@ type Record struct {
 	// Snapshotting is set while a snapshot has the image unmapped under
 	// held writes; whoever finds it set maps it again and lets them go.
 	Snapshotting bool `json:"snapshotting,omitempty"`
-	// CacheError is a failure of the cache device the target itself did
-	// not report (dm-writecache fails the writes but keeps a clean status
-	// until a metadata commit fails): a failed flush message.
+	// CacheError is the failure of a writeback cache's device, as the
+	// check found it: the target's error, or a read error of its data
+	// device's patrol while the target's status stays clean
+	// (dm-writecache fails the writes but keeps a clean status until a
+	// metadata commit fails). It stays: the cache takes no more writes.
 	CacheError string `json:"cache_error,omitempty"`
 	// LastDirty is the last dirty byte count seen, published so the
 	// coordinator knows what this host holds.

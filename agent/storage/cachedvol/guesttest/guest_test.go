@@ -518,8 +518,9 @@ func TestGuestFailingCacheDevice(t *testing.T) {
 		}
 		t.Logf("write after the failure: %v, fsync: %v", werr, serr)
 		// dm-writecache fails each write to the failed device but keeps a
-		// clean status until a metadata commit fails; the agent's check
-		// commits (a flush message) and takes its failure.
+		// clean status until a metadata commit fails (the error target
+		// takes no flush, so that need not come); the agent's check
+		// reads the data device (patrol) and takes its failure.
 		if err := m.Check(ctx); err == nil || !strings.Contains(err.Error(), "writeback cache failed") {
 			t.Fatalf("check of a failed writeback cache: %v", err)
 		}
