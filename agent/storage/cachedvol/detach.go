@@ -26,7 +26,65 @@ func (m *Manager) Detach(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
+	if f, ok := m.flushOf(volume); ok && f.Error != "" && time.Since(f.Ended) < m.flushRetry() {
+		// Keep the failure in the status a while: the cache goes on
+		// writing back (cleaner), and a new flush would hide the error.
+		return errors.New(f.Error)
+	}
 	return m.detach(ctx, r)
+}
+
+// Flush is a volume's flush before its detach: under way, or the last one
+// that failed (Error set; the volume stays mapped with its cache). Dirty
+// blocks are left of First when it began.
+type Flush struct {
+	Dirty    int64     `json:"dirty_blocks"`
+	First    int64     `json:"first_blocks"`
+	Started  time.Time `json:"started"`
+	Deadline time.Time `json:"deadline"`
+	Ended    time.Time `json:"ended,omitzero"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Message is the flush's progress line, or its failure.
+func (f Flush) Message() string {
+	if f.Error != "" {
+		return f.Error
+	}
+	return fmt.Sprintf("flushing its cache before the image is let go: %d dirty blocks left (%d when it began) after %s, deadline %s",
+		f.Dirty, f.First, time.Since(f.Started).Round(time.Second), f.Deadline.UTC().Format(time.RFC3339))
+}
+
+func (m *Manager) flushOf(volume string) (Flush, bool) {
+	m.fmu.Lock()
+	defer m.fmu.Unlock()
+	f, ok := m.flushes[volume]
+	return f, ok
+}
+
+// noteFlush records a volume's flush (nil: it finished, or never began)
+// and tells the agent.
+func (m *Manager) noteFlush(volume string, f *Flush) {
+	m.fmu.Lock()
+	if m.flushes == nil {
+		m.flushes = map[string]Flush{}
+	}
+	if f == nil {
+		delete(m.flushes, volume)
+	} else {
+		m.flushes[volume] = *f
+	}
+	m.fmu.Unlock()
+	if m.Changed != nil {
+		m.Changed()
+	}
+}
+
+func (m *Manager) flushRetry() time.Duration {
+	if m.FlushRetry > 0 {
+		return m.FlushRetry
+	}
+	return time.Minute
 }
 
 func (m *Manager) detach(ctx context.Context, r *Record) error {
@@ -111,26 +169,36 @@ func (m *Manager) flush(ctx context.Context, r *Record) error {
 	if st.Error == "" {
 		st.Error = r.CacheError
 	}
-	if st.Error != "" {
-		return fmt.Errorf("flush: the cache failed (%s) with %d dirty bytes: they are at risk; the record stays", st.Error, st.DirtyBytes())
-	}
-	// cleaner: stop caching new writes and write everything back.
-	if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
-		return err
-	}
 	timeout, every := m.flushBounds()
 	start := time.Now()
-	deadline := start.Add(timeout)
-	first, lastLog := st.Dirty, time.Time{}
+	f := &Flush{Dirty: st.Dirty, First: st.Dirty, Started: start, Deadline: start.Add(timeout)}
+	// fail records why the flush stopped, with what is left, in the
+	// status: the volume stays mapped with its cache.
+	fail := func(err error) error {
+		err = fmt.Errorf("%w; %d dirty blocks left (%d when the flush began): the volume stays mapped with its cache on this host and nothing is dropped",
+			err, f.Dirty, f.First)
+		f.Error, f.Ended = fmt.Sprintf("detach %s: %v", r.Volume, err), time.Now()
+		m.noteFlush(r.Volume, f)
+		return err
+	}
+	if st.Error != "" {
+		return fail(fmt.Errorf("flush: the cache failed (%s) with %d dirty bytes: they are at risk; the record stays", st.Error, st.DirtyBytes()))
+	}
+	m.noteFlush(r.Volume, f)
+	// cleaner: stop caching new writes and write everything back.
+	if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
+		return fail(err)
+	}
+	lastLog := time.Time{}
 	for {
 		st, err = m.Stats(ctx, r.Volume)
 		if err != nil {
-			return err
+			return fail(err)
 		}
-		r.LastDirty = st.DirtyBytes()
+		r.LastDirty, f.Dirty = st.DirtyBytes(), st.Dirty
 		if st.Error != "" {
 			m.j().save(r)
-			return fmt.Errorf("flush: the cache failed (%s) with %d dirty bytes", st.Error, st.DirtyBytes())
+			return fail(fmt.Errorf("flush: the cache failed (%s) with %d dirty bytes", st.Error, st.DirtyBytes()))
 		}
 		if st.Dirty == 0 && st.Writeback == 0 {
 			break
@@ -138,30 +206,32 @@ func (m *Manager) flush(ctx context.Context, r *Record) error {
 		if time.Since(lastLog) >= every {
 			lastLog = time.Now()
 			m.j().save(r)
+			m.noteFlush(r.Volume, f)
 			m.log().Info("flushing volume cache", "volume", r.Volume,
-				"dirty_blocks", st.Dirty, "of", first, "dirty_bytes", st.DirtyBytes(),
+				"dirty_blocks", st.Dirty, "of", f.First, "dirty_bytes", st.DirtyBytes(),
 				"elapsed", time.Since(start).Round(time.Millisecond), "deadline", timeout)
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(f.Deadline) {
 			m.j().save(r)
-			return fmt.Errorf("flush: %d dirty blocks left after %s", st.Dirty, timeout)
+			return fail(fmt.Errorf("flush did not finish by its deadline (%s)", timeout))
 		}
 		select {
 		case <-ctx.Done():
 			m.j().save(r)
-			return fmt.Errorf("flush: %d dirty blocks left: %w", st.Dirty, context.Cause(ctx))
+			return fail(fmt.Errorf("flush: %w", context.Cause(ctx)))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	// Commit the now empty cache's metadata.
 	if err := m.DM.Message(ctx, topName(r.Volume), "flush"); err != nil {
-		return err
+		return fail(err)
 	}
 	r.LastDirty = 0
 	if err := m.j().save(r); err != nil {
-		return err
+		return fail(err)
 	}
-	m.log().Info("volume cache flushed", "volume", r.Volume, "blocks", first, "took", time.Since(start).Round(time.Millisecond))
+	m.noteFlush(r.Volume, nil)
+	m.log().Info("volume cache flushed", "volume", r.Volume, "blocks", f.First, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

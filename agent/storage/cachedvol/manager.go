@@ -62,8 +62,19 @@ type Manager struct {
 	// (16 MiB when 0): the next stretch each time, from the start again
 	// after the end, so that a bad stretch anywhere is found.
 	PatrolBytes int64
+	// Changed is called when a flush's progress changes (the agent
+	// reports soon); nil: nothing.
+	Changed func()
+	// FlushRetry is how long a detach whose flush ran out its deadline
+	// keeps its error before it flushes again (1 minute when 0): the
+	// error stays in the status instead of a new flush hiding it.
+	FlushRetry time.Duration
 
 	mu sync.Mutex // one change at a time; status reads need none
+	// fmu guards flushes: each volume's flush under way, or the last one
+	// that failed, read by Statuses beside the flush.
+	fmu     sync.Mutex
+	flushes map[string]Flush
 	// idle is what CleanIdle last saw of each volume's I/O.
 	idle map[string]idleSeen
 	// patrol is where Check reads each cache's data device next.

@@ -717,3 +717,103 @@ func TestCheckFindsAPartlyFailingCache(t *testing.T) {
 		t.Error("detach of a partly failed writeback cache with dirty blocks succeeded")
 	}
 }
+
+// unmapLog is the fake mapper noting its unmaps in the dm log, so that a
+// test sees the order of flush, teardown and unmap (which lets the
+// image's exclusive lock go).
+type unmapLog struct {
+	*fakeMapper
+	dm *fakeDM
+}
+
+func (u unmapLog) Unmap(ctx context.Context, d krbd.Device, force bool) error {
+	u.dm.mu.Lock()
+	u.dm.record("unmap " + d.Image.Name)
+	u.dm.mu.Unlock()
+	return u.fakeMapper.Unmap(ctx, d, force)
+}
+
+// TestDetachShowsFlushProgress: a detach's flush is in the volume's status
+// while it runs ("N dirty blocks left (M when it began)"), and the cache
+// is flushed to zero dirty blocks before it is torn down and the image
+// unmapped.
+func TestDetachShowsFlushProgress(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.m.Mapper = unmapLog{r.krbd, r.dm}
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 1000)
+	var seen []Flush
+	r.m.Changed = func() {
+		sts, err := r.m.Statuses(ctx)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, s := range sts {
+			if s.Flush != nil {
+				seen = append(seen, *s.Flush)
+			}
+		}
+	}
+	if err := r.m.Detach(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 3 || seen[0].First != 1000 || seen[0].Dirty != 1000 || seen[len(seen)-1].Dirty >= 1000 {
+		t.Fatalf("flush progress seen in the status: %+v", seen)
+	}
+	if msg := seen[1].Message(); !strings.Contains(msg, "dirty blocks left (1000 when it began)") {
+		t.Errorf("progress line %q", msg)
+	}
+	log := strings.Join(r.dm.log, "\n")
+	iFlush, iRemove, iUnmap := strings.Index(log, "message strata-v1 flush\n"), strings.Index(log, "remove strata-v1\n"), strings.Index(log, "unmap v1")
+	if iFlush < 0 || iRemove < iFlush || iUnmap < iRemove {
+		t.Errorf("want flush, then teardown, then unmap:\n%s", log)
+	}
+	if sts, _ := r.m.Statuses(ctx); len(sts) != 0 {
+		t.Errorf("statuses after the detach: %+v", sts)
+	}
+}
+
+// TestDetachDeadlineLeavesVolumeMapped: a flush that cannot finish by its
+// deadline leaves the cache, its dirty blocks and the mapping (with the
+// image's lock) in place, with an error naming the volume and the dirty
+// count in the status; the error stays until FlushRetry is up.
+func TestDetachDeadlineLeavesVolumeMapped(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.m.Mapper = unmapLog{r.krbd, r.dm}
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 1000)
+	r.dm.drain = 0 // Ceph unreachable: nothing drains
+	r.m.FlushTimeout, r.m.FlushRetry = 50*time.Millisecond, time.Hour
+	err := r.m.Detach(ctx, "v1")
+	if err == nil || !strings.Contains(err.Error(), "1000 dirty blocks left") {
+		t.Fatalf("detach past its deadline: %v", err)
+	}
+	if r.dm.devs["strata-v1"] == nil || r.dm.devs["strata-v1"].dirty != 1000 || len(r.krbd.mapped) != 1 || strings.Contains(strings.Join(r.dm.log, "\n"), "unmap") {
+		t.Fatalf("a flush past its deadline tore the volume down: %v %v", r.dm.log, r.krbd.mapped)
+	}
+	sts, _ := r.m.Statuses(ctx)
+	if len(sts) != 1 || sts[0].Flush == nil || !strings.Contains(sts[0].Flush.Error, "detach v1:") ||
+		!strings.Contains(sts[0].Flush.Error, "1000 dirty blocks left") || !strings.Contains(sts[0].Flush.Error, "deadline") {
+		t.Fatalf("status after the deadline: %+v", sts)
+	}
+	// Before FlushRetry: the same error, no new flush.
+	n := len(r.dm.log)
+	if err := r.m.Detach(ctx, "v1"); err == nil || err.Error() != sts[0].Flush.Error || len(r.dm.log) != n {
+		t.Errorf("detach again at once: %v (dm calls %v)", err, r.dm.log[n:])
+	}
+	// Then it flushes again, and Ceph is back.
+	r.m.FlushRetry, r.m.FlushTimeout, r.dm.drain = time.Nanosecond, 5*time.Second, 300
+	if err := r.m.Detach(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.dm.devs) != 0 || len(r.krbd.mapped) != 0 {
+		t.Errorf("left after the detach: %v %v", r.dm.devs, r.krbd.mapped)
+	}
+}

@@ -25,6 +25,9 @@ type Status struct {
 	// volume takes no writes and DirtyBytes may be lost with the device.
 	AtRisk   bool `json:"at_risk,omitempty"`
 	Degraded bool `json:"degraded,omitempty"`
+	// Flush is the flush before its detach: under way, or the last one
+	// that failed.
+	Flush *Flush `json:"flush,omitempty"`
 }
 
 // Statuses reads every recorded volume's state. It takes no lock: it only
@@ -37,6 +40,9 @@ func (m *Manager) Statuses(ctx context.Context) ([]Status, error) {
 	out := make([]Status, 0, len(recs))
 	for _, r := range recs {
 		s := Status{Volume: r.Volume, Mode: r.Mode, Phase: r.Phase, DirtyBytes: r.LastDirty, Degraded: r.Degraded}
+		if f, ok := m.flushOf(r.Volume); ok && r.Phase == PhaseDetaching {
+			s.Flush = &f
+		}
 		st, err := m.Stats(ctx, r.Volume)
 		if err != nil {
 			s.StatsError = err.Error()
