@@ -124,6 +124,23 @@ type VolumeCacheReport struct {
 	ReadMisses  int64 `json:"read_misses,omitempty"`
 	WriteHits   int64 `json:"write_hits,omitempty"`
 	WriteMisses int64 `json:"write_misses,omitempty"`
+	// Flush is the flush of the cache before the host lets the image go
+	// (a detach, the instance's deletion or move): under way, or the last
+	// one that failed; the coordinator shows it as the volume's status.
+	Flush *VolumeFlush `json:"flush,omitempty"`
+}
+
+// VolumeFlush is a krbd volume's flush on its host: DirtyBlocks left of
+// FirstBlocks when it began. Error is set when it failed (ran out its
+// deadline, or the cache failed): the volume stays mapped there with its
+// cache, nothing dropped.
+type VolumeFlush struct {
+	DirtyBlocks int64     `json:"dirty_blocks"`
+	FirstBlocks int64     `json:"first_blocks"`
+	Started     time.Time `json:"started"`
+	Deadline    time.Time `json:"deadline"`
+	Message     string    `json:"message"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // NetworkHost is how a host carries tenant networks.

@@ -68,6 +68,12 @@ func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger)
 		m.Fast = cachedvol.VolumeGroup{Name: s.Cache.VolumeGroup}
 	}
 	rep := &cacheReporter{m: m}
+	// A flush's progress goes out at once (its status is the volume's on
+	// the coordinator), not at the next check, which waits for the flush.
+	m.Changed = func() {
+		rep.refresh(context.Background())
+		a.ReportSoon()
+	}
 	a.Background(func(ctx context.Context) {
 		for {
 			err := m.Recover(ctx)
@@ -145,11 +151,21 @@ func (c *cacheReporter) refresh(ctx context.Context) {
 			AtRisk: s.AtRisk, Degraded: s.Degraded, Error: strings.TrimSpace(s.Stats.Error + " " + s.StatsError),
 			BlockBytes: s.Stats.BlockBytes, Blocks: s.Stats.Blocks, DirtyBlocks: s.Stats.Dirty,
 			ReadHits: s.Stats.ReadHits, ReadMisses: s.Stats.ReadMisses, WriteHits: s.Stats.WriteHits, WriteMisses: s.Stats.WriteMisses,
+			Flush: flushReport(s.Flush),
 		})
 	}
 	c.mu.Lock()
 	c.last = out
 	c.mu.Unlock()
+}
+
+// flushReport is a detach's flush as the report carries it.
+func flushReport(f *cachedvol.Flush) *api.VolumeFlush {
+	if f == nil {
+		return nil
+	}
+	return &api.VolumeFlush{DirtyBlocks: f.Dirty, FirstBlocks: f.First, Started: f.Started, Deadline: f.Deadline,
+		Message: f.Message(), Error: f.Error}
 }
 
 func (c *cacheReporter) report(rep *api.HostReport) {
