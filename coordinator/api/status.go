@@ -1,8 +1,12 @@
 package api
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // resourceHosts is a resource's state on every known host whose plan
@@ -49,7 +53,47 @@ func (s *Server) withStatus(tx *store.Tx, res api.Resource, hosts []api.Host) ap
 	res.Status = tx.Status(res.Key())
 	res.Placement = tx.Placement(res.Key())
 	res.Hosts = s.resourceHosts(tx, res, hosts)
+	if f := volumeFlush(res, hosts); f != nil {
+		if res.Status != nil {
+			f.Detail = res.Status.Detail // the image as the controller saw it
+		}
+		res.Status = f
+		res.Hosts = append(res.Hosts, *f)
+	}
 	return res
+}
+
+// volumeFlush is the flush of a krbd volume's cache that the host mapping
+// it reports (before it lets the image go: the volume detached, its
+// instance deleted or moved), or that flush's failure. While a host has it
+// it is the volume's status, so "volumes show" and --wait see how far it
+// got, and the storage controller's status (which waits on the image's
+// lock) comes back once the host has let the image go. The host no
+// longer has the volume in its plan by then, so the flush comes from its
+// report of the caches it holds, not from a status of its own.
+func volumeFlush(res api.Resource, hosts []api.Host) *api.ResourceStatus {
+	if res.Kind != "volume" {
+		return nil
+	}
+	img := storagespec.VolumeImage(res.Project, res.Name)
+	for _, h := range hosts {
+		if h.Report == nil {
+			continue
+		}
+		for _, c := range h.Report.VolumeCaches {
+			if c.Flush == nil || c.Image[strings.LastIndexByte(c.Image, '/')+1:] != img {
+				continue
+			}
+			st := &api.ResourceStatus{Host: h.Name, State: api.ResourcePending, Epoch: res.Epoch, Updated: h.Report.Reported,
+				Message: fmt.Sprintf("host %s %s", h.Name, c.Flush.Message)}
+			if c.Flush.Error != "" {
+				st.State = api.ResourceError
+				st.Message = fmt.Sprintf("host %s: %s", h.Name, c.Flush.Error)
+			}
+			return st
+		}
+	}
+	return nil
 }
 
 // hostsForStatus is the host view resource status is computed against;

@@ -2,10 +2,12 @@ package api
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // TestVolumesAdmission: volume types, volumes, snapshots and images in Ceph
@@ -110,4 +112,50 @@ func TestVolumeQuota(t *testing.T) {
 	// Another pool has no quota; an update that does not grow passes.
 	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v3", `{"spec":{"size_gib":10,"type":"other"}}`, 201)
 	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v1", `{"spec":{"size_gib":3,"flatten":true}}`, 200)
+}
+
+// TestVolumeShowsHostFlush: while the host that maps a krbd volume flushes
+// its cache before it lets the image go (the volume detached, its instance
+// deleted or moved), the volume's status is that flush, from the host's
+// report: pending with the dirty blocks left, or an error naming the volume
+// and the dirty count when it ran out its deadline. Once the host no
+// longer reports it, the storage controller's status is back.
+func TestVolumeShowsHostFlush(t *testing.T) {
+	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive}, api.Host{Name: "h2", State: api.StateAlive})
+	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
+	f.must(f.admin, "PUT", "/v1/volumetypes/cached", `{"spec":{"pool":"volumes","attach_mode":"krbd","cache_mode":"writeback"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v1", `{"spec":{"size_gib":1,"type":"cached"}}`, 201)
+	f.must(f.admin, "PUT", "/v1/projects/a/volumes/v2", `{"spec":{"size_gib":1,"type":"cached"}}`, 201)
+	var v api.Resource
+	json.Unmarshal(f.must(f.admin, "GET", "/v1/projects/a/volumes/v1", "", 200), &v)
+	// h2 runs the storage controller: the volume is available in Ceph.
+	rep, _ := json.Marshal(api.HostReport{Host: "h2", AppliedEpoch: f.store.Epoch(), StorageController: true, Resources: []api.ResourceReport{{
+		Key: v.Key(), ResourceStatus: api.ResourceStatus{State: "available", Epoch: v.Epoch, Updated: time.Now()}}}})
+	f.must(f.admin, "POST", "/v1/hosts/h2/status", string(rep), 204)
+	img := "volumes/" + storagespec.VolumeImage("a", "v1")
+	flush := func(fl *api.VolumeFlush) {
+		rep, _ := json.Marshal(api.HostReport{Host: "h1", AppliedEpoch: f.store.Epoch(), VolumeCaches: []api.VolumeCacheReport{{
+			Image: img, Mode: "writeback", Phase: "detaching", DirtyBlocks: 40, Flush: fl}}})
+		f.must(f.admin, "POST", "/v1/hosts/h1/status", string(rep), 204)
+	}
+	get := func(name string) api.Resource {
+		var r api.Resource
+		json.Unmarshal(f.must(f.admin, "GET", "/v1/projects/a/volumes/"+name, "", 200), &r)
+		return r
+	}
+	flush(&api.VolumeFlush{DirtyBlocks: 40, FirstBlocks: 100, Message: "flushes the volume's cache before it lets the image go: 40 dirty blocks left (100 when it began)"})
+	if st := get("v1").Status; st == nil || st.State != api.ResourcePending || st.Host != "h1" || !strings.Contains(st.Message, "host h1 flushes") || !strings.Contains(st.Message, "40 dirty blocks left (100 when it began)") {
+		t.Fatalf("status during the flush: %+v", st)
+	}
+	if st := get("v2").Status; st != nil && st.Host == "h1" {
+		t.Errorf("another volume shows h1's flush: %+v", st)
+	}
+	flush(&api.VolumeFlush{DirtyBlocks: 40, FirstBlocks: 100, Error: "detach " + storagespec.VolumeImage("a", "v1") + ": flush did not finish by its deadline (10m0s); 40 dirty blocks left (100 when the flush began): the volume stays mapped"})
+	if st := get("v1").Status; st == nil || st.State != api.ResourceError || !strings.Contains(st.Message, "40 dirty blocks left") || !strings.Contains(st.Message, storagespec.VolumeImage("a", "v1")) {
+		t.Fatalf("status after the deadline: %+v", st)
+	}
+	flush(nil) // mapped, no flush: the controller's word
+	if st := get("v1").Status; st == nil || st.State != "available" || st.Host != "h2" {
+		t.Fatalf("status with no flush: %+v", st)
+	}
 }

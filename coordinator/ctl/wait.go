@@ -104,7 +104,7 @@ func waitOnce(ctx context.Context, c *apiclient.Client, path string, epoch uint6
 			}
 		}
 	}
-	var applied, waiting []string
+	var applied, waiting, says []string
 	for _, h := range hosts {
 		if !alive[h.Host] {
 			continue
@@ -116,12 +116,22 @@ func waitOnce(ctx context.Context, c *apiclient.Client, path string, epoch uint6
 			applied = append(applied, h.Host)
 		default:
 			waiting = append(waiting, h.Host)
+			if h.State == api.ResourcePending && h.Message != "" {
+				// Say what it waits for (a krbd volume's host flushing
+				// its cache: how many dirty blocks are left).
+				says = append(says, h.Message)
+			}
 		}
 	}
 	if len(waiting) == 0 {
 		return true, fmt.Sprintf("applied on %d host(s)%s", len(applied), skipped), nil
 	}
 	sort.Strings(waiting)
-	return false, fmt.Sprintf("epoch %d: %d of %d host(s) applied, waiting for %s%s",
-		epoch, len(applied), len(applied)+len(waiting), strings.Join(waiting, ", "), skipped), nil
+	sort.Strings(says)
+	why := ""
+	if len(says) > 0 {
+		why = ": " + strings.Join(says, "; ")
+	}
+	return false, fmt.Sprintf("epoch %d: %d of %d host(s) applied, waiting for %s%s%s",
+		epoch, len(applied), len(applied)+len(waiting), strings.Join(waiting, ", "), why, skipped), nil
 }

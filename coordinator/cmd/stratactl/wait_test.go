@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-infra/strata/coordinator/ctl"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // report posts h1's status report, as its agent would.
@@ -123,5 +124,28 @@ func TestWaitUntilHostsApply(t *testing.T) {
 	out, err := c.run("ports", "delete", "-p", "p", "vm", "--wait", "--wait-timeout", "200ms")
 	if err == nil || !strings.Contains(err.Error(), "waiting for h1") {
 		t.Fatalf("--wait with nobody applying: %v\n%s", err, out)
+	}
+}
+
+// TestVolumeFlushShownAndWaitedFor: while the host that maps a krbd volume
+// flushes its cache (it reports the flush), "volumes show" says how many
+// dirty blocks are left, and --wait on the volume says what it waits for.
+func TestVolumeFlushShownAndWaitedFor(t *testing.T) {
+	ctl.WaitInterval = 20 * time.Millisecond
+	c := newCLI(t)
+	c.must("volumetypes", "create", "cached", "--pool", "volumes", "--attach-mode", "krbd", "--cache-mode", "writeback")
+	c.must("volumes", "create", "-p", "p", "v1", "--size", "1", "--type", "cached")
+	var st api.ClusterStatus
+	c.json(&st, "status")
+	c.report(api.HostReport{AppliedEpoch: st.Epoch, VolumeCaches: []api.VolumeCacheReport{{
+		Image: "volumes/" + storagespec.VolumeImage("p", "v1"), Mode: "writeback", Phase: "detaching", DirtyBlocks: 70,
+		Flush: &api.VolumeFlush{DirtyBlocks: 70, FirstBlocks: 300, Message: "flushes the volume's cache before it lets the image go: 70 dirty blocks left (300 when it began)"}}}})
+	out := c.must("volumes", "show", "-p", "p", "v1")
+	if !strings.Contains(out, "pending") || !strings.Contains(out, "host h1 flushes the volume's cache before it lets the image go: 70 dirty blocks left (300 when it began)") {
+		t.Fatalf("volumes show during the flush:\n%s", out)
+	}
+	out, err := c.run("volumes", "extend", "-p", "p", "v1", "--size", "2", "--wait", "--wait-timeout", "300ms")
+	if err == nil || !strings.Contains(err.Error(), "waiting for h1: host h1 flushes") || !strings.Contains(err.Error(), "70 dirty blocks left") {
+		t.Fatalf("--wait during the flush: %v\n%s", err, out)
 	}
 }
