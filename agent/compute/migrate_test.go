@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -234,5 +235,54 @@ func TestLiveMoveWaitsForTheDestination(t *testing.T) {
 	}
 	if src.status("a") != computespec.PowerMissing {
 		t.Fatalf("source after the move: %s", src.status("a"))
+	}
+}
+
+// releaseOrder is a Volumes that notes, at each Release, whether the
+// instance's domain still ran then and which krbd volumes it kept.
+type releaseOrder struct {
+	countingVolumes
+	hv    *fakeHV
+	notes []string
+}
+
+func (v *releaseOrder) Release(_ context.Context, keep []computespec.Volume) error {
+	var names []string
+	for _, k := range keep {
+		if k.KRBD != nil {
+			names = append(names, k.Image)
+		}
+	}
+	v.hv.mu.Lock()
+	state := computespec.PowerMissing
+	if d := v.hv.doms[DomainName(DefaultDomainPrefix, "a")]; d != nil {
+		state = d.State
+	}
+	v.hv.mu.Unlock()
+	v.notes = append(v.notes, fmt.Sprintf("%s keep %v", state, names))
+	return nil
+}
+
+// TestColdMoveReleasesKrbdVolumes: a cold move's source lets go of the
+// instance's krbd volumes (flushes their caches, unmaps them, and with
+// that the image's lock goes) once it has stopped the domain, not when the
+// move ends: the destination can claim them only then, and the move ends
+// only once it has them. A live instance keeps them.
+func TestColdMoveReleasesKrbdVolumes(t *testing.T) {
+	src, _, _ := twoHosts(t)
+	ctx := context.Background()
+	vols := &releaseOrder{hv: src.hv.(*fakeHV)}
+	src.cfg.Volumes = vols
+	in := fakeInstance(t, "a")
+	in.Spec.Volumes = []computespec.Volume{{Pool: "volumes", Image: "volume-k", KRBD: &computespec.KRBD{CacheMode: "writeback"}}}
+	if err := src.Set(ctx, []Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Set(ctx, []Instance{moving(in, "dst", true, false)}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"running keep [volume-k]", "stopped keep []"}
+	if !slices.Equal(vols.notes, want) {
+		t.Fatalf("releases %q, want %q", vols.notes, want)
 	}
 }

@@ -41,11 +41,17 @@ func (d *Driver) Set(ctx context.Context, desired []Instance) error {
 	}
 	valid, errs := d.admit(staying, owned)
 	var setErrs []error
+	// gone are the instances whose volumes this host lets go: a cold move
+	// stopped here, which the destination attaches once this host has
+	// flushed their caches and unmapped them (it cannot claim them before).
+	gone := map[string]bool{}
 	for _, in := range leaving {
 		dom, exists := owned[in.Spec.ID]
 		if err := d.depart(ctx, in, dom, exists); err != nil {
 			errs[in.Spec.ID] = err.Error()
 			setErrs = append(setErrs, fmt.Errorf("instance %q: %w", in.Spec.ID, err))
+		} else if !in.Migration.Live {
+			gone[in.Spec.ID] = true
 		}
 	}
 	for _, in := range desired {
@@ -83,7 +89,7 @@ func (d *Driver) Set(ctx context.Context, desired []Instance) error {
 			setErrs = append(setErrs, fmt.Errorf("delete instance %q: %w", id, err))
 		}
 	}
-	if err := d.release(ctx, desired); err != nil {
+	if err := d.release(ctx, desired, gone); err != nil {
 		setErrs = append(setErrs, err)
 	}
 	d.mu.Lock()
@@ -273,13 +279,17 @@ func (d *Driver) attachVolumes(ctx context.Context, in Instance) error {
 }
 
 // release lets the host-side devices of volumes go once no desired
-// instance has them (their domains are gone or detached them above).
-func (d *Driver) release(ctx context.Context, desired []Instance) error {
+// instance has them (their domains are gone or detached them above), nor
+// an instance that left (gone: stopped here for a cold move).
+func (d *Driver) release(ctx context.Context, desired []Instance, gone map[string]bool) error {
 	if d.cfg.Volumes == nil {
 		return nil
 	}
 	var keep []computespec.Volume
 	for _, in := range desired {
+		if gone[in.Spec.ID] {
+			continue
+		}
 		keep = append(keep, in.Spec.Volumes...)
 		if in.Spec.Root != nil {
 			keep = append(keep, *in.Spec.Root)
