@@ -146,26 +146,11 @@ func (c *cacheReporter) refresh(ctx context.Context) {
 	}
 	out := make([]api.VolumeCacheReport, 0, len(sts))
 	for _, s := range sts {
-		out = append(out, api.VolumeCacheReport{
-			Image: images[s.Volume], Mode: string(s.Mode), Phase: s.Phase, DirtyBytes: s.DirtyBytes,
-			AtRisk: s.AtRisk, Degraded: s.Degraded, Error: strings.TrimSpace(s.Stats.Error + " " + s.StatsError),
-			BlockBytes: s.Stats.BlockBytes, Blocks: s.Stats.Blocks, DirtyBlocks: s.Stats.Dirty,
-			ReadHits: s.Stats.ReadHits, ReadMisses: s.Stats.ReadMisses, WriteHits: s.Stats.WriteHits, WriteMisses: s.Stats.WriteMisses,
-			Flush: flushReport(s.Flush),
-		})
+		out = append(out, s.Report(images[s.Volume]))
 	}
 	c.mu.Lock()
 	c.last = out
 	c.mu.Unlock()
-}
-
-// flushReport is a detach's flush as the report carries it.
-func flushReport(f *cachedvol.Flush) *api.VolumeFlush {
-	if f == nil {
-		return nil
-	}
-	return &api.VolumeFlush{DirtyBlocks: f.Dirty, FirstBlocks: f.First, Started: f.Started, Deadline: f.Deadline,
-		Message: f.Message(), Error: f.Error}
 }
 
 func (c *cacheReporter) report(rep *api.HostReport) {

@@ -51,7 +51,7 @@ func (f Flush) Message() string {
 	if f.Error != "" {
 		return f.Error
 	}
-	return fmt.Sprintf("flushing its cache before the image is let go: %d dirty blocks left (%d when it began) after %s, deadline %s",
+	return fmt.Sprintf("flushes the volume's cache before it lets the image go: %d dirty blocks left (%d when it began) after %s, deadline %s",
 		f.Dirty, f.First, time.Since(f.Started).Round(time.Second), f.Deadline.UTC().Format(time.RFC3339))
 }
 

@@ -2,10 +2,12 @@ package cachedvol
 
 import (
 	"context"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-infra/strata/agent/storage/dmcache"
+	"github.com/strata-infra/strata/pkg/api"
 )
 
 // Status is one volume's state on this host, as the agent reports it.
@@ -28,6 +30,22 @@ type Status struct {
 	// Flush is the flush before its detach: under way, or the last one
 	// that failed.
 	Flush *Flush `json:"flush,omitempty"`
+}
+
+// Report is s as the host's report carries it (volume_caches), for image
+// (pool/name): the coordinator shows a flush in it as the volume's status.
+func (s Status) Report(image string) api.VolumeCacheReport {
+	r := api.VolumeCacheReport{
+		Image: image, Mode: string(s.Mode), Phase: s.Phase, DirtyBytes: s.DirtyBytes,
+		AtRisk: s.AtRisk, Degraded: s.Degraded, Error: strings.TrimSpace(s.Stats.Error + " " + s.StatsError),
+		BlockBytes: s.Stats.BlockBytes, Blocks: s.Stats.Blocks, DirtyBlocks: s.Stats.Dirty,
+		ReadHits: s.Stats.ReadHits, ReadMisses: s.Stats.ReadMisses, WriteHits: s.Stats.WriteHits, WriteMisses: s.Stats.WriteMisses,
+	}
+	if f := s.Flush; f != nil {
+		r.Flush = &api.VolumeFlush{DirtyBlocks: f.Dirty, FirstBlocks: f.First, Started: f.Started, Deadline: f.Deadline,
+			Message: f.Message(), Error: f.Error}
+	}
+	return r
 }
 
 // Statuses reads every recorded volume's state. It takes no lock: it only

@@ -170,7 +170,7 @@ func (r *guestRig) opts(t testing.TB, env map[string]string) kerneltest.Options 
 		Env: e, Drives: []string{r.fast, r.pv}, Tools: []string{"lvm"},
 		// dm-flakey: the agent's write refusal of a partly failing cache.
 		Modules: []string{"dm-flakey"},
-		// Four tests write 24 MiB each to Ceph from a TCG guest and flush
+		// Five tests write 24 MiB each to Ceph from a TCG guest and flush
 		// it, and the attached-volume snapshot writes 16 MiB under it
 		// (the first boot takes 5 min on an idle machine, over 15 with the
 		// load average at 60): a bound for a hung guest, not a
@@ -223,14 +223,15 @@ func (r *guestRig) checkImage(t *testing.T, name string, want []byte) {
 // TestCachedVolumesInGuest boots the kernel-test guest twice for all of
 // this package's guest tests. The first boot runs TestGuestInstanceDisk,
 // TestGuestCachedVolumeNothingLost, TestGuestSnapshotOfCachedVolume,
-// TestGuestSnapshotOfAttachedVolume, the failing-device tests and the
-// write half of TestGuestCacheSurvivesCrash, which crashes that guest; the
+// TestGuestSnapshotOfAttachedVolume, TestGuestReleaseFlushesFirst, the
+// failing-device tests and the write half of TestGuestCacheSurvivesCrash,
+// which crashes that guest; the
 // second boot runs the recover half over the same cache file and image.
 // The host then reads the raw images back.
 func TestCachedVolumesInGuest(t *testing.T) {
-	r := newGuestRig(t, "nl", "kill", "snap", attachedVolume, "pwt", "pwb", "wt", "wt2", "wbf", "disk", "diskn", "lvm", "idle", "crash")
+	r := newGuestRig(t, "nl", "kill", "snap", attachedVolume, "pwt", "pwb", "wt", "wt2", "wbf", "disk", "diskn", "lvm", "idle", releasedVolume, "crash")
 	ctx := t.Context()
-	run := "^(TestGuestIdleCleaning|TestGuestInstanceDisk|TestGuestVolumeGroupCache|TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestSnapshotOfAttachedVolume|TestGuestFailingCacheDevice|TestGuestPartlyFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
+	run := "^(TestGuestIdleCleaning|TestGuestInstanceDisk|TestGuestVolumeGroupCache|TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestSnapshotOfAttachedVolume|TestGuestReleaseFlushesFirst|TestGuestFailingCacheDevice|TestGuestPartlyFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
 	res, err := r.h.RunPackage(ctx, pkg, run, r.opts(t, map[string]string{envPhase: "write"}))
 	if res == nil {
 		t.Fatal(err)
@@ -240,7 +241,7 @@ func TestCachedVolumesInGuest(t *testing.T) {
 		t.Fatalf("first guest: want the crash point and no exit code, got %v\n%s", err, kerneltest.FailureMessage(r.h, pkg, run, res, err))
 	}
 	t.Logf("first guest (%s):\n%s", res.Total.Round(time.Millisecond), res.Output)
-	for _, test := range []string{"TestGuestIdleCleaning", "TestGuestInstanceDisk", "TestGuestVolumeGroupCache", "TestGuestCachedVolumeNothingLost", "TestGuestSnapshotOfCachedVolume", "TestGuestSnapshotOfAttachedVolume", "TestGuestFailingCacheDevice", "TestGuestPartlyFailingCacheDevice"} {
+	for _, test := range []string{"TestGuestIdleCleaning", "TestGuestInstanceDisk", "TestGuestVolumeGroupCache", "TestGuestCachedVolumeNothingLost", "TestGuestSnapshotOfCachedVolume", "TestGuestSnapshotOfAttachedVolume", "TestGuestReleaseFlushesFirst", "TestGuestFailingCacheDevice", "TestGuestPartlyFailingCacheDevice"} {
 		if !strings.Contains(res.Output, "--- PASS: "+test+" ") {
 			t.Errorf("first guest: %s did not pass", test)
 		}
@@ -256,6 +257,7 @@ func TestCachedVolumesInGuest(t *testing.T) {
 	r.checkImage(t, "idle", idleImage())
 	r.checkImage(t, "wt2", Pattern(8, 8<<20))
 	r.checkImage(t, "pwt", Pattern(51, 8<<20))
+	r.checkImage(t, releasedVolume, Pattern(40, dataBytes))
 	// The failed writeback caches' 4 MiB each are at risk because they
 	// exist only in the cache: none of it reached the image.
 	for _, name := range []string{"wbf", "pwb"} {
