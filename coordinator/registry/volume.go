@@ -37,13 +37,14 @@ func VolumeTypeKind() *Kind {
 		Schema: map[string]any{
 			"type": "object", "additionalProperties": false, "required": []string{"pool"},
 			"properties": map[string]any{
-				"pool":                    str,
-				"attach_mode":             map[string]any{"type": "string", "enum": []string{"", "librbd", "krbd"}},
-				"cache_mode":              map[string]any{"type": "string", "enum": []string{"", "none", "writeback", "writethrough"}},
-				"cache_size_mib":          map[string]any{"type": "integer", "minimum": 0},
-				"cache_high_watermark":    map[string]any{"type": "integer", "minimum": 0, "maximum": 100},
-				"cache_low_watermark":     map[string]any{"type": "integer", "minimum": 0, "maximum": 100},
-				"cache_max_dirty_seconds": map[string]any{"type": "integer", "minimum": 0},
+				"pool":                        str,
+				"attach_mode":                 map[string]any{"type": "string", "enum": []string{"", "librbd", "krbd"}},
+				"cache_mode":                  map[string]any{"type": "string", "enum": []string{"", "none", "writeback", "writethrough"}},
+				"cache_size_mib":              map[string]any{"type": "integer", "minimum": 0},
+				"cache_high_watermark":        map[string]any{"type": "integer", "minimum": 0, "maximum": 100},
+				"cache_low_watermark":         map[string]any{"type": "integer", "minimum": 0, "maximum": 100},
+				"cache_max_dirty_seconds":     map[string]any{"type": "integer", "minimum": 0},
+				"cache_flush_timeout_seconds": map[string]any{"type": "integer", "minimum": 0},
 			},
 		},
 	}

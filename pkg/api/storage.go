@@ -24,6 +24,12 @@ type VolumeTypeSpec struct {
 	// cache only, unwritten to Ceph (writeback; default 30): it bounds
 	// what a dead host can hold.
 	CacheMaxDirtySeconds int `json:"cache_max_dirty_seconds,omitempty"`
+	// CacheFlushTimeoutSeconds is the longest the host that maps a volume
+	// flushes its writeback cache before it lets the image go (a detach,
+	// its instance deleted or moved cold); past it the volume stays
+	// mapped with its cache and the status says the dirty count. 0: the
+	// host's storage.cache.flush_timeout.
+	CacheFlushTimeoutSeconds int `json:"cache_flush_timeout_seconds,omitempty"`
 }
 
 // VolumeSpec is the spec of kind "volume" (project): an RBD image. At most

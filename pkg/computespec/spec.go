@@ -119,6 +119,9 @@ type KRBD struct {
 	HighWatermark   int    `json:"high_watermark,omitempty"`
 	LowWatermark    int    `json:"low_watermark,omitempty"`
 	MaxDirtySeconds int    `json:"max_dirty_seconds,omitempty"`
+	// FlushTimeoutSeconds bounds the flush before the host lets the
+	// volume go; 0: the host's own.
+	FlushTimeoutSeconds int `json:"flush_timeout_seconds,omitempty"`
 }
 
 // Capacity is an amount of host resources.

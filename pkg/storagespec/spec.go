@@ -69,6 +69,7 @@ const (
 	DefaultCacheLowWatermark  = 45
 	DefaultCacheMaxDirty      = 30 * time.Second
 	MaxCacheMaxDirty          = time.Hour
+	MaxCacheFlushTimeout      = 24 * time.Hour
 )
 
 func validateCache(s api.VolumeTypeSpec) *api.FieldError {
@@ -84,7 +85,8 @@ func validateCache(s api.VolumeTypeSpec) *api.FieldError {
 	for _, f := range []struct {
 		field string
 		v     int
-	}{{"spec.cache_high_watermark", s.CacheHighWatermark}, {"spec.cache_low_watermark", s.CacheLowWatermark}, {"spec.cache_max_dirty_seconds", s.CacheMaxDirtySeconds}} {
+	}{{"spec.cache_high_watermark", s.CacheHighWatermark}, {"spec.cache_low_watermark", s.CacheLowWatermark}, {"spec.cache_max_dirty_seconds", s.CacheMaxDirtySeconds},
+		{"spec.cache_flush_timeout_seconds", s.CacheFlushTimeoutSeconds}} {
 		if f.v != 0 && s.CacheMode != "writeback" {
 			return api.Fieldf(f.field, "applies to cache_mode writeback only")
 		}
@@ -100,6 +102,8 @@ func validateCache(s api.VolumeTypeSpec) *api.FieldError {
 		return api.Fieldf("spec.cache_low_watermark", "%d is above the high watermark %d", c.LowWatermark, c.HighWatermark)
 	case c.MaxDirty > MaxCacheMaxDirty:
 		return api.Fieldf("spec.cache_max_dirty_seconds", "%d is over %d (an hour of writes a dead host would hold)", s.CacheMaxDirtySeconds, int(MaxCacheMaxDirty.Seconds()))
+	case c.FlushTimeout > MaxCacheFlushTimeout:
+		return api.Fieldf("spec.cache_flush_timeout_seconds", "%d is over %d (a day)", s.CacheFlushTimeoutSeconds, int(MaxCacheFlushTimeout.Seconds()))
 	}
 	return nil
 }
@@ -110,6 +114,9 @@ type Cache struct {
 	SizeBytes                   int64
 	HighWatermark, LowWatermark int
 	MaxDirty                    time.Duration
+	// FlushTimeout bounds the flush before the host lets the image go;
+	// 0: the host's own (storage.cache.flush_timeout).
+	FlushTimeout time.Duration
 }
 
 // CacheOf is the cache a volume type gives its volumes.
@@ -129,6 +136,7 @@ func CacheOf(s api.VolumeTypeSpec) Cache {
 			c.LowWatermark = min(DefaultCacheLowWatermark, c.HighWatermark)
 		}
 		c.MaxDirty = cmp.Or(time.Duration(s.CacheMaxDirtySeconds)*time.Second, DefaultCacheMaxDirty)
+		c.FlushTimeout = time.Duration(s.CacheFlushTimeoutSeconds) * time.Second
 	}
 	return c
 }

@@ -57,7 +57,8 @@ func (ix volumeIndex) volume(project, name string, boot bool) (computespec.Volum
 	if ts.AttachMode == "krbd" {
 		c := storagespec.CacheOf(ts)
 		v.KRBD = &computespec.KRBD{CacheMode: c.Mode, CacheBytes: c.SizeBytes,
-			HighWatermark: c.HighWatermark, LowWatermark: c.LowWatermark, MaxDirtySeconds: int(c.MaxDirty.Seconds())}
+			HighWatermark: c.HighWatermark, LowWatermark: c.LowWatermark, MaxDirtySeconds: int(c.MaxDirty.Seconds()),
+			FlushTimeoutSeconds: int(c.FlushTimeout.Seconds())}
 	}
 	return v, nil
 }

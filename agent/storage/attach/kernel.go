@@ -39,6 +39,7 @@ func cachedVolume(v computespec.Volume) *cachedvol.Volume {
 		Mode: dmcache.Mode(k.CacheMode), CacheBytes: k.CacheBytes,
 		Params: dmcache.Params{HighWatermark: k.HighWatermark, LowWatermark: k.LowWatermark,
 			MaxAge: time.Duration(k.MaxDirtySeconds) * time.Second},
+		FlushTimeout: time.Duration(k.FlushTimeoutSeconds) * time.Second,
 	}
 }
 

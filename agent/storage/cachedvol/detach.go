@@ -1,6 +1,7 @@
 package cachedvol
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -169,7 +170,7 @@ func (m *Manager) flush(ctx context.Context, r *Record) error {
 	if st.Error == "" {
 		st.Error = r.CacheError
 	}
-	timeout, every := m.flushBounds()
+	timeout, every := m.flushBounds(r)
 	start := time.Now()
 	f := &Flush{Dirty: st.Dirty, First: st.Dirty, Started: start, Deadline: start.Add(timeout)}
 	// fail records why the flush stopped, with what is left, in the
@@ -393,7 +394,7 @@ func (m *Manager) writeBack(ctx context.Context, r *Record, first int64, progres
 	if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
 		return err
 	}
-	timeout, every := m.flushBounds()
+	timeout, every := m.flushBounds(r)
 	start := time.Now()
 	lastLog := time.Time{}
 	low, lowAt := first, start
@@ -432,9 +433,10 @@ func (m *Manager) writeBack(ctx context.Context, r *Record, first int64, progres
 	}
 }
 
-// flushBounds are FlushTimeout and ProgressEvery with their defaults.
-func (m *Manager) flushBounds() (timeout, every time.Duration) {
-	timeout, every = m.FlushTimeout, m.ProgressEvery
+// flushBounds are r's FlushTimeout (the volume type's, else the
+// manager's) and ProgressEvery, with their defaults.
+func (m *Manager) flushBounds(r *Record) (timeout, every time.Duration) {
+	timeout, every = cmp.Or(r.FlushTimeout, m.FlushTimeout), m.ProgressEvery
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/strata-infra/strata/agent/storage/dmcache"
 	"github.com/strata-infra/strata/agent/storage/krbd"
@@ -67,6 +68,10 @@ type Record struct {
 	// IdleCleaning is set while the cache writes everything back because
 	// the volume is idle (CleanIdle); the next I/O turns it off.
 	IdleCleaning bool `json:"idle_cleaning,omitempty"`
+	// FlushTimeout is the volume type's bound on a flush (0: the
+	// manager's): kept here, as the volume may have left the plan by the
+	// time it is detached.
+	FlushTimeout time.Duration `json:"flush_timeout,omitempty"`
 }
 
 // journal keeps one JSON file a volume in dir, each written atomically.

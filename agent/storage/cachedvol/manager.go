@@ -89,6 +89,9 @@ type Volume struct {
 	Params dmcache.Params
 	// CacheBytes is the cache's size (writeback and writethrough).
 	CacheBytes int64
+	// FlushTimeout bounds the flush before a detach (the volume type's);
+	// 0: the manager's FlushTimeout.
+	FlushTimeout time.Duration
 }
 
 func (m *Manager) log() *slog.Logger {
@@ -143,12 +146,19 @@ func (m *Manager) Attach(ctx context.Context, v Volume) (string, error) {
 			}
 		}
 	}
+	if r.FlushTimeout != v.FlushTimeout {
+		// The type's bound changed: the next flush keeps the new one.
+		r.FlushTimeout = v.FlushTimeout
+		if err := m.j().save(r); err != nil {
+			return "", err
+		}
+	}
 	return m.assemble(ctx, r)
 }
 
 // newRecord allocates the cache's slices and records them, fresh.
 func (m *Manager) newRecord(v Volume) (*Record, error) {
-	r := &Record{Volume: v.Name, Image: v.Image, Mode: v.Mode, Params: v.Params, Phase: PhaseAttaching}
+	r := &Record{Volume: v.Name, Image: v.Image, Mode: v.Mode, Params: v.Params, Phase: PhaseAttaching, FlushTimeout: v.FlushTimeout}
 	if r.Mode == "" {
 		r.Mode = dmcache.None
 	}

@@ -817,3 +817,29 @@ func TestDetachDeadlineLeavesVolumeMapped(t *testing.T) {
 		t.Errorf("left after the detach: %v %v", r.dm.devs, r.krbd.mapped)
 	}
 }
+
+// TestDetachDeadlineFromVolumeType: the volume type's flush bound, kept in
+// the record at attach (the volume may have left the plan by its detach),
+// wins over the manager's.
+func TestDetachDeadlineFromVolumeType(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	v := vol("v1", dmcache.Writeback)
+	if _, err := r.m.Attach(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	v.FlushTimeout = 50 * time.Millisecond // the type changed since
+	if _, err := r.m.Attach(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 1000)
+	r.dm.drain = 0
+	r.m.FlushTimeout = time.Hour
+	start := time.Now()
+	if err := r.m.Detach(ctx, "v1"); err == nil || !strings.Contains(err.Error(), "deadline (50ms)") {
+		t.Fatalf("detach past the type's deadline: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the flush ran %s: not the type's 50 ms", took)
+	}
+}

@@ -26,6 +26,7 @@ func volumeTypesCmd(g *globals) *cobra.Command {
 	create.Flags().IntVar(&s.CacheHighWatermark, "cache-high-watermark", 0, "writeback: percent of the cache in use that starts writeback (default 50)")
 	create.Flags().IntVar(&s.CacheLowWatermark, "cache-low-watermark", 0, "writeback: percent of the cache in use that stops writeback (default 45)")
 	create.Flags().IntVar(&s.CacheMaxDirtySeconds, "cache-max-dirty-seconds", 0, "writeback: the longest a write stays on the host only (default 30)")
+	create.Flags().IntVar(&s.CacheFlushTimeoutSeconds, "cache-flush-timeout-seconds", 0, "writeback: the longest a host flushes a volume's cache before it lets the image go (default: the host's storage.cache.flush_timeout)")
 	list := listCmd(k, []string{"POOL", "ATTACH", "CACHE"}, func(_ api.Resource, s api.VolumeTypeSpec) []string {
 		return []string{s.Pool, s.AttachMode, s.CacheMode}
 	})
