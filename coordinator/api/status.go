@@ -2,11 +2,11 @@ package api
 
 import (
 	"fmt"
-	"strings"
+	"time"
 
+	"github.com/strata-infra/strata/coordinator/registry"
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
-	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
 // resourceHosts is a resource's state on every known host whose plan
@@ -75,25 +75,27 @@ func volumeFlush(res api.Resource, hosts []api.Host) *api.ResourceStatus {
 	if res.Kind != "volume" {
 		return nil
 	}
-	img := storagespec.VolumeImage(res.Project, res.Name)
+	var reps []api.HostReport
+	reported := map[string]time.Time{}
 	for _, h := range hosts {
-		if h.Report == nil {
-			continue
-		}
-		for _, c := range h.Report.VolumeCaches {
-			if c.Flush == nil || c.Image[strings.LastIndexByte(c.Image, '/')+1:] != img {
-				continue
-			}
-			st := &api.ResourceStatus{Host: h.Name, State: api.ResourcePending, Epoch: res.Epoch, Updated: h.Report.Reported,
-				Message: fmt.Sprintf("host %s %s", h.Name, c.Flush.Message)}
-			if c.Flush.Error != "" {
-				st.State = api.ResourceError
-				st.Message = fmt.Sprintf("host %s: %s", h.Name, c.Flush.Error)
-			}
-			return st
+		if h.Report != nil {
+			rep := *h.Report
+			rep.Host = h.Name
+			reps = append(reps, rep)
+			reported[h.Name] = h.Report.Reported
 		}
 	}
-	return nil
+	host, f := registry.VolumeFlush(reps, res.Project, res.Name)
+	if f == nil {
+		return nil
+	}
+	st := &api.ResourceStatus{Host: host, State: api.ResourcePending, Epoch: res.Epoch, Updated: reported[host],
+		Message: fmt.Sprintf("host %s %s", host, f.Message)}
+	if f.Error != "" {
+		st.State = api.ResourceError
+		st.Message = fmt.Sprintf("host %s: %s", host, f.Error)
+	}
+	return st
 }
 
 // hostsForStatus is the host view resource status is computed against;

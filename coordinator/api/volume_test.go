@@ -118,8 +118,9 @@ func TestVolumeQuota(t *testing.T) {
 // its cache before it lets the image go (the volume detached, its instance
 // deleted or moved), the volume's status is that flush, from the host's
 // report: pending with the dirty blocks left, or an error naming the volume
-// and the dirty count when it ran out its deadline. Once the host no
-// longer reports it, the storage controller's status is back.
+// and the dirty count when it ran out its deadline; a delete is refused
+// meanwhile, saying so. Once the host no longer reports it, the storage
+// controller's status is back and the delete goes through.
 func TestVolumeShowsHostFlush(t *testing.T) {
 	f := newFixture(t, api.Host{Name: "h1", State: api.StateAlive}, api.Host{Name: "h2", State: api.StateAlive})
 	f.must(f.admin, "PUT", "/v1/projects/a", `{}`, 201)
@@ -150,12 +151,22 @@ func TestVolumeShowsHostFlush(t *testing.T) {
 	if st := get("v2").Status; st != nil && st.Host == "h1" {
 		t.Errorf("another volume shows h1's flush: %+v", st)
 	}
+	// A delete waits for the host to let the image go, and says why.
+	if code, body := f.do(f.admin, "DELETE", "/v1/projects/a/volumes/v1", ""); code != 409 || !strings.Contains(string(body), "host h1 flushes") || !strings.Contains(string(body), "40 dirty blocks left") {
+		t.Errorf("delete during the flush: %d %s", code, body)
+	}
 	flush(&api.VolumeFlush{DirtyBlocks: 40, FirstBlocks: 100, Error: "detach " + storagespec.VolumeImage("a", "v1") + ": flush did not finish by its deadline (10m0s); 40 dirty blocks left (100 when the flush began): the volume stays mapped"})
 	if st := get("v1").Status; st == nil || st.State != api.ResourceError || !strings.Contains(st.Message, "40 dirty blocks left") || !strings.Contains(st.Message, storagespec.VolumeImage("a", "v1")) {
 		t.Fatalf("status after the deadline: %+v", st)
+	}
+	if code, body := f.do(f.admin, "DELETE", "/v1/projects/a/volumes/v1", ""); code != 409 || !strings.Contains(string(body), "could not let it go") {
+		t.Errorf("delete after the flush failed: %d %s", code, body)
 	}
 	flush(nil) // mapped, no flush: the controller's word
 	if st := get("v1").Status; st == nil || st.State != "available" || st.Host != "h2" {
 		t.Fatalf("status with no flush: %+v", st)
 	}
+	// Let go: the delete goes through (the storage controller then
+	// deletes the image once no host holds its lock).
+	f.must(f.admin, "DELETE", "/v1/projects/a/volumes/v1", "", 200)
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/strata-infra/strata/coordinator/store"
 	"github.com/strata-infra/strata/pkg/api"
@@ -226,9 +227,32 @@ func refuseIfCloned(a *Admission, r api.Resource) error {
 	return refuseIfReferenced(a, r, func(v api.VolumeSpec, _ string) bool { return v.Image == r.Name })
 }
 
+// VolumeFlush finds, in the hosts' reports, the flush of a krbd volume's
+// cache that the host mapping it runs before it lets the image go (or the
+// last one that failed): that host, and the flush; nil when none.
+func VolumeFlush(reports []api.HostReport, project, name string) (string, *api.VolumeFlush) {
+	img := storagespec.VolumeImage(project, name)
+	for _, rep := range reports {
+		for _, c := range rep.VolumeCaches {
+			if c.Flush != nil && c.Image[strings.LastIndexByte(c.Image, '/')+1:] == img {
+				return rep.Host, c.Flush
+			}
+		}
+	}
+	return "", nil
+}
+
 // refuseIfAttached refuses to delete a volume that the storage controller
-// last saw open (watchers: a qemu or a kernel mapping has it attached).
+// last saw open (watchers: a qemu or a kernel mapping has it attached), or
+// whose host still flushes its cache (it lets the image go after that,
+// and the delete can follow), saying how far the flush got.
 func refuseIfAttached(a *Admission, r api.Resource) error {
+	if host, f := VolumeFlush(a.Tx.Reports(), r.Project, r.Name); f != nil {
+		if f.Error != "" {
+			return Conflictf("volume %q: host %s could not let it go: %s", r.Name, host, f.Error)
+		}
+		return Conflictf("volume %q: host %s %s; delete it once the host has let it go", r.Name, host, f.Message)
+	}
 	st := a.Tx.Status(r.Key())
 	if st == nil || len(st.Detail) == 0 {
 		return nil

@@ -70,6 +70,20 @@ func (tx *Tx) Report(host string) (api.HostReport, bool) {
 	return r, true
 }
 
+// Reports returns every host's last report, read inside the transaction,
+// in host order.
+func (tx *Tx) Reports() []api.HostReport {
+	var out []api.HostReport
+	_ = tx.s.backend.Scan(nsReports, "", func(_ string, v []byte) error {
+		var r api.HostReport
+		if json.Unmarshal(v, &r) == nil {
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out
+}
+
 // statusKey keys one host's status of a resource: the resource's key, NUL,
 // the host.
 func statusKey(k api.Key, host string) string {
