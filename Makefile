@@ -6,12 +6,13 @@ SHELL       := /bin/bash
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/strata-infra/strata/pkg/version.Version=$(VERSION)
-BINS    := strata-coordinator strata-agent stratactl strata-lab strata-bench
-CMDS    := ./coordinator/cmd/strata-coordinator ./agent/cmd/strata-agent ./coordinator/cmd/stratactl ./lab/cmd/strata-lab ./coordinator/cmd/strata-bench
+BINS    := strata-coordinator strata-agent strata-rbd stratactl strata-lab strata-bench
+CMDS    := ./coordinator/cmd/strata-coordinator ./agent/cmd/strata-agent ./agent/cmd/strata-rbd ./coordinator/cmd/stratactl ./lab/cmd/strata-lab ./coordinator/cmd/strata-bench
 # Build tags: `pacific` compiles the Ceph (RBD) support with go-ceph against
-# Debian 12's librados/librbd 16.2 (cgo; librados-dev, librbd-dev). Without
-# it everything still builds, and the storage subsystem reports that this
-# build has no Ceph support.
+# Debian 12's librados/librbd 16.2 (cgo; librados-dev, librbd-dev) into
+# strata-rbd, the helper process strata-agent and stratactl start for their
+# Ceph connections (no other binary links the Ceph libraries). Without it
+# strata-rbd only says so, and the storage subsystem reports no Ceph support.
 GOTAGS  ?= pacific
 # The whole suite, TCG guests included, stays well under this.
 TEST_TIMEOUT ?= 45m

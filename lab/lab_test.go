@@ -17,7 +17,6 @@ import (
 	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
-	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // TestMain sweeps up after the package: t.Cleanup does not run after a
@@ -75,16 +74,19 @@ func buildBinaries(t testing.TB) string {
 			return
 		}
 		binaries.dir = dir
-		args := []string{"build", "-o", dir}
-		if rbd.Supported {
-			// This test binary has Ceph support (-tags pacific): so have the lab's.
-			args = append(args, "-tags", "pacific")
-		}
-		cmd := exec.Command("go", append(args, "./coordinator/cmd/strata-coordinator", "./agent/cmd/strata-agent", "./coordinator/cmd/stratactl")...)
+		cmd := exec.Command("go", "build", "-o", dir, "./coordinator/cmd/strata-coordinator", "./agent/cmd/strata-agent", "./coordinator/cmd/stratactl")
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binaries.err = fmt.Errorf("go build the lab's commands: %v\n%s", err, out)
 			return
+		}
+		// With Ceph here, strata-rbd beside the agents, where they look.
+		if cephtest.Available() == "" {
+			helper, _ := cephtest.Helper()
+			if err := os.Link(helper, filepath.Join(dir, "strata-rbd")); err != nil {
+				binaries.err = fmt.Errorf("strata-rbd into the lab's commands: %v", err)
+				return
+			}
 		}
 		t.Logf("the lab's commands built in %s (once for the package's tests)", time.Since(start).Round(100*time.Millisecond))
 	})

@@ -15,7 +15,6 @@ import (
 	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
-	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // cephLab is a lab whose hosts all run compute (a private libvirtd each)
@@ -47,9 +46,6 @@ func newCephLab(t testing.TB, n int, coordArgs ...string) *cephLab {
 func newCephLabLV(t testing.TB, n int, inLab bool, coordArgs ...string) *cephLab {
 	t.Helper()
 	virttest.Require(t)
-	if !rbd.Supported {
-		testenv.Missing(t, "go-ceph", rbd.ErrNoCeph.Error())
-	}
 	begin := time.Now()
 	cluster := cephtest.Require(t)
 	ctx := context.Background()
@@ -305,9 +301,6 @@ func TestLabInstanceOnRBD(t *testing.T) {
 func TestLabOwnCeph(t *testing.T) {
 	if why := cephtest.Available(); why != "" {
 		testenv.Missing(t, "Ceph", why)
-	}
-	if !rbd.Supported {
-		testenv.Missing(t, "go-ceph", rbd.ErrNoCeph.Error())
 	}
 	l := testLabConfig(t, Config{Hosts: 1, RetainDeltas: 100, RunCeph: true})
 	ctx := context.Background()

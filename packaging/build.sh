@@ -23,7 +23,7 @@ rm -rf "$stage"
 mkdir -p "$stage/bin"
 (cd "$repo" && CGO_ENABLED=${CGO_ENABLED:-1} GOARCH=$ARCH go build -tags "${GOTAGS-pacific}" -trimpath -buildmode=pie \
 	-ldflags "-s -w -X github.com/strata-infra/strata/pkg/version.Version=$VERSION" \
-	-o "$stage/bin/" ./agent/cmd/strata-agent ./coordinator/cmd/strata-coordinator ./coordinator/cmd/stratactl)
+	-o "$stage/bin/" ./agent/cmd/strata-agent ./agent/cmd/strata-rbd ./coordinator/cmd/strata-coordinator ./coordinator/cmd/stratactl)
 
 # Man pages and shell completions from the binaries' own cobra commands
 # (hidden gen-docs), dated by the commit for reproducible packages. A

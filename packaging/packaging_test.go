@@ -166,7 +166,7 @@ func TestMakePackagesBuildsSix(t *testing.T) {
 		}
 	}
 	want := map[string][]string{
-		"strata-agent":       {"./usr/bin/strata-agent", "./lib/systemd/system/strata-agent.service", "./etc/strata/agent.yaml"},
+		"strata-agent":       {"./usr/bin/strata-agent", "./usr/lib/strata/strata-rbd", "./lib/systemd/system/strata-agent.service", "./etc/strata/agent.yaml"},
 		"strata-coordinator": {"./usr/bin/strata-coordinator", "./lib/systemd/system/strata-coordinator.service", "./etc/strata/coordinator.yaml"},
 		"stratactl":          {"./usr/bin/stratactl"},
 	}

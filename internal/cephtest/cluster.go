@@ -90,7 +90,8 @@ func (c *Cluster) AdminKeyring() string { return c.keyring("client.admin") }
 
 func (c *Cluster) keyring(name string) string { return filepath.Join(c.Dir, "keyring."+name) }
 
-// Available reports why a cluster cannot run here, or "" when it can.
+// Available reports why a cluster cannot run here, or "" when it can;
+// it builds the strata-rbd the tests' clients use (Helper).
 func Available() string {
 	if os.Geteuid() != 0 {
 		return "needs root: makes a bridge and runs Ceph daemons"
@@ -99,6 +100,10 @@ func Available() string {
 		if _, err := exec.LookPath(b); err != nil {
 			return fmt.Sprintf("%s not installed (bash agent/storage/testdeps.sh)", b)
 		}
+	}
+	// The tests' clients reach the cluster through strata-rbd.
+	if _, err := Helper(); err != nil {
+		return err.Error()
 	}
 	return ""
 }

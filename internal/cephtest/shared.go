@@ -42,6 +42,7 @@ func Lazy(tag string, pools ...string) (stop func()) {
 		}
 	}
 	return func() {
+		defer removeHelper()
 		if shared != nil {
 			shared.Stop()
 		}
@@ -60,6 +61,7 @@ func Main(m *testing.M, tag string, pools ...string) {
 }
 
 func runMain(m *testing.M, tag string, pools []string) int {
+	defer removeHelper()
 	if why := Available(); why != "" {
 		sharedErr = fmt.Errorf("%s", why)
 		return m.Run()

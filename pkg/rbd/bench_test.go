@@ -16,7 +16,7 @@ import (
 func benchConn(b *testing.B) (*rbd.Conn, *cephtest.Cluster) {
 	b.Helper()
 	cl := cephtest.Require(b)
-	if !rbd.Supported {
+	if !rbd.Supported() {
 		b.Skip(rbd.ErrNoCeph)
 	}
 	keyring, err := cl.CreateUser(context.Background(), "client.strata", "mon", "profile rbd", "osd", "profile rbd", "mgr", "profile rbd")

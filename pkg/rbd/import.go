@@ -78,10 +78,5 @@ func (c *Conn) ImportFile(ctx context.Context, path, format string, dst Ref, own
 			return src, fmt.Errorf("convert %s to raw: %w: %s: %s", path, ErrBadImage, err, strings.TrimSpace(string(out)))
 		}
 	}
-	f, err := os.Open(raw)
-	if err != nil {
-		return src, err
-	}
-	defer f.Close()
-	return src, c.importRaw(ctx, f, src.VirtualSize, dst, owner, progress)
+	return src, c.importRaw(ctx, raw, src.VirtualSize, dst, owner, progress)
 }

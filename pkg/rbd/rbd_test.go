@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/strata-infra/strata/internal/cephtest"
@@ -30,7 +32,7 @@ func name(kind string) string {
 func connect(t *testing.T) (*rbd.Conn, *cephtest.Cluster) {
 	t.Helper()
 	cl := cephtest.Require(t)
-	if !rbd.Supported {
+	if !rbd.Supported() {
 		testenv.Missing(t, "Ceph support in this build", rbd.ErrNoCeph.Error())
 	}
 	ctx := context.Background()
@@ -258,5 +260,45 @@ func TestImportAndCopyOnWriteClone(t *testing.T) {
 	}
 	if after, _ := c.List("images"); !slices.Equal(before, after) {
 		t.Fatalf("refused imports changed the pool: %v -> %v", before, after)
+	}
+}
+
+// TestHelperRestartsAfterACrash: the Ceph work runs in strata-rbd, one per
+// connection. A helper killed under the connection fails the call that
+// finds it dead with an error saying so, the next call runs in a new one
+// (connected again), and Close leaves no helper running.
+func TestHelperRestartsAfterACrash(t *testing.T) {
+	c, _ := connect(t)
+	if _, err := c.List("images"); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.HelperPID()
+	if pid <= 0 || pid == os.Getpid() {
+		t.Fatalf("helper pid %d: want a child process", pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.List("images")
+	if err == nil || !strings.Contains(err.Error(), "the next call starts a new one") {
+		t.Fatalf("List on a killed helper: %v; want the error naming the dead helper", err)
+	}
+	t.Logf("the call that found the helper dead: %v", err)
+	if _, err := c.List("images"); err != nil {
+		t.Fatalf("List after the restart: %v", err)
+	}
+	if _, err := c.Status(rbd.Ref{Pool: "images", Image: name("absent")}); !errors.Is(err, rbd.ErrNotFound) {
+		t.Fatalf("Status of a missing image through the new helper: %v; want ErrNotFound", err)
+	}
+	again := c.HelperPID()
+	if again <= 0 || again == pid {
+		t.Fatalf("helper pid %d after the restart (was %d): want a new process", again, pid)
+	}
+	c.Close()
+	if err := syscall.Kill(again, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("helper %d after Close: kill 0 = %v; want it gone", again, err)
+	}
+	if _, err := c.List("images"); err == nil {
+		t.Fatal("List on a closed connection succeeded")
 	}
 }

@@ -1,12 +1,13 @@
 // Package rbd is Strata's RBD driver: the pool operations of the storage
 // controller (create, clone, snapshot, resize, flatten, delete, import) and
 // the read side (status: size, usage, parent, children, watchers, lock
-// owners), through librados/librbd with go-ceph.
+// owners).
 //
-// go-ceph is compiled only with the build tag `pacific` (Debian 12's Ceph
-// 16.2, and the cgo headers from librados-dev and librbd-dev). Without the
-// tag this package still builds and Connect reports ErrNoCeph, so the rest of
-// the module builds and vets on machines without the Ceph headers.
+// This package is the client: the work is done with librados/librbd (go-ceph)
+// by package rbd/ceph in a child process, strata-rbd, which alone is built
+// with the tag `pacific` (Debian 12's Ceph 16.2, cgo headers from
+// librados-dev and librbd-dev) and alone loads the Ceph libraries. Without
+// strata-rbd, Connect reports ErrNoCeph.
 package rbd
 
 import (
@@ -18,7 +19,7 @@ import (
 
 // Errors the controller and API map to statuses and 4xx answers.
 var (
-	ErrNoCeph      = errors.New("strata was built without Ceph support (build tag `pacific`)")
+	ErrNoCeph      = errors.New("no Ceph support: strata-rbd (built with the tag `pacific`) is not installed")
 	ErrNotFound    = errors.New("not found")
 	ErrExists      = errors.New("already exists")
 	ErrInUse       = errors.New("in use: the image has watchers (attached)")

@@ -21,9 +21,11 @@ func storageChecks(s config.Storage) []doctor.Result {
 		return nil
 	}
 	var rs []doctor.Result
-	build := doctor.Result{Check: "build:ceph", Required: true, Status: doctor.OK, Detail: "built with go-ceph (tag pacific)"}
-	if !rbd.Supported {
-		build.Status, build.Detail, build.Fix = doctor.Missing, rbd.ErrNoCeph.Error(), "install a strata-agent built with `make build` (GOTAGS=pacific)"
+	build := doctor.Result{Check: "ceph:helper", Required: true, Status: doctor.OK}
+	if p, err := rbd.HelperPath(); err != nil {
+		build.Status, build.Detail, build.Fix = doctor.Missing, err.Error(), "install strata-rbd (the strata-agent package puts it at "+rbd.HelperInstallPath+"; `make build` beside strata-agent in bin/)"
+	} else {
+		build.Detail = p
 	}
 	rs = append(rs, build)
 	key := doctor.Result{Check: "ceph:keyring", Required: true, Status: doctor.OK, Detail: s.Ceph.Keyring}

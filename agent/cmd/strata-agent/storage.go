@@ -39,7 +39,7 @@ func registerStorage(a *daemon.Agent, cfg *config.Config, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
-	log.Info("storage controller", "mon_host", rc.MonHost, "user", rc.User, "lease_pool", cfg.Storage.VolumesPool, "ceph_support", rbd.Supported)
+	log.Info("storage controller", "mon_host", rc.MonHost, "user", rc.User, "lease_pool", cfg.Storage.VolumesPool, "ceph_support", rbd.Supported())
 	a.Runner().Register(reconcile.OrderStorage, c)
 	a.Background(c.Renew)
 	a.Reporter(c.Report)

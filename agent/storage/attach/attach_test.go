@@ -49,7 +49,7 @@ func cephUser(t *testing.T, name string) (cl *cephtest.Cluster, keyring string, 
 	t.Helper()
 	cl = cephtest.Require(t)
 	virttest.Require(t)
-	if !rbd.Supported {
+	if !rbd.Supported() {
 		testenv.Missing(t, "go-ceph", rbd.ErrNoCeph.Error())
 	}
 	keyring, err := cl.CreateUser(context.Background(), "client."+name, "mon", "profile rbd", "osd", "profile rbd")

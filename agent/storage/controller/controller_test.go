@@ -43,7 +43,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	cl := cephtest.Require(t)
-	if !rbd.Supported {
+	if !rbd.Supported() {
 		testenv.Missing(t, "Ceph support in this build", rbd.ErrNoCeph.Error())
 	}
 	ctx := context.Background()

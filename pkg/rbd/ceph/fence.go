@@ -1,6 +1,6 @@
 //go:build pacific
 
-package rbd
+package ceph
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // BlocklistFor puts addr on the OSD blocklist for expire (an IP fences every
@@ -78,7 +80,7 @@ func parseCephTime(s string) time.Time {
 // Holders returns who has r open (watchers) and who holds its exclusive
 // lock, reading nothing else: a fuller read (Status's usage) may make
 // librbd take the lock itself from a blocklisted owner.
-func (c *Conn) Holders(r Ref) (watchers, owners []string, err error) {
+func (c *Conn) Holders(r rbd.Ref) (watchers, owners []string, err error) {
 	r.Snap = ""
 	img, done, err := c.open(r)
 	if err != nil {
@@ -104,7 +106,7 @@ func (c *Conn) Holders(r Ref) (watchers, owners []string, err error) {
 
 // BreakLock breaks the exclusive lock owner holds on r (an owner already
 // gone counts as broken). The caller blocklists the owner first.
-func (c *Conn) BreakLock(r Ref, owner string) error {
+func (c *Conn) BreakLock(r rbd.Ref, owner string) error {
 	r.Snap = ""
 	img, done, err := c.open(r)
 	if err != nil {

@@ -1,34 +1,39 @@
 //go:build pacific
 
-package rbd
+// Package ceph is the RBD driver itself, through librados and librbd with
+// go-ceph (build tag `pacific`: Debian 12's Ceph 16.2, cgo headers from
+// librados-dev and librbd-dev). Only the strata-rbd helper links it;
+// strata-agent and stratactl reach it through rbd.Conn, so neither loads
+// the Ceph libraries.
+package ceph
 
 import (
 	"errors"
 	"fmt"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // Conn is one connection to the cluster as the configured cephx user.
 type Conn struct {
-	cfg   Config
+	cfg   rbd.Config
 	rados *rados.Conn
 }
 
-// Supported reports whether this build carries Ceph support.
-const Supported = true
-
 // Connect opens a connection; it fails when the monitors are unreachable
 // or refuse the user within the timeout.
-func Connect(cfg Config) (*Conn, error) {
+func Connect(cfg rbd.Config) (*Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = defaultTimeout
+		cfg.Timeout = 30 * time.Second
 	}
 	c, err := rados.NewConnWithUser(cfg.User)
 	if err != nil {
@@ -88,7 +93,7 @@ func (c *Conn) ioctx(pool string) (*rados.IOContext, error) {
 	io, err := c.rados.OpenIOContext(pool)
 	if err != nil {
 		if errors.Is(err, rados.ErrNotFound) {
-			return nil, fmt.Errorf("pool %q: %w", pool, ErrNotFound)
+			return nil, fmt.Errorf("pool %q: %w", pool, rbd.ErrNotFound)
 		}
 		return nil, fmt.Errorf("pool %q: %w", pool, err)
 	}
@@ -97,7 +102,7 @@ func (c *Conn) ioctx(pool string) (*rados.IOContext, error) {
 
 // open opens r (at r.Snap when set); the caller closes image and ioctx
 // through the returned func.
-func (c *Conn) open(r Ref) (*librbd.Image, func(), error) {
+func (c *Conn) open(r rbd.Ref) (*librbd.Image, func(), error) {
 	io, err := c.ioctx(r.Pool)
 	if err != nil {
 		return nil, nil, err
@@ -120,21 +125,21 @@ func errnoOf(err error) syscall.Errno {
 }
 
 // mapErr turns librbd's errnos into the package's errors, naming the image.
-func mapErr(r Ref, err error) error {
+func mapErr(r rbd.Ref, err error) error {
 	if e := errnoOf(err); e != 0 {
 		switch e {
 		case syscall.ENOENT:
-			return fmt.Errorf("image %s: %w", r, ErrNotFound)
+			return fmt.Errorf("image %s: %w", r, rbd.ErrNotFound)
 		case syscall.EEXIST:
-			return fmt.Errorf("image %s: %w", r, ErrExists)
+			return fmt.Errorf("image %s: %w", r, rbd.ErrExists)
 		case syscall.EBUSY:
-			return fmt.Errorf("image %s: %w", r, ErrInUse)
+			return fmt.Errorf("image %s: %w", r, rbd.ErrInUse)
 		case syscall.ENOTEMPTY:
-			return fmt.Errorf("image %s: %w", r, ErrHasChildren)
+			return fmt.Errorf("image %s: %w", r, rbd.ErrHasChildren)
 		}
 	}
 	if errors.Is(err, librbd.ErrNotFound) {
-		return fmt.Errorf("image %s: %w", r, ErrNotFound)
+		return fmt.Errorf("image %s: %w", r, rbd.ErrNotFound)
 	}
 	return fmt.Errorf("image %s: %w", r, err)
 }

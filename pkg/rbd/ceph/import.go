@@ -1,6 +1,6 @@
 //go:build pacific
 
-package rbd
+package ceph
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // importChunk is one RBD object: each write fills one object, and all-zero
@@ -19,14 +21,14 @@ const (
 	importWorkers = 4
 )
 
-// importRaw writes a raw image of size bytes from src into a new image dst
-// owned by owner, then takes the protected BaseSnap. A failure removes the
+// ImportRaw writes a raw image of size bytes from src into a new image dst
+// owned by owner, then takes the protected rbd.BaseSnap. A failure removes the
 // half-written image again.
-func (c *Conn) importRaw(ctx context.Context, src io.ReaderAt, size uint64, dst Ref, owner string, progress Progress) (err error) {
+func (c *Conn) ImportRaw(ctx context.Context, src io.ReaderAt, size uint64, dst rbd.Ref, owner string, progress rbd.Progress) (err error) {
 	// Never write into an existing image: it may have clones.
 	if _, err := c.Status(dst); err == nil {
-		return fmt.Errorf("import into %s: %w", dst, ErrExists)
-	} else if !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("import into %s: %w", dst, rbd.ErrExists)
+	} else if !errors.Is(err, rbd.ErrNotFound) {
 		return err
 	}
 	if err := c.Create(dst, size, owner); err != nil {
@@ -94,5 +96,5 @@ func (c *Conn) importRaw(ctx context.Context, src io.ReaderAt, size uint64, dst 
 	if err := img.Flush(); err != nil {
 		return fmt.Errorf("flush %s: %w", dst, mapErr(dst, err))
 	}
-	return c.Snapshot(Ref{Pool: dst.Pool, Image: dst.Image, Snap: BaseSnap}, true)
+	return c.Snapshot(rbd.Ref{Pool: dst.Pool, Image: dst.Image, Snap: rbd.BaseSnap}, true)
 }

@@ -1,6 +1,6 @@
 //go:build pacific
 
-package rbd
+package ceph
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 const (
@@ -19,7 +21,7 @@ const (
 // pool, as cookie (the host name). It returns whether this connection
 // holds it and, when another does, who (cookie and address). A holder that
 // dies stops renewing and the lock expires after ttl.
-func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (held bool, holder LeaseHolder, err error) {
+func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (held bool, holder rbd.LeaseHolder, err error) {
 	io, err := c.ioctx(pool)
 	if err != nil {
 		return false, holder, err
@@ -31,7 +33,7 @@ func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (held bool, ho
 		return false, holder, fmt.Errorf("lease %s/%s: %w", pool, oid, err)
 	}
 	if ret == 0 || syscall.Errno(-ret) == syscall.EEXIST {
-		return true, LeaseHolder{Cookie: cookie}, nil // taken, or renewed
+		return true, rbd.LeaseHolder{Cookie: cookie}, nil // taken, or renewed
 	}
 	// EBUSY: another holds it; say who. An empty answer means it expired
 	// in between: not held, try again on the next renewal.
@@ -40,7 +42,7 @@ func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (held bool, ho
 		return false, holder, fmt.Errorf("lease %s/%s: lockers: %w", pool, oid, err)
 	}
 	if info.NumLockers > 0 && len(info.Cookies) > 0 {
-		holder = LeaseHolder{Cookie: info.Cookies[0]}
+		holder = rbd.LeaseHolder{Cookie: info.Cookies[0]}
 		if len(info.Addrs) > 0 {
 			holder.Addr = info.Addrs[0]
 		}
@@ -49,17 +51,17 @@ func (c *Conn) Lease(pool, oid, cookie string, ttl time.Duration) (held bool, ho
 }
 
 // Holder reads who holds the lease, without trying to take it.
-func (c *Conn) Holder(pool, oid string) (LeaseHolder, error) {
+func (c *Conn) Holder(pool, oid string) (rbd.LeaseHolder, error) {
 	io, err := c.ioctx(pool)
 	if err != nil {
-		return LeaseHolder{}, err
+		return rbd.LeaseHolder{}, err
 	}
 	defer io.Destroy()
 	info, err := io.ListLockers(oid, leaseLock)
 	if err != nil {
-		return LeaseHolder{}, fmt.Errorf("lease %s/%s: lockers: %w", pool, oid, err)
+		return rbd.LeaseHolder{}, fmt.Errorf("lease %s/%s: lockers: %w", pool, oid, err)
 	}
-	var h LeaseHolder
+	var h rbd.LeaseHolder
 	if info.NumLockers > 0 && len(info.Cookies) > 0 {
 		h.Cookie = info.Cookies[0]
 		if len(info.Addrs) > 0 {
@@ -84,7 +86,7 @@ func (c *Conn) ReleaseLease(pool, oid, cookie string) error {
 }
 
 // FenceEpoch records that the lease holder acts on the plan at epoch and
-// refuses (ErrStaleEpoch) when a holder before it already acted on a newer
+// refuses (rbd.ErrStaleEpoch) when a holder before it already acted on a newer
 // one: a controller fed by a coordinator that failed over to an older copy
 // of the state must not undo newer work. Only the lease holder calls it.
 func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error {
@@ -98,7 +100,7 @@ func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error {
 	switch {
 	case err == nil:
 		if prev, perr := strconv.ParseUint(string(buf[:n]), 10, 64); perr == nil && prev > epoch {
-			return fmt.Errorf("plan epoch %d, but a controller already acted on epoch %d: %w", epoch, prev, ErrStaleEpoch)
+			return fmt.Errorf("plan epoch %d, but a controller already acted on epoch %d: %w", epoch, prev, rbd.ErrStaleEpoch)
 		}
 	case errnoOf(err) == syscall.ENOENT || errnoOf(err) == syscall.ENODATA:
 		// nothing recorded yet

@@ -1,6 +1,6 @@
 //go:build pacific
 
-package rbd
+package ceph
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // Claim is called on a host before its qemu opens image r (a volume
@@ -26,7 +28,7 @@ import (
 // It returns the lock owners it broke. A watcher seen once may be a
 // reader passing by (the storage controller reading the status), so a
 // refusal needs the watcher on three reads in a row.
-func (c *Conn) Claim(r Ref) ([]string, error) {
+func (c *Conn) Claim(r rbd.Ref) ([]string, error) {
 	r.Snap = ""
 	img, done, err := c.open(r)
 	if err != nil {
@@ -55,7 +57,7 @@ func (c *Conn) Claim(r Ref) ([]string, error) {
 	}
 	if len(others) > 0 {
 		return nil, fmt.Errorf("image %s is open by %s (a live client, or one Ceph has not yet found dead): refusing a second writer: %w",
-			r, strings.Join(others, ", "), ErrInUse)
+			r, strings.Join(others, ", "), rbd.ErrInUse)
 	}
 	owners, err := img.LockGetOwners()
 	if err != nil {

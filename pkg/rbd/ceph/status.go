@@ -1,26 +1,28 @@
 //go:build pacific
 
-package rbd
+package ceph
 
 import (
 	"errors"
 	"fmt"
 
 	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // Snapshot makes snapshot r.Snap of r.Image, protected when protect (so
 // that clones can be made from it). An existing snapshot is success.
-func (c *Conn) Snapshot(r Ref, protect bool) error {
+func (c *Conn) Snapshot(r rbd.Ref, protect bool) error {
 	if r.Snap == "" {
 		return fmt.Errorf("snapshot of %s: no snapshot name", r)
 	}
-	img, done, err := c.open(Ref{Pool: r.Pool, Image: r.Image})
+	img, done, err := c.open(rbd.Ref{Pool: r.Pool, Image: r.Image})
 	if err != nil {
 		return err
 	}
 	defer done()
-	if _, err := img.CreateSnapshot(r.Snap); err != nil && !errors.Is(mapErr(r, err), ErrExists) {
+	if _, err := img.CreateSnapshot(r.Snap); err != nil && !errors.Is(mapErr(r, err), rbd.ErrExists) {
 		return fmt.Errorf("snapshot %s: %w", r, mapErr(r, err))
 	}
 	if !protect {
@@ -29,8 +31,8 @@ func (c *Conn) Snapshot(r Ref, protect bool) error {
 	return protectOpen(img, r)
 }
 
-func (c *Conn) protect(r Ref) error {
-	img, done, err := c.open(Ref{Pool: r.Pool, Image: r.Image})
+func (c *Conn) protect(r rbd.Ref) error {
+	img, done, err := c.open(rbd.Ref{Pool: r.Pool, Image: r.Image})
 	if err != nil {
 		return err
 	}
@@ -38,7 +40,7 @@ func (c *Conn) protect(r Ref) error {
 	return protectOpen(img, r)
 }
 
-func protectOpen(img *librbd.Image, r Ref) error {
+func protectOpen(img *librbd.Image, r rbd.Ref) error {
 	s := img.GetSnapshot(r.Snap)
 	ok, err := s.IsProtected()
 	if err != nil {
@@ -54,16 +56,16 @@ func protectOpen(img *librbd.Image, r Ref) error {
 }
 
 // RemoveSnapshot unprotects and deletes a snapshot; it refuses while clones
-// depend on it (ErrHasChildren). A missing snapshot is success.
-func (c *Conn) RemoveSnapshot(r Ref) error {
-	st, err := c.Status(Ref{Pool: r.Pool, Image: r.Image})
-	if errors.Is(err, ErrNotFound) {
+// depend on it (rbd.ErrHasChildren). A missing snapshot is success.
+func (c *Conn) RemoveSnapshot(r rbd.Ref) error {
+	st, err := c.Status(rbd.Ref{Pool: r.Pool, Image: r.Image})
+	if errors.Is(err, rbd.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	var snap *Snap
+	var snap *rbd.Snap
 	for i := range st.Snapshots {
 		if st.Snapshots[i].Name == r.Snap {
 			snap = &st.Snapshots[i]
@@ -73,9 +75,9 @@ func (c *Conn) RemoveSnapshot(r Ref) error {
 		return nil
 	}
 	if len(snap.Children) > 0 {
-		return fmt.Errorf("remove snapshot %s: clones %v: %w", r, snap.Children, ErrHasChildren)
+		return fmt.Errorf("remove snapshot %s: clones %v: %w", r, snap.Children, rbd.ErrHasChildren)
 	}
-	img, done, err := c.open(Ref{Pool: r.Pool, Image: r.Image})
+	img, done, err := c.open(rbd.Ref{Pool: r.Pool, Image: r.Image})
 	if err != nil {
 		return err
 	}
@@ -86,7 +88,7 @@ func (c *Conn) RemoveSnapshot(r Ref) error {
 			return fmt.Errorf("unprotect snapshot %s: %w", r, mapErr(r, err))
 		}
 	}
-	if err := s.Remove(); err != nil && !errors.Is(mapErr(r, err), ErrNotFound) {
+	if err := s.Remove(); err != nil && !errors.Is(mapErr(r, err), rbd.ErrNotFound) {
 		return fmt.Errorf("remove snapshot %s: %w", r, mapErr(r, err))
 	}
 	return nil
@@ -94,9 +96,9 @@ func (c *Conn) RemoveSnapshot(r Ref) error {
 
 // Status reads an image's size, usage, parent and clone depth, snapshots
 // with their clones, watchers and exclusive-lock owners.
-func (c *Conn) Status(r Ref) (ImageStatus, error) {
+func (c *Conn) Status(r rbd.Ref) (rbd.ImageStatus, error) {
 	r.Snap = ""
-	st := ImageStatus{Ref: r}
+	st := rbd.ImageStatus{Ref: r}
 	img, done, err := c.open(r)
 	if err != nil {
 		return st, err
@@ -105,19 +107,19 @@ func (c *Conn) Status(r Ref) (ImageStatus, error) {
 	if st.Size, err = img.GetSize(); err != nil {
 		return st, mapErr(r, err)
 	}
-	if st.Owner, err = img.GetMetadata(OwnerKey); err != nil && !errors.Is(mapErr(r, err), ErrNotFound) {
+	if st.Owner, err = img.GetMetadata(rbd.OwnerKey); err != nil && !errors.Is(mapErr(r, err), rbd.ErrNotFound) {
 		return st, mapErr(r, err)
 	}
 	if st.Used, err = used(img, st.Size); err != nil {
 		return st, fmt.Errorf("usage of %s: %w", r, mapErr(r, err))
 	}
 	if p, err := img.GetParent(); err == nil {
-		st.Parent = &Ref{Pool: p.Image.PoolName, Image: p.Image.ImageName, Snap: p.Snap.SnapName}
+		st.Parent = &rbd.Ref{Pool: p.Image.PoolName, Image: p.Image.ImageName, Snap: p.Snap.SnapName}
 		st.Depth = 1
-		if ps, err := c.Status(Ref{Pool: p.Image.PoolName, Image: p.Image.ImageName}); err == nil {
+		if ps, err := c.Status(rbd.Ref{Pool: p.Image.PoolName, Image: p.Image.ImageName}); err == nil {
 			st.Depth += ps.Depth
 		}
-	} else if !errors.Is(mapErr(r, err), ErrNotFound) {
+	} else if !errors.Is(mapErr(r, err), rbd.ErrNotFound) {
 		return st, mapErr(r, err)
 	}
 	ws, err := img.ListWatchers()
@@ -143,11 +145,11 @@ func (c *Conn) Status(r Ref) (ImageStatus, error) {
 		return st, fmt.Errorf("snapshots of %s: %w", r, mapErr(r, err))
 	}
 	for _, s := range snaps {
-		sn := Snap{Name: s.Name, Size: s.Size}
+		sn := rbd.Snap{Name: s.Name, Size: s.Size}
 		if sn.Protected, err = img.GetSnapshot(s.Name).IsProtected(); err != nil {
 			return st, mapErr(r, err)
 		}
-		if sn.Children, err = c.children(Ref{Pool: r.Pool, Image: r.Image, Snap: s.Name}); err != nil {
+		if sn.Children, err = c.children(rbd.Ref{Pool: r.Pool, Image: r.Image, Snap: s.Name}); err != nil {
 			return st, err
 		}
 		st.Snapshots = append(st.Snapshots, sn)
@@ -156,7 +158,7 @@ func (c *Conn) Status(r Ref) (ImageStatus, error) {
 }
 
 // children lists the clones of snapshot r that are not in the trash.
-func (c *Conn) children(r Ref) ([]Ref, error) {
+func (c *Conn) children(r rbd.Ref) ([]rbd.Ref, error) {
 	io, err := c.ioctx(r.Pool)
 	if err != nil {
 		return nil, err
@@ -171,10 +173,10 @@ func (c *Conn) children(r Ref) ([]Ref, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clones of %s: %w", r, mapErr(r, err))
 	}
-	var out []Ref
+	var out []rbd.Ref
 	for _, s := range specs {
 		if !s.Trash {
-			out = append(out, Ref{Pool: s.PoolName, Image: s.ImageName})
+			out = append(out, rbd.Ref{Pool: s.PoolName, Image: s.ImageName})
 		}
 	}
 	return out, nil

@@ -1,6 +1,6 @@
 //go:build pacific
 
-package rbd
+package ceph
 
 import (
 	"encoding/json"

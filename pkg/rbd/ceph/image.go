@@ -1,6 +1,6 @@
 //go:build pacific
 
-package rbd
+package ceph
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/strata-infra/strata/pkg/rbd"
 )
 
 // Features of every image Strata makes: layering for copy-on-write clones,
@@ -26,7 +28,7 @@ func imageOptions() *librbd.ImageOptions {
 
 // Create makes an empty image of size bytes owned by owner. It is
 // idempotent: an image of that name with the same owner is success.
-func (c *Conn) Create(r Ref, size uint64, owner string) error {
+func (c *Conn) Create(r rbd.Ref, size uint64, owner string) error {
 	io, err := c.ioctx(r.Pool)
 	if err != nil {
 		return err
@@ -35,8 +37,8 @@ func (c *Conn) Create(r Ref, size uint64, owner string) error {
 	o := imageOptions()
 	defer o.Destroy()
 	err = librbd.CreateImage(io, r.Image, size, o)
-	if err != nil && errors.Is(mapErr(r, err), ErrExists) {
-		if err = c.checkOwner(r, owner); !errors.Is(err, ErrNotFound) {
+	if err != nil && errors.Is(mapErr(r, err), rbd.ErrExists) {
+		if err = c.checkOwner(r, owner); !errors.Is(err, rbd.ErrNotFound) {
 			return err
 		}
 		// Listed but not openable: a create killed half-way (the name is
@@ -54,8 +56,8 @@ func (c *Conn) Create(r Ref, size uint64, owner string) error {
 }
 
 // removeHalfMade removes the remains of an image whose creation died.
-func (c *Conn) removeHalfMade(io *rados.IOContext, r Ref) error {
-	if err := librbd.RemoveImage(io, r.Image); err != nil && !errors.Is(mapErr(r, err), ErrNotFound) {
+func (c *Conn) removeHalfMade(io *rados.IOContext, r rbd.Ref) error {
+	if err := librbd.RemoveImage(io, r.Image); err != nil && !errors.Is(mapErr(r, err), rbd.ErrNotFound) {
 		return fmt.Errorf("remove the remains of a half-made %s: %w", r, mapErr(r, err))
 	}
 	return nil
@@ -63,7 +65,7 @@ func (c *Conn) removeHalfMade(io *rados.IOContext, r Ref) error {
 
 // Clone makes child a copy-on-write clone of parent's snapshot (which is
 // protected first if it is not). Idempotent like Create.
-func (c *Conn) Clone(parent, child Ref, owner string) error {
+func (c *Conn) Clone(parent, child rbd.Ref, owner string) error {
 	if parent.Snap == "" {
 		return fmt.Errorf("clone %s from %s: the parent needs a snapshot", child, parent)
 	}
@@ -83,8 +85,8 @@ func (c *Conn) Clone(parent, child Ref, owner string) error {
 	o := imageOptions()
 	defer o.Destroy()
 	err = librbd.CloneImage(pio, parent.Image, parent.Snap, cio, child.Image, o)
-	if err != nil && errors.Is(mapErr(child, err), ErrExists) {
-		if err = c.checkOwner(child, owner); !errors.Is(err, ErrNotFound) {
+	if err != nil && errors.Is(mapErr(child, err), rbd.ErrExists) {
+		if err = c.checkOwner(child, owner); !errors.Is(err, rbd.ErrNotFound) {
 			return err
 		}
 		if err := c.removeHalfMade(cio, child); err != nil {
@@ -100,7 +102,7 @@ func (c *Conn) Clone(parent, child Ref, owner string) error {
 
 // Copy makes dst a full, independent copy of src (the baseline a clone is
 // measured against, and what a copy between clusters would be).
-func (c *Conn) Copy(src, dst Ref, owner string) error {
+func (c *Conn) Copy(src, dst rbd.Ref, owner string) error {
 	img, done, err := c.open(src)
 	if err != nil {
 		return err
@@ -118,9 +120,9 @@ func (c *Conn) Copy(src, dst Ref, owner string) error {
 }
 
 // Resize grows an image to size bytes; growing to the current size is
-// success and a smaller size is ErrShrink, before anything changes. An
+// success and a smaller size is rbd.ErrShrink, before anything changes. An
 // attached volume grows online: librbd tells the running qemu.
-func (c *Conn) Resize(r Ref, size uint64) error {
+func (c *Conn) Resize(r rbd.Ref, size uint64) error {
 	img, done, err := c.open(r)
 	if err != nil {
 		return err
@@ -134,7 +136,7 @@ func (c *Conn) Resize(r Ref, size uint64) error {
 	case size == cur:
 		return nil
 	case size < cur:
-		return fmt.Errorf("resize %s from %d to %d bytes: %w", r, cur, size, ErrShrink)
+		return fmt.Errorf("resize %s from %d to %d bytes: %w", r, cur, size, rbd.ErrShrink)
 	}
 	if err := img.Resize(size); err != nil {
 		return fmt.Errorf("resize %s: %w", r, mapErr(r, err))
@@ -144,14 +146,14 @@ func (c *Conn) Resize(r Ref, size uint64) error {
 
 // Flatten copies the parent's data into a clone so it no longer depends on
 // it. A clone without a parent is success.
-func (c *Conn) Flatten(r Ref) error {
+func (c *Conn) Flatten(r rbd.Ref) error {
 	img, done, err := c.open(r)
 	if err != nil {
 		return err
 	}
 	defer done()
 	if _, err := img.GetParent(); err != nil {
-		if errors.Is(mapErr(r, err), ErrNotFound) {
+		if errors.Is(mapErr(r, err), rbd.ErrNotFound) {
 			return nil // no parent
 		}
 		return mapErr(r, err)
@@ -163,30 +165,30 @@ func (c *Conn) Flatten(r Ref) error {
 }
 
 // Remove deletes an image with all its snapshots. It refuses while the
-// image has watchers (ErrInUse) or while clones depend on one of its
-// snapshots (ErrHasChildren), unless flattenChildren, which flattens them
+// image has watchers (rbd.ErrInUse) or while clones depend on one of its
+// snapshots (rbd.ErrHasChildren), unless flattenChildren, which flattens them
 // first. An image that is not there is success; one with another owner is
-// ErrNotOwned (an empty owner skips the check).
-func (c *Conn) Remove(r Ref, owner string, flattenChildren bool) error {
+// rbd.ErrNotOwned (an empty owner skips the check).
+func (c *Conn) Remove(r rbd.Ref, owner string, flattenChildren bool) error {
 	st, err := c.Status(r)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, rbd.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	if owner != "" && st.Owner != owner {
-		return fmt.Errorf("remove %s (owner %q, want %q): %w", r, st.Owner, owner, ErrNotOwned)
+		return fmt.Errorf("remove %s (owner %q, want %q): %w", r, st.Owner, owner, rbd.ErrNotOwned)
 	}
 	if len(st.Watchers) > 0 {
-		return fmt.Errorf("remove %s: watched by %v: %w", r, st.Watchers, ErrInUse)
+		return fmt.Errorf("remove %s: watched by %v: %w", r, st.Watchers, rbd.ErrInUse)
 	}
-	var children []Ref
+	var children []rbd.Ref
 	for _, s := range st.Snapshots {
 		children = append(children, s.Children...)
 	}
 	if len(children) > 0 && !flattenChildren {
-		return fmt.Errorf("remove %s: clones %v: %w", r, children, ErrHasChildren)
+		return fmt.Errorf("remove %s: clones %v: %w", r, children, rbd.ErrHasChildren)
 	}
 	for _, ch := range children {
 		if err := c.Flatten(ch); err != nil {
@@ -194,7 +196,7 @@ func (c *Conn) Remove(r Ref, owner string, flattenChildren bool) error {
 		}
 	}
 	for _, s := range st.Snapshots {
-		if err := c.RemoveSnapshot(Ref{Pool: r.Pool, Image: r.Image, Snap: s.Name}); err != nil {
+		if err := c.RemoveSnapshot(rbd.Ref{Pool: r.Pool, Image: r.Image, Snap: s.Name}); err != nil {
 			return err
 		}
 	}
@@ -204,7 +206,7 @@ func (c *Conn) Remove(r Ref, owner string, flattenChildren bool) error {
 	}
 	defer io.Destroy()
 	if err := librbd.RemoveImage(io, r.Image); err != nil {
-		if err = mapErr(r, err); errors.Is(err, ErrNotFound) {
+		if err = mapErr(r, err); errors.Is(err, rbd.ErrNotFound) {
 			return nil
 		}
 		return fmt.Errorf("remove %s: %w", r, err)
@@ -212,26 +214,26 @@ func (c *Conn) Remove(r Ref, owner string, flattenChildren bool) error {
 	return nil
 }
 
-func (c *Conn) setOwner(r Ref, owner string) error {
+func (c *Conn) setOwner(r rbd.Ref, owner string) error {
 	img, done, err := c.open(r)
 	if err != nil {
 		return err
 	}
 	defer done()
-	if err := img.SetMetadata(OwnerKey, owner); err != nil {
+	if err := img.SetMetadata(rbd.OwnerKey, owner); err != nil {
 		return fmt.Errorf("tag %s with its owner: %w", r, mapErr(r, err))
 	}
 	return nil
 }
 
-func (c *Conn) checkOwner(r Ref, owner string) error {
+func (c *Conn) checkOwner(r rbd.Ref, owner string) error {
 	img, done, err := c.open(r)
 	if err != nil {
 		return err
 	}
 	defer done()
-	got, err := img.GetMetadata(OwnerKey)
-	if err != nil && !errors.Is(mapErr(r, err), ErrNotFound) {
+	got, err := img.GetMetadata(rbd.OwnerKey)
+	if err != nil && !errors.Is(mapErr(r, err), rbd.ErrNotFound) {
 		return mapErr(r, err)
 	}
 	switch got {
@@ -240,10 +242,10 @@ func (c *Conn) checkOwner(r Ref, owner string) error {
 	case "":
 		// Made by a create that died before it tagged the image (the two
 		// are separate librbd calls): the name is the owner's, adopt it.
-		if err := img.SetMetadata(OwnerKey, owner); err != nil {
+		if err := img.SetMetadata(rbd.OwnerKey, owner); err != nil {
 			return fmt.Errorf("tag %s with its owner: %w", r, mapErr(r, err))
 		}
 		return nil
 	}
-	return fmt.Errorf("image %s (owner %q, want %q): %w", r, got, owner, ErrNotOwned)
+	return fmt.Errorf("image %s (owner %q, want %q): %w", r, got, owner, rbd.ErrNotOwned)
 }
