@@ -462,13 +462,15 @@ func (c *Conn) importRaw(ctx context.Context, path string, size uint64, dst Ref,
 			}
 			report(size)
 			return nil
+		// To the import's helper, not c.call: a poll must not start another.
 		case <-tick.C:
-			if q, err := c.call(Request{Op: "ImportProgress", N: id}); err == nil {
+			var q Response
+			if h.rpc.Call("RBD.Do", Request{Op: "ImportProgress", N: id}, &q) == nil {
 				report(q.N)
 			}
 		case <-done:
 			done = nil // once: the import returns ctx.Err()
-			c.do(Request{Op: "ImportCancel", N: id})
+			h.rpc.Call("RBD.Do", Request{Op: "ImportCancel", N: id}, new(Response))
 		}
 	}
 }
