@@ -17,6 +17,7 @@ import (
 const (
 	EtherIPv4 = 0x0800
 	EtherARP  = 0x0806
+	EtherRARP = 0x8035
 	EtherIPv6 = 0x86dd
 )
 

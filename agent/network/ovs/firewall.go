@@ -183,6 +183,8 @@ func portFirewall(p FlowFiltered) []string {
 		from := in + ",dl_src=" + m
 		add(TableEgress, 80, from+",udp,nw_src=0.0.0.0,tp_src=68,tp_dst=67", pass)
 		add(TableEgress, 70, from+",arp,arp_sha="+m+",arp_spa=0.0.0.0", pass)
+		// qemu's announcement after a live migration.
+		add(TableEgress, 70, from+",rarp,arp_sha="+m, pass)
 		// Duplicate address detection and MLD before it has an address.
 		for _, t := range []int{icmp6NeighborSolicit, icmp6MLDReport} {
 			add(TableEgress, 75, from+",icmp6,ipv6_src=::,icmp_type="+strconv.Itoa(t), pass)

@@ -119,6 +119,9 @@ func l2Ruleset(name string, st network.HostState) nftsync.Table {
 //     from 0.0.0.0;
 //   - ARP whose frame and sender hardware address are one of its MACs and
 //     whose sender address is one of its sources (0.0.0.0: a probe);
+//   - RARP whose frame and sender hardware address are one of its MACs:
+//     the announcement qemu sends when a guest resumes after a live
+//     migration, which moves the MAC to the port on every bridge;
 //   - IPv6 from one of its sources, link-local included, or from :: for
 //     ICMPv6 (duplicate address detection, MLD); never a router
 //     advertisement or a redirect: a guest is not a router; a neighbour
@@ -141,7 +144,11 @@ func l2PortRules(p network.Port) []nftsync.Rule {
 	}
 	rs = append(rs,
 		nftsync.R().EtherType(nftsync.EtherARP).EtherSrc(p.MAC).ARPSender(p.MAC, netip.MustParsePrefix("0.0.0.0/32")).Return(),
-		nftsync.R().EtherType(nftsync.EtherARP).Drop(),
+		nftsync.R().EtherType(nftsync.EtherARP).Drop())
+	for _, mac := range l2MACs([]l2Source{{mac: p.MAC}}, v4, v6) {
+		rs = append(rs, nftsync.R().EtherType(nftsync.EtherRARP).EtherSrc(mac).ARPSender(mac, netip.Prefix{}).Return())
+	}
+	rs = append(rs,
 		nftsync.R().EtherType(nftsync.EtherIPv6).ICMPv6Type(nftsync.ICMPv6RouterAdvert).Drop(),
 		nftsync.R().EtherType(nftsync.EtherIPv6).ICMPv6Type(nftsync.ICMPv6Redirect).Drop(),
 		nftsync.R().EtherType(nftsync.EtherIPv6).ICMPv6Type(nftsync.ICMPv6NeighborAdvert).Jump(netspec.PortNDChain(p.ID)))
@@ -152,6 +159,21 @@ func l2PortRules(p network.Port) []nftsync.Rule {
 		nftsync.R().EtherType(nftsync.EtherIPv6).EtherSrc(p.MAC).Src6(netip.MustParsePrefix("::/128")).L4Proto(58).Return(),
 		nftsync.R().Drop())
 	return rs
+}
+
+// l2MACs are the distinct MACs among a port's sources, in order.
+func l2MACs(lists ...[]l2Source) []net.HardwareAddr {
+	var out []net.HardwareAddr
+	seen := map[string]bool{}
+	for _, l := range lists {
+		for _, s := range l {
+			if k := s.mac.String(); !seen[k] {
+				seen[k] = true
+				out = append(out, s.mac)
+			}
+		}
+	}
+	return out
 }
 
 // ndRules is the chain of p's neighbour advertisements: one whose target
