@@ -1,8 +1,10 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -13,8 +15,11 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/network/nettest"
+	"github.com/strata-infra/strata/agent/network/planmap"
+	"github.com/strata-infra/strata/agent/network/secgroup"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/netspec"
 )
 
 // TestLabDrainLiveMigrates: two hosts on the shared Ceph cluster; a small
@@ -78,6 +83,18 @@ spec: {network: net, host: h2, owner: endpoint}
 	})
 	phase("the guest on h1 answers ping from the endpoint on h2")
 
+	// The destination must filter the guest's port, and so let it send,
+	// before the guest resumes there: its rules are in force when the
+	// incoming qemu's tap appears (it appears seconds before the guest
+	// runs there, once the migration begins).
+	portID := planmap.PortID(demoProject, s.NetworkPorts[0])
+	tap := netspec.TapName(portID)
+	ruled := watchTapRules(t, cl.Namespace(2), portID)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- console of %s on h2 (tail) ---\n%s", vm, tail([]byte(cl.console(2, vm)), 2000))
+		}
+	})
 	p := startPinger(t, epNS, ip)
 	var out strings.Builder
 	err = cl.DemoDrain(context.Background(), &out, demoProject, vm)
@@ -86,6 +103,14 @@ spec: {network: net, host: h2, owner: endpoint}
 		t.Fatal(err)
 	}
 	phase("the drain demo is done")
+	select {
+	case had := <-ruled:
+		if !had {
+			t.Fatalf("h2's port security table did not name the guest's tap %s when the tap appeared there: the guest's first frames on h2 (its MAC announcement) came before h2 took its port", tap)
+		}
+	case <-time.After(testenv.Scale(30 * time.Second)):
+		t.Fatalf("the tap %s never appeared on h2", tap)
+	}
 	// The ping window ends at the first answers after the move. The wait
 	// is long: when the guest's announcement on h2 comes before h2 lets
 	// its port send, h2's bridge keeps its MAC on the VXLAN port, and
@@ -111,6 +136,44 @@ spec: {network: net, host: h2, owner: endpoint}
 	if q := guestPIDs(cl.lvs[1]); len(q) != 0 {
 		t.Fatalf("qemu %v still runs on h1 after the move", q)
 	}
+}
+
+// watchTapRules watches namespace ns for the tap of port portID to
+// appear and then says, once, whether the port security map of the host
+// in ns (the bridge table's map from a port's links, its tap among them,
+// to its chain) leads to the port's chain. (nft prints the map's keys as
+// "": it is read for its verdicts.)
+func watchTapRules(t testing.TB, ns, portID string) <-chan bool {
+	t.Helper()
+	tap, chain := netspec.TapName(portID), netspec.PortSecurityChain(portID)
+	ruled := make(chan bool, 1)
+	mon := exec.Command("ip", "-n", ns, "monitor", "link")
+	out, err := mon.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if !strings.Contains(sc.Text(), " "+tap+":") {
+				continue
+			}
+			m, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "map", "bridge", secgroup.DefaultL2Table, "port_links").CombinedOutput()
+			if err != nil {
+				t.Logf("nft list map in %s: %v: %s", ns, err, m)
+			}
+			ruled <- err == nil && strings.Contains(string(m), "jump "+chain)
+			break
+		}
+		io.Copy(io.Discard, out)
+	}()
+	t.Cleanup(func() { mon.Process.Kill(); <-done; mon.Wait() })
+	return ruled
 }
 
 // pinger is a busybox ping from a namespace every 50 ms until stopped.

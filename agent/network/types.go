@@ -192,7 +192,12 @@ type Port struct {
 	IPs       []netip.Addr
 	HostName  string // DNS name handed out by DHCP; may be empty
 	Host      string // binding host: the gossip name of the host the port lives on
-	Owner     string // "" for an instance port, OwnerDHCP for a DHCP port
+	// From is, on the destination of a live migration, the source host
+	// while the port moves here: the port is this host's already (its
+	// filter in force before the guest arrives), and the network's flood
+	// still reaches the source, where the guest runs until it resumes here.
+	From  string
+	Owner string // "" for an instance port, OwnerDHCP for a DHCP port
 	// SecurityGroups the port belongs to; none means no port security
 	// (nothing filtered), as neutron's port_security_enabled=false.
 	SecurityGroups []string

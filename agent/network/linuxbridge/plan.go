@@ -25,7 +25,8 @@ type Plan map[uint32]Tunnel
 
 // BuildPlan computes the l2population entries of every network on this host.
 // A remote host gets a network's BUM traffic when it has at least one port on
-// it (instance or DHCP port) and is in RemoteVTEPs; ports of hosts missing
+// it (instance or DHCP port), or is the source of a port moving here
+// (Port.From), and is in RemoteVTEPs; ports of hosts missing
 // from RemoteVTEPs (left the membership) get no entries.
 func BuildPlan(st network.HostState) Plan {
 	vniOf := make(map[string]uint32, len(st.Networks))
@@ -36,7 +37,15 @@ func BuildPlan(st network.HostState) Plan {
 	}
 	for _, p := range st.Ports {
 		vni, ok := vniOf[p.NetworkID]
-		if !ok || p.Host == st.Host {
+		if !ok {
+			continue
+		}
+		if p.Host == st.Host {
+			// A port moving here live: the guest runs at the source
+			// until it resumes here; the flood reaches it there.
+			if vtep, ok := st.RemoteVTEPs[p.From]; ok && p.From != "" && vtep.IsValid() && vtep != st.LocalVTEP {
+				plan[vni].BUM[vtep] = true
+			}
 			continue
 		}
 		vtep, ok := st.RemoteVTEPs[p.Host]

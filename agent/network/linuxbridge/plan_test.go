@@ -47,6 +47,26 @@ func TestBuildPlan(t *testing.T) {
 	}
 }
 
+// TestBuildPlanIncomingPort: a port moving here live (Port.From) is
+// local: no tunnel entry or ARP proxy speaks for it (after the guest
+// resumes here they would send its traffic back to the source), but the
+// source keeps the network's flood, where the guest runs until then.
+func TestBuildPlanIncomingPort(t *testing.T) {
+	st := network.HostState{
+		Host: "h1", LocalVTEP: netip.MustParseAddr("172.30.0.1"),
+		Networks: []network.Network{{ID: "a", VNI: 5001}},
+		Ports: []network.Port{
+			{ID: "moving", NetworkID: "a", MAC: mac1, Host: "h1", From: "h2", IPs: []netip.Addr{netip.MustParseAddr("10.1.1.1")}},
+			{ID: "ep", NetworkID: "a", MAC: mac2, Host: "h1"},
+		},
+		RemoteVTEPs: map[string]netip.Addr{"h2": vtep2, "h3": vtep3},
+	}
+	want := Plan{5001: {FDB: map[string]netip.Addr{}, BUM: map[netip.Addr]bool{vtep2: true}, Neigh: map[netip.Addr]string{}}}
+	if got := BuildPlan(st); !reflect.DeepEqual(got, want) {
+		t.Fatalf("BuildPlan:\n got %+v\nwant %+v", got, want)
+	}
+}
+
 func TestDiff(t *testing.T) {
 	ip1, ip2 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	tests := []struct {

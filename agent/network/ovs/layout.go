@@ -144,6 +144,26 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 		vtep netip.Addr
 	}
 	tunNames := map[tunKey]string{}
+	// tunnel is network ln's tunnel port to host's VTEP (made once per
+	// host and type), or false for a host without a usable VTEP.
+	tunnel := func(ln *layoutNet, host string) (string, bool) {
+		vtep, ok := st.RemoteVTEPs[host]
+		if !ok || !vtep.IsValid() || vtep == st.LocalVTEP {
+			return "", false
+		}
+		tk := tunKey{ln.typ, vtep}
+		tun, ok := tunNames[tk]
+		if !ok {
+			tun = tunnelName(ln.typ, vtep)
+			tunNames[tk] = tun
+		}
+		if _, ok := lay.ports[tun]; !ok {
+			lay.ports[tun] = wantPort{name: tun, ifType: ln.typ, kind: kindTunnel,
+				options: map[string]string{"remote_ip": vtep.String(), "key": "flow"}}
+			lay.tuns[tun] = ln.typ
+		}
+		return tun, true
+	}
 	for _, p := range st.Ports {
 		i, ok := idx[p.NetworkID]
 		if !ok {
@@ -151,6 +171,13 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 		}
 		ln := &lay.nets[i]
 		if p.Host == st.Host {
+			// A port moving here live: the guest runs at the source
+			// until it resumes here; the flood reaches it there.
+			if p.From != "" {
+				if tun, ok := tunnel(ln, p.From); ok {
+					ln.flood[tun] = true
+				}
+			}
 			// An instance's tap, which libvirt adds to the bridge: adopted
 			// (tagged, flows) once it is there.
 			tap := netspec.TapName(p.ID)
@@ -163,20 +190,9 @@ func buildLayout(st network.HostState, nets []network.Network, have map[string]P
 			}
 			continue
 		}
-		vtep, ok := st.RemoteVTEPs[p.Host]
-		if !ok || !vtep.IsValid() || vtep == st.LocalVTEP {
-			continue
-		}
-		tk := tunKey{ln.typ, vtep}
-		tun, ok := tunNames[tk]
+		tun, ok := tunnel(ln, p.Host)
 		if !ok {
-			tun = tunnelName(ln.typ, vtep)
-			tunNames[tk] = tun
-		}
-		if _, ok := lay.ports[tun]; !ok {
-			lay.ports[tun] = wantPort{name: tun, ifType: ln.typ, kind: kindTunnel,
-				options: map[string]string{"remote_ip": vtep.String(), "key": "flow"}}
-			lay.tuns[tun] = ln.typ
+			continue
 		}
 		mac := p.MAC.String()
 		ln.unicast[mac] = tun

@@ -85,10 +85,15 @@ func HostState(h *plan.Host, self Self, remote map[string]netip.Addr) (network.H
 	}
 	var ports []boundPort
 	here := map[netKey]bool{}
+	incoming := incomingPorts(h, self.Host)
 	for _, r := range h.Ports.Items {
 		ps := r.Spec
 		k := netKey{r.Project, ps.Network}
 		n := nets[k]
+		from := ""
+		if incoming[api.Key{Kind: "port", Project: r.Project, Name: r.Name}] && ps.Host != self.Host {
+			from, ps.Host = ps.Host, self.Host
+		}
 		if n == nil || ps.Host == "" {
 			continue // unbound ports have no VTEP to point at
 		}
@@ -97,22 +102,10 @@ func HostState(h *plan.Host, self Self, remote map[string]netip.Addr) (network.H
 			probs.add(r.Key(), fmt.Errorf("port %s: %w", r.Key(), err))
 			continue
 		}
+		p.From = from
 		ports = append(ports, boundPort{net: k, port: p, ep: ps.Owner == api.PortOwnerEndpoint})
 		if ps.Host == self.Host {
 			here[k] = true
-		}
-	}
-	// The destination of a live migration plugs the guest into its
-	// networks when it arrives, while its ports are still bound to the
-	// source: it sets those networks up beforehand.
-	for _, r := range h.Instances.Items {
-		if m := r.Spec.Migration; m == nil || !m.Live || r.Spec.Host != self.Host {
-			continue
-		}
-		for _, name := range append(append([]string{}, r.Spec.NetworkPorts...), r.Spec.Ports...) {
-			if pr, ok := h.Ports.Get(r.Project, name); ok {
-				here[netKey{r.Project, pr.Spec.Network}] = true
-			}
 		}
 	}
 	for k, n := range nets {
@@ -134,6 +127,29 @@ func HostState(h *plan.Host, self Self, remote map[string]netip.Addr) (network.H
 	st.Routers = routers(h, self.Host, probs)
 	st.SecurityGroups = securityGroups(h, probs)
 	return st, probs
+}
+
+// incomingPorts are the ports of the instances live-migrating to host:
+// their guest arrives while the ports are still bound to the source (the
+// coordinator rebinds them once the guest runs here), and its first frames
+// here, the announcement of its MAC among them, must pass. So the
+// destination maps them as its own from the start of the move: their
+// networks are set up, their port security and security groups are in
+// force (keyed by the tap's name, before libvirt makes the tap), and no
+// tunnel entry or ARP proxy here speaks for the guest at the source once
+// it runs here. Until the guest moves, traffic to it floods to the source
+// (network.Port.From), which holds the port too.
+func incomingPorts(h *plan.Host, host string) map[api.Key]bool {
+	in := map[api.Key]bool{}
+	for _, r := range h.Instances.Items {
+		if m := r.Spec.Migration; m == nil || !m.Live || r.Spec.Host != host {
+			continue
+		}
+		for _, name := range append(append([]string{}, r.Spec.NetworkPorts...), r.Spec.Ports...) {
+			in[api.Key{Kind: "port", Project: r.Project, Name: name}] = true
+		}
+	}
+	return in
 }
 
 func subnet(name string, ss api.SubnetSpec) (network.Subnet, error) {

@@ -65,3 +65,48 @@ func TestPortIDStaysShort(t *testing.T) {
 		t.Fatalf("port ids %q", long)
 	}
 }
+
+// TestHostStateIncomingPortIsLocal: while instance vm live-migrates from
+// h1 to h2 (its port still bound to h1), h2 maps the port as its own, with
+// h1 as where it comes from, so that its filter is in force before the
+// guest arrives; h1 keeps it as its own; a third host still sees it on h1
+// until the coordinator rebinds it.
+func TestHostStateIncomingPortIsLocal(t *testing.T) {
+	snap := &plan.Snapshot{Epoch: 9, Resources: []api.Resource{
+		res("network", "a", "net", api.NetworkSpec{SegmentationID: 1000, MTU: 1450}),
+		res("subnet", "a", "s", api.SubnetSpec{Network: "net", CIDR: "10.1.1.0/24"}),
+		res("port", "a", "vm-p", api.PortSpec{Network: "net", MAC: "02:5a:00:00:00:07", Host: "h1", FixedIPs: []api.FixedIP{{Subnet: "s", IP: "10.1.1.7"}}}),
+		res("port", "a", "ep", api.PortSpec{Network: "net", MAC: "02:5a:00:00:00:08", Host: "h3", Owner: api.PortOwnerEndpoint, FixedIPs: []api.FixedIP{{Subnet: "s", IP: "10.1.1.8"}}}),
+		res("instance", "a", "vm", api.InstanceSpec{Flavor: "f", Host: "h2", NetworkPorts: []string{"vm-p"}, Migration: &api.InstanceMigration{Source: "h1", Live: true}}),
+	}}
+	remote := map[string]netip.Addr{"h1": netip.MustParseAddr("172.31.250.11"), "h2": netip.MustParseAddr("172.31.250.12"), "h3": netip.MustParseAddr("172.31.250.13")}
+	port := func(host string) network.Port {
+		t.Helper()
+		st, probs := HostState(plan.Decode(snap), Self{Host: host, VTEP: remote[host]}, remote)
+		if len(probs) > 0 {
+			t.Fatal(probs.Err())
+		}
+		for _, p := range st.Ports {
+			if p.ID == "a.vm-p" {
+				return p
+			}
+		}
+		t.Fatalf("%s: no port a.vm-p in %+v", host, st.Ports)
+		return network.Port{}
+	}
+	if p := port("h2"); p.Host != "h2" || p.From != "h1" || len(p.SecurityGroups) == 0 {
+		t.Fatalf("on the destination: %+v; want it local, from h1, with its groups", p)
+	}
+	if p := port("h1"); p.Host != "h1" || p.From != "" {
+		t.Fatalf("on the source: %+v; want it local", p)
+	}
+	if p := port("h3"); p.Host != "h1" || p.From != "" {
+		t.Fatalf("on a third host: %+v; want it on h1", p)
+	}
+	// A cold move brings nothing ahead: the guest starts once it is bound.
+	snap.Resources[4] = res("instance", "a", "vm", api.InstanceSpec{Flavor: "f", Host: "h2", NetworkPorts: []string{"vm-p"}, Migration: &api.InstanceMigration{Source: "h1"}})
+	st, _ := HostState(plan.Decode(snap), Self{Host: "h2", VTEP: remote["h2"]}, remote)
+	if len(st.Ports) != 0 {
+		t.Fatalf("a cold move's destination maps %+v", st.Ports)
+	}
+}
