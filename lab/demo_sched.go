@@ -22,6 +22,9 @@ func SchedulingZones(i int) []string {
 	return []string{"--zone", "az1"}
 }
 
+// demoSchedProject holds the scheduling demo's instances.
+const demoSchedProject = "demo-sched"
+
 // schedulingManifest is what the demo applies: a flavor that asks for
 // the "fast" aggregate's metadata, the aggregate itself (its hosts come
 // from the agents' configs), and an anti-affinity group.
@@ -75,12 +78,12 @@ func (l *Lab) DemoScheduling(w io.Writer, image string) error {
 	fmt.Fprintln(tw, "$ stratactl instances create -p demo-sched ...\tHOST\tPLACEMENT")
 	var bad []string
 	create := func(name string, args ...string) (api.Resource, error) {
-		cmd := append([]string{"instances", "create", "-p", "demo-sched", name, "--image", "guest", "--stopped"}, args...)
+		cmd := append([]string{"instances", "create", "-p", demoSchedProject, name, "--image", "guest", "--stopped"}, args...)
 		if err := l.Ctl(nil, cmd...); err != nil {
 			return api.Resource{}, err
 		}
 		var r api.Resource
-		err := l.Ctl(&r, "instances", "show", "-p", "demo-sched", name)
+		err := l.Ctl(&r, "instances", "show", "-p", demoSchedProject, name)
 		return r, err
 	}
 	placed := func(name string, want func(host string) string, args ...string) string {

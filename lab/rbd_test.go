@@ -186,8 +186,11 @@ func (cl *cephLab) waitConsole(t testing.TB, i int, name string, re *regexp.Rege
 // lab's storage demo runs first (DemoStorage, as make lab does): the test
 // guest imported with stratactl, an instance booting from a copy-on-write
 // clone of it, a volume hot-plugged into it that the guest writes a
-// record to, a snapshot and a clone. Then the instance stops and starts
-// and the guest reads the record back; the volume is detached and
+// record to, a snapshot and a clone. Then make lab's drain step
+// (DemoMaintenance): its host is drained with --migrate live, the guest
+// moves to the other host without booting again, and the host is enabled.
+// Then the instance stops and starts there and the guest reads the record
+// back; the volume is detached and
 // attached to a new instance on the other host (booting from its own
 // clone), whose guest reads the same record: the data went through qemu's
 // librbd on one host and came back on the other. Deleting the instances
@@ -251,6 +254,23 @@ func TestLabInstanceOnRBD(t *testing.T) {
 	record := wrote[1]
 	t.Logf("the guest on h%d wrote %q to volume data", here, record)
 	holds := regexp.MustCompile(`strata-guest: volume vdb holds ` + regexp.QuoteMeta(record) + `\b`)
+
+	// make lab's drain step: the guest, its volume plugged, moves live
+	// to the other host, which then holds it; it does not boot there.
+	start = time.Now()
+	out.Reset()
+	err = cl.DemoMaintenance(context.Background(), &out)
+	t.Logf("the maintenance demo (%s):\n%s", time.Since(start).Round(time.Millisecond), out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r = cl.waitResource(t, "instances", demoVM, "running", 60*time.Second); r.Status.Host != cl.HostName(other) {
+		t.Fatalf("after the drain of h%d, %s runs on %s", here, demoVM, r.Status.Host)
+	}
+	if c := cl.console(other, demoVM); strings.Contains(c, "strata-guest: boot ") {
+		t.Fatalf("the guest booted anew on h%d (a live move keeps it running):\n%s", other, c)
+	}
+	here, other = other, here
 
 	stratactl(t, cl.Lab, nil, "instances", "stop", "-p", demoProject, demoVM)
 	cl.waitResource(t, "instances", demoVM, "stopped", 60*time.Second)

@@ -175,6 +175,12 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 	if err := l.DemoSecurity(ctx, os.Stdout); err != nil {
 		return err
 	}
+	if image != "" && l.Ceph != nil {
+		fmt.Printf("\nMaintenance (the storage demo's guest moves live off its host, which is drained, reported empty and enabled again; about a minute under TCG):\n")
+		if err := l.DemoMaintenance(ctx, os.Stdout); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("\nThe lab is running (TLS; pin its CA). To use it:\n  export STRATA_ENDPOINT=%s\n  export STRATA_TOKEN_FILE=%s\n  export STRATA_CA_FILE=%s\n%s  bin/stratactl status\nLogs: %s   Stop: make lab-down\n",
 		l.OperatorEndpoint(), filepath.Join(l.Dir, "coordinator", "admin.token"), l.CAFile(), cephExports(l), filepath.Join(l.Dir, "logs"))
 	return nil
