@@ -190,10 +190,10 @@ func (cl *cephLab) waitConsole(t testing.TB, i int, name string, re *regexp.Rege
 // (DemoMaintenance): its host is drained with --migrate live, the guest
 // moves to the other host without booting again, and the host is enabled.
 // Then the instance stops and starts there and the guest reads the record
-// back; the volume is detached and
-// attached to a new instance on the other host (booting from its own
-// clone), whose guest reads the same record: the data went through qemu's
-// librbd on one host and came back on the other. Deleting the instances
+// back; the volume is detached and attached to a new instance on the
+// first host, drained and enabled again (booting from its own clone),
+// whose guest reads the same record: the data went through qemu's librbd
+// on one host and came back on the other. Deleting the instances
 // removes their root clones.
 func TestLabInstanceOnRBD(t *testing.T) {
 	cl := newCephLab(t, 2)
@@ -274,7 +274,7 @@ func TestLabInstanceOnRBD(t *testing.T) {
 		t.Fatalf("the guest booted anew on h%d (a live move keeps it running):\n%s", other, c)
 	}
 	// From here on it runs on other, its console still in here's
-	// directory; vm2 goes to other too, beside it.
+	// directory; vm2 goes to here, drained and enabled again.
 
 	stratactl(t, cl.Lab, nil, "instances", "stop", "-p", demoProject, demoVM)
 	cl.waitResource(t, "instances", demoVM, "stopped", 60*time.Second)
@@ -293,12 +293,12 @@ func TestLabInstanceOnRBD(t *testing.T) {
 	})
 	moved := time.Now()
 	stratactl(t, cl.Lab, nil, "instances", "create", "-p", demoProject, "vm2", "--flavor", "tiny", "--image", DemoRBDImage,
-		"--host", cl.HostName(other), "--volume", "data")
+		"--host", cl.HostName(here), "--volume", "data")
 	cl.waitResource(t, "instances", "vm2", "running", 120*time.Second)
-	cl.waitConsole(t, other, "vm2", holds, 1)
-	t.Logf("vm2 on h%d reads the record from volume data %s after the create", other, time.Since(moved).Round(time.Millisecond))
-	if strings.Contains(cl.console(other, "vm2"), "volume vdb wrote") {
-		t.Fatalf("the guest on h%d found no record on the volume and wrote one", other)
+	cl.waitConsole(t, here, "vm2", holds, 1)
+	t.Logf("vm2 on h%d reads the record from volume data %s after the create", here, time.Since(moved).Round(time.Millisecond))
+	if strings.Contains(cl.console(here, "vm2"), "volume vdb wrote") {
+		t.Fatalf("the guest on h%d found no record on the volume and wrote one", here)
 	}
 
 	roots := []string{detail(root).RBDImage, detail(cl.waitResource(t, "volumes", "vm2-root", "available", 30*time.Second)).RBDImage}
