@@ -176,7 +176,7 @@ func runUp(ctx context.Context, l *lab.Lab, demo string) error {
 		return err
 	}
 	if image != "" && l.Ceph != nil {
-		fmt.Printf("\nMaintenance (the storage demo's guest moves live off its host, which is drained, reported empty and enabled again; 10–20 s under TCG on a busy machine):\n")
+		fmt.Printf("\nMaintenance (the storage demo's guest moves live off its host, which is drained, reported empty and enabled again; 5–20 s under TCG, longer on a busy machine):\n")
 		if err := l.DemoMaintenance(ctx, os.Stdout); err != nil {
 			return err
 		}
