@@ -66,6 +66,7 @@ type Agent struct {
 	metaDirty   chan struct{}
 	background  []func(context.Context)
 	reporters   []func(*api.HostReport)
+	planHooks   []func(*plan.Snapshot)
 	memberMu    sync.Mutex
 }
 
@@ -76,6 +77,12 @@ func (a *Agent) Background(f func(context.Context)) { a.background = append(a.ba
 // Reporter adds a subsystem's part to every status report: its host facts
 // and the observed state of its resources (api.HostReport.Resources).
 func (a *Agent) Reporter(f func(*api.HostReport)) { a.reporters = append(a.reporters, f) }
+
+// OnPlan adds a hook called with every new plan as it arrives, before
+// the reconcile pass takes it (which may be busy with an older one): for
+// work that must not wait behind a pass, such as fencing a dead host. It
+// runs on the plan watcher's goroutine and must not block.
+func (a *Agent) OnPlan(f func(*plan.Snapshot)) { a.planHooks = append(a.planHooks, f) }
 
 // ReportSoon sends a status report now (a subsystem's state changed
 // between applies); it never blocks.
@@ -138,6 +145,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 func (a *Agent) planChanged(s *plan.Snapshot) {
 	a.applyPool(s)
 	a.runner.Update(s)
+	for _, f := range a.planHooks {
+		f(s)
+	}
 	a.publishDrain(s)
 }
 

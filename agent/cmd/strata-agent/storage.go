@@ -35,6 +35,7 @@ func registerStorage(a *daemon.Agent, cfg *config.Config, log *slog.Logger) erro
 			return conn, nil
 		},
 		Logger: log.With("subsystem", "storage"), Kick: a.Runner().Kick, InTouch: a.CoordinatorReachable,
+		ReportSoon: a.ReportSoon,
 	})
 	if err != nil {
 		return err
@@ -42,6 +43,8 @@ func registerStorage(a *daemon.Agent, cfg *config.Config, log *slog.Logger) erro
 	log.Info("storage controller", "mon_host", rc.MonHost, "user", rc.User, "lease_pool", cfg.Storage.VolumesPool, "ceph_support", rbd.Supported())
 	a.Runner().Register(reconcile.OrderStorage, c)
 	a.Background(c.Renew)
+	a.Background(c.FenceLoop)
+	a.OnPlan(c.PlanChanged)
 	a.Reporter(c.Report)
 	return nil
 }

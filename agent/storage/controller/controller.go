@@ -69,6 +69,9 @@ type Config struct {
 	// ProgressInterval is how often a long flatten logs how far it got
 	// (10 s when 0).
 	ProgressInterval time.Duration
+	// ReportSoon asks the agent to send its status report now: a fence
+	// recorded between passes goes to the coordinator at once.
+	ReportSoon func()
 }
 
 // Controller is the storage subsystem's reconciler.
@@ -83,6 +86,14 @@ type Controller struct {
 	statuses []api.ResourceReport
 	// fenceTimes is when this controller first held each fence.
 	fenceTimes map[api.Key]time.Time
+	// fenceReports are the fences' statuses from the newest plan fenced
+	// (fenceEpoch), by a pass or by FenceLoop, whichever came last.
+	fenceReports []api.ResourceReport
+	fenceEpoch   uint64
+	// fenceMu keeps a pass and FenceLoop from applying fences at once.
+	fenceMu sync.Mutex
+	// plans hands FenceLoop the newest plan (PlanChanged).
+	plans chan *plan.Snapshot
 }
 
 // New returns a controller; register it with the runner and run Renew in
@@ -103,7 +114,10 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.ProgressInterval == 0 {
 		cfg.ProgressInterval = 10 * time.Second
 	}
-	return &Controller{cfg: cfg}, nil
+	if cfg.ReportSoon == nil {
+		cfg.ReportSoon = func() {}
+	}
+	return &Controller{cfg: cfg, plans: make(chan *plan.Snapshot, 1)}, nil
 }
 
 // Name is the subsystem's name.
@@ -251,7 +265,7 @@ func (c *Controller) ensure(ctx context.Context, s *plan.Snapshot) error {
 	}
 	if !c.Active() {
 		c.mu.Lock()
-		c.statuses = nil
+		c.statuses, c.fenceReports = nil, nil
 		c.mu.Unlock()
 		return nil
 	}
@@ -274,15 +288,14 @@ func (c *Controller) ensure(ctx context.Context, s *plan.Snapshot) error {
 		return err
 	}
 	// Fences first: a dead host's volumes are released for others the
-	// moment its fence is in force.
-	reports := c.applyFences(p, fences, d.Volumes)
-	vreports, failed := c.apply(ctx, p, d)
-	for _, r := range reports {
+	// moment its fence is in force. (FenceLoop fences a new one sooner.)
+	freports := c.fence(p, s.Epoch, fences, d.Volumes)
+	reports, failed := c.apply(ctx, p, d)
+	for _, r := range freports {
 		if r.State == StateError {
 			failed = append(failed, fmt.Sprintf("%s: %s", r.Key, r.Message))
 		}
 	}
-	reports = append(reports, vreports...)
 	reports = append(reports, c.quotas(p, d)...)
 	c.mu.Lock()
 	c.statuses, c.lastErr = reports, ""
@@ -320,7 +333,7 @@ func (c *Controller) prunePass(s *plan.Snapshot) error {
 func (c *Controller) notStoragePlan(s *plan.Snapshot) error {
 	msg := fmt.Sprintf("plan at epoch %d is not the storage plan (a coordinator too old to serve it?): the storage controller does nothing until it is", s.Epoch)
 	c.mu.Lock()
-	c.statuses, c.lastErr = nil, msg
+	c.statuses, c.fenceReports, c.lastErr = nil, nil, msg
 	c.mu.Unlock()
 	return errors.New(msg)
 }
@@ -333,6 +346,9 @@ func (c *Controller) markUnreachable(err error) {
 	for i := range c.statuses {
 		c.statuses[i].State, c.statuses[i].Message = "error", "ceph unreachable: "+err.Error()
 	}
+	for i := range c.fenceReports {
+		c.fenceReports[i].State, c.fenceReports[i].Message = "error", "ceph unreachable: "+err.Error()
+	}
 }
 
 // Report adds the volumes' and snapshots' statuses while this host is the
@@ -342,6 +358,7 @@ func (c *Controller) Report(rep *api.HostReport) {
 	defer c.mu.Unlock()
 	rep.StorageController = true
 	rep.Resources = append(rep.Resources, c.statuses...)
+	rep.Resources = append(rep.Resources, c.fenceReports...)
 }
 
 // quotas reports each volume type's pool quota, which the coordinator

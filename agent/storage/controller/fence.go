@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/strata-infra/strata/agent/plan"
 	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/rbd"
 	"github.com/strata-infra/strata/pkg/storagespec"
 )
 
@@ -33,6 +36,94 @@ func fencesOf(s *plan.Snapshot) ([]fence, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key.Name < out[j].Key.Name })
 	return out, nil
+}
+
+// PlanChanged hands FenceLoop the newest plan; it never blocks (the
+// agent calls it as each plan arrives, daemon.Agent.OnPlan).
+func (c *Controller) PlanChanged(s *plan.Snapshot) {
+	for {
+		select {
+		case c.plans <- s:
+			return
+		default:
+		}
+		select {
+		case <-c.plans: // an older plan not taken yet: the newer replaces it
+		default:
+		}
+	}
+}
+
+// FenceLoop fences at once each new fence in force that a plan brings,
+// while the reconcile pass may still be busy: a pass that reads a volume
+// the dead host had open can wait for Ceph's own watch timeout (30 s)
+// for that host, and the fence, which ends that wait, must not queue
+// behind it. The pass applies fences too (renewals, releases); this
+// loop only does what is urgent, then reports at once. It runs until
+// ctx ends.
+func (c *Controller) FenceLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-c.plans:
+			if err := c.fenceNew(s); err != nil {
+				c.cfg.Logger.Warn("fence from the new plan not applied; the next pass retries", "epoch", s.Epoch, "err", err)
+			}
+		}
+	}
+}
+
+// fenceNew applies the plan's fences when one in force is not yet
+// held by this controller, under the same lease and epoch as a pass.
+func (c *Controller) fenceNew(s *plan.Snapshot) error {
+	if !s.Storage || !c.Active() {
+		return nil
+	}
+	fences, err := fencesOf(s)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	urgent := false
+	for _, f := range fences {
+		urgent = urgent || (!f.Spec.Released && c.fenceTimes[f.Key].IsZero())
+	}
+	c.mu.Unlock()
+	if !urgent {
+		return nil
+	}
+	p, err := c.conn()
+	if err != nil {
+		return err
+	}
+	if err := p.FenceEpoch(c.cfg.LeasePool, LeaseObject, s.Epoch); err != nil {
+		if errors.Is(err, rbd.ErrStaleEpoch) {
+			return nil // a pass already acted on a newer plan
+		}
+		return err
+	}
+	d, err := desired(s)
+	if err != nil {
+		return err
+	}
+	c.fence(p, s.Epoch, fences, d.Volumes)
+	c.cfg.ReportSoon()
+	return nil
+}
+
+// fence applies fences (of the plan at epoch) and keeps their statuses
+// for the report, unless a newer plan's are there already.
+func (c *Controller) fence(p Pool, epoch uint64, fences []fence, vols []volume) []api.ResourceReport {
+	c.fenceMu.Lock()
+	defer c.fenceMu.Unlock()
+	reports := c.applyFences(p, fences, vols)
+	c.mu.Lock()
+	if epoch >= c.fenceEpoch {
+		c.fenceReports, c.fenceEpoch = reports, epoch
+	}
+	c.mu.Unlock()
+	return reports
 }
 
 // entryOf is how the blocklist lists addr: a bare IP as ip:0/0 (every
@@ -73,6 +164,7 @@ func (c *Controller) applyFences(p Pool, fences []fence, vols []volume) []api.Re
 		} else {
 			err = c.hold(p, f, listed, vols, now, &det)
 		}
+		took := time.Since(now)
 		c.mu.Lock()
 		if c.fenceTimes == nil {
 			c.fenceTimes = map[api.Key]time.Time{}
@@ -87,7 +179,8 @@ func (c *Controller) applyFences(p Pool, fences []fence, vols []volume) []api.Re
 			if c.fenceTimes[f.Key].IsZero() {
 				c.fenceTimes[f.Key] = now
 				c.cfg.Logger.Warn("host fenced: its Ceph clients are blocklisted and its locks broken",
-					"host", f.Spec.Host, "fence", f.Key.Name, "addrs", det.Blocklisted, "locks", det.BrokenLocks)
+					"host", f.Spec.Host, "fence", f.Key.Name, "addrs", det.Blocklisted, "locks", det.BrokenLocks,
+					"took", took.Round(time.Millisecond), "epoch", f.Epoch)
 			}
 			det.FencedAt = c.fenceTimes[f.Key]
 		}

@@ -1,0 +1,114 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/strata-infra/strata/internal/testenv"
+	"github.com/strata-infra/strata/pkg/api"
+	"github.com/strata-infra/strata/pkg/rbd"
+)
+
+// stuckStatus is the real pool whose image reads hang until released,
+// as a read of a volume a dead host's qemu had open hangs until Ceph
+// times that client's watch out (30 s).
+type stuckStatus struct {
+	Pool
+	stuck   chan struct{} // closed when a read first hangs
+	release chan struct{}
+	once    *atomic.Bool
+}
+
+func (s stuckStatus) Status(r rbd.Ref) (rbd.ImageStatus, error) {
+	if s.once.CompareAndSwap(false, true) {
+		close(s.stuck)
+	}
+	<-s.release
+	return s.Pool.Status(r)
+}
+
+// TestFenceDoesNotWaitForThePass: a new fence in the plan is applied and
+// reported at once by FenceLoop while the reconcile pass of the plan
+// before is stuck reading a volume (in the lab, a pass reading the dead
+// host's volumes held the fence back ~25 s). The stuck pass, once it goes
+// on, stops at the newer epoch; the next pass keeps the fence.
+func TestFenceDoesNotWaitForThePass(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := fencingController(t, f, "ctl")
+	vt := res{"volumetype", "", "default", api.VolumeTypeSpec{Pool: f.pool}}
+	vol := res{"volume", "p", "v1", api.VolumeSpec{SizeGiB: 1}}
+	if err := c.Reconcile(ctx, planOf(t, 1, vt, vol)); err != nil {
+		t.Fatal(err)
+	}
+	// From here on the controller's image reads hang until released.
+	hang := stuckStatus{Pool: c.pool, stuck: make(chan struct{}), release: make(chan struct{}), once: new(atomic.Bool)}
+	c.mu.Lock()
+	c.pool = hang
+	c.mu.Unlock()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hang.release)
+		}
+	}
+	defer release()
+	var reports atomic.Int32
+	c.cfg.ReportSoon = func() { reports.Add(1) }
+	go c.FenceLoop(ctx)
+
+	// A TEST-NET address: nothing of the cluster's is cut off.
+	const addr = "192.0.2.77"
+	t.Cleanup(func() {
+		if err := hang.Pool.Unblocklist(entryOf(addr)); err != nil {
+			t.Errorf("lift the test's blocklist entry: %v", err)
+		}
+	})
+	fence := res{"fence", "", "h9-1", api.FenceSpec{Host: "h9", Addrs: []string{addr}, ExpirySeconds: 600}}
+	pass := make(chan error, 1)
+	go func() { pass <- c.Reconcile(ctx, planOf(t, 2, vt, vol)) }()
+	<-hang.stuck
+	s := planOf(t, 3, vt, vol, fence)
+	start := time.Now()
+	c.PlanChanged(s)
+	var det api.FenceDetail
+	testenv.WaitTrue(t, testenv.Scale(60*time.Second), "the fence recorded while the pass is stuck", func() bool {
+		rs, ok := statusOf(c, "h9-1")
+		if !ok || rs.State != api.FenceFenced {
+			return false
+		}
+		return json.Unmarshal(rs.Detail, &det) == nil && !det.FencedAt.IsZero()
+	})
+	select {
+	case err := <-pass:
+		t.Fatalf("the pass ended (%v) before its read was released", err)
+	default:
+	}
+	if reports.Load() == 0 {
+		t.Fatal("the fence was recorded but no report was asked for")
+	}
+	if !contains(det.Blocklisted, entryOf(addr)) {
+		t.Fatalf("fence detail %+v: want %s blocklisted", det, entryOf(addr))
+	}
+	t.Logf("fenced %.2fs after the plan arrived, the pass still stuck", time.Since(start).Seconds())
+
+	release()
+	if err := <-pass; err != nil && !errors.Is(err, rbd.ErrStaleEpoch) {
+		t.Fatalf("the stuck pass: %v", err)
+	}
+	if err := c.Reconcile(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ := statusOf(c, "h9-1"); rs.State != api.FenceFenced {
+		t.Fatalf("after the pass: %+v", rs)
+	}
+	if _, ok := blocklist(t, f)[entryOf(addr)]; !ok {
+		t.Fatalf("%s not on the blocklist", entryOf(addr))
+	}
+}
