@@ -135,7 +135,8 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-// act runs passes under hold h until ctx ends or h is lost.
+// act runs passes under hold h until ctx ends or h is lost: every
+// Interval, after every commit, and when a fence's status is reported.
 func (c *Controller) act(ctx context.Context, h lease.Hold) {
 	c.mu.Lock()
 	// Refusals seen before are stale now: try everything afresh. (What
@@ -151,7 +152,7 @@ func (c *Controller) act(ctx context.Context, h lease.Hold) {
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
 	for {
-		changed := c.store.Changed()
+		changed, reported := c.store.Changed(), c.store.FenceReported()
 		if err := c.Pass(); err != nil && !errors.Is(err, errLeaseLost) {
 			c.log.Warn("recovery pass", "err", err)
 		}
@@ -163,6 +164,7 @@ func (c *Controller) act(ctx context.Context, h lease.Hold) {
 			return
 		case <-t.C:
 		case <-changed:
+		case <-reported:
 		}
 	}
 }

@@ -43,7 +43,30 @@ func (s *Store) PutReport(r api.HostReport, keep Filter) (dropped []api.Key, err
 	if err != nil {
 		return dropped, err
 	}
-	return dropped, s.backend.Write(ops)
+	if err := s.backend.Write(ops); err != nil {
+		return dropped, err
+	}
+	for _, rr := range r.Resources {
+		if rr.Kind == "fence" {
+			s.mu.Lock()
+			close(s.fenceReported)
+			s.fenceReported = make(chan struct{})
+			s.mu.Unlock()
+			break
+		}
+	}
+	return dropped, nil
+}
+
+// FenceReported returns a channel closed when a report carrying a
+// fence's status is next stored through this store: the recovery
+// controller moves a fenced host's instances as soon as the fence is in
+// force, not on its next tick. (Reports stored by another coordinator
+// are not seen here; the tick covers them.)
+func (s *Store) FenceReported() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fenceReported
 }
 
 // Reports returns the last report of every host that has sent one.

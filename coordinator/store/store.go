@@ -45,6 +45,9 @@ type Store struct {
 	history string
 	deltas  []storedDelta // retained, oldest first
 	changed chan struct{} // closed and replaced on every epoch bump
+	// fenceReported is closed and replaced when a report on a fence
+	// is stored here.
+	fenceReported chan struct{}
 
 	// commitMu orders commits (and deltas from other coordinators) with
 	// their observers' calls.
@@ -110,7 +113,7 @@ func OpenBackend(b Backend, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{backend: b, retain: opts.RetainDeltas, changed: make(chan struct{})}
+	s := &Store{backend: b, retain: opts.RetainDeltas, changed: make(chan struct{}), fenceReported: make(chan struct{})}
 	s.install(l)
 	return s, nil
 }
