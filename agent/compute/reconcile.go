@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"libvirt.org/go/libvirtxml"
@@ -14,6 +15,9 @@ import (
 	"github.com/strata-infra/strata/pkg/computespec"
 	"github.com/strata-infra/strata/pkg/netnsutil"
 )
+
+// parallelEnsures bounds how many instances Set converges at once.
+const parallelEnsures = 4
 
 // Set converges Strata's domains to desired. An invalid instance (bad spec,
 // or more than the host's free capacity) is refused before anything of it
@@ -59,9 +63,9 @@ func (d *Driver) Set(ctx context.Context, desired []Instance) error {
 			setErrs = append(setErrs, fmt.Errorf("instance %q: %s", in.Spec.ID, msg))
 		}
 	}
+	var todo []Instance
 	for _, in := range valid {
-		dom, exists := owned[in.Spec.ID]
-		if in.Migration != nil && !exists {
+		if _, exists := owned[in.Spec.ID]; in.Migration != nil && !exists {
 			if goOn, err := d.arrive(ctx, in); err != nil || !goOn {
 				if err != nil {
 					errs[in.Spec.ID] = err.Error()
@@ -70,13 +74,33 @@ func (d *Driver) Set(ctx context.Context, desired []Instance) error {
 				continue
 			}
 		}
-		err := d.ensure(ctx, in, dom, exists)
-		if err == nil {
-			// Apart from ensure: a volume that cannot be attached yet (held
-			// by another host) never removes a new instance.
-			err = d.attachVolumes(ctx, in)
-		}
-		if err != nil {
+		todo = append(todo, in)
+	}
+	// Each instance converges on its own, side by side: a guest's start
+	// takes seconds (qemu under TCG), and instances restarted together
+	// (a dead host's, evacuated here) must not queue behind each other.
+	done := make([]error, len(todo))
+	slots := make(chan struct{}, parallelEnsures)
+	var wg sync.WaitGroup
+	for i, in := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			dom, exists := owned[in.Spec.ID]
+			err := d.ensure(ctx, in, dom, exists)
+			if err == nil {
+				// Apart from ensure: a volume that cannot be attached yet (held
+				// by another host) never removes a new instance.
+				err = d.attachVolumes(ctx, in)
+			}
+			done[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, in := range todo {
+		if err := done[i]; err != nil {
 			errs[in.Spec.ID] = err.Error()
 			setErrs = append(setErrs, fmt.Errorf("instance %q: %w", in.Spec.ID, err))
 		}
