@@ -398,6 +398,12 @@ func (c *Conn) ReleaseLease(pool, oid, cookie string) error {
 	return c.do(Request{Op: "ReleaseLease", Pool: pool, OID: oid, Owner: cookie})
 }
 
+// BreakLease breaks holder's lease without waiting for it to expire (a
+// holder whose host is fenced, its client blocklisted first).
+func (c *Conn) BreakLease(pool, oid string, holder LeaseHolder) error {
+	return c.do(Request{Op: "BreakLease", Pool: pool, OID: oid, Owner: holder.Cookie, Addr: holder.Addr})
+}
+
 // FenceEpoch records that the lease holder acts on the plan at epoch and
 // refuses (ErrStaleEpoch) when a holder before it already acted on a newer
 // one.

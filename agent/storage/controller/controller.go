@@ -35,6 +35,7 @@ type Pool interface {
 	List(pool string) ([]string, error)
 	Lease(pool, oid, cookie string, ttl time.Duration) (bool, rbd.LeaseHolder, error)
 	ReleaseLease(pool, oid, cookie string) error
+	BreakLease(pool, oid string, holder rbd.LeaseHolder) error
 	FenceEpoch(pool, oid string, epoch uint64) error
 	Blocklist(addr string) error
 	BlocklistFor(addr string, expire time.Duration) error
@@ -94,6 +95,9 @@ type Controller struct {
 	fenceMu sync.Mutex
 	// plans hands FenceLoop the newest plan (PlanChanged).
 	plans chan *plan.Snapshot
+	// fenced are the hosts the newest plan fences: a lease one of them
+	// holds is broken, not waited out.
+	fenced map[string]bool
 }
 
 // New returns a controller; register it with the runner and run Renew in
@@ -172,6 +176,27 @@ func (c *Controller) renew() error {
 		c.dropConn(p)
 		c.setErr(fmt.Sprintf("ceph unreachable: %v", err))
 		return err
+	}
+	c.mu.Lock()
+	fenced := holder.Cookie != "" && holder.Cookie != c.cfg.Host && holder.Addr != "" && c.fenced[holder.Cookie]
+	c.mu.Unlock()
+	if !held && fenced {
+		// The holder's host is fenced by the plan: the coordinator saw it
+		// dead past the grace with a majority alive, and its fence can
+		// only be applied by the lease holder. Cut its client off first,
+		// so that it never acts again, then take the lease now instead of
+		// when it expires.
+		if err := p.Blocklist(holder.Addr); err != nil {
+			return fmt.Errorf("take the lease from fenced host %s: %w", holder.Cookie, err)
+		}
+		if err := p.BreakLease(c.cfg.LeasePool, LeaseObject, holder); err != nil {
+			return err
+		}
+		c.cfg.Logger.Warn("storage controller lease taken from a fenced host", "holder", holder.Cookie, "addr", holder.Addr)
+		if held, holder, err = p.Lease(c.cfg.LeasePool, LeaseObject, c.cfg.Host, c.cfg.LeaseTTL); err != nil {
+			c.dropConn(p)
+			return err
+		}
 	}
 	c.mu.Lock()
 	was, prev := c.active, c.holder

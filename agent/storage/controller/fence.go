@@ -75,9 +75,11 @@ func (c *Controller) FenceLoop(ctx context.Context) {
 }
 
 // fenceNew applies the plan's fences when one in force is not yet
-// held by this controller, under the same lease and epoch as a pass.
+// held by this controller, under the same lease and epoch as a pass. A
+// standby whose plan fences the lease holder's host takes the lease
+// first (renew breaks it): the fence must not wait for it to expire.
 func (c *Controller) fenceNew(s *plan.Snapshot) error {
-	if !s.Storage || !c.Active() {
+	if !s.Storage {
 		return nil
 	}
 	fences, err := fencesOf(s)
@@ -86,12 +88,21 @@ func (c *Controller) fenceNew(s *plan.Snapshot) error {
 	}
 	c.mu.Lock()
 	urgent := false
+	c.fenced = map[string]bool{}
 	for _, f := range fences {
-		urgent = urgent || (!f.Spec.Released && c.fenceTimes[f.Key].IsZero())
+		if !f.Spec.Released {
+			c.fenced[f.Spec.Host] = true
+			urgent = urgent || c.fenceTimes[f.Key].IsZero()
+		}
 	}
 	c.mu.Unlock()
 	if !urgent {
 		return nil
+	}
+	if !c.Active() {
+		if err := c.renew(); err != nil || !c.Active() {
+			return err
+		}
 	}
 	p, err := c.conn()
 	if err != nil {

@@ -112,3 +112,64 @@ func TestFenceDoesNotWaitForThePass(t *testing.T) {
 		t.Fatalf("%s not on the blocklist", entryOf(addr))
 	}
 }
+
+// TestFenceTakesTheLeaseOfAFencedHolder: the lease holder's host is fenced
+// by the plan (it died holding the lease); the standby that gets the plan
+// blocklists the holder's client, breaks its lease and applies the fence
+// at once, without waiting for the lease to expire. The old holder's
+// client can no longer renew.
+func TestFenceTakesTheLeaseOfAFencedHolder(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a, b := fencingController(t, f, "ha"), fencingController(t, f, "hb")
+	a.cfg.LeaseTTL, b.cfg.LeaseTTL = 5*time.Minute, 5*time.Minute // far beyond the test
+	vt := res{"volumetype", "", "default", api.VolumeTypeSpec{Pool: f.pool}}
+	if err := a.Reconcile(ctx, planOf(t, 1, vt)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reconcile(ctx, planOf(t, 1, vt)); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Active() || b.Active() {
+		t.Fatalf("active: ha %v, hb %v; want ha alone", a.Active(), b.Active())
+	}
+	pa, err := a.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holderAddr := pa.(*rbd.Conn).Addr()
+	const addr = "192.0.2.78" // the fence's own address: TEST-NET
+	t.Cleanup(func() {
+		pb, err := b.conn()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, e := range []string{holderAddr, entryOf(addr)} {
+			if err := pb.Unblocklist(e); err != nil {
+				t.Errorf("lift the test's blocklist entry %s: %v", e, err)
+			}
+		}
+	})
+
+	s := planOf(t, 2, vt, res{"fence", "", "ha-1", api.FenceSpec{Host: "ha", Addrs: []string{addr}, ExpirySeconds: 600}})
+	if err := b.fenceNew(s); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Active() {
+		t.Fatal("hb did not take the lease of the fenced holder")
+	}
+	rs, ok := statusOf(b, "ha-1")
+	if !ok || rs.State != api.FenceFenced {
+		t.Fatalf("fence status %+v; want fenced by hb", rs)
+	}
+	bl := blocklist(t, f)
+	if _, ok := bl[holderAddr]; !ok {
+		t.Fatalf("the old holder's client %s is not on the blocklist %v", holderAddr, bl)
+	}
+	// The old holder's client is cut off: its renewal fails, or finds
+	// the lease taken.
+	if err := a.renew(); err == nil && a.Active() {
+		t.Fatal("the fenced holder still renews the lease")
+	}
+}

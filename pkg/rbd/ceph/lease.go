@@ -85,6 +85,34 @@ func (c *Conn) ReleaseLease(pool, oid, cookie string) error {
 	return nil
 }
 
+// BreakLease breaks holder's lease without waiting for it to expire: for
+// a holder whose host is fenced, after its client is blocklisted. A lease
+// already gone, or held by another by now, is left alone.
+func (c *Conn) BreakLease(pool, oid string, holder rbd.LeaseHolder) error {
+	io, err := c.ioctx(pool)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	info, err := io.ListLockers(oid, leaseLock)
+	if err != nil {
+		return fmt.Errorf("lease %s/%s: lockers: %w", pool, oid, err)
+	}
+	for i := range info.Cookies {
+		if info.Cookies[i] != holder.Cookie || i >= len(info.Clients) || (i < len(info.Addrs) && info.Addrs[i] != holder.Addr) {
+			continue
+		}
+		ret, err := io.BreakLock(oid, leaseLock, info.Clients[i], info.Cookies[i])
+		if err == nil && ret < 0 && syscall.Errno(-ret) != syscall.ENOENT {
+			err = syscall.Errno(-ret)
+		}
+		if err != nil {
+			return fmt.Errorf("break the lease %s/%s of %s (%s): %w", pool, oid, holder.Cookie, holder.Addr, err)
+		}
+	}
+	return nil
+}
+
 // FenceEpoch records that the lease holder acts on the plan at epoch and
 // refuses (rbd.ErrStaleEpoch) when a holder before it already acted on a newer
 // one: a controller fed by a coordinator that failed over to an older copy

@@ -106,6 +106,8 @@ func (s *Server) do(q rbd.Request, p *rbd.Response) (err error) {
 		p.Holder, err = c.Holder(q.Pool, q.OID)
 	case "ReleaseLease":
 		return c.ReleaseLease(q.Pool, q.OID, q.Owner)
+	case "BreakLease":
+		return c.BreakLease(q.Pool, q.OID, rbd.LeaseHolder{Cookie: q.Owner, Addr: q.Addr})
 	case "FenceEpoch":
 		return c.FenceEpoch(q.Pool, q.OID, q.N)
 	case "Addr":
