@@ -89,11 +89,15 @@ func BuildGuest(repo, dir string) (Guest, error) {
 
 // ComputeArgs are the agent flags that turn compute on against lv, with
 // guests booting the test kernel directly (qboot firmware: faster).
+// no_timer_check: on a loaded host a TCG guest's timer ticks late and the
+// kernel's IO-APIC timer check panics the boot before the serial console
+// is up; with panic=-1 libvirt restarts it, silently, again and again (a
+// lab guest with an empty console for 8 minutes, its disk never read).
 func ComputeArgs(lv *Libvirtd, g Guest, shutdown time.Duration) []string {
 	return []string{"--compute", "--libvirt-socket", lv.Socket,
 		"--shutdown-timeout", shutdown.String(),
 		"--guest-kernel", g.Kernel, "--guest-initrd", g.Initrd,
-		"--guest-cmdline", "console=ttyS0 panic=-1 quiet", "--guest-firmware", "/usr/share/qemu/qboot.rom"}
+		"--guest-cmdline", "console=ttyS0 panic=-1 quiet no_timer_check", "--guest-firmware", "/usr/share/qemu/qboot.rom"}
 }
 
 // MigrationArgs links <dir>/<host> to each lab host's libvirtd socket and
