@@ -25,12 +25,21 @@ var helperBuild struct {
 // build tag `pacific`) once per test process, into a directory the sweep
 // removes once the process is gone, and points rbd.HelperEnv at it, so
 // every rbd.Conn of the tests (and of the agents they start) uses it.
-// A $STRATA_RBD_HELPER already set is used as it is.
+// A $STRATA_RBD_HELPER already set is used as it is, and so is a
+// strata-rbd beside the running binary (strata-lab in bin/).
 func Helper() (string, error) {
 	helperBuild.once.Do(func() {
 		if p := os.Getenv(rbd.HelperEnv); p != "" {
 			helperBuild.path = p
 			return
+		}
+		// strata-lab runs from bin/, beside the strata-rbd make built.
+		if exe, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(exe), "strata-rbd"); isFile(p) {
+				helperBuild.path = p
+				os.Setenv(rbd.HelperEnv, p)
+				return
+			}
 		}
 		dir, err := testenv.MkdirTemp("strata-rbd")
 		if err != nil {
@@ -53,9 +62,15 @@ func Helper() (string, error) {
 	return helperBuild.path, helperBuild.err
 }
 
-// removeHelper removes the strata-rbd Helper built (Main and Lazy's stop
-// call it after the tests).
-func removeHelper() {
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// RemoveHelper removes the strata-rbd Helper built (Main and Lazy's stop
+// call it after the tests; a test process that uses Start without them
+// calls it from its TestMain).
+func RemoveHelper() {
 	if helperBuild.dir != "" {
 		os.RemoveAll(helperBuild.dir)
 	}

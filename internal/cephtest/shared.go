@@ -42,7 +42,7 @@ func Lazy(tag string, pools ...string) (stop func()) {
 		}
 	}
 	return func() {
-		defer removeHelper()
+		defer RemoveHelper()
 		if shared != nil {
 			shared.Stop()
 		}
@@ -61,7 +61,7 @@ func Main(m *testing.M, tag string, pools ...string) {
 }
 
 func runMain(m *testing.M, tag string, pools []string) int {
-	defer removeHelper()
+	defer RemoveHelper()
 	if why := Available(); why != "" {
 		sharedErr = fmt.Errorf("%s", why)
 		return m.Run()

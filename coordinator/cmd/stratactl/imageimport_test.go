@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/strata-infra/strata/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +10,15 @@ import (
 	"testing"
 
 	"github.com/strata-infra/strata/internal/cephtest"
+	"github.com/strata-infra/strata/internal/testenv"
 )
+
+// TestMain removes the strata-rbd TestImagesImport builds.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	cephtest.RemoveHelper()
+	os.Exit(code)
+}
 
 // TestImagesImport imports a qcow2 file into a real Ceph with `stratactl
 // images import`, finds it registered and readable, and refuses a missing
