@@ -116,12 +116,19 @@ func TestLibvirtdRestart(t *testing.T) {
 	if n := strings.Count(d.status("survivor").ConsoleLog, "strata-guest: boot"); n != 1 {
 		t.Errorf("guest booted %d times, want 1", n)
 	}
+	// A libvirtd that has just started reattaches to its running domains'
+	// monitors in the background (its capability probe alone took 18 s at
+	// load 50), and a qemu that dies before that is stopped with no
+	// lifecycle event. A monitor command waits for the domain's reattach
+	// job, so the kill below is seen by a monitor that is back: its event
+	// is the one this test is about.
+	waitFor(t, 120*time.Second, "libvirtd back on the guest's monitor", func() bool {
+		_, err := env.daemon.Virsh("qemu-monitor-command", d.prefix+"survivor", `{"execute":"query-status"}`)
+		return err == nil
+	})
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	// A libvirtd that has just started re-probes qemu and reattaches to
-	// its running domains' monitors before it notices one died (its
-	// capability probe alone took 18 s at load 50): the bound covers that.
 	waitPower(t, d, "survivor", computespec.PowerStopped, 120*time.Second)
 	t.Logf("total %v", time.Since(start).Round(time.Millisecond))
 }
