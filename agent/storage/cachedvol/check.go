@@ -22,9 +22,11 @@ import (
 // of the cache's data device this check reads (patrol). The dirty count is
 // recorded each time, so the last one survives the agent. Errors of the
 // volumes are joined; one failing volume does not stop the others.
+// A volume another change holds (a flush, a snapshot, which watch its
+// cache themselves) is left for the next check.
 func (m *Manager) Check(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.smu.Lock()
+	defer m.smu.Unlock()
 	recs, err := m.j().all()
 	if err != nil {
 		return err
@@ -34,71 +36,98 @@ func (m *Manager) Check(ctx context.Context) error {
 		if r.Phase != PhaseAttached || r.Mode == "none" || r.Degraded {
 			continue
 		}
-		st, err := m.Stats(ctx, r.Volume)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		partly := false
-		if st.Error == "" && r.CacheError == "" {
-			// The target's status stays clean while sectors of its data
-			// device fail under it (dm-cache; dm-writecache until it
-			// reads or commits there): read a stretch of it.
-			if err := m.patrolRead(r); err != nil {
-				st.Error, partly = "cache data device: "+err.Error(), true
-			}
-		}
-		// No "flush" message to make dm-writecache commit here: it is the
-		// target's write-everything-back command (it sets writeback_all),
-		// so every check would empty the cache. A write to a failed data
-		// device fails (unacknowledged) and the target's own commit, on
-		// the writer's flush or its 1 s autocommit, sets its error.
-		if st.Error == "" && r.CacheError == "" {
-			if r.LastDirty != st.DirtyBytes() {
-				r.LastDirty = st.DirtyBytes()
-				errs = append(errs, m.j().save(r))
-			}
-			continue
-		}
-		if r.Mode == "writeback" {
-			if st.Error == "" {
-				st.Error = r.CacheError
-			}
-			first := r.CacheError == ""
-			r.LastDirty = max(r.LastDirty, st.DirtyBytes())
-			r.CacheError = st.Error
-			m.j().save(r)
-			if partly {
-				if err := m.refuseWrites(ctx, r); err != nil {
-					errs = append(errs, fmt.Errorf("volume %s: stop the writes to a partly failing cache: %w", r.Volume, err))
-				}
-			}
-			if first {
-				m.log().Error("writeback cache failed: the volume takes no writes and its dirty data is at risk",
-					"volume", r.Volume, "cache_error", st.Error, "dirty_bytes", r.LastDirty)
-			}
-			errs = append(errs, fmt.Errorf("volume %s: writeback cache failed (%s) holding %d dirty bytes", r.Volume, st.Error, r.LastDirty))
-			continue
-		}
-		// Writethrough: swap the cache for a linear device over the origin
-		// shim. The reload waits for in-flight I/O.
-		r.Degraded = true
-		if err := m.j().save(r); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := m.DM.Reload(ctx, topName(r.Volume), m.table(r, dmcache.DevPath(originName(r.Volume)), r.Sectors)); err != nil {
-			errs = append(errs, fmt.Errorf("volume %s: drop the failed cache: %w", r.Volume, err))
-			continue
-		}
-		for _, n := range []string{dataName(r.Volume), metaName(r.Volume)} {
-			if err := m.DM.Remove(ctx, n); err != nil {
-				m.log().Warn("remove a failed cache's slice", "volume", r.Volume, "device", n, "err", err)
-			}
-		}
-		m.log().Warn("writethrough cache failed: the volume runs uncached, nothing lost", "volume", r.Volume, "cache_error", st.Error)
+		errs = append(errs, m.withVolume(ctx, r.Volume, opCheck, m.checkOne))
 	}
 	return errors.Join(errs...)
+}
+
+// withVolume runs fn on volume's record under its lock, unless another
+// change holds it or the volume is gone or no longer attached.
+func (m *Manager) withVolume(ctx context.Context, volume, op string, fn func(context.Context, *Record) error) error {
+	unlock, err := m.lockVolume(ctx, volume, op, false, waitNone)
+	var busy *busyError
+	if errors.As(err, &busy) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	defer unlock()
+	r, err := m.j().load(volume)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil || r.Phase != PhaseAttached {
+		return err
+	}
+	return fn(ctx, r)
+}
+
+// checkOne is Check of one volume, under its lock.
+func (m *Manager) checkOne(ctx context.Context, r *Record) error {
+	if r.Mode == "none" || r.Degraded {
+		return nil
+	}
+	st, err := m.Stats(ctx, r.Volume)
+	if err != nil {
+		return err
+	}
+	partly := false
+	if st.Error == "" && r.CacheError == "" {
+		// The target's status stays clean while sectors of its data
+		// device fail under it (dm-cache; dm-writecache until it reads
+		// or commits there): read a stretch of it.
+		if err := m.patrolRead(r); err != nil {
+			st.Error, partly = "cache data device: "+err.Error(), true
+		}
+	}
+	// No "flush" message to make dm-writecache commit here: it is the
+	// target's write-everything-back command (it sets writeback_all), so
+	// every check would empty the cache. A write to a failed data device
+	// fails (unacknowledged) and the target's own commit, on the writer's
+	// flush or its 1 s autocommit, sets its error.
+	if st.Error == "" && r.CacheError == "" {
+		if r.LastDirty != st.DirtyBytes() {
+			r.LastDirty = st.DirtyBytes()
+			return m.j().save(r)
+		}
+		return nil
+	}
+	if r.Mode == "writeback" {
+		if st.Error == "" {
+			st.Error = r.CacheError
+		}
+		first := r.CacheError == ""
+		r.LastDirty = max(r.LastDirty, st.DirtyBytes())
+		r.CacheError = st.Error
+		m.j().save(r)
+		var errs []error
+		if partly {
+			if err := m.refuseWrites(ctx, r); err != nil {
+				errs = append(errs, fmt.Errorf("volume %s: stop the writes to a partly failing cache: %w", r.Volume, err))
+			}
+		}
+		if first {
+			m.log().Error("writeback cache failed: the volume takes no writes and its dirty data is at risk",
+				"volume", r.Volume, "cache_error", st.Error, "dirty_bytes", r.LastDirty)
+		}
+		return errors.Join(append(errs, fmt.Errorf("volume %s: writeback cache failed (%s) holding %d dirty bytes", r.Volume, st.Error, r.LastDirty))...)
+	}
+	// Writethrough: swap the cache for a linear device over the origin
+	// shim. The reload waits for in-flight I/O.
+	r.Degraded = true
+	if err := m.j().save(r); err != nil {
+		return err
+	}
+	if err := m.DM.Reload(ctx, topName(r.Volume), m.table(r, dmcache.DevPath(originName(r.Volume)), r.Sectors)); err != nil {
+		return fmt.Errorf("volume %s: drop the failed cache: %w", r.Volume, err)
+	}
+	for _, n := range []string{dataName(r.Volume), metaName(r.Volume)} {
+		if err := m.DM.Remove(ctx, n); err != nil {
+			m.log().Warn("remove a failed cache's slice", "volume", r.Volume, "device", n, "err", err)
+		}
+	}
+	m.log().Warn("writethrough cache failed: the volume runs uncached, nothing lost", "volume", r.Volume, "cache_error", st.Error)
+	return nil
 }
 
 // refuseWrites makes a partly failing writeback cache take no more writes

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/strata-infra/strata/agent/storage/dmcache"
@@ -16,10 +17,15 @@ import (
 // unmaps the image. The caller detaches only once nothing writes (the
 // domain is gone). A failed or interrupted detach is finished by the next
 // Detach or by Recover; the volume's record stays until the image is
-// unmapped. Detaching a volume without a record succeeds.
+// unmapped. Detaching a volume without a record succeeds. It holds the
+// volume's own lock only, so the flush holds up no other volume; it waits
+// for a change under way on the volume (a snapshot) to end first.
 func (m *Manager) Detach(ctx context.Context, volume string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock, err := m.lockVolume(ctx, volume, opDetach, true, waitAll)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	r, err := m.j().load(volume)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -241,26 +247,80 @@ func (m *Manager) flush(ctx context.Context, r *Record) error {
 // cache from the fast device with its dirty blocks, and finishes every
 // detach that was under way (an agent killed mid-flush resumes the flush).
 // One failing volume does not stop the others; their errors are joined.
+// It is Reassemble, then ResumeDetaches.
 func (m *Manager) Recover(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	if err := m.Reassemble(ctx); err != nil {
+		return err
+	}
+	return m.ResumeDetaches(ctx)
+}
+
+// Reassemble finds every recorded mapping of an attached volume again and
+// reassembles its cache from the fast device, with its dirty blocks: the
+// part of Recover that must come before the volumes are used or checked.
+func (m *Manager) Reassemble(ctx context.Context) error {
 	recs, err := m.j().all()
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, r := range recs {
-		var err error
 		if r.Phase == PhaseDetaching {
-			m.log().Info("resuming the detach of a volume", "volume", r.Volume)
-			err = m.detach(ctx, r)
-		} else {
-			_, err = m.assemble(ctx, r)
+			continue
 		}
-		if err != nil {
+		if err := m.reassemble(ctx, r.Volume); err != nil {
 			errs = append(errs, fmt.Errorf("recover %s: %w", r.Volume, err))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) reassemble(ctx context.Context, volume string) error {
+	unlock, err := m.lockVolume(ctx, volume, opRecover, false, waitAll)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r, err := m.j().load(volume)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // detached meanwhile
+	}
+	if err != nil || r.Phase == PhaseDetaching {
+		return err
+	}
+	_, err = m.assemble(ctx, r)
+	return err
+}
+
+// ResumeDetaches finishes every detach that was under way (an agent
+// killed mid-flush resumes the flush), each beside the others; it returns
+// once all have ended, with their errors joined.
+func (m *Manager) ResumeDetaches(ctx context.Context) error {
+	recs, err := m.j().all()
+	if err != nil {
+		return err
+	}
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+	)
+	for _, r := range recs {
+		if r.Phase != PhaseDetaching {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.log().Info("resuming the detach of a volume", "volume", r.Volume)
+			if err := m.Detach(ctx, r.Volume); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("recover %s: %w", r.Volume, err))
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -291,8 +351,11 @@ func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx con
 // the writes go on; the volume's own table (caching on) is loaded again
 // after a write-back.
 func (m *Manager) SnapshotWith(ctx context.Context, volume string, progress func(Progress), take func(ctx context.Context) error) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock, err := m.lockVolume(ctx, volume, opSnapshot, true, waitAll)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	r, err := m.j().load(volume)
 	if errors.Is(err, os.ErrNotExist) {
 		return take(ctx)

@@ -27,56 +27,76 @@ type idleSeen struct {
 // metadata on suspend and reads it back on resume). The agent calls it
 // from its check loop with now; errors of the volumes are joined.
 func (m *Manager) CleanIdle(ctx context.Context, now time.Time, idleAfter time.Duration) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.smu.Lock()
+	defer m.smu.Unlock()
 	recs, err := m.j().all()
 	if err != nil {
 		return err
 	}
-	if m.idle == nil {
-		m.idle = map[string]idleSeen{}
-	}
 	var errs []error
 	seen := map[string]bool{}
 	for _, r := range recs {
-		if r.Phase != PhaseAttached || r.Mode != dmcache.Writeback || r.Degraded || r.CacheError != "" || r.Snapshotting {
+		if !idleCleanable(r) {
 			continue
 		}
 		seen[r.Volume] = true
-		st, err := m.Stats(ctx, r.Volume)
-		if err != nil || st.Mode != dmcache.Writeback || st.Error != "" {
-			continue // Check reports it
-		}
-		n := st.Reads + st.Writes
-		last, ok := m.idle[r.Volume]
-		if !ok || n != last.requests {
-			m.idle[r.Volume] = idleSeen{requests: n, since: now}
-			if ok && r.IdleCleaning {
-				errs = append(errs, m.busyAgain(ctx, r))
-			}
-			continue
-		}
-		if r.IdleCleaning || st.Dirty == 0 || now.Sub(last.since) < idleAfter {
-			continue
-		}
-		r.IdleCleaning = true
-		if err := m.j().save(r); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
-			errs = append(errs, fmt.Errorf("volume %s: idle cleaning: %w", r.Volume, err))
-			continue
-		}
-		m.log().Info("volume idle: writing its cache back", "volume", r.Volume,
-			"idle", now.Sub(last.since).Round(time.Second), "dirty_bytes", st.DirtyBytes())
+		errs = append(errs, m.withVolume(ctx, r.Volume, opCheck, func(ctx context.Context, r *Record) error {
+			return m.cleanIfIdle(ctx, r, now, idleAfter)
+		}))
 	}
+	m.imu.Lock()
 	for v := range m.idle {
 		if !seen[v] {
 			delete(m.idle, v)
 		}
 	}
+	m.imu.Unlock()
 	return errors.Join(errs...)
+}
+
+func idleCleanable(r *Record) bool {
+	return r.Phase == PhaseAttached && r.Mode == dmcache.Writeback && !r.Degraded && r.CacheError == "" && !r.Snapshotting
+}
+
+// cleanIfIdle is CleanIdle of one volume, under its lock.
+func (m *Manager) cleanIfIdle(ctx context.Context, r *Record, now time.Time, idleAfter time.Duration) error {
+	if !idleCleanable(r) {
+		return nil
+	}
+	st, err := m.Stats(ctx, r.Volume)
+	if err != nil || st.Mode != dmcache.Writeback || st.Error != "" {
+		return nil // Check reports it
+	}
+	n := st.Reads + st.Writes
+	m.imu.Lock()
+	if m.idle == nil {
+		m.idle = map[string]idleSeen{}
+	}
+	last, ok := m.idle[r.Volume]
+	moved := !ok || n != last.requests
+	if moved {
+		m.idle[r.Volume] = idleSeen{requests: n, since: now}
+	}
+	m.imu.Unlock()
+	if moved {
+		if ok && r.IdleCleaning {
+			return m.busyAgain(ctx, r)
+		}
+		return nil
+	}
+	if r.IdleCleaning || st.Dirty == 0 || now.Sub(last.since) < idleAfter {
+		return nil
+	}
+	r.IdleCleaning = true
+	if err := m.j().save(r); err != nil {
+		return err
+	}
+	if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
+		return fmt.Errorf("volume %s: idle cleaning: %w", r.Volume, err)
+	}
+	m.log().Info("volume idle: writing its cache back", "volume", r.Volume,
+		"idle", now.Sub(last.since).Round(time.Second), "dirty_bytes", st.DirtyBytes())
+	return nil
 }
 
 // busyAgain turns caching back on for a volume that was being cleaned.
@@ -85,7 +105,9 @@ func (m *Manager) busyAgain(ctx context.Context, r *Record) error {
 		return fmt.Errorf("volume %s: end idle cleaning: %w", r.Volume, err)
 	}
 	// The reload starts the target's counters again from zero.
+	m.imu.Lock()
 	delete(m.idle, r.Volume)
+	m.imu.Unlock()
 	r.IdleCleaning = false
 	m.log().Info("volume busy again: caching its writes", "volume", r.Volume)
 	return m.j().save(r)

@@ -70,12 +70,20 @@ type Manager struct {
 	// error stays in the status instead of a new flush hiding it.
 	FlushRetry time.Duration
 
-	mu sync.Mutex // one change at a time; status reads need none
+	// lmu guards locks, one per volume with a change under way (see
+	// locks.go); status reads take none.
+	lmu   sync.Mutex
+	locks map[string]*volumeLock
+	// alloc: one allocation of the fast device's free space at a time.
+	alloc sync.Mutex
+	// smu: one Check or CleanIdle sweep at a time (patrol, idle).
+	smu sync.Mutex
 	// fmu guards flushes: each volume's flush under way, or the last one
 	// that failed, read by Statuses beside the flush.
 	fmu     sync.Mutex
 	flushes map[string]Flush
-	// idle is what CleanIdle last saw of each volume's I/O.
+	// idle is what CleanIdle last saw of each volume's I/O (imu).
+	imu  sync.Mutex
 	idle map[string]idleSeen
 	// patrol is where Check reads each cache's data device next.
 	patrol map[string]int64
@@ -120,11 +128,17 @@ func originName(v string) string { return "strata-" + v + "-origin" }
 
 // Attach maps v and assembles its cache; it returns the block device the
 // domain opens: /dev/mapper/strata-<name>, a cache target or (mode none) a
-// linear device over the mapping. Attaching an attached volume returns its device again; a
-// volume with a record (an agent restart, a reboot) is reassembled from it.
+// linear device over the mapping. Attaching an attached volume returns
+// its device again; a volume with a record (an agent restart, a reboot) is
+// reassembled from it. It waits for a short change of the volume (a
+// check), never for a long one (a flush): that turns it away at once, so
+// the compute pass that asks goes on and asks again.
 func (m *Manager) Attach(ctx context.Context, v Volume) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock, err := m.lockVolume(ctx, v.Name, opAttach, false, waitShort)
+	if err != nil {
+		return "", fmt.Errorf("attach %s: %w", v.Name, err)
+	}
+	defer unlock()
 	if err := v.Params.Validate(); err != nil {
 		return "", fmt.Errorf("attach %s: %w", v.Name, err)
 	}
@@ -172,6 +186,9 @@ func (m *Manager) newRecord(v Volume) (*Record, error) {
 		if c, ok := m.Fast.(Carver); ok {
 			return r, m.carve(c, r, v.CacheBytes)
 		}
+		// Read what the others use and record this one's slices as one step.
+		m.alloc.Lock()
+		defer m.alloc.Unlock()
 		total, err := m.Fast.Sectors()
 		if err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-infra/strata/agent/storage/dmcache"
 	"github.com/strata-infra/strata/agent/storage/krbd"
 	"github.com/strata-infra/strata/internal/promtest"
+	"github.com/strata-infra/strata/internal/testenv"
 )
 
 // fakeDM plays device-mapper: it keeps tables and makes up status lines;
@@ -31,6 +32,7 @@ type fakeDev struct {
 	dirty                              int64
 	cleaner, flushOnSuspend, suspended bool
 	failed                             bool
+	held                               bool  // its writeback makes no headway (the origin hangs)
 	writes                             int64 // requests since the table was loaded
 }
 
@@ -82,7 +84,7 @@ func (f *fakeDM) Status(_ context.Context, name string) (string, error) {
 	kind := strings.Fields(d.table)[2]
 	switch kind {
 	case "writecache":
-		if d.cleaner && !d.failed {
+		if d.cleaner && !d.failed && !d.held {
 			d.dirty -= min(d.dirty, f.drain)
 		}
 		e := 0
@@ -147,11 +149,14 @@ func (f *fakeDM) write(name string, blocks int64) {
 }
 
 type fakeMapper struct {
+	mu     sync.Mutex
 	mapped map[krbd.Image]krbd.Device
 	next   int
 }
 
 func (m *fakeMapper) Map(_ context.Context, _ krbd.Auth, img krbd.Image, o krbd.Options) (krbd.Device, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if d, ok := m.mapped[img]; ok {
 		return d, nil
 	}
@@ -162,20 +167,32 @@ func (m *fakeMapper) Map(_ context.Context, _ krbd.Auth, img krbd.Image, o krbd.
 }
 
 func (m *fakeMapper) Find(img krbd.Image) (krbd.Device, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	d, ok := m.mapped[img]
 	return d, ok, nil
 }
 
 func (m *fakeMapper) Unmap(_ context.Context, d krbd.Device, _ bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	delete(m.mapped, d.Image)
 	return nil
 }
 
-type fakeFast struct{ zeroed []Slice }
+type fakeFast struct {
+	mu     sync.Mutex
+	zeroed []Slice
+}
 
-func (f *fakeFast) Path() string                { return "/dev/fast" }
-func (f *fakeFast) Sectors() (int64, error)     { return 1 << 21, nil } // 1 GiB
-func (f *fakeFast) Zero(s Slice, _ int64) error { f.zeroed = append(f.zeroed, s); return nil }
+func (f *fakeFast) Path() string            { return "/dev/fast" }
+func (f *fakeFast) Sectors() (int64, error) { return 1 << 21, nil } // 1 GiB
+func (f *fakeFast) Zero(s Slice, _ int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.zeroed = append(f.zeroed, s)
+	return nil
+}
 
 type rig struct {
 	m    *Manager
@@ -838,5 +855,72 @@ func TestDetachDeadlineFromVolumeType(t *testing.T) {
 	// The error names the deadline the flush ran under: the type's.
 	if err := r.m.Detach(ctx, "v1"); err == nil || !strings.Contains(err.Error(), "deadline (50ms)") {
 		t.Fatalf("detach past the type's deadline: %v", err)
+	}
+}
+
+// TestFlushHoldsUpNoOtherVolume: a detach whose flush makes no headway
+// (its origin hangs) holds only its own volume: meanwhile another volume
+// attaches, is checked, idle-cleaned, snapshotted and detached, and an
+// attach of the flushing volume is turned away at once, naming the
+// flush, instead of waiting for it. The flush ends when the origin is back.
+func TestFlushHoldsUpNoOtherVolume(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	r.m.FlushTimeout = time.Hour
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 1000)
+	r.dm.mu.Lock()
+	r.dm.devs["strata-v1"].held = true
+	r.dm.mu.Unlock()
+	detached := make(chan error, 1)
+	go func() { detached <- r.m.Detach(ctx, "v1") }()
+	testenv.WaitTrue(t, 10*time.Second, "v1's flush under way", func() bool {
+		_, ok := r.m.flushOf("v1")
+		return ok
+	})
+
+	if _, err := r.m.Attach(ctx, vol("v2", dmcache.Writeback)); err != nil {
+		t.Fatalf("attach beside a flush: %v", err)
+	}
+	r.dm.write("strata-v2", 10)
+	if err := r.m.Check(ctx); err != nil {
+		t.Fatalf("check beside a flush: %v", err)
+	}
+	if err := r.m.CleanIdle(ctx, time.Now(), time.Hour); err != nil {
+		t.Fatalf("idle cleaning beside a flush: %v", err)
+	}
+	took := false
+	if err := r.m.Snapshot(ctx, "v2", func(context.Context) error { took = true; return nil }); err != nil || !took {
+		t.Fatalf("snapshot beside a flush: %v (taken %v)", err, took)
+	}
+	_, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback))
+	var busy *busyError
+	if !errors.As(err, &busy) || !strings.Contains(err.Error(), "volume v1 is busy with a detach") {
+		t.Fatalf("attach of the flushing volume: %v", err)
+	}
+	if err := r.m.Detach(ctx, "v2"); err != nil {
+		t.Fatalf("detach beside a flush: %v", err)
+	}
+	select {
+	case err := <-detached:
+		t.Fatalf("v1's detach ended while its flush could make no headway: %v", err)
+	default:
+	}
+
+	r.dm.mu.Lock()
+	r.dm.devs["strata-v1"].held = false
+	r.dm.mu.Unlock()
+	if err := <-detached; err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := r.m.Records(); len(recs) != 0 {
+		t.Errorf("records left: %+v", recs)
+	}
+	r.m.lmu.Lock()
+	defer r.m.lmu.Unlock()
+	if len(r.m.locks) != 0 {
+		t.Errorf("locks left: %+v", r.m.locks)
 	}
 }
