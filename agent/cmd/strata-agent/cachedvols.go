@@ -29,9 +29,9 @@ const checkEvery = 10 * time.Second
 
 // registerVolumeCaches runs this host's krbd volume manager when it has
 // Ceph and the kernel has krbd: on start it finds every volume it had
-// mapped again, reassembles their caches with their dirty blocks and
-// finishes interrupted detaches (Recover, retried until it succeeds), then
-// checks the caches every checkEvery and cleans the caches of idle
+// mapped again and reassembles their caches with their dirty blocks
+// (retried until it succeeds), finishes interrupted detaches beside the
+// rest, and checks the caches every checkEvery and cleans the caches of idle
 // volumes (storage.cache.idle_clean_after). Each volume's state goes into the
 // status report and the metrics.
 func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger) (*cachedvol.Manager, error) {
@@ -76,7 +76,7 @@ func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger)
 	}
 	a.Background(func(ctx context.Context) {
 		for {
-			err := m.Recover(ctx)
+			err := m.Reassemble(ctx)
 			if err == nil {
 				break
 			}
@@ -87,6 +87,14 @@ func registerVolumeCaches(a *daemon.Agent, cfg *config.Config, log *slog.Logger)
 			case <-time.After(checkEvery):
 			}
 		}
+		// Detaches an agent killed mid-flush left finish beside the
+		// checks (a flush takes up to its deadline); one that fails again
+		// is the compute pass's to retry (attach.Host.Release).
+		go func() {
+			if err := m.ResumeDetaches(ctx); err != nil {
+				log.Error("resume volume detaches", "err", err)
+			}
+		}()
 		for {
 			if err := m.Check(ctx); err != nil {
 				log.Error("volume caches", "err", err)

@@ -31,6 +31,9 @@ func registerCompute(a *daemon.Agent, cfg *config.Config, log *slog.Logger, l2 c
 	if vols != nil {
 		if kernel != nil {
 			vols.UseKernel(kernel)
+			// A volume let go on its own (its flush) ends between passes:
+			// the next one reports a failure, or attaches it again.
+			vols.OnReleased(a.Runner().Kick)
 		}
 		cv = vols
 		a.Background(ceph.Keep)

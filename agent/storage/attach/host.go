@@ -30,6 +30,15 @@ type Host struct {
 
 	mu       sync.Mutex
 	secretOK bool
+
+	// rmu guards the releases of krbd volumes, each run on its own
+	// (Release): those under way, and the errors of those that failed,
+	// until the next Release reports them. released is called as each ends.
+	rmu       sync.Mutex
+	releasing map[string]bool
+	failed    map[string]error
+	wg        sync.WaitGroup
+	released  func()
 }
 
 // NewHost wraps an attacher with the host's claim.
@@ -37,7 +46,7 @@ func NewHost(lv *Libvirt, claim Claimer, log *slog.Logger) *Host {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Host{lv: lv, claim: claim, log: log.With("subsystem", "volumes")}
+	h := &Host{lv: lv, claim: claim, log: log.With("subsystem", "volumes"), releasing: map[string]bool{}, failed: map[string]error{}}
 	lv.claim = h.claimAttach
 	return h
 }

@@ -2,6 +2,7 @@ package attach
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -59,11 +60,15 @@ func (h *Host) KernelDisk(ctx context.Context, v computespec.Volume, dev string)
 // isKernelDev says whether a block disk's source is one of Kernel's.
 func isKernelDev(path string) bool { return strings.HasPrefix(path, kernelDevPrefix) }
 
-// Release detaches, flushing their caches first, the krbd volumes of this
-// host that no domain wants any more (keep lists every volume of every
-// instance the host keeps). A volume still open (the guest has not let a
-// hot-unplugged disk go) fails to detach and is retried on the next pass;
-// its record stays, and so does its cache with every dirty block.
+// Release lets go of the krbd volumes of this host that no domain wants
+// any more (keep lists every volume of every instance the host keeps):
+// each is detached, its cache flushed first, on its own, so a flush of
+// minutes holds up neither the compute pass that asked nor any other
+// volume. Its progress is in the volume's status (cachedvol's flush); a
+// detach that failed (a flush past its deadline, a volume still open: the
+// guest has not let a hot-unplugged disk go) is reported by the next
+// Release, which tries again. Its record stays, and so does its cache
+// with every dirty block.
 func (h *Host) Release(ctx context.Context, keep []computespec.Volume) error {
 	if h.kernel == nil {
 		return nil
@@ -78,18 +83,73 @@ func (h *Host) Release(ctx context.Context, keep []computespec.Volume) error {
 			wanted[v.Image] = true
 		}
 	}
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
 	var errs []string
 	for _, r := range recs {
-		if wanted[r.Volume] {
+		if err := h.failed[r.Volume]; err != nil {
+			delete(h.failed, r.Volume)
+			if !wanted[r.Volume] {
+				errs = append(errs, err.Error())
+			}
+		}
+		if wanted[r.Volume] || h.releasing[r.Volume] {
 			continue
 		}
 		h.log.Info("detaching a krbd volume no domain uses", "volume", r.Volume, "mode", r.Mode)
-		if err := h.kernel.Detach(ctx, r.Volume); err != nil {
-			errs = append(errs, err.Error())
-		}
+		h.releasing[r.Volume] = true
+		h.wg.Add(1)
+		go h.detach(context.WithoutCancel(ctx), r.Volume)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("release krbd volumes: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// detach is one volume's release, beside the pass.
+func (h *Host) detach(ctx context.Context, volume string) {
+	defer h.wg.Done()
+	err := h.kernel.Detach(ctx, volume)
+	h.rmu.Lock()
+	delete(h.releasing, volume)
+	if err != nil {
+		h.failed[volume] = err
+	}
+	h.rmu.Unlock()
+	if err != nil {
+		h.log.Error("detach a krbd volume", "volume", volume, "err", err)
+	} else {
+		h.log.Info("krbd volume detached", "volume", volume)
+	}
+	if h.released != nil {
+		h.released()
+	}
+}
+
+// OnReleased makes h call f each time a volume's release ends, so the
+// next pass comes soon: it reports a failure, or attaches the volume again
+// if an instance wants it back.
+func (h *Host) OnReleased(f func()) { h.released = f }
+
+// WaitReleases waits for the releases under way to end and returns the
+// errors of those that failed (the next Release reports them too).
+func (h *Host) WaitReleases(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	var errs []error
+	for _, err := range h.failed {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

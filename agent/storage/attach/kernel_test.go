@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,19 +15,37 @@ import (
 
 // fakeKernel records what the host asks of the krbd volume manager.
 type fakeKernel struct {
+	mu       sync.Mutex
 	recs     map[string]bool
 	attached []cachedvol.Volume
 	detached []string
-	failOn   string // Detach of this volume fails (still open)
+	failOn   string                   // Detach of this volume fails (still open)
+	hold     map[string]chan struct{} // Detach of these waits until closed (a long flush)
+	running  map[string]int           // Detach calls under way
 }
 
 func (k *fakeKernel) Attach(_ context.Context, v cachedvol.Volume) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.attached = append(k.attached, v)
 	k.recs[v.Name] = true
 	return cachedvol.DevicePath(v.Name), nil
 }
 
 func (k *fakeKernel) Detach(_ context.Context, volume string) error {
+	k.mu.Lock()
+	if k.running == nil {
+		k.running = map[string]int{}
+	}
+	k.running[volume]++
+	hold := k.hold[volume]
+	k.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.running[volume]--
 	if volume == k.failOn {
 		return errors.New("device-mapper: remove ioctl failed: Device or resource busy")
 	}
@@ -36,6 +55,8 @@ func (k *fakeKernel) Detach(_ context.Context, volume string) error {
 }
 
 func (k *fakeKernel) Records() ([]*cachedvol.Record, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	var out []*cachedvol.Record
 	for n := range k.recs {
 		out = append(out, &cachedvol.Record{Volume: n})
@@ -120,16 +141,80 @@ func TestKernelVolumeAttachAndRelease(t *testing.T) {
 	if err := h.Release(ctx, []computespec.Volume{krbdVol}); err != nil {
 		t.Fatal(err)
 	}
+	if err := h.WaitReleases(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if len(k.detached) != 1 || k.detached[0] != "volume-old" {
 		t.Fatalf("detached %v, want only volume-old", k.detached)
 	}
 	k.failOn = "volume-k"
-	err := h.Release(ctx, nil)
-	if err == nil || !strings.Contains(err.Error(), "busy") || !k.recs["volume-k"] {
+	if err := h.Release(ctx, nil); err != nil {
+		t.Fatalf("a release starts the detach and reports nothing yet: %v", err)
+	}
+	if err := h.WaitReleases(ctx); err == nil || !strings.Contains(err.Error(), "busy") || !k.recs["volume-k"] {
 		t.Fatalf("release of an open volume: %v, records %v", err, k.recs)
 	}
+	// The next pass reports it, and tries again.
+	if err := h.Release(ctx, nil); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("the next pass after a failed detach: %v", err)
+	}
+	h.WaitReleases(ctx)
 	k.failOn = ""
-	if err := h.Release(ctx, nil); err != nil || len(k.recs) != 0 {
-		t.Fatalf("the next pass: %v, records %v", err, k.recs)
+	h.Release(ctx, nil)
+	if err := h.WaitReleases(ctx); err != nil || len(k.recs) != 0 {
+		t.Fatalf("once the guest let go: %v, records %v", err, k.recs)
+	}
+	if err := h.Release(ctx, nil); err != nil {
+		t.Fatalf("a pass after the detach: %v", err)
+	}
+}
+
+// TestReleaseRunsBesideThePass: a volume's detach (its cache's flush) runs
+// on its own: Release returns at once, the next pass starts no second
+// detach of it, and another volume's detach ends meanwhile.
+func TestReleaseRunsBesideThePass(t *testing.T) {
+	hold := make(chan struct{})
+	k := &fakeKernel{recs: map[string]bool{"slow": true, "quick": true}, hold: map[string]chan struct{}{"slow": hold}}
+	h := NewHost(&Libvirt{}, func(pool, image string) ([]string, error) { return nil, nil }, nil)
+	h.UseKernel(k)
+	ended := make(chan struct{}, 4)
+	h.OnReleased(func() { ended <- struct{}{} })
+	ctx := t.Context()
+	defer func() {
+		select {
+		case <-hold:
+		default:
+			close(hold)
+		}
+		h.WaitReleases(context.Background())
+	}()
+	if err := h.Release(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-ended // the quick one
+	k.mu.Lock()
+	detached, running := append([]string{}, k.detached...), k.running["slow"]
+	k.mu.Unlock()
+	if len(detached) != 1 || detached[0] != "quick" || running != 1 {
+		t.Fatalf("detached %v with the slow one's flush under way (%d running)", detached, running)
+	}
+	for range 3 {
+		if err := h.Release(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.mu.Lock()
+	running = k.running["slow"]
+	k.mu.Unlock()
+	if running != 1 {
+		t.Fatalf("%d detaches of one volume at once", running)
+	}
+	close(hold)
+	<-ended
+	if err := h.WaitReleases(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.recs) != 0 {
+		t.Fatalf("records left: %v", k.recs)
 	}
 }

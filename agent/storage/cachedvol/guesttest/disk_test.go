@@ -80,10 +80,16 @@ func TestGuestInstanceDisk(t *testing.T) {
 	if err := h.Release(ctx, vols[1:]); err != nil {
 		t.Fatal(err)
 	}
+	if err := h.WaitReleases(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if recs, _ := m.Records(); len(recs) != 1 || recs[0].Volume != vols[1].Image {
 		t.Fatalf("after releasing the cached volume the records are %+v", recs)
 	}
 	if err := h.Release(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitReleases(ctx); err != nil {
 		t.Fatal(err)
 	}
 	checkGone(t, m, vols[0].Image, image(t, "disk"))
