@@ -62,6 +62,10 @@ type Libvirt struct {
 	client Client
 	// claim, when set, runs before a volume is attached (NewHost sets it).
 	claim func(ctx context.Context, v Volume) error
+	// beforeUnplug, when set, runs before a disk is detached from a
+	// running domain, and says whether it may go yet (NewHost sets it:
+	// a krbd volume's cache is written back first).
+	beforeUnplug func(ctx context.Context, src string) (bool, error)
 
 	mu sync.Mutex
 	l  *golibvirt.Libvirt
@@ -268,6 +272,15 @@ func (a *Libvirt) Set(ctx context.Context, domain string, want []Volume) error {
 		// such device in the definition; qemu: already being unplugged).
 		if _, ok := persistent[src]; !ok {
 			continue
+		}
+		if a.beforeUnplug != nil && flags&uint32(golibvirt.DomainDeviceModifyLive) != 0 {
+			ready, err := a.beforeUnplug(ctx, src)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("detach %s from %q: %w", src, domain, err))
+			}
+			if !ready {
+				continue // the disk stays; a later pass unplugs it
+			}
 		}
 		x, _ := disk.Marshal()
 		if err := l.DomainDetachDeviceFlags(dom, x, flags); err != nil {

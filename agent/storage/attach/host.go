@@ -33,10 +33,14 @@ type Host struct {
 
 	// rmu guards the releases of krbd volumes, each run on its own
 	// (Release): those under way, and the errors of those that failed,
-	// until the next Release reports them. released is called as each ends.
+	// until the next Release reports them; and the write-backs before
+	// their unplugs (drainBeforeUnplug): under way, done, failed. released
+	// is called as each ends.
 	rmu       sync.Mutex
 	releasing map[string]bool
 	failed    map[string]error
+	draining  map[string]bool
+	drained   map[string]error // nil: done, the disk may go
 	wg        sync.WaitGroup
 	released  func()
 }
@@ -46,8 +50,10 @@ func NewHost(lv *Libvirt, claim Claimer, log *slog.Logger) *Host {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Host{lv: lv, claim: claim, log: log.With("subsystem", "volumes"), releasing: map[string]bool{}, failed: map[string]error{}}
+	h := &Host{lv: lv, claim: claim, log: log.With("subsystem", "volumes"), releasing: map[string]bool{}, failed: map[string]error{},
+		draining: map[string]bool{}, drained: map[string]error{}}
 	lv.claim = h.claimAttach
+	lv.beforeUnplug = h.drainBeforeUnplug
 	return h
 }
 
@@ -140,9 +146,14 @@ func (h *Host) Set(ctx context.Context, domain string, want []computespec.Volume
 		return err
 	}
 	vs := make([]Volume, len(want))
+	h.rmu.Lock()
 	for i, v := range want {
 		vs[i] = volumeOf(v)
+		// Wanted again: a write-back before its unplug was for a detach
+		// called off.
+		delete(h.drained, v.Image)
 	}
+	h.rmu.Unlock()
 	return h.lv.Set(ctx, domain, vs)
 }
 

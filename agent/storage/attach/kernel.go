@@ -21,6 +21,7 @@ import (
 type Kernel interface {
 	Attach(ctx context.Context, v cachedvol.Volume) (string, error)
 	Detach(ctx context.Context, volume string) error
+	DrainForDetach(ctx context.Context, volume string) error
 	Records() ([]*cachedvol.Record, error)
 }
 
@@ -93,7 +94,9 @@ func (h *Host) Release(ctx context.Context, keep []computespec.Volume) error {
 				errs = append(errs, err.Error())
 			}
 		}
-		if wanted[r.Volume] || h.releasing[r.Volume] {
+		// A disk whose cache is being written back before its unplug is
+		// still its domain's.
+		if wanted[r.Volume] || h.releasing[r.Volume] || h.draining[r.Volume] {
 			continue
 		}
 		h.log.Info("detaching a krbd volume no domain uses", "volume", r.Volume, "mode", r.Mode)
@@ -127,9 +130,45 @@ func (h *Host) detach(ctx context.Context, volume string) {
 	}
 }
 
-// OnReleased makes h call f each time a volume's release ends, so the
-// next pass comes soon: it reports a failure, or attaches the volume again
-// if an instance wants it back.
+// drainBeforeUnplug runs before a disk is unplugged from a running
+// domain: for a krbd volume it writes the cache back first, on its own
+// (DrainForDetach, up to the flush deadline), and says the disk may go
+// once that is done. Until then the disk stays, and the pass goes on; a
+// write-back that failed is returned (the disk stays with its domain,
+// nothing dropped) and tried again by the next pass.
+func (h *Host) drainBeforeUnplug(ctx context.Context, src string) (bool, error) {
+	volume, ok := strings.CutPrefix(src, kernelDevPrefix)
+	if !ok || h.kernel == nil {
+		return true, nil
+	}
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	if err, ok := h.drained[volume]; ok {
+		delete(h.drained, volume)
+		return err == nil, err
+	}
+	if !h.draining[volume] {
+		h.draining[volume] = true
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			err := h.kernel.DrainForDetach(context.WithoutCancel(ctx), volume)
+			h.rmu.Lock()
+			delete(h.draining, volume)
+			h.drained[volume] = err
+			h.rmu.Unlock()
+			if h.released != nil {
+				h.released()
+			}
+		}()
+	}
+	return false, nil
+}
+
+// OnReleased makes h call f each time a volume's release, or its
+// write-back before an unplug, ends, so the next pass comes soon: it
+// unplugs the disk, reports a failure, or attaches the volume again if an
+// instance wants it back.
 func (h *Host) OnReleased(f func()) { h.released = f }
 
 // WaitReleases waits for the releases under way to end and returns the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/strata-infra/strata/agent/storage/cachedvol"
 	"github.com/strata-infra/strata/agent/storage/dmcache"
+	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/computespec"
 )
 
@@ -19,6 +20,7 @@ type fakeKernel struct {
 	recs     map[string]bool
 	attached []cachedvol.Volume
 	detached []string
+	drains   []string
 	failOn   string                   // Detach of this volume fails (still open)
 	hold     map[string]chan struct{} // Detach of these waits until closed (a long flush)
 	running  map[string]int           // Detach calls under way
@@ -51,6 +53,20 @@ func (k *fakeKernel) Detach(_ context.Context, volume string) error {
 	}
 	k.detached = append(k.detached, volume)
 	delete(k.recs, volume)
+	return nil
+}
+
+func (k *fakeKernel) DrainForDetach(_ context.Context, volume string) error {
+	k.mu.Lock()
+	k.drains = append(k.drains, volume)
+	hold := k.hold["drain "+volume]
+	k.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	if volume == k.failOn {
+		return errors.New("write-back before the unplug: deadline")
+	}
 	return nil
 }
 
@@ -192,11 +208,16 @@ func TestReleaseRunsBesideThePass(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-ended // the quick one
+	testenv.WaitTrue(t, 10*time.Second, "the slow one's flush under way", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.running["slow"] == 1
+	})
 	k.mu.Lock()
-	detached, running := append([]string{}, k.detached...), k.running["slow"]
+	detached := append([]string{}, k.detached...)
 	k.mu.Unlock()
-	if len(detached) != 1 || detached[0] != "quick" || running != 1 {
-		t.Fatalf("detached %v with the slow one's flush under way (%d running)", detached, running)
+	if len(detached) != 1 || detached[0] != "quick" {
+		t.Fatalf("detached %v with the slow one's flush under way", detached)
 	}
 	for range 3 {
 		if err := h.Release(ctx, nil); err != nil {
@@ -204,7 +225,7 @@ func TestReleaseRunsBesideThePass(t *testing.T) {
 		}
 	}
 	k.mu.Lock()
-	running = k.running["slow"]
+	running := k.running["slow"]
 	k.mu.Unlock()
 	if running != 1 {
 		t.Fatalf("%d detaches of one volume at once", running)
@@ -216,5 +237,58 @@ func TestReleaseRunsBesideThePass(t *testing.T) {
 	}
 	if len(k.recs) != 0 {
 		t.Fatalf("records left: %v", k.recs)
+	}
+}
+
+// TestDrainBeforeUnplug: before a krbd disk leaves a running domain its
+// cache is written back, on its own: the disk stays until that is done
+// (the pass goes on), then may go once; a failure is returned and the
+// disk stays; a librbd disk goes at once; a volume wanted again voids a
+// write-back done for a detach called off.
+func TestDrainBeforeUnplug(t *testing.T) {
+	hold := make(chan struct{})
+	k := &fakeKernel{recs: map[string]bool{}, hold: map[string]chan struct{}{"drain volume-k": hold}}
+	h := NewHost(&Libvirt{}, func(pool, image string) ([]string, error) { return nil, nil }, nil)
+	h.UseKernel(k)
+	ended := make(chan struct{}, 4)
+	h.OnReleased(func() { ended <- struct{}{} })
+	ctx := t.Context()
+	src := volumeOf(krbdVol).source()
+	if ok, err := h.drainBeforeUnplug(ctx, "volumes/volume-l"); !ok || err != nil {
+		t.Fatalf("a librbd disk: %v %v", ok, err)
+	}
+	for range 2 {
+		if ok, err := h.drainBeforeUnplug(ctx, src); ok || err != nil {
+			t.Fatalf("while the write-back runs: %v %v", ok, err)
+		}
+	}
+	close(hold)
+	<-ended
+	if ok, err := h.drainBeforeUnplug(ctx, src); !ok || err != nil {
+		t.Fatalf("after the write-back: %v %v", ok, err)
+	}
+	if len(k.drains) != 1 {
+		t.Fatalf("write-backs %v: want one", k.drains)
+	}
+	// The next detach writes back again; a failure keeps the disk.
+	k.failOn = "volume-k"
+	h.drainBeforeUnplug(ctx, src)
+	<-ended
+	if ok, err := h.drainBeforeUnplug(ctx, src); ok || err == nil || !strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("after a failed write-back: %v %v", ok, err)
+	}
+	// Done, then wanted again: the next detach writes back anew.
+	k.failOn = ""
+	h.drainBeforeUnplug(ctx, src)
+	<-ended
+	h.rmu.Lock()
+	delete(h.drained, krbdVol.Image) // what Set does for a wanted volume
+	h.rmu.Unlock()
+	if ok, _ := h.drainBeforeUnplug(ctx, src); ok {
+		t.Fatal("a write-back done for a detach called off let a later detach go at once")
+	}
+	<-ended
+	if err := h.WaitReleases(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

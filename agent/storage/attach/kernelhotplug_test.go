@@ -37,6 +37,21 @@ type loopKernel struct {
 	vols    map[string]*loopVol
 	madeDir bool // /dev/mapper did not exist before
 	busy    int  // Detach calls refused because the device was open
+	// drainHold, while open, holds each write-back before an unplug (a
+	// cache with dirty blocks being written back); drains counts them.
+	drainHold chan struct{}
+	drains    int
+}
+
+func (k *loopKernel) DrainForDetach(context.Context, string) error {
+	k.mu.Lock()
+	k.drains++
+	hold := k.drainHold
+	k.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	return nil
 }
 
 type loopVol struct {
@@ -177,7 +192,7 @@ func TestKernelDiskHotPlug(t *testing.T) {
 
 	dir := t.TempDir()
 	d, lv := libvirtdWith(t, dir, cl, "strata-k", keyring)
-	k := &loopKernel{dir: t.TempDir(), vols: map[string]*loopVol{}}
+	k := &loopKernel{dir: t.TempDir(), vols: map[string]*loopVol{}, drainHold: make(chan struct{})}
 	t.Cleanup(func() { k.cleanup(t) })
 	host := attach.NewHost(lv, func(pool, image string) ([]string, error) {
 		return conn.Claim(rbd.Ref{Pool: pool, Image: image})
@@ -226,11 +241,16 @@ func TestKernelDiskHotPlug(t *testing.T) {
 		}
 	}
 	node := cachedvol.DevicePath(kvol.Image)
-	xml, err := exec.Command("virsh", "-c", "qemu:///system?socket="+d.Socket, "dumpxml", compute.DomainName(tag+"-", id)).Output()
-	if err != nil {
-		t.Fatalf("virsh dumpxml: %v", err)
+	dumpXML := func(flags ...string) string {
+		t.Helper()
+		x, err := exec.Command("virsh", append([]string{"-c", "qemu:///system?socket=" + d.Socket, "dumpxml", compute.DomainName(tag+"-", id)}, flags...)...).Output()
+		if err != nil {
+			t.Fatalf("virsh dumpxml: %v", err)
+		}
+		return string(x)
 	}
-	disk := regexp.MustCompile(`(?s)<disk type='block' device='disk'>.*?</disk>`).FindString(string(xml))
+	xml := dumpXML()
+	disk := regexp.MustCompile(`(?s)<disk type='block' device='disk'>.*?</disk>`).FindString(xml)
 	for _, s := range []string{`<source dev='` + node + `'`, `cache='none' io='native'`, `<target dev='vdb' bus='virtio'/>`, `<serial>kdata</serial>`} {
 		if !strings.Contains(disk, s) {
 			t.Errorf("the running domain's block disk lacks %s:\n%s", s, disk)
@@ -253,10 +273,32 @@ func TestKernelDiskHotPlug(t *testing.T) {
 	}
 	t.Logf("the guest wrote %q through the hot-plugged block disk; the host reads it in the device's store", record)
 
+	// The detach writes the cache back first, on its own: meanwhile the
+	// pass goes on and the disk stays the domain's (its definition too:
+	// the unplug is not even asked for), and once it is done the next
+	// pass unplugs it.
 	in.Spec.Volumes = nil
-	if err := drv.Set(ctx, []compute.Instance{in}); err != nil && !strings.Contains(err.Error(), "busy") {
-		t.Fatalf("hot-unplug: %v", err)
+	for range 2 {
+		if err := drv.Set(ctx, []compute.Instance{in}); err != nil {
+			t.Fatalf("a pass while the cache is written back: %v", err)
+		}
 	}
+	if x := dumpXML("--inactive"); !strings.Contains(x, `<source dev='`+node+`'`) {
+		t.Fatalf("the disk left the domain before its cache was written back:\n%s", x)
+	}
+	k.mu.Lock()
+	drains := k.drains
+	close(k.drainHold)
+	k.mu.Unlock()
+	if drains != 1 {
+		t.Fatalf("%d write-backs before the unplug, want 1 across the passes", drains)
+	}
+	testenv.WaitTrue(t, testenv.Scale(time.Minute), "the unplug once the cache is written back", func() bool {
+		if err := drv.Set(ctx, []compute.Instance{in}); err != nil && !strings.Contains(err.Error(), "busy") {
+			t.Fatalf("hot-unplug: %v", err)
+		}
+		return !strings.Contains(dumpXML("--inactive"), node)
+	})
 	waitFor("the guest to see vdb go", regexp.MustCompile(`strata-guest: disk vdb gone`))
 	// Each pass releases the devices no domain has; the one qemu still
 	// holds is refused and tried again on the next pass.

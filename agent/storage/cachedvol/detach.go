@@ -33,7 +33,7 @@ func (m *Manager) Detach(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	if f, ok := m.flushOf(volume); ok && f.Error != "" && time.Since(f.Ended) < m.flushRetry() {
+	if f, ok := m.flushOf(volume); ok && !f.BeforeUnplug && f.Error != "" && time.Since(f.Ended) < m.flushRetry() {
 		// Keep the failure in the status a while: the cache goes on
 		// writing back (cleaner), and a new flush would hide the error.
 		return errors.New(f.Error)
@@ -43,14 +43,16 @@ func (m *Manager) Detach(ctx context.Context, volume string) error {
 
 // Flush is a volume's flush before its detach: under way, or the last one
 // that failed (Error set; the volume stays mapped with its cache). Dirty
-// blocks are left of First when it began.
+// blocks are left of First when it began. BeforeUnplug marks the
+// write-back while the domain still has the disk (DrainForDetach).
 type Flush struct {
-	Dirty    int64     `json:"dirty_blocks"`
-	First    int64     `json:"first_blocks"`
-	Started  time.Time `json:"started"`
-	Deadline time.Time `json:"deadline"`
-	Ended    time.Time `json:"ended,omitzero"`
-	Error    string    `json:"error,omitempty"`
+	BeforeUnplug bool      `json:"before_unplug,omitempty"`
+	Dirty        int64     `json:"dirty_blocks"`
+	First        int64     `json:"first_blocks"`
+	Started      time.Time `json:"started"`
+	Deadline     time.Time `json:"deadline"`
+	Ended        time.Time `json:"ended,omitzero"`
+	Error        string    `json:"error,omitempty"`
 }
 
 // Message is the flush's progress line, or its failure.
@@ -58,8 +60,78 @@ func (f Flush) Message() string {
 	if f.Error != "" {
 		return f.Error
 	}
+	if f.BeforeUnplug {
+		return fmt.Sprintf("writes the volume's cache back before the disk is unplugged (new writes go straight to Ceph): %d dirty blocks left (%d when it began) after %s, deadline %s",
+			f.Dirty, f.First, time.Since(f.Started).Round(time.Second), f.Deadline.UTC().Format(time.RFC3339))
+	}
 	return fmt.Sprintf("flushes the volume's cache before it lets the image go: %d dirty blocks left (%d when it began) after %s, deadline %s",
 		f.Dirty, f.First, time.Since(f.Started).Round(time.Second), f.Deadline.UTC().Format(time.RFC3339))
+}
+
+// DrainForDetach writes a writeback volume's cache back while its domain
+// still has the disk, before the unplug: the cleaner mode, in which new
+// writes go straight to the origin, until no block is dirty or the count
+// stops falling (what is left is written again and again, and the flush
+// after the unplug takes it), with its progress in the volume's status, up
+// to the flush deadline. So the flush after the unplug has next to nothing
+// left, and a write-back that cannot finish (Ceph unreachable) fails here,
+// with the disk still the domain's, instead of leaving a volume no domain
+// has mapped on this host with dirty blocks. A failure is returned again
+// until FlushRetry is up. The volume is marked as idle cleaning, so that
+// if the detach is called off its next request turns caching on again
+// (CleanIdle). A volume without a writeback cache has nothing to drain.
+func (m *Manager) DrainForDetach(ctx context.Context, volume string) error {
+	unlock, err := m.lockVolume(ctx, volume, opDrain, true, waitAll)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r, err := m.j().load(volume)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil || r.Phase != PhaseAttached {
+		return err
+	}
+	if f, ok := m.flushOf(volume); ok && f.Error != "" && time.Since(f.Ended) < m.flushRetry() {
+		return errors.New(f.Error)
+	}
+	st, err := m.Stats(ctx, volume)
+	if err != nil || st.Mode != dmcache.Writeback {
+		return err
+	}
+	timeout, _ := m.flushBounds(r)
+	start := time.Now()
+	f := &Flush{BeforeUnplug: true, Dirty: st.Dirty, First: st.Dirty, Started: start, Deadline: start.Add(timeout)}
+	if st.Error == "" {
+		st.Error = r.CacheError
+	}
+	if st.Error == "" {
+		m.noteFlush(volume, f)
+		if !r.IdleCleaning {
+			r.IdleCleaning = true
+			if err := m.j().save(r); err != nil {
+				return err
+			}
+		}
+		// A stall is taken as done only with a small tail left: one
+		// from the start is a writeback that cannot reach Ceph.
+		tail := max(st.Dirty/100, 256)
+		err = m.writeBack(ctx, r, st.Dirty, tail, "before its unplug", func(p Progress) {
+			f.Dirty = p.Dirty
+			m.noteFlush(volume, f)
+		})
+	} else {
+		err = fmt.Errorf("the cache failed (%s) with %d dirty bytes: they are at risk", st.Error, st.DirtyBytes())
+	}
+	if err != nil {
+		f.Error, f.Ended = fmt.Sprintf("detach %s: write-back before the unplug: %v; the disk stays with its domain and nothing is dropped", volume, err), time.Now()
+		m.noteFlush(volume, f)
+		return errors.New(f.Error)
+	}
+	m.log().Info("volume cache written back before its unplug", "volume", volume, "blocks", f.First, "left", f.Dirty,
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func (m *Manager) flushOf(volume string) (Flush, bool) {
@@ -87,6 +159,14 @@ func (m *Manager) noteFlush(volume string, f *Flush) {
 	}
 }
 
+// forgetDrain drops the volume's write-back before an unplug, if that is
+// what its flush entry is.
+func (m *Manager) forgetDrain(volume string) {
+	if f, ok := m.flushOf(volume); ok && f.BeforeUnplug {
+		m.noteFlush(volume, nil)
+	}
+}
+
 func (m *Manager) flushRetry() time.Duration {
 	if m.FlushRetry > 0 {
 		return m.FlushRetry
@@ -96,6 +176,15 @@ func (m *Manager) flushRetry() time.Duration {
 
 func (m *Manager) detach(ctx context.Context, r *Record) error {
 	if r.Phase != PhaseDetaching {
+		// Only once nothing writes: a domain that has the disk (an unplug
+		// the guest has not acknowledged yet) keeps the volume as it is.
+		n, err := m.DM.OpenCount(ctx, topName(r.Volume))
+		if err != nil && !errors.Is(err, dmcache.ErrNotFound) {
+			return fmt.Errorf("detach %s: %w", r.Volume, err)
+		}
+		if n > 0 {
+			return fmt.Errorf("detach %s: %s is still open (%d): its domain has not let the disk go; the detach starts once it has", r.Volume, DevicePath(r.Volume), n)
+		}
 		r.Phase = PhaseDetaching
 		if err := m.j().save(r); err != nil {
 			return err
@@ -386,7 +475,7 @@ func (m *Manager) SnapshotWith(ctx context.Context, volume string, progress func
 			if err := m.j().save(r); err != nil {
 				return err
 			}
-			if err := m.writeBack(ctx, r, st.Dirty, progress); err != nil {
+			if err := m.writeBack(ctx, r, st.Dirty, st.Dirty, "for a snapshot", progress); err != nil {
 				if berr := m.busyAgain(context.WithoutCancel(ctx), r); berr != nil {
 					m.log().Error("caching on again after a failed write-back", "volume", volume, "err", berr)
 				}
@@ -449,10 +538,11 @@ func (m *Manager) SnapshotWith(ctx context.Context, volume string, progress func
 
 // writeBack writes a writeback cache back while its writes still flow
 // (the cleaner mode: new writes go around the cache) until no block is
-// dirty (of first), or until the count stops falling for stallAfter: what is left
-// then is being written again and again, and the flush on suspend takes
-// it. It fails past FlushTimeout.
-func (m *Manager) writeBack(ctx context.Context, r *Record, first int64, progress func(Progress)) error {
+// dirty (of first), or until the count, at most tail, stops falling for
+// stallAfter: what is left then is being written again and again, and
+// the flush on suspend (or after the unplug) takes it. It fails past
+// FlushTimeout.
+func (m *Manager) writeBack(ctx context.Context, r *Record, first, tail int64, why string, progress func(Progress)) error {
 	const stallAfter = 2 * time.Second
 	if err := m.DM.Message(ctx, topName(r.Volume), "cleaner"); err != nil {
 		return err
@@ -479,10 +569,10 @@ func (m *Manager) writeBack(ctx context.Context, r *Record, first int64, progres
 			if progress != nil {
 				progress(p)
 			}
-			m.log().Info("writing the volume cache back for a snapshot", "volume", r.Volume,
+			m.log().Info("writing the volume cache back "+why, "volume", r.Volume,
 				"dirty_blocks", st.Dirty, "at_start", first, "elapsed", p.Elapsed.Round(time.Millisecond), "deadline", timeout)
 		}
-		if done || time.Since(lowAt) >= stallAfter {
+		if done || st.Dirty <= tail && time.Since(lowAt) >= stallAfter {
 			return nil
 		}
 		if time.Since(start) > timeout {

@@ -108,6 +108,7 @@ func (m *Manager) busyAgain(ctx context.Context, r *Record) error {
 	m.imu.Lock()
 	delete(m.idle, r.Volume)
 	m.imu.Unlock()
+	m.forgetDrain(r.Volume)
 	r.IdleCleaning = false
 	m.log().Info("volume busy again: caching its writes", "volume", r.Volume)
 	return m.j().save(r)

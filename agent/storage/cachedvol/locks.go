@@ -24,6 +24,7 @@ const (
 	opAttach   = "an attach"
 	opDetach   = "a detach (its cache's flush)"
 	opSnapshot = "a snapshot (its cache's write-back, then writes held)"
+	opDrain    = "a detach (its cache's write-back before the unplug)"
 	opCheck    = "a check of its cache"
 	opRecover  = "its reassembly at agent start"
 )

@@ -160,6 +160,9 @@ func (m *Manager) Attach(ctx context.Context, v Volume) (string, error) {
 			}
 		}
 	}
+	// Attached again (a detach called off): a write-back before an
+	// unplug that no longer comes is not the volume's status any more.
+	defer m.forgetDrain(v.Name)
 	if r.FlushTimeout != v.FlushTimeout {
 		// The type's bound changed: the next flush keeps the new one.
 		r.FlushTimeout = v.FlushTimeout

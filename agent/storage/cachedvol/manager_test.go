@@ -33,6 +33,7 @@ type fakeDev struct {
 	cleaner, flushOnSuspend, suspended bool
 	failed                             bool
 	held                               bool  // its writeback makes no headway (the origin hangs)
+	open                               int   // openers (a domain's qemu)
 	writes                             int64 // requests since the table was loaded
 }
 
@@ -131,6 +132,16 @@ func (f *fakeDM) Suspend(_ context.Context, name string) error {
 	d.suspended = true
 	f.record("suspend " + name)
 	return nil
+}
+
+func (f *fakeDM) OpenCount(_ context.Context, name string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devs[name]
+	if d == nil {
+		return 0, dmcache.ErrNotFound
+	}
+	return d.open, nil
 }
 
 func (f *fakeDM) Resume(_ context.Context, name string) error {
@@ -922,5 +933,105 @@ func TestFlushHoldsUpNoOtherVolume(t *testing.T) {
 	defer r.m.lmu.Unlock()
 	if len(r.m.locks) != 0 {
 		t.Errorf("locks left: %+v", r.m.locks)
+	}
+}
+
+// TestDrainForDetach: before the unplug, a writeback volume's cache is
+// written back while the domain still has the disk (cleaner mode), with
+// its progress in the volume's status; the volume stays attached with
+// its cache, and the flush after the unplug has nothing left. A
+// write-back that cannot finish by its deadline fails with the disk still
+// the domain's, is kept as the status until FlushRetry is up, and does not
+// hold up a detach once the domain is gone. A detach called off (the
+// volume attached again) drops the write-back from the status.
+func TestDrainForDetach(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 1000)
+	var seen []Flush
+	r.m.Changed = func() {
+		sts, _ := r.m.Statuses(ctx)
+		for _, s := range sts {
+			if s.Flush != nil {
+				seen = append(seen, *s.Flush)
+			}
+		}
+	}
+	if err := r.m.DrainForDetach(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 2 || !seen[0].BeforeUnplug || seen[0].First != 1000 || seen[len(seen)-1].Dirty != 0 ||
+		!strings.Contains(seen[1].Message(), "before the disk is unplugged") {
+		t.Fatalf("write-back before the unplug, as the status showed it: %+v", seen)
+	}
+	rec, _ := r.m.j().load("v1")
+	if d := r.dm.devs["strata-v1"]; d == nil || !d.cleaner || d.dirty != 0 || rec.Phase != PhaseAttached || !rec.IdleCleaning || len(r.krbd.mapped) != 1 {
+		t.Fatalf("after the write-back the volume is %+v, record %+v", d, rec)
+	}
+	// Called off: attached again, the write-back is no longer its status.
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	if sts, _ := r.m.Statuses(ctx); len(sts) != 1 || sts[0].Flush != nil {
+		t.Fatalf("status after the detach was called off: %+v", sts)
+	}
+
+	// Ceph unreachable: nothing drains.
+	r.dm.write("strata-v1", 500)
+	r.dm.mu.Lock()
+	r.dm.devs["strata-v1"].held = true
+	r.dm.mu.Unlock()
+	// Past writeBack's stall window (2 s): no headway at all is no tail.
+	r.m.FlushTimeout, r.m.FlushRetry = 3*time.Second, time.Hour
+	err := r.m.DrainForDetach(ctx, "v1")
+	if err == nil || !strings.Contains(err.Error(), "the disk stays with its domain") || !strings.Contains(err.Error(), "500 dirty blocks left") {
+		t.Fatalf("write-back past its deadline: %v", err)
+	}
+	if sts, _ := r.m.Statuses(ctx); len(sts) != 1 || sts[0].Flush == nil || sts[0].Flush.Error != err.Error() {
+		t.Fatalf("status after the failed write-back: %+v", sts)
+	}
+	n := len(r.dm.log)
+	if again := r.m.DrainForDetach(ctx, "v1"); again == nil || again.Error() != err.Error() || len(r.dm.log) != n {
+		t.Errorf("write-back again at once: %v (dm calls %v)", again, r.dm.log[n:])
+	}
+	// The instance is deleted meanwhile and Ceph is back: the detach is
+	// not turned away by the write-back's failure.
+	r.dm.mu.Lock()
+	r.dm.devs["strata-v1"].held = false
+	r.dm.mu.Unlock()
+	r.m.FlushTimeout = 5 * time.Second
+	if err := r.m.Detach(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.dm.devs) != 0 || len(r.krbd.mapped) != 0 {
+		t.Errorf("left after the detach: %v %v", r.dm.devs, r.krbd.mapped)
+	}
+}
+
+// TestDetachWaitsForTheDomain: a volume whose device a domain still has
+// open (an unplug the guest has not acknowledged) is not detached: the
+// detach is refused, naming the device, with nothing changed, and goes
+// on once the domain has let go.
+func TestDetachWaitsForTheDomain(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	if _, err := r.m.Attach(ctx, vol("v1", dmcache.Writeback)); err != nil {
+		t.Fatal(err)
+	}
+	r.dm.write("strata-v1", 100)
+	r.dm.devs["strata-v1"].open = 1
+	n := len(r.dm.log)
+	if err := r.m.Detach(ctx, "v1"); err == nil || !strings.Contains(err.Error(), "/dev/mapper/strata-v1 is still open") {
+		t.Fatalf("detach of an open volume: %v", err)
+	}
+	if rec, _ := r.m.j().load("v1"); rec.Phase != PhaseAttached || len(r.dm.log) != n {
+		t.Fatalf("a refused detach changed the volume: %+v, dm calls %v", rec, r.dm.log[n:])
+	}
+	r.dm.devs["strata-v1"].open = 0
+	if err := r.m.Detach(ctx, "v1"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -27,8 +27,8 @@ type Status struct {
 	// volume takes no writes and DirtyBytes may be lost with the device.
 	AtRisk   bool `json:"at_risk,omitempty"`
 	Degraded bool `json:"degraded,omitempty"`
-	// Flush is the flush before its detach: under way, or the last one
-	// that failed.
+	// Flush is the flush before its detach (or the write-back before
+	// its unplug): under way, or the last one that failed.
 	Flush *Flush `json:"flush,omitempty"`
 }
 
@@ -58,7 +58,7 @@ func (m *Manager) Statuses(ctx context.Context) ([]Status, error) {
 	out := make([]Status, 0, len(recs))
 	for _, r := range recs {
 		s := Status{Volume: r.Volume, Mode: r.Mode, Phase: r.Phase, DirtyBytes: r.LastDirty, Degraded: r.Degraded}
-		if f, ok := m.flushOf(r.Volume); ok && r.Phase == PhaseDetaching {
+		if f, ok := m.flushOf(r.Volume); ok && (r.Phase == PhaseDetaching || f.BeforeUnplug) {
 			s.Flush = &f
 		}
 		st, err := m.Stats(ctx, r.Volume)
@@ -145,7 +145,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for name, v := range map[string]float64{"blocks": float64(st.Blocks), "used_blocks": float64(st.Used),
 			"dirty_blocks": float64(st.Dirty), "dirty_bytes": float64(s.DirtyBytes),
-			"failed": b(st.Error != ""), "at_risk": b(s.AtRisk), "flushing": b(s.Phase == PhaseDetaching)} {
+			"failed": b(st.Error != ""), "at_risk": b(s.AtRisk), "flushing": b(s.Phase == PhaseDetaching || s.Flush != nil && s.Flush.Error == "")} {
 			ch <- prometheus.MustNewConstMetric(descs[name], prometheus.GaugeValue, v, lv...)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -27,6 +28,9 @@ type DM interface {
 	// on suspend); Resume lets it go on.
 	Suspend(ctx context.Context, name string) error
 	Resume(ctx context.Context, name string) error
+	// OpenCount is how many times name is open (a domain's qemu has its
+	// disk open); ErrNotFound when it does not exist.
+	OpenCount(ctx context.Context, name string) (int, error)
 }
 
 // ErrNotFound: no device of that name.
@@ -95,6 +99,18 @@ func (d DMSetup) Suspend(ctx context.Context, name string) error {
 func (d DMSetup) Resume(ctx context.Context, name string) error {
 	_, err := d.run(ctx, "resume", name)
 	return err
+}
+
+func (d DMSetup) OpenCount(ctx context.Context, name string) (int, error) {
+	out, err := d.run(ctx, "info", "--columns", "--noheadings", "--options", "open", name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		return 0, fmt.Errorf("dmsetup info %s: open count %q: %w", name, strings.TrimSpace(out), err)
+	}
+	return n, nil
 }
 
 // DevPath is the block device of a device-mapper name.
