@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,10 @@ import (
 // file sorts before guest_test.go: the guest runs the tests in file order,
 // and TestGuestCacheSurvivesCrash there crashes it.)
 const releasedVolume = "rel"
+
+// drainedVolume is the image TestGuestDrainBeforeUnplug writes back and
+// detaches.
+const drainedVolume = "drn"
 
 // TestGuestReleaseFlushesFirst: a krbd volume with a writeback cache
 // holding dirty blocks is attached and let go through the agent's own
@@ -128,4 +133,81 @@ func TestGuestReleaseFlushesFirst(t *testing.T) {
 			t.Errorf("a %s flush showed no progress line with blocks written back and blocks left", took.Round(time.Millisecond))
 		}
 	}
+}
+
+// TestGuestDrainBeforeUnplug: the write-back before a hot-unplug, on real
+// dm-writecache, while a writer (the guest that still has the disk) keeps
+// the device open and rewrites its first 64 KiB: the dirty blocks fall to
+// at most a small tail with the device still open and writes flowing, the
+// detach is refused while it is open and, once it is closed, flushes
+// that tail, tears the cache down and unmaps. The host reads the raw
+// image back: all of it.
+func TestGuestDrainBeforeUnplug(t *testing.T) {
+	requireGuest(t)
+	guestSetup(t)
+	ctx := t.Context()
+	img := image(t, drainedVolume)
+	m := manager(t.TempDir(), "/dev/ram0")
+	dev, err := m.Attach(ctx, writeback(drainedVolume, img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := Pattern(42, dataBytes)
+	writeAll(t, dev, data)
+	before := dirty(t, m, drainedVolume)
+	if before.DirtyBytes() < dataBytes/2 {
+		t.Fatalf("the cache holds %d dirty bytes after a %d byte write: the writes went around it", before.DirtyBytes(), dataBytes)
+	}
+	f, err := os.OpenFile(dev, os.O_WRONLY|syscall.O_DIRECT|syscall.O_DSYNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hot, err := syscall.Mmap(-1, 0, 64<<10, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(hot)
+	copy(hot, data)
+	stop, stopped := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		defer func() { stopped <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if _, err := f.WriteAt(hot, 0); err != nil {
+				t.Errorf("a write while the cache is written back: %v", err)
+				return
+			}
+			n++
+		}
+	}()
+	start := time.Now()
+	err = m.DrainForDetach(ctx, drainedVolume)
+	took := time.Since(start)
+	after := dirty(t, m, drainedVolume)
+	if derr := m.Detach(ctx, drainedVolume); derr == nil || !strings.Contains(derr.Error(), "still open") {
+		t.Errorf("a detach with the device open: %v", derr)
+	}
+	close(stop)
+	writes := <-stopped
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("written back before the unplug: %d of %d dirty blocks in %s, %d blocks left, %d writes meanwhile",
+		before.Dirty-after.Dirty, before.Dirty, took.Round(time.Millisecond), after.Dirty, writes)
+	if tail := max(before.Dirty/100, 256); after.Dirty > tail {
+		t.Fatalf("%d dirty blocks left after the write-back (at most %d)", after.Dirty, tail)
+	}
+	if writes == 0 {
+		t.Fatal("no write went through while the cache was written back")
+	}
+	if err := m.Detach(ctx, drainedVolume); err != nil {
+		t.Fatal(err)
+	}
+	checkGone(t, m, drainedVolume, img)
 }

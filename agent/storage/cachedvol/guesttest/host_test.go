@@ -229,9 +229,9 @@ func (r *guestRig) checkImage(t *testing.T, name string, want []byte) {
 // second boot runs the recover half over the same cache file and image.
 // The host then reads the raw images back.
 func TestCachedVolumesInGuest(t *testing.T) {
-	r := newGuestRig(t, "nl", "kill", "snap", attachedVolume, "pwt", "pwb", "wt", "wt2", "wbf", "disk", "diskn", "lvm", "idle", releasedVolume, "crash")
+	r := newGuestRig(t, "nl", "kill", "snap", attachedVolume, "pwt", "pwb", "wt", "wt2", "wbf", "disk", "diskn", "lvm", "idle", releasedVolume, drainedVolume, "crash")
 	ctx := t.Context()
-	run := "^(TestGuestIdleCleaning|TestGuestInstanceDisk|TestGuestVolumeGroupCache|TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestSnapshotOfAttachedVolume|TestGuestReleaseFlushesFirst|TestGuestFailingCacheDevice|TestGuestPartlyFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
+	run := "^(TestGuestIdleCleaning|TestGuestInstanceDisk|TestGuestVolumeGroupCache|TestGuestCachedVolumeNothingLost|TestGuestSnapshotOfCachedVolume|TestGuestSnapshotOfAttachedVolume|TestGuestReleaseFlushesFirst|TestGuestDrainBeforeUnplug|TestGuestFailingCacheDevice|TestGuestPartlyFailingCacheDevice|TestGuestCacheSurvivesCrash)$"
 	res, err := r.h.RunPackage(ctx, pkg, run, r.opts(t, map[string]string{envPhase: "write"}))
 	if res == nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestCachedVolumesInGuest(t *testing.T) {
 		t.Fatalf("first guest: want the crash point and no exit code, got %v\n%s", err, kerneltest.FailureMessage(r.h, pkg, run, res, err))
 	}
 	t.Logf("first guest (%s):\n%s", res.Total.Round(time.Millisecond), res.Output)
-	for _, test := range []string{"TestGuestIdleCleaning", "TestGuestInstanceDisk", "TestGuestVolumeGroupCache", "TestGuestCachedVolumeNothingLost", "TestGuestSnapshotOfCachedVolume", "TestGuestSnapshotOfAttachedVolume", "TestGuestReleaseFlushesFirst", "TestGuestFailingCacheDevice", "TestGuestPartlyFailingCacheDevice"} {
+	for _, test := range []string{"TestGuestIdleCleaning", "TestGuestInstanceDisk", "TestGuestVolumeGroupCache", "TestGuestCachedVolumeNothingLost", "TestGuestSnapshotOfCachedVolume", "TestGuestSnapshotOfAttachedVolume", "TestGuestReleaseFlushesFirst", "TestGuestDrainBeforeUnplug", "TestGuestFailingCacheDevice", "TestGuestPartlyFailingCacheDevice"} {
 		if !strings.Contains(res.Output, "--- PASS: "+test+" ") {
 			t.Errorf("first guest: %s did not pass", test)
 		}
@@ -258,6 +258,7 @@ func TestCachedVolumesInGuest(t *testing.T) {
 	r.checkImage(t, "wt2", Pattern(8, 8<<20))
 	r.checkImage(t, "pwt", Pattern(51, 8<<20))
 	r.checkImage(t, releasedVolume, Pattern(40, dataBytes))
+	r.checkImage(t, drainedVolume, Pattern(42, dataBytes))
 	// The failed writeback caches' 4 MiB each are at risk because they
 	// exist only in the cache: none of it reached the image.
 	for _, name := range []string{"wbf", "pwb"} {
