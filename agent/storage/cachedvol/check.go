@@ -44,20 +44,16 @@ func (m *Manager) Check(ctx context.Context) error {
 // withVolume runs fn on volume's record under its lock, unless another
 // change holds it or the volume is gone or no longer attached.
 func (m *Manager) withVolume(ctx context.Context, volume, op string, fn func(context.Context, *Record) error) error {
-	unlock, err := m.lockVolume(ctx, volume, op, false, waitNone)
-	var busy *busyError
-	if errors.As(err, &busy) {
+	r, unlock, err := m.lockRecord(ctx, volume, op, false, waitNone)
+	if busy := (*busyError)(nil); errors.As(err, &busy) {
 		return nil
-	} else if err != nil {
+	}
+	if r == nil {
 		return err
 	}
 	defer unlock()
-	r, err := m.j().load(volume)
-	if errors.Is(err, os.ErrNotExist) {
+	if r.Phase != PhaseAttached {
 		return nil
-	}
-	if err != nil || r.Phase != PhaseAttached {
-		return err
 	}
 	return fn(ctx, r)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -21,18 +20,11 @@ import (
 // volume's own lock only, so the flush holds up no other volume; it waits
 // for a change under way on the volume (a snapshot) to end first.
 func (m *Manager) Detach(ctx context.Context, volume string) error {
-	unlock, err := m.lockVolume(ctx, volume, opDetach, true, waitAll)
-	if err != nil {
+	r, unlock, err := m.lockRecord(ctx, volume, opDetach, true, waitAll)
+	if r == nil {
 		return err
 	}
 	defer unlock()
-	r, err := m.j().load(volume)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	if f, ok := m.flushOf(volume); ok && !f.BeforeUnplug && f.Error != "" && time.Since(f.Ended) < m.flushRetry() {
 		// Keep the failure in the status a while: the cache goes on
 		// writing back (cleaner), and a new flush would hide the error.
@@ -81,17 +73,13 @@ func (f Flush) Message() string {
 // if the detach is called off its next request turns caching on again
 // (CleanIdle). A volume without a writeback cache has nothing to drain.
 func (m *Manager) DrainForDetach(ctx context.Context, volume string) error {
-	unlock, err := m.lockVolume(ctx, volume, opDrain, true, waitAll)
-	if err != nil {
+	r, unlock, err := m.lockRecord(ctx, volume, opDrain, true, waitAll)
+	if r == nil {
 		return err
 	}
 	defer unlock()
-	r, err := m.j().load(volume)
-	if errors.Is(err, os.ErrNotExist) {
+	if r.Phase != PhaseAttached {
 		return nil
-	}
-	if err != nil || r.Phase != PhaseAttached {
-		return err
 	}
 	if f, ok := m.flushOf(volume); ok && f.Error != "" && time.Since(f.Ended) < m.flushRetry() {
 		return errors.New(f.Error)
@@ -365,17 +353,13 @@ func (m *Manager) Reassemble(ctx context.Context) error {
 }
 
 func (m *Manager) reassemble(ctx context.Context, volume string) error {
-	unlock, err := m.lockVolume(ctx, volume, opRecover, false, waitAll)
-	if err != nil {
-		return err
+	r, unlock, err := m.lockRecord(ctx, volume, opRecover, false, waitAll)
+	if r == nil {
+		return err // or detached meanwhile
 	}
 	defer unlock()
-	r, err := m.j().load(volume)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // detached meanwhile
-	}
-	if err != nil || r.Phase == PhaseDetaching {
-		return err
+	if r.Phase == PhaseDetaching {
+		return nil
 	}
 	_, err = m.assemble(ctx, r)
 	return err
@@ -440,18 +424,14 @@ func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx con
 // the writes go on; the volume's own table (caching on) is loaded again
 // after a write-back.
 func (m *Manager) SnapshotWith(ctx context.Context, volume string, progress func(Progress), take func(ctx context.Context) error) error {
-	unlock, err := m.lockVolume(ctx, volume, opSnapshot, true, waitAll)
-	if err != nil {
-		return err
+	r, unlock, err := m.lockRecord(ctx, volume, opSnapshot, true, waitAll)
+	if r == nil {
+		if err != nil {
+			return err
+		}
+		return take(ctx) // not mapped here: nothing to hold
 	}
 	defer unlock()
-	r, err := m.j().load(volume)
-	if errors.Is(err, os.ErrNotExist) {
-		return take(ctx)
-	}
-	if err != nil {
-		return err
-	}
 	if r.Phase != PhaseAttached {
 		return fmt.Errorf("snapshot %s: the volume is %s", volume, r.Phase)
 	}

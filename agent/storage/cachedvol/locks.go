@@ -2,7 +2,9 @@ package cachedvol
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 )
 
 // Each volume has a lock of its own: a flush holds it for up to its
@@ -93,4 +95,22 @@ func (m *Manager) unref(volume string, l *volumeLock) {
 	if l.refs--; l.refs == 0 {
 		delete(m.locks, volume)
 	}
+}
+
+// lockRecord takes volume's lock as lockVolume does and loads its record;
+// a volume without one gets nil, and its lock is let go.
+func (m *Manager) lockRecord(ctx context.Context, volume, op string, long bool, w wait) (*Record, func(), error) {
+	unlock, err := m.lockVolume(ctx, volume, op, long, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := m.j().load(volume)
+	if err != nil {
+		unlock()
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		return nil, nil, err
+	}
+	return r, unlock, nil
 }
