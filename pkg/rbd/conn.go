@@ -411,6 +411,13 @@ func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error {
 	return c.do(Request{Op: "FenceEpoch", Pool: pool, OID: oid, N: epoch})
 }
 
+// ActedEpoch is the newest plan epoch a lease holder acted on
+// (FenceEpoch), 0 when none did; anyone may read it.
+func (c *Conn) ActedEpoch(pool, oid string) (uint64, error) {
+	p, err := c.call(Request{Op: "ActedEpoch", Pool: pool, OID: oid})
+	return p.N, err
+}
+
 // Addr is this connection's client address, as lockers and watchers show
 // it ("" when the helper cannot be reached). A restarted helper has a new
 // one.

@@ -37,6 +37,7 @@ type Pool interface {
 	ReleaseLease(pool, oid, cookie string) error
 	BreakLease(pool, oid string, holder rbd.LeaseHolder) error
 	FenceEpoch(pool, oid string, epoch uint64) error
+	ActedEpoch(pool, oid string) (uint64, error)
 	Blocklist(addr string) error
 	BlocklistFor(addr string, expire time.Duration) error
 	Unblocklist(addr string) error
@@ -95,9 +96,10 @@ type Controller struct {
 	fenceMu sync.Mutex
 	// plans hands FenceLoop the newest plan (PlanChanged).
 	plans chan *plan.Snapshot
-	// fenced are the hosts the newest plan fences: a lease one of them
-	// holds is broken, not waited out.
-	fenced map[string]bool
+	// fenced are the hosts the newest plan (at fencedEpoch) fences: a
+	// lease one of them holds is broken, not waited out.
+	fenced      map[string]bool
+	fencedEpoch uint64
 }
 
 // New returns a controller; register it with the runner and run Renew in
@@ -179,7 +181,23 @@ func (c *Controller) renew() error {
 	}
 	c.mu.Lock()
 	fenced := holder.Cookie != "" && holder.Cookie != c.cfg.Host && holder.Addr != "" && c.fenced[holder.Cookie]
+	fencedEpoch := c.fencedEpoch
 	c.mu.Unlock()
+	if !held && fenced {
+		// Only on a plan no older than the holder acted on: a coordinator
+		// serving an older copy of the state may still fence a host that
+		// is back, and its live controller must not be cut off.
+		acted, err := p.ActedEpoch(c.cfg.LeasePool, LeaseObject)
+		if err != nil {
+			c.dropConn(p)
+			return err
+		}
+		if acted > fencedEpoch {
+			c.cfg.Logger.Warn("a stale plan fences the storage controller's host: its lease is left alone",
+				"holder", holder.Cookie, "plan_epoch", fencedEpoch, "acted_epoch", acted)
+			fenced = false
+		}
+	}
 	if !held && fenced {
 		// The holder's host is fenced by the plan: the coordinator saw it
 		// dead past the grace with a majority alive, and its fence can

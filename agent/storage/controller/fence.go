@@ -88,7 +88,7 @@ func (c *Controller) fenceNew(s *plan.Snapshot) error {
 	}
 	c.mu.Lock()
 	urgent := false
-	c.fenced = map[string]bool{}
+	c.fenced, c.fencedEpoch = map[string]bool{}, s.Epoch
 	for _, f := range fences {
 		if !f.Spec.Released {
 			c.fenced[f.Spec.Host] = true

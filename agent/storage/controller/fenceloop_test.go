@@ -173,3 +173,67 @@ func TestFenceTakesTheLeaseOfAFencedHolder(t *testing.T) {
 		t.Fatal("the fenced holder still renews the lease")
 	}
 }
+
+// TestStalePlanLeavesTheHolderAlone: a standby fed an older plan than the
+// lease holder acted on (a coordinator serving an older copy of the
+// state) that still fences the holder's host does not cut the holder off:
+// no blocklist, no lease taken, and the holder goes on renewing. The same
+// fence in a plan no older than the holder's does take it.
+func TestStalePlanLeavesTheHolderAlone(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a, b := fencingController(t, f, "hs"), fencingController(t, f, "ht")
+	a.cfg.LeaseTTL, b.cfg.LeaseTTL = 5*time.Minute, 5*time.Minute // far beyond the test
+	vt := res{"volumetype", "", "default", api.VolumeTypeSpec{Pool: f.pool}}
+	if err := a.Reconcile(ctx, planOf(t, 7, vt)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reconcile(ctx, planOf(t, 7, vt)); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Active() || b.Active() {
+		t.Fatalf("active: hs %v, ht %v; want hs alone", a.Active(), b.Active())
+	}
+	pa, err := a.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holderAddr := pa.(*rbd.Conn).Addr()
+	const addr = "192.0.2.79" // the fence's own address: TEST-NET
+	t.Cleanup(func() {
+		pb, err := b.conn()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, e := range []string{holderAddr, entryOf(addr)} {
+			if err := pb.Unblocklist(e); err != nil {
+				t.Errorf("lift the test's blocklist entry %s: %v", e, err)
+			}
+		}
+	})
+	fence := res{"fence", "", "hs-1", api.FenceSpec{Host: "hs", Addrs: []string{addr}, ExpirySeconds: 600}}
+
+	if err := b.fenceNew(planOf(t, 6, vt, fence)); err != nil {
+		t.Fatal(err)
+	}
+	if b.Active() {
+		t.Fatal("ht took the lease on a plan older than the holder's")
+	}
+	if _, ok := blocklist(t, f)[holderAddr]; ok {
+		t.Fatalf("the holder's client %s was blocklisted on a stale plan", holderAddr)
+	}
+	if err := a.renew(); err != nil || !a.Active() {
+		t.Fatalf("the holder no longer renews after a stale plan: %v", err)
+	}
+
+	if err := b.fenceNew(planOf(t, 8, vt, fence)); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Active() {
+		t.Fatal("ht did not take the lease on a current plan that fences the holder")
+	}
+	if _, ok := blocklist(t, f)[holderAddr]; !ok {
+		t.Fatalf("the fenced holder's client %s is not on the blocklist", holderAddr)
+	}
+}

@@ -118,27 +118,46 @@ func (c *Conn) BreakLease(pool, oid string, holder rbd.LeaseHolder) error {
 // one: a controller fed by a coordinator that failed over to an older copy
 // of the state must not undo newer work. Only the lease holder calls it.
 func (c *Conn) FenceEpoch(pool, oid string, epoch uint64) error {
+	prev, err := c.ActedEpoch(pool, oid)
+	if err != nil {
+		return err
+	}
+	if prev > epoch {
+		return fmt.Errorf("plan epoch %d, but a controller already acted on epoch %d: %w", epoch, prev, rbd.ErrStaleEpoch)
+	}
 	io, err := c.ioctx(pool)
 	if err != nil {
 		return err
+	}
+	defer io.Destroy()
+	if err := io.SetXattr(oid, epochXattr, []byte(strconv.FormatUint(epoch, 10))); err != nil {
+		return fmt.Errorf("write fencing epoch of %s/%s: %w", pool, oid, err)
+	}
+	return nil
+}
+
+// ActedEpoch is the newest plan epoch a lease holder acted on (FenceEpoch),
+// 0 when none did. Anyone may read it: a standby checks its plan is not
+// older before it acts against the holder.
+func (c *Conn) ActedEpoch(pool, oid string) (uint64, error) {
+	io, err := c.ioctx(pool)
+	if err != nil {
+		return 0, err
 	}
 	defer io.Destroy()
 	buf := make([]byte, 32)
 	n, err := io.GetXattr(oid, epochXattr, buf)
 	switch {
 	case err == nil:
-		if prev, perr := strconv.ParseUint(string(buf[:n]), 10, 64); perr == nil && prev > epoch {
-			return fmt.Errorf("plan epoch %d, but a controller already acted on epoch %d: %w", epoch, prev, rbd.ErrStaleEpoch)
+		if prev, perr := strconv.ParseUint(string(buf[:n]), 10, 64); perr == nil {
+			return prev, nil
 		}
+		return 0, nil
 	case errnoOf(err) == syscall.ENOENT || errnoOf(err) == syscall.ENODATA:
-		// nothing recorded yet
+		return 0, nil // nothing recorded yet
 	default:
-		return fmt.Errorf("read fencing epoch of %s/%s: %w", pool, oid, err)
+		return 0, fmt.Errorf("read fencing epoch of %s/%s: %w", pool, oid, err)
 	}
-	if err := io.SetXattr(oid, epochXattr, []byte(strconv.FormatUint(epoch, 10))); err != nil {
-		return fmt.Errorf("write fencing epoch of %s/%s: %w", pool, oid, err)
-	}
-	return nil
 }
 
 // Blocklist fences a client address out of the cluster: its in-flight and

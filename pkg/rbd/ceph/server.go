@@ -110,6 +110,8 @@ func (s *Server) do(q rbd.Request, p *rbd.Response) (err error) {
 		return c.BreakLease(q.Pool, q.OID, rbd.LeaseHolder{Cookie: q.Owner, Addr: q.Addr})
 	case "FenceEpoch":
 		return c.FenceEpoch(q.Pool, q.OID, q.N)
+	case "ActedEpoch":
+		p.N, err = c.ActedEpoch(q.Pool, q.OID)
 	case "Addr":
 		p.Addr = c.Addr()
 	case "PoolQuota":
