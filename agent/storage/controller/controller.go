@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/plan"
+	"github.com/strata-infra/strata/agent/storage/cephconn"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/rbd"
 )
@@ -81,7 +82,7 @@ type Controller struct {
 	cfg Config
 
 	mu       sync.Mutex
-	pool     Pool
+	ceph     cephconn.Lazy[Pool]
 	active   bool
 	holder   rbd.LeaseHolder // the other holder while standby
 	lastErr  string
@@ -123,7 +124,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.ReportSoon == nil {
 		cfg.ReportSoon = func() {}
 	}
-	return &Controller{cfg: cfg, plans: make(chan *plan.Snapshot, 1)}, nil
+	return &Controller{cfg: cfg, ceph: cephconn.New(cfg.Connect), plans: make(chan *plan.Snapshot, 1)}, nil
 }
 
 // Name is the subsystem's name.
@@ -139,24 +140,16 @@ func (c *Controller) Active() bool {
 func (c *Controller) conn() (Pool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pool != nil {
-		return c.pool, nil
-	}
-	p, err := c.cfg.Connect()
-	if err != nil {
-		return nil, err
-	}
-	c.pool = p
-	return p, nil
+	return c.ceph.Get()
 }
 
-// dropConn forgets a connection that failed, so the next call reconnects.
+// dropConn forgets a connection that failed, so the next call reconnects;
+// the lease goes with it.
 func (c *Controller) dropConn(p Pool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pool == p {
-		c.pool.Close()
-		c.pool, c.active = nil, false
+	if c.ceph.Drop(p) {
+		c.active = false
 	}
 }
 
@@ -243,7 +236,7 @@ func (c *Controller) renew() error {
 // fence of its own host needs.
 func (c *Controller) standDown() {
 	c.mu.Lock()
-	p, was := c.pool, c.active
+	p, was := c.ceph.Open(), c.active
 	c.active = false
 	c.mu.Unlock()
 	if was && p != nil {
@@ -262,7 +255,7 @@ func (c *Controller) Renew(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			c.mu.Lock()
-			p, active := c.pool, c.active
+			p, active := c.ceph.Open(), c.active
 			c.active = false
 			c.mu.Unlock()
 			if p != nil && active {

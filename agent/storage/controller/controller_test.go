@@ -79,9 +79,7 @@ func (f *fixture) controller(t *testing.T, host string, ttl time.Duration) *Cont
 	}
 	t.Cleanup(func() {
 		c.mu.Lock()
-		if c.pool != nil {
-			c.pool.Close()
-		}
+		c.ceph.Close()
 		c.mu.Unlock()
 	})
 	return c

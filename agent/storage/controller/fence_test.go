@@ -87,9 +87,7 @@ func fencingController(t *testing.T, f *fixture, host string) *Controller {
 	}
 	t.Cleanup(func() {
 		c.mu.Lock()
-		if c.pool != nil {
-			c.pool.Close()
-		}
+		c.ceph.Close()
 		c.mu.Unlock()
 	})
 	return c

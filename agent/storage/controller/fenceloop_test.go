@@ -47,9 +47,9 @@ func TestFenceDoesNotWaitForThePass(t *testing.T) {
 		t.Fatal(err)
 	}
 	// From here on the controller's image reads hang until released.
-	hang := stuckStatus{Pool: c.pool, stuck: make(chan struct{}), release: make(chan struct{}), once: new(atomic.Bool)}
+	hang := stuckStatus{Pool: c.ceph.Open(), stuck: make(chan struct{}), release: make(chan struct{}), once: new(atomic.Bool)}
 	c.mu.Lock()
-	c.pool = hang
+	c.ceph.Set(hang)
 	c.mu.Unlock()
 	released := false
 	release := func() {

@@ -49,9 +49,7 @@ func TestFlattenLogsProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if c.pool != nil {
-			c.pool.Close()
-		}
+		c.ceph.Close()
 	})
 	vt := res{"volumetype", "", "default", api.VolumeTypeSpec{Pool: f.pool}}
 	v1 := res{"volume", "p", "v1", api.VolumeSpec{SizeGiB: 1}}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/strata-infra/strata/agent/plan"
 	"github.com/strata-infra/strata/agent/storage/cachedvol"
+	"github.com/strata-infra/strata/agent/storage/cephconn"
 	"github.com/strata-infra/strata/pkg/api"
 	"github.com/strata-infra/strata/pkg/rbd"
 	"github.com/strata-infra/strata/pkg/storagespec"
@@ -64,7 +65,7 @@ type Taker struct {
 	cfg Config
 
 	mu      sync.Mutex
-	pool    Pool
+	ceph    cephconn.Lazy[Pool]
 	status  map[api.Key]api.ResourceStatus
 	running map[api.Key]bool
 	failed  map[api.Key]time.Time // when the last try failed
@@ -82,7 +83,7 @@ func New(cfg Config) *Taker {
 	if cfg.Retry == 0 {
 		cfg.Retry = 30 * time.Second
 	}
-	return &Taker{cfg: cfg, status: map[api.Key]api.ResourceStatus{}, running: map[api.Key]bool{}, failed: map[api.Key]time.Time{}}
+	return &Taker{cfg: cfg, ceph: cephconn.New(cfg.Connect), status: map[api.Key]api.ResourceStatus{}, running: map[api.Key]bool{}, failed: map[api.Key]time.Time{}}
 }
 
 // Name is the subsystem's name.
@@ -248,27 +249,14 @@ func protectedSnap(st rbd.ImageStatus, name string) bool {
 func (t *Taker) conn() (Pool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.pool != nil {
-		return t.pool, nil
-	}
-	p, err := t.cfg.Connect()
-	if err != nil {
-		return nil, err
-	}
-	t.pool = p
-	return p, nil
+	return t.ceph.Get()
 }
 
 // dropConn forgets a connection that failed, so the next try reconnects.
 func (t *Taker) dropConn(p Pool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.pool == p {
-		if c, ok := p.(interface{ Close() }); ok {
-			c.Close()
-		}
-		t.pool = nil
-	}
+	t.ceph.Drop(p)
 }
 
 // Report adds the snapshots' statuses to the host's report.
