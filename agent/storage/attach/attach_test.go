@@ -4,12 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/strata-infra/strata/agent/compute"
 	"github.com/strata-infra/strata/agent/compute/virttest"
 	"github.com/strata-infra/strata/agent/storage/attach"
 	"github.com/strata-infra/strata/internal/cephtest"
 	"github.com/strata-infra/strata/internal/testenv"
+	"github.com/strata-infra/strata/pkg/computespec"
 	"github.com/strata-infra/strata/pkg/rbd"
 )
 
@@ -86,4 +92,82 @@ func libvirtdWith(t *testing.T, dir string, cl *cephtest.Cluster, user, keyring 
 	}
 	t.Cleanup(func() { lv.Close() })
 	return d, lv
+}
+
+// rbdGuest is the test guest run as an instance whose root disk is in
+// Ceph: the agent's compute driver over a private libvirtd, with this
+// package's Host as its volume door.
+type rbdGuest struct {
+	libvirtd *virttest.Daemon
+	drv      *compute.Driver
+	in       compute.Instance // vm1-<tag>, running, booting from root
+	root     rbd.Ref
+	console  string // the guest's serial console log
+}
+
+// newRBDGuest makes the guest's bootable root clone and the driver that
+// runs it (not yet started): libvirtd reaches the cluster as the cephx
+// user, the Host claims each image through claim before qemu opens it,
+// and it maps krbd volumes through kernel when that is not nil. The
+// driver is closed after t.
+func newRBDGuest(t *testing.T, cl *cephtest.Cluster, user, keyring string, conn *rbd.Conn, tag string,
+	claim attach.Claimer, kernel attach.Kernel) *rbdGuest {
+	t.Helper()
+	guest, root := bootableRoot(t, conn, tag)
+	dir := t.TempDir()
+	d, lv := libvirtdWith(t, dir, cl, user, keyring)
+	host := attach.NewHost(lv, claim, nil)
+	if kernel != nil {
+		host.UseKernel(kernel)
+	}
+	drv, err := compute.New(compute.Config{
+		Hypervisor: compute.NewLibvirt(d.Socket, nil), DomainPrefix: tag + "-", StateDir: dir + "/compute",
+		DomainType: compute.DomainQEMU, Capacity: computespec.Capacity{VCPUs: 2, RAMMiB: 2048, DiskGiB: 10},
+		ShutdownTimeout: 3 * time.Second, Volumes: host,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { drv.Close() })
+	id := "vm1-" + tag
+	return &rbdGuest{
+		libvirtd: d,
+		drv:      drv,
+		root:     root,
+		in: compute.Instance{
+			Spec: computespec.Instance{ID: id, Name: "vm1", Flavor: "tiny", Power: computespec.PowerRunning,
+				Root: &computespec.Volume{Pool: root.Pool, Image: root.Image, Serial: "root", SizeBytes: 48 << 20}},
+			Flavor: computespec.Flavor{Name: "tiny", VCPUs: 1, RAMMiB: 160},
+			Boot: &compute.DirectBoot{Kernel: filepath.Join(guest, "vmlinux"), Initrd: filepath.Join(guest, "initramfs.cpio.gz"),
+				Cmdline: "console=ttyS0 panic=-1 quiet"},
+		},
+		console: filepath.Join(dir, "compute", "instances", id, "console.log"),
+	}
+}
+
+// bootableRoot builds the test guest and makes an instance's root disk as
+// the storage controller does: the guest's image (an ext2 root
+// filesystem) imported into Ceph and a copy-on-write clone of it, 48 MiB.
+func bootableRoot(t *testing.T, conn *rbd.Conn, tag string) (guest string, root rbd.Ref) {
+	t.Helper()
+	out, err := exec.Command("bash", "../../../testdata/guest/build.sh").Output()
+	if err != nil {
+		t.Fatalf("build the test guest: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	guest = strings.TrimSpace(lines[len(lines)-1])
+	img := rbd.Ref{Pool: "volumes", Image: "s7c-" + tag + "-img"}
+	root = rbd.Ref{Pool: "volumes", Image: "s7c-" + tag + "-root"}
+	if _, err := conn.ImportFile(context.Background(), guest+"/root.img", "raw", img, "test", t.TempDir(), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Remove(img, "", true) })
+	if err := conn.Clone(rbd.Ref{Pool: img.Pool, Image: img.Image, Snap: rbd.BaseSnap}, root, "test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Remove(root, "", false) })
+	if err := conn.Resize(root, 48<<20); err != nil {
+		t.Fatal(err)
+	}
+	return guest, root
 }

@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-infra/strata/agent/compute"
-	"github.com/strata-infra/strata/agent/storage/attach"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/computespec"
 	"github.com/strata-infra/strata/pkg/rbd"
@@ -36,54 +32,12 @@ func TestInstanceOnRBD(t *testing.T) {
 	}
 	t.Cleanup(func() { conn.Remove(data, "", false) })
 
-	out, err := exec.Command("bash", "../../../testdata/guest/build.sh").Output()
-	if err != nil {
-		t.Fatalf("build the test guest: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	guest := strings.TrimSpace(lines[len(lines)-1])
-	// The guest's image (an ext2 root filesystem) imported into Ceph, and
-	// the root disk a copy-on-write clone of it, as the storage controller
-	// makes an instance's root volume.
-	img := rbd.Ref{Pool: "volumes", Image: tag + "-img"}
-	root := rbd.Ref{Pool: "volumes", Image: tag + "-root"}
-	if _, err := conn.ImportFile(ctx, guest+"/root.img", "raw", img, "test", t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Remove(img, "", true) })
-	if err := conn.Clone(rbd.Ref{Pool: img.Pool, Image: img.Image, Snap: rbd.BaseSnap}, root, "test"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Remove(root, "", false) })
-	if err := conn.Resize(root, 48<<20); err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
-	d, lv := libvirtdWith(t, dir, cl, "strata", keyring)
 	claims := 0
-	host := attach.NewHost(lv, func(pool, image string) ([]string, error) {
+	g := newRBDGuest(t, cl, "strata", keyring, conn, tag, func(pool, image string) ([]string, error) {
 		claims++
 		return conn.Claim(rbd.Ref{Pool: pool, Image: image})
 	}, nil)
-	drv, err := compute.New(compute.Config{
-		Hypervisor: compute.NewLibvirt(d.Socket, nil), DomainPrefix: tag + "-", StateDir: dir + "/compute",
-		DomainType: compute.DomainQEMU, Capacity: computespec.Capacity{VCPUs: 2, RAMMiB: 2048, DiskGiB: 10},
-		ShutdownTimeout: 3 * time.Second, Volumes: host,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer drv.Close()
-
-	id := "vm1-" + tag[4:]
-	in := compute.Instance{
-		Spec: computespec.Instance{ID: id, Name: "vm1", Flavor: "tiny", Power: computespec.PowerRunning,
-			Root: &computespec.Volume{Pool: root.Pool, Image: root.Image, Serial: "root", SizeBytes: 48 << 20}},
-		Flavor: computespec.Flavor{Name: "tiny", VCPUs: 1, RAMMiB: 160},
-		Boot: &compute.DirectBoot{Kernel: filepath.Join(guest, "vmlinux"), Initrd: filepath.Join(guest, "initramfs.cpio.gz"),
-			Cmdline: "console=ttyS0 panic=-1 quiet"},
-	}
+	drv, in, console, root := g.drv, g.in, g.console, g.root
 	set := func(what string) {
 		t.Helper()
 		for i := 0; i < 2; i++ { // the second call changes nothing
@@ -92,7 +46,6 @@ func TestInstanceOnRBD(t *testing.T) {
 			}
 		}
 	}
-	console := filepath.Join(dir, "compute", "instances", id, "console.log")
 	count := func(re *regexp.Regexp) int {
 		b, _ := os.ReadFile(console)
 		return len(re.FindAllString(string(b), -1))

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/strata-infra/strata/agent/compute"
-	"github.com/strata-infra/strata/agent/storage/attach"
 	"github.com/strata-infra/strata/agent/storage/cachedvol"
 	"github.com/strata-infra/strata/internal/testenv"
 	"github.com/strata-infra/strata/pkg/computespec"
@@ -183,40 +182,18 @@ func TestKernelDiskHotPlug(t *testing.T) {
 	}
 	ctx := context.Background()
 	tag := testenv.Tag('k')
-	guest, root := bootableRoot(t, conn, tag)
 	kvol := rbd.Ref{Pool: "volumes", Image: "s7c-" + tag + "-kvol"}
 	if err := conn.Create(kvol, loopVolBytes, "test"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Remove(kvol, "", false) })
 
-	dir := t.TempDir()
-	d, lv := libvirtdWith(t, dir, cl, "strata-k", keyring)
 	k := &loopKernel{dir: t.TempDir(), vols: map[string]*loopVol{}, drainHold: make(chan struct{})}
 	t.Cleanup(func() { k.cleanup(t) })
-	host := attach.NewHost(lv, func(pool, image string) ([]string, error) {
+	g := newRBDGuest(t, cl, "strata-k", keyring, conn, tag, func(pool, image string) ([]string, error) {
 		return conn.Claim(rbd.Ref{Pool: pool, Image: image})
-	}, nil)
-	host.UseKernel(k)
-	drv, err := compute.New(compute.Config{
-		Hypervisor: compute.NewLibvirt(d.Socket, nil), DomainPrefix: tag + "-", StateDir: dir + "/compute",
-		DomainType: compute.DomainQEMU, Capacity: computespec.Capacity{VCPUs: 2, RAMMiB: 2048, DiskGiB: 10},
-		ShutdownTimeout: 3 * time.Second, Volumes: host,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer drv.Close()
-
-	id := "vm1-" + tag
-	in := compute.Instance{
-		Spec: computespec.Instance{ID: id, Name: "vm1", Flavor: "tiny", Power: computespec.PowerRunning,
-			Root: &computespec.Volume{Pool: root.Pool, Image: root.Image, Serial: "root", SizeBytes: 48 << 20}},
-		Flavor: computespec.Flavor{Name: "tiny", VCPUs: 1, RAMMiB: 160},
-		Boot: &compute.DirectBoot{Kernel: filepath.Join(guest, "vmlinux"), Initrd: filepath.Join(guest, "initramfs.cpio.gz"),
-			Cmdline: "console=ttyS0 panic=-1 quiet"},
-	}
-	console := filepath.Join(dir, "compute", "instances", id, "console.log")
+	}, k)
+	drv, in, console, d, id := g.drv, g.in, g.console, g.libvirtd, g.in.Spec.ID
 	waitFor := func(what string, re *regexp.Regexp) []string {
 		t.Helper()
 		var m []string
@@ -314,31 +291,4 @@ func TestKernelDiskHotPlug(t *testing.T) {
 	if err := drv.Set(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// bootableRoot builds the test guest and makes an instance's root disk as
-// the storage controller does: the guest's image (an ext2 root
-// filesystem) imported into Ceph and a copy-on-write clone of it, 48 MiB.
-func bootableRoot(t *testing.T, conn *rbd.Conn, tag string) (guest string, root rbd.Ref) {
-	t.Helper()
-	out, err := exec.Command("bash", "../../../testdata/guest/build.sh").Output()
-	if err != nil {
-		t.Fatalf("build the test guest: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	guest = strings.TrimSpace(lines[len(lines)-1])
-	img := rbd.Ref{Pool: "volumes", Image: "s7c-" + tag + "-img"}
-	root = rbd.Ref{Pool: "volumes", Image: "s7c-" + tag + "-root"}
-	if _, err := conn.ImportFile(context.Background(), guest+"/root.img", "raw", img, "test", t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Remove(img, "", true) })
-	if err := conn.Clone(rbd.Ref{Pool: img.Pool, Image: img.Image, Snap: rbd.BaseSnap}, root, "test"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Remove(root, "", false) })
-	if err := conn.Resize(root, 48<<20); err != nil {
-		t.Fatal(err)
-	}
-	return guest, root
 }
