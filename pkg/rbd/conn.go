@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -69,13 +70,17 @@ func Supported() bool {
 // methods below over a socket pair: a process that never uses Ceph never
 // loads them, and a crash or a wedge in them cannot take the caller down.
 // A helper that died is started again, and connects again, on the next
-// call; the call that saw it die returns an error saying so.
+// call; the call that saw it die returns an error saying so. A helper that
+// does not answer within the call's bound (callBound) is wedged: it is
+// killed, every call waiting on it fails saying so, and the next call
+// starts a new one.
 type Conn struct {
 	cfg    Config
 	mu     sync.Mutex
 	h      *helper // nil: none running
 	closed bool
-	jobs   uint64 // import IDs
+	jobs   uint64        // import IDs
+	bound  time.Duration // how long a short call may go unanswered
 }
 
 // helper is one running strata-rbd.
@@ -85,7 +90,31 @@ type helper struct {
 	rpc    *rpc.Client
 	exited chan struct{} // closed once cmd.Wait returned
 	err    error         // cmd.Wait's, once exited
+
+	killOnce sync.Once
+	wedged   atomic.Pointer[string] // why the watchdog killed it
 }
+
+// minCallBound is the least a short call may take before its helper counts
+// as wedged, however small the configured Timeout.
+const minCallBound = 30 * time.Second
+
+// callBound is how long a short call may go unanswered: each of its few
+// Ceph round trips (a Claim opens the image, lists watchers and lockers,
+// blocklists, breaks a lock) is bounded by librados at timeout, so a
+// helper silent for several of them is stuck, not slow.
+func callBound(timeout time.Duration) time.Duration {
+	return max(4*timeout, minCallBound)
+}
+
+// longOps run as long as the data they move, so no bound on the call fits
+// them: Copy and Flatten copy an image's data, Remove deletes every object
+// of an image (and flattens its clones first when asked), Import writes a
+// whole file. Instead their helper must keep answering: a ping (Import:
+// each progress poll) every quarter bound, each within the short bound,
+// which a stopped or wholly deadlocked helper cannot. Resize only grows
+// (a header and the object map), Clone and Snapshot write metadata: short.
+var longOps = map[string]bool{"Copy": true, "Flatten": true, "Remove": true, "Import": true}
 
 // Connect starts a helper and opens a connection in it; it fails when the
 // helper is missing, or the monitors are unreachable or refuse the user
@@ -97,7 +126,7 @@ func Connect(cfg Config) (*Conn, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultTimeout
 	}
-	c := &Conn{cfg: cfg}
+	c := &Conn{cfg: cfg, bound: callBound(cfg.Timeout)}
 	c.mu.Lock()
 	_, err := c.helper()
 	c.mu.Unlock()
@@ -121,8 +150,10 @@ func (c *Conn) helper() (*helper, error) {
 		return nil, err
 	}
 	var resp Response
-	if err := h.rpc.Call("RBD.Do", Request{Op: "Connect", Config: c.cfg}, &resp); err != nil {
-		h.stop(0)
+	if err := h.ask(Request{Op: "Connect", Config: c.cfg}, &resp, c.bound, "Connect"); err != nil {
+		if h.wedged.Load() == nil { // a wedged one is killed already
+			h.stop(0)
+		}
 		return nil, fmt.Errorf("connect to ceph: %s", h.gone(err))
 	}
 	if err := resp.err(); err != nil {
@@ -204,36 +235,117 @@ func (h *helper) stop(grace time.Duration) {
 	}
 }
 
-// gone describes a helper whose socket failed (callErr): how it exited.
+// reapWait is how long kill waits for the killed helper to be reaped. A
+// stopped process dies at once; one stuck in the kernel only when it
+// leaves it, and its reaper goroutine (startHelper) collects it then.
+const reapWait = 10 * time.Second
+
+// kill ends a wedged helper, once: SIGKILL by PID (os.Process signals
+// through a pidfd, so a helper already reaped is never mistaken for a new
+// process with its PID), then the socket closed so that every call still
+// waiting on it fails at once, then the reap. It acts on this helper only:
+// a watchdog firing late for an old helper cannot touch the new one.
+func (h *helper) kill(why string) {
+	h.killOnce.Do(func() {
+		h.wedged.Store(&why)
+		h.cmd.Process.Kill()
+		h.rpc.Close()
+		select {
+		case <-h.exited:
+		case <-time.After(reapWait):
+		}
+	})
+}
+
+// ask sends q and waits for the answer at most bound; a helper that does
+// not answer in time is killed as wedged (what names the call for the
+// error), and the call then fails on the closed socket.
+func (h *helper) ask(q Request, p *Response, bound time.Duration, what string) error {
+	call := h.rpc.Go("RBD.Do", q, p, make(chan *rpc.Call, 1))
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-call.Done:
+		return call.Error
+	case <-t.C:
+		h.kill(fmt.Sprintf("%s had no answer within %v", what, bound))
+		<-call.Done
+		return call.Error
+	}
+}
+
+// askLong runs one of the longOps: no bound on the call itself, but a ping
+// every quarter bound that must be answered within bound.
+func (h *helper) askLong(q Request, p *Response, bound time.Duration) error {
+	call := h.rpc.Go("RBD.Do", q, p, make(chan *rpc.Call, 1))
+	tick := time.NewTicker(max(bound/4, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-call.Done:
+			return call.Error
+		case <-tick.C:
+			h.ask(Request{Op: "Ping"}, new(Response), bound, "a ping during "+q.Op)
+		}
+	}
+}
+
+// gone describes a helper whose socket failed (callErr): killed as wedged,
+// or how it exited.
 func (h *helper) gone(callErr error) string {
+	pid := h.cmd.Process.Pid
+	if why := h.wedged.Load(); why != nil {
+		state := "killed"
+		select {
+		case <-h.exited:
+		case <-time.After(reapWait):
+			state = "killed (not yet exited: stuck in the kernel?)"
+		}
+		return fmt.Sprintf("%s (pid %d) is wedged, %s: %s; the next call starts a new one", h.path, pid, state, *why)
+	}
 	select {
 	case <-h.exited:
 	case <-time.After(2 * time.Second):
-		h.cmd.Process.Kill()
-		<-h.exited
+		h.kill(fmt.Sprintf("its socket failed (%v) but it did not exit", callErr))
 	}
-	how := "exited"
-	if h.err != nil {
-		how = h.err.Error()
+	how := "was killed but has not exited"
+	select {
+	case <-h.exited:
+		how = "exited"
+		if h.err != nil {
+			how = h.err.Error()
+		}
+	default:
 	}
-	return fmt.Sprintf("%s (pid %d) %s (%v); the next call starts a new one", h.path, h.cmd.Process.Pid, how, callErr)
+	return fmt.Sprintf("%s (pid %d) %s (%v); the next call starts a new one", h.path, pid, how, callErr)
+}
+
+// forget drops h as the running helper; the next call starts another.
+func (c *Conn) forget(h *helper) {
+	c.mu.Lock()
+	if c.h == h {
+		c.h = nil
+	}
+	c.mu.Unlock()
 }
 
 // call runs one operation in the helper.
 func (c *Conn) call(q Request) (Response, error) {
 	c.mu.Lock()
 	h, err := c.helper()
+	bound := c.bound
 	c.mu.Unlock()
 	if err != nil {
 		return Response{}, fmt.Errorf("%s: %w", q.Op, err)
 	}
 	var p Response
-	if err := h.rpc.Call("RBD.Do", q, &p); err != nil {
-		c.mu.Lock()
-		if c.h == h {
-			c.h = nil
-		}
-		c.mu.Unlock()
+	if longOps[q.Op] {
+		err = h.askLong(q, &p, bound)
+	} else {
+		err = h.ask(q, &p, bound, q.Op)
+	}
+	if err != nil {
+		c.forget(h)
 		return p, fmt.Errorf("ceph %s: %s", q.Op, h.gone(err))
 	}
 	return p, p.err()
@@ -443,6 +555,7 @@ func (c *Conn) importRaw(ctx context.Context, path string, size uint64, dst Ref,
 	c.jobs++
 	id := c.jobs
 	h, err := c.helper()
+	bound := c.bound
 	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("Import: %w", err)
@@ -463,11 +576,7 @@ func (c *Conn) importRaw(ctx context.Context, path string, size uint64, dst Ref,
 		select {
 		case <-call.Done:
 			if call.Error != nil {
-				c.mu.Lock()
-				if c.h == h {
-					c.h = nil
-				}
-				c.mu.Unlock()
+				c.forget(h)
 				return fmt.Errorf("ceph Import: %s", h.gone(call.Error))
 			}
 			if err := p.err(); err != nil {
@@ -476,14 +585,16 @@ func (c *Conn) importRaw(ctx context.Context, path string, size uint64, dst Ref,
 			report(size)
 			return nil
 		// To the import's helper, not c.call: a poll must not start another.
+		// A poll is the import's watchdog (longOps): one not answered
+		// within the bound kills the helper, and the import fails.
 		case <-tick.C:
 			var q Response
-			if h.rpc.Call("RBD.Do", Request{Op: "ImportProgress", N: id}, &q) == nil {
+			if h.ask(Request{Op: "ImportProgress", N: id}, &q, bound, "a progress poll during Import") == nil {
 				report(q.N)
 			}
 		case <-done:
 			done = nil // once: the import returns ctx.Err()
-			h.rpc.Call("RBD.Do", Request{Op: "ImportCancel", N: id}, new(Response))
+			h.ask(Request{Op: "ImportCancel", N: id}, new(Response), bound, "ImportCancel")
 		}
 	}
 }
