@@ -14,7 +14,6 @@ import (
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // ensureLinks makes the namespace and the veth of a DHCP network, plugs the
@@ -53,18 +52,12 @@ func (d *Driver) ensureLinks(ctx context.Context, ns string, w served) error {
 }
 
 func (d *Driver) createVeth(name, ns string, w served, mtu int) (netlink.Link, error) {
-	target, err := netns.GetFromPath(netnsutil.Path(ns))
-	if err != nil {
-		return nil, fmt.Errorf("open netns %q: %w", ns, err)
-	}
-	defer target.Close()
 	v := &netlink.Veth{
 		LinkAttrs:        netlink.LinkAttrs{Name: name, MTU: mtu},
 		PeerName:         network.DHCPIfName,
 		PeerHardwareAddr: w.port.MAC,
-		PeerNamespace:    netlink.NsFd(target),
 	}
-	return nlink.Create(d.h, v, network.Alias("dhcp", w.net.ID), &d.linkChanges)
+	return nlink.CreateVethIn(d.h, v, ns, network.Alias("dhcp", w.net.ID), &d.linkChanges)
 }
 
 func (d *Driver) ensureInside(ns string, w served, mtu int) error {

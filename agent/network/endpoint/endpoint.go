@@ -19,7 +19,6 @@ import (
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // Config configures a Driver.
@@ -168,18 +167,12 @@ func (d *Driver) ensure(ctx context.Context, ep network.Endpoint, port network.P
 }
 
 func (d *Driver) createVeth(name, ns string, ep network.Endpoint, mtu int) (netlink.Link, error) {
-	target, err := netns.GetFromPath(netnsutil.Path(ns))
-	if err != nil {
-		return nil, fmt.Errorf("open netns %q: %w", ns, err)
-	}
-	defer target.Close()
 	v := &netlink.Veth{
 		LinkAttrs:        netlink.LinkAttrs{Name: name, MTU: mtu},
 		PeerName:         ep.IfName,
 		PeerHardwareAddr: ep.MAC,
-		PeerNamespace:    netlink.NsFd(target),
 	}
-	return nlink.Create(d.h, v, network.Alias("port", ep.PortID), &d.changes)
+	return nlink.CreateVethIn(d.h, v, ns, network.Alias("port", ep.PortID), &d.changes)
 }
 
 // ensureInside brings lo and the endpoint's interface up inside its

@@ -15,7 +15,6 @@ import (
 	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,13 +84,8 @@ func (d *Driver) ensureLegs(ctx context.Context, r netspec.Router, ns string, ne
 }
 
 func (d *Driver) createVeth(lg leg, ns, alias string) (netlink.Link, error) {
-	target, err := netns.GetFromPath(netnsutil.Path(ns))
-	if err != nil {
-		return nil, fmt.Errorf("open netns %q: %w", ns, err)
-	}
-	defer target.Close()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: lg.host}, PeerName: lg.inner, PeerNamespace: netlink.NsFd(target), PeerHardwareAddr: lg.mac}
-	return nlink.Create(d.h, v, alias, &d.changes)
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: lg.host}, PeerName: lg.inner, PeerHardwareAddr: lg.mac}
+	return nlink.CreateVethIn(d.h, v, ns, alias, &d.changes)
 }
 
 // ensureInside converges what is inside the namespace: forwarding on, lo

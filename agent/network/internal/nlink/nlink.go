@@ -11,7 +11,9 @@ import (
 	"sync/atomic"
 
 	"github.com/strata-infra/strata/agent/network"
+	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,4 +92,16 @@ func MTU(n network.Network) int {
 		return network.DefaultMTU
 	}
 	return n.MTU
+}
+
+// CreateVethIn creates veth v with its peer in the network namespace ns,
+// as Create does (alias, counting, a half-made link deleted again).
+func CreateVethIn(h *netlink.Handle, v *netlink.Veth, ns, alias string, n *atomic.Int64) (netlink.Link, error) {
+	target, err := netns.GetFromPath(netnsutil.Path(ns))
+	if err != nil {
+		return nil, fmt.Errorf("open netns %q: %w", ns, err)
+	}
+	defer target.Close()
+	v.PeerNamespace = netlink.NsFd(target)
+	return Create(h, v, alias, n)
 }
