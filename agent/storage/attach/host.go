@@ -39,8 +39,9 @@ type Host struct {
 	rmu       sync.Mutex
 	releasing map[string]bool
 	failed    map[string]error
-	draining  map[string]bool
-	drained   map[string]error // nil: done, the disk may go
+	draining  map[string]uint64 // the write-back's run, of drainRun
+	drained   map[string]error  // nil: done, the disk may go
+	drainRun  uint64
 	wg        sync.WaitGroup
 	released  func()
 }
@@ -51,7 +52,7 @@ func NewHost(lv *Libvirt, claim Claimer, log *slog.Logger) *Host {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Host{lv: lv, claim: claim, log: log.With("subsystem", "volumes"), releasing: map[string]bool{}, failed: map[string]error{},
-		draining: map[string]bool{}, drained: map[string]error{}}
+		draining: map[string]uint64{}, drained: map[string]error{}}
 	lv.claim = h.claimAttach
 	lv.beforeUnplug = h.drainBeforeUnplug
 	return h
@@ -142,19 +143,27 @@ func (h *Host) Claim(ctx context.Context, v computespec.Volume) error {
 
 // Set makes the domain's attached volumes exactly want.
 func (h *Host) Set(ctx context.Context, domain string, want []computespec.Volume) error {
+	h.wantedAgain(want)
 	if err := h.ensureSecret(ctx); err != nil {
 		return err
 	}
 	vs := make([]Volume, len(want))
-	h.rmu.Lock()
 	for i, v := range want {
 		vs[i] = volumeOf(v)
-		// Wanted again: a write-back before its unplug was for a detach
-		// called off.
-		delete(h.drained, v.Image)
 	}
-	h.rmu.Unlock()
 	return h.lv.Set(ctx, domain, vs)
+}
+
+// wantedAgain forgets the write-backs before an unplug of the volumes a
+// domain wants (again): they were for a detach called off, and one still
+// running reports to nobody.
+func (h *Host) wantedAgain(want []computespec.Volume) {
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	for _, v := range want {
+		delete(h.drained, v.Image)
+		delete(h.draining, v.Image)
+	}
 }
 
 // Grow tells a running domain that v grew.

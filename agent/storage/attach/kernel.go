@@ -96,7 +96,7 @@ func (h *Host) Release(ctx context.Context, keep []computespec.Volume) error {
 		}
 		// A disk whose cache is being written back before its unplug is
 		// still its domain's.
-		if wanted[r.Volume] || h.releasing[r.Volume] || h.draining[r.Volume] {
+		if _, draining := h.draining[r.Volume]; wanted[r.Volume] || h.releasing[r.Volume] || draining {
 			continue
 		}
 		h.log.Info("detaching a krbd volume no domain uses", "volume", r.Volume, "mode", r.Mode)
@@ -147,15 +147,19 @@ func (h *Host) drainBeforeUnplug(ctx context.Context, src string) (bool, error) 
 		delete(h.drained, volume)
 		return err == nil, err
 	}
-	if !h.draining[volume] {
-		h.draining[volume] = true
+	if _, running := h.draining[volume]; !running {
+		h.drainRun++
+		run := h.drainRun
+		h.draining[volume] = run
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
 			err := h.kernel.DrainForDetach(context.WithoutCancel(ctx), volume)
 			h.rmu.Lock()
-			delete(h.draining, volume)
-			h.drained[volume] = err
+			if h.draining[volume] == run {
+				delete(h.draining, volume)
+				h.drained[volume] = err
+			}
 			h.rmu.Unlock()
 			if h.released != nil {
 				h.released()

@@ -281,11 +281,25 @@ func TestDrainBeforeUnplug(t *testing.T) {
 	k.failOn = ""
 	h.drainBeforeUnplug(ctx, src)
 	<-ended
-	h.rmu.Lock()
-	delete(h.drained, krbdVol.Image) // what Set does for a wanted volume
-	h.rmu.Unlock()
+	h.wantedAgain([]computespec.Volume{krbdVol}) // what Set does first
 	if ok, _ := h.drainBeforeUnplug(ctx, src); ok {
 		t.Fatal("a write-back done for a detach called off let a later detach go at once")
+	}
+	<-ended
+	if ok, err := h.drainBeforeUnplug(ctx, src); !ok || err != nil {
+		t.Fatalf("after a new write-back: %v %v", ok, err)
+	}
+	// Called off while it runs: its end reports to nobody.
+	hold2 := make(chan struct{})
+	k.mu.Lock()
+	k.hold["drain volume-k"] = hold2
+	k.mu.Unlock()
+	h.drainBeforeUnplug(ctx, src)
+	h.wantedAgain([]computespec.Volume{krbdVol})
+	close(hold2)
+	<-ended
+	if ok, _ := h.drainBeforeUnplug(ctx, src); ok {
+		t.Fatal("a write-back called off while it ran let a later detach go at once")
 	}
 	<-ended
 	if err := h.WaitReleases(ctx); err != nil {
