@@ -44,6 +44,79 @@ func failLastMiB(t *testing.T, name string) {
 	}
 }
 
+// cacheOnRAM attaches volume name (over its own image) with a cache of
+// mode and size on the guest's ram disk fast: the volume a failing-cache
+// test fails the cache under. A writeback one is torn down by the test
+// after t (the agent never removes a cache that holds dirty data), its
+// data device's good table put back first.
+func cacheOnRAM(t *testing.T, fast, name string, mode dmcache.Mode, size int64) (m *cachedvol.Manager, img krbd.Image, dev string) {
+	t.Helper()
+	m = manager(t.TempDir(), fast)
+	img = image(t, name)
+	v := writeback(name, img)
+	v.Mode, v.CacheBytes = mode, size
+	dev, err := m.Attach(t.Context(), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode == dmcache.Writeback {
+		good := strings.TrimSpace(run(t, "dmsetup", "table", "strata-"+name+"-cdata"))
+		t.Cleanup(func() { teardownFailedWriteback(t, name, img, good) })
+	}
+	return m, img, dev
+}
+
+// writePromoted writes 8 MiB of Pattern(seed) through a writethrough
+// volume and reads it back, which promotes its blocks into the cache.
+func writePromoted(t *testing.T, dev string, seed uint64) []byte {
+	t.Helper()
+	data := Pattern(seed, 8<<20)
+	writeAll(t, dev, data)
+	readBack(t, dev, len(data))
+	return data
+}
+
+// writeRefused writes 1 MiB of Pattern(seed) to a writeback volume whose
+// cache failed and fails t if the write and its fsync are both
+// acknowledged; what says which failed cache.
+func writeRefused(t *testing.T, dev string, seed uint64, what string) (werr, serr error) {
+	t.Helper()
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, werr = f.WriteAt(Pattern(seed, 1<<20), 0)
+	serr = f.Sync()
+	f.Close()
+	if werr == nil && serr == nil {
+		t.Fatalf("a write to %s was acknowledged", what)
+	}
+	return werr, serr
+}
+
+// requireAtRisk fails t unless the one volume's status says all its
+// dirty bytes at risk.
+func requireAtRisk(t *testing.T, m *cachedvol.Manager, dirty int64, what string) {
+	t.Helper()
+	sts, _ := m.Statuses(t.Context())
+	if len(sts) != 1 || !sts[0].AtRisk || sts[0].DirtyBytes != dirty {
+		t.Fatalf("status of %s holding %d dirty bytes: %+v", what, dirty, sts)
+	}
+	t.Logf("status: %d bytes at risk (%s)", sts[0].DirtyBytes, sts[0].Stats.Error)
+}
+
+// requireKept fails t if the volume whose failed cache holds the data
+// at risk is detached, or its record is gone.
+func requireKept(t *testing.T, m *cachedvol.Manager, vol, what string) {
+	t.Helper()
+	if err := m.Detach(t.Context(), vol); err == nil {
+		t.Fatalf("detach of %s with dirty data succeeded", what)
+	}
+	if recs, _ := m.Records(); len(recs) != 1 {
+		t.Fatalf("the record of the data at risk is gone: %+v", recs)
+	}
+}
+
 // checkUntil runs the agent's check (as its loop does every 10 s) until
 // it finds the failure; the patrol reads reach the last MiB on the second.
 func checkUntil(t *testing.T, m *cachedvol.Manager, found func(error, []cachedvol.Status) bool) int {
@@ -96,16 +169,8 @@ func TestGuestPartlyFailingCacheDevice(t *testing.T) {
 	ctx := t.Context()
 
 	t.Run("writethrough falls back", func(t *testing.T) {
-		m := manager(t.TempDir(), "/dev/ram0")
-		v := writeback("pwt", image(t, "pwt"))
-		v.Mode, v.CacheBytes = dmcache.Writethrough, partCacheBytes
-		dev, err := m.Attach(ctx, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first := Pattern(50, 8<<20)
-		writeAll(t, dev, first)
-		readBack(t, dev, len(first)) // reads promote blocks into the cache
+		m, _, dev := cacheOnRAM(t, "/dev/ram0", "pwt", dmcache.Writethrough, partCacheBytes)
+		first := writePromoted(t, dev, 50)
 		failLastMiB(t, "strata-pwt-cdata")
 		st := dirty(t, m, "pwt")
 		t.Logf("dm-cache status with the last MiB of its data device failing: %+v", st)
@@ -125,50 +190,23 @@ func TestGuestPartlyFailingCacheDevice(t *testing.T) {
 	})
 
 	t.Run("writeback refuses writes", func(t *testing.T) {
-		m := manager(t.TempDir(), "/dev/ram1")
-		img := image(t, "pwb")
-		v := writeback("pwb", img)
-		v.CacheBytes = partCacheBytes
-		dev, err := m.Attach(ctx, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		good := strings.TrimSpace(run(t, "dmsetup", "table", "strata-pwb-cdata"))
-		t.Cleanup(func() { teardownFailedWriteback(t, "pwb", img, good) })
+		m, _, dev := cacheOnRAM(t, "/dev/ram1", "pwb", dmcache.Writeback, partCacheBytes)
 		data := Pattern(52, 4<<20)
 		writeAll(t, dev, data)
 		failLastMiB(t, "strata-pwb-cdata")
 		n := checkUntil(t, m, func(err error, _ []cachedvol.Status) bool {
 			return err != nil && strings.Contains(err.Error(), "writeback cache failed")
 		})
-		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, werr := f.WriteAt(Pattern(53, 1<<20), 0)
-		serr := f.Sync()
-		f.Close()
-		if werr == nil && serr == nil {
-			t.Fatal("a write to a partly failing writeback cache was acknowledged after the check found it")
-		}
+		werr, serr := writeRefused(t, dev, 53, "a partly failing writeback cache after the check found it")
 		t.Logf("found by check %d; a write after: %v, fsync: %v", n, werr, serr)
 		// Every block written is still dirty: the checks wrote nothing
 		// back (the host finds none of it in the image), so the count at
 		// risk is all of it.
-		sts, _ := m.Statuses(ctx)
-		if len(sts) != 1 || !sts[0].AtRisk || sts[0].DirtyBytes != int64(len(data)) {
-			t.Fatalf("status of a partly failing writeback cache holding %d dirty bytes: %+v", len(data), sts)
-		}
-		t.Logf("status: %d bytes at risk (%s)", sts[0].DirtyBytes, sts[0].Stats.Error)
+		requireAtRisk(t, m, int64(len(data)), "a partly failing writeback cache")
 		if got := readDirectAll(t, dev, len(data)); string(got) != string(data) {
 			t.Fatal("the partly failing cache does not serve what it holds")
 		}
-		if err := m.Detach(ctx, "pwb"); err == nil {
-			t.Fatal("detach of a partly failing writeback cache with dirty data succeeded")
-		}
-		if recs, _ := m.Records(); len(recs) != 1 {
-			t.Fatalf("the record of the data at risk is gone: %+v", recs)
-		}
+		requireKept(t, m, "pwb", "a partly failing writeback cache")
 	})
 }
 

@@ -401,17 +401,8 @@ func TestGuestFailingCacheDevice(t *testing.T) {
 	}
 
 	t.Run("writethrough falls back", func(t *testing.T) {
-		m := manager(t.TempDir(), "/dev/ram0")
-		img := image(t, "wt")
-		v := writeback("wt", img)
-		v.Mode, v.CacheBytes = dmcache.Writethrough, 32<<20
-		dev, err := m.Attach(ctx, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first := Pattern(4, 8<<20)
-		writeAll(t, dev, first)
-		readBack(t, dev, len(first)) // reads promote blocks into the cache
+		m, img, dev := cacheOnRAM(t, "/dev/ram0", "wt", dmcache.Writethrough, 32<<20)
+		first := writePromoted(t, dev, 4)
 		fail("strata-wt-cdata")
 		fail("strata-wt-cmeta")
 		// A write that meets the failed device fails: it is not
@@ -466,17 +457,8 @@ func TestGuestFailingCacheDevice(t *testing.T) {
 		// Only the cache's data device fails; its metadata device still
 		// answers, so dm-cache's status stays clean: the agent's check
 		// reads the data device and finds it.
-		m := manager(t.TempDir(), "/dev/ram0")
-		img := image(t, "wt2")
-		v := writeback("wt2", img)
-		v.Mode, v.CacheBytes = dmcache.Writethrough, 32<<20
-		dev, err := m.Attach(ctx, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first := Pattern(8, 8<<20)
-		writeAll(t, dev, first)
-		readBack(t, dev, len(first))
+		m, _, dev := cacheOnRAM(t, "/dev/ram0", "wt2", dmcache.Writethrough, 32<<20)
+		first := writePromoted(t, dev, 8)
 		fail("strata-wt2-cdata")
 		st := dirty(t, m, "wt2")
 		t.Logf("dm-cache status with its data device failed: %+v", st)
@@ -496,26 +478,10 @@ func TestGuestFailingCacheDevice(t *testing.T) {
 	})
 
 	t.Run("writeback refuses writes", func(t *testing.T) {
-		state := t.TempDir()
-		m := manager(state, "/dev/ram1")
-		dev, err := m.Attach(ctx, writeback("wbf", image(t, "wbf")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		good := strings.TrimSpace(run(t, "dmsetup", "table", "strata-wbf-cdata"))
-		t.Cleanup(func() { teardownFailedWriteback(t, "wbf", image(t, "wbf"), good) })
+		m, _, dev := cacheOnRAM(t, "/dev/ram1", "wbf", dmcache.Writeback, cacheBytes)
 		writeAll(t, dev, Pattern(6, 4<<20))
 		fail("strata-wbf-cdata")
-		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, werr := f.WriteAt(Pattern(7, 1<<20), 0)
-		serr := f.Sync()
-		f.Close()
-		if werr == nil && serr == nil {
-			t.Fatal("a write to a writeback cache on a failed device was acknowledged")
-		}
+		werr, serr := writeRefused(t, dev, 7, "a writeback cache on a failed device")
 		t.Logf("write after the failure: %v, fsync: %v", werr, serr)
 		// dm-writecache fails each write to the failed device but keeps a
 		// clean status until a metadata commit fails (the error target
@@ -525,17 +491,8 @@ func TestGuestFailingCacheDevice(t *testing.T) {
 			t.Fatalf("check of a failed writeback cache: %v", err)
 		}
 		// All 4 MiB written are at risk: nothing wrote them back.
-		sts, _ := m.Statuses(ctx)
-		if len(sts) != 1 || !sts[0].AtRisk || sts[0].DirtyBytes != 4<<20 {
-			t.Fatalf("status of a failed writeback cache holding 4 MiB of dirty data: %+v", sts)
-		}
-		t.Logf("status: %d bytes at risk (%s)", sts[0].DirtyBytes, sts[0].Stats.Error)
-		if err := m.Detach(ctx, "wbf"); err == nil {
-			t.Fatal("detach of a failed writeback cache with dirty data succeeded")
-		}
-		if recs, _ := m.Records(); len(recs) != 1 {
-			t.Fatalf("the record of the data at risk is gone: %+v", recs)
-		}
+		requireAtRisk(t, m, 4<<20, "a failed writeback cache")
+		requireKept(t, m, "wbf", "a failed writeback cache")
 	})
 }
 
