@@ -75,6 +75,22 @@ func requireAdmin(r *http.Request) *api.Error {
 	return nil
 }
 
+// hostRequest reads what a host sends about itself: the host named in
+// the path, which the caller must be (or an admin), and the body, decoded
+// strictly into v. On an error it answers it and returns false.
+func (s *Server) hostRequest(w http.ResponseWriter, r *http.Request, v any) (host string, ok bool) {
+	host = r.PathValue("host")
+	if err := requireHost(r, host); err != nil {
+		s.errorFor(w, err)
+		return "", false
+	}
+	if err := decodeStrict(r, v, ""); err != nil {
+		s.errorFor(w, err)
+		return "", false
+	}
+	return host, true
+}
+
 // requireHost lets an admin act for any host and an agent only for the
 // host its token names; host must be a valid name either way.
 func requireHost(r *http.Request, host string) error {

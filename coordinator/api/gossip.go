@@ -21,14 +21,9 @@ import (
 // only the host's own credential (or an admin) may, so a member that holds
 // the gossip key but not the host's token cannot pass for it.
 func (s *Server) registerIdentity(w http.ResponseWriter, r *http.Request) {
-	host := r.PathValue("host")
-	if err := requireHost(r, host); err != nil {
-		s.errorFor(w, err)
-		return
-	}
 	var spec api.HostIdentitySpec
-	if err := decodeStrict(r, &spec, ""); err != nil {
-		s.errorFor(w, err)
+	host, ok := s.hostRequest(w, r, &spec)
+	if !ok {
 		return
 	}
 	if err := registry.CheckHostAddr("addr", spec.Addr, true); err != nil {

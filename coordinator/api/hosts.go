@@ -337,14 +337,9 @@ func (s *Server) restoredHost(w http.ResponseWriter, host string, since uint64, 
 }
 
 func (s *Server) hostReport(w http.ResponseWriter, r *http.Request) {
-	host := r.PathValue("host")
-	if err := requireHost(r, host); err != nil {
-		s.errorFor(w, err)
-		return
-	}
 	var rep api.HostReport
-	if err := decodeStrict(r, &rep, ""); err != nil {
-		s.errorFor(w, err)
+	host, ok := s.hostRequest(w, r, &rep)
+	if !ok {
 		return
 	}
 	if rep.Host != "" && rep.Host != host {
