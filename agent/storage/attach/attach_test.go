@@ -145,10 +145,20 @@ func newRBDGuest(t *testing.T, cl *cephtest.Cluster, user, keyring string, conn 
 	}
 }
 
-// bootableRoot builds the test guest and makes an instance's root disk as
-// the storage controller does: the guest's image (an ext2 root
-// filesystem) imported into Ceph and a copy-on-write clone of it, 48 MiB.
+// bootableRoot is rootClone grown to 48 MiB.
 func bootableRoot(t *testing.T, conn *rbd.Conn, tag string) (guest string, root rbd.Ref) {
+	t.Helper()
+	guest, root = rootClone(t, conn, tag)
+	if err := conn.Resize(root, 48<<20); err != nil {
+		t.Fatal(err)
+	}
+	return guest, root
+}
+
+// rootClone builds the test guest and makes an instance's root disk as
+// the storage controller does: the guest's image (an ext2 root
+// filesystem) imported into Ceph and a copy-on-write clone of it.
+func rootClone(t *testing.T, conn *rbd.Conn, tag string) (guest string, root rbd.Ref) {
 	t.Helper()
 	out, err := exec.Command("bash", "../../../testdata/guest/build.sh").Output()
 	if err != nil {
@@ -166,8 +176,5 @@ func bootableRoot(t *testing.T, conn *rbd.Conn, tag string) (guest string, root 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Remove(root, "", false) })
-	if err := conn.Resize(root, 48<<20); err != nil {
-		t.Fatal(err)
-	}
 	return guest, root
 }

@@ -45,22 +45,7 @@ func TestLiveMigrationOnRBD(t *testing.T) {
 	testenv.RequireBinary(t, "dnsmasq", "busybox")
 	ctx := context.Background()
 	tag := testenv.Tag('m')
-	out, err := exec.Command("bash", "../../../testdata/guest/build.sh").Output()
-	if err != nil {
-		t.Fatalf("build the test guest: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	guest := strings.TrimSpace(lines[len(lines)-1])
-	img := rbd.Ref{Pool: "volumes", Image: tag + "-img"}
-	root := rbd.Ref{Pool: "volumes", Image: tag + "-root"}
-	if _, err := conn.ImportFile(ctx, guest+"/root.img", "raw", img, "test", t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Remove(img, "", true) })
-	if err := conn.Clone(rbd.Ref{Pool: img.Pool, Image: img.Image, Snap: rbd.BaseSnap}, root, "test"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Remove(root, "", false) })
+	guest, root := rootClone(t, conn, tag)
 
 	n := newMigrationNet(t, tag, cl)
 	dir := t.TempDir()
