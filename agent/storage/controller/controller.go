@@ -308,14 +308,7 @@ func (c *Controller) ensure(ctx context.Context, s *plan.Snapshot) error {
 	if !s.Storage {
 		return c.notStoragePlan(s)
 	}
-	p, err := c.conn()
-	if err != nil {
-		return err
-	}
-	if err := p.FenceEpoch(c.cfg.LeasePool, LeaseObject, s.Epoch); err != nil {
-		return err
-	}
-	d, err := desired(s)
+	p, d, err := c.actOn(s)
 	if err != nil {
 		return err
 	}
@@ -346,19 +339,30 @@ func (c *Controller) prunePass(s *plan.Snapshot) error {
 	if !c.Active() || !s.Storage {
 		return nil // never delete by a plan that does not hold every volume
 	}
-	p, err := c.conn()
-	if err != nil {
-		return err
-	}
 	// Fenced again: the lease may have moved since Ensure.
-	if err := p.FenceEpoch(c.cfg.LeasePool, LeaseObject, s.Epoch); err != nil {
-		return err
-	}
-	d, err := desired(s)
+	p, d, err := c.actOn(s)
 	if err != nil {
 		return err
 	}
 	return c.prune(p, d)
+}
+
+// actOn records in Ceph that this controller acts on the plan's epoch
+// (refused when a holder before it acted on a newer plan) and returns the
+// connection and what the plan wants.
+func (c *Controller) actOn(s *plan.Snapshot) (Pool, desiredState, error) {
+	p, err := c.conn()
+	if err != nil {
+		return nil, desiredState{}, err
+	}
+	if err := p.FenceEpoch(c.cfg.LeasePool, LeaseObject, s.Epoch); err != nil {
+		return nil, desiredState{}, err
+	}
+	d, err := desired(s)
+	if err != nil {
+		return nil, desiredState{}, err
+	}
+	return p, d, nil
 }
 
 // notStoragePlan refuses a plan that is not the storage plan: it holds
