@@ -407,7 +407,10 @@ func (d *Driver) restart(inst *instance, reason string) {
 	hung := inst.proc.alive(inst.dir)
 	if hung {
 		// SIGKILL: a stopped or wedged process does not act on SIGTERM.
+		// Then wait until it has closed its sockets: the new one binds
+		// the same addresses.
 		_ = syscall.Kill(inst.proc.pid, syscall.SIGKILL)
+		inst.proc.waitGone()
 		inst.proc.stop(inst.dir)
 	}
 	inst.failures = 0

@@ -121,11 +121,43 @@ func (p *process) stop(dir string) {
 			break
 		}
 		_ = syscall.Kill(p.pid, sig)
-		for j := 0; j < 100 && p.alive(dir); j++ {
-			time.Sleep(20 * time.Millisecond)
+		if p.waitGone() {
+			break
 		}
 	}
 	_ = os.Remove(filepath.Join(dir, pidFile))
+}
+
+// gone says whether p has finished dying: reaped, or a zombie. alive is
+// not enough while it dies: an adopted process's command line reads empty
+// once its memory is gone, before its files, its listening sockets among
+// them, are closed, and a new dnsmasq started then cannot bind.
+func (p *process) gone() bool {
+	if p.exited != nil {
+		select {
+		case <-p.exited:
+			return true
+		default:
+			return false
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
+}
+
+// waitGone waits up to 2 s for p to be gone, and says whether it is.
+func (p *process) waitGone() bool {
+	for range 100 {
+		if p.gone() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p.gone()
 }
 
 // hup makes dnsmasq reread its hosts, addn-hosts and opts files.
