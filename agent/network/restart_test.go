@@ -117,9 +117,13 @@ func testDnsmasqSupervisedAndReloaded(t *testing.T, p *twoProjects) {
 	// a3 goes and a4, another MAC, takes its address: a3's lease must be
 	// released, or dnsmasq would not offer 10.1.1.13 to a4.
 	a4 := port("a4", "proj-a", "h2", 14, "10.1.1.13", "")
+	a3ns := h2ns(p, "a3")
 	p.ports[len(p.ports)-1] = a4
 	p.eps[len(p.eps)-1] = testEndpoint{name: "a4", project: "proj-a", host: "h2", ip: "10.1.1.13", port: a4}
 	p.setAll(t)
+	if netnsutil.Exists(a3ns) {
+		t.Errorf("endpoint namespace %q of deleted port a3 remains", a3ns)
+	}
 	got, err = nettest.DHCP(ctx, t, h2ns(p, "a4"), "eth0")
 	if err != nil || got != "10.1.1.13" {
 		t.Fatalf("a4 taking deleted a3's address: lease %q, err %v; want 10.1.1.13", got, err)

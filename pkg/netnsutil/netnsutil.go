@@ -209,6 +209,27 @@ func List(prefix string) ([]string, error) {
 	return names, nil
 }
 
+// DeleteUnwanted deletes the namespaces that start with prefix and that
+// keep does not keep. It returns the names it deleted and the errors it
+// met: one namespace failing does not stop the others.
+func DeleteUnwanted(prefix string, keep func(name string) bool) (deleted []string, errs []error) {
+	names, err := List(prefix)
+	if err != nil {
+		return nil, []error{err}
+	}
+	for _, ns := range names {
+		if keep(ns) {
+			continue
+		}
+		if err := Delete(ns); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deleted = append(deleted, ns)
+	}
+	return deleted, errs
+}
+
 func validName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
 		return fmt.Errorf("invalid netns name %q", name)

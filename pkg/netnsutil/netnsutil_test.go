@@ -56,3 +56,25 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteUnwanted(t *testing.T) {
+	testenv.RequireRoot(t, "creates network namespaces")
+	prefix := "s8e" + testenv.Tag('n') + "-"
+	names := []string{prefix + "keep", prefix + "old1", prefix + "old2"}
+	for _, n := range names {
+		t.Cleanup(func() { _ = Delete(n) })
+		if err := Create(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, errs := DeleteUnwanted(prefix, func(ns string) bool { return ns == prefix+"keep" })
+	if len(errs) != 0 || fmt.Sprint(deleted) != fmt.Sprint(names[1:]) {
+		t.Fatalf("DeleteUnwanted = %v, %v; want %v deleted", deleted, errs, names[1:])
+	}
+	if got, err := List(prefix); err != nil || len(got) != 1 || got[0] != prefix+"keep" {
+		t.Fatalf("left after DeleteUnwanted: %v, %v", got, err)
+	}
+	if deleted, errs := DeleteUnwanted(prefix, func(string) bool { return true }); len(deleted)+len(errs) != 0 {
+		t.Fatalf("DeleteUnwanted keeping all = %v, %v", deleted, errs)
+	}
+}

@@ -242,20 +242,10 @@ func (d *Driver) removeStale(wantLinks, wantNS map[string]bool, links map[string
 		d.changes.Add(1)
 		d.log.Info("deleted endpoint veth", "link", name)
 	}
-	names, err := netnsutil.List(d.nsPart)
-	if err != nil {
-		return append(errs, err)
-	}
-	for _, ns := range names {
-		if wantNS[ns] {
-			continue
-		}
-		if err := netnsutil.Delete(ns); err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	deleted, nsErrs := netnsutil.DeleteUnwanted(d.nsPart, func(ns string) bool { return wantNS[ns] })
+	for _, ns := range deleted {
 		d.changes.Add(1)
 		d.log.Info("deleted endpoint namespace", "netns", ns)
 	}
-	return errs
+	return append(errs, nsErrs...)
 }

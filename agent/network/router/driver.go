@@ -240,22 +240,12 @@ func (d *Driver) removeStale(routers []netspec.Router, want map[string]bool, lin
 		}
 		d.changes.Add(1)
 	}
-	names, err := netnsutil.List(d.prefix)
-	if err != nil {
-		return append(errs, err)
-	}
-	for _, ns := range names {
-		if want[ns] || !d.isRouterNS(ns) {
-			continue
-		}
-		if err := netnsutil.Delete(ns); err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	deleted, nsErrs := netnsutil.DeleteUnwanted(d.prefix, func(ns string) bool { return want[ns] || !d.isRouterNS(ns) })
+	for _, ns := range deleted {
 		d.changes.Add(1)
 		d.log.Info("deleted router namespace", "netns", ns)
 	}
-	return errs
+	return append(errs, nsErrs...)
 }
 
 // nsTag is the alias of a router namespace's loopback: it marks the

@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/strata-infra/strata/agent/network/nettest"
 	"github.com/strata-infra/strata/internal/netprobe"
+	"github.com/strata-infra/strata/pkg/netnsutil"
 	"github.com/strata-infra/strata/pkg/netspec"
 )
 
@@ -104,6 +105,22 @@ func testTwoProjectsSameCIDRTwoRouters(t *testing.T, drv string) {
 		t.Errorf("b1 -> b2 in the same project: %v", err)
 	} else {
 		c.c.Close()
+	}
+
+	// Router rb goes: its namespace goes with it; ra's stays, and so does
+	// a namespace under the prefix that this driver did not make.
+	foreign := d.Namespace("foreign")
+	must(t, netnsutil.Create(foreign))
+	t.Cleanup(func() { netnsutil.Delete(foreign) })
+	l.routers = l.routers[:1]
+	l.set(t, d)
+	if netnsutil.Exists(d.Namespace("rb")) {
+		t.Errorf("namespace %q of removed router rb remains", d.Namespace("rb"))
+	}
+	for _, ns := range []string{d.Namespace("ra"), foreign} {
+		if !netnsutil.Exists(ns) {
+			t.Errorf("namespace %q is gone", ns)
+		}
 	}
 }
 
