@@ -120,37 +120,8 @@ func TestFenceDoesNotWaitForThePass(t *testing.T) {
 // client can no longer renew.
 func TestFenceTakesTheLeaseOfAFencedHolder(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
-	a, b := fencingController(t, f, "ha"), fencingController(t, f, "hb")
-	a.cfg.LeaseTTL, b.cfg.LeaseTTL = 5*time.Minute, 5*time.Minute // far beyond the test
-	vt := res{"volumetype", "", "default", api.VolumeTypeSpec{Pool: f.pool}}
-	if err := a.Reconcile(ctx, planOf(t, 1, vt)); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Reconcile(ctx, planOf(t, 1, vt)); err != nil {
-		t.Fatal(err)
-	}
-	if !a.Active() || b.Active() {
-		t.Fatalf("active: ha %v, hb %v; want ha alone", a.Active(), b.Active())
-	}
-	pa, err := a.conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	holderAddr := pa.(*rbd.Conn).Addr()
 	const addr = "192.0.2.78" // the fence's own address: TEST-NET
-	t.Cleanup(func() {
-		pb, err := b.conn()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		for _, e := range []string{holderAddr, entryOf(addr)} {
-			if err := pb.Unblocklist(e); err != nil {
-				t.Errorf("lift the test's blocklist entry %s: %v", e, err)
-			}
-		}
-	})
+	a, b, holderAddr, vt := holderAndStandby(t, f, "ha", "hb", 1, addr)
 
 	s := planOf(t, 2, vt, res{"fence", "", "ha-1", api.FenceSpec{Host: "ha", Addrs: []string{addr}, ExpirySeconds: 600}})
 	if err := b.fenceNew(s); err != nil {
@@ -181,37 +152,8 @@ func TestFenceTakesTheLeaseOfAFencedHolder(t *testing.T) {
 // fence in a plan no older than the holder's does take it.
 func TestStalePlanLeavesTheHolderAlone(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
-	a, b := fencingController(t, f, "hs"), fencingController(t, f, "ht")
-	a.cfg.LeaseTTL, b.cfg.LeaseTTL = 5*time.Minute, 5*time.Minute // far beyond the test
-	vt := res{"volumetype", "", "default", api.VolumeTypeSpec{Pool: f.pool}}
-	if err := a.Reconcile(ctx, planOf(t, 7, vt)); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Reconcile(ctx, planOf(t, 7, vt)); err != nil {
-		t.Fatal(err)
-	}
-	if !a.Active() || b.Active() {
-		t.Fatalf("active: hs %v, ht %v; want hs alone", a.Active(), b.Active())
-	}
-	pa, err := a.conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	holderAddr := pa.(*rbd.Conn).Addr()
 	const addr = "192.0.2.79" // the fence's own address: TEST-NET
-	t.Cleanup(func() {
-		pb, err := b.conn()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		for _, e := range []string{holderAddr, entryOf(addr)} {
-			if err := pb.Unblocklist(e); err != nil {
-				t.Errorf("lift the test's blocklist entry %s: %v", e, err)
-			}
-		}
-	})
+	a, b, holderAddr, vt := holderAndStandby(t, f, "hs", "ht", 7, addr)
 	fence := res{"fence", "", "hs-1", api.FenceSpec{Host: "hs", Addrs: []string{addr}, ExpirySeconds: 600}}
 
 	if err := b.fenceNew(planOf(t, 6, vt, fence)); err != nil {
@@ -236,4 +178,43 @@ func TestStalePlanLeavesTheHolderAlone(t *testing.T) {
 	if _, ok := blocklist(t, f)[holderAddr]; !ok {
 		t.Fatalf("the fenced holder's client %s is not on the blocklist", holderAddr)
 	}
+}
+
+// holderAndStandby makes two controllers on the plan at epoch, holder
+// active and standby not, with lease TTLs far beyond the test; the
+// holder's client address and the fence address addr are lifted off the
+// blocklist when the test ends. It returns the plan's volume type too.
+func holderAndStandby(t *testing.T, f *fixture, holder, standby string, epoch uint64, addr string) (a, b *Controller, holderAddr string, vt res) {
+	t.Helper()
+	ctx := context.Background()
+	a, b = fencingController(t, f, holder), fencingController(t, f, standby)
+	a.cfg.LeaseTTL, b.cfg.LeaseTTL = 5*time.Minute, 5*time.Minute
+	vt = res{"volumetype", "", "default", api.VolumeTypeSpec{Pool: f.pool}}
+	if err := a.Reconcile(ctx, planOf(t, epoch, vt)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reconcile(ctx, planOf(t, epoch, vt)); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Active() || b.Active() {
+		t.Fatalf("active: %s %v, %s %v; want %s alone", holder, a.Active(), standby, b.Active(), holder)
+	}
+	pa, err := a.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holderAddr = pa.(*rbd.Conn).Addr()
+	t.Cleanup(func() {
+		pb, err := b.conn()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, e := range []string{holderAddr, entryOf(addr)} {
+			if err := pb.Unblocklist(e); err != nil {
+				t.Errorf("lift the test's blocklist entry %s: %v", e, err)
+			}
+		}
+	})
+	return a, b, holderAddr, vt
 }
