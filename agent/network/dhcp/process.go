@@ -26,11 +26,7 @@ type process struct {
 // cmdline returns the argv of pid, and whether pid is a live (not zombie)
 // process.
 func cmdline(pid int) ([]string, bool) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, false
-	}
-	if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X' {
+	if dead(pid) {
 		return nil, false
 	}
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -141,7 +137,13 @@ func (p *process) gone() bool {
 			return false
 		}
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	return dead(p.pid)
+}
+
+// dead says whether pid is gone or a zombie: no longer running, its files
+// closed.
+func dead(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return true
 	}
