@@ -43,8 +43,8 @@ func (m *Manager) Check(ctx context.Context) error {
 
 // withVolume runs fn on volume's record under its lock, unless another
 // change holds it or the volume is gone or no longer attached.
-func (m *Manager) withVolume(ctx context.Context, volume, op string, fn func(context.Context, *Record) error) error {
-	r, unlock, err := m.lockRecord(ctx, volume, op, false, waitNone)
+func (m *Manager) withVolume(ctx context.Context, volume string, op change, fn func(context.Context, *Record) error) error {
+	r, unlock, err := m.lockRecord(ctx, volume, op, waitNone)
 	if busy := (*busyError)(nil); errors.As(err, &busy) {
 		return nil
 	}

@@ -20,7 +20,7 @@ import (
 // volume's own lock only, so the flush holds up no other volume; it waits
 // for a change under way on the volume (a snapshot) to end first.
 func (m *Manager) Detach(ctx context.Context, volume string) error {
-	r, unlock, err := m.lockRecord(ctx, volume, opDetach, true, waitAll)
+	r, unlock, err := m.lockRecord(ctx, volume, opDetach, waitAll)
 	if r == nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func (f Flush) Message() string {
 // if the detach is called off its next request turns caching on again
 // (CleanIdle). A volume without a writeback cache has nothing to drain.
 func (m *Manager) DrainForDetach(ctx context.Context, volume string) error {
-	r, unlock, err := m.lockRecord(ctx, volume, opDrain, true, waitAll)
+	r, unlock, err := m.lockRecord(ctx, volume, opDrain, waitAll)
 	if r == nil {
 		return err
 	}
@@ -353,7 +353,7 @@ func (m *Manager) Reassemble(ctx context.Context) error {
 }
 
 func (m *Manager) reassemble(ctx context.Context, volume string) error {
-	r, unlock, err := m.lockRecord(ctx, volume, opRecover, false, waitAll)
+	r, unlock, err := m.lockRecord(ctx, volume, opRecover, waitAll)
 	if r == nil {
 		return err // or detached meanwhile
 	}
@@ -424,7 +424,7 @@ func (m *Manager) Snapshot(ctx context.Context, volume string, take func(ctx con
 // the writes go on; the volume's own table (caching on) is loaded again
 // after a write-back.
 func (m *Manager) SnapshotWith(ctx context.Context, volume string, progress func(Progress), take func(ctx context.Context) error) error {
-	r, unlock, err := m.lockRecord(ctx, volume, opSnapshot, true, waitAll)
+	r, unlock, err := m.lockRecord(ctx, volume, opSnapshot, waitAll)
 	if r == nil {
 		if err != nil {
 			return err

@@ -17,18 +17,23 @@ type volumeLock struct {
 	busy  bool
 	freed chan struct{} // closed when the holder lets go
 	refs  int           // callers holding or waiting for it; at 0 it is dropped
-	op    string        // the change holding it, for a caller turned away
-	long  bool          // the holder may keep it for minutes (a flush)
+	op    change        // the change holding it
 }
 
-// Changes that hold a volume's lock, as a caller turned away reads them.
-const (
-	opAttach   = "an attach"
-	opDetach   = "a detach (its cache's flush)"
-	opSnapshot = "a snapshot (its cache's write-back, then writes held)"
-	opDrain    = "a detach (its cache's write-back before the unplug)"
-	opCheck    = "a check of its cache"
-	opRecover  = "its reassembly at agent start"
+// change is what holds a volume's lock: what a caller turned away reads,
+// and whether it may keep the lock for minutes (a flush).
+type change struct {
+	what string
+	long bool
+}
+
+var (
+	opAttach   = change{"an attach", false}
+	opDetach   = change{"a detach (its cache's flush)", true}
+	opSnapshot = change{"a snapshot (its cache's write-back, then writes held)", true}
+	opDrain    = change{"a detach (its cache's write-back before the unplug)", true}
+	opCheck    = change{"a check of its cache", false}
+	opRecover  = change{"its reassembly at agent start", false}
 )
 
 // How long a caller waits for a volume's lock.
@@ -47,9 +52,9 @@ func (e *busyError) Error() string {
 	return fmt.Sprintf("volume %s is busy with %s; tried again later", e.volume, e.holder)
 }
 
-// lockVolume takes volume's lock for op (long: op may keep it for
-// minutes), waiting as w says and until ctx ends. It returns the unlock.
-func (m *Manager) lockVolume(ctx context.Context, volume, op string, long bool, w wait) (func(), error) {
+// lockVolume takes volume's lock for op, waiting as w says and until ctx
+// ends. It returns the unlock.
+func (m *Manager) lockVolume(ctx context.Context, volume string, op change, w wait) (func(), error) {
 	m.lmu.Lock()
 	if m.locks == nil {
 		m.locks = map[string]*volumeLock{}
@@ -61,13 +66,13 @@ func (m *Manager) lockVolume(ctx context.Context, volume, op string, long bool, 
 	}
 	l.refs++
 	for l.busy {
-		if w == waitNone || w == waitShort && l.long {
-			err := &busyError{volume, l.op}
+		if w == waitNone || w == waitShort && l.op.long {
+			err := &busyError{volume, l.op.what}
 			m.unref(volume, l)
 			m.lmu.Unlock()
 			return nil, err
 		}
-		freed, holder := l.freed, l.op
+		freed, holder := l.freed, l.op.what
 		m.lmu.Unlock()
 		select {
 		case <-freed:
@@ -79,12 +84,12 @@ func (m *Manager) lockVolume(ctx context.Context, volume, op string, long bool, 
 		}
 		m.lmu.Lock()
 	}
-	l.busy, l.freed, l.op, l.long = true, make(chan struct{}), op, long
+	l.busy, l.freed, l.op = true, make(chan struct{}), op
 	m.lmu.Unlock()
 	return func() {
 		m.lmu.Lock()
 		defer m.lmu.Unlock()
-		l.busy, l.op, l.long = false, "", false
+		l.busy, l.op = false, change{}
 		close(l.freed)
 		m.unref(volume, l)
 	}, nil
@@ -99,8 +104,8 @@ func (m *Manager) unref(volume string, l *volumeLock) {
 
 // lockRecord takes volume's lock as lockVolume does and loads its record;
 // a volume without one gets nil, and its lock is let go.
-func (m *Manager) lockRecord(ctx context.Context, volume, op string, long bool, w wait) (*Record, func(), error) {
-	unlock, err := m.lockVolume(ctx, volume, op, long, w)
+func (m *Manager) lockRecord(ctx context.Context, volume string, op change, w wait) (*Record, func(), error) {
+	unlock, err := m.lockVolume(ctx, volume, op, w)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -134,7 +134,7 @@ func originName(v string) string { return "strata-" + v + "-origin" }
 // check), never for a long one (a flush): that turns it away at once, so
 // the compute pass that asks goes on and asks again.
 func (m *Manager) Attach(ctx context.Context, v Volume) (string, error) {
-	unlock, err := m.lockVolume(ctx, v.Name, opAttach, false, waitShort)
+	unlock, err := m.lockVolume(ctx, v.Name, opAttach, waitShort)
 	if err != nil {
 		return "", fmt.Errorf("attach %s: %w", v.Name, err)
 	}
