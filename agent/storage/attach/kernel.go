@@ -101,8 +101,16 @@ func (h *Host) Release(ctx context.Context, keep []computespec.Volume) error {
 		}
 		h.log.Info("detaching a krbd volume no domain uses", "volume", r.Volume, "mode", r.Mode)
 		h.releasing[r.Volume] = true
-		h.wg.Add(1)
-		go h.detach(context.WithoutCancel(ctx), r.Volume)
+		volume := r.Volume
+		h.beside(ctx, func(ctx context.Context) error { return h.kernel.Detach(ctx, volume) }, func(err error) {
+			delete(h.releasing, volume)
+			if err != nil {
+				h.failed[volume] = err
+				h.log.Error("detach a krbd volume", "volume", volume, "err", err)
+			} else {
+				h.log.Info("krbd volume detached", "volume", volume)
+			}
+		})
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("release krbd volumes: %s", strings.Join(errs, "; "))
@@ -110,24 +118,21 @@ func (h *Host) Release(ctx context.Context, keep []computespec.Volume) error {
 	return nil
 }
 
-// detach is one volume's release, beside the pass.
-func (h *Host) detach(ctx context.Context, volume string) {
-	defer h.wg.Done()
-	err := h.kernel.Detach(ctx, volume)
-	h.rmu.Lock()
-	delete(h.releasing, volume)
-	if err != nil {
-		h.failed[volume] = err
-	}
-	h.rmu.Unlock()
-	if err != nil {
-		h.log.Error("detach a krbd volume", "volume", volume, "err", err)
-	} else {
-		h.log.Info("krbd volume detached", "volume", volume)
-	}
-	if h.released != nil {
-		h.released()
-	}
+// beside runs f on its own, past the pass that asked (ctx's cancel does
+// not reach it), then end with its error under rmu, then asks for the
+// next pass (released); WaitReleases waits for it.
+func (h *Host) beside(ctx context.Context, f func(context.Context) error, end func(error)) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		err := f(context.WithoutCancel(ctx))
+		h.rmu.Lock()
+		end(err)
+		h.rmu.Unlock()
+		if h.released != nil {
+			h.released()
+		}
+	}()
 }
 
 // drainBeforeUnplug runs before a disk is unplugged from a running
@@ -151,20 +156,12 @@ func (h *Host) drainBeforeUnplug(ctx context.Context, src string) (bool, error) 
 		h.drainRun++
 		run := h.drainRun
 		h.draining[volume] = run
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			err := h.kernel.DrainForDetach(context.WithoutCancel(ctx), volume)
-			h.rmu.Lock()
+		h.beside(ctx, func(ctx context.Context) error { return h.kernel.DrainForDetach(ctx, volume) }, func(err error) {
 			if h.draining[volume] == run {
 				delete(h.draining, volume)
 				h.drained[volume] = err
 			}
-			h.rmu.Unlock()
-			if h.released != nil {
-				h.released()
-			}
-		}()
+		})
 	}
 	return false, nil
 }
