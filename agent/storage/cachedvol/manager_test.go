@@ -152,6 +152,13 @@ func (f *fakeDM) Resume(_ context.Context, name string) error {
 	return nil
 }
 
+// hold makes name's writeback make no headway (true) or go on again.
+func (f *fakeDM) hold(name string, held bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.devs[name].held = held
+}
+
 func (f *fakeDM) write(name string, blocks int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -882,9 +889,7 @@ func TestFlushHoldsUpNoOtherVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.dm.write("strata-v1", 1000)
-	r.dm.mu.Lock()
-	r.dm.devs["strata-v1"].held = true
-	r.dm.mu.Unlock()
+	r.dm.hold("strata-v1", true)
 	detached := make(chan error, 1)
 	go func() { detached <- r.m.Detach(ctx, "v1") }()
 	testenv.WaitTrue(t, 10*time.Second, "v1's flush under way", func() bool {
@@ -920,9 +925,7 @@ func TestFlushHoldsUpNoOtherVolume(t *testing.T) {
 	default:
 	}
 
-	r.dm.mu.Lock()
-	r.dm.devs["strata-v1"].held = false
-	r.dm.mu.Unlock()
+	r.dm.hold("strata-v1", false)
 	if err := <-detached; err != nil {
 		t.Fatal(err)
 	}
@@ -981,9 +984,7 @@ func TestDrainForDetach(t *testing.T) {
 
 	// Ceph unreachable: nothing drains.
 	r.dm.write("strata-v1", 500)
-	r.dm.mu.Lock()
-	r.dm.devs["strata-v1"].held = true
-	r.dm.mu.Unlock()
+	r.dm.hold("strata-v1", true)
 	// Past writeBack's stall window (2 s): no headway at all is no tail.
 	r.m.FlushTimeout, r.m.FlushRetry = 3*time.Second, time.Hour
 	err := r.m.DrainForDetach(ctx, "v1")
@@ -999,9 +1000,7 @@ func TestDrainForDetach(t *testing.T) {
 	}
 	// The instance is deleted meanwhile and Ceph is back: the detach is
 	// not turned away by the write-back's failure.
-	r.dm.mu.Lock()
-	r.dm.devs["strata-v1"].held = false
-	r.dm.mu.Unlock()
+	r.dm.hold("strata-v1", false)
 	r.m.FlushTimeout = 5 * time.Second
 	if err := r.m.Detach(ctx, "v1"); err != nil {
 		t.Fatal(err)
